@@ -1,0 +1,506 @@
+#include "common/spec.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status.h"
+#include "yaml-cpp/yaml.h"
+
+namespace rung {
+namespace {
+
+using v1::ExperimentSpec;
+using v1::ParamSpec;
+
+absl::Status Invalid(absl::string_view field, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
+}
+
+std::string Scalar(const YAML::Node& n) {
+  if (n.IsScalar()) return n.Scalar();
+  if (n.IsSequence()) return "a list";
+  if (n.IsMap()) return "a mapping";
+  return "nothing";
+}
+
+absl::Status CheckKeys(const YAML::Node& n, absl::string_view field,
+                       std::initializer_list<absl::string_view> known) {
+  if (!n.IsMap()) return Invalid(field, absl::StrCat("expected a mapping, got ", Scalar(n)));
+  for (const auto& kv : n) {
+    std::string key = kv.first.Scalar();
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      return Invalid(field.empty() ? "spec" : field,
+                     absl::StrCat("unknown key '", key, "' (known: ", absl::StrJoin(known, ", "),
+                                  ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string Join(absl::string_view a, absl::string_view b) {
+  return a.empty() ? std::string(b) : absl::StrCat(a, ".", b);
+}
+
+absl::StatusOr<std::string> GetString(const YAML::Node& n, absl::string_view field) {
+  if (!n.IsScalar()) return Invalid(field, absl::StrCat("expected a string, got ", Scalar(n)));
+  return n.Scalar();
+}
+
+absl::StatusOr<double> GetDouble(const YAML::Node& n, absl::string_view field) {
+  if (n.IsScalar()) {
+    const std::string& s = n.Scalar();
+    double d = 0;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), d);
+    if (ec == std::errc() && end == s.data() + s.size() && std::isfinite(d)) return d;
+  }
+  return Invalid(field, absl::StrCat("expected a number, got '", Scalar(n), "'"));
+}
+
+absl::StatusOr<int64_t> GetInt(const YAML::Node& n, absl::string_view field) {
+  if (n.IsScalar()) {
+    const std::string& s = n.Scalar();
+    int64_t v = 0;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec == std::errc() && end == s.data() + s.size()) return v;
+  }
+  return Invalid(field, absl::StrCat("expected an integer, got '", Scalar(n), "'"));
+}
+
+absl::StatusOr<bool> GetBool(const YAML::Node& n, absl::string_view field) {
+  if (n.IsScalar()) {
+    std::string s = absl::AsciiStrToLower(n.Scalar());
+    if (s == "true" || s == "yes" || s == "on") return true;
+    if (s == "false" || s == "no" || s == "off") return false;
+  }
+  return Invalid(field, absl::StrCat("expected true or false, got '", Scalar(n), "'"));
+}
+
+absl::StatusOr<int32_t> GetInt32(const YAML::Node& n, absl::string_view field, int64_t lo) {
+  ASSIGN_OR_RETURN(int64_t v, GetInt(n, field));
+  if (v < lo || v > std::numeric_limits<int32_t>::max()) {
+    return Invalid(field, absl::StrCat("must be at least ", lo, " (got ", v, ")"));
+  }
+  return static_cast<int32_t>(v);
+}
+
+absl::Status ParseStringMap(const YAML::Node& n, absl::string_view field,
+                            google::protobuf::Map<std::string, std::string>* out) {
+  if (!n.IsMap()) return Invalid(field, absl::StrCat("expected a mapping, got ", Scalar(n)));
+  for (const auto& kv : n) {
+    std::string key = kv.first.Scalar();
+    ASSIGN_OR_RETURN(std::string v, GetString(kv.second, Join(field, key)));
+    (*out)[key] = v;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseParam(const std::string& name, const YAML::Node& n, ParamSpec* p) {
+  std::string field = absl::StrCat("search_space.", name);
+  RETURN_IF_ERROR(
+      CheckKeys(n, field, {"type", "min", "max", "log", "values", "grid_points"}));
+  p->set_name(name);
+  if (!n["type"]) return Invalid(field, "type is required (float, int or categorical)");
+  ASSIGN_OR_RETURN(std::string type, GetString(n["type"], field + ".type"));
+  if (type == "float" || type == "double") {
+    p->set_type(ParamSpec::FLOAT);
+  } else if (type == "int" || type == "integer") {
+    p->set_type(ParamSpec::INT);
+  } else if (type == "categorical" || type == "choice") {
+    p->set_type(ParamSpec::CATEGORICAL);
+  } else {
+    return Invalid(field + ".type",
+                   absl::StrCat("unknown type '", type, "' (known: float, int, categorical)"));
+  }
+  bool numeric = p->type() != ParamSpec::CATEGORICAL;
+  if (n["min"]) {
+    if (!numeric) return Invalid(field, "min applies to float and int parameters only");
+    if (p->type() == ParamSpec::INT) {
+      ASSIGN_OR_RETURN(int64_t v, GetInt(n["min"], field + ".min"));
+      p->set_min(static_cast<double>(v));
+    } else {
+      ASSIGN_OR_RETURN(double v, GetDouble(n["min"], field + ".min"));
+      p->set_min(v);
+    }
+  }
+  if (n["max"]) {
+    if (!numeric) return Invalid(field, "max applies to float and int parameters only");
+    if (p->type() == ParamSpec::INT) {
+      ASSIGN_OR_RETURN(int64_t v, GetInt(n["max"], field + ".max"));
+      p->set_max(static_cast<double>(v));
+    } else {
+      ASSIGN_OR_RETURN(double v, GetDouble(n["max"], field + ".max"));
+      p->set_max(v);
+    }
+  }
+  if (n["log"]) {
+    ASSIGN_OR_RETURN(bool v, GetBool(n["log"], field + ".log"));
+    p->set_log(v);
+  }
+  if (n["grid_points"]) {
+    ASSIGN_OR_RETURN(int32_t v, GetInt32(n["grid_points"], field + ".grid_points", 1));
+    p->set_grid_points(v);
+  }
+  if (n["values"]) {
+    const YAML::Node& vs = n["values"];
+    if (!vs.IsSequence()) {
+      return Invalid(field + ".values", absl::StrCat("expected a list, got ", Scalar(vs)));
+    }
+    for (size_t i = 0; i < vs.size(); ++i) {
+      std::string f = absl::StrCat(field, ".values[", i, "]");
+      if (p->type() == ParamSpec::CATEGORICAL) {
+        ASSIGN_OR_RETURN(std::string v, GetString(vs[i], f));
+        p->add_values(v);
+      } else if (p->type() == ParamSpec::INT) {
+        ASSIGN_OR_RETURN(int64_t v, GetInt(vs[i], f));
+        p->add_grid_values(static_cast<double>(v));
+      } else {
+        ASSIGN_OR_RETURN(double v, GetDouble(vs[i], f));
+        p->add_grid_values(v);
+      }
+    }
+    if (vs.size() == 0) return Invalid(field, "values must not be empty");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FromYaml(const YAML::Node& root, ExperimentSpec* spec) {
+  RETURN_IF_ERROR(CheckKeys(root, "",
+                            {"name", "objective", "search_space", "algorithm", "budget", "trial",
+                             "resources"}));
+  if (root["name"]) {
+    ASSIGN_OR_RETURN(std::string v, GetString(root["name"], "name"));
+    spec->set_name(v);
+  }
+  if (const YAML::Node o = root["objective"]) {
+    RETURN_IF_ERROR(CheckKeys(o, "objective", {"metric", "goal"}));
+    if (o["metric"]) {
+      ASSIGN_OR_RETURN(std::string v, GetString(o["metric"], "objective.metric"));
+      spec->mutable_objective()->set_metric(v);
+    }
+    if (o["goal"]) {
+      ASSIGN_OR_RETURN(std::string g, GetString(o["goal"], "objective.goal"));
+      g = absl::AsciiStrToLower(g);
+      if (g == "minimize" || g == "min" || g == "minimise") {
+        spec->mutable_objective()->set_goal(v1::Objective::MINIMIZE);
+      } else if (g == "maximize" || g == "max" || g == "maximise") {
+        spec->mutable_objective()->set_goal(v1::Objective::MAXIMIZE);
+      } else {
+        return Invalid("objective.goal",
+                       absl::StrCat("unknown goal '", g, "' (known: minimize, maximize)"));
+      }
+    }
+  }
+  if (const YAML::Node s = root["search_space"]) {
+    if (!s.IsMap()) {
+      return Invalid("search_space", absl::StrCat("expected a mapping, got ", Scalar(s)));
+    }
+    for (const auto& kv : s) {
+      RETURN_IF_ERROR(ParseParam(kv.first.Scalar(), kv.second, spec->add_search_space()));
+    }
+  }
+  if (const YAML::Node a = root["algorithm"]) {
+    RETURN_IF_ERROR(CheckKeys(a, "algorithm", {"name", "seed"}));
+    if (a["name"]) {
+      ASSIGN_OR_RETURN(std::string v, GetString(a["name"], "algorithm.name"));
+      spec->mutable_algorithm()->set_name(v);
+    }
+    if (a["seed"]) {
+      ASSIGN_OR_RETURN(int64_t v, GetInt(a["seed"], "algorithm.seed"));
+      if (v < 0) return Invalid("algorithm.seed", absl::StrCat("must not be negative (got ", v, ")"));
+      spec->mutable_algorithm()->set_seed(static_cast<uint64_t>(v));
+    }
+  }
+  if (const YAML::Node b = root["budget"]) {
+    RETURN_IF_ERROR(CheckKeys(b, "budget", {"max_trials", "max_concurrent"}));
+    if (b["max_trials"]) {
+      ASSIGN_OR_RETURN(int32_t v, GetInt32(b["max_trials"], "budget.max_trials", 1));
+      spec->mutable_budget()->set_max_trials(v);
+    }
+    if (b["max_concurrent"]) {
+      ASSIGN_OR_RETURN(int32_t v, GetInt32(b["max_concurrent"], "budget.max_concurrent", 1));
+      spec->mutable_budget()->set_max_concurrent(v);
+    }
+  }
+  if (const YAML::Node t = root["trial"]) {
+    RETURN_IF_ERROR(CheckKeys(t, "trial", {"command", "workdir", "env", "max_restarts"}));
+    v1::TrialTemplate* tt = spec->mutable_trial();
+    if (const YAML::Node c = t["command"]) {
+      if (c.IsScalar()) {
+        return Invalid("trial.command",
+                       "expected a list of arguments, e.g. [python3, train.py, --lr, \"{lr}\"]");
+      }
+      if (!c.IsSequence()) return Invalid("trial.command", "expected a list of arguments");
+      for (size_t i = 0; i < c.size(); ++i) {
+        ASSIGN_OR_RETURN(std::string v, GetString(c[i], absl::StrCat("trial.command[", i, "]")));
+        tt->add_command(v);
+      }
+    }
+    if (t["workdir"]) {
+      ASSIGN_OR_RETURN(std::string v, GetString(t["workdir"], "trial.workdir"));
+      tt->set_workdir(v);
+    }
+    if (t["env"]) RETURN_IF_ERROR(ParseStringMap(t["env"], "trial.env", tt->mutable_env()));
+    if (t["max_restarts"]) {
+      ASSIGN_OR_RETURN(int32_t v, GetInt32(t["max_restarts"], "trial.max_restarts", 0));
+      tt->set_max_restarts(v);
+    }
+  }
+  if (const YAML::Node r = root["resources"]) {
+    RETURN_IF_ERROR(CheckKeys(r, "resources", {"gpus", "labels"}));
+    if (r["gpus"]) {
+      ASSIGN_OR_RETURN(int32_t v, GetInt32(r["gpus"], "resources.gpus", 0));
+      spec->mutable_trial()->set_gpus(v);
+    }
+    if (r["labels"]) {
+      RETURN_IF_ERROR(
+          ParseStringMap(r["labels"], "resources.labels", spec->mutable_trial()->mutable_labels()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+bool IsIdentChar(char c, bool first) {
+  return absl::ascii_isalpha(static_cast<unsigned char>(c)) || c == '_' ||
+         (!first && (absl::ascii_isdigit(static_cast<unsigned char>(c)) || c == '.' || c == '-'));
+}
+
+absl::Status ValidateParam(ParamSpec* p, bool grid) {
+  std::string field = absl::StrCat("search_space.", p->name());
+  if (p->name().empty() || !IsIdentChar(p->name()[0], true)) {
+    return Invalid(field, "a parameter name must start with a letter or '_'");
+  }
+  for (char c : p->name()) {
+    if (!IsIdentChar(c, false)) {
+      return Invalid(field, absl::StrCat("a parameter name may hold letters, digits, '_', '.' "
+                                         "and '-' only (got '", std::string(1, c), "')"));
+    }
+  }
+  switch (p->type()) {
+    case ParamSpec::CATEGORICAL: {
+      if (p->values().empty()) return Invalid(field, "values must not be empty");
+      std::set<std::string> seen;
+      for (const auto& v : p->values()) {
+        if (!seen.insert(v).second) {
+          return Invalid(field, absl::StrCat("value '", v, "' appears twice"));
+        }
+      }
+      if (p->grid_points() != 0) return Invalid(field, "grid_points applies to floats only");
+      return absl::OkStatus();
+    }
+    case ParamSpec::FLOAT:
+    case ParamSpec::INT: {
+      bool is_int = p->type() == ParamSpec::INT;
+      if (!p->grid_values().empty()) {
+        if (p->log() && *std::min_element(p->grid_values().begin(), p->grid_values().end()) <= 0) {
+          return Invalid(field, "log needs values above 0");
+        }
+        if (p->min() == 0 && p->max() == 0) {
+          auto [lo, hi] = std::minmax_element(p->grid_values().begin(), p->grid_values().end());
+          p->set_min(*lo);
+          p->set_max(*hi);
+        }
+        return absl::OkStatus();
+      }
+      if (!(p->min() < p->max())) {
+        return Invalid(field, absl::StrCat("min (", FormatDouble(p->min()),
+                                           ") must be below max (", FormatDouble(p->max()), ")"));
+      }
+      if (p->log() && p->min() <= 0) {
+        return Invalid(field,
+                       absl::StrCat("log needs min above 0 (got ", FormatDouble(p->min()), ")"));
+      }
+      if (is_int && p->grid_points() != 0) {
+        return Invalid(field, "grid_points applies to floats only; a grid uses every integer");
+      }
+      if (grid && !is_int && p->grid_points() == 0) {
+        return Invalid(field, "grid search needs grid_points (or values) for a float");
+      }
+      if (p->grid_points() == 1) return Invalid(field, "grid_points must be at least 2 (got 1)");
+      return absl::OkStatus();
+    }
+    default:
+      return Invalid(field, "type is required (float, int or categorical)");
+  }
+}
+
+}  // namespace
+
+std::string FormatDouble(double d) {
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), d);
+  if (ec != std::errc()) return absl::StrCat(d);
+  return std::string(buf, end);
+}
+
+std::string FormatParam(const v1::ParamValue& v) {
+  switch (v.kind_case()) {
+    case v1::ParamValue::kFloatValue:
+      return FormatDouble(v.float_value());
+    case v1::ParamValue::kIntValue:
+      return absl::StrCat(v.int_value());
+    case v1::ParamValue::kCategoricalValue:
+      return v.categorical_value();
+    default:
+      return "";
+  }
+}
+
+std::string JsonQuote(absl::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          snprintf(buf, sizeof(buf), "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  out += "\"";
+  return out;
+}
+
+std::string ParamsToJson(const google::protobuf::Map<std::string, v1::ParamValue>& params) {
+  std::map<std::string, const v1::ParamValue*> sorted;
+  for (const auto& [k, v] : params) sorted[k] = &v;
+  std::string out = "{";
+  for (const auto& [k, v] : sorted) {
+    if (out.size() > 1) out += ", ";
+    absl::StrAppend(&out, JsonQuote(k), ": ");
+    if (v->kind_case() == v1::ParamValue::kCategoricalValue) {
+      out += JsonQuote(v->categorical_value());
+    } else {
+      out += FormatParam(*v);
+    }
+  }
+  out += "}";
+  return out;
+}
+
+absl::StatusOr<std::string> FillPlaceholders(
+    absl::string_view arg, const google::protobuf::Map<std::string, v1::ParamValue>& params) {
+  std::string out;
+  size_t i = 0;
+  while (i < arg.size()) {
+    if (arg[i] == '{') {
+      size_t j = i + 1;
+      while (j < arg.size() && IsIdentChar(arg[j], j == i + 1)) ++j;
+      if (j < arg.size() && arg[j] == '}' && j > i + 1) {
+        std::string name(arg.substr(i + 1, j - i - 1));
+        auto it = params.find(name);
+        if (it == params.end()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("placeholder {", name, "} names no parameter"));
+        }
+        out += FormatParam(it->second);
+        i = j + 1;
+        continue;
+      }
+    }
+    out += arg[i++];
+  }
+  return out;
+}
+
+absl::Status ValidateSpec(ExperimentSpec* spec, absl::string_view base_dir) {
+  if (spec->name().empty()) spec->set_name("experiment");
+  if (spec->objective().metric().empty()) {
+    return Invalid("objective.metric", "is required (the metric to optimise, e.g. loss)");
+  }
+  if (spec->objective().goal() == v1::Objective::GOAL_UNSPECIFIED) {
+    return Invalid("objective.goal", "is required (minimize or maximize)");
+  }
+  std::string algo = spec->algorithm().name().empty() ? "random" : spec->algorithm().name();
+  spec->mutable_algorithm()->set_name(algo);
+  if (algo != "random" && algo != "grid") {
+    return Invalid("algorithm.name", absl::StrCat("unknown algorithm '", algo,
+                                                  "' (known: random, grid)"));
+  }
+  bool grid = algo == "grid";
+  if (spec->search_space().empty()) {
+    return Invalid("search_space", "is required and must name at least one parameter");
+  }
+  std::set<std::string> names;
+  for (auto& p : *spec->mutable_search_space()) {
+    if (!names.insert(p.name()).second) {
+      return Invalid(absl::StrCat("search_space.", p.name()), "is defined twice");
+    }
+    RETURN_IF_ERROR(ValidateParam(&p, grid));
+  }
+  v1::Budget* b = spec->mutable_budget();
+  if (b->max_trials() < 0) return Invalid("budget.max_trials", "must be at least 1");
+  if (!grid && b->max_trials() == 0) {
+    return Invalid("budget.max_trials", absl::StrCat("is required for ", algo, " search"));
+  }
+  if (b->max_concurrent() < 0) return Invalid("budget.max_concurrent", "must be at least 1");
+  // Grid search: max_trials 0 means the whole grid; the controller fills in its size.
+  if (b->max_concurrent() == 0 && b->max_trials() > 0) b->set_max_concurrent(b->max_trials());
+
+  v1::TrialTemplate* t = spec->mutable_trial();
+  if (t->command().empty()) {
+    return Invalid("trial.command", "is required (the argv of the training process)");
+  }
+  google::protobuf::Map<std::string, v1::ParamValue> probe;
+  for (const auto& p : spec->search_space()) probe[p.name()].set_int_value(0);
+  for (int i = 0; i < t->command_size(); ++i) {
+    auto filled = FillPlaceholders(t->command(i), probe);
+    if (!filled.ok()) {
+      return Invalid(absl::StrCat("trial.command[", i, "]"), filled.status().message());
+    }
+  }
+  for (const auto& [k, v] : t->env()) {
+    auto filled = FillPlaceholders(v, probe);
+    if (!filled.ok()) return Invalid(absl::StrCat("trial.env.", k), filled.status().message());
+  }
+  if (t->max_restarts() < 0) return Invalid("trial.max_restarts", "must not be negative");
+  if (t->gpus() < 0) return Invalid("resources.gpus", "must not be negative");
+  std::filesystem::path wd = t->workdir().empty() ? "." : t->workdir();
+  if (wd.is_relative()) {
+    if (base_dir.empty()) {
+      return Invalid("trial.workdir", absl::StrCat("'", t->workdir(),
+                                                   "' is relative but no spec folder was given"));
+    }
+    wd = std::filesystem::path(std::string(base_dir)) / wd;
+  }
+  t->set_workdir(wd.lexically_normal().string());
+  if (t->workdir().size() > 1 && t->workdir().back() == '/') {
+    t->set_workdir(t->workdir().substr(0, t->workdir().size() - 1));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ExperimentSpec> ParseSpecYaml(absl::string_view yaml, absl::string_view base_dir) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(yaml));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("spec is not valid YAML: line ",
+                                                   e.mark.line + 1, ": ", e.msg));
+  }
+  if (!root.IsMap()) return absl::InvalidArgumentError("spec: expected a YAML mapping at the top");
+  ExperimentSpec spec;
+  try {
+    RETURN_IF_ERROR(FromYaml(root, &spec));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("spec: line ", e.mark.line + 1, ": ", e.msg));
+  }
+  RETURN_IF_ERROR(ValidateSpec(&spec, base_dir));
+  return spec;
+}
+
+}  // namespace rung

@@ -1,0 +1,49 @@
+// rungd's Prometheus metrics. Gauges about experiments, trials, workers and slots are read
+// from the Controller at scrape time, so they are never stale; RPC counts are kept here.
+#ifndef RUNG_SERVER_API_METRICS_H_
+#define RUNG_SERVER_API_METRICS_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "grpcpp/support/status.h"
+#include "server/schedule/controller.h"
+
+namespace prometheus {
+class Collectable;
+class Exposer;
+class Registry;
+template <typename T>
+class Family;
+class Counter;
+}  // namespace prometheus
+
+namespace rung {
+
+class ServerMetrics {
+ public:
+  // Serves /metrics on `listen` (host:port; port 0 picks a free one). `controller` must
+  // outlive this object.
+  static absl::StatusOr<std::unique_ptr<ServerMetrics>> Start(const std::string& listen,
+                                                              Controller* controller);
+  ~ServerMetrics();
+
+  // Counts one finished RPC. Thread-safe.
+  void CountRpc(absl::string_view method, grpc::StatusCode code);
+  int port() const { return port_; }
+
+ private:
+  ServerMetrics() = default;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::shared_ptr<prometheus::Collectable> state_;
+  prometheus::Family<prometheus::Counter>* rpcs_ = nullptr;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  int port_ = 0;
+};
+
+}  // namespace rung
+
+#endif  // RUNG_SERVER_API_METRICS_H_

@@ -1,0 +1,327 @@
+#include "server/api/services.h"
+
+#include <deque>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/spec.h"
+
+namespace rung {
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  // absl and gRPC share the canonical code numbers.
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+namespace {
+
+absl::Status NeedId(const std::string& id, const char* field) {
+  if (id.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": must not be empty"));
+  return absl::OkStatus();
+}
+
+// One worker's stream. Reads one message at a time and hands it to the Controller; writes
+// what the Controller sends, one at a time, from a queue. Deletes itself in OnDone.
+class WorkerStream final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::ControllerMessage>,
+                           public WorkerSink {
+ public:
+  WorkerStream(Controller* controller, ServerMetrics* metrics)
+      : controller_(controller), metrics_(metrics) {
+    StartRead(&in_);
+  }
+
+  // Called by the Controller with its lock held: only queues.
+  void Send(const v1::ControllerMessage& msg) override {
+    absl::MutexLock l(&mu_);
+    if (finished_) return;
+    out_.push_back(msg);
+    if (!writing_) {
+      writing_ = true;
+      StartWrite(&out_.front());
+    }
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      FinishOnce(grpc::Status::OK);
+      return;
+    }
+    absl::Status s;
+    if (session_ == 0) {
+      if (!in_.has_register_()) {
+        s = absl::InvalidArgumentError("the first message on a worker stream must be register");
+      } else {
+        auto session = controller_->WorkerConnected(in_.register_(), this);
+        if (session.ok()) session_ = *session;
+        s = session.status();
+      }
+    } else {
+      s = controller_->HandleWorkerMessage(session_, in_);
+    }
+    if (!s.ok()) {
+      FinishOnce(ToGrpc(s));
+      return;
+    }
+    StartRead(&in_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock l(&mu_);
+    out_.pop_front();
+    if (ok && !out_.empty()) {
+      StartWrite(&out_.front());
+      return;
+    }
+    writing_ = false;
+    if (finish_pending_) {
+      finish_pending_ = false;
+      Finish(final_status_);
+    }
+  }
+
+  void OnCancel() override { FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled")); }
+
+  void OnDone() override {
+    if (session_ != 0) controller_->WorkerDisconnected(session_);
+    metrics_->CountRpc("WorkerService.Connect", final_status_.error_code());
+    delete this;
+  }
+
+ private:
+  void FinishOnce(const grpc::Status& status) {
+    absl::MutexLock l(&mu_);
+    if (finished_) return;
+    finished_ = true;
+    final_status_ = status;
+    if (writing_) {
+      finish_pending_ = true;  // Finish after the write in flight completes
+    } else {
+      Finish(status);
+    }
+  }
+
+  Controller* const controller_;
+  ServerMetrics* const metrics_;
+  v1::WorkerMessage in_;
+  int64_t session_ = 0;  // only touched by the read callbacks, which never overlap
+  absl::Mutex mu_;
+  std::deque<v1::ControllerMessage> out_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_pending_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status final_status_;
+};
+
+// One WatchExperiment call: the Controller's events, written in order.
+class WatchStream final : public grpc::ServerWriteReactor<v1::WatchEvent>, public WatchSink {
+ public:
+  WatchStream(Controller* controller, ServerMetrics* metrics, const std::string& id)
+      : controller_(controller), metrics_(metrics) {
+    auto handle = controller_->Watch(id, this);
+    absl::MutexLock l(&mu_);
+    if (!handle.ok()) {
+      status_ = ToGrpc(handle.status());
+      closing_ = true;
+      if (!writing_) DoFinish();
+      return;
+    }
+    handle_ = *handle;
+  }
+
+  void Send(const v1::WatchEvent& e) override {
+    absl::MutexLock l(&mu_);
+    if (closing_) return;
+    out_.push_back(e);
+    if (!writing_) {
+      writing_ = true;
+      StartWrite(&out_.front());
+    }
+  }
+
+  void Close() override {
+    absl::MutexLock l(&mu_);
+    if (closing_) return;
+    closing_ = true;
+    if (!writing_) DoFinish();
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock l(&mu_);
+    out_.pop_front();
+    if (!ok) {
+      out_.clear();
+      closing_ = true;
+      status_ = grpc::Status(grpc::StatusCode::CANCELLED, "watcher went away");
+    }
+    if (!out_.empty()) {
+      StartWrite(&out_.front());
+      return;
+    }
+    writing_ = false;
+    if (closing_) DoFinish();
+  }
+
+  void OnCancel() override {
+    absl::MutexLock l(&mu_);
+    closing_ = true;
+    status_ = grpc::Status(grpc::StatusCode::CANCELLED, "watcher went away");
+    if (!writing_) DoFinish();
+  }
+
+  void OnDone() override {
+    if (handle_ != 0) controller_->Unwatch(handle_);
+    metrics_->CountRpc("ExperimentService.WatchExperiment", status_.error_code());
+    delete this;
+  }
+
+ private:
+  void DoFinish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    finished_ = true;
+    Finish(status_);
+  }
+
+  Controller* const controller_;
+  ServerMetrics* const metrics_;
+  int64_t handle_ = 0;
+  absl::Mutex mu_;
+  std::deque<v1::WatchEvent> out_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status status_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::Done(grpc::CallbackServerContext* ctx,
+                                                      const char* method, const absl::Status& s) {
+  grpc::Status gs = ToGrpc(s);
+  metrics_->CountRpc(method, gs.error_code());
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(gs);
+  return reactor;
+}
+
+// Runs `expr` (an absl::StatusOr<T>); on success moves its value into *resp.
+#define RUNG_UNARY(method, expr)                                 \
+  do {                                                           \
+    auto result = (expr);                                        \
+    if (result.ok()) *resp = std::move(result).value();          \
+    return Done(ctx, "ExperimentService." method, result.status()); \
+  } while (0)
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::CreateExperiment(
+    grpc::CallbackServerContext* ctx, const v1::CreateExperimentRequest* req, v1::Experiment* resp) {
+  absl::StatusOr<v1::ExperimentSpec> spec;
+  if (req->has_spec()) {
+    v1::ExperimentSpec s = req->spec();
+    absl::Status valid = ValidateSpec(&s, req->base_dir());
+    spec = valid.ok() ? absl::StatusOr<v1::ExperimentSpec>(std::move(s))
+                      : absl::StatusOr<v1::ExperimentSpec>(valid);
+  } else if (!req->spec_yaml().empty()) {
+    spec = ParseSpecYaml(req->spec_yaml(), req->base_dir());
+  } else {
+    spec = absl::InvalidArgumentError("spec: give spec or spec_yaml");
+  }
+  if (!spec.ok()) return Done(ctx, "ExperimentService.CreateExperiment", spec.status());
+  RUNG_UNARY("CreateExperiment", controller_->CreateExperiment(std::move(spec).value()));
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::GetExperiment(
+    grpc::CallbackServerContext* ctx, const v1::GetExperimentRequest* req, v1::Experiment* resp) {
+  if (auto s = NeedId(req->id(), "id"); !s.ok()) return Done(ctx, "ExperimentService.GetExperiment", s);
+  RUNG_UNARY("GetExperiment", controller_->GetExperiment(req->id()));
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::ListExperiments(
+    grpc::CallbackServerContext* ctx, const v1::ListExperimentsRequest*,
+    v1::ListExperimentsResponse* resp) {
+  for (auto& e : controller_->ListExperiments()) *resp->add_experiments() = std::move(e);
+  return Done(ctx, "ExperimentService.ListExperiments", absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::CancelExperiment(
+    grpc::CallbackServerContext* ctx, const v1::ExperimentRequest* req, v1::Experiment* resp) {
+  if (auto s = NeedId(req->id(), "id"); !s.ok()) return Done(ctx, "ExperimentService.CancelExperiment", s);
+  RUNG_UNARY("CancelExperiment", controller_->CancelExperiment(req->id()));
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::PauseExperiment(
+    grpc::CallbackServerContext* ctx, const v1::ExperimentRequest* req, v1::Experiment* resp) {
+  if (auto s = NeedId(req->id(), "id"); !s.ok()) return Done(ctx, "ExperimentService.PauseExperiment", s);
+  RUNG_UNARY("PauseExperiment", controller_->PauseExperiment(req->id()));
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::ResumeExperiment(
+    grpc::CallbackServerContext* ctx, const v1::ExperimentRequest* req, v1::Experiment* resp) {
+  if (auto s = NeedId(req->id(), "id"); !s.ok()) return Done(ctx, "ExperimentService.ResumeExperiment", s);
+  RUNG_UNARY("ResumeExperiment", controller_->ResumeExperiment(req->id()));
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::ListTrials(grpc::CallbackServerContext* ctx,
+                                                            const v1::ListTrialsRequest* req,
+                                                            v1::ListTrialsResponse* resp) {
+  auto trials = controller_->ListTrials(req->experiment_id());
+  if (trials.ok()) {
+    for (auto& t : *trials) *resp->add_trials() = std::move(t);
+  }
+  return Done(ctx, "ExperimentService.ListTrials", trials.status());
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::GetTrial(grpc::CallbackServerContext* ctx,
+                                                          const v1::GetTrialRequest* req,
+                                                          v1::Trial* resp) {
+  RUNG_UNARY("GetTrial", controller_->GetTrial(req->id()));
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::GetTrialMetrics(
+    grpc::CallbackServerContext* ctx, const v1::GetTrialMetricsRequest* req,
+    v1::GetTrialMetricsResponse* resp) {
+  auto reports = controller_->GetTrialMetrics(req->trial_id());
+  if (reports.ok()) {
+    for (auto& r : *reports) *resp->add_reports() = std::move(r);
+  }
+  return Done(ctx, "ExperimentService.GetTrialMetrics", reports.status());
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::GetBestTrials(
+    grpc::CallbackServerContext* ctx, const v1::GetBestTrialsRequest* req,
+    v1::GetBestTrialsResponse* resp) {
+  if (req->count() < 0) {
+    return Done(ctx, "ExperimentService.GetBestTrials",
+                absl::InvalidArgumentError(absl::StrCat("count: must not be negative (got ",
+                                                        req->count(), ")")));
+  }
+  auto best = controller_->GetBestTrials(req->experiment_id(), req->count());
+  if (best.ok()) {
+    for (auto& t : *best) *resp->add_trials() = std::move(t);
+  }
+  return Done(ctx, "ExperimentService.GetBestTrials", best.status());
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::GetTrialLogs(grpc::CallbackServerContext* ctx,
+                                                              const v1::GetTrialLogsRequest* req,
+                                                              v1::GetTrialLogsResponse* resp) {
+  auto t = controller_->GetTrial(req->trial_id());
+  if (t.ok()) {
+    resp->set_worker_id(t->worker_id());
+    resp->set_stdout_path(t->stdout_path());
+    resp->set_stderr_path(t->stderr_path());
+    resp->set_stderr_tail(t->message());
+  }
+  return Done(ctx, "ExperimentService.GetTrialLogs", t.status());
+}
+
+grpc::ServerWriteReactor<v1::WatchEvent>* ExperimentServiceImpl::WatchExperiment(
+    grpc::CallbackServerContext*, const v1::WatchExperimentRequest* req) {
+  return new WatchStream(controller_, metrics_, req->id());
+}
+
+grpc::ServerBidiReactor<v1::WorkerMessage, v1::ControllerMessage>* WorkerServiceImpl::Connect(
+    grpc::CallbackServerContext*) {
+  return new WorkerStream(controller_, metrics_);
+}
+
+}  // namespace rung

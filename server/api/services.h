@@ -1,0 +1,79 @@
+// rungd's gRPC services on the callback API. Thin: validate, translate, hand off to the
+// Controller, map absl::Status to grpc::Status in one place (ToGrpc).
+#ifndef RUNG_SERVER_API_SERVICES_H_
+#define RUNG_SERVER_API_SERVICES_H_
+
+#include "absl/status/status.h"
+#include "grpcpp/grpcpp.h"
+#include "rung/v1/experiment_service.grpc.pb.h"
+#include "rung/v1/worker_service.grpc.pb.h"
+#include "server/api/metrics.h"
+#include "server/schedule/controller.h"
+
+namespace rung {
+
+grpc::Status ToGrpc(const absl::Status& s);
+
+// Both services borrow `controller` and `metrics`, which must outlive the server.
+class ExperimentServiceImpl final : public v1::ExperimentService::CallbackService {
+ public:
+  ExperimentServiceImpl(Controller* controller, ServerMetrics* metrics)
+      : controller_(controller), metrics_(metrics) {}
+
+  grpc::ServerUnaryReactor* CreateExperiment(grpc::CallbackServerContext* ctx,
+                                             const v1::CreateExperimentRequest* req,
+                                             v1::Experiment* resp) override;
+  grpc::ServerUnaryReactor* GetExperiment(grpc::CallbackServerContext* ctx,
+                                          const v1::GetExperimentRequest* req,
+                                          v1::Experiment* resp) override;
+  grpc::ServerUnaryReactor* ListExperiments(grpc::CallbackServerContext* ctx,
+                                            const v1::ListExperimentsRequest* req,
+                                            v1::ListExperimentsResponse* resp) override;
+  grpc::ServerUnaryReactor* CancelExperiment(grpc::CallbackServerContext* ctx,
+                                             const v1::ExperimentRequest* req,
+                                             v1::Experiment* resp) override;
+  grpc::ServerUnaryReactor* PauseExperiment(grpc::CallbackServerContext* ctx,
+                                            const v1::ExperimentRequest* req,
+                                            v1::Experiment* resp) override;
+  grpc::ServerUnaryReactor* ResumeExperiment(grpc::CallbackServerContext* ctx,
+                                             const v1::ExperimentRequest* req,
+                                             v1::Experiment* resp) override;
+  grpc::ServerUnaryReactor* ListTrials(grpc::CallbackServerContext* ctx,
+                                       const v1::ListTrialsRequest* req,
+                                       v1::ListTrialsResponse* resp) override;
+  grpc::ServerUnaryReactor* GetTrial(grpc::CallbackServerContext* ctx,
+                                     const v1::GetTrialRequest* req, v1::Trial* resp) override;
+  grpc::ServerUnaryReactor* GetTrialMetrics(grpc::CallbackServerContext* ctx,
+                                            const v1::GetTrialMetricsRequest* req,
+                                            v1::GetTrialMetricsResponse* resp) override;
+  grpc::ServerUnaryReactor* GetBestTrials(grpc::CallbackServerContext* ctx,
+                                          const v1::GetBestTrialsRequest* req,
+                                          v1::GetBestTrialsResponse* resp) override;
+  grpc::ServerUnaryReactor* GetTrialLogs(grpc::CallbackServerContext* ctx,
+                                         const v1::GetTrialLogsRequest* req,
+                                         v1::GetTrialLogsResponse* resp) override;
+  grpc::ServerWriteReactor<v1::WatchEvent>* WatchExperiment(
+      grpc::CallbackServerContext* ctx, const v1::WatchExperimentRequest* req) override;
+
+ private:
+  grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const char* method,
+                                 const absl::Status& s);
+  Controller* const controller_;
+  ServerMetrics* const metrics_;
+};
+
+class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
+ public:
+  WorkerServiceImpl(Controller* controller, ServerMetrics* metrics)
+      : controller_(controller), metrics_(metrics) {}
+  grpc::ServerBidiReactor<v1::WorkerMessage, v1::ControllerMessage>* Connect(
+      grpc::CallbackServerContext* ctx) override;
+
+ private:
+  Controller* const controller_;
+  ServerMetrics* const metrics_;
+};
+
+}  // namespace rung
+
+#endif  // RUNG_SERVER_API_SERVICES_H_

@@ -1,0 +1,151 @@
+// rungd: the controller. Parses flags, opens the store, wires the parts, serves.
+#include <signal.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "common/log.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "server/api/metrics.h"
+#include "server/api/services.h"
+#include "server/schedule/controller.h"
+#include "server/store/store.h"
+#include "yaml-cpp/yaml.h"
+
+namespace {
+
+std::string DefaultDataDir() {
+  if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x) return absl::StrCat(x, "/rung");
+  if (const char* h = std::getenv("HOME"); h && *h) return absl::StrCat(h, "/.local/share/rung");
+  return "./rung-data";
+}
+
+int Fail(const std::string& msg) {
+  std::cerr << "rungd: " << msg << "\n";
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"rungd: the rung controller (experiments, search, scheduling, persistence)"};
+  std::string config_file, listen = "127.0.0.1:7411", data_dir = DefaultDataDir(),
+                           metrics_listen = "127.0.0.1:9411", lease_timeout = "30s",
+                           heartbeat = "5s", log_level = "info";
+  app.add_option("--config", config_file, "YAML file with any of the flags below as keys");
+  auto* o_listen = app.add_option("--listen", listen, "gRPC address")->capture_default_str();
+  auto* o_data = app.add_option("--data-dir", data_dir, "RocksDB folder")->capture_default_str();
+  auto* o_metrics = app.add_option("--metrics-listen", metrics_listen,
+                                   "Prometheus /metrics address")->capture_default_str();
+  auto* o_lease = app.add_option("--lease-timeout", lease_timeout,
+                                 "a worker silent this long loses its trials (e.g. 30s, 2m)")
+                      ->capture_default_str();
+  auto* o_hb = app.add_option("--heartbeat-interval", heartbeat, "how often workers heartbeat")
+                   ->capture_default_str();
+  auto* o_log = app.add_option("--log-level", log_level, "debug|info|warning|error")
+                    ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  if (!config_file.empty()) {
+    YAML::Node cfg;
+    try {
+      cfg = YAML::LoadFile(config_file);
+    } catch (const YAML::Exception& e) {
+      return Fail(absl::StrCat("--config ", config_file, ": ", e.what()));
+    }
+    const std::pair<const char*, std::pair<CLI::Option*, std::string*>> keys[] = {
+        {"listen", {o_listen, &listen}},          {"data-dir", {o_data, &data_dir}},
+        {"metrics-listen", {o_metrics, &metrics_listen}},
+        {"lease-timeout", {o_lease, &lease_timeout}}, {"heartbeat-interval", {o_hb, &heartbeat}},
+        {"log-level", {o_log, &log_level}}};
+    if (!cfg.IsMap()) return Fail(absl::StrCat("--config ", config_file, ": expected a mapping"));
+    for (const auto& kv : cfg) {
+      std::string key = kv.first.Scalar();
+      bool known = false;
+      for (const auto& [name, opt] : keys) {
+        if (key != name) continue;
+        known = true;
+        if (opt.first->count() == 0) *opt.second = kv.second.Scalar();  // flags win
+      }
+      if (!known) return Fail(absl::StrCat("--config ", config_file, ": unknown key '", key, "'"));
+    }
+  }
+
+  auto level = rung::ParseLogLevel(log_level);
+  if (!level.ok()) return Fail(std::string(level.status().message()));
+  rung::SetLogLevel(*level);
+  rung::SetLogTag("rungd");
+  rung::ControllerOptions options;
+  if (!absl::ParseDuration(lease_timeout, &options.lease_timeout) ||
+      options.lease_timeout <= absl::ZeroDuration()) {
+    return Fail(absl::StrCat("--lease-timeout: '", lease_timeout, "' is not a positive duration"));
+  }
+  if (!absl::ParseDuration(heartbeat, &options.heartbeat_interval) ||
+      options.heartbeat_interval <= absl::ZeroDuration() ||
+      options.heartbeat_interval >= options.lease_timeout) {
+    return Fail(absl::StrCat("--heartbeat-interval: '", heartbeat,
+                             "' must be a positive duration below --lease-timeout"));
+  }
+
+  // Signals are taken by sigwait below; block them before any thread starts.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  std::error_code ec;
+  std::filesystem::create_directories(data_dir, ec);
+  if (ec) return Fail(absl::StrCat("--data-dir ", data_dir, ": ", ec.message()));
+  auto store = rung::Store::Open(data_dir);
+  if (!store.ok()) return Fail(std::string(store.status().message()));
+  auto controller = rung::Controller::Create(store->get(), rung::Clock::Real(), options);
+  if (!controller.ok()) return Fail(std::string(controller.status().message()));
+  auto metrics = rung::ServerMetrics::Start(metrics_listen, controller->get());
+  if (!metrics.ok()) return Fail(std::string(metrics.status().message()));
+
+  rung::ExperimentServiceImpl experiments(controller->get(), metrics->get());
+  rung::WorkerServiceImpl workers(controller->get(), metrics->get());
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&experiments);
+  builder.RegisterService(&workers);
+  builder.SetMaxReceiveMessageSize(16 << 20);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || port == 0) return Fail(absl::StrCat("--listen ", listen, ": cannot listen"));
+
+  absl::Notification stop;
+  std::thread ticker([&] {
+    const absl::Duration every = std::min(options.lease_timeout / 4, absl::Seconds(1));
+    while (!stop.WaitForNotificationWithTimeout(every)) (*controller)->Tick();
+  });
+
+  std::string host = listen.substr(0, listen.rfind(':'));
+  std::string metrics_host = metrics_listen.substr(0, metrics_listen.rfind(':'));
+  // Tests and scripts wait for this line.
+  std::cout << "rungd: listening on " << host << ":" << port << ", metrics on http://"
+            << metrics_host << ":" << (*metrics)->port() << "/metrics, data in " << data_dir
+            << std::endl;
+  rung::Log(rung::LogLevel::kInfo, absl::StrCat("ready; lease timeout ",
+                                                absl::FormatDuration(options.lease_timeout)));
+
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  rung::Log(rung::LogLevel::kInfo, absl::StrCat("signal ", sig, ": shutting down"));
+  stop.Notify();
+  ticker.join();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  server->Wait();
+  return 0;
+}

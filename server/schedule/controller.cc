@@ -1,0 +1,1009 @@
+#include "server/schedule/controller.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/spec.h"
+#include "common/status.h"
+
+namespace rung {
+namespace {
+
+using v1::Experiment;
+using v1::Trial;
+
+bool TrialTerminal(v1::TrialState s) {
+  return s == v1::TRIAL_COMPLETED || s == v1::TRIAL_STOPPED || s == v1::TRIAL_FAILED;
+}
+bool TrialActive(v1::TrialState s) { return s == v1::TRIAL_ASSIGNED || s == v1::TRIAL_RUNNING; }
+bool ExperimentTerminal(v1::ExperimentState s) {
+  return s == v1::EXPERIMENT_COMPLETED || s == v1::EXPERIMENT_CANCELLED ||
+         s == v1::EXPERIMENT_FAILED;
+}
+
+// Whether `a` is a better objective value than `b`.
+bool Better(v1::Objective::Goal goal, double a, double b) {
+  return goal == v1::Objective::MAXIMIZE ? a > b : a < b;
+}
+
+v1::ParamValue FromSearch(const search::ParamValue& v) {
+  v1::ParamValue out;
+  if (const auto* d = std::get_if<double>(&v)) out.set_float_value(*d);
+  if (const auto* i = std::get_if<int64_t>(&v)) out.set_int_value(*i);
+  if (const auto* s = std::get_if<std::string>(&v)) out.set_categorical_value(*s);
+  return out;
+}
+
+std::string SignalName(int sig) {
+  const char* name = sigabbrev_np(sig);
+  return name ? absl::StrCat("SIG", name) : absl::StrCat("signal ", sig);
+}
+
+}  // namespace
+
+Controller::Controller(Store* store, Clock* clock, ControllerOptions options)
+    : store_(store), clock_(clock), options_(options) {}
+
+Controller::~Controller() = default;
+
+absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(Store* store, Clock* clock,
+                                                               ControllerOptions options) {
+  std::unique_ptr<Controller> c(new Controller(store, clock, options));
+  RETURN_IF_ERROR(c->Load());
+  return c;
+}
+
+search::Config Controller::SearchConfig(const v1::ExperimentSpec& spec) {
+  search::Config c;
+  for (const auto& p : spec.search_space()) {
+    search::Param q;
+    q.name = p.name();
+    q.kind = p.type() == v1::ParamSpec::INT           ? search::Param::Kind::kInt
+             : p.type() == v1::ParamSpec::CATEGORICAL ? search::Param::Kind::kCategorical
+                                                      : search::Param::Kind::kFloat;
+    q.min = p.min();
+    q.max = p.max();
+    q.log = p.log();
+    q.values.assign(p.values().begin(), p.values().end());
+    q.grid_values.assign(p.grid_values().begin(), p.grid_values().end());
+    q.grid_points = p.grid_points();
+    c.space.push_back(std::move(q));
+  }
+  c.goal = spec.objective().goal() == v1::Objective::MAXIMIZE ? search::Goal::kMaximize
+                                                              : search::Goal::kMinimize;
+  c.max_trials = spec.budget().max_trials();
+  c.seed = spec.algorithm().seed();
+  return c;
+}
+
+absl::Status Controller::Load() {
+  absl::MutexLock l(&mu_);
+  ASSIGN_OR_RETURN(next_experiment_, store_->GetNextExperiment());
+  std::vector<Experiment> exps;
+  RETURN_IF_ERROR(store_->ForEachExperiment([&](Experiment e) { exps.push_back(std::move(e)); }));
+  std::sort(exps.begin(), exps.end(),
+            [](const Experiment& a, const Experiment& b) { return a.seq() < b.seq(); });
+  for (Experiment& e : exps) {
+    auto rec = std::make_unique<ExperimentRec>();
+    rec->exp = std::move(e);
+    auto searcher = search::NewSearcher(rec->exp.spec().algorithm().name(),
+                                        SearchConfig(rec->exp.spec()));
+    if (!searcher.ok()) {
+      return absl::DataLossError(absl::StrCat("experiment ", rec->exp.id(),
+                                              ": cannot rebuild its searcher: ",
+                                              searcher.status().message()));
+    }
+    rec->searcher = std::move(*searcher);
+    auto state = store_->GetSearcherState(rec->exp.id());
+    if (state.ok()) {
+      RETURN_IF_ERROR(rec->searcher->Restore(*state));
+      rec->searcher_done = state->find(" done=1") != std::string::npos;
+    } else if (!absl::IsNotFound(state.status())) {
+      return state.status();
+    }
+    RETURN_IF_ERROR(store_->ForEachTrial(rec->exp.id(), [&](Trial t) {
+      rec->trials.resize(std::max<size_t>(rec->trials.size(), t.index()));
+      rec->trials[t.index() - 1] = std::move(t);
+    }));
+    for (const Trial& t : rec->trials) {
+      if (t.state() == v1::TRIAL_PENDING) rec->queue.push_back(t.index());
+    }
+    fifo_.push_back(rec.get());
+    experiments_[rec->exp.id()] = std::move(rec);
+  }
+  // Workers come back as disconnected; their leases run from now, so trials they still run
+  // survive a controller restart if they reconnect in time.
+  absl::Time now = clock_->Now();
+  RETURN_IF_ERROR(store_->ForEachWorker([&](v1::Worker w) {
+    auto rec = std::make_unique<WorkerRec>();
+    rec->worker = std::move(w);
+    rec->worker.set_state(v1::WORKER_DISCONNECTED);
+    rec->last_seen = now;
+    workers_[rec->worker.id()] = std::move(rec);
+  }));
+  for (auto& [id, rec] : experiments_) {
+    for (const Trial& t : rec->trials) {
+      if (!TrialActive(t.state())) continue;
+      auto it = workers_.find(t.worker_id());
+      if (it != workers_.end()) it->second->busy.insert(t.slots().begin(), t.slots().end());
+    }
+  }
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------
+// Persistence and notification helpers
+
+absl::Status Controller::CommitLocked(Store::Batch* batch) {
+  if (batch->Count() == 0) return absl::OkStatus();
+  absl::Status s = store_->Write(batch);
+  if (!s.ok()) {
+    store_error_ = absl::UnavailableError(absl::StrCat(
+        "rungd stopped accepting changes after a failed write (", s.message(),
+        "); nothing after it was acknowledged; fix the disk and restart rungd"));
+    return store_error_;
+  }
+  return absl::OkStatus();
+}
+
+void Controller::PutTrialLocked(ExperimentRec* rec, const Trial& t, Store::Batch* batch) {
+  batch->PutTrial(t);
+  v1::WatchEvent e;
+  *e.mutable_trial() = t;
+  BroadcastLocked(rec, e);
+}
+
+void Controller::RecountLocked(ExperimentRec* rec) {
+  v1::TrialCounts c;
+  for (const Trial& t : rec->trials) {
+    switch (t.state()) {
+      case v1::TRIAL_PENDING:
+      case v1::TRIAL_PAUSED:
+        c.set_pending(c.pending() + 1);
+        break;
+      case v1::TRIAL_ASSIGNED:
+      case v1::TRIAL_RUNNING:
+        c.set_running(c.running() + 1);
+        break;
+      case v1::TRIAL_COMPLETED:
+        c.set_completed(c.completed() + 1);
+        break;
+      case v1::TRIAL_FAILED:
+        c.set_failed(c.failed() + 1);
+        break;
+      case v1::TRIAL_STOPPED:
+        c.set_stopped(c.stopped() + 1);
+        break;
+      default:
+        break;
+    }
+  }
+  *rec->exp.mutable_counts() = c;
+}
+
+void Controller::PutExperimentLocked(ExperimentRec* rec, Store::Batch* batch) {
+  RecountLocked(rec);
+  rec->exp.set_updated_unix_ms(clock_->NowUnixMs());
+  batch->PutExperiment(rec->exp);
+  v1::WatchEvent e;
+  *e.mutable_experiment() = rec->exp;
+  BroadcastLocked(rec, e);
+}
+
+void Controller::BroadcastLocked(ExperimentRec* rec, const v1::WatchEvent& e) {
+  for (auto& [handle, sink] : rec->watchers) sink->Send(e);
+  if (e.has_experiment() && ExperimentTerminal(e.experiment().state())) {
+    for (auto& [handle, sink] : rec->watchers) {
+      sink->Close();
+      watch_handles_.erase(handle);
+    }
+    rec->watchers.clear();
+  }
+}
+
+void Controller::SetExperimentStateLocked(ExperimentRec* rec, v1::ExperimentState state,
+                                          const std::string& message, Store::Batch* batch) {
+  rec->exp.set_state(state);
+  rec->exp.set_message(message);
+  PutExperimentLocked(rec, batch);
+}
+
+// ---------------------------------------------------------------------------------------
+// Searcher
+
+std::vector<search::Action> Controller::SearchLocked(ExperimentRec* rec,
+                                                     const search::Event& event,
+                                                     Store::Batch* batch) {
+  std::vector<search::Action> actions = rec->searcher->Handle(event);
+  batch->PutSearcherState(rec->exp.id(), rec->searcher->Snapshot());
+  return actions;
+}
+
+void Controller::ApplyActionsLocked(ExperimentRec* rec, const std::vector<search::Action>& actions,
+                                    Store::Batch* batch) {
+  for (const search::Action& a : actions) {
+    if (const auto* create = std::get_if<search::Create>(&a)) {
+      Trial t;
+      t.set_index(create->index + 1);
+      t.set_experiment_id(rec->exp.id());
+      t.set_id(TrialId(rec->exp.id(), t.index()));
+      for (const auto& [k, v] : create->params) (*t.mutable_params())[k] = FromSearch(v);
+      t.set_state(v1::TRIAL_PENDING);
+      t.set_attempt(1);
+      t.set_created_unix_ms(clock_->NowUnixMs());
+      rec->trials.resize(std::max<size_t>(rec->trials.size(), t.index()));
+      rec->trials[t.index() - 1] = t;
+      rec->queue.push_back(t.index());
+      rec->exp.set_trials_created(std::max(rec->exp.trials_created(), t.index()));
+      PutTrialLocked(rec, t, batch);
+    } else if (const auto* stop = std::get_if<search::Stop>(&a)) {
+      if (stop->index < 0 || stop->index >= static_cast<int>(rec->trials.size())) continue;
+      Trial& t = rec->trials[stop->index];
+      if (TrialTerminal(t.state())) continue;
+      t.set_stop_requested(true);
+      t.set_stop_reason(stop->reason);
+      PutTrialLocked(rec, t, batch);
+      SendStopLocked(t, stop->reason);
+    } else if (std::holds_alternative<search::Done>(a)) {
+      rec->searcher_done = true;
+    }
+  }
+  MaybeFinishLocked(rec, batch);
+  PutExperimentLocked(rec, batch);
+}
+
+void Controller::MaybeFinishLocked(ExperimentRec* rec, Store::Batch* batch) {
+  if (ExperimentTerminal(rec->exp.state()) || !rec->searcher_done) return;
+  for (const Trial& t : rec->trials) {
+    if (!TrialTerminal(t.state())) return;
+  }
+  RecountLocked(rec);
+  if (rec->exp.counts().completed() == 0 && rec->exp.counts().failed() > 0) {
+    SetExperimentStateLocked(rec, v1::EXPERIMENT_FAILED,
+                             absl::StrCat("all ", rec->exp.counts().failed(),
+                                          " trials failed; see `rung trials ", rec->exp.id(), "`"),
+                             batch);
+  } else {
+    SetExperimentStateLocked(rec, v1::EXPERIMENT_COMPLETED, "", batch);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Clients
+
+Controller::ExperimentRec* Controller::FindExperimentLocked(const std::string& id) {
+  auto it = experiments_.find(id);
+  return it == experiments_.end() ? nullptr : it->second.get();
+}
+
+absl::StatusOr<Trial*> Controller::FindTrialLocked(const std::string& trial_id,
+                                                   ExperimentRec** rec_out) {
+  std::string exp_id;
+  int index;
+  if (!ParseTrialId(trial_id, &exp_id, &index)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", trial_id, "' is not a trial id (expected EXPERIMENT-N, e.g. e1-3)"));
+  }
+  ExperimentRec* rec = FindExperimentLocked(exp_id);
+  if (rec == nullptr || index < 1 || index > static_cast<int>(rec->trials.size()) ||
+      rec->trials[index - 1].id().empty()) {
+    return absl::NotFoundError(absl::StrCat("no trial ", trial_id));
+  }
+  if (rec_out) *rec_out = rec;
+  return &rec->trials[index - 1];
+}
+
+absl::StatusOr<Experiment> Controller::CreateExperiment(v1::ExperimentSpec spec) {
+  absl::MutexLock l(&mu_);
+  RETURN_IF_ERROR(store_error_);
+  if (spec.algorithm().name() == "grid") {
+    int64_t size = search::GridSize(SearchConfig(spec).space);
+    if (spec.budget().max_trials() == 0 || spec.budget().max_trials() > size) {
+      spec.mutable_budget()->set_max_trials(static_cast<int32_t>(size));
+    }
+    if (spec.budget().max_concurrent() == 0) {
+      spec.mutable_budget()->set_max_concurrent(spec.budget().max_trials());
+    }
+  }
+  if (spec.algorithm().seed() == 0) {
+    // No seed given: take one from the clock and keep it, so the run can be repeated.
+    spec.mutable_algorithm()->set_seed(static_cast<uint64_t>(absl::ToUnixNanos(clock_->Now())));
+  }
+  ASSIGN_OR_RETURN(auto searcher, search::NewSearcher(spec.algorithm().name(), SearchConfig(spec)));
+  auto rec = std::make_unique<ExperimentRec>();
+  rec->searcher = std::move(searcher);
+  Experiment& e = rec->exp;
+  e.set_id(absl::StrCat("e", next_experiment_));
+  e.set_seq(next_experiment_);
+  *e.mutable_spec() = std::move(spec);
+  e.set_state(v1::EXPERIMENT_PENDING);
+  e.set_created_unix_ms(clock_->NowUnixMs());
+  e.set_updated_unix_ms(e.created_unix_ms());
+  Store::Batch batch;
+  batch.PutNextExperiment(next_experiment_ + 1);
+  batch.PutExperiment(e);
+  batch.PutSearcherState(e.id(), rec->searcher->Snapshot());
+  RETURN_IF_ERROR(CommitLocked(&batch));
+  ++next_experiment_;
+  Experiment out = e;
+  fifo_.push_back(rec.get());
+  experiments_[out.id()] = std::move(rec);
+  DispatchLocked();
+  return experiments_[out.id()]->exp;
+}
+
+absl::StatusOr<Experiment> Controller::GetExperiment(const std::string& id) {
+  absl::MutexLock l(&mu_);
+  ExperimentRec* rec = FindExperimentLocked(id);
+  if (rec == nullptr) return absl::NotFoundError(absl::StrCat("no experiment ", id));
+  return rec->exp;
+}
+
+std::vector<Experiment> Controller::ListExperiments() {
+  absl::MutexLock l(&mu_);
+  std::vector<Experiment> out;
+  for (ExperimentRec* rec : fifo_) out.push_back(rec->exp);
+  return out;
+}
+
+absl::StatusOr<Experiment> Controller::CancelExperiment(const std::string& id) {
+  absl::MutexLock l(&mu_);
+  RETURN_IF_ERROR(store_error_);
+  ExperimentRec* rec = FindExperimentLocked(id);
+  if (rec == nullptr) return absl::NotFoundError(absl::StrCat("no experiment ", id));
+  if (ExperimentTerminal(rec->exp.state())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "experiment ", id, " has already ended (", v1::ExperimentState_Name(rec->exp.state()), ")"));
+  }
+  Store::Batch batch;
+  for (Trial& t : rec->trials) {
+    if (t.state() == v1::TRIAL_PENDING || t.state() == v1::TRIAL_PAUSED) {
+      t.set_state(v1::TRIAL_STOPPED);
+      t.set_stop_reason("experiment cancelled");
+      t.set_ended_unix_ms(clock_->NowUnixMs());
+      PutTrialLocked(rec, t, &batch);
+    } else if (TrialActive(t.state())) {
+      t.set_stop_requested(true);
+      t.set_stop_reason("experiment cancelled");
+      PutTrialLocked(rec, t, &batch);
+      SendStopLocked(t, "experiment cancelled");
+    }
+  }
+  rec->queue.clear();
+  SetExperimentStateLocked(rec, v1::EXPERIMENT_CANCELLED, "cancelled by request", &batch);
+  RETURN_IF_ERROR(CommitLocked(&batch));
+  return rec->exp;
+}
+
+absl::StatusOr<Experiment> Controller::PauseExperiment(const std::string& id) {
+  absl::MutexLock l(&mu_);
+  RETURN_IF_ERROR(store_error_);
+  ExperimentRec* rec = FindExperimentLocked(id);
+  if (rec == nullptr) return absl::NotFoundError(absl::StrCat("no experiment ", id));
+  if (ExperimentTerminal(rec->exp.state()) || rec->exp.state() == v1::EXPERIMENT_PAUSED) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "experiment ", id, " is ", v1::ExperimentState_Name(rec->exp.state()),
+        "; only a pending or running experiment can be paused"));
+  }
+  // Running trials are stopped to free their slots and come back, from their checkpoint
+  // folder, on resume.
+  Store::Batch batch;
+  for (Trial& t : rec->trials) {
+    if (TrialActive(t.state())) {
+      t.set_stop_requested(true);
+      t.set_stop_reason("experiment paused");
+      PutTrialLocked(rec, t, &batch);
+      SendStopLocked(t, "experiment paused");
+    }
+  }
+  SetExperimentStateLocked(rec, v1::EXPERIMENT_PAUSED, "paused by request", &batch);
+  RETURN_IF_ERROR(CommitLocked(&batch));
+  return rec->exp;
+}
+
+absl::StatusOr<Experiment> Controller::ResumeExperiment(const std::string& id) {
+  absl::MutexLock l(&mu_);
+  RETURN_IF_ERROR(store_error_);
+  ExperimentRec* rec = FindExperimentLocked(id);
+  if (rec == nullptr) return absl::NotFoundError(absl::StrCat("no experiment ", id));
+  if (rec->exp.state() != v1::EXPERIMENT_PAUSED) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "experiment ", id, " is ", v1::ExperimentState_Name(rec->exp.state()), ", not paused"));
+  }
+  Store::Batch batch;
+  for (Trial& t : rec->trials) {
+    if (t.state() == v1::TRIAL_PAUSED) {
+      t.set_state(v1::TRIAL_PENDING);
+      t.set_attempt(t.attempt() + 1);
+      t.set_last_report_seq(0);
+      rec->queue.push_back(t.index());
+      PutTrialLocked(rec, t, &batch);
+    }
+  }
+  SetExperimentStateLocked(rec, v1::EXPERIMENT_RUNNING, "", &batch);
+  RETURN_IF_ERROR(CommitLocked(&batch));
+  DispatchLocked();
+  return rec->exp;
+}
+
+absl::StatusOr<std::vector<Trial>> Controller::ListTrials(const std::string& experiment_id) {
+  absl::MutexLock l(&mu_);
+  ExperimentRec* rec = FindExperimentLocked(experiment_id);
+  if (rec == nullptr) return absl::NotFoundError(absl::StrCat("no experiment ", experiment_id));
+  std::vector<Trial> out;
+  for (const Trial& t : rec->trials) {
+    if (!t.id().empty()) out.push_back(t);
+  }
+  return out;
+}
+
+absl::StatusOr<Trial> Controller::GetTrial(const std::string& trial_id) {
+  absl::MutexLock l(&mu_);
+  ASSIGN_OR_RETURN(Trial * t, FindTrialLocked(trial_id, nullptr));
+  return *t;
+}
+
+absl::StatusOr<std::vector<v1::MetricReport>> Controller::GetTrialMetrics(
+    const std::string& trial_id) {
+  {
+    absl::MutexLock l(&mu_);
+    RETURN_IF_ERROR(FindTrialLocked(trial_id, nullptr).status());
+  }
+  return store_->GetReports(trial_id);
+}
+
+absl::StatusOr<std::vector<Trial>> Controller::GetBestTrials(const std::string& experiment_id,
+                                                             int count) {
+  absl::MutexLock l(&mu_);
+  ExperimentRec* rec = FindExperimentLocked(experiment_id);
+  if (rec == nullptr) return absl::NotFoundError(absl::StrCat("no experiment ", experiment_id));
+  std::vector<Trial> done;
+  for (const Trial& t : rec->trials) {
+    if (t.state() == v1::TRIAL_COMPLETED && t.has_result()) done.push_back(t);
+  }
+  auto goal = rec->exp.spec().objective().goal();
+  std::stable_sort(done.begin(), done.end(), [goal](const Trial& a, const Trial& b) {
+    return Better(goal, a.result(), b.result());
+  });
+  if (count <= 0) count = 1;
+  if (static_cast<int>(done.size()) > count) done.resize(count);
+  return done;
+}
+
+absl::StatusOr<int64_t> Controller::Watch(const std::string& experiment_id, WatchSink* sink) {
+  absl::MutexLock l(&mu_);
+  ExperimentRec* rec = FindExperimentLocked(experiment_id);
+  if (rec == nullptr) return absl::NotFoundError(absl::StrCat("no experiment ", experiment_id));
+  for (const Trial& t : rec->trials) {
+    if (t.id().empty()) continue;
+    v1::WatchEvent e;
+    *e.mutable_trial() = t;
+    sink->Send(e);
+  }
+  v1::WatchEvent e;
+  *e.mutable_experiment() = rec->exp;
+  sink->Send(e);
+  int64_t handle = next_handle_++;
+  if (ExperimentTerminal(rec->exp.state())) {
+    sink->Close();
+    return handle;
+  }
+  rec->watchers[handle] = sink;
+  watch_handles_[handle] = rec;
+  return handle;
+}
+
+void Controller::Unwatch(int64_t handle) {
+  absl::MutexLock l(&mu_);
+  auto it = watch_handles_.find(handle);
+  if (it == watch_handles_.end()) return;
+  it->second->watchers.erase(handle);
+  watch_handles_.erase(it);
+}
+
+// ---------------------------------------------------------------------------------------
+// Scheduling
+
+bool Controller::Matches(const ExperimentRec& rec, const WorkerRec& w, std::vector<int>* slots) {
+  const v1::TrialTemplate& tt = rec.exp.spec().trial();
+  for (const auto& [k, v] : tt.labels()) {
+    auto it = w.worker.labels().find(k);
+    if (it == w.worker.labels().end() || it->second != v) return false;
+  }
+  slots->clear();
+  const int gpus = tt.gpus();
+  // A CPU trial prefers a CPU slot and takes a GPU slot only when no CPU slot is free.
+  for (int pass = 0; pass < 2 && slots->empty(); ++pass) {
+    for (const v1::Slot& s : w.worker.slots()) {
+      if (!w.offered.count(s.id()) || w.busy.count(s.id())) continue;
+      bool is_gpu = !s.gpu().empty();
+      if (gpus > 0) {
+        if (!is_gpu) continue;
+        slots->push_back(s.id());
+        if (static_cast<int>(slots->size()) == gpus) return true;
+      } else if (is_gpu == (pass == 1)) {
+        slots->push_back(s.id());
+        return true;
+      }
+    }
+    if (gpus > 0) break;
+  }
+  slots->clear();
+  return false;
+}
+
+v1::Assignment Controller::MakeAssignmentLocked(const ExperimentRec& rec, const Trial& t) {
+  v1::Assignment a;
+  *a.mutable_trial() = t;
+  const v1::TrialTemplate& tt = rec.exp.spec().trial();
+  // Placeholders were checked when the spec was accepted, so filling cannot fail here.
+  for (const std::string& arg : tt.command()) {
+    a.add_argv(FillPlaceholders(arg, t.params()).value_or(arg));
+  }
+  a.set_workdir(tt.workdir());
+  auto& env = *a.mutable_env();
+  for (const auto& [k, v] : tt.env()) env[k] = FillPlaceholders(v, t.params()).value_or(v);
+  env["RUNG_TRIAL_ID"] = t.id();
+  env["RUNG_EXPERIMENT_ID"] = t.experiment_id();
+  env["RUNG_ATTEMPT"] = absl::StrCat(t.attempt());
+  env["RUNG_PARAMS"] = ParamsToJson(t.params());
+  env["RUNG_OBJECTIVE"] = rec.exp.spec().objective().metric();
+  a.set_lease_deadline_unix_ms(
+      absl::ToUnixMillis(clock_->Now() + options_.lease_timeout));
+  return a;
+}
+
+bool Controller::TryAssignLocked(WorkerRec* w) {
+  std::vector<int> slots;
+  for (ExperimentRec* rec : fifo_) {
+    auto state = rec->exp.state();
+    if (state != v1::EXPERIMENT_PENDING && state != v1::EXPERIMENT_RUNNING) continue;
+    if (!Matches(*rec, *w, &slots)) continue;
+    Store::Batch batch;
+    if (rec->queue.empty()) {
+      // Ask the searcher for one trial now, so it decides with everything known so far.
+      int open = 0;
+      for (const Trial& t : rec->trials) open += !TrialTerminal(t.state());
+      if (rec->searcher_done || open >= rec->exp.spec().budget().max_concurrent()) continue;
+      ApplyActionsLocked(rec, SearchLocked(rec, search::TrialsWanted{1}, &batch), &batch);
+      if (rec->queue.empty()) {
+        if (!CommitLocked(&batch).ok()) return false;
+        continue;
+      }
+    }
+    Trial& t = rec->trials[rec->queue.front() - 1];
+    rec->queue.pop_front();
+    t.set_state(v1::TRIAL_ASSIGNED);
+    t.set_worker_id(w->worker.id());
+    t.clear_slots();
+    for (int s : slots) {
+      t.add_slots(s);
+      w->busy.insert(s);
+      w->offered.erase(s);
+    }
+    t.set_stop_requested(false);
+    t.clear_stop_reason();
+    PutTrialLocked(rec, t, &batch);
+    if (rec->exp.state() == v1::EXPERIMENT_PENDING) rec->exp.set_state(v1::EXPERIMENT_RUNNING);
+    PutExperimentLocked(rec, &batch);
+    if (!CommitLocked(&batch).ok()) return false;
+    v1::ControllerMessage m;
+    *m.mutable_assignment() = MakeAssignmentLocked(*rec, t);
+    w->sink->Send(m);
+    return true;
+  }
+  return false;
+}
+
+void Controller::DispatchLocked() {
+  if (!store_error_.ok()) return;
+  for (auto& [id, w] : workers_) {
+    if (w->sink == nullptr) continue;
+    while (!w->offered.empty() && TryAssignLocked(w.get())) {
+    }
+  }
+}
+
+void Controller::SendStopLocked(const Trial& t, const std::string& reason) {
+  auto it = workers_.find(t.worker_id());
+  if (!TrialActive(t.state()) || it == workers_.end() || it->second->sink == nullptr) return;
+  v1::ControllerMessage m;
+  m.mutable_stop()->mutable_trial()->set_trial_id(t.id());
+  m.mutable_stop()->mutable_trial()->set_attempt(t.attempt());
+  m.mutable_stop()->set_reason(reason);
+  it->second->sink->Send(m);
+}
+
+void Controller::ReleaseSlotsLocked(Trial* t) {
+  auto it = workers_.find(t->worker_id());
+  if (it != workers_.end()) {
+    for (int s : t->slots()) it->second->busy.erase(s);
+  }
+}
+
+void Controller::CloseTrialLocked(ExperimentRec* rec, Trial* t, Store::Batch* batch) {
+  t->set_ended_unix_ms(clock_->NowUnixMs());
+  PutTrialLocked(rec, *t, batch);
+  auto goal = rec->exp.spec().objective().goal();
+  if (t->state() == v1::TRIAL_COMPLETED &&
+      (!rec->exp.has_best() || Better(goal, t->result(), rec->exp.best_value()))) {
+    rec->exp.set_has_best(true);
+    rec->exp.set_best_value(t->result());
+    rec->exp.set_best_trial_id(t->id());
+  }
+  if (ExperimentTerminal(rec->exp.state())) {
+    PutExperimentLocked(rec, batch);
+    return;
+  }
+  search::TrialClosed closed;
+  closed.index = t->index() - 1;
+  closed.outcome = t->state() == v1::TRIAL_COMPLETED ? search::TrialClosed::Outcome::kCompleted
+                   : t->state() == v1::TRIAL_FAILED  ? search::TrialClosed::Outcome::kFailed
+                                                     : search::TrialClosed::Outcome::kStopped;
+  closed.has_result = t->has_result();
+  closed.result = t->result();
+  ApplyActionsLocked(rec, SearchLocked(rec, closed, batch), batch);
+}
+
+void Controller::EndStoppedLocked(ExperimentRec* rec, Trial* t, Store::Batch* batch) {
+  ReleaseSlotsLocked(t);
+  if (rec->exp.state() == v1::EXPERIMENT_PAUSED) {
+    // Stopped to free its slot for the pause: it comes back on resume.
+    t->set_state(v1::TRIAL_PAUSED);
+    t->clear_worker_id();
+    t->clear_slots();
+    PutTrialLocked(rec, *t, batch);
+    PutExperimentLocked(rec, batch);
+    return;
+  }
+  t->set_state(v1::TRIAL_STOPPED);
+  CloseTrialLocked(rec, t, batch);
+}
+
+void Controller::RetryOrFailLocked(ExperimentRec* rec, Trial* t, const std::string& reason,
+                                   bool count_failure, Store::Batch* batch) {
+  ReleaseSlotsLocked(t);
+  if (count_failure) t->set_failures(t->failures() + 1);
+  t->set_message(reason);
+  const int max_restarts = rec->exp.spec().trial().max_restarts();
+  if (t->failures() > max_restarts || ExperimentTerminal(rec->exp.state())) {
+    t->set_state(v1::TRIAL_FAILED);
+    if (count_failure && max_restarts > 0) {
+      t->set_message(absl::StrCat(reason, " (failed ", t->failures(), " times; max_restarts is ",
+                                  max_restarts, ")"));
+    }
+    CloseTrialLocked(rec, t, batch);
+    return;
+  }
+  t->set_state(rec->exp.state() == v1::EXPERIMENT_PAUSED ? v1::TRIAL_PAUSED : v1::TRIAL_PENDING);
+  t->set_attempt(t->attempt() + 1);
+  t->set_last_report_seq(0);
+  t->clear_worker_id();
+  t->clear_slots();
+  if (t->state() == v1::TRIAL_PENDING) rec->queue.push_back(t->index());
+  PutTrialLocked(rec, *t, batch);
+  PutExperimentLocked(rec, batch);
+}
+
+// ---------------------------------------------------------------------------------------
+// Workers
+
+absl::StatusOr<int64_t> Controller::WorkerConnected(const v1::Register& reg, WorkerSink* sink) {
+  if (reg.worker_id().empty()) {
+    return absl::InvalidArgumentError("register.worker_id: must not be empty");
+  }
+  std::set<int> slot_ids;
+  for (const v1::Slot& s : reg.slots()) {
+    if (!slot_ids.insert(s.id()).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("register.slots: slot id ", s.id(), " appears twice"));
+    }
+  }
+  absl::MutexLock l(&mu_);
+  RETURN_IF_ERROR(store_error_);
+  auto& slot = workers_[reg.worker_id()];
+  if (slot == nullptr) slot = std::make_unique<WorkerRec>();
+  WorkerRec* w = slot.get();
+  if (w->sink != nullptr) {
+    // A stream we still hold for this worker is stale (the worker reconnected before we
+    // noticed the old one broke); the newer one wins.
+    sessions_.erase(w->session);
+  }
+  w->session = next_handle_++;
+  w->sink = sink;
+  w->last_seen = clock_->Now();
+  w->offered.clear();
+  v1::Worker& wk = w->worker;
+  wk.set_id(reg.worker_id());
+  wk.set_host(reg.host());
+  *wk.mutable_slots() = reg.slots();
+  *wk.mutable_labels() = reg.labels();
+  wk.set_version(reg.version());
+  wk.set_state(v1::WORKER_CONNECTED);
+  wk.set_last_heartbeat_unix_ms(clock_->NowUnixMs());
+  sessions_[w->session] = w;
+
+  // Reconcile: what the worker still has against what we think it has.
+  std::set<std::pair<std::string, int>> reported;
+  for (const v1::TrialRef& r : reg.trials()) reported.insert({r.trial_id(), r.attempt()});
+  v1::ControllerMessage reply;
+  auto* rr = reply.mutable_registered();
+  rr->set_heartbeat_interval_ms(absl::ToInt64Milliseconds(options_.heartbeat_interval));
+  rr->set_lease_timeout_ms(absl::ToInt64Milliseconds(options_.lease_timeout));
+  std::set<std::pair<std::string, int>> wanted;
+  Store::Batch batch;
+  w->busy.clear();
+  std::vector<Trial*> stops;
+  for (ExperimentRec* rec : fifo_) {
+    for (Trial& t : rec->trials) {
+      if (!TrialActive(t.state()) || t.worker_id() != wk.id()) continue;
+      if (reported.count({t.id(), t.attempt()})) {
+        wanted.insert({t.id(), t.attempt()});
+        w->busy.insert(t.slots().begin(), t.slots().end());
+        if (t.stop_requested()) stops.push_back(&t);
+        continue;
+      }
+      // We think it runs there but the worker does not know it: the worker restarted (the
+      // attempt is lost) or the assignment never arrived (no fault of the trial's).
+      bool never_arrived = t.state() == v1::TRIAL_ASSIGNED;
+      if (t.stop_requested()) {
+        EndStoppedLocked(rec, &t, &batch);
+        continue;
+      }
+      RetryOrFailLocked(rec, &t,
+                        never_arrived ? "assignment lost in a reconnect"
+                                      : absl::StrCat("worker ", wk.id(), " restarted and lost it"),
+                        !never_arrived, &batch);
+    }
+  }
+  for (const v1::TrialRef& r : reg.trials()) {
+    if (!wanted.count({r.trial_id(), r.attempt()})) *rr->add_kill() = r;
+  }
+  batch.PutWorker(wk);
+  RETURN_IF_ERROR(CommitLocked(&batch));
+  sink->Send(reply);
+  for (Trial* t : stops) SendStopLocked(*t, t->stop_reason());
+  DispatchLocked();
+  return w->session;
+}
+
+void Controller::WorkerDisconnected(int64_t session) {
+  absl::MutexLock l(&mu_);
+  auto it = sessions_.find(session);
+  if (it == sessions_.end()) return;
+  WorkerRec* w = it->second;
+  sessions_.erase(it);
+  w->sink = nullptr;
+  w->offered.clear();
+  w->worker.set_state(v1::WORKER_DISCONNECTED);
+  // Its trials keep their leases until lease_timeout passes without it coming back.
+}
+
+Trial* Controller::CurrentTrialLocked(WorkerRec* w, const v1::TrialRef& ref,
+                                      ExperimentRec** rec) {
+  auto t = FindTrialLocked(ref.trial_id(), rec);
+  if (!t.ok()) return nullptr;
+  Trial* trial = *t;
+  if (trial->attempt() != ref.attempt() || trial->worker_id() != w->worker.id() ||
+      !TrialActive(trial->state())) {
+    return nullptr;
+  }
+  return trial;
+}
+
+absl::Status Controller::HandleStartedLocked(WorkerRec* w, const v1::TrialStarted& m,
+                                             Store::Batch* batch) {
+  ExperimentRec* rec = nullptr;
+  Trial* t = CurrentTrialLocked(w, m.trial(), &rec);
+  if (t == nullptr || t->state() != v1::TRIAL_ASSIGNED) return absl::OkStatus();  // stale
+  t->set_state(v1::TRIAL_RUNNING);
+  t->set_started_unix_ms(clock_->NowUnixMs());
+  t->set_stdout_path(m.stdout_path());
+  t->set_stderr_path(m.stderr_path());
+  PutTrialLocked(rec, *t, batch);
+  PutExperimentLocked(rec, batch);
+  return absl::OkStatus();
+}
+
+absl::Status Controller::HandleReportsLocked(WorkerRec* w, const v1::ReportBatch& m,
+                                             Store::Batch* batch) {
+  std::map<Trial*, ExperimentRec*> touched;
+  for (const v1::MetricReport& r0 : m.reports()) {
+    ExperimentRec* rec = nullptr;
+    v1::TrialRef ref;
+    ref.set_trial_id(r0.trial_id());
+    ref.set_attempt(r0.attempt());
+    Trial* t = CurrentTrialLocked(w, ref, &rec);
+    if (t == nullptr || r0.seq() <= t->last_report_seq()) continue;  // stale or a resend
+    for (const auto& [k, v] : r0.values()) {
+      if (!std::isfinite(v)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "reports: trial ", r0.trial_id(), " metric '", k, "' is not a finite number"));
+      }
+    }
+    v1::MetricReport r = r0;
+    if (r.unix_ms() == 0) r.set_unix_ms(clock_->NowUnixMs());
+    batch->PutReport(r);
+    ++reports_received_;
+    t->set_last_report_seq(r.seq());
+    t->set_reports(t->reports() + 1);
+    t->set_last_step(r.step());
+    for (const auto& [k, v] : r.values()) (*t->mutable_last_metrics())[k] = v;
+    if (t->state() == v1::TRIAL_ASSIGNED) t->set_state(v1::TRIAL_RUNNING);
+    const auto& obj = rec->exp.spec().objective();
+    auto it = r.values().find(obj.metric());
+    if (it != r.values().end()) {
+      if (!t->has_best_value() || Better(obj.goal(), it->second, t->best_value())) {
+        t->set_has_best_value(true);
+        t->set_best_value(it->second);
+      }
+      if (r.final()) {
+        t->set_has_result(true);
+        t->set_result(it->second);
+      }
+      if (rec->searcher->WantsReports()) {
+        ApplyActionsLocked(rec, SearchLocked(rec, search::TrialReported{t->index() - 1, r.step(),
+                                                                        it->second},
+                                             batch),
+                           batch);
+      }
+    }
+    touched[t] = rec;
+    if (!rec->watchers.empty()) {
+      v1::WatchEvent e;
+      *e.mutable_report() = r;
+      BroadcastLocked(rec, e);
+    }
+  }
+  for (auto& [t, rec] : touched) batch->PutTrial(*t);
+  return absl::OkStatus();
+}
+
+absl::Status Controller::HandleExitedLocked(WorkerRec* w, const v1::TrialExited& m,
+                                            Store::Batch* batch) {
+  ExperimentRec* rec = nullptr;
+  Trial* t = CurrentTrialLocked(w, m.trial(), &rec);
+  if (t == nullptr) return absl::OkStatus();  // stale: already handled or taken back
+  if (t->stop_requested()) {
+    EndStoppedLocked(rec, t, batch);
+    return absl::OkStatus();
+  }
+  ReleaseSlotsLocked(t);
+  const std::string& metric = rec->exp.spec().objective().metric();
+  std::string tail = m.stderr_tail().empty() ? "" : absl::StrCat("; stderr ends:\n", m.stderr_tail());
+  if (m.launch_failed()) {
+    RetryOrFailLocked(rec, t, absl::StrCat("could not start: ", m.message()), true, batch);
+  } else if (m.signal() != 0) {
+    RetryOrFailLocked(rec, t, absl::StrCat("killed by ", SignalName(m.signal()), tail), true,
+                      batch);
+  } else if (m.exit_code() != 0) {
+    RetryOrFailLocked(rec, t, absl::StrCat("exited with code ", m.exit_code(), tail), true,
+                      batch);
+  } else if (!t->has_result() && !t->last_metrics().contains(metric)) {
+    RetryOrFailLocked(
+        rec, t,
+        absl::StrCat("exited 0 without reporting the objective metric '", metric,
+                     "' (report it with rung.report(", metric, "=...) or a stdout line "
+                     "@rung {\"", metric, "\": ...})", tail),
+        true, batch);
+  } else {
+    if (!t->has_result()) {
+      t->set_has_result(true);
+      t->set_result(t->last_metrics().at(metric));
+    }
+    t->set_state(v1::TRIAL_COMPLETED);
+    t->clear_message();
+    CloseTrialLocked(rec, t, batch);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Controller::HandleWorkerMessage(int64_t session, const v1::WorkerMessage& msg) {
+  absl::MutexLock l(&mu_);
+  auto it = sessions_.find(session);
+  if (it == sessions_.end()) return absl::FailedPreconditionError("stream is no longer current");
+  WorkerRec* w = it->second;
+  w->last_seen = clock_->Now();
+  w->worker.set_last_heartbeat_unix_ms(clock_->NowUnixMs());
+  if (w->worker.state() != v1::WORKER_CONNECTED) w->worker.set_state(v1::WORKER_CONNECTED);
+  Store::Batch batch;
+  absl::Status s;
+  switch (msg.kind_case()) {
+    case v1::WorkerMessage::kHeartbeat:
+      return absl::OkStatus();
+    case v1::WorkerMessage::kPull: {
+      std::set<int> known;
+      for (const v1::Slot& sl : w->worker.slots()) known.insert(sl.id());
+      w->offered.clear();
+      for (int sl : msg.pull().free_slots()) {
+        if (!known.count(sl)) {
+          return absl::InvalidArgumentError(absl::StrCat("pull.free_slots: slot ", sl,
+                                                         " was not registered"));
+        }
+        w->offered.insert(sl);
+      }
+      RETURN_IF_ERROR(store_error_);
+      DispatchLocked();
+      return absl::OkStatus();
+    }
+    case v1::WorkerMessage::kStarted:
+      s = HandleStartedLocked(w, msg.started(), &batch);
+      break;
+    case v1::WorkerMessage::kReports:
+      s = HandleReportsLocked(w, msg.reports(), &batch);
+      break;
+    case v1::WorkerMessage::kExited:
+      s = HandleExitedLocked(w, msg.exited(), &batch);
+      break;
+    case v1::WorkerMessage::kRegister:
+      return absl::InvalidArgumentError("register: sent twice on one stream");
+    default:
+      return absl::InvalidArgumentError("worker message: empty or of an unknown kind");
+  }
+  RETURN_IF_ERROR(s);
+  RETURN_IF_ERROR(store_error_);
+  RETURN_IF_ERROR(CommitLocked(&batch));
+  if (msg.seq() > 0) {
+    v1::ControllerMessage ack;
+    ack.mutable_ack()->set_seq(msg.seq());
+    w->sink->Send(ack);
+  }
+  if (msg.kind_case() == v1::WorkerMessage::kExited) DispatchLocked();
+  return absl::OkStatus();
+}
+
+void Controller::Tick() {
+  absl::MutexLock l(&mu_);
+  if (!store_error_.ok()) return;
+  absl::Time now = clock_->Now();
+  Store::Batch batch;
+  bool changed = false;
+  for (auto& [id, w] : workers_) {
+    if (now - w->last_seen <= options_.lease_timeout) continue;
+    if (w->worker.state() != v1::WORKER_LOST) {
+      w->worker.set_state(v1::WORKER_LOST);
+      batch.PutWorker(w->worker);
+    }
+    for (ExperimentRec* rec : fifo_) {
+      for (Trial& t : rec->trials) {
+        if (!TrialActive(t.state()) || t.worker_id() != id) continue;
+        ++lease_expirations_;
+        changed = true;
+        std::string reason = absl::StrFormat(
+            "lease expired: worker %s silent for %s", id,
+            absl::FormatDuration(absl::Trunc(now - w->last_seen, absl::Milliseconds(1))));
+        if (t.stop_requested()) {
+          EndStoppedLocked(rec, &t, &batch);
+        } else {
+          RetryOrFailLocked(rec, &t, reason, true, &batch);
+        }
+      }
+    }
+  }
+  if (CommitLocked(&batch).ok() && changed) DispatchLocked();
+}
+
+ControllerStats Controller::Stats() {
+  absl::MutexLock l(&mu_);
+  ControllerStats s;
+  for (ExperimentRec* rec : fifo_) {
+    ++s.experiments[rec->exp.state()];
+    for (const Trial& t : rec->trials) {
+      if (!t.id().empty()) ++s.trials[t.state()];
+    }
+  }
+  for (auto& [id, w] : workers_) {
+    if (w->sink == nullptr) continue;
+    ++s.workers_connected;
+    s.slots_busy += static_cast<int>(w->busy.size());
+    s.slots_free += w->worker.slots_size() - static_cast<int>(w->busy.size());
+  }
+  s.reports_received = reports_received_;
+  s.lease_expirations = lease_expirations_;
+  return s;
+}
+
+}  // namespace rung

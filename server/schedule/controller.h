@@ -1,0 +1,210 @@
+// The controller: owns experiments, trials, workers and searchers; schedules trials onto
+// worker slots; keeps leases; persists every change through the Store before it is visible.
+//
+// Thread-safety: every public method may be called from any thread; one mutex guards all
+// state. Sinks are called with that mutex held, so they must not block and must not call
+// back into the Controller.
+#ifndef RUNG_SERVER_SCHEDULE_CONTROLLER_H_
+#define RUNG_SERVER_SCHEDULE_CONTROLLER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "rung/v1/experiment_service.pb.h"
+#include "rung/v1/worker_service.pb.h"
+#include "server/search/searcher.h"
+#include "server/store/store.h"
+
+namespace rung {
+
+// Where the controller sends messages for one worker stream.
+class WorkerSink {
+ public:
+  virtual ~WorkerSink() = default;
+  virtual void Send(const v1::ControllerMessage& msg) = 0;
+};
+
+// Where the controller sends one watcher's events. Close() follows the last event.
+class WatchSink {
+ public:
+  virtual ~WatchSink() = default;
+  virtual void Send(const v1::WatchEvent& event) = 0;
+  virtual void Close() = 0;
+};
+
+struct ControllerOptions {
+  // A worker silent for this long loses its trials (they go back to the queue).
+  absl::Duration lease_timeout = absl::Seconds(30);
+  // How often workers are asked to send a heartbeat.
+  absl::Duration heartbeat_interval = absl::Seconds(5);
+};
+
+// Figures for /metrics, read at scrape time.
+struct ControllerStats {
+  std::map<v1::ExperimentState, int> experiments;
+  std::map<v1::TrialState, int> trials;
+  int workers_connected = 0;
+  int slots_busy = 0;
+  int slots_free = 0;
+  int64_t reports_received = 0;
+  int64_t lease_expirations = 0;
+};
+
+class Controller {
+ public:
+  // Loads every experiment, trial, worker and searcher state from `store`. `store` and
+  // `clock` must outlive the controller.
+  static absl::StatusOr<std::unique_ptr<Controller>> Create(Store* store, Clock* clock,
+                                                            ControllerOptions options);
+  ~Controller();
+
+  // ---- Clients ----
+  // `spec` must have passed ValidateSpec. Returns the stored experiment.
+  absl::StatusOr<v1::Experiment> CreateExperiment(v1::ExperimentSpec spec);
+  absl::StatusOr<v1::Experiment> GetExperiment(const std::string& id);
+  std::vector<v1::Experiment> ListExperiments();
+  absl::StatusOr<v1::Experiment> CancelExperiment(const std::string& id);
+  absl::StatusOr<v1::Experiment> PauseExperiment(const std::string& id);
+  absl::StatusOr<v1::Experiment> ResumeExperiment(const std::string& id);
+  absl::StatusOr<std::vector<v1::Trial>> ListTrials(const std::string& experiment_id);
+  absl::StatusOr<v1::Trial> GetTrial(const std::string& trial_id);
+  absl::StatusOr<std::vector<v1::MetricReport>> GetTrialMetrics(const std::string& trial_id);
+  // Completed trials, best first (ties: lower index first).
+  absl::StatusOr<std::vector<v1::Trial>> GetBestTrials(const std::string& experiment_id,
+                                                       int count);
+
+  // Sends the experiment and its trials to `sink` now, then every change until the
+  // experiment ends (then Close()) or Unwatch(). Returns a handle for Unwatch.
+  absl::StatusOr<int64_t> Watch(const std::string& experiment_id, WatchSink* sink);
+  // After it returns, `sink` is never called again.
+  void Unwatch(int64_t handle);
+
+  // ---- Workers ----
+  // A worker's stream opened with `reg`. `sink` stays valid until WorkerDisconnected(session).
+  // Returns the session handle.
+  absl::StatusOr<int64_t> WorkerConnected(const v1::Register& reg, WorkerSink* sink);
+  // Handles one message of the session's stream. An error means the message was refused
+  // (nothing of it applied) and the stream should end with that status.
+  absl::Status HandleWorkerMessage(int64_t session, const v1::WorkerMessage& msg);
+  void WorkerDisconnected(int64_t session);
+
+  // Expires leases of silent workers. rungd calls it periodically; tests call it after
+  // moving a FakeClock.
+  void Tick();
+
+  ControllerStats Stats();
+
+ private:
+  struct ExperimentRec {
+    v1::Experiment exp;
+    std::unique_ptr<search::Searcher> searcher;
+    std::vector<v1::Trial> trials;  // trials[i].index() == i + 1
+    std::deque<int> queue;          // indexes of PENDING trials, in order
+    bool searcher_done = false;
+    std::map<int64_t, WatchSink*> watchers;
+  };
+  struct WorkerRec {
+    v1::Worker worker;
+    WorkerSink* sink = nullptr;  // null while disconnected
+    int64_t session = 0;
+    absl::Time last_seen;
+    std::set<int> offered;  // slots the worker said are free in its latest Pull
+    std::set<int> busy;     // slots that the controller's trials hold
+  };
+
+  Controller(Store* store, Clock* clock, ControllerOptions options);
+  absl::Status Load();
+
+  ExperimentRec* FindExperimentLocked(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<v1::Trial*> FindTrialLocked(const std::string& trial_id, ExperimentRec** rec)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static search::Config SearchConfig(const v1::ExperimentSpec& spec);
+
+  // Applies the searcher's actions to `rec`, adding writes to `batch`.
+  void ApplyActionsLocked(ExperimentRec* rec, const std::vector<search::Action>& actions,
+                          Store::Batch* batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<search::Action> SearchLocked(ExperimentRec* rec, const search::Event& event,
+                                           Store::Batch* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Hands free slots work, from the queue first, then from searchers with room.
+  void DispatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool TryAssignLocked(WorkerRec* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool Matches(const ExperimentRec& rec, const WorkerRec& w, std::vector<int>* slots)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::Assignment MakeAssignmentLocked(const ExperimentRec& rec, const v1::Trial& t)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // A trial attempt ended without completing: relaunch it (PENDING, attempt + 1) while its
+  // failures allow, else fail it for good. `count_failure` false: a relaunch that is not the
+  // trial's fault (its assignment never reached the worker).
+  void RetryOrFailLocked(ExperimentRec* rec, v1::Trial* t, const std::string& reason,
+                         bool count_failure, Store::Batch* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A trial with a stop order out has ended: PAUSED when its experiment is paused (it runs
+  // again on resume), else STOPPED.
+  void EndStoppedLocked(ExperimentRec* rec, v1::Trial* t, Store::Batch* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The trial reached a terminal state: tell the searcher, update counts and best.
+  void CloseTrialLocked(ExperimentRec* rec, v1::Trial* t, Store::Batch* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReleaseSlotsLocked(v1::Trial* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SendStopLocked(const v1::Trial& t, const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MaybeFinishLocked(ExperimentRec* rec, Store::Batch* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RecountLocked(ExperimentRec* rec) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SetExperimentStateLocked(ExperimentRec* rec, v1::ExperimentState state,
+                                const std::string& message, Store::Batch* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PutTrialLocked(ExperimentRec* rec, const v1::Trial& t, Store::Batch* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PutExperimentLocked(ExperimentRec* rec, Store::Batch* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes `batch`. On failure the in-memory state is ahead of the disk; the controller
+  // then stops accepting changes (see store_error_).
+  absl::Status CommitLocked(Store::Batch* batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  absl::Status HandleStartedLocked(WorkerRec* w, const v1::TrialStarted& m, Store::Batch* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status HandleReportsLocked(WorkerRec* w, const v1::ReportBatch& m, Store::Batch* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status HandleExitedLocked(WorkerRec* w, const v1::TrialExited& m, Store::Batch* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The trial the message is about, when it is the attempt that `w` currently runs.
+  v1::Trial* CurrentTrialLocked(WorkerRec* w, const v1::TrialRef& ref, ExperimentRec** rec)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void BroadcastLocked(ExperimentRec* rec, const v1::WatchEvent& e)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  Store* const store_;
+  Clock* const clock_;
+  const ControllerOptions options_;
+
+  absl::Mutex mu_;
+  std::map<std::string, std::unique_ptr<ExperimentRec>> experiments_ ABSL_GUARDED_BY(mu_);
+  std::vector<ExperimentRec*> fifo_ ABSL_GUARDED_BY(mu_);  // by creation order
+  std::map<std::string, std::unique_ptr<WorkerRec>> workers_ ABSL_GUARDED_BY(mu_);
+  std::map<int64_t, WorkerRec*> sessions_ ABSL_GUARDED_BY(mu_);
+  std::map<int64_t, ExperimentRec*> watch_handles_ ABSL_GUARDED_BY(mu_);
+  int64_t next_experiment_ ABSL_GUARDED_BY(mu_) = 1;
+  int64_t next_handle_ ABSL_GUARDED_BY(mu_) = 1;
+  // Set when a write failed: memory may be ahead of disk, so no more changes are accepted.
+  absl::Status store_error_ ABSL_GUARDED_BY(mu_);
+  int64_t reports_received_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t lease_expirations_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace rung
+
+#endif  // RUNG_SERVER_SCHEDULE_CONTROLLER_H_

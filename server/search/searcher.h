@@ -1,0 +1,104 @@
+// Searchers: pure state machines. Events in, actions out; no I/O, no clock, no threads.
+// Randomness comes from a seeded generator that is part of the snapshot, so the same events
+// give the same actions, and Restore(Snapshot()) continues exactly where the original would.
+//
+// This library links only the standard library and abseil (Eigen joins for GP search).
+// Not thread-safe: the owner serialises calls.
+#ifndef RUNG_SERVER_SEARCH_SEARCHER_H_
+#define RUNG_SERVER_SEARCH_SEARCHER_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <variant>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace rung::search {
+
+using ParamValue = std::variant<double, int64_t, std::string>;
+using Params = std::map<std::string, ParamValue>;
+
+struct Param {
+  enum class Kind { kFloat, kInt, kCategorical };
+  std::string name;
+  Kind kind = Kind::kFloat;
+  double min = 0;
+  double max = 0;
+  bool log = false;
+  std::vector<std::string> values;  // categorical
+  std::vector<double> grid_values;  // an explicit value list for a float or int
+  int grid_points = 0;              // float grid: evenly spaced (log-spaced when log)
+};
+
+enum class Goal { kMinimize, kMaximize };
+
+struct Config {
+  std::vector<Param> space;  // in spec order
+  Goal goal = Goal::kMinimize;
+  int max_trials = 0;
+  uint64_t seed = 0;
+};
+
+// ---- Actions ----
+// Create trial `index` (0, 1, 2, ... in creation order) with these parameters.
+struct Create {
+  int index = 0;
+  Params params;
+};
+// Stop trial `index` now (early stopping); it is not completed and not failed.
+struct Stop {
+  int index = 0;
+  std::string reason;
+};
+// No trial will be created any more and every trial has closed: the experiment is over.
+struct Done {};
+using Action = std::variant<Create, Stop, Done>;
+
+// ---- Events ----
+// The controller has room for `count` more trials of this experiment now.
+struct TrialsWanted {
+  int count = 0;
+};
+// Trial `index` reported its objective metric at `step`.
+struct TrialReported {
+  int index = 0;
+  double step = 0;
+  double value = 0;
+};
+// Trial `index` ended for good (after any restarts).
+struct TrialClosed {
+  enum class Outcome { kCompleted, kFailed, kStopped };
+  int index = 0;
+  Outcome outcome = Outcome::kCompleted;
+  bool has_result = false;
+  double result = 0;
+};
+using Event = std::variant<TrialsWanted, TrialReported, TrialClosed>;
+
+class Searcher {
+ public:
+  virtual ~Searcher() = default;
+  // Applies one event and returns what to do about it, in order.
+  virtual std::vector<Action> Handle(const Event& event) = 0;
+  // The whole state as text; Restore() on a searcher made from the same Config resumes it.
+  virtual std::string Snapshot() const = 0;
+  virtual absl::Status Restore(absl::string_view snapshot) = 0;
+  // Whether TrialReported events change anything; the owner may skip them (and the snapshot
+  // write they would cost) when not.
+  virtual bool WantsReports() const = 0;
+};
+
+// The searcher named `algorithm` ("random", "grid"), or INVALID_ARGUMENT.
+absl::StatusOr<std::unique_ptr<Searcher>> NewSearcher(absl::string_view algorithm,
+                                                      const Config& config);
+
+// The number of points in the grid over `space`, saturated at 2^31-1.
+int64_t GridSize(const std::vector<Param>& space);
+
+}  // namespace rung::search
+
+#endif  // RUNG_SERVER_SEARCH_SEARCHER_H_
