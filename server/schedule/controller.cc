@@ -874,7 +874,9 @@ absl::Status Controller::HandleExitedLocked(WorkerRec* w, const v1::TrialExited&
   ReleaseSlotsLocked(t);
   const std::string& metric = rec->exp.spec().objective().metric();
   std::string tail = m.stderr_tail().empty() ? "" : absl::StrCat("; stderr ends:\n", m.stderr_tail());
-  if (m.launch_failed()) {
+  if (m.worker_shutdown()) {
+    RetryOrFailLocked(rec, t, absl::StrCat("worker ", w->worker.id(), " shut down"), false, batch);
+  } else if (m.launch_failed()) {
     RetryOrFailLocked(rec, t, absl::StrCat("could not start: ", m.message()), true, batch);
   } else if (m.signal() != 0) {
     RetryOrFailLocked(rec, t, absl::StrCat("killed by ", SignalName(m.signal()), tail), true,

@@ -1,0 +1,400 @@
+// rung: the command-line client. Each subcommand is one or a few RPCs to rungd.
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+#include "common/spec.h"
+#include "google/protobuf/util/json_util.h"
+#include "grpcpp/grpcpp.h"
+#include "rung/v1/experiment_service.grpc.pb.h"
+
+namespace {
+
+using rung::v1::Experiment;
+using rung::v1::Trial;
+
+struct Globals {
+  std::string addr = "127.0.0.1:7411";
+  std::string output = "table";
+  std::unique_ptr<rung::v1::ExperimentService::Stub> stub;
+};
+
+// An error to show the user; main prints it and exits 1.
+struct CliError {
+  std::string message;
+};
+
+std::unique_ptr<grpc::ClientContext> Ctx() {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(15));
+  return ctx;
+}
+
+void Check(const grpc::Status& s, const Globals& g) {
+  if (s.ok()) return;
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+      s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    throw CliError{absl::StrCat("cannot reach rungd at ", g.addr, " (", s.error_message(),
+                                "); is it running? set --addr or RUNG_ADDR")};
+  }
+  throw CliError{s.error_message()};
+}
+
+void PrintJson(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions o;
+  o.add_whitespace = true;
+  o.preserve_proto_field_names = true;
+  google::protobuf::util::MessageToJsonString(m, &out, o);
+  std::cout << out;
+}
+
+std::string StateName(rung::v1::ExperimentState s) {
+  std::string n = rung::v1::ExperimentState_Name(s);
+  n = n.substr(n.find('_') + 1);
+  for (auto& c : n) c = static_cast<char>(tolower(c));
+  return n;
+}
+std::string StateName(rung::v1::TrialState s) {
+  std::string n = rung::v1::TrialState_Name(s);
+  n = n.substr(n.find('_') + 1);
+  for (auto& c : n) c = static_cast<char>(tolower(c));
+  return n;
+}
+
+std::string Params(const Trial& t) {
+  std::map<std::string, std::string> sorted;
+  for (const auto& [k, v] : t.params()) sorted[k] = rung::FormatParam(v);
+  std::vector<std::string> parts;
+  for (const auto& [k, v] : sorted) parts.push_back(absl::StrCat(k, "=", v));
+  return absl::StrJoin(parts, " ");
+}
+
+std::string Num(double v) { return absl::StrFormat("%.6g", v); }
+
+std::string Time(int64_t ms) {
+  if (ms == 0) return "-";
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMillis(ms), absl::LocalTimeZone());
+}
+
+std::string FirstLine(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+std::string Progress(const Experiment& e) {
+  const auto& c = e.counts();
+  int ended = c.completed() + c.failed() + c.stopped();
+  std::string best = e.has_best() ? absl::StrCat("best ", Num(e.best_value()), " (",
+                                                  e.best_trial_id(), ")")
+                                  : "no result yet";
+  return absl::StrFormat("%s %-9s %d/%d done: %d completed, %d running, %d failed, %d stopped; %s",
+                         e.id(), StateName(e.state()), ended, e.spec().budget().max_trials(),
+                         c.completed(), c.running(), c.failed(), c.stopped(), best);
+}
+
+Experiment GetExperiment(Globals& g, const std::string& id) {
+  rung::v1::GetExperimentRequest req;
+  req.set_id(id);
+  Experiment e;
+  Check(g.stub->GetExperiment(Ctx().get(), req, &e), g);
+  return e;
+}
+
+std::vector<Trial> ListTrials(Globals& g, const std::string& id) {
+  rung::v1::ListTrialsRequest req;
+  req.set_experiment_id(id);
+  rung::v1::ListTrialsResponse resp;
+  Check(g.stub->ListTrials(Ctx().get(), req, &resp), g);
+  return {resp.trials().begin(), resp.trials().end()};
+}
+
+void PrintTrial(const Trial& t) {
+  std::cout << "trial       " << t.id() << "\n"
+            << "state       " << StateName(t.state()) << "\n"
+            << "attempt     " << t.attempt() << " (" << t.failures() << " failed)\n"
+            << "params      " << Params(t) << "\n"
+            << "result      " << (t.has_result() ? Num(t.result()) : "-") << "\n"
+            << "reports     " << t.reports() << " (last step " << Num(t.last_step()) << ")\n"
+            << "worker      " << (t.worker_id().empty() ? "-" : t.worker_id()) << "\n"
+            << "started     " << Time(t.started_unix_ms()) << "\n"
+            << "ended       " << Time(t.ended_unix_ms()) << "\n";
+  if (!t.stop_reason().empty()) std::cout << "stopped     " << t.stop_reason() << "\n";
+  if (!t.message().empty()) std::cout << "reason      " << t.message() << "\n";
+  if (!t.stdout_path().empty()) std::cout << "logs        " << t.stdout_path() << "\n";
+}
+
+void PrintExperiment(const Experiment& e, const std::vector<Trial>& trials) {
+  const auto& s = e.spec();
+  std::cout << "experiment  " << e.id() << " (" << s.name() << ")\n"
+            << "state       " << StateName(e.state())
+            << (e.message().empty() ? "" : absl::StrCat(": ", e.message())) << "\n"
+            << "objective   " << (s.objective().goal() == rung::v1::Objective::MAXIMIZE ? "maximize " : "minimize ")
+            << s.objective().metric() << "\n"
+            << "algorithm   " << s.algorithm().name() << " (seed " << s.algorithm().seed() << ")\n"
+            << "budget      " << s.budget().max_trials() << " trials, " << s.budget().max_concurrent()
+            << " at once\n"
+            << "progress    " << Progress(e) << "\n"
+            << "created     " << Time(e.created_unix_ms()) << "\n";
+  if (e.has_best()) {
+    for (const Trial& t : trials) {
+      if (t.id() == e.best_trial_id()) std::cout << "best params " << Params(t) << "\n";
+    }
+  }
+  bool header = false;
+  for (const Trial& t : trials) {
+    if (t.state() != rung::v1::TRIAL_FAILED && t.failures() == 0) continue;
+    if (!header) std::cout << "failures:\n";
+    header = true;
+    std::cout << "  " << t.id() << " (" << StateName(t.state()) << ", " << t.failures()
+              << " failed attempts): " << t.message() << "\n";
+  }
+}
+
+int Submit(Globals& g, const std::string& file) {
+  std::ifstream in(file);
+  if (!in) throw CliError{absl::StrCat("cannot read ", file)};
+  std::stringstream ss;
+  ss << in.rdbuf();
+  rung::v1::CreateExperimentRequest req;
+  req.set_spec_yaml(ss.str());
+  req.set_base_dir(std::filesystem::absolute(file).parent_path().string());
+  Experiment e;
+  grpc::Status s = g.stub->CreateExperiment(Ctx().get(), req, &e);
+  if (s.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
+    throw CliError{absl::StrCat(file, ": ", s.error_message())};
+  }
+  Check(s, g);
+  if (g.output == "json") {
+    PrintJson(e);
+  } else {
+    std::cout << e.id() << "\n";
+  }
+  return 0;
+}
+
+int Ls(Globals& g) {
+  rung::v1::ListExperimentsResponse resp;
+  Check(g.stub->ListExperiments(Ctx().get(), {}, &resp), g);
+  if (g.output == "json") {
+    PrintJson(resp);
+    return 0;
+  }
+  std::printf("%-6s %-20s %-10s %-8s %-12s %s\n", "ID", "NAME", "STATE", "TRIALS", "BEST", "CREATED");
+  for (const auto& e : resp.experiments()) {
+    const auto& c = e.counts();
+    std::printf("%-6s %-20s %-10s %-8s %-12s %s\n", e.id().c_str(), e.spec().name().substr(0, 20).c_str(),
+                StateName(e.state()).c_str(),
+                absl::StrCat(c.completed() + c.failed() + c.stopped(), "/", e.spec().budget().max_trials()).c_str(),
+                e.has_best() ? Num(e.best_value()).c_str() : "-", Time(e.created_unix_ms()).c_str());
+  }
+  return 0;
+}
+
+int Show(Globals& g, const std::string& id) {
+  if (id.find('-') != std::string::npos) {
+    rung::v1::GetTrialRequest req;
+    req.set_id(id);
+    Trial t;
+    Check(g.stub->GetTrial(Ctx().get(), req, &t), g);
+    if (g.output == "json") {
+      PrintJson(t);
+    } else {
+      PrintTrial(t);
+    }
+    return 0;
+  }
+  Experiment e = GetExperiment(g, id);
+  if (g.output == "json") {
+    PrintJson(e);
+    return 0;
+  }
+  PrintExperiment(e, ListTrials(g, id));
+  return 0;
+}
+
+int Trials(Globals& g, const std::string& id) {
+  rung::v1::ListTrialsRequest req;
+  req.set_experiment_id(id);
+  rung::v1::ListTrialsResponse resp;
+  Check(g.stub->ListTrials(Ctx().get(), req, &resp), g);
+  if (g.output == "json") {
+    PrintJson(resp);
+    return 0;
+  }
+  std::printf("%-10s %-10s %-7s %-12s %-12s %s\n", "TRIAL", "STATE", "ATTEMPT", "RESULT", "WORKER", "PARAMS");
+  for (const auto& t : resp.trials()) {
+    std::printf("%-10s %-10s %-7d %-12s %-12s %s\n", t.id().c_str(), StateName(t.state()).c_str(),
+                t.attempt(), t.has_result() ? Num(t.result()).c_str() : "-",
+                t.worker_id().empty() ? "-" : t.worker_id().substr(0, 12).c_str(), Params(t).c_str());
+    if (t.state() == rung::v1::TRIAL_FAILED) std::printf("%10s %s\n", "", FirstLine(t.message()).c_str());
+  }
+  return 0;
+}
+
+int Best(Globals& g, const std::string& id, int n) {
+  rung::v1::GetBestTrialsRequest req;
+  req.set_experiment_id(id);
+  req.set_count(n);
+  rung::v1::GetBestTrialsResponse resp;
+  Check(g.stub->GetBestTrials(Ctx().get(), req, &resp), g);
+  if (g.output == "json") {
+    PrintJson(resp);
+    return 0;
+  }
+  if (resp.trials().empty()) throw CliError{absl::StrCat("experiment ", id, " has no completed trial yet")};
+  for (const auto& t : resp.trials()) {
+    std::cout << t.id() << "  " << Num(t.result()) << "  " << Params(t) << "\n";
+  }
+  return 0;
+}
+
+int Watch(Globals& g, const std::string& id) {
+  grpc::ClientContext ctx;  // no deadline: it runs until the experiment ends
+  rung::v1::WatchExperimentRequest req;
+  req.set_id(id);
+  auto reader = g.stub->WatchExperiment(&ctx, req);
+  rung::v1::WatchEvent ev;
+  Experiment last;
+  bool tty = isatty(STDOUT_FILENO);
+  std::string last_line;
+  while (reader->Read(&ev)) {
+    if (g.output == "json") {
+      std::string out;
+      google::protobuf::util::JsonPrintOptions o;
+      o.preserve_proto_field_names = true;
+      google::protobuf::util::MessageToJsonString(ev, &out, o);
+      std::cout << out << std::endl;
+      continue;
+    }
+    if (ev.has_trial() && (ev.trial().state() == rung::v1::TRIAL_FAILED)) {
+      std::cout << (tty ? "\r\033[K" : "") << "  " << ev.trial().id() << " failed: "
+                << FirstLine(ev.trial().message()) << "\n";
+    }
+    if (!ev.has_experiment()) continue;
+    last = ev.experiment();
+    std::string line = Progress(last);
+    if (line == last_line) continue;
+    last_line = line;
+    std::cout << (tty ? "\r\033[K" : "") << line << (tty ? "" : "\n") << std::flush;
+  }
+  if (tty) std::cout << "\n";
+  Check(reader->Finish(), g);
+  if (g.output != "json" && last.has_best()) {
+    rung::v1::GetTrialRequest treq;
+    treq.set_id(last.best_trial_id());
+    Trial t;
+    if (g.stub->GetTrial(Ctx().get(), treq, &t).ok()) {
+      std::cout << "best trial " << t.id() << ": " << last.spec().objective().metric() << " = "
+                << Num(t.result()) << "  " << Params(t) << "\n";
+    }
+  }
+  return last.state() == rung::v1::EXPERIMENT_COMPLETED ? 0 : 1;
+}
+
+int Control(Globals& g, const std::string& verb, const std::string& id) {
+  rung::v1::ExperimentRequest req;
+  req.set_id(id);
+  Experiment e;
+  grpc::Status s = verb == "cancel" ? g.stub->CancelExperiment(Ctx().get(), req, &e)
+                   : verb == "pause" ? g.stub->PauseExperiment(Ctx().get(), req, &e)
+                                     : g.stub->ResumeExperiment(Ctx().get(), req, &e);
+  Check(s, g);
+  if (g.output == "json") {
+    PrintJson(e);
+  } else {
+    std::cout << e.id() << " " << StateName(e.state()) << "\n";
+  }
+  return 0;
+}
+
+int Logs(Globals& g, const std::string& trial_id) {
+  rung::v1::GetTrialLogsRequest req;
+  req.set_trial_id(trial_id);
+  rung::v1::GetTrialLogsResponse resp;
+  Check(g.stub->GetTrialLogs(Ctx().get(), req, &resp), g);
+  if (g.output == "json") {
+    PrintJson(resp);
+    return 0;
+  }
+  if (resp.stdout_path().empty()) {
+    throw CliError{absl::StrCat("trial ", trial_id, " has not started yet: no logs")};
+  }
+  bool printed = false;
+  for (const auto& [label, path] : {std::pair<std::string, std::string>{"stdout", resp.stdout_path()},
+                                    {"stderr", resp.stderr_path()}}) {
+    std::ifstream in(path);
+    if (!in) continue;
+    printed = true;
+    std::cout << "==> " << label << " (" << path << ") <==\n" << in.rdbuf() << "\n";
+  }
+  if (!printed) {
+    throw CliError{absl::StrCat("the logs of ", trial_id, " are on worker ", resp.worker_id(), " at ",
+                                resp.stdout_path(), " and ", resp.stderr_path(),
+                                ", not readable from here")};
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Globals g;
+  if (const char* a = std::getenv("RUNG_ADDR"); a && *a) g.addr = a;
+  CLI::App app{"rung: submit and watch hyperparameter-optimisation experiments"};
+  app.require_subcommand(1);
+  app.add_option("--addr", g.addr, "rungd address (or RUNG_ADDR)")->capture_default_str();
+  app.add_option("-o,--output", g.output, "table or json (protobuf's JSON mapping)")
+      ->check(CLI::IsMember({"table", "json"}))
+      ->capture_default_str();
+  std::string file, id;
+  int n = 1;
+  auto* submit = app.add_subcommand("submit", "submit an experiment spec (YAML); prints its id");
+  submit->add_option("FILE", file, "spec file")->required();
+  auto* ls = app.add_subcommand("ls", "list experiments");
+  auto* show = app.add_subcommand("show", "show an experiment (e1) or a trial (e1-3)");
+  show->add_option("ID", id)->required();
+  auto* trials = app.add_subcommand("trials", "list an experiment's trials");
+  trials->add_option("ID", id)->required();
+  auto* watch = app.add_subcommand("watch", "follow an experiment until it ends");
+  watch->add_option("ID", id)->required();
+  auto* best = app.add_subcommand("best", "the best completed trial(s)");
+  best->add_option("ID", id)->required();
+  best->add_option("-n,--count", n, "how many")->capture_default_str();
+  std::vector<std::pair<std::string, CLI::App*>> controls;
+  for (const char* verb : {"cancel", "pause", "resume"}) {
+    auto* c = app.add_subcommand(verb, absl::StrCat(verb, " an experiment"));
+    c->add_option("ID", id)->required();
+    controls.emplace_back(verb, c);
+  }
+  auto* logs = app.add_subcommand("logs", "print a trial's stdout and stderr");
+  logs->add_option("TRIAL_ID", id)->required();
+  CLI11_PARSE(app, argc, argv);
+
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  g.stub = rung::v1::ExperimentService::NewStub(
+      grpc::CreateCustomChannel(g.addr, grpc::InsecureChannelCredentials(), args));
+  try {
+    if (*submit) return Submit(g, file);
+    if (*ls) return Ls(g);
+    if (*show) return Show(g, id);
+    if (*trials) return Trials(g, id);
+    if (*watch) return Watch(g, id);
+    if (*best) return Best(g, id, n);
+    if (*logs) return Logs(g, id);
+    for (auto& [verb, c] : controls) {
+      if (*c) return Control(g, verb, id);
+    }
+  } catch (const CliError& e) {
+    std::cerr << "rung: " << e.message << "\n";
+    return 1;
+  }
+  return 1;
+}

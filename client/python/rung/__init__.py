@@ -1,0 +1,113 @@
+"""rung's in-trial reporter: standard library only.
+
+    import rung
+    p = rung.params()                 # {"lr": 0.01, "depth": 4, ...}
+    for epoch in range(1, 11):
+        loss = train_one_epoch(p)
+        if rung.report(step=epoch, loss=loss):
+            break                     # rung says stop: save a checkpoint and exit
+
+Outside rung (no RUNG_REPORT_SOCKET) params() reads RUNG_PARAMS or returns {} and report()
+does nothing and returns False, so the same script runs by hand.
+"""
+
+import json
+import os
+import socket
+import threading
+
+__all__ = ["params", "report", "should_stop", "trial_id", "experiment_id", "checkpoint_dir",
+           "in_trial"]
+
+_lock = threading.Lock()
+_sock = None
+_file = None
+_stop = False
+
+
+def in_trial():
+    """True when this process runs as a rung trial."""
+    return bool(os.environ.get("RUNG_REPORT_SOCKET"))
+
+
+def params():
+    """The trial's parameters as a dict (RUNG_PARAMS_FILE, else RUNG_PARAMS, else {})."""
+    path = os.environ.get("RUNG_PARAMS_FILE")
+    if path and os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    text = os.environ.get("RUNG_PARAMS")
+    return json.loads(text) if text else {}
+
+
+def trial_id():
+    return os.environ.get("RUNG_TRIAL_ID")
+
+
+def experiment_id():
+    return os.environ.get("RUNG_EXPERIMENT_ID")
+
+
+def checkpoint_dir():
+    """A folder that survives restarts of this trial on the same worker."""
+    return os.environ.get("RUNG_CHECKPOINT_DIR")
+
+
+def should_stop():
+    """What the last report() answered."""
+    return _stop
+
+
+def _connect():
+    global _sock, _file
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(os.environ["RUNG_REPORT_SOCKET"])
+    _sock, _file = s, s.makefile("rb")
+
+
+def report(step=None, final=False, **metrics):
+    """Reports metrics (numbers) at `step`; returns True when rung wants the trial to stop.
+
+    final=True marks these values as the trial's result; otherwise the result is the last
+    reported value of the objective metric.
+    """
+    global _stop
+    if not in_trial():
+        return False
+    msg = {"trial_id": os.environ.get("RUNG_TRIAL_ID", ""),
+           "attempt": int(os.environ.get("RUNG_ATTEMPT", "1"))}
+    for k, v in metrics.items():
+        msg[k] = float(v)
+    if step is not None:
+        msg["step"] = float(step)
+    if final:
+        msg["final"] = True
+    line = (json.dumps(msg) + "\n").encode()
+    with _lock:
+        for attempt in range(2):
+            try:
+                if _sock is None:
+                    _connect()
+                _sock.sendall(line)
+                answer = _file.readline()
+                if not answer:
+                    raise ConnectionError("rung-worker closed the report socket")
+                break
+            except OSError:
+                _close()
+                if attempt == 1:
+                    raise
+        reply = json.loads(answer)
+    if reply.get("error") and not reply.get("stop"):
+        raise ValueError("rung: " + reply["error"])
+    _stop = bool(reply.get("stop"))
+    return _stop
+
+
+def _close():
+    global _sock, _file
+    try:
+        if _sock is not None:
+            _sock.close()
+    finally:
+        _sock, _file = None, None

@@ -1,0 +1,45 @@
+// rung-worker's agent: one stream to the controller, trial processes, the report socket.
+//
+// Threads: Run() is the event loop and owns all trial state; a second thread owns the gRPC
+// stream (connect with backoff, read) and hands what it reads to the loop. Messages that
+// change state go into an outbox with a sequence number and stay there until acknowledged,
+// so a reconnect resends them; handling on the controller is idempotent.
+#ifndef RUNG_WORKER_AGENT_H_
+#define RUNG_WORKER_AGENT_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace rung {
+
+struct AgentOptions {
+  std::string controller = "127.0.0.1:7411";
+  std::string name;                       // worker id; stable across restarts
+  std::string work_dir;                   // trial folders, logs, the report socket
+  int cpu_slots = 0;
+  std::vector<std::string> gpus;          // one slot each
+  std::map<std::string, std::string> labels;
+  // A stopped trial gets this long to notice (rung.report() returns True) before SIGTERM,
+  // then kill_grace before SIGKILL.
+  absl::Duration stop_grace = absl::Seconds(5);
+  absl::Duration kill_grace = absl::Seconds(10);
+};
+
+class Agent {
+ public:
+  // Prepares the work folder and the report socket. SIGCHLD, SIGINT and SIGTERM must be
+  // blocked in every thread before this is called (the agent takes them with signalfd).
+  static absl::StatusOr<std::unique_ptr<Agent>> Create(AgentOptions options);
+  virtual ~Agent() = default;
+  // Serves until SIGINT or SIGTERM, then stops its trials and returns.
+  virtual absl::Status Run() = 0;
+};
+
+}  // namespace rung
+
+#endif  // RUNG_WORKER_AGENT_H_

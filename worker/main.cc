@@ -1,0 +1,95 @@
+// rung-worker: the agent on each node. Parses flags, discovers slots, runs the Agent.
+#include <signal.h>
+#include <unistd.h>
+
+#include <iostream>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "common/log.h"
+#include "worker/agent.h"
+#include "worker/gpus.h"
+
+namespace {
+int Fail(const std::string& msg) {
+  std::cerr << "rung-worker: " << msg << "\n";
+  return 1;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"rung-worker: runs rung trials on this node"};
+  rung::AgentOptions o;
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  o.name = host;
+  o.work_dir = "rung-worker";
+  if (const char* x = std::getenv("XDG_STATE_HOME"); x && *x) {
+    o.work_dir = absl::StrCat(x, "/rung-worker");
+  } else if (const char* h = std::getenv("HOME"); h && *h) {
+    o.work_dir = absl::StrCat(h, "/.local/state/rung-worker");
+  }
+  if (const char* a = std::getenv("RUNG_ADDR"); a && *a) o.controller = a;
+  int slots = -1;
+  std::string gpus, labels, stop_grace = "5s", kill_grace = "10s", log_level = "info";
+  app.add_option("--controller", o.controller, "rungd address (or RUNG_ADDR)")->capture_default_str();
+  app.add_option("--slots", slots, "CPU slots (default: 1 without GPUs, 0 with)");
+  app.add_option("--gpus", gpus, "GPUs to use, e.g. 0,1 (default: all that nvidia-smi lists; 'none')");
+  app.add_option("--work-dir", o.work_dir, "trial folders, logs and the report socket")->capture_default_str();
+  app.add_option("--labels", labels, "k=v,... matched against a spec's resources.labels");
+  app.add_option("--name", o.name, "worker id, stable across restarts")->capture_default_str();
+  app.add_option("--stop-grace", stop_grace, "time a stopped trial gets before SIGTERM")->capture_default_str();
+  app.add_option("--kill-grace", kill_grace, "time between SIGTERM and SIGKILL")->capture_default_str();
+  app.add_option("--log-level", log_level, "debug|info|warning|error")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  auto level = rung::ParseLogLevel(log_level);
+  if (!level.ok()) return Fail(std::string(level.status().message()));
+  rung::SetLogLevel(*level);
+  rung::SetLogTag(absl::StrCat("rung-worker ", o.name));
+  if (!absl::ParseDuration(stop_grace, &o.stop_grace) || o.stop_grace < absl::ZeroDuration()) {
+    return Fail(absl::StrCat("--stop-grace: '", stop_grace, "' is not a duration"));
+  }
+  if (!absl::ParseDuration(kill_grace, &o.kill_grace) || o.kill_grace < absl::ZeroDuration()) {
+    return Fail(absl::StrCat("--kill-grace: '", kill_grace, "' is not a duration"));
+  }
+  if (!labels.empty()) {
+    for (absl::string_view kv : absl::StrSplit(labels, ',')) {
+      std::pair<std::string, std::string> p = absl::StrSplit(kv, absl::MaxSplits('=', 1));
+      if (p.first.empty() || kv.find('=') == absl::string_view::npos) {
+        return Fail(absl::StrCat("--labels: '", kv, "' is not k=v"));
+      }
+      o.labels[p.first] = p.second;
+    }
+  }
+  if (!gpus.empty()) {
+    auto list = rung::ParseGpuList(gpus);
+    if (!list.ok()) return Fail(std::string(list.status().message()));
+    o.gpus = *list;
+  } else {
+    o.gpus = rung::DiscoverGpus();
+  }
+  o.cpu_slots = slots >= 0 ? slots : (o.gpus.empty() ? 1 : 0);
+  if (slots < -1) return Fail("--slots must not be negative");
+
+  // Taken by the agent's signalfd; blocked before any thread starts.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGCHLD);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto agent = rung::Agent::Create(o);
+  if (!agent.ok()) return Fail(std::string(agent.status().message()));
+  std::cout << "rung-worker: " << o.name << " serving " << o.cpu_slots << " CPU slots"
+            << (o.gpus.empty() ? "" : absl::StrCat(" and GPUs ", absl::StrJoin(o.gpus, ",")))
+            << " for " << o.controller << ", work in " << o.work_dir << std::endl;
+  absl::Status s = (*agent)->Run();
+  if (!s.ok()) return Fail(std::string(s.message()));
+  return 0;
+}

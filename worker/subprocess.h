@@ -1,0 +1,55 @@
+// A child process that cannot leak: it runs in its own process group, dies with the worker
+// (PR_SET_PDEATHSIG), is signalled as a whole group, and is killed on destruction.
+#ifndef RUNG_WORKER_SUBPROCESS_H_
+#define RUNG_WORKER_SUBPROCESS_H_
+
+#include <sys/types.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace rung {
+
+struct SpawnOptions {
+  std::vector<std::string> argv;            // argv[0] is looked up in PATH
+  std::map<std::string, std::string> env;   // the whole environment of the child
+  std::string workdir;
+  std::string stderr_path;                  // stderr is appended to this file
+  bool pipe_stdout = true;                  // stdout through a pipe (stdout_fd()), else /dev/null
+};
+
+class Subprocess {
+ public:
+  // Starts the child. Fails (with the reason, e.g. "python4: No such file or directory")
+  // when it could not be executed; then no child is left behind.
+  static absl::StatusOr<std::unique_ptr<Subprocess>> Spawn(const SpawnOptions& options);
+  // Kills the group with SIGKILL and reaps the child if it is still running.
+  ~Subprocess();
+
+  pid_t pid() const { return pid_; }
+  // Read end of the child's stdout, non-blocking; owned by this object (-1 once closed).
+  int stdout_fd() const { return stdout_fd_; }
+  void CloseStdout();
+
+  // Sends `sig` to the whole process group. Harmless after the child exited.
+  void SignalGroup(int sig);
+  // Reaps the child without blocking. True once it has exited; then `status` holds the
+  // waitpid() status.
+  bool Poll(int* status);
+  bool exited() const { return exited_; }
+
+ private:
+  Subprocess() = default;
+  pid_t pid_ = -1;
+  int stdout_fd_ = -1;
+  bool exited_ = false;
+  int status_ = 0;
+};
+
+}  // namespace rung
+
+#endif  // RUNG_WORKER_SUBPROCESS_H_
