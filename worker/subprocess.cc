@@ -103,17 +103,21 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Spawn(const SpawnOptions
   close(err_pipe[1]);
   if (out_pipe[1] >= 0) close(out_pipe[1]);
   setpgid(pid, pid);  // also in the parent, so the group exists before we signal it
+  // The pipe closes on a successful exec (O_CLOEXEC); otherwise it carries the reason.
+  std::string exec_error;
   char msg[512];
-  ssize_t n;
-  do {
-    n = read(err_pipe[0], msg, sizeof(msg) - 1);
-  } while (n < 0 && errno == EINTR);
+  while (true) {
+    ssize_t n = read(err_pipe[0], msg, sizeof(msg));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    exec_error.append(msg, n);
+  }
   close(err_pipe[0]);
-  if (n > 0) {
+  if (!exec_error.empty()) {
     int status;
     waitpid(pid, &status, 0);
     if (out_pipe[0] >= 0) close(out_pipe[0]);
-    return absl::NotFoundError(std::string(msg, n));
+    return absl::NotFoundError(exec_error);
   }
   std::unique_ptr<Subprocess> sp(new Subprocess());
   sp->pid_ = pid;

@@ -1,0 +1,32 @@
+// Helpers shared by rung's tests.
+#ifndef RUNG_TESTS_TEST_UTIL_H_
+#define RUNG_TESTS_TEST_UTIL_H_
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <string>
+
+namespace rung::testing {
+
+// A fresh folder under /tmp (short, so Unix socket paths fit), removed on destruction.
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/rung-test-XXXXXX";
+    path_ = mkdtemp(tmpl);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace rung::testing
+
+#endif  // RUNG_TESTS_TEST_UTIL_H_

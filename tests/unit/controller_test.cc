@@ -1,0 +1,394 @@
+// The controller against a real RocksDB store, a FakeClock and sinks that record what it
+// sends: scheduling, completion, retries, lease expiry, reconnects and restarts.
+#include "server/schedule/controller.h"
+
+#include "common/spec.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/test_util.h"
+
+namespace rung {
+namespace {
+
+using ::testing::HasSubstr;
+
+class RecordingSink : public WorkerSink {
+ public:
+  void Send(const v1::ControllerMessage& m) override { sent.push_back(m); }
+  std::vector<v1::Assignment> TakeAssignments() {
+    std::vector<v1::Assignment> out;
+    for (const auto& m : sent) {
+      if (m.has_assignment()) out.push_back(m.assignment());
+    }
+    sent.clear();
+    return out;
+  }
+  std::vector<v1::ControllerMessage> sent;
+};
+
+class ControllerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Open(); }
+
+  void Open() {
+    controller_.reset();
+    store_.reset();
+    auto store = Store::Open(dir_.path());
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(*store);
+    ControllerOptions o;
+    o.lease_timeout = absl::Seconds(30);
+    auto c = Controller::Create(store_.get(), &clock_, o);
+    ASSERT_TRUE(c.ok()) << c.status();
+    controller_ = std::move(*c);
+  }
+
+  std::string Create(int max_trials, int max_concurrent, int max_restarts = 0) {
+    auto spec = ParseSpecYaml(absl::StrCat(R"(
+objective: {metric: loss, goal: minimize}
+search_space:
+  x: {type: float, min: 0, max: 1}
+algorithm: {name: random, seed: 3}
+budget: {max_trials: )", max_trials, ", max_concurrent: ", max_concurrent, R"(}
+trial: {command: [train, --x, "{x}"], max_restarts: )", max_restarts, "}\n"),
+                              "/work");
+    EXPECT_TRUE(spec.ok()) << spec.status();
+    auto e = controller_->CreateExperiment(*spec);
+    EXPECT_TRUE(e.ok()) << e.status();
+    return e->id();
+  }
+
+  int64_t Connect(const std::string& id, int slots, RecordingSink* sink,
+                  std::vector<std::pair<std::string, int>> running = {}) {
+    v1::Register reg;
+    reg.set_worker_id(id);
+    for (int i = 0; i < slots; ++i) reg.add_slots()->set_id(i);
+    for (auto& [t, a] : running) {
+      auto* r = reg.add_trials();
+      r->set_trial_id(t);
+      r->set_attempt(a);
+    }
+    auto s = controller_->WorkerConnected(reg, sink);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return *s;
+  }
+
+  absl::Status Send(int64_t session, v1::WorkerMessage m) {
+    m.set_seq(++seq_);
+    return controller_->HandleWorkerMessage(session, m);
+  }
+  absl::Status Pull(int64_t session, std::vector<int> slots) {
+    v1::WorkerMessage m;
+    auto* p = m.mutable_pull();
+    for (int s : slots) p->add_free_slots(s);
+    return controller_->HandleWorkerMessage(session, m);
+  }
+  absl::Status Started(int64_t session, const v1::Trial& t) {
+    v1::WorkerMessage m;
+    m.mutable_started()->mutable_trial()->set_trial_id(t.id());
+    m.mutable_started()->mutable_trial()->set_attempt(t.attempt());
+    return Send(session, m);
+  }
+  absl::Status Report(int64_t session, const v1::Trial& t, int64_t seq, double loss) {
+    v1::WorkerMessage m;
+    auto* r = m.mutable_reports()->add_reports();
+    r->set_trial_id(t.id());
+    r->set_attempt(t.attempt());
+    r->set_seq(seq);
+    r->set_step(static_cast<double>(seq));
+    (*r->mutable_values())["loss"] = loss;
+    return Send(session, m);
+  }
+  absl::Status Exited(int64_t session, const v1::Trial& t, int code, const std::string& tail = "") {
+    v1::WorkerMessage m;
+    m.mutable_exited()->mutable_trial()->set_trial_id(t.id());
+    m.mutable_exited()->mutable_trial()->set_attempt(t.attempt());
+    m.mutable_exited()->set_exit_code(code);
+    m.mutable_exited()->set_stderr_tail(tail);
+    return Send(session, m);
+  }
+
+  testing::TempDir dir_;
+  FakeClock clock_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<Controller> controller_;
+  int64_t seq_ = 0;
+};
+
+TEST_F(ControllerTest, AssignsNoMoreThanMaxConcurrentAndOnlyOfferedSlots) {
+  std::string id = Create(5, 2);
+  RecordingSink sink;
+  int64_t s = Connect("w1", 3, &sink);
+  ASSERT_TRUE(sink.sent.size() == 1 && sink.sent[0].has_registered());
+  sink.sent.clear();
+  ASSERT_TRUE(Pull(s, {0}).ok());
+  auto a = sink.TakeAssignments();
+  ASSERT_EQ(a.size(), 1u);  // only slot 0 was offered
+  EXPECT_EQ(a[0].trial().id(), id + "-1");
+  EXPECT_THAT(a[0].trial().slots(), ::testing::ElementsAre(0));
+  ASSERT_TRUE(Pull(s, {1, 2}).ok());
+  a = sink.TakeAssignments();
+  ASSERT_EQ(a.size(), 1u);  // max_concurrent 2
+  EXPECT_EQ(a[0].trial().id(), id + "-2");
+  // The assignment carries the filled-in command and the trial contract's variables.
+  EXPECT_EQ(a[0].argv(0), "train");
+  EXPECT_EQ(a[0].argv(1), "--x");
+  EXPECT_EQ(a[0].argv(2), FormatParam(a[0].trial().params().at("x")));
+  EXPECT_EQ(a[0].env().at("RUNG_TRIAL_ID"), id + "-2");
+  EXPECT_EQ(a[0].env().at("RUNG_EXPERIMENT_ID"), id);
+  EXPECT_THAT(a[0].env().at("RUNG_PARAMS"), HasSubstr("\"x\": "));
+  EXPECT_EQ(controller_->GetExperiment(id)->state(), v1::EXPERIMENT_RUNNING);
+}
+
+TEST_F(ControllerTest, RunsToCompletionAndPicksBest) {
+  std::string id = Create(3, 3);
+  RecordingSink sink;
+  int64_t s = Connect("w1", 3, &sink);
+  ASSERT_TRUE(Pull(s, {0, 1, 2}).ok());
+  auto a = sink.TakeAssignments();
+  ASSERT_EQ(a.size(), 3u);
+  const double losses[] = {0.5, 0.2, 0.9};
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(Started(s, a[i].trial()).ok());
+    ASSERT_TRUE(Report(s, a[i].trial(), 1, 5.0).ok());
+    ASSERT_TRUE(Report(s, a[i].trial(), 2, losses[i]).ok());
+    ASSERT_TRUE(Report(s, a[i].trial(), 2, 123.0).ok());  // a resend: ignored
+    ASSERT_TRUE(Exited(s, a[i].trial(), 0).ok());
+  }
+  auto e = controller_->GetExperiment(id);
+  EXPECT_EQ(e->state(), v1::EXPERIMENT_COMPLETED);
+  EXPECT_EQ(e->counts().completed(), 3);
+  EXPECT_EQ(e->best_trial_id(), id + "-2");
+  EXPECT_EQ(e->best_value(), 0.2);
+  auto best = controller_->GetBestTrials(id, 2);
+  ASSERT_EQ(best->size(), 2u);
+  EXPECT_EQ((*best)[0].id(), id + "-2");
+  EXPECT_EQ((*best)[1].id(), id + "-1");
+  EXPECT_EQ(controller_->GetTrialMetrics(id + "-1")->size(), 2u);
+  EXPECT_EQ(controller_->GetTrial(id + "-3")->result(), 0.9);
+  // Every state-changing message was acknowledged.
+  int acks = 0;
+  for (const auto& m : sink.sent) acks += m.has_ack();
+  EXPECT_EQ(acks, 3 * 5);
+}
+
+TEST_F(ControllerTest, FailedProcessIsRetriedThenFailedWithReason) {
+  std::string id = Create(1, 1, /*max_restarts=*/1);
+  RecordingSink sink;
+  int64_t s = Connect("w1", 1, &sink);
+  ASSERT_TRUE(Pull(s, {0}).ok());
+  auto a = sink.TakeAssignments();
+  ASSERT_EQ(a.size(), 1u);
+  ASSERT_TRUE(Exited(s, a[0].trial(), 3, "Traceback...\nValueError: bad").ok());
+  auto t = controller_->GetTrial(id + "-1");
+  EXPECT_EQ(t->state(), v1::TRIAL_PENDING);
+  EXPECT_EQ(t->attempt(), 2);
+  EXPECT_EQ(t->failures(), 1);
+  ASSERT_TRUE(Pull(s, {0}).ok());
+  a = sink.TakeAssignments();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].trial().attempt(), 2);
+  EXPECT_EQ(a[0].env().at("RUNG_ATTEMPT"), "2");
+  ASSERT_TRUE(Exited(s, a[0].trial(), 3, "ValueError: bad").ok());
+  t = controller_->GetTrial(id + "-1");
+  EXPECT_EQ(t->state(), v1::TRIAL_FAILED);
+  EXPECT_THAT(t->message(), HasSubstr("exited with code 3"));
+  EXPECT_THAT(t->message(), HasSubstr("ValueError: bad"));
+  EXPECT_THAT(t->message(), HasSubstr("failed 2 times; max_restarts is 1"));
+  auto e = controller_->GetExperiment(id);
+  EXPECT_EQ(e->state(), v1::EXPERIMENT_FAILED);
+  EXPECT_THAT(e->message(), HasSubstr("all 1 trials failed"));
+}
+
+TEST_F(ControllerTest, ExitZeroWithoutObjectiveFails) {
+  std::string id = Create(1, 1);
+  RecordingSink sink;
+  int64_t s = Connect("w1", 1, &sink);
+  ASSERT_TRUE(Pull(s, {0}).ok());
+  auto a = sink.TakeAssignments();
+  ASSERT_TRUE(Exited(s, a[0].trial(), 0).ok());
+  auto t = controller_->GetTrial(id + "-1");
+  EXPECT_EQ(t->state(), v1::TRIAL_FAILED);
+  EXPECT_THAT(t->message(), HasSubstr("without reporting the objective metric 'loss'"));
+}
+
+TEST_F(ControllerTest, LeaseExpiryRequeuesToAnotherWorker) {
+  std::string id = Create(1, 1, /*max_restarts=*/2);
+  RecordingSink sink1, sink2;
+  int64_t s1 = Connect("w1", 1, &sink1);
+  ASSERT_TRUE(Pull(s1, {0}).ok());
+  auto a = sink1.TakeAssignments();
+  ASSERT_EQ(a.size(), 1u);
+  ASSERT_TRUE(Started(s1, a[0].trial()).ok());
+  controller_->WorkerDisconnected(s1);
+  int64_t s2 = Connect("w2", 1, &sink2);
+  ASSERT_TRUE(Pull(s2, {0}).ok());
+  EXPECT_TRUE(sink2.TakeAssignments().empty());  // the lease still holds
+
+  clock_.Advance(absl::Seconds(29));
+  controller_->Tick();
+  EXPECT_EQ(controller_->GetTrial(id + "-1")->state(), v1::TRIAL_RUNNING);
+  ASSERT_TRUE(Pull(s2, {0}).ok());  // w2 stays alive; w1 is silent
+  clock_.Advance(absl::Seconds(2));
+  controller_->Tick();
+  auto t = controller_->GetTrial(id + "-1");
+  EXPECT_EQ(t->worker_id(), "w2");
+  EXPECT_EQ(t->attempt(), 2);
+  EXPECT_EQ(t->failures(), 1);
+  EXPECT_THAT(t->message(), HasSubstr("lease expired: worker w1 silent for 31s"));
+  auto a2 = sink2.TakeAssignments();
+  ASSERT_EQ(a2.size(), 1u);
+  EXPECT_EQ(a2[0].trial().attempt(), 2);
+  EXPECT_EQ(controller_->Stats().lease_expirations, 1);
+
+  // w1 comes back still running attempt 1: it is told to kill it, and its news is ignored.
+  RecordingSink sink1b;
+  int64_t s1b = Connect("w1", 1, &sink1b, {{id + "-1", 1}});
+  ASSERT_TRUE(sink1b.sent[0].has_registered());
+  ASSERT_EQ(sink1b.sent[0].registered().kill_size(), 1);
+  EXPECT_EQ(sink1b.sent[0].registered().kill(0).attempt(), 1);
+  ASSERT_TRUE(Exited(s1b, a[0].trial(), 0).ok());
+  EXPECT_EQ(controller_->GetTrial(id + "-1")->state(), v1::TRIAL_ASSIGNED);
+}
+
+TEST_F(ControllerTest, ReconnectKeepsReportedTrialsAndRequeuesLostAssignments) {
+  std::string id = Create(2, 2);
+  RecordingSink sink;
+  int64_t s = Connect("w1", 2, &sink);
+  ASSERT_TRUE(Pull(s, {0, 1}).ok());
+  auto a = sink.TakeAssignments();
+  ASSERT_EQ(a.size(), 2u);
+  ASSERT_TRUE(Started(s, a[0].trial()).ok());
+  controller_->WorkerDisconnected(s);
+  // The worker got only the first assignment before the stream broke.
+  RecordingSink sink2;
+  int64_t s2 = Connect("w1", 2, &sink2, {{id + "-1", 1}});
+  EXPECT_EQ(sink2.sent[0].registered().kill_size(), 0);
+  EXPECT_EQ(controller_->GetTrial(id + "-1")->state(), v1::TRIAL_RUNNING);
+  auto lost = controller_->GetTrial(id + "-2");
+  EXPECT_EQ(lost->state(), v1::TRIAL_PENDING);
+  EXPECT_EQ(lost->failures(), 0);  // not the trial's fault
+  ASSERT_TRUE(Pull(s2, {1}).ok());
+  auto again = sink2.TakeAssignments();
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].trial().id(), id + "-2");
+  EXPECT_EQ(again[0].trial().attempt(), 2);
+}
+
+TEST_F(ControllerTest, StateSurvivesRestartAndSearchContinues) {
+  std::string id = Create(4, 2);
+  std::vector<std::string> first_params;
+  {
+    RecordingSink sink;
+    int64_t s = Connect("w1", 2, &sink);
+    ASSERT_TRUE(Pull(s, {0, 1}).ok());
+    auto a = sink.TakeAssignments();
+    ASSERT_EQ(a.size(), 2u);
+    ASSERT_TRUE(Started(s, a[0].trial()).ok());
+    ASSERT_TRUE(Report(s, a[0].trial(), 1, 0.7).ok());
+    ASSERT_TRUE(Exited(s, a[0].trial(), 0).ok());
+    ASSERT_TRUE(Started(s, a[1].trial()).ok());
+    ASSERT_TRUE(Report(s, a[1].trial(), 1, 0.4).ok());
+  }
+  // A second controller of the same seed, never restarted, says what comes next.
+  Open();
+  auto e = controller_->GetExperiment(id);
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->state(), v1::EXPERIMENT_RUNNING);
+  EXPECT_EQ(e->counts().completed(), 1);
+  EXPECT_EQ(e->counts().running(), 1);
+  EXPECT_EQ(controller_->GetTrial(id + "-2")->last_metrics().at("loss"), 0.4);
+  EXPECT_EQ(controller_->GetTrialMetrics(id + "-1")->size(), 1u);
+  RecordingSink sink;
+  int64_t s = Connect("w1", 2, &sink, {{id + "-2", 1}});
+  ASSERT_TRUE(Pull(s, {0}).ok());
+  auto a = sink.TakeAssignments();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].trial().id(), id + "-3");
+
+  testing::TempDir other;
+  auto store2 = Store::Open(other.path());
+  FakeClock clock2;
+  auto c2 = Controller::Create(store2->get(), &clock2, ControllerOptions());
+  v1::ExperimentSpec same = controller_->GetExperiment(id)->spec();
+  same.mutable_budget()->set_max_concurrent(4);  // all of the first three at once
+  ASSERT_TRUE((*c2)->CreateExperiment(same).ok());
+  RecordingSink sink2;
+  v1::Register reg;
+  reg.set_worker_id("w");
+  for (int i = 0; i < 3; ++i) reg.add_slots()->set_id(i);
+  int64_t s2 = *(*c2)->WorkerConnected(reg, &sink2);
+  v1::WorkerMessage pull;
+  for (int i = 0; i < 3; ++i) pull.mutable_pull()->add_free_slots(i);
+  ASSERT_TRUE((*c2)->HandleWorkerMessage(s2, pull).ok());
+  auto ref = sink2.TakeAssignments();
+  ASSERT_GE(ref.size(), 3u);
+  EXPECT_EQ(ref[2].trial().params().at("x").float_value(), a[0].trial().params().at("x").float_value());
+}
+
+TEST_F(ControllerTest, CancelStopsRunningAndPendingTrials) {
+  std::string id = Create(3, 1);
+  RecordingSink sink;
+  int64_t s = Connect("w1", 1, &sink);
+  ASSERT_TRUE(Pull(s, {0}).ok());
+  auto a = sink.TakeAssignments();
+  ASSERT_TRUE(Started(s, a[0].trial()).ok());
+  sink.sent.clear();
+  auto e = controller_->CancelExperiment(id);
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->state(), v1::EXPERIMENT_CANCELLED);
+  ASSERT_EQ(sink.sent.size(), 1u);
+  ASSERT_TRUE(sink.sent[0].has_stop());
+  EXPECT_EQ(sink.sent[0].stop().trial().trial_id(), id + "-1");
+  v1::WorkerMessage m;
+  m.mutable_exited()->mutable_trial()->set_trial_id(id + "-1");
+  m.mutable_exited()->mutable_trial()->set_attempt(1);
+  m.mutable_exited()->set_signal(15);
+  m.mutable_exited()->set_stopped(true);
+  ASSERT_TRUE(Send(s, m).ok());
+  auto t = controller_->GetTrial(id + "-1");
+  EXPECT_EQ(t->state(), v1::TRIAL_STOPPED);
+  EXPECT_EQ(t->stop_reason(), "experiment cancelled");
+  EXPECT_EQ(controller_->CancelExperiment(id).status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(Pull(s, {0}).ok());
+  EXPECT_TRUE(sink.TakeAssignments().empty());
+}
+
+TEST_F(ControllerTest, PauseFreesSlotsAndResumeRequeues) {
+  std::string id = Create(2, 1);
+  RecordingSink sink;
+  int64_t s = Connect("w1", 1, &sink);
+  ASSERT_TRUE(Pull(s, {0}).ok());
+  auto a = sink.TakeAssignments();
+  ASSERT_TRUE(Started(s, a[0].trial()).ok());
+  ASSERT_TRUE(controller_->PauseExperiment(id).ok());
+  ASSERT_TRUE(Exited(s, a[0].trial(), 0).ok());  // exits after the stop order
+  auto t = controller_->GetTrial(id + "-1");
+  EXPECT_EQ(t->state(), v1::TRIAL_PAUSED);
+  ASSERT_TRUE(Pull(s, {0}).ok());
+  EXPECT_TRUE(sink.TakeAssignments().empty());
+  ASSERT_TRUE(controller_->ResumeExperiment(id).ok());
+  ASSERT_TRUE(Pull(s, {0}).ok());
+  auto b = sink.TakeAssignments();
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(b[0].trial().id(), id + "-1");
+  EXPECT_EQ(b[0].trial().attempt(), 2);
+  EXPECT_EQ(b[0].trial().failures(), 0);
+}
+
+TEST_F(ControllerTest, BadInputGetsClearErrors) {
+  EXPECT_EQ(controller_->GetExperiment("e99").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(controller_->GetTrial("nonsense").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(controller_->GetTrial("e1-1").status().code(), absl::StatusCode::kNotFound);
+  v1::Register reg;
+  EXPECT_THAT(std::string(controller_->WorkerConnected(reg, nullptr).status().message()),
+              HasSubstr("worker_id"));
+  RecordingSink sink;
+  int64_t s = Connect("w1", 1, &sink);
+  EXPECT_THAT(std::string(Pull(s, {7}).message()), HasSubstr("slot 7 was not registered"));
+  v1::WorkerMessage empty;
+  EXPECT_EQ(controller_->HandleWorkerMessage(s, empty).code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace rung

@@ -1,0 +1,176 @@
+#include "common/spec.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace rung {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kQuickstart[] = R"(
+name: quickstart
+objective: {metric: loss, goal: minimize}
+search_space:
+  x1: {type: float, min: -5, max: 10}
+  x2: {type: float, min: 0, max: 15}
+  lr: {type: float, min: 1.0e-5, max: 1.0e-1, log: true}
+  depth: {type: int, min: 1, max: 8}
+  act: {type: categorical, values: [relu, tanh, gelu]}
+algorithm: {name: random, seed: 7}
+budget: {max_trials: 20, max_concurrent: 4}
+trial:
+  command: [python3, train.py, --x1, "{x1}", --x2, "{x2}"]
+  workdir: .
+  max_restarts: 1
+)";
+
+// The quickstart spec with `from` replaced by `to`.
+std::string Edit(const std::string& from, const std::string& to) {
+  std::string s = kQuickstart;
+  size_t at = s.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  return s.replace(at, from.size(), to);
+}
+
+std::string Error(const std::string& yaml) {
+  auto spec = ParseSpecYaml(yaml, "/base");
+  EXPECT_FALSE(spec.ok());
+  if (spec.ok()) return "";
+  EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument);
+  return std::string(spec.status().message());
+}
+
+TEST(SpecTest, QuickstartParsesAsWritten) {
+  auto spec = ParseSpecYaml(kQuickstart, "/home/me/exp");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->name(), "quickstart");
+  EXPECT_EQ(spec->objective().metric(), "loss");
+  EXPECT_EQ(spec->objective().goal(), v1::Objective::MINIMIZE);
+  ASSERT_EQ(spec->search_space_size(), 5);
+  EXPECT_EQ(spec->search_space(0).name(), "x1");
+  EXPECT_EQ(spec->search_space(0).type(), v1::ParamSpec::FLOAT);
+  EXPECT_EQ(spec->search_space(0).min(), -5);
+  EXPECT_EQ(spec->search_space(0).max(), 10);
+  EXPECT_TRUE(spec->search_space(2).log());
+  EXPECT_EQ(spec->search_space(2).min(), 1e-5);
+  EXPECT_EQ(spec->search_space(3).type(), v1::ParamSpec::INT);
+  EXPECT_THAT(spec->search_space(4).values(), ::testing::ElementsAre("relu", "tanh", "gelu"));
+  EXPECT_EQ(spec->algorithm().name(), "random");
+  EXPECT_EQ(spec->algorithm().seed(), 7u);
+  EXPECT_EQ(spec->budget().max_trials(), 20);
+  EXPECT_EQ(spec->budget().max_concurrent(), 4);
+  EXPECT_THAT(spec->trial().command(),
+              ::testing::ElementsAre("python3", "train.py", "--x1", "{x1}", "--x2", "{x2}"));
+  EXPECT_EQ(spec->trial().workdir(), "/home/me/exp");  // relative to the spec's folder
+  EXPECT_EQ(spec->trial().max_restarts(), 1);
+}
+
+TEST(SpecTest, RelativeWorkdirJoinsBaseAndAbsoluteStays) {
+  auto rel = ParseSpecYaml(Edit("workdir: .", "workdir: sub/dir"), "/base");
+  ASSERT_TRUE(rel.ok()) << rel.status();
+  EXPECT_EQ(rel->trial().workdir(), "/base/sub/dir");
+  auto abs = ParseSpecYaml(Edit("workdir: .", "workdir: /srv/train"), "/base");
+  ASSERT_TRUE(abs.ok());
+  EXPECT_EQ(abs->trial().workdir(), "/srv/train");
+}
+
+TEST(SpecTest, MinNotBelowMaxNamesFieldAndValues) {
+  EXPECT_EQ(Error(Edit("x1: {type: float, min: -5, max: 10}", "x1: {type: float, min: 10, max: -5}")),
+            "search_space.x1: min (10) must be below max (-5)");
+  EXPECT_EQ(Error(Edit("depth: {type: int, min: 1, max: 8}", "depth: {type: int, min: 3, max: 3}")),
+            "search_space.depth: min (3) must be below max (3)");
+}
+
+TEST(SpecTest, LogNeedsPositiveMin) {
+  EXPECT_EQ(Error(Edit("min: 1.0e-5, max: 1.0e-1, log: true", "min: 0, max: 1.0e-1, log: true")),
+            "search_space.lr: log needs min above 0 (got 0)");
+}
+
+TEST(SpecTest, EmptyCategoricalRejected) {
+  EXPECT_EQ(Error(Edit("values: [relu, tanh, gelu]", "values: []")),
+            "search_space.act: values must not be empty");
+}
+
+TEST(SpecTest, UnknownKeysRejectedAtEveryLevel) {
+  EXPECT_THAT(Error(Edit("name: quickstart", "name: quickstart\nnmae: x")),
+              HasSubstr("spec: unknown key 'nmae'"));
+  EXPECT_THAT(Error(Edit("{type: float, min: -5, max: 10}", "{type: float, mn: -5, max: 10}")),
+              HasSubstr("search_space.x1: unknown key 'mn'"));
+  EXPECT_THAT(Error(Edit("max_concurrent: 4", "max_concurent: 4")),
+              HasSubstr("budget: unknown key 'max_concurent'"));
+  EXPECT_THAT(Error(Edit("max_restarts: 1", "max_restart: 1")),
+              HasSubstr("trial: unknown key 'max_restart'"));
+}
+
+TEST(SpecTest, WrongTypesRejected) {
+  EXPECT_EQ(Error(Edit("max_trials: 20", "max_trials: twenty")),
+            "budget.max_trials: expected an integer, got 'twenty'");
+  EXPECT_EQ(Error(Edit("x1: {type: float, min: -5", "x1: {type: float, min: abc")),
+            "search_space.x1.min: expected a number, got 'abc'");
+  EXPECT_EQ(Error(Edit("depth: {type: int, min: 1,", "depth: {type: int, min: 1.5,")),
+            "search_space.depth.min: expected an integer, got '1.5'");
+  EXPECT_EQ(Error(Edit("log: true", "log: maybe")),
+            "search_space.lr.log: expected true or false, got 'maybe'");
+  EXPECT_THAT(Error(Edit("type: categorical", "type: enum")),
+              HasSubstr("search_space.act.type: unknown type 'enum'"));
+  EXPECT_THAT(Error(Edit("command: [python3, train.py, --x1, \"{x1}\", --x2, \"{x2}\"]",
+                         "command: python3 train.py")),
+              HasSubstr("trial.command: expected a list of arguments"));
+}
+
+TEST(SpecTest, PlaceholderNamingNoParameterRejected) {
+  EXPECT_EQ(Error(Edit("\"{x2}\"]", "\"{x3}\"]")),
+            "trial.command[5]: placeholder {x3} names no parameter");
+}
+
+TEST(SpecTest, UnknownAlgorithmRejected) {
+  EXPECT_EQ(Error(Edit("name: random", "name: bayes")),
+            "algorithm.name: unknown algorithm 'bayes' (known: random, grid)");
+}
+
+TEST(SpecTest, MissingPartsRejected) {
+  EXPECT_THAT(Error(Edit("objective: {metric: loss, goal: minimize}", "")),
+              HasSubstr("objective.metric: is required"));
+  EXPECT_THAT(Error(Edit("goal: minimize", "goal: smallest")),
+              HasSubstr("objective.goal: unknown goal 'smallest'"));
+  EXPECT_THAT(Error(Edit("max_trials: 20, ", "")),
+              HasSubstr("budget.max_trials: is required for random search"));
+  EXPECT_THAT(Error("name: [a"), HasSubstr("spec is not valid YAML"));
+  EXPECT_THAT(Error("- 1\n- 2\n"), HasSubstr("expected a YAML mapping"));
+}
+
+TEST(SpecTest, GridNeedsPointsForFloatsOnly) {
+  std::string grid = Edit("name: random, seed: 7", "name: grid");
+  EXPECT_EQ(Error(grid), "search_space.x1: grid search needs grid_points (or values) for a float");
+  auto ok = ParseSpecYaml(R"(
+objective: {metric: acc, goal: maximize}
+search_space:
+  lr: {type: float, min: 0.001, max: 0.1, log: true, grid_points: 3}
+  bs: {type: int, values: [32, 64]}
+  depth: {type: int, min: 1, max: 3}
+  opt: {type: categorical, values: [sgd, adam]}
+algorithm: {name: grid}
+trial: {command: [train, "{lr}"]}
+)",
+                          "/b");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->budget().max_trials(), 0);  // the controller fills in the grid's size
+  EXPECT_EQ(ok->search_space(0).grid_points(), 3);
+  EXPECT_THAT(ok->search_space(1).grid_values(), ::testing::ElementsAre(32, 64));
+  EXPECT_EQ(ok->objective().goal(), v1::Objective::MAXIMIZE);
+}
+
+TEST(SpecTest, FillPlaceholdersFormatsEachType) {
+  google::protobuf::Map<std::string, v1::ParamValue> p;
+  p["lr"].set_float_value(0.001);
+  p["depth"].set_int_value(4);
+  p["act"].set_categorical_value("gelu");
+  EXPECT_EQ(*FillPlaceholders("--lr={lr} --depth {depth} {act}", p), "--lr=0.001 --depth 4 gelu");
+  EXPECT_EQ(*FillPlaceholders("{\"json\": 1} {}", p), "{\"json\": 1} {}");  // not placeholders
+  EXPECT_EQ(ParamsToJson(p), "{\"act\": \"gelu\", \"depth\": 4, \"lr\": 0.001}");
+  EXPECT_FALSE(FillPlaceholders("{nope}", p).ok());
+}
+
+}  // namespace
+}  // namespace rung
