@@ -399,6 +399,7 @@ void AgentImpl::Launch(const v1::Assignment& a) {
   for (int s : t.slots()) {
     run->slots.push_back(s);
     free_.erase(s);
+    last_pull_.erase(s);  // the controller took it out of our offer, so it must be offered anew
     if (s >= 0 && s < static_cast<int>(slots_.size()) && !slots_[s].gpu().empty()) {
       gpus.push_back(slots_[s].gpu());
     }

@@ -1,0 +1,181 @@
+// A real rung cluster for integration tests: rungd and rung-worker processes on loopback,
+// port 0, a temp folder. Processes are killed when the Cluster goes away.
+#ifndef RUNG_TESTS_INTEGRATION_CLUSTER_H_
+#define RUNG_TESTS_INTEGRATION_CLUSTER_H_
+
+#include <poll.h>
+#include <signal.h>
+
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "rung/v1/experiment_service.grpc.pb.h"
+#include "tests/test_util.h"
+#include "worker/subprocess.h"
+
+namespace rung::testing {
+
+inline std::string BinDir() {
+  const char* d = std::getenv("RUNG_BIN_DIR");
+  return d ? d : ".";
+}
+inline std::string SourceDir() {
+  const char* d = std::getenv("RUNG_SOURCE_DIR");
+  return d ? d : "..";
+}
+
+inline std::map<std::string, std::string> Environment() {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; *e; ++e) {
+    std::string kv = *e;
+    size_t eq = kv.find('=');
+    if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  return env;
+}
+
+// Reads lines from a child's stdout until one contains `needle`; returns it ("" at EOF).
+inline std::string WaitForLine(Subprocess* p, const std::string& needle) {
+  std::string buf;
+  while (true) {
+    pollfd pf{p->stdout_fd(), POLLIN, 0};
+    if (poll(&pf, 1, 60000) <= 0) return "";
+    char c;
+    ssize_t n = read(p->stdout_fd(), &c, 1);
+    if (n == 0) return "";
+    if (n < 0) continue;
+    if (c != '\n') {
+      buf += c;
+      continue;
+    }
+    if (buf.find(needle) != std::string::npos) return buf;
+    buf.clear();
+  }
+}
+
+class Cluster {
+ public:
+  Cluster() {
+    // SIGCHLD stays blocked so that Subprocess reaping is explicit.
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGCHLD);
+    pthread_sigmask(SIG_BLOCK, &s, nullptr);
+  }
+
+  // Starts rungd on `port` (0: any free one) with the cluster's data folder.
+  void StartRungd(int port = 0, const std::string& lease_timeout = "30s") {
+    SpawnOptions o;
+    o.argv = {BinDir() + "/server/rungd", "--listen", absl::StrCat("127.0.0.1:", port),
+              "--metrics-listen", "127.0.0.1:0", "--data-dir", dir_.Sub("data"),
+              "--lease-timeout", lease_timeout, "--heartbeat-interval", "1s"};
+    o.env = Environment();
+    o.stderr_path = dir_.Sub("rungd.log");
+    auto p = Subprocess::Spawn(o);
+    ASSERT_TRUE(p.ok()) << p.status();
+    rungd_ = std::move(*p);
+    std::string line = WaitForLine(rungd_.get(), "listening on");
+    ASSERT_FALSE(line.empty()) << "rungd did not start; see " << dir_.Sub("rungd.log");
+    // "rungd: listening on 127.0.0.1:PORT, metrics on http://127.0.0.1:PORT/metrics, ..."
+    std::vector<std::string> words = absl::StrSplit(line, ' ');
+    addr_ = words[3].substr(0, words[3].size() - 1);
+    metrics_url_ = words[6].substr(0, words[6].size() - 1);
+    port_ = std::stoi(addr_.substr(addr_.rfind(':') + 1));
+    stub_ = v1::ExperimentService::NewStub(grpc::CreateChannel(addr_, grpc::InsecureChannelCredentials()));
+  }
+
+  // kill -9, and reap.
+  void KillRungd() {
+    rungd_->SignalGroup(SIGKILL);
+    rungd_.reset();
+  }
+
+  void StartWorker(const std::string& name, int slots) {
+    SpawnOptions o;
+    o.argv = {BinDir() + "/worker/rung-worker", "--controller", addr_, "--slots",
+              absl::StrCat(slots), "--gpus", "none", "--name", name, "--work-dir", dir_.Sub(name),
+              "--stop-grace", "1s", "--kill-grace", "2s"};
+    o.env = Environment();
+    o.stderr_path = dir_.Sub(name + ".log");
+    auto p = Subprocess::Spawn(o);
+    ASSERT_TRUE(p.ok()) << p.status();
+    ASSERT_FALSE(WaitForLine(p->get(), "serving").empty());
+    workers_.push_back(std::move(*p));
+  }
+
+  v1::Experiment Submit(const std::string& yaml, const std::string& base_dir) {
+    v1::CreateExperimentRequest req;
+    req.set_spec_yaml(yaml);
+    req.set_base_dir(base_dir);
+    v1::Experiment e;
+    grpc::ClientContext ctx;
+    grpc::Status s = stub_->CreateExperiment(&ctx, req, &e);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return e;
+  }
+
+  // Follows the experiment's watch stream until it ends, or until `until` says stop.
+  // Returns the last experiment state seen.
+  v1::Experiment Watch(const std::string& id,
+                       const std::function<bool(const v1::Experiment&)>& until = nullptr) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(240));
+    v1::WatchExperimentRequest req;
+    req.set_id(id);
+    auto reader = stub_->WatchExperiment(&ctx, req);
+    v1::WatchEvent ev;
+    v1::Experiment last;
+    while (reader->Read(&ev)) {
+      if (!ev.has_experiment()) continue;
+      last = ev.experiment();
+      if (until && until(last)) {
+        ctx.TryCancel();
+        break;
+      }
+    }
+    reader->Finish();
+    return last;
+  }
+
+  std::vector<v1::Trial> Trials(const std::string& id) {
+    v1::ListTrialsRequest req;
+    req.set_experiment_id(id);
+    v1::ListTrialsResponse resp;
+    grpc::ClientContext ctx;
+    EXPECT_TRUE(stub_->ListTrials(&ctx, req, &resp).ok());
+    return {resp.trials().begin(), resp.trials().end()};
+  }
+
+  std::vector<v1::MetricReport> Metrics(const std::string& trial_id) {
+    v1::GetTrialMetricsRequest req;
+    req.set_trial_id(trial_id);
+    v1::GetTrialMetricsResponse resp;
+    grpc::ClientContext ctx;
+    EXPECT_TRUE(stub_->GetTrialMetrics(&ctx, req, &resp).ok());
+    return {resp.reports().begin(), resp.reports().end()};
+  }
+
+  v1::ExperimentService::Stub* stub() { return stub_.get(); }
+  const std::string& addr() const { return addr_; }
+  const std::string& metrics_url() const { return metrics_url_; }
+  int port() const { return port_; }
+  const TempDir& dir() const { return dir_; }
+
+ private:
+  TempDir dir_;
+  std::unique_ptr<Subprocess> rungd_;
+  std::vector<std::unique_ptr<Subprocess>> workers_;
+  std::string addr_, metrics_url_;
+  int port_ = 0;
+  std::unique_ptr<v1::ExperimentService::Stub> stub_;
+};
+
+}  // namespace rung::testing
+
+#endif  // RUNG_TESTS_INTEGRATION_CLUSTER_H_

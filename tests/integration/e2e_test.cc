@@ -1,0 +1,173 @@
+// rungd and two rung-workers on loopback running real Python trial processes.
+// The trial scripts use Debian's interpreter, /usr/bin/python3, and only its standard library.
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "gtest/gtest.h"
+#include "tests/integration/cluster.h"
+
+namespace rung::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string Spec(const std::string& name, const std::string& command, int max_trials,
+                 const std::string& extra = "") {
+  return absl::StrCat(R"(
+name: )", name, R"(
+objective: {metric: loss, goal: minimize}
+search_space:
+  x: {type: float, min: -1, max: 1}
+  depth: {type: int, min: 1, max: 4}
+  act: {type: categorical, values: [relu, tanh]}
+algorithm: {name: random, seed: 11}
+budget: {max_trials: )", max_trials, R"(, max_concurrent: 4}
+trial:
+  command: )", command, R"(
+  workdir: .
+  max_restarts: 1
+)", extra);
+}
+
+double Expected(const v1::Trial& t) {
+  double x = t.params().at("x").float_value();
+  int64_t depth = t.params().at("depth").int_value();
+  return (x - 0.3) * (x - 0.3) + 0.1 * static_cast<double>(depth);
+}
+
+void ExpectAllCompletedWithBestFirst(Cluster& c, const v1::Experiment& e, int trials, int steps) {
+  EXPECT_EQ(e.state(), v1::EXPERIMENT_COMPLETED) << e.message();
+  EXPECT_EQ(e.counts().completed(), trials);
+  auto all = c.Trials(e.id());
+  ASSERT_EQ(static_cast<int>(all.size()), trials);
+  const v1::Trial* lowest = nullptr;
+  for (const auto& t : all) {
+    EXPECT_EQ(t.state(), v1::TRIAL_COMPLETED) << t.id() << ": " << t.message();
+    EXPECT_NEAR(t.result(), Expected(t), 1e-9) << t.id();
+    EXPECT_EQ(c.Metrics(t.id()).size(), static_cast<size_t>(steps)) << t.id();
+    if (lowest == nullptr || t.result() < lowest->result()) lowest = &t;
+  }
+  ASSERT_NE(lowest, nullptr);
+  EXPECT_EQ(e.best_trial_id(), lowest->id());
+  v1::GetBestTrialsRequest req;
+  req.set_experiment_id(e.id());
+  v1::GetBestTrialsResponse best;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(c.stub()->GetBestTrials(&ctx, req, &best).ok());
+  ASSERT_EQ(best.trials_size(), 1);
+  EXPECT_EQ(best.trials(0).id(), lowest->id());
+}
+
+TEST(EndToEndTest, RandomSearchReportingThroughTheModule) {
+  Cluster c;
+  c.StartRungd();
+  c.StartWorker("w1", 2);
+  c.StartWorker("w2", 2);
+  std::string script = SourceDir() + "/tests/integration/report_module.py";
+  auto e = c.Submit(Spec("module", absl::StrCat("[/usr/bin/python3, ", script, "]"), 16),
+                    c.dir().path());
+  ASSERT_EQ(e.id(), "e1");
+  e = c.Watch(e.id());
+  ExpectAllCompletedWithBestFirst(c, e, 16, 6);
+  // Both workers took part.
+  std::set<std::string> workers;
+  for (const auto& t : c.Trials(e.id())) workers.insert(t.worker_id());
+  EXPECT_EQ(workers, (std::set<std::string>{"w1", "w2"}));
+}
+
+TEST(EndToEndTest, RandomSearchReportingThroughStdoutLines) {
+  Cluster c;
+  c.StartRungd();
+  c.StartWorker("w1", 2);
+  c.StartWorker("w2", 2);
+  std::string script = SourceDir() + "/tests/integration/report_stdout.py";
+  auto e = c.Submit(Spec("stdout", absl::StrCat("[/usr/bin/python3, ", script,
+                                                ", --x, \"{x}\", --depth, \"{depth}\"]"),
+                         16),
+                    c.dir().path());
+  e = c.Watch(e.id());
+  ExpectAllCompletedWithBestFirst(c, e, 16, 4);
+}
+
+TEST(EndToEndTest, FailingTrialsAreRetriedAndExplained) {
+  Cluster c;
+  c.StartRungd();
+  c.StartWorker("w1", 2);
+  auto e = c.Submit(Spec("failing", R"([sh, -c, "echo starting; echo 'ValueError: x was {x}' >&2; exit 3"])", 2),
+                    c.dir().path());
+  e = c.Watch(e.id());
+  EXPECT_EQ(e.state(), v1::EXPERIMENT_FAILED);
+  EXPECT_THAT(e.message(), HasSubstr("all 2 trials failed"));
+  for (const auto& t : c.Trials(e.id())) {
+    EXPECT_EQ(t.state(), v1::TRIAL_FAILED);
+    EXPECT_EQ(t.attempt(), 2);  // max_restarts: 1
+    EXPECT_THAT(t.message(), HasSubstr("exited with code 3"));
+    EXPECT_THAT(t.message(), HasSubstr("ValueError: x was"));
+  }
+  // A program that does not exist is a launch failure with the reason.
+  auto missing = c.Submit(Spec("missing", "[no-such-trainer-rung]", 1), c.dir().path());
+  missing = c.Watch(missing.id());
+  auto trials = c.Trials(missing.id());
+  ASSERT_EQ(trials.size(), 1u);
+  EXPECT_THAT(trials[0].message(), HasSubstr("could not start"));
+  EXPECT_THAT(trials[0].message(), HasSubstr("no-such-trainer-rung: No such file"));
+}
+
+TEST(EndToEndTest, Kill9OfRungdLosesNothing) {
+  Cluster c;
+  c.StartRungd();
+  c.StartWorker("w1", 2);
+  c.StartWorker("w2", 2);
+  std::string script = SourceDir() + "/tests/integration/report_module.py";
+  const int kSteps = 10;
+  auto e = c.Submit(Spec("crash", absl::StrCat("[/usr/bin/python3, ", script, "]"), 16,
+                         absl::StrCat("  env: {STEPS: \"", kSteps, "\", STEP_SECONDS: \"0.1\"}\n")),
+                    c.dir().path());
+  // Wait until some trials are done and others are mid-way, then kill -9 the controller.
+  auto mid = c.Watch(e.id(), [](const v1::Experiment& x) { return x.counts().completed() >= 5; });
+  ASSERT_GE(mid.counts().completed(), 5);
+  ASSERT_LT(mid.counts().completed(), 16);
+  int port = c.port();
+  c.KillRungd();
+  c.StartRungd(port);  // same data folder, same address: the workers reconnect
+  e = c.Watch(e.id());
+  EXPECT_EQ(e.state(), v1::EXPERIMENT_COMPLETED) << e.message();
+  auto trials = c.Trials(e.id());
+  ASSERT_EQ(trials.size(), 16u);  // exactly its trials
+  for (const auto& t : trials) {
+    EXPECT_EQ(t.state(), v1::TRIAL_COMPLETED) << t.id() << ": " << t.message();
+    EXPECT_EQ(t.failures(), 0) << t.id() << ": " << t.message();
+    EXPECT_NEAR(t.result(), Expected(t), 1e-9);
+    // Every report the trial made (its own log) is stored, exactly once.
+    std::map<std::pair<int, int>, double> made;
+    for (const char* w : {"w1", "w2"}) {
+      std::ifstream in(c.dir().Sub(absl::StrCat(w, "/trials/", t.id(), "/made.jsonl")));
+      std::string line;
+      while (std::getline(in, line)) {
+        google::protobuf::Struct s;
+        ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(line, &s).ok());
+        made[{static_cast<int>(s.fields().at("attempt").number_value()),
+              static_cast<int>(s.fields().at("step").number_value())}] =
+            s.fields().at("loss").number_value();
+      }
+    }
+    std::map<std::pair<int, int>, double> stored;
+    for (const auto& r : c.Metrics(t.id())) {
+      auto key = std::make_pair(r.attempt(), static_cast<int>(r.step()));
+      EXPECT_EQ(stored.count(key), 0u) << t.id() << " duplicate report";
+      stored[key] = r.values().at("loss");
+    }
+    EXPECT_EQ(stored, made) << t.id();
+    EXPECT_GE(stored.size(), static_cast<size_t>(kSteps));
+  }
+}
+
+}  // namespace
+}  // namespace rung::testing
