@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Installs what is missing and builds rung into build/ (or $RUNG_BUILD_DIR).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash deploy/install-deps.sh
+build=${RUNG_BUILD_DIR:-build}
+werror=OFF
+[ "${CI:-}" = "true" ] && werror=ON
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRUNG_WERROR=$werror >/dev/null
+cmake --build "$build" -j "$(nproc)"

@@ -1,0 +1,149 @@
+// The rung CLI and /metrics against a real rungd and worker.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/integration/cluster.h"
+
+namespace rung::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+struct CliRun {
+  int code;
+  std::string out;  // stdout and stderr together
+};
+
+CliRun Rung(const Cluster& c, const std::string& args) {
+  std::string cmd = absl::StrCat(BinDir(), "/client/rung --addr ", c.addr(), " ", args, " 2>&1");
+  FILE* f = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), f)) > 0) out.append(buf, n);
+  int status = pclose(f);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// GET `url` (http://host:port/path) with a plain socket; returns the body.
+std::string HttpGet(const std::string& url) {
+  std::string rest = url.substr(strlen("http://"));
+  std::string hostport = rest.substr(0, rest.find('/'));
+  std::string path = rest.substr(rest.find('/'));
+  int port = std::stoi(hostport.substr(hostport.find(':') + 1));
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return "";
+  std::string req = absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: ", hostport, "\r\n\r\n");
+  send(fd, req.data(), req.size(), 0);
+  std::string resp;
+  char buf[4096];
+  ssize_t n;
+  while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) resp.append(buf, n);
+  close(fd);
+  size_t body = resp.find("\r\n\r\n");
+  return body == std::string::npos ? resp : resp.substr(body + 4);
+}
+
+void WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream f(path);
+  f << text;
+}
+
+TEST(CliTest, SubmitWatchBestAndErrors) {
+  Cluster c;
+  c.StartRungd();
+  c.StartWorker("w1", 2);
+  std::string dir = c.dir().Sub("spec");
+  std::filesystem::create_directories(dir);
+  WriteFile(dir + "/train.sh", "echo \"@rung {\\\"loss\\\": $1}\"\n");
+  WriteFile(dir + "/good.yaml", R"(
+name: cli
+objective: {metric: loss, goal: minimize}
+search_space:
+  x: {type: int, min: 1, max: 3}
+algorithm: {name: grid}
+trial:
+  command: [sh, train.sh, "{x}"]
+  workdir: .
+)");
+  WriteFile(dir + "/bad.yaml", R"(
+objective: {metric: loss, goal: minimize}
+search_space:
+  x1: {type: float, min: 10, max: -5}
+budget: {max_trials: 2}
+trial: {command: [sh, train.sh]}
+)");
+
+  CliRun bad = Rung(c, "submit " + dir + "/bad.yaml");
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_THAT(bad.out, HasSubstr("search_space.x1: min (10) must be below max (-5)"));
+  CliRun listed = Rung(c, "ls");
+  EXPECT_EQ(listed.code, 0);
+  EXPECT_THAT(listed.out, ::testing::Not(HasSubstr("e1 ")));  // nothing was stored
+
+  CliRun submit = Rung(c, "submit " + dir + "/good.yaml");
+  ASSERT_EQ(submit.code, 0) << submit.out;
+  EXPECT_EQ(submit.out, "e1\n");
+  CliRun watch = Rung(c, "watch e1");
+  EXPECT_EQ(watch.code, 0) << watch.out;
+  EXPECT_THAT(watch.out, HasSubstr("e1 completed 3/3 done: 3 completed"));
+  EXPECT_THAT(watch.out, HasSubstr("best trial e1-1: loss = 1  x=1"));
+  CliRun best = Rung(c, "best e1 -n 2");
+  EXPECT_EQ(best.out, "e1-1  1  x=1\ne1-2  2  x=2\n");
+  CliRun json = Rung(c, "-o json best e1");
+  EXPECT_THAT(json.out, HasSubstr("\"id\": \"e1-1\""));
+  EXPECT_THAT(json.out, HasSubstr("\"result\": 1"));
+  CliRun show = Rung(c, "show e1");
+  EXPECT_THAT(show.out, HasSubstr("state       completed"));
+  EXPECT_THAT(show.out, HasSubstr("algorithm   grid"));
+  CliRun trials = Rung(c, "trials e1");
+  EXPECT_THAT(trials.out, HasSubstr("e1-3       completed  1       3"));
+  CliRun logs = Rung(c, "logs e1-2");
+  EXPECT_EQ(logs.code, 0);
+  EXPECT_THAT(logs.out, HasSubstr("@rung {\"loss\": 2}"));
+
+  CliRun missing = Rung(c, "show e42");
+  EXPECT_EQ(missing.code, 1);
+  EXPECT_THAT(missing.out, HasSubstr("rung: no experiment e42"));
+  CliRun cancel = Rung(c, "cancel e1");
+  EXPECT_EQ(cancel.code, 1);
+  EXPECT_THAT(cancel.out, HasSubstr("has already ended"));
+  CliRun nofile = Rung(c, "submit /nonexistent.yaml");
+  EXPECT_THAT(nofile.out, HasSubstr("cannot read /nonexistent.yaml"));
+
+  // /metrics is real Prometheus text with the figures of what just happened.
+  std::string metrics = HttpGet(c.metrics_url());
+  EXPECT_THAT(metrics, HasSubstr("rung_trials{state=\"completed\"} 3"));
+  EXPECT_THAT(metrics, HasSubstr("rung_experiments{state=\"completed\"} 1"));
+  EXPECT_THAT(metrics, HasSubstr("rung_workers_connected 1"));
+  EXPECT_THAT(metrics, HasSubstr("rung_slots{state=\"free\"} 2"));
+  EXPECT_THAT(metrics, HasSubstr("rung_metric_reports_received_total 3"));
+  EXPECT_THAT(metrics, HasSubstr(
+      "rung_rpcs_total{code=\"INVALID_ARGUMENT\",method=\"ExperimentService.CreateExperiment\"} 1"));
+  EXPECT_THAT(metrics, HasSubstr("# TYPE rung_rpcs_total counter"));
+}
+
+TEST(CliTest, UnreachableDaemonIsAClearError) {
+  Cluster c;  // nothing started: port 1 is closed
+  std::string cmd = absl::StrCat(BinDir(), "/client/rung --addr 127.0.0.1:1 ls 2>&1");
+  FILE* f = popen(cmd.c_str(), "r");
+  char buf[512] = {0};
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  int status = pclose(f);
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  EXPECT_THAT(std::string(buf, n), HasSubstr("cannot reach rungd at 127.0.0.1:1"));
+}
+
+}  // namespace
+}  // namespace rung::testing
