@@ -745,6 +745,10 @@ absl::Status AgentImpl::Run() {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions options) {
+  // Trials run in their own folders, so every path handed to them must be absolute.
+  std::error_code ec;
+  options.work_dir = fs::absolute(options.work_dir, ec).lexically_normal().string();
+  if (ec) return absl::InvalidArgumentError(absl::StrCat("--work-dir: ", ec.message()));
   auto agent = std::make_unique<AgentImpl>(std::move(options));
   absl::Status s = agent->Init();
   if (!s.ok()) return s;

@@ -88,6 +88,14 @@ std::string Time(int64_t ms) {
 
 std::string FirstLine(const std::string& s) { return s.substr(0, s.find('\n')); }
 
+// A failure reason on one line: its first line and, when it quotes stderr, stderr's last line.
+std::string OneLine(const std::string& s) {
+  size_t last = s.find_last_of('\n');
+  if (last == std::string::npos) return s;
+  std::string tail = s.substr(last + 1);
+  return absl::StrCat(FirstLine(s), " ", tail);
+}
+
 std::string Progress(const Experiment& e) {
   const auto& c = e.counts();
   int ended = c.completed() + c.failed() + c.stopped();
@@ -233,7 +241,7 @@ int Trials(Globals& g, const std::string& id) {
     std::printf("%-10s %-10s %-7d %-12s %-12s %s\n", t.id().c_str(), StateName(t.state()).c_str(),
                 t.attempt(), t.has_result() ? Num(t.result()).c_str() : "-",
                 t.worker_id().empty() ? "-" : t.worker_id().substr(0, 12).c_str(), Params(t).c_str());
-    if (t.state() == rung::v1::TRIAL_FAILED) std::printf("%10s %s\n", "", FirstLine(t.message()).c_str());
+    if (t.state() == rung::v1::TRIAL_FAILED) std::printf("%10s %s\n", "", OneLine(t.message()).c_str());
   }
   return 0;
 }
@@ -275,13 +283,19 @@ int Watch(Globals& g, const std::string& id) {
     }
     if (ev.has_trial() && (ev.trial().state() == rung::v1::TRIAL_FAILED)) {
       std::cout << (tty ? "\r\033[K" : "") << "  " << ev.trial().id() << " failed: "
-                << FirstLine(ev.trial().message()) << "\n";
+                << OneLine(ev.trial().message()) << "\n";
     }
     if (!ev.has_experiment()) continue;
     last = ev.experiment();
     std::string line = Progress(last);
-    if (line == last_line) continue;
-    last_line = line;
+    // Without a terminal, print a line only when trials end or the state or best changes,
+    // not each time the running count moves.
+    const auto& c = last.counts();
+    std::string key = tty ? line
+                          : absl::StrCat(last.state(), "/", c.completed() + c.failed() + c.stopped(),
+                                         "/", last.best_trial_id());
+    if (key == last_line) continue;
+    last_line = key;
     std::cout << (tty ? "\r\033[K" : "") << line << (tty ? "" : "\n") << std::flush;
   }
   if (tty) std::cout << "\n";

@@ -67,7 +67,11 @@ class Cluster {
     sigemptyset(&s);
     sigaddset(&s, SIGCHLD);
     pthread_sigmask(SIG_BLOCK, &s, nullptr);
+    std::filesystem::create_directories(jobs_dir());
   }
+
+  // Where specs "live": trials run here, a folder apart from the workers' own.
+  std::string jobs_dir() const { return dir_.Sub("jobs"); }
 
   // Starts rungd on `port` (0: any free one) with the cluster's data folder.
   void StartRungd(int port = 0, const std::string& lease_timeout = "30s") {
@@ -96,12 +100,15 @@ class Cluster {
     rungd_.reset();
   }
 
+  // The worker runs in the cluster's folder with a relative --work-dir (`name`), as a
+  // person would start it.
   void StartWorker(const std::string& name, int slots) {
     SpawnOptions o;
     o.argv = {BinDir() + "/worker/rung-worker", "--controller", addr_, "--slots",
-              absl::StrCat(slots), "--gpus", "none", "--name", name, "--work-dir", dir_.Sub(name),
+              absl::StrCat(slots), "--gpus", "none", "--name", name, "--work-dir", name,
               "--stop-grace", "1s", "--kill-grace", "2s"};
     o.env = Environment();
+    o.workdir = dir_.path();
     o.stderr_path = dir_.Sub(name + ".log");
     auto p = Subprocess::Spawn(o);
     ASSERT_TRUE(p.ok()) << p.status();

@@ -72,7 +72,7 @@ TEST(EndToEndTest, RandomSearchReportingThroughTheModule) {
   c.StartWorker("w2", 2);
   std::string script = SourceDir() + "/tests/integration/report_module.py";
   auto e = c.Submit(Spec("module", absl::StrCat("[/usr/bin/python3, ", script, "]"), 16),
-                    c.dir().path());
+                    c.jobs_dir());
   ASSERT_EQ(e.id(), "e1");
   e = c.Watch(e.id());
   ExpectAllCompletedWithBestFirst(c, e, 16, 6);
@@ -91,7 +91,7 @@ TEST(EndToEndTest, RandomSearchReportingThroughStdoutLines) {
   auto e = c.Submit(Spec("stdout", absl::StrCat("[/usr/bin/python3, ", script,
                                                 ", --x, \"{x}\", --depth, \"{depth}\"]"),
                          16),
-                    c.dir().path());
+                    c.jobs_dir());
   e = c.Watch(e.id());
   ExpectAllCompletedWithBestFirst(c, e, 16, 4);
 }
@@ -101,7 +101,7 @@ TEST(EndToEndTest, FailingTrialsAreRetriedAndExplained) {
   c.StartRungd();
   c.StartWorker("w1", 2);
   auto e = c.Submit(Spec("failing", R"([sh, -c, "echo starting; echo 'ValueError: x was {x}' >&2; exit 3"])", 2),
-                    c.dir().path());
+                    c.jobs_dir());
   e = c.Watch(e.id());
   EXPECT_EQ(e.state(), v1::EXPERIMENT_FAILED);
   EXPECT_THAT(e.message(), HasSubstr("all 2 trials failed"));
@@ -112,7 +112,7 @@ TEST(EndToEndTest, FailingTrialsAreRetriedAndExplained) {
     EXPECT_THAT(t.message(), HasSubstr("ValueError: x was"));
   }
   // A program that does not exist is a launch failure with the reason.
-  auto missing = c.Submit(Spec("missing", "[no-such-trainer-rung]", 1), c.dir().path());
+  auto missing = c.Submit(Spec("missing", "[no-such-trainer-rung]", 1), c.jobs_dir());
   missing = c.Watch(missing.id());
   auto trials = c.Trials(missing.id());
   ASSERT_EQ(trials.size(), 1u);
@@ -129,7 +129,7 @@ TEST(EndToEndTest, Kill9OfRungdLosesNothing) {
   const int kSteps = 10;
   auto e = c.Submit(Spec("crash", absl::StrCat("[/usr/bin/python3, ", script, "]"), 16,
                          absl::StrCat("  env: {STEPS: \"", kSteps, "\", STEP_SECONDS: \"0.1\"}\n")),
-                    c.dir().path());
+                    c.jobs_dir());
   // Wait until some trials are done and others are mid-way, then kill -9 the controller.
   auto mid = c.Watch(e.id(), [](const v1::Experiment& x) { return x.counts().completed() >= 5; });
   ASSERT_GE(mid.counts().completed(), 5);
