@@ -193,9 +193,19 @@ void Controller::PutExperimentLocked(ExperimentRec* rec, Store::Batch* batch) {
   BroadcastLocked(rec, e);
 }
 
+// Whether nothing more will happen to `rec`: it has ended and none of its trials still runs
+// (a cancelled experiment's trials take a moment to stop).
+static bool Settled(const std::vector<Trial>& trials, v1::ExperimentState state) {
+  if (!ExperimentTerminal(state)) return false;
+  for (const Trial& t : trials) {
+    if (TrialActive(t.state())) return false;
+  }
+  return true;
+}
+
 void Controller::BroadcastLocked(ExperimentRec* rec, const v1::WatchEvent& e) {
   for (auto& [handle, sink] : rec->watchers) sink->Send(e);
-  if (e.has_experiment() && ExperimentTerminal(e.experiment().state())) {
+  if (e.has_experiment() && Settled(rec->trials, e.experiment().state())) {
     for (auto& [handle, sink] : rec->watchers) {
       sink->Close();
       watch_handles_.erase(handle);
@@ -487,7 +497,7 @@ absl::StatusOr<int64_t> Controller::Watch(const std::string& experiment_id, Watc
   *e.mutable_experiment() = rec->exp;
   sink->Send(e);
   int64_t handle = next_handle_++;
-  if (ExperimentTerminal(rec->exp.state())) {
+  if (Settled(rec->trials, rec->exp.state())) {
     sink->Close();
     return handle;
   }

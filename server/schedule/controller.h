@@ -85,7 +85,8 @@ class Controller {
                                                        int count);
 
   // Sends the experiment and its trials to `sink` now, then every change until the
-  // experiment ends (then Close()) or Unwatch(). Returns a handle for Unwatch.
+  // experiment has ended and none of its trials runs any more (then Close()), or until
+  // Unwatch(). Returns a handle for Unwatch.
   absl::StatusOr<int64_t> Watch(const std::string& experiment_id, WatchSink* sink);
   // After it returns, `sink` is never called again.
   void Unwatch(int64_t handle);

@@ -7,6 +7,8 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/integration/cluster.h"
@@ -132,6 +134,32 @@ trial: {command: [sh, train.sh]}
   EXPECT_THAT(metrics, HasSubstr(
       "rung_rpcs_total{code=\"INVALID_ARGUMENT\",method=\"ExperimentService.CreateExperiment\"} 1"));
   EXPECT_THAT(metrics, HasSubstr("# TYPE rung_rpcs_total counter"));
+}
+
+TEST(CliTest, StandardHealthServiceAnswersServing) {
+  Cluster c;
+  c.StartRungd();
+  // grpc.health.v1.Health/Check with an empty request (all services); the answer
+  // HealthCheckResponse{status: SERVING} is the two bytes 0x08 0x01.
+  grpc::GenericStub generic(grpc::CreateChannel(c.addr(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::Slice empty;
+  grpc::ByteBuffer request(&empty, 1), response;
+  absl::Notification done;
+  grpc::Status status;
+  generic.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
+                    [&](grpc::Status s) {
+                      status = s;
+                      done.Notify();
+                    });
+  done.WaitForNotification();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(response.Dump(&slices).ok());
+  std::string bytes;
+  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  EXPECT_EQ(bytes, std::string("\x08\x01", 2));
 }
 
 TEST(CliTest, UnreachableDaemonIsAClearError) {

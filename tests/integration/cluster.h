@@ -21,14 +21,9 @@
 
 namespace rung::testing {
 
-inline std::string BinDir() {
-  const char* d = std::getenv("RUNG_BIN_DIR");
-  return d ? d : ".";
-}
-inline std::string SourceDir() {
-  const char* d = std::getenv("RUNG_SOURCE_DIR");
-  return d ? d : "..";
-}
+// The build and source folders, fixed when the test was built.
+inline std::string BinDir() { return RUNG_TEST_BIN_DIR; }
+inline std::string SourceDir() { return RUNG_TEST_SOURCE_DIR; }
 
 inline std::map<std::string, std::string> Environment() {
   std::map<std::string, std::string> env;
@@ -127,12 +122,33 @@ class Cluster {
     return e;
   }
 
+  // Hands every event of the experiment's watch stream to `fn` until it returns true or the
+  // stream ends. Returns how many events it saw.
+  int WatchEvents(const std::string& id, const std::function<bool(const v1::WatchEvent&)>& fn) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+    v1::WatchExperimentRequest req;
+    req.set_id(id);
+    auto reader = stub_->WatchExperiment(&ctx, req);
+    v1::WatchEvent ev;
+    int n = 0;
+    while (reader->Read(&ev)) {
+      ++n;
+      if (fn(ev)) {
+        ctx.TryCancel();
+        break;
+      }
+    }
+    reader->Finish();
+    return n;
+  }
+
   // Follows the experiment's watch stream until it ends, or until `until` says stop.
   // Returns the last experiment state seen.
   v1::Experiment Watch(const std::string& id,
                        const std::function<bool(const v1::Experiment&)>& until = nullptr) {
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(240));
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
     v1::WatchExperimentRequest req;
     req.set_id(id);
     auto reader = stub_->WatchExperiment(&ctx, req);

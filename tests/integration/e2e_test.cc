@@ -4,6 +4,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <signal.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -167,6 +168,59 @@ TEST(EndToEndTest, Kill9OfRungdLosesNothing) {
     EXPECT_EQ(stored, made) << t.id();
     EXPECT_GE(stored.size(), static_cast<size_t>(kSteps));
   }
+}
+
+}  // namespace
+}  // namespace rung::testing
+
+namespace rung::testing {
+namespace {
+
+TEST(StopPathTest, CancelStopsCooperativelyThenBySigkill) {
+  Cluster c;
+  c.StartRungd();
+  c.StartWorker("w1", 2);
+  std::string script = SourceDir() + "/tests/integration/stop_me.py";
+  auto e = c.Submit(absl::StrCat(R"(
+objective: {metric: loss, goal: minimize}
+search_space: {mode: {type: categorical, values: [polite, stubborn]}}
+algorithm: {name: grid}
+trial: {command: [/usr/bin/python3, )", script, R"(, "{mode}"]}
+)"),
+                    c.jobs_dir());
+  // Wait until both trials run and have reported (their signal handling is in place).
+  std::set<std::string> reported;
+  c.WatchEvents(e.id(), [&](const v1::WatchEvent& ev) {
+    if (ev.has_report()) reported.insert(ev.report().trial_id());
+    return reported.size() == 2;
+  });
+  ASSERT_EQ(reported.size(), 2u);
+  v1::ExperimentRequest req;
+  req.set_id(e.id());
+  v1::Experiment cancelled;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(c.stub()->CancelExperiment(&ctx, req, &cancelled).ok());
+  EXPECT_EQ(cancelled.state(), v1::EXPERIMENT_CANCELLED);
+  // The watch of a cancelled experiment lasts until its trials have stopped.
+  e = c.Watch(e.id());
+  EXPECT_EQ(e.state(), v1::EXPERIMENT_CANCELLED);
+  EXPECT_EQ(e.counts().stopped(), 2);
+  for (const auto& t : c.Trials(e.id())) {
+    EXPECT_EQ(t.state(), v1::TRIAL_STOPPED) << t.id();
+    EXPECT_EQ(t.stop_reason(), "experiment cancelled");
+    std::ifstream pid_file(c.dir().Sub("w1/trials/" + t.id() + "/pid"));
+    int pid = 0;
+    pid_file >> pid;
+    ASSERT_GT(pid, 0);
+    EXPECT_NE(kill(pid, 0), 0) << "trial process " << pid << " outlived its stop";
+  }
+  std::ifstream polite(c.dir().Sub("w1/trials/" + e.id() + "-1/attempt-1/stdout.log"));
+  std::string line;
+  std::getline(polite, line);
+  EXPECT_EQ(line, "rung asked us to stop");
+  std::ifstream log(c.dir().Sub("w1.log"));
+  std::string worker_log((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(worker_log, HasSubstr("trial " + e.id() + "-2 ignored SIGTERM; sending SIGKILL"));
 }
 
 }  // namespace

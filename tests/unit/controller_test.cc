@@ -376,6 +376,73 @@ TEST_F(ControllerTest, PauseFreesSlotsAndResumeRequeues) {
   EXPECT_EQ(b[0].trial().failures(), 0);
 }
 
+TEST_F(ControllerTest, GpuTrialsTakeGpuSlotsAndLabelsMustMatch) {
+  auto spec = ParseSpecYaml(R"(
+objective: {metric: loss, goal: minimize}
+search_space: {x: {type: float, min: 0, max: 1}}
+budget: {max_trials: 2, max_concurrent: 2}
+trial: {command: [train]}
+resources: {gpus: 2, labels: {zone: a}}
+)",
+                            "/w");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  ASSERT_TRUE(controller_->CreateExperiment(*spec).ok());
+  auto reg = [](const std::string& id, const std::string& zone, int cpu, int gpus) {
+    v1::Register r;
+    r.set_worker_id(id);
+    (*r.mutable_labels())["zone"] = zone;
+    for (int i = 0; i < cpu; ++i) r.add_slots()->set_id(i);
+    for (int i = 0; i < gpus; ++i) {
+      auto* s = r.add_slots();
+      s->set_id(cpu + i);
+      s->set_gpu(absl::StrCat(i));
+    }
+    return r;
+  };
+  RecordingSink wrong_zone, cpu_only, gpu_node;
+  int64_t s1 = *controller_->WorkerConnected(reg("b1", "b", 0, 4), &wrong_zone);
+  int64_t s2 = *controller_->WorkerConnected(reg("a1", "a", 4, 0), &cpu_only);
+  int64_t s3 = *controller_->WorkerConnected(reg("a2", "a", 1, 3), &gpu_node);
+  ASSERT_TRUE(Pull(s1, {0, 1, 2, 3}).ok());
+  ASSERT_TRUE(Pull(s2, {0, 1, 2, 3}).ok());
+  ASSERT_TRUE(Pull(s3, {0, 1, 2, 3}).ok());
+  EXPECT_TRUE(wrong_zone.TakeAssignments().empty());
+  EXPECT_TRUE(cpu_only.TakeAssignments().empty());
+  auto a = gpu_node.TakeAssignments();
+  ASSERT_EQ(a.size(), 1u);  // 3 GPUs hold one 2-GPU trial, never the CPU slot
+  EXPECT_THAT(a[0].trial().slots(), ::testing::ElementsAre(1, 2));
+  EXPECT_EQ(controller_->Stats().slots_busy, 2);
+}
+
+TEST_F(ControllerTest, CpuTrialPrefersCpuSlots) {
+  Create(2, 2);
+  RecordingSink sink;
+  v1::Register r;
+  r.set_worker_id("mixed");
+  r.add_slots()->set_id(0);
+  r.mutable_slots(0)->set_gpu("0");
+  r.add_slots()->set_id(1);
+  int64_t s = *controller_->WorkerConnected(r, &sink);
+  ASSERT_TRUE(Pull(s, {0, 1}).ok());
+  auto a = sink.TakeAssignments();
+  ASSERT_EQ(a.size(), 2u);
+  EXPECT_THAT(a[0].trial().slots(), ::testing::ElementsAre(1));  // the CPU slot first
+  EXPECT_THAT(a[1].trial().slots(), ::testing::ElementsAre(0));
+}
+
+TEST_F(ControllerTest, ExperimentsAreServedFirstInFirstOut) {
+  std::string first = Create(2, 2);
+  std::string second = Create(2, 2);
+  RecordingSink sink;
+  int64_t s = Connect("w1", 3, &sink);
+  ASSERT_TRUE(Pull(s, {0, 1, 2}).ok());
+  auto a = sink.TakeAssignments();
+  ASSERT_EQ(a.size(), 3u);
+  EXPECT_EQ(a[0].trial().experiment_id(), first);
+  EXPECT_EQ(a[1].trial().experiment_id(), first);
+  EXPECT_EQ(a[2].trial().experiment_id(), second);  // only what the first cannot use
+}
+
 TEST_F(ControllerTest, BadInputGetsClearErrors) {
   EXPECT_EQ(controller_->GetExperiment("e99").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(controller_->GetTrial("nonsense").status().code(), absl::StatusCode::kInvalidArgument);
