@@ -134,7 +134,10 @@ void PrintTrial(const Trial& t) {
             << "started     " << Time(t.started_unix_ms()) << "\n"
             << "ended       " << Time(t.ended_unix_ms()) << "\n";
   if (!t.stop_reason().empty()) std::cout << "stopped     " << t.stop_reason() << "\n";
-  if (!t.message().empty()) std::cout << "reason      " << t.message() << "\n";
+  if (!t.message().empty()) {
+    std::cout << (t.state() == rung::v1::TRIAL_FAILED ? "reason      " : "last failure ")
+              << t.message() << "\n";
+  }
   if (!t.stdout_path().empty()) std::cout << "logs        " << t.stdout_path() << "\n";
 }
 

@@ -171,7 +171,12 @@ class WatchStream final : public grpc::ServerWriteReactor<v1::WatchEvent>, publi
 
   void OnDone() override {
     if (handle_ != 0) controller_->Unwatch(handle_);
-    metrics_->CountRpc("ExperimentService.WatchExperiment", status_.error_code());
+    grpc::StatusCode code;
+    {
+      absl::MutexLock l(&mu_);
+      code = status_.error_code();
+    }
+    metrics_->CountRpc("ExperimentService.WatchExperiment", code);
     delete this;
   }
 

@@ -117,13 +117,15 @@ absl::Status Controller::Load() {
   // Workers come back as disconnected; their leases run from now, so trials they still run
   // survive a controller restart if they reconnect in time.
   absl::Time now = clock_->Now();
-  RETURN_IF_ERROR(store_->ForEachWorker([&](v1::Worker w) {
+  std::vector<v1::Worker> workers;
+  RETURN_IF_ERROR(store_->ForEachWorker([&](v1::Worker w) { workers.push_back(std::move(w)); }));
+  for (v1::Worker& w : workers) {
     auto rec = std::make_unique<WorkerRec>();
     rec->worker = std::move(w);
     rec->worker.set_state(v1::WORKER_DISCONNECTED);
     rec->last_seen = now;
     workers_[rec->worker.id()] = std::move(rec);
-  }));
+  }
   for (auto& [id, rec] : experiments_) {
     for (const Trial& t : rec->trials) {
       if (!TrialActive(t.state())) continue;
@@ -906,8 +908,7 @@ absl::Status Controller::HandleExitedLocked(WorkerRec* w, const v1::TrialExited&
       t->set_has_result(true);
       t->set_result(t->last_metrics().at(metric));
     }
-    t->set_state(v1::TRIAL_COMPLETED);
-    t->clear_message();
+    t->set_state(v1::TRIAL_COMPLETED);  // message keeps why an earlier attempt failed
     CloseTrialLocked(rec, t, batch);
   }
   return absl::OkStatus();

@@ -162,6 +162,40 @@ TEST(CliTest, StandardHealthServiceAnswersServing) {
   EXPECT_EQ(bytes, std::string("\x08\x01", 2));
 }
 
+TEST(RungdTest, ConfigFileSetsFlagsAndFlagsWin) {
+  TempDir dir;
+  WriteFile(dir.Sub("rungd.yaml"), absl::StrCat("listen: 127.0.0.1:0\nmetrics-listen: 127.0.0.1:0\n",
+                                                "data-dir: ", dir.Sub("from-config"), "\n",
+                                                "lease-timeout: 1m\nlog-level: warning\n"));
+  SpawnOptions o;
+  o.argv = {BinDir() + "/server/rungd", "--config", dir.Sub("rungd.yaml")};
+  o.env = Environment();
+  o.stderr_path = dir.Sub("err.log");
+  auto p = Subprocess::Spawn(o);
+  ASSERT_TRUE(p.ok());
+  EXPECT_THAT(WaitForLine(p->get(), "listening on"), HasSubstr("data in " + dir.Sub("from-config")));
+  p->reset();
+
+  o.argv.push_back("--data-dir");
+  o.argv.push_back(dir.Sub("from-flag"));
+  auto q = Subprocess::Spawn(o);
+  ASSERT_TRUE(q.ok());
+  EXPECT_THAT(WaitForLine(q->get(), "listening on"), HasSubstr("data in " + dir.Sub("from-flag")));
+  q->reset();
+
+  WriteFile(dir.Sub("bad.yaml"), "listen: 127.0.0.1:0\nlisten-port: 7\n");
+  o.argv = {BinDir() + "/server/rungd", "--config", dir.Sub("bad.yaml")};
+  o.stderr_path = dir.Sub("bad.log");
+  auto bad = Subprocess::Spawn(o);
+  ASSERT_TRUE(bad.ok());
+  EXPECT_EQ(WaitForLine(bad->get(), "listening on"), "");  // exits without serving
+  bad->reset();
+  std::ifstream log(dir.Sub("bad.log"));
+  std::string line;
+  std::getline(log, line);
+  EXPECT_EQ(line, "rungd: --config " + dir.Sub("bad.yaml") + ": unknown key 'listen-port'");
+}
+
 TEST(CliTest, UnreachableDaemonIsAClearError) {
   Cluster c;  // nothing started: port 1 is closed
   std::string cmd = absl::StrCat(BinDir(), "/client/rung --addr 127.0.0.1:1 ls 2>&1");

@@ -111,6 +111,12 @@ class Cluster {
     workers_.push_back(std::move(*p));
   }
 
+  // kill -9 of worker `i` (in start order); its trial processes die with it.
+  void KillWorker(size_t i) {
+    workers_[i]->SignalGroup(SIGKILL);
+    workers_[i].reset();
+  }
+
   v1::Experiment Submit(const std::string& yaml, const std::string& base_dir) {
     v1::CreateExperimentRequest req;
     req.set_spec_yaml(yaml);

@@ -225,3 +225,43 @@ trial: {command: [/usr/bin/python3, )", script, R"(, "{mode}"]}
 
 }  // namespace
 }  // namespace rung::testing
+
+namespace rung::testing {
+namespace {
+
+TEST(FaultTest, TrialsOfAKilledWorkerRunAgainElsewhere) {
+  Cluster c;
+  c.StartRungd(0, /*lease_timeout=*/"2s");
+  c.StartWorker("doomed", 2);
+  std::string script = SourceDir() + "/tests/integration/report_module.py";
+  auto e = c.Submit(Spec("fault", absl::StrCat("[/usr/bin/python3, ", script, "]"), 6,
+                         "  env: {STEPS: \"20\", STEP_SECONDS: \"0.05\"}\n"),
+                    c.jobs_dir());
+  // Both trials on the doomed worker have reported: kill it mid-trial.
+  std::set<std::string> reported;
+  c.WatchEvents(e.id(), [&](const v1::WatchEvent& ev) {
+    if (ev.has_report()) reported.insert(ev.report().trial_id());
+    return reported.size() == 2;
+  });
+  c.KillWorker(0);
+  c.StartWorker("survivor", 2);
+  e = c.Watch(e.id());
+  EXPECT_EQ(e.state(), v1::EXPERIMENT_COMPLETED) << e.message();
+  auto trials = c.Trials(e.id());
+  ASSERT_EQ(trials.size(), 6u);
+  int requeued = 0;
+  for (const auto& t : trials) {
+    EXPECT_EQ(t.state(), v1::TRIAL_COMPLETED) << t.id() << ": " << t.message();
+    EXPECT_EQ(t.worker_id(), "survivor");
+    if (reported.count(t.id())) {
+      ++requeued;
+      EXPECT_EQ(t.attempt(), 2) << t.id();
+      EXPECT_EQ(t.failures(), 1) << t.id();
+      EXPECT_THAT(t.message(), ::testing::HasSubstr("lease expired: worker doomed silent for"));
+    }
+  }
+  EXPECT_EQ(requeued, 2);
+}
+
+}  // namespace
+}  // namespace rung::testing
