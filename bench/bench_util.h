@@ -19,36 +19,6 @@
 
 namespace rung::bench {
 
-extern "C" char** environ;
-
-inline std::map<std::string, std::string> Env() {
-  std::map<std::string, std::string> env;
-  for (char** e = environ; *e; ++e) {
-    std::string kv = *e;
-    env[kv.substr(0, kv.find('='))] = kv.substr(kv.find('=') + 1);
-  }
-  return env;
-}
-
-inline std::string ReadLineWith(Subprocess* p, const std::string& needle) {
-  std::string buf;
-  while (true) {
-    pollfd pf{p->stdout_fd(), POLLIN, 0};
-    if (poll(&pf, 1, 30000) <= 0) return "";
-    char c;
-    ssize_t n = read(p->stdout_fd(), &c, 1);
-    if (n == 0) return "";
-    if (n < 0) continue;
-    if (c != '\n') {
-      buf += c;
-    } else if (buf.find(needle) != std::string::npos) {
-      return buf;
-    } else {
-      buf.clear();
-    }
-  }
-}
-
 struct Rungd {
   std::string dir;
   std::unique_ptr<Subprocess> proc;
@@ -65,7 +35,7 @@ struct Rungd {
     SpawnOptions o;
     o.argv = {bin_dir + "/server/rungd", "--listen", "127.0.0.1:0", "--metrics-listen",
               "127.0.0.1:0", "--data-dir", dir + "/data", "--log-level", "warning"};
-    o.env = Env();
+    o.env = CurrentEnvironment();
     o.stderr_path = dir + "/rungd.log";
     auto p = Subprocess::Spawn(o);
     if (!p.ok()) {
@@ -73,7 +43,7 @@ struct Rungd {
       exit(1);
     }
     proc = std::move(*p);
-    std::string line = ReadLineWith(proc.get(), "listening on");
+    std::string line = WaitForLine(proc.get(), "listening on");
     size_t at = line.find("listening on ") + 13;
     addr = line.substr(at, line.find(',', at) - at);
   }

@@ -24,10 +24,10 @@ int main(int argc, char** argv) {
   o.argv = {bin_dir + "/worker/rung-worker", "--controller", rungd.addr, "--slots",
             absl::StrCat(slots), "--gpus", "none", "--name", "bench", "--work-dir",
             rungd.dir + "/worker", "--log-level", "warning"};
-  o.env = rung::bench::Env();
+  o.env = rung::CurrentEnvironment();
   o.stderr_path = rungd.dir + "/worker.log";
   auto worker = rung::Subprocess::Spawn(o);
-  if (!worker.ok() || rung::bench::ReadLineWith(worker->get(), "serving").empty()) {
+  if (!worker.ok() || rung::WaitForLine(worker->get(), "serving").empty()) {
     fprintf(stderr, "cannot start rung-worker\n");
     return 1;
   }

@@ -29,8 +29,6 @@
 #include "worker/report_parse.h"
 #include "worker/subprocess.h"
 
-extern char** environ;
-
 namespace rung {
 namespace {
 
@@ -187,11 +185,7 @@ absl::Status AgentImpl::Init() {
     py << kPythonModule;
     if (!py) return absl::UnavailableError(absl::StrCat("cannot write the rung module in ", python_dir_));
   }
-  for (char** e = environ; *e; ++e) {
-    absl::string_view kv(*e);
-    size_t eq = kv.find('=');
-    if (eq != absl::string_view::npos) base_env_[std::string(kv.substr(0, eq))] = std::string(kv.substr(eq + 1));
-  }
+  base_env_ = CurrentEnvironment();
 
   // The report socket.
   socket_path_ = (fs::absolute(o_.work_dir) / "report.sock").string();

@@ -1,6 +1,7 @@
 #include "worker/subprocess.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
@@ -10,7 +11,37 @@
 
 #include "absl/strings/str_cat.h"
 
+extern char** environ;
+
 namespace rung {
+
+std::map<std::string, std::string> CurrentEnvironment() {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; *e; ++e) {
+    const char* eq = strchr(*e, '=');
+    if (eq != nullptr) env[std::string(*e, eq - *e)] = std::string(eq + 1);
+  }
+  return env;
+}
+
+std::string WaitForLine(Subprocess* p, const std::string& needle, int timeout_ms) {
+  std::string line;
+  while (true) {
+    pollfd pf{p->stdout_fd(), POLLIN, 0};
+    if (poll(&pf, 1, timeout_ms) <= 0) return "";
+    char c;
+    ssize_t n = read(p->stdout_fd(), &c, 1);
+    if (n == 0) return "";
+    if (n < 0) continue;  // EAGAIN or EINTR
+    if (c != '\n') {
+      line += c;
+    } else if (line.find(needle) != std::string::npos) {
+      return line;
+    } else {
+      line.clear();
+    }
+  }
+}
 
 absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Spawn(const SpawnOptions& o) {
   if (o.argv.empty()) return absl::InvalidArgumentError("empty command");

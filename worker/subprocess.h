@@ -22,6 +22,16 @@ struct SpawnOptions {
   bool pipe_stdout = true;                  // stdout through a pipe (stdout_fd()), else /dev/null
 };
 
+// This process's environment as a map (the usual base of SpawnOptions::env).
+class Subprocess;
+
+std::map<std::string, std::string> CurrentEnvironment();
+
+// Reads the child's stdout line by line until a line contains `needle` and returns that
+// line; "" on EOF or after `timeout_ms` without output. For tools and tests that wait for a
+// daemon's "ready" line. Blocks.
+std::string WaitForLine(Subprocess* p, const std::string& needle, int timeout_ms = 60000);
+
 class Subprocess {
  public:
   // Starts the child. Fails (with the reason, e.g. "python4: No such file or directory")

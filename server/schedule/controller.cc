@@ -6,6 +6,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/log.h"
 #include "common/spec.h"
 #include "common/status.h"
 
@@ -36,6 +37,8 @@ v1::ParamValue FromSearch(const search::ParamValue& v) {
   if (const auto* s = std::get_if<std::string>(&v)) out.set_categorical_value(*s);
   return out;
 }
+
+std::string FirstLine(const std::string& s) { return s.substr(0, s.find('\n')); }
 
 std::string SignalName(int sig) {
   const char* name = sigabbrev_np(sig);
@@ -218,6 +221,9 @@ void Controller::BroadcastLocked(ExperimentRec* rec, const v1::WatchEvent& e) {
 
 void Controller::SetExperimentStateLocked(ExperimentRec* rec, v1::ExperimentState state,
                                           const std::string& message, Store::Batch* batch) {
+  Log(LogLevel::kInfo, absl::StrCat("experiment ", rec->exp.id(), " is now ",
+                                    v1::ExperimentState_Name(state),
+                                    message.empty() ? "" : absl::StrCat(": ", message)));
   rec->exp.set_state(state);
   rec->exp.set_message(message);
   PutExperimentLocked(rec, batch);
@@ -343,6 +349,9 @@ absl::StatusOr<Experiment> Controller::CreateExperiment(v1::ExperimentSpec spec)
   Experiment out = e;
   fifo_.push_back(rec.get());
   experiments_[out.id()] = std::move(rec);
+  Log(LogLevel::kInfo, absl::StrCat("experiment ", out.id(), " (", out.spec().name(), ") created: ",
+                                    out.spec().algorithm().name(), ", ", out.spec().budget().max_trials(),
+                                    " trials"));
   DispatchLocked();
   return experiments_[out.id()]->exp;
 }
@@ -681,6 +690,7 @@ void Controller::RetryOrFailLocked(ExperimentRec* rec, Trial* t, const std::stri
   if (count_failure) t->set_failures(t->failures() + 1);
   t->set_message(reason);
   const int max_restarts = rec->exp.spec().trial().max_restarts();
+  Log(LogLevel::kInfo, absl::StrCat("trial ", t->id(), " attempt ", t->attempt(), ": ", FirstLine(reason)));
   if (t->failures() > max_restarts || ExperimentTerminal(rec->exp.state())) {
     t->set_state(v1::TRIAL_FAILED);
     if (count_failure && max_restarts > 0) {
@@ -776,6 +786,9 @@ absl::StatusOr<int64_t> Controller::WorkerConnected(const v1::Register& reg, Wor
   }
   batch.PutWorker(wk);
   RETURN_IF_ERROR(CommitLocked(&batch));
+  Log(LogLevel::kInfo, absl::StrCat("worker ", wk.id(), " connected from ", wk.host(), " with ",
+                                    wk.slots_size(), " slots, ", wanted.size(), " trials running, ",
+                                    rr->kill_size(), " to kill"));
   sink->Send(reply);
   for (Trial* t : stops) SendStopLocked(*t, t->stop_reason());
   DispatchLocked();
@@ -791,6 +804,7 @@ void Controller::WorkerDisconnected(int64_t session) {
   w->sink = nullptr;
   w->offered.clear();
   w->worker.set_state(v1::WORKER_DISCONNECTED);
+  Log(LogLevel::kInfo, absl::StrCat("worker ", w->worker.id(), " disconnected"));
   // Its trials keep their leases until lease_timeout passes without it coming back.
 }
 
@@ -977,6 +991,8 @@ void Controller::Tick() {
   for (auto& [id, w] : workers_) {
     if (now - w->last_seen <= options_.lease_timeout) continue;
     if (w->worker.state() != v1::WORKER_LOST) {
+      Log(LogLevel::kWarning, absl::StrCat("worker ", id, " lost: silent for ",
+                                           absl::FormatDuration(absl::Trunc(now - w->last_seen, absl::Seconds(1)))));
       w->worker.set_state(v1::WORKER_LOST);
       batch.PutWorker(w->worker);
     }

@@ -169,7 +169,7 @@ TEST(RungdTest, ConfigFileSetsFlagsAndFlagsWin) {
                                                 "lease-timeout: 1m\nlog-level: warning\n"));
   SpawnOptions o;
   o.argv = {BinDir() + "/server/rungd", "--config", dir.Sub("rungd.yaml")};
-  o.env = Environment();
+  o.env = CurrentEnvironment();
   o.stderr_path = dir.Sub("err.log");
   auto p = Subprocess::Spawn(o);
   ASSERT_TRUE(p.ok());

@@ -25,35 +25,6 @@ namespace rung::testing {
 inline std::string BinDir() { return RUNG_TEST_BIN_DIR; }
 inline std::string SourceDir() { return RUNG_TEST_SOURCE_DIR; }
 
-inline std::map<std::string, std::string> Environment() {
-  std::map<std::string, std::string> env;
-  for (char** e = environ; *e; ++e) {
-    std::string kv = *e;
-    size_t eq = kv.find('=');
-    if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
-  return env;
-}
-
-// Reads lines from a child's stdout until one contains `needle`; returns it ("" at EOF).
-inline std::string WaitForLine(Subprocess* p, const std::string& needle) {
-  std::string buf;
-  while (true) {
-    pollfd pf{p->stdout_fd(), POLLIN, 0};
-    if (poll(&pf, 1, 60000) <= 0) return "";
-    char c;
-    ssize_t n = read(p->stdout_fd(), &c, 1);
-    if (n == 0) return "";
-    if (n < 0) continue;
-    if (c != '\n') {
-      buf += c;
-      continue;
-    }
-    if (buf.find(needle) != std::string::npos) return buf;
-    buf.clear();
-  }
-}
-
 class Cluster {
  public:
   Cluster() {
@@ -74,7 +45,7 @@ class Cluster {
     o.argv = {BinDir() + "/server/rungd", "--listen", absl::StrCat("127.0.0.1:", port),
               "--metrics-listen", "127.0.0.1:0", "--data-dir", dir_.Sub("data"),
               "--lease-timeout", lease_timeout, "--heartbeat-interval", "1s"};
-    o.env = Environment();
+    o.env = CurrentEnvironment();
     o.stderr_path = dir_.Sub("rungd.log");
     auto p = Subprocess::Spawn(o);
     ASSERT_TRUE(p.ok()) << p.status();
@@ -102,7 +73,7 @@ class Cluster {
     o.argv = {BinDir() + "/worker/rung-worker", "--controller", addr_, "--slots",
               absl::StrCat(slots), "--gpus", "none", "--name", name, "--work-dir", name,
               "--stop-grace", "1s", "--kill-grace", "2s"};
-    o.env = Environment();
+    o.env = CurrentEnvironment();
     o.workdir = dir_.path();
     o.stderr_path = dir_.Sub(name + ".log");
     auto p = Subprocess::Spawn(o);
