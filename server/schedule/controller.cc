@@ -16,6 +16,9 @@ namespace {
 using v1::Experiment;
 using v1::Trial;
 
+constexpr char kPaused[] = "experiment paused";
+constexpr char kCancelled[] = "experiment cancelled";
+
 bool TrialTerminal(v1::TrialState s) {
   return s == v1::TRIAL_COMPLETED || s == v1::TRIAL_STOPPED || s == v1::TRIAL_FAILED;
 }
@@ -383,14 +386,14 @@ absl::StatusOr<Experiment> Controller::CancelExperiment(const std::string& id) {
   for (Trial& t : rec->trials) {
     if (t.state() == v1::TRIAL_PENDING || t.state() == v1::TRIAL_PAUSED) {
       t.set_state(v1::TRIAL_STOPPED);
-      t.set_stop_reason("experiment cancelled");
+      t.set_stop_reason(kCancelled);
       t.set_ended_unix_ms(clock_->NowUnixMs());
       PutTrialLocked(rec, t, &batch);
     } else if (TrialActive(t.state())) {
       t.set_stop_requested(true);
-      t.set_stop_reason("experiment cancelled");
+      t.set_stop_reason(kCancelled);
       PutTrialLocked(rec, t, &batch);
-      SendStopLocked(t, "experiment cancelled");
+      SendStopLocked(t, kCancelled);
     }
   }
   rec->queue.clear();
@@ -415,9 +418,9 @@ absl::StatusOr<Experiment> Controller::PauseExperiment(const std::string& id) {
   for (Trial& t : rec->trials) {
     if (TrialActive(t.state())) {
       t.set_stop_requested(true);
-      t.set_stop_reason("experiment paused");
+      t.set_stop_reason(kPaused);
       PutTrialLocked(rec, t, &batch);
-      SendStopLocked(t, "experiment paused");
+      SendStopLocked(t, kPaused);
     }
   }
   SetExperimentStateLocked(rec, v1::EXPERIMENT_PAUSED, "paused by request", &batch);
@@ -671,9 +674,17 @@ void Controller::CloseTrialLocked(ExperimentRec* rec, Trial* t, Store::Batch* ba
 
 void Controller::EndStoppedLocked(ExperimentRec* rec, Trial* t, Store::Batch* batch) {
   ReleaseSlotsLocked(t);
-  if (rec->exp.state() == v1::EXPERIMENT_PAUSED) {
-    // Stopped to free its slot for the pause: it comes back on resume.
-    t->set_state(v1::TRIAL_PAUSED);
+  if (t->stop_reason() == kPaused && !ExperimentTerminal(rec->exp.state())) {
+    // Stopped to free its slot for a pause: it waits for the resume, or, when the resume
+    // came before it exited, goes back to the queue now.
+    bool paused = rec->exp.state() == v1::EXPERIMENT_PAUSED;
+    t->set_state(paused ? v1::TRIAL_PAUSED : v1::TRIAL_PENDING);
+    if (!paused) {
+      t->set_attempt(t->attempt() + 1);
+      t->set_last_report_seq(0);
+      rec->queue.push_back(t->index());
+    }
+    t->set_stop_requested(false);
     t->clear_worker_id();
     t->clear_slots();
     PutTrialLocked(rec, *t, batch);
@@ -820,11 +831,24 @@ Trial* Controller::CurrentTrialLocked(WorkerRec* w, const v1::TrialRef& ref,
   return trial;
 }
 
+void Controller::StopStaleLocked(WorkerRec* w, const v1::TrialRef& ref) {
+  // A copy we gave up on (its lease expired while the stream stayed up, say) is still
+  // running there: stop it, so two copies of one trial never both run.
+  v1::ControllerMessage m;
+  *m.mutable_stop()->mutable_trial() = ref;
+  m.mutable_stop()->set_reason("this attempt was given up (lease expired or trial ended)");
+  if (w->sink != nullptr) w->sink->Send(m);
+}
+
 absl::Status Controller::HandleStartedLocked(WorkerRec* w, const v1::TrialStarted& m,
                                              Store::Batch* batch) {
   ExperimentRec* rec = nullptr;
   Trial* t = CurrentTrialLocked(w, m.trial(), &rec);
-  if (t == nullptr || t->state() != v1::TRIAL_ASSIGNED) return absl::OkStatus();  // stale
+  if (t == nullptr) {
+    StopStaleLocked(w, m.trial());
+    return absl::OkStatus();
+  }
+  if (t->state() != v1::TRIAL_ASSIGNED) return absl::OkStatus();  // a resend
   t->set_state(v1::TRIAL_RUNNING);
   t->set_started_unix_ms(clock_->NowUnixMs());
   t->set_stdout_path(m.stdout_path());
@@ -837,13 +861,18 @@ absl::Status Controller::HandleStartedLocked(WorkerRec* w, const v1::TrialStarte
 absl::Status Controller::HandleReportsLocked(WorkerRec* w, const v1::ReportBatch& m,
                                              Store::Batch* batch) {
   std::map<Trial*, ExperimentRec*> touched;
+  std::set<std::pair<std::string, int>> stale;
   for (const v1::MetricReport& r0 : m.reports()) {
     ExperimentRec* rec = nullptr;
     v1::TrialRef ref;
     ref.set_trial_id(r0.trial_id());
     ref.set_attempt(r0.attempt());
     Trial* t = CurrentTrialLocked(w, ref, &rec);
-    if (t == nullptr || r0.seq() <= t->last_report_seq()) continue;  // stale or a resend
+    if (t == nullptr) {
+      if (stale.insert({ref.trial_id(), ref.attempt()}).second) StopStaleLocked(w, ref);
+      continue;
+    }
+    if (r0.seq() <= t->last_report_seq()) continue;  // a resend
     for (const auto& [k, v] : r0.values()) {
       if (!std::isfinite(v)) {
         return absl::InvalidArgumentError(absl::StrCat(

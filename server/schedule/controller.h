@@ -185,6 +185,8 @@ class Controller {
   // The trial the message is about, when it is the attempt that `w` currently runs.
   v1::Trial* CurrentTrialLocked(WorkerRec* w, const v1::TrialRef& ref, ExperimentRec** rec)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Tells `w` to stop its copy `ref`, which is not the trial's current attempt there.
+  void StopStaleLocked(WorkerRec* w, const v1::TrialRef& ref) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void BroadcastLocked(ExperimentRec* rec, const v1::WatchEvent& e)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

@@ -2,6 +2,7 @@
 // sends: scheduling, completion, retries, lease expiry, reconnects and restarts.
 #include "server/schedule/controller.h"
 
+#include "common/log.h"
 #include "common/spec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -28,7 +29,10 @@ class RecordingSink : public WorkerSink {
 
 class ControllerTest : public ::testing::Test {
  protected:
-  void SetUp() override { Open(); }
+  void SetUp() override {
+    SetLogLevel(LogLevel::kWarning);
+    Open();
+  }
 
   void Open() {
     controller_.reset();
@@ -374,6 +378,52 @@ TEST_F(ControllerTest, PauseFreesSlotsAndResumeRequeues) {
   EXPECT_EQ(b[0].trial().id(), id + "-1");
   EXPECT_EQ(b[0].trial().attempt(), 2);
   EXPECT_EQ(b[0].trial().failures(), 0);
+}
+
+TEST_F(ControllerTest, ResumeBeforeThePausedTrialExitedRequeuesIt) {
+  std::string id = Create(1, 1);
+  RecordingSink sink;
+  int64_t s = Connect("w1", 1, &sink);
+  ASSERT_TRUE(Pull(s, {0}).ok());
+  auto a = sink.TakeAssignments();
+  ASSERT_TRUE(Started(s, a[0].trial()).ok());
+  ASSERT_TRUE(controller_->PauseExperiment(id).ok());
+  ASSERT_TRUE(controller_->ResumeExperiment(id).ok());
+  ASSERT_TRUE(Exited(s, a[0].trial(), 0).ok());  // the pause's stop lands after the resume
+  auto t = controller_->GetTrial(id + "-1");
+  EXPECT_EQ(t->state(), v1::TRIAL_PENDING);  // back in the queue, not stopped for good
+  EXPECT_EQ(t->attempt(), 2);
+  EXPECT_EQ(controller_->GetExperiment(id)->state(), v1::EXPERIMENT_RUNNING);
+  ASSERT_TRUE(Pull(s, {0}).ok());  // the worker offers its slot again after the exit
+  auto again = sink.TakeAssignments();
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].trial().id(), id + "-1");
+  EXPECT_EQ(again[0].trial().attempt(), 2);
+}
+
+TEST_F(ControllerTest, StaleCopyThatStillTalksIsStopped) {
+  std::string id = Create(1, 1, /*max_restarts=*/1);
+  RecordingSink sink1, sink2;
+  int64_t s1 = Connect("w1", 1, &sink1);
+  ASSERT_TRUE(Pull(s1, {0}).ok());
+  auto a = sink1.TakeAssignments();
+  ASSERT_TRUE(Started(s1, a[0].trial()).ok());
+  int64_t s2 = Connect("w2", 1, &sink2);
+  clock_.Advance(absl::Seconds(20));
+  ASSERT_TRUE(Pull(s2, {0}).ok());
+  clock_.Advance(absl::Seconds(20));  // w1 silent for 40s, its stream still open
+  controller_->Tick();
+  ASSERT_EQ(sink2.TakeAssignments().size(), 1u);
+  sink1.sent.clear();
+  ASSERT_TRUE(Report(s1, a[0].trial(), 1, 0.5).ok());  // the old copy speaks up
+  bool stopped = false;
+  for (const auto& m : sink1.sent) {
+    if (m.has_stop() && m.stop().trial().trial_id() == id + "-1" && m.stop().trial().attempt() == 1) {
+      stopped = true;
+    }
+  }
+  EXPECT_TRUE(stopped);
+  EXPECT_EQ(controller_->GetTrial(id + "-1")->reports(), 0);  // its report did not count
 }
 
 TEST_F(ControllerTest, GpuTrialsTakeGpuSlotsAndLabelsMustMatch) {
