@@ -173,7 +173,7 @@ absl::Status ParseParam(const std::string& name, const YAML::Node& n, ParamSpec*
 absl::Status FromYaml(const YAML::Node& root, ExperimentSpec* spec) {
   RETURN_IF_ERROR(CheckKeys(root, "",
                             {"name", "objective", "search_space", "algorithm", "budget", "trial",
-                             "resources"}));
+                             "resources", "resource"}));
   if (root["name"]) {
     ASSIGN_OR_RETURN(std::string v, GetString(root["name"], "name"));
     spec->set_name(v);
@@ -205,8 +205,72 @@ absl::Status FromYaml(const YAML::Node& root, ExperimentSpec* spec) {
       RETURN_IF_ERROR(ParseParam(kv.first.Scalar(), kv.second, spec->add_search_space()));
     }
   }
+  if (const YAML::Node r = root["resource"]) {
+    RETURN_IF_ERROR(CheckKeys(r, "resource", {"metric", "min", "max"}));
+    v1::Resource* res = spec->mutable_resource();
+    if (r["metric"]) {
+      ASSIGN_OR_RETURN(std::string v, GetString(r["metric"], "resource.metric"));
+      res->set_metric(v);
+    }
+    if (r["min"]) {
+      ASSIGN_OR_RETURN(double v, GetDouble(r["min"], "resource.min"));
+      res->set_min(v);
+    }
+    if (r["max"]) {
+      ASSIGN_OR_RETURN(double v, GetDouble(r["max"], "resource.max"));
+      res->set_max(v);
+    }
+  }
   if (const YAML::Node a = root["algorithm"]) {
-    RETURN_IF_ERROR(CheckKeys(a, "algorithm", {"name", "seed"}));
+    RETURN_IF_ERROR(CheckKeys(a, "algorithm",
+                              {"name", "seed", "reduction_factor", "mode", "max_rungs",
+                               "early_stopping"}));
+    v1::Algorithm* alg = spec->mutable_algorithm();
+    if (a["reduction_factor"]) {
+      ASSIGN_OR_RETURN(int32_t v, GetInt32(a["reduction_factor"], "algorithm.reduction_factor", 2));
+      alg->set_reduction_factor(v);
+    }
+    if (a["mode"]) {
+      ASSIGN_OR_RETURN(std::string v, GetString(a["mode"], "algorithm.mode"));
+      alg->set_mode(v);
+    }
+    if (a["max_rungs"]) {
+      ASSIGN_OR_RETURN(int32_t v, GetInt32(a["max_rungs"], "algorithm.max_rungs", 1));
+      alg->set_max_rungs(v);
+    }
+    if (const YAML::Node es = a["early_stopping"]) {
+      RETURN_IF_ERROR(CheckKeys(es, "algorithm.early_stopping",
+                                {"rule", "reduction_factor", "mode", "max_rungs", "min_trials",
+                                 "grace"}));
+      v1::EarlyStopping* e = alg->mutable_early_stopping();
+      if (es["rule"]) {
+        ASSIGN_OR_RETURN(std::string v, GetString(es["rule"], "algorithm.early_stopping.rule"));
+        e->set_rule(v);
+      }
+      if (es["reduction_factor"]) {
+        ASSIGN_OR_RETURN(int32_t v, GetInt32(es["reduction_factor"],
+                                             "algorithm.early_stopping.reduction_factor", 2));
+        e->set_reduction_factor(v);
+      }
+      if (es["mode"]) {
+        ASSIGN_OR_RETURN(std::string v, GetString(es["mode"], "algorithm.early_stopping.mode"));
+        e->set_mode(v);
+      }
+      if (es["max_rungs"]) {
+        ASSIGN_OR_RETURN(int32_t v,
+                         GetInt32(es["max_rungs"], "algorithm.early_stopping.max_rungs", 1));
+        e->set_max_rungs(v);
+      }
+      if (es["min_trials"]) {
+        ASSIGN_OR_RETURN(int32_t v,
+                         GetInt32(es["min_trials"], "algorithm.early_stopping.min_trials", 1));
+        e->set_min_trials(v);
+      }
+      if (es["grace"]) {
+        ASSIGN_OR_RETURN(double v, GetDouble(es["grace"], "algorithm.early_stopping.grace"));
+        e->set_grace(v);
+      }
+    }
     if (a["name"]) {
       ASSIGN_OR_RETURN(std::string v, GetString(a["name"], "algorithm.name"));
       spec->mutable_algorithm()->set_name(v);
@@ -330,6 +394,85 @@ absl::Status ValidateParam(ParamSpec* p, bool grid) {
   }
 }
 
+// Fills the stopping rule's defaults and checks it against the resource. ASHA and Hyperband
+// as algorithms are random sampling with that rule; their settings move into
+// algorithm.early_stopping so that one place describes the rule.
+absl::Status ValidateStopping(ExperimentSpec* spec) {
+  v1::Algorithm* alg = spec->mutable_algorithm();
+  const std::string& algo = alg->name();
+  v1::EarlyStopping* es = alg->mutable_early_stopping();
+  std::string field = "algorithm.early_stopping";
+  if (algo == "asha" || algo == "hyperband") {
+    if (!es->rule().empty()) {
+      return Invalid(field, absl::StrCat(algo, " stops trials itself; early_stopping goes with "
+                                               "random or grid"));
+    }
+    es->set_rule(algo);
+    es->set_reduction_factor(alg->reduction_factor());
+    es->set_mode(alg->mode());
+    es->set_max_rungs(alg->max_rungs());
+    field = "algorithm";
+  } else if (alg->reduction_factor() != 0 || !alg->mode().empty() || alg->max_rungs() != 0) {
+    return Invalid("algorithm", absl::StrCat("reduction_factor, mode and max_rungs apply to asha and "
+                                             "hyperband; with ", algo,
+                                             " put them under early_stopping"));
+  }
+  const std::string& rule = es->rule();
+  v1::Resource* res = spec->mutable_resource();
+  if (res->metric().empty()) res->set_metric("step");
+  bool has_range = res->min() != 0 || res->max() != 0;
+  if (has_range && !(res->min() > 0 && res->min() < res->max())) {
+    return Invalid("resource", absl::StrCat("need 0 < min < max (got min ", FormatDouble(res->min()),
+                                            ", max ", FormatDouble(res->max()), ")"));
+  }
+  if (rule.empty()) {
+    if (es->reduction_factor() || !es->mode().empty() || es->max_rungs() || es->min_trials() ||
+        es->grace() != 0) {
+      return Invalid(field + ".rule", "is required (asha, hyperband or median)");
+    }
+    alg->clear_early_stopping();
+    return absl::OkStatus();
+  }
+  if (rule == "asha" || rule == "hyperband") {
+    if (!has_range) {
+      return Invalid("resource", absl::StrCat("is required for ", rule,
+                                              " (e.g. resource: {metric: epoch, min: 1, max: 81})"));
+    }
+    if (es->min_trials() || es->grace() != 0) {
+      return Invalid(field, "min_trials and grace apply to the median rule");
+    }
+    if (es->reduction_factor() == 0) es->set_reduction_factor(3);
+    if (es->reduction_factor() < 2) {
+      return Invalid(field + ".reduction_factor",
+                     absl::StrCat("must be at least 2 (got ", es->reduction_factor(), ")"));
+    }
+    if (es->mode().empty()) es->set_mode("stop");
+    if (es->mode() == "promote") {
+      return Invalid(field + ".mode",
+                     "promote is not available yet; use stop (trials train toward max and are "
+                     "stopped at a rung when not in its top 1/reduction_factor)");
+    }
+    if (es->mode() != "stop") {
+      return Invalid(field + ".mode", absl::StrCat("unknown mode '", es->mode(), "' (known: stop)"));
+    }
+    if (es->max_rungs() < 0) return Invalid(field + ".max_rungs", "must not be negative");
+    return absl::OkStatus();
+  }
+  if (rule == "median") {
+    if (es->reduction_factor() || !es->mode().empty() || es->max_rungs()) {
+      return Invalid(field, "reduction_factor, mode and max_rungs apply to asha and hyperband");
+    }
+    if (es->min_trials() == 0) es->set_min_trials(5);
+    if (es->grace() < 0) {
+      return Invalid(field + ".grace", absl::StrCat("must not be negative (got ",
+                                                    FormatDouble(es->grace()), ")"));
+    }
+    return absl::OkStatus();
+  }
+  return Invalid(field + ".rule",
+                 absl::StrCat("unknown rule '", rule, "' (known: asha, hyperband, median)"));
+}
+
 }  // namespace
 
 std::string FormatDouble(double d) {
@@ -427,10 +570,11 @@ absl::Status ValidateSpec(ExperimentSpec* spec, absl::string_view base_dir) {
   }
   std::string algo = spec->algorithm().name().empty() ? "random" : spec->algorithm().name();
   spec->mutable_algorithm()->set_name(algo);
-  if (algo != "random" && algo != "grid") {
+  if (algo != "random" && algo != "grid" && algo != "asha" && algo != "hyperband") {
     return Invalid("algorithm.name", absl::StrCat("unknown algorithm '", algo,
-                                                  "' (known: random, grid)"));
+                                                  "' (known: random, grid, asha, hyperband)"));
   }
+  RETURN_IF_ERROR(ValidateStopping(spec));
   bool grid = algo == "grid";
   if (spec->search_space().empty()) {
     return Invalid("search_space", "is required and must name at least one parameter");

@@ -82,6 +82,19 @@ search::Config Controller::SearchConfig(const v1::ExperimentSpec& spec) {
                                                               : search::Goal::kMinimize;
   c.max_trials = spec.budget().max_trials();
   c.seed = spec.algorithm().seed();
+  c.sampler = spec.algorithm().name() == "grid" ? search::Config::Sampler::kGrid
+                                                : search::Config::Sampler::kRandom;
+  c.resource_min = spec.resource().min();
+  c.resource_max = spec.resource().max();
+  const v1::EarlyStopping& es = spec.algorithm().early_stopping();
+  c.stopping.rule = es.rule() == "asha"        ? search::Stopping::Rule::kAsha
+                    : es.rule() == "hyperband" ? search::Stopping::Rule::kHyperband
+                    : es.rule() == "median"    ? search::Stopping::Rule::kMedian
+                                               : search::Stopping::Rule::kNone;
+  if (es.reduction_factor() > 0) c.stopping.reduction_factor = es.reduction_factor();
+  c.stopping.max_rungs = es.max_rungs();
+  if (es.min_trials() > 0) c.stopping.min_trials = es.min_trials();
+  c.stopping.grace = es.grace();
   return c;
 }
 
@@ -95,8 +108,7 @@ absl::Status Controller::Load() {
   for (Experiment& e : exps) {
     auto rec = std::make_unique<ExperimentRec>();
     rec->exp = std::move(e);
-    auto searcher = search::NewSearcher(rec->exp.spec().algorithm().name(),
-                                        SearchConfig(rec->exp.spec()));
+    auto searcher = search::NewSearcher(SearchConfig(rec->exp.spec()));
     if (!searcher.ok()) {
       return absl::DataLossError(absl::StrCat("experiment ", rec->exp.id(),
                                               ": cannot rebuild its searcher: ",
@@ -106,7 +118,6 @@ absl::Status Controller::Load() {
     auto state = store_->GetSearcherState(rec->exp.id());
     if (state.ok()) {
       RETURN_IF_ERROR(rec->searcher->Restore(*state));
-      rec->searcher_done = state->find(" done=1") != std::string::npos;
     } else if (!absl::IsNotFound(state.status())) {
       return state.status();
     }
@@ -254,6 +265,7 @@ void Controller::ApplyActionsLocked(ExperimentRec* rec, const std::vector<search
       for (const auto& [k, v] : create->params) (*t.mutable_params())[k] = FromSearch(v);
       t.set_state(v1::TRIAL_PENDING);
       t.set_attempt(1);
+      t.set_budget(create->budget);
       t.set_created_unix_ms(clock_->NowUnixMs());
       rec->trials.resize(std::max<size_t>(rec->trials.size(), t.index()));
       rec->trials[t.index() - 1] = t;
@@ -269,7 +281,7 @@ void Controller::ApplyActionsLocked(ExperimentRec* rec, const std::vector<search
       PutTrialLocked(rec, t, batch);
       SendStopLocked(t, stop->reason);
     } else if (std::holds_alternative<search::Done>(a)) {
-      rec->searcher_done = true;
+      rec->exp.set_search_done(true);
     }
   }
   MaybeFinishLocked(rec, batch);
@@ -277,7 +289,7 @@ void Controller::ApplyActionsLocked(ExperimentRec* rec, const std::vector<search
 }
 
 void Controller::MaybeFinishLocked(ExperimentRec* rec, Store::Batch* batch) {
-  if (ExperimentTerminal(rec->exp.state()) || !rec->searcher_done) return;
+  if (ExperimentTerminal(rec->exp.state()) || !rec->exp.search_done()) return;
   for (const Trial& t : rec->trials) {
     if (!TrialTerminal(t.state())) return;
   }
@@ -333,7 +345,7 @@ absl::StatusOr<Experiment> Controller::CreateExperiment(v1::ExperimentSpec spec)
     // No seed given: take one from the clock and keep it, so the run can be repeated.
     spec.mutable_algorithm()->set_seed(static_cast<uint64_t>(absl::ToUnixNanos(clock_->Now())));
   }
-  ASSIGN_OR_RETURN(auto searcher, search::NewSearcher(spec.algorithm().name(), SearchConfig(spec)));
+  ASSIGN_OR_RETURN(auto searcher, search::NewSearcher(SearchConfig(spec)));
   auto rec = std::make_unique<ExperimentRec>();
   rec->searcher = std::move(searcher);
   Experiment& e = rec->exp;
@@ -575,6 +587,10 @@ v1::Assignment Controller::MakeAssignmentLocked(const ExperimentRec& rec, const 
   env["RUNG_ATTEMPT"] = absl::StrCat(t.attempt());
   env["RUNG_PARAMS"] = ParamsToJson(t.params());
   env["RUNG_OBJECTIVE"] = rec.exp.spec().objective().metric();
+  if (t.budget() > 0) {
+    env["RUNG_BUDGET"] = FormatDouble(t.budget());
+    env["RUNG_RESOURCE"] = rec.exp.spec().resource().metric();
+  }
   a.set_lease_deadline_unix_ms(
       absl::ToUnixMillis(clock_->Now() + options_.lease_timeout));
   return a;
@@ -591,7 +607,7 @@ bool Controller::TryAssignLocked(WorkerRec* w) {
       // Ask the searcher for one trial now, so it decides with everything known so far.
       int open = 0;
       for (const Trial& t : rec->trials) open += !TrialTerminal(t.state());
-      if (rec->searcher_done || open >= rec->exp.spec().budget().max_concurrent()) continue;
+      if (rec->exp.search_done() || open >= rec->exp.spec().budget().max_concurrent()) continue;
       ApplyActionsLocked(rec, SearchLocked(rec, search::TrialsWanted{1}, &batch), &batch);
       if (rec->queue.empty()) {
         if (!CommitLocked(&batch).ok()) return false;
@@ -888,6 +904,10 @@ absl::Status Controller::HandleReportsLocked(WorkerRec* w, const v1::ReportBatch
     t->set_last_step(r.step());
     for (const auto& [k, v] : r.values()) (*t->mutable_last_metrics())[k] = v;
     if (t->state() == v1::TRIAL_ASSIGNED) t->set_state(v1::TRIAL_RUNNING);
+    // Progress: the resource metric when the report names it, else its step.
+    auto res_it = r.values().find(rec->exp.spec().resource().metric());
+    const double resource = res_it != r.values().end() ? res_it->second : r.step();
+    t->set_resource_reached(std::max(t->resource_reached(), resource));
     const auto& obj = rec->exp.spec().objective();
     auto it = r.values().find(obj.metric());
     if (it != r.values().end()) {
@@ -900,10 +920,9 @@ absl::Status Controller::HandleReportsLocked(WorkerRec* w, const v1::ReportBatch
         t->set_result(it->second);
       }
       if (rec->searcher->WantsReports()) {
-        ApplyActionsLocked(rec, SearchLocked(rec, search::TrialReported{t->index() - 1, r.step(),
-                                                                        it->second},
-                                             batch),
-                           batch);
+        ApplyActionsLocked(
+            rec, SearchLocked(rec, search::TrialReported{t->index() - 1, resource, it->second}, batch),
+            batch);
       }
     }
     touched[t] = rec;

@@ -112,7 +112,6 @@ class Controller {
     std::unique_ptr<search::Searcher> searcher;
     std::vector<v1::Trial> trials;  // trials[i].index() == i + 1
     std::deque<int> queue;          // indexes of PENDING trials, in order
-    bool searcher_done = false;
     std::map<int64_t, WatchSink*> watchers;
   };
   struct WorkerRec {

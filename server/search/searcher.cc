@@ -10,6 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "server/search/rng.h"
+#include "server/search/stopping.h"
+#include "absl/strings/str_join.h"
 
 namespace rung::search {
 namespace {
@@ -48,87 +50,30 @@ std::vector<ParamValue> GridAxis(const Param& p) {
   return axis;
 }
 
-// Counts trials created and closed against max_trials and says Done when all have closed.
-// Subclasses say what the next trial is.
-class BudgetedSearcher : public Searcher {
+// Proposes the parameters of trial `index`. State: one token of text.
+class Sampler {
  public:
-  explicit BudgetedSearcher(const Config& config) : config_(config) {}
-
-  std::vector<Action> Handle(const Event& event) final {
-    std::vector<Action> actions;
-    if (const auto* want = std::get_if<TrialsWanted>(&event)) {
-      for (int i = 0; i < want->count && created_ < config_.max_trials; ++i) {
-        actions.push_back(Create{created_, Next(created_)});
-        ++created_;
-      }
-    } else if (std::holds_alternative<TrialClosed>(event)) {
-      ++closed_;
-    }
-    if (!done_ && created_ == config_.max_trials && closed_ >= created_) {
-      done_ = true;
-      actions.push_back(Done{});
-    }
-    return actions;
-  }
-
-  std::string Snapshot() const final {
-    return absl::StrCat(Kind(), " v1 created=", created_, " closed=", closed_,
-                        " done=", done_ ? 1 : 0, " ", SaveExtra());
-  }
-
-  absl::Status Restore(absl::string_view snapshot) final {
-    std::vector<absl::string_view> parts = absl::StrSplit(snapshot, ' ', absl::SkipEmpty());
-    auto bad = [&] {
-      return absl::InvalidArgumentError(
-          absl::StrCat(Kind(), " searcher: unreadable snapshot '", snapshot, "'"));
-    };
-    if (parts.size() != 6 || parts[0] != Kind() || parts[1] != "v1") return bad();
-    int created, closed, done;
-    if (!absl::SimpleAtoi(absl::StripPrefix(parts[2], "created="), &created) ||
-        !absl::SimpleAtoi(absl::StripPrefix(parts[3], "closed="), &closed) ||
-        !absl::SimpleAtoi(absl::StripPrefix(parts[4], "done="), &done) || !LoadExtra(parts[5])) {
-      return bad();
-    }
-    created_ = created;
-    closed_ = closed;
-    done_ = done != 0;
-    return absl::OkStatus();
-  }
-
-  bool WantsReports() const final { return false; }
-
- protected:
-  virtual absl::string_view Kind() const = 0;
+  virtual ~Sampler() = default;
   virtual Params Next(int index) = 0;
-  // One token (no spaces) of subclass state.
-  virtual std::string SaveExtra() const = 0;
-  virtual bool LoadExtra(absl::string_view token) = 0;
-
-  const Config config_;
-
- private:
-  int created_ = 0;
-  int closed_ = 0;
-  bool done_ = false;
+  virtual std::string Save() const = 0;
+  virtual bool Load(absl::string_view token) = 0;
 };
 
-class RandomSearcher final : public BudgetedSearcher {
+class RandomSampler final : public Sampler {
  public:
-  explicit RandomSearcher(const Config& config) : BudgetedSearcher(config), rng_(config.seed) {}
-
- private:
-  absl::string_view Kind() const override { return "random"; }
-  std::string SaveExtra() const override { return absl::StrCat("rng=", rng_.Save()); }
-  bool LoadExtra(absl::string_view token) override {
-    return absl::ConsumePrefix(&token, "rng=") && rng_.Load(token);
-  }
+  explicit RandomSampler(const Config& config) : space_(config.space), rng_(config.seed) {}
 
   Params Next(int /*index*/) override {
     Params params;
-    for (const Param& p : config_.space) params[p.name] = Sample(p);
+    for (const Param& p : space_) params[p.name] = Sample(p);
     return params;
   }
+  std::string Save() const override { return absl::StrCat("rng=", rng_.Save()); }
+  bool Load(absl::string_view token) override {
+    return absl::ConsumePrefix(&token, "rng=") && rng_.Load(token);
+  }
 
+ private:
   ParamValue Sample(const Param& p) {
     if (p.kind == Param::Kind::kCategorical) return p.values[rng_.Below(p.values.size())];
     if (!p.grid_values.empty()) {
@@ -151,33 +96,120 @@ class RandomSearcher final : public BudgetedSearcher {
     return p.min + rng_.Uniform() * (p.max - p.min);
   }
 
+  const std::vector<Param> space_;
   Rng rng_;
 };
 
-class GridSearcher final : public BudgetedSearcher {
+// Point `index` of the grid in mixed-radix order, the last parameter varying fastest.
+class GridSampler final : public Sampler {
  public:
-  explicit GridSearcher(const Config& config) : BudgetedSearcher(config) {
-    for (const Param& p : config.space) axes_.push_back(GridAxis(p));
+  explicit GridSampler(const Config& config) : space_(config.space) {
+    for (const Param& p : space_) axes_.push_back(GridAxis(p));
   }
-
- private:
-  absl::string_view Kind() const override { return "grid"; }
-  std::string SaveExtra() const override { return "-"; }
-  bool LoadExtra(absl::string_view token) override { return token == "-"; }
-
-  // Point `index` in mixed-radix order, the last parameter varying fastest.
   Params Next(int index) override {
     Params params;
     int64_t rest = index;
     for (size_t i = axes_.size(); i-- > 0;) {
       const auto n = static_cast<int64_t>(axes_[i].size());
-      params[config_.space[i].name] = axes_[i][rest % n];
+      params[space_[i].name] = axes_[i][rest % n];
       rest /= n;
     }
     return params;
   }
+  std::string Save() const override { return "-"; }
+  bool Load(absl::string_view token) override { return token == "-"; }
 
+ private:
+  const std::vector<Param> space_;
   std::vector<std::vector<ParamValue>> axes_;
+};
+
+// A sampler, optionally with a stopping rule. Creates trials while the controller has room
+// and max_trials allows; says Done once every trial it created has closed.
+//
+// Snapshot, one item a line:
+//   searcher v2
+//   created N / closed N / done 0|1
+//   sampler TOKEN
+//   rule ... (the rule's own lines, each behind "rule ")
+class ComposedSearcher final : public Searcher {
+ public:
+  ComposedSearcher(const Config& config, std::unique_ptr<Sampler> sampler,
+                   std::unique_ptr<StoppingRule> rule)
+      : config_(config), sampler_(std::move(sampler)), rule_(std::move(rule)) {}
+
+  std::vector<Action> Handle(const Event& event) override {
+    std::vector<Action> actions;
+    if (const auto* want = std::get_if<TrialsWanted>(&event)) {
+      for (int i = 0; i < want->count && created_ < config_.max_trials; ++i) {
+        if (rule_) rule_->OnCreate(created_);
+        actions.push_back(Create{created_, sampler_->Next(created_), config_.resource_max});
+        ++created_;
+      }
+    } else if (const auto* report = std::get_if<TrialReported>(&event)) {
+      if (rule_) {
+        if (auto stop = rule_->OnReport(*report)) actions.push_back(std::move(*stop));
+      }
+    } else if (const auto* closed = std::get_if<TrialClosed>(&event)) {
+      ++closed_;
+      if (rule_) rule_->OnClosed(*closed);
+    }
+    if (!done_ && created_ == config_.max_trials && closed_ >= created_) {
+      done_ = true;
+      actions.push_back(Done{});
+    }
+    return actions;
+  }
+
+  std::string Snapshot() const override {
+    std::vector<std::string> lines = {"searcher v2", absl::StrCat("created ", created_),
+                                      absl::StrCat("closed ", closed_),
+                                      absl::StrCat("done ", done_ ? 1 : 0),
+                                      absl::StrCat("sampler ", sampler_->Save())};
+    if (rule_) {
+      std::vector<std::string> rule_lines;
+      rule_->Save(&rule_lines);
+      for (auto& l : rule_lines) lines.push_back(absl::StrCat("rule ", l));
+    }
+    return absl::StrJoin(lines, "\n");
+  }
+
+  absl::Status Restore(absl::string_view snapshot) override {
+    auto bad = [&](absl::string_view why) {
+      return absl::InvalidArgumentError(absl::StrCat("searcher: unreadable snapshot (", why, ")"));
+    };
+    std::vector<absl::string_view> lines = absl::StrSplit(snapshot, '\n');
+    if (lines.size() < 5 || lines[0] != "searcher v2") return bad("header");
+    int created, closed, done;
+    if (!absl::SimpleAtoi(absl::StripPrefix(lines[1], "created "), &created) ||
+        !absl::SimpleAtoi(absl::StripPrefix(lines[2], "closed "), &closed) ||
+        !absl::SimpleAtoi(absl::StripPrefix(lines[3], "done "), &done)) {
+      return bad("counters");
+    }
+    if (!absl::ConsumePrefix(&lines[4], "sampler ") || !sampler_->Load(lines[4])) {
+      return bad("sampler");
+    }
+    std::vector<std::string> rule_lines;
+    for (size_t i = 5; i < lines.size(); ++i) {
+      if (!absl::ConsumePrefix(&lines[i], "rule ") || !rule_) return bad("rule");
+      rule_lines.emplace_back(lines[i]);
+    }
+    if (rule_ && !rule_->Load(rule_lines)) return bad("rule state");
+    created_ = created;
+    closed_ = closed;
+    done_ = done != 0;
+    return absl::OkStatus();
+  }
+
+  bool WantsReports() const override { return rule_ != nullptr; }
+
+ private:
+  const Config config_;
+  std::unique_ptr<Sampler> sampler_;
+  std::unique_ptr<StoppingRule> rule_;
+  int created_ = 0;
+  int closed_ = 0;
+  bool done_ = false;
 };
 
 }  // namespace
@@ -191,21 +223,39 @@ int64_t GridSize(const std::vector<Param>& space) {
   return n;
 }
 
-absl::StatusOr<std::unique_ptr<Searcher>> NewSearcher(absl::string_view algorithm,
-                                                      const Config& config) {
+absl::StatusOr<std::unique_ptr<Searcher>> NewSearcher(const Config& config) {
   if (config.max_trials <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_trials must be at least 1 (got ", config.max_trials, ")"));
   }
   if (config.space.empty()) return absl::InvalidArgumentError("the search space is empty");
-  if (algorithm == "random") return std::make_unique<RandomSearcher>(config);
-  if (algorithm == "grid") {
-    Config c = config;
+  Config c = config;
+  std::unique_ptr<Sampler> sampler;
+  if (c.sampler == Config::Sampler::kGrid) {
     c.max_trials = static_cast<int>(std::min<int64_t>(c.max_trials, GridSize(c.space)));
-    return std::make_unique<GridSearcher>(c);
+    sampler = std::make_unique<GridSampler>(c);
+  } else {
+    sampler = std::make_unique<RandomSampler>(c);
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown algorithm '", algorithm, "' (known: random, grid)"));
+  std::unique_ptr<StoppingRule> rule;
+  switch (c.stopping.rule) {
+    case Stopping::Rule::kAsha:
+    case Stopping::Rule::kHyperband:
+      if (Rungs(c.resource_min, c.resource_max, c.stopping.reduction_factor, 0).empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "early stopping needs a resource range with 0 < min < max and reduction_factor >= 2 "
+            "(got min ", c.resource_min, ", max ", c.resource_max, ", reduction_factor ",
+            c.stopping.reduction_factor, ")"));
+      }
+      rule = NewRungRule(c, c.stopping.rule == Stopping::Rule::kHyperband);
+      break;
+    case Stopping::Rule::kMedian:
+      rule = NewMedianRule(c);
+      break;
+    case Stopping::Rule::kNone:
+      break;
+  }
+  return std::make_unique<ComposedSearcher>(c, std::move(sampler), std::move(rule));
 }
 
 }  // namespace rung::search

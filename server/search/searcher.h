@@ -2,6 +2,8 @@
 // Randomness comes from a seeded generator that is part of the snapshot, so the same events
 // give the same actions, and Restore(Snapshot()) continues exactly where the original would.
 //
+// A searcher is a sampler (random, grid) that proposes trials, optionally with a stopping rule
+// (ASHA, asynchronous Hyperband, the median rule) that stops them early.
 // This library links only the standard library and abseil (Eigen joins for GP search).
 // Not thread-safe: the owner serialises calls.
 #ifndef RUNG_SERVER_SEARCH_SEARCHER_H_
@@ -36,18 +38,42 @@ struct Param {
 
 enum class Goal { kMinimize, kMaximize };
 
+// How a searcher stops trials early. Rules act on the objective as a function of the resource
+// (epochs, steps) that trials report.
+struct Stopping {
+  enum class Rule { kNone, kAsha, kHyperband, kMedian };
+  Rule rule = Rule::kNone;
+  int reduction_factor = 3;  // asha, hyperband: eta
+  int max_rungs = 0;         // asha, hyperband: 0 = every rung below the resource's max
+  int min_trials = 5;        // median: completed trials before it stops anything
+  double grace = 0;          // median: resource a trial gets before it can be stopped
+};
+
 struct Config {
+  enum class Sampler { kRandom, kGrid };
+  Sampler sampler = Sampler::kRandom;
   std::vector<Param> space;  // in spec order
   Goal goal = Goal::kMinimize;
   int max_trials = 0;
   uint64_t seed = 0;
+  // The resource range; max is every trial's budget (RUNG_BUDGET). 0, 0: no resource.
+  double resource_min = 0;
+  double resource_max = 0;
+  Stopping stopping;
 };
 
+// The resource levels at which ASHA decides, for the bracket whose first rung is
+// min * eta^bracket: min * eta^(bracket + k) for k = 0, 1, ... while below max, at most
+// max_rungs of them (0: no cap).
+std::vector<double> Rungs(double min, double max, int eta, int max_rungs, int bracket = 0);
+
 // ---- Actions ----
-// Create trial `index` (0, 1, 2, ... in creation order) with these parameters.
+// Create trial `index` (0, 1, 2, ... in creation order) with these parameters, to train up to
+// `budget` of the resource (0: no resource).
 struct Create {
   int index = 0;
   Params params;
+  double budget = 0;
 };
 // Stop trial `index` now (early stopping); it is not completed and not failed.
 struct Stop {
@@ -63,10 +89,10 @@ using Action = std::variant<Create, Stop, Done>;
 struct TrialsWanted {
   int count = 0;
 };
-// Trial `index` reported its objective metric at `step`.
+// Trial `index` reported its objective metric `value` with its progress at `resource`.
 struct TrialReported {
   int index = 0;
-  double step = 0;
+  double resource = 0;
   double value = 0;
 };
 // Trial `index` ended for good (after any restarts).
@@ -92,9 +118,8 @@ class Searcher {
   virtual bool WantsReports() const = 0;
 };
 
-// The searcher named `algorithm` ("random", "grid"), or INVALID_ARGUMENT.
-absl::StatusOr<std::unique_ptr<Searcher>> NewSearcher(absl::string_view algorithm,
-                                                      const Config& config);
+// The searcher `config` describes, or INVALID_ARGUMENT.
+absl::StatusOr<std::unique_ptr<Searcher>> NewSearcher(const Config& config);
 
 // The number of points in the grid over `space`, saturated at 2^31-1.
 int64_t GridSize(const std::vector<Param>& space);

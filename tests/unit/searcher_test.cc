@@ -19,6 +19,11 @@ Config QuickstartConfig(int max_trials = 20, uint64_t seed = 7) {
   return c;
 }
 
+Config Grid(Config c) {
+  c.sampler = Config::Sampler::kGrid;
+  return c;
+}
+
 std::vector<Create> Creates(const std::vector<Action>& actions) {
   std::vector<Create> out;
   for (const auto& a : actions) {
@@ -35,9 +40,9 @@ bool HasDone(const std::vector<Action>& actions) {
 }
 
 TEST(RandomSearcherTest, SameSeedSameTrialsOtherSeedOthers) {
-  auto a = NewSearcher("random", QuickstartConfig());
-  auto b = NewSearcher("random", QuickstartConfig());
-  auto c = NewSearcher("random", QuickstartConfig(20, 8));
+  auto a = NewSearcher(QuickstartConfig());
+  auto b = NewSearcher(QuickstartConfig());
+  auto c = NewSearcher(QuickstartConfig(20, 8));
   ASSERT_TRUE(a.ok() && b.ok() && c.ok());
   auto ta = Creates((*a)->Handle(TrialsWanted{5}));
   auto tb = Creates((*b)->Handle(TrialsWanted{5}));
@@ -51,7 +56,7 @@ TEST(RandomSearcherTest, SameSeedSameTrialsOtherSeedOthers) {
 }
 
 TEST(RandomSearcherTest, SamplesStayInRangeAndCoverCategories) {
-  auto s = NewSearcher("random", QuickstartConfig(2000));
+  auto s = NewSearcher(QuickstartConfig(2000));
   ASSERT_TRUE(s.ok());
   auto trials = Creates((*s)->Handle(TrialsWanted{2000}));
   ASSERT_EQ(trials.size(), 2000u);
@@ -80,7 +85,7 @@ TEST(RandomSearcherTest, SamplesStayInRangeAndCoverCategories) {
 }
 
 TEST(RandomSearcherTest, StopsAtMaxTrialsAndSaysDoneWhenAllClosed) {
-  auto s = NewSearcher("random", QuickstartConfig(3));
+  auto s = NewSearcher(QuickstartConfig(3));
   ASSERT_TRUE(s.ok());
   EXPECT_EQ(Creates((*s)->Handle(TrialsWanted{2})).size(), 2u);
   EXPECT_EQ(Creates((*s)->Handle(TrialsWanted{5})).size(), 1u);
@@ -92,12 +97,12 @@ TEST(RandomSearcherTest, StopsAtMaxTrialsAndSaysDoneWhenAllClosed) {
 }
 
 TEST(RandomSearcherTest, RestoreContinuesExactly) {
-  auto a = NewSearcher("random", QuickstartConfig());
+  auto a = NewSearcher(QuickstartConfig());
   ASSERT_TRUE(a.ok());
   (*a)->Handle(TrialsWanted{3});
   (*a)->Handle(TrialClosed{0, TrialClosed::Outcome::kCompleted, true, 1.5});
   std::string snap = (*a)->Snapshot();
-  auto b = NewSearcher("random", QuickstartConfig());
+  auto b = NewSearcher(QuickstartConfig());
   ASSERT_TRUE(b.ok());
   ASSERT_TRUE((*b)->Restore(snap).ok());
   EXPECT_EQ((*b)->Snapshot(), snap);
@@ -112,12 +117,13 @@ TEST(RandomSearcherTest, RestoreContinuesExactly) {
 }
 
 TEST(RandomSearcherTest, RestoreRejectsGarbage) {
-  auto s = NewSearcher("random", QuickstartConfig());
+  auto s = NewSearcher(QuickstartConfig());
   ASSERT_TRUE(s.ok());
-  absl::Status st = (*s)->Restore("grid v1 created=1 closed=0 done=0 -");
+  absl::Status st = (*s)->Restore("searcher v2\ncreated 1\nclosed 0\ndone 0\nsampler -");
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("unreadable snapshot"));
-  EXPECT_FALSE((*s)->Restore("random v1 created=x closed=0 done=0 rng=1,2,3,4").ok());
+  EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("unreadable snapshot (sampler)"));
+  EXPECT_FALSE((*s)->Restore("searcher v2\ncreated x\nclosed 0\ndone 0\nsampler rng=1,2,3,4").ok());
+  EXPECT_FALSE((*s)->Restore("garbage").ok());
 }
 
 TEST(GridSearcherTest, CoversEveryPointOnceInOrder) {
@@ -127,7 +133,7 @@ TEST(GridSearcherTest, CoversEveryPointOnceInOrder) {
   c.space.push_back({"opt", Param::Kind::kCategorical, 0, 0, false, {"sgd", "adam"}, {}, 0});
   c.max_trials = 1000;
   EXPECT_EQ(GridSize(c.space), 12);
-  auto s = NewSearcher("grid", c);
+  auto s = NewSearcher(Grid(c));
   ASSERT_TRUE(s.ok());
   auto trials = Creates((*s)->Handle(TrialsWanted{100}));
   ASSERT_EQ(trials.size(), 12u);  // capped at the grid's size
@@ -147,12 +153,12 @@ TEST(GridSearcherTest, ExplicitValuesAndSnapshot) {
   Config c;
   c.space.push_back({"bs", Param::Kind::kInt, 0, 0, false, {}, {32, 64, 128}, 0});
   c.max_trials = 3;
-  auto a = NewSearcher("grid", c);
+  auto a = NewSearcher(Grid(c));
   ASSERT_TRUE(a.ok());
   auto first = Creates((*a)->Handle(TrialsWanted{1}));
   ASSERT_EQ(first.size(), 1u);
   EXPECT_EQ(std::get<int64_t>(first[0].params.at("bs")), 32);
-  auto b = NewSearcher("grid", c);
+  auto b = NewSearcher(Grid(c));
   ASSERT_TRUE((*b)->Restore((*a)->Snapshot()).ok());
   auto rest = Creates((*b)->Handle(TrialsWanted{5}));
   ASSERT_EQ(rest.size(), 2u);
@@ -160,10 +166,13 @@ TEST(GridSearcherTest, ExplicitValuesAndSnapshot) {
   EXPECT_EQ(std::get<int64_t>(rest[1].params.at("bs")), 128);
 }
 
-TEST(SearcherTest, UnknownAlgorithmAndEmptyConfigRejected) {
-  EXPECT_EQ(NewSearcher("bayes", QuickstartConfig()).status().code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_FALSE(NewSearcher("random", QuickstartConfig(0)).ok());
+TEST(SearcherTest, BadConfigsRejected) {
+  EXPECT_FALSE(NewSearcher(QuickstartConfig(0)).ok());
+  Config c = QuickstartConfig();
+  c.stopping.rule = Stopping::Rule::kAsha;  // no resource range
+  auto s = NewSearcher(c);
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.status().message()), ::testing::HasSubstr("resource range"));
 }
 
 }  // namespace

@@ -126,7 +126,7 @@ TEST(SpecTest, PlaceholderNamingNoParameterRejected) {
 
 TEST(SpecTest, UnknownAlgorithmRejected) {
   EXPECT_EQ(Error(Edit("name: random", "name: bayes")),
-            "algorithm.name: unknown algorithm 'bayes' (known: random, grid)");
+            "algorithm.name: unknown algorithm 'bayes' (known: random, grid, asha, hyperband)");
 }
 
 TEST(SpecTest, MissingPartsRejected) {
@@ -159,6 +159,71 @@ trial: {command: [train, "{lr}"]}
   EXPECT_EQ(ok->search_space(0).grid_points(), 3);
   EXPECT_THAT(ok->search_space(1).grid_values(), ::testing::ElementsAre(32, 64));
   EXPECT_EQ(ok->objective().goal(), v1::Objective::MAXIMIZE);
+}
+
+TEST(SpecTest, EarlyStoppingFormsFromTheIssue) {
+  const std::string resource = "resource: {metric: epoch, min: 1, max: 81}\n";
+  auto asha = ParseSpecYaml(resource + Edit("algorithm: {name: random, seed: 7}",
+                                            "algorithm: {name: asha, reduction_factor: 3, mode: stop, seed: 1}"),
+                            "/b");
+  ASSERT_TRUE(asha.ok()) << asha.status();
+  EXPECT_EQ(asha->resource().metric(), "epoch");
+  EXPECT_EQ(asha->resource().max(), 81);
+  EXPECT_EQ(asha->algorithm().early_stopping().rule(), "asha");
+  EXPECT_EQ(asha->algorithm().early_stopping().reduction_factor(), 3);
+  EXPECT_EQ(asha->algorithm().early_stopping().mode(), "stop");
+
+  auto hb = ParseSpecYaml(resource + Edit("algorithm: {name: random, seed: 7}",
+                                          "algorithm: {name: hyperband, reduction_factor: 3, mode: stop}"),
+                          "/b");
+  ASSERT_TRUE(hb.ok()) << hb.status();
+  EXPECT_EQ(hb->algorithm().early_stopping().rule(), "hyperband");
+
+  auto median = ParseSpecYaml(
+      Edit("algorithm: {name: random, seed: 7}",
+           "algorithm: {name: random, early_stopping: {rule: median, min_trials: 5, grace: 2}}"),
+      "/b");
+  ASSERT_TRUE(median.ok()) << median.status();
+  EXPECT_EQ(median->resource().metric(), "step");  // progress is "step" when none is named
+  EXPECT_EQ(median->algorithm().early_stopping().min_trials(), 5);
+  EXPECT_EQ(median->algorithm().early_stopping().grace(), 2);
+
+  auto grid = ParseSpecYaml(R"(
+objective: {metric: loss, goal: minimize}
+resource: {min: 1, max: 16}
+search_space: {depth: {type: int, min: 1, max: 4}}
+algorithm: {name: grid, early_stopping: {rule: asha, reduction_factor: 4}}
+trial: {command: [train]}
+)",
+                            "/b");
+  ASSERT_TRUE(grid.ok()) << grid.status();
+  EXPECT_EQ(grid->algorithm().early_stopping().reduction_factor(), 4);
+  EXPECT_EQ(grid->algorithm().early_stopping().mode(), "stop");
+}
+
+TEST(SpecTest, EarlyStoppingRejections) {
+  const std::string asha = "algorithm: {name: asha}";
+  const std::string random = "algorithm: {name: random, seed: 7}";
+  EXPECT_THAT(Error(Edit(random, asha)), HasSubstr("resource: is required for asha"));
+  const std::string res = "resource: {metric: epoch, min: 1, max: 81}\n";
+  EXPECT_THAT(Error("resource: {min: 5, max: 1}\n" + Edit(random, asha)),
+              HasSubstr("resource: need 0 < min < max (got min 5, max 1)"));
+  EXPECT_THAT(Error(res + Edit(random, "algorithm: {name: asha, reduction_factor: 1}")),
+              HasSubstr("algorithm.reduction_factor: must be at least 2 (got 1)"));
+  EXPECT_THAT(Error(res + Edit(random, "algorithm: {name: asha, mode: promote}")),
+              HasSubstr("algorithm.mode: promote is not available yet"));
+  EXPECT_THAT(Error(res + Edit(random, "algorithm: {name: asha, mode: fast}")),
+              HasSubstr("unknown mode 'fast'"));
+  EXPECT_THAT(Error(res + Edit(random, "algorithm: {name: random, early_stopping: {rule: best}}")),
+              HasSubstr("algorithm.early_stopping.rule: unknown rule 'best' (known: asha, hyperband, median)"));
+  EXPECT_THAT(Error(res + Edit(random, "algorithm: {name: asha, early_stopping: {rule: median}}")),
+              HasSubstr("asha stops trials itself"));
+  EXPECT_THAT(Error(res + Edit(random, "algorithm: {name: random, reduction_factor: 3}")),
+              HasSubstr("put them under early_stopping"));
+  EXPECT_THAT(Error(res + Edit(random, "algorithm: {name: random, early_stopping: {rule: median, reduction_factor: 3}}")),
+              HasSubstr("apply to asha and hyperband"));
+  EXPECT_THAT(Error(res + Edit(random, "algorithm: {name: random, early_stopping: {rule: median, grace: -1}}")),
+              HasSubstr("grace: must not be negative (got -1)"));
 }
 
 TEST(SpecTest, FillPlaceholdersFormatsEachType) {

@@ -1,0 +1,298 @@
+#include "server/search/stopping.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+
+namespace rung::search {
+
+std::string DoubleText(double d) {
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), d);
+  return ec == std::errc() ? std::string(buf, end) : "nan";
+}
+
+bool ParseDouble(absl::string_view s, double* d) {
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *d);
+  return ec == std::errc() && end == s.data() + s.size();
+}
+
+std::vector<double> Rungs(double min, double max, int eta, int max_rungs, int bracket) {
+  std::vector<double> rungs;
+  if (!(min > 0) || !(max > min) || eta < 2) return rungs;
+  double r = min * std::pow(static_cast<double>(eta), bracket);
+  // A small tolerance so that 1 * 3^4 = 81 counts as reaching max, not below it.
+  while (r < max * (1 - 1e-9) && (max_rungs <= 0 || static_cast<int>(rungs.size()) < max_rungs)) {
+    rungs.push_back(r);
+    r *= eta;
+  }
+  return rungs;
+}
+
+namespace {
+
+bool Better(Goal goal, double a, double b) { return goal == Goal::kMaximize ? a > b : a < b; }
+
+// A value in a message for people.
+std::string Short(double d) { return absl::StrFormat("%.6g", d); }
+
+// ---------------------------------------------------------------------------------------
+// ASHA (stop mode) and asynchronous Hyperband.
+//
+// Each bracket b is an ASHA whose first rung is min * eta^b. When a trial's resource reaches
+// a rung of its bracket, its objective at that moment is recorded there; it continues only if
+// fewer than ceil(n / eta) of the n values recorded at that rung so far are strictly better
+// (so ties continue, and the first trial at a rung always does). Hyperband spreads new trials
+// over brackets 0..s_max in proportion to the classic Hyperband bracket sizes, with a smooth
+// weighted round robin: deterministic and interleaved.
+class RungRule final : public StoppingRule {
+ public:
+  RungRule(const Config& c, bool hyperband) : config_(c) {
+    const auto& st = c.stopping;
+    int levels = static_cast<int>(Rungs(c.resource_min, c.resource_max, st.reduction_factor, 0).size());
+    // Hyperband's brackets start at each rung level and at max itself (that last bracket
+    // runs its trials to max without stopping): s_max + 1 = levels + 1.
+    const int brackets = hyperband ? levels + 1 : 1;
+    const int s_max = brackets - 1;
+    for (int b = 0; b < brackets; ++b) {
+      rungs_.push_back(
+          Rungs(c.resource_min, c.resource_max, st.reduction_factor, st.max_rungs, b));
+      // Classic Hyperband: bracket s' = s_max - b starts ceil((s_max+1)/(s'+1) * eta^s') trials.
+      const int sp = s_max - b;
+      weight_.push_back(static_cast<int64_t>(std::ceil(
+          (s_max + 1.0) / (sp + 1.0) * std::pow(static_cast<double>(st.reduction_factor), sp))));
+    }
+    current_.assign(brackets, 0);
+    recorded_.resize(brackets);
+    for (int b = 0; b < brackets; ++b) recorded_[b].resize(rungs_[b].size());
+  }
+
+  void OnCreate(int index) override {
+    int64_t total = 0;
+    size_t pick = 0;
+    for (size_t b = 0; b < weight_.size(); ++b) {
+      current_[b] += weight_[b];
+      total += weight_[b];
+      if (current_[b] > current_[pick]) pick = b;
+    }
+    current_[pick] -= total;
+    trials_[index] = TrialState{static_cast<int>(pick), 0, false};
+  }
+
+  std::optional<Stop> OnReport(const TrialReported& r) override {
+    auto it = trials_.find(r.index);
+    if (it == trials_.end() || it->second.stopped) return std::nullopt;
+    TrialState& t = it->second;
+    const auto& rungs = rungs_[t.bracket];
+    while (t.next_rung < static_cast<int>(rungs.size()) &&
+           r.resource >= rungs[t.next_rung] * (1 - 1e-9)) {
+      const int k = t.next_rung++;
+      auto& values = recorded_[t.bracket][k];
+      values.push_back(r.value);
+      const int n = static_cast<int>(values.size());
+      const int eta = config_.stopping.reduction_factor;
+      const int keep = (n + eta - 1) / eta;
+      int better = 0;
+      for (double v : values) better += Better(config_.goal, v, r.value);
+      if (better >= keep) {
+        t.stopped = true;
+        std::string where = rungs_.size() > 1 ? absl::StrCat(" of bracket ", t.bracket) : "";
+        return Stop{r.index,
+                    absl::StrCat("rung ", k, where, " (resource ", Short(rungs[k]), "): ",
+                                 Short(r.value), " is not in the top 1/", eta, " of the ", n,
+                                 " results there (", better, " better)")};
+      }
+    }
+    return std::nullopt;
+  }
+
+  void OnClosed(const TrialClosed& c) override { trials_.erase(c.index); }
+
+  // "hb <current...>", "t <index> <bracket> <next_rung> <stopped>", "r <bracket> <k> <values...>"
+  void Save(std::vector<std::string>* lines) const override {
+    lines->push_back(absl::StrCat("hb ", absl::StrJoin(current_, " ")));
+    for (const auto& [i, t] : trials_) {
+      lines->push_back(absl::StrCat("t ", i, " ", t.bracket, " ", t.next_rung, " ", t.stopped ? 1 : 0));
+    }
+    for (size_t b = 0; b < recorded_.size(); ++b) {
+      for (size_t k = 0; k < recorded_[b].size(); ++k) {
+        if (recorded_[b][k].empty()) continue;
+        std::string line = absl::StrCat("r ", b, " ", k);
+        for (double v : recorded_[b][k]) absl::StrAppend(&line, " ", DoubleText(v));
+        lines->push_back(std::move(line));
+      }
+    }
+  }
+
+  bool Load(const std::vector<std::string>& lines) override {
+    trials_.clear();
+    for (auto& b : recorded_) {
+      for (auto& k : b) k.clear();
+    }
+    for (const std::string& line : lines) {
+      std::vector<absl::string_view> w = absl::StrSplit(line, ' ', absl::SkipEmpty());
+      if (w.empty()) return false;
+      if (w[0] == "hb") {
+        if (w.size() != current_.size() + 1) return false;
+        for (size_t b = 0; b < current_.size(); ++b) {
+          if (!absl::SimpleAtoi(w[b + 1], &current_[b])) return false;
+        }
+      } else if (w[0] == "t") {
+        int i, b, k, stopped;
+        if (w.size() != 5 || !absl::SimpleAtoi(w[1], &i) || !absl::SimpleAtoi(w[2], &b) ||
+            !absl::SimpleAtoi(w[3], &k) || !absl::SimpleAtoi(w[4], &stopped) || b < 0 ||
+            b >= static_cast<int>(rungs_.size())) {
+          return false;
+        }
+        trials_[i] = TrialState{b, k, stopped != 0};
+      } else if (w[0] == "r") {
+        size_t b, k;
+        if (w.size() < 3 || !absl::SimpleAtoi(w[1], &b) || !absl::SimpleAtoi(w[2], &k) ||
+            b >= recorded_.size() || k >= recorded_[b].size()) {
+          return false;
+        }
+        for (size_t j = 3; j < w.size(); ++j) {
+          double v;
+          if (!ParseDouble(w[j], &v)) return false;
+          recorded_[b][k].push_back(v);
+        }
+      } else {
+        return false;
+      }
+    }
+    return true;
+  }
+
+ private:
+  struct TrialState {
+    int bracket = 0;
+    int next_rung = 0;  // the first rung of its bracket it has not reached
+    bool stopped = false;
+  };
+  const Config config_;
+  std::vector<std::vector<double>> rungs_;                 // per bracket
+  std::vector<int64_t> weight_, current_;                  // bracket round robin
+  std::vector<std::vector<std::vector<double>>> recorded_;  // [bracket][rung] values
+  std::map<int, TrialState> trials_;                       // open trials
+};
+
+// ---------------------------------------------------------------------------------------
+// The median stopping rule: stop a trial at resource t when its best value so far is worse
+// than the median of the running averages, up to t, of the completed trials; only once
+// `min_trials` trials have completed, and never before the trial reaches `grace`.
+class MedianRule final : public StoppingRule {
+ public:
+  explicit MedianRule(const Config& c) : config_(c) {}
+
+  void OnCreate(int) override {}
+
+  std::optional<Stop> OnReport(const TrialReported& r) override {
+    if (stopped_.count(r.index)) return std::nullopt;
+    auto& h = history_[r.index];
+    h.emplace_back(r.resource, r.value);
+    if (r.resource < config_.stopping.grace) return std::nullopt;
+    if (static_cast<int>(completed_.size()) < config_.stopping.min_trials) return std::nullopt;
+    double best = h[0].second;
+    for (const auto& [x, v] : h) {
+      if (Better(config_.goal, v, best)) best = v;
+    }
+    std::vector<double> averages;
+    for (int c : completed_) {
+      double sum = 0;
+      int n = 0;
+      for (const auto& [x, v] : history_[c]) {
+        if (x <= r.resource) {
+          sum += v;
+          ++n;
+        }
+      }
+      if (n > 0) averages.push_back(sum / n);
+    }
+    if (averages.empty()) return std::nullopt;
+    std::sort(averages.begin(), averages.end());
+    const size_t m = averages.size();
+    const double median = m % 2 ? averages[m / 2] : (averages[m / 2 - 1] + averages[m / 2]) / 2;
+    if (!Better(config_.goal, median, best)) return std::nullopt;
+    stopped_.insert(r.index);
+    return Stop{r.index, absl::StrCat("median rule at resource ", Short(r.resource),
+                                      ": best so far ", Short(best),
+                                      " is worse than the median ", Short(median),
+                                      " of the running averages of ", m, " completed trials")};
+  }
+
+  void OnClosed(const TrialClosed& c) override {
+    stopped_.erase(c.index);
+    if (c.outcome == TrialClosed::Outcome::kCompleted) {
+      completed_.insert(c.index);
+    } else {
+      history_.erase(c.index);  // only completed trials set the bar
+    }
+  }
+
+  // "h <index> <resource>:<value> ...", "c <index>...", "s <index>..."
+  void Save(std::vector<std::string>* lines) const override {
+    for (const auto& [i, h] : history_) {
+      std::string line = absl::StrCat("h ", i);
+      for (const auto& [x, v] : h) absl::StrAppend(&line, " ", DoubleText(x), ":", DoubleText(v));
+      lines->push_back(std::move(line));
+    }
+    lines->push_back(absl::StrCat("c ", absl::StrJoin(completed_, " ")));
+    lines->push_back(absl::StrCat("s ", absl::StrJoin(stopped_, " ")));
+  }
+
+  bool Load(const std::vector<std::string>& lines) override {
+    history_.clear();
+    completed_.clear();
+    stopped_.clear();
+    for (const std::string& line : lines) {
+      std::vector<absl::string_view> w = absl::StrSplit(line, ' ', absl::SkipEmpty());
+      if (w.empty()) return false;
+      if (w[0] == "h") {
+        int i;
+        if (w.size() < 2 || !absl::SimpleAtoi(w[1], &i)) return false;
+        auto& h = history_[i];
+        for (size_t j = 2; j < w.size(); ++j) {
+          std::pair<absl::string_view, absl::string_view> xv = absl::StrSplit(w[j], ':');
+          double x, v;
+          if (!ParseDouble(xv.first, &x) || !ParseDouble(xv.second, &v)) return false;
+          h.emplace_back(x, v);
+        }
+      } else if (w[0] == "c" || w[0] == "s") {
+        for (size_t j = 1; j < w.size(); ++j) {
+          int i;
+          if (!absl::SimpleAtoi(w[j], &i)) return false;
+          (w[0] == "c" ? completed_ : stopped_).insert(i);
+        }
+      } else {
+        return false;
+      }
+    }
+    return true;
+  }
+
+ private:
+  const Config config_;
+  std::map<int, std::vector<std::pair<double, double>>> history_;  // (resource, value)
+  std::set<int> completed_;
+  std::set<int> stopped_;
+};
+
+}  // namespace
+
+std::unique_ptr<StoppingRule> NewRungRule(const Config& config, bool hyperband) {
+  return std::make_unique<RungRule>(config, hyperband);
+}
+
+std::unique_ptr<StoppingRule> NewMedianRule(const Config& config) {
+  return std::make_unique<MedianRule>(config);
+}
+
+}  // namespace rung::search

@@ -1,0 +1,205 @@
+// ASHA (stop mode), asynchronous Hyperband and the median rule against scenarios worked out
+// by hand; every scenario also checks that a snapshot and restore after each event gives the
+// same actions as the searcher that never stopped.
+#include <optional>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/search/searcher.h"
+
+namespace rung::search {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+Config Base(Stopping::Rule rule, Goal goal = Goal::kMinimize, int max_trials = 100) {
+  Config c;
+  c.space.push_back({"x", Param::Kind::kFloat, 0, 1, false, {}, {}, 0});
+  c.max_trials = max_trials;
+  c.seed = 5;
+  c.goal = goal;
+  c.resource_min = 1;
+  c.resource_max = 27;
+  c.stopping.rule = rule;
+  c.stopping.reduction_factor = 3;
+  return c;
+}
+
+// Drives a searcher and, beside it, a twin that is rebuilt from a snapshot before each event.
+class Driver {
+ public:
+  explicit Driver(const Config& c) : config_(c) {
+    a_ = std::move(NewSearcher(c).value());
+    b_ = std::move(NewSearcher(c).value());
+  }
+  std::vector<Action> Do(const Event& e) {
+    auto twin = std::move(NewSearcher(config_).value());
+    EXPECT_TRUE(twin->Restore(b_->Snapshot()).ok());
+    b_ = std::move(twin);
+    auto x = a_->Handle(e);
+    auto y = b_->Handle(e);
+    EXPECT_EQ(x.size(), y.size());
+    for (size_t i = 0; i < std::min(x.size(), y.size()); ++i) {
+      EXPECT_EQ(x[i].index(), y[i].index());
+      if (auto* s = std::get_if<Stop>(&x[i])) {
+        EXPECT_EQ(s->reason, std::get<Stop>(y[i]).reason);
+      }
+      if (auto* c = std::get_if<search::Create>(&x[i])) {
+        EXPECT_EQ(c->params, std::get<search::Create>(y[i]).params);
+      }
+    }
+    EXPECT_EQ(a_->Snapshot(), b_->Snapshot());
+    return x;
+  }
+  void CreateTrials(int n) { Do(TrialsWanted{n}); }
+  // The Stop for `index` that reporting `value` at `resource` produced, if any.
+  std::optional<Stop> Report(int index, double resource, double value) {
+    for (auto& a : Do(TrialReported{index, resource, value})) {
+      if (auto* s = std::get_if<Stop>(&a)) return *s;
+    }
+    return std::nullopt;
+  }
+  void Close(int index, TrialClosed::Outcome o = TrialClosed::Outcome::kCompleted) {
+    Do(TrialClosed{index, o, o == TrialClosed::Outcome::kCompleted, 0});
+  }
+
+ private:
+  Config config_;
+  std::unique_ptr<Searcher> a_, b_;
+};
+
+TEST(RungsTest, GeometricBelowMax) {
+  EXPECT_THAT(Rungs(1, 81, 3, 0), ElementsAre(1, 3, 9, 27));
+  EXPECT_THAT(Rungs(1, 81, 3, 2), ElementsAre(1, 3));
+  EXPECT_THAT(Rungs(1, 81, 3, 0, 2), ElementsAre(9, 27));
+  EXPECT_TRUE(Rungs(1, 81, 3, 0, 4).empty());  // Hyperband's last bracket: straight to max
+  EXPECT_THAT(Rungs(2, 100, 4, 0), ElementsAre(2, 8, 32));
+}
+
+TEST(AshaTest, CreatesWithFullBudgetAndStopsOutsideTopThird) {
+  Driver d(Base(Stopping::Rule::kAsha));
+  auto created = d.Do(TrialsWanted{6});
+  ASSERT_EQ(created.size(), 6u);
+  EXPECT_EQ(std::get<search::Create>(created[0]).budget, 27);
+  // Rung 0 (resource 1): n results so far, keep ceil(n/3), stop when that many are better.
+  EXPECT_FALSE(d.Report(0, 1, 0.50));  // n=1 keep 1, 0 better
+  EXPECT_FALSE(d.Report(1, 1, 0.40));  // n=2 keep 1, 0 better
+  auto s2 = d.Report(2, 1, 0.60);      // n=3 keep 1, 2 better
+  ASSERT_TRUE(s2);
+  EXPECT_EQ(s2->index, 2);
+  EXPECT_THAT(s2->reason, HasSubstr("rung 0 (resource 1): 0.6 is not in the top 1/3 of the 3 results there (2 better)"));
+  EXPECT_FALSE(d.Report(3, 1, 0.45));  // n=4 keep 2, 1 better
+  EXPECT_TRUE(d.Report(4, 1, 0.55));   // n=5 keep 2, 3 better
+  EXPECT_FALSE(d.Report(5, 1, 0.30));  // n=6 keep 2, 0 better
+  // A stopped trial's later reports are ignored; a running one is judged at each new rung.
+  EXPECT_FALSE(d.Report(2, 3, 99));
+  EXPECT_FALSE(d.Report(1, 2, 0.35));  // between rungs: nothing to decide
+  EXPECT_FALSE(d.Report(1, 3, 0.30));  // rung 1: first there
+  EXPECT_TRUE(d.Report(0, 3, 0.31));   // rung 1: n=2 keep 1, 1 better
+}
+
+TEST(AshaTest, MaximizeTiesAndJumpsOverRungs) {
+  Driver d(Base(Stopping::Rule::kAsha, Goal::kMaximize));
+  d.CreateTrials(4);
+  EXPECT_FALSE(d.Report(0, 1, 0.9));
+  EXPECT_FALSE(d.Report(1, 1, 0.9));   // a tie is not "better": it continues
+  EXPECT_TRUE(d.Report(2, 1, 0.1));    // n=3 keep 1, 2 better
+  // One report that jumps rungs 0, 1 and 2 is judged at each, in order.
+  EXPECT_FALSE(d.Report(3, 10, 0.95)); // best at rung 0, first at 1 and 2 (9)
+  EXPECT_TRUE(d.Report(0, 9, 0.5));    // rung 1: n=2, 1 better -> stop
+}
+
+TEST(AshaTest, FailedTrialsLeaveTheirRecordsAndSearchEnds) {
+  Driver d(Base(Stopping::Rule::kAsha, Goal::kMinimize, 3));
+  d.CreateTrials(3);
+  EXPECT_FALSE(d.Report(0, 1, 0.2));
+  d.Close(0, TrialClosed::Outcome::kFailed);  // its rung-0 result still counts
+  EXPECT_FALSE(d.Report(1, 1, 0.1));
+  EXPECT_TRUE(d.Report(2, 1, 0.3));
+  d.Close(1);
+  auto last = d.Do(TrialClosed{2, TrialClosed::Outcome::kStopped, false, 0});
+  ASSERT_EQ(last.size(), 1u);
+  EXPECT_TRUE(std::holds_alternative<Done>(last[0]));
+}
+
+TEST(HyperbandTest, BracketsInterleaveAndEachJudgesAtItsOwnRungs) {
+  // max 27, eta 3: brackets start at 1, 3, 9 and 27, with Hyperband weights 27, 12, 6, 4.
+  // A smooth weighted round robin gives the first six trials brackets 0, 1, 0, 2, 0, 3.
+  Driver d(Base(Stopping::Rule::kHyperband));
+  d.CreateTrials(6);
+  // Bracket 0 (trials 0, 2, 4) judges at 1: each better than all before continues; the
+  // third, worst of three, is out.
+  EXPECT_FALSE(d.Report(0, 1, 0.1));
+  EXPECT_FALSE(d.Report(2, 1, 0.05));
+  EXPECT_TRUE(d.Report(4, 1, 0.3));
+  // Bracket 1 (trial 1) has no rung at 1; it is first judged at 3, alone there.
+  EXPECT_FALSE(d.Report(1, 1, 100));
+  EXPECT_FALSE(d.Report(1, 3, 100));
+  // Bracket 2 (trial 3) first at 9; bracket 3 (trial 5) runs to max unjudged.
+  EXPECT_FALSE(d.Report(3, 3, 100));
+  EXPECT_FALSE(d.Report(3, 9, 100));
+  EXPECT_FALSE(d.Report(5, 26, 1000));
+  // Bracket 0 at 3: trial 0 first, trial 2 worse -> n=2, keep 1, stop.
+  EXPECT_FALSE(d.Report(0, 3, 0.05));
+  auto s = d.Report(2, 3, 0.5);
+  ASSERT_TRUE(s);
+  EXPECT_THAT(s->reason, HasSubstr("rung 1 of bracket 0 (resource 3)"));
+}
+
+TEST(HyperbandTest, BracketAssignmentIsDeterministicAndProportional) {
+  Config c = Base(Stopping::Rule::kHyperband);
+  auto s = NewSearcher(c);
+  ASSERT_TRUE(s.ok());
+  (*s)->Handle(TrialsWanted{49});
+  std::string snap = (*s)->Snapshot();
+  // The rule's lines "rule t INDEX BRACKET NEXT STOPPED" tell the brackets.
+  std::vector<int> per_bracket(4, 0);
+  size_t at = 0;
+  while ((at = snap.find("\nrule t ", at)) != std::string::npos) {
+    int index, bracket;
+    ASSERT_EQ(sscanf(snap.c_str() + at, "\nrule t %d %d", &index, &bracket), 2);
+    ++per_bracket[bracket];
+    ++at;
+  }
+  EXPECT_THAT(per_bracket, ElementsAre(27, 12, 6, 4));  // one full round of 49
+}
+
+TEST(MedianTest, StopsBelowMedianOfCompletedRunningAverages) {
+  Config c = Base(Stopping::Rule::kMedian);
+  c.stopping.min_trials = 3;
+  c.stopping.grace = 2;
+  Driver d(c);
+  d.CreateTrials(5);
+  // Three completed trials with losses at resources 1..3.
+  const double curves[3][3] = {{1.0, 0.8, 0.6}, {0.9, 0.7, 0.5}, {2.0, 1.5, 1.0}};
+  for (int i = 0; i < 3; ++i) {
+    for (int r = 0; r < 3; ++r) EXPECT_FALSE(d.Report(i, r + 1, curves[i][r]));
+    // Before 3 have completed, nothing is stopped however bad.
+    EXPECT_FALSE(d.Report(3, i + 1, 50.0));
+    d.Close(i);
+  }
+  // Running averages up to 2: 0.9, 0.8, 1.75 -> median 0.9. Up to 3: 0.8, 0.7, 1.5 -> 0.8.
+  EXPECT_FALSE(d.Report(4, 1, 5.0));  // within grace (2)
+  EXPECT_FALSE(d.Report(4, 2, 0.85)); // best 0.85 beats median 0.9
+  auto s = d.Report(4, 3, 0.95);      // best 0.85 is worse than median 0.8
+  ASSERT_TRUE(s);
+  EXPECT_THAT(s->reason, HasSubstr("best so far 0.85 is worse than the median 0.8"));
+  EXPECT_THAT(s->reason, HasSubstr("of 3 completed trials"));
+}
+
+TEST(MedianTest, MaximizeAndFailedTrialsDoNotSetTheBar) {
+  Config c = Base(Stopping::Rule::kMedian, Goal::kMaximize);
+  c.stopping.min_trials = 1;
+  Driver d(c);
+  d.CreateTrials(3);
+  EXPECT_FALSE(d.Report(0, 1, 0.1));
+  d.Close(0, TrialClosed::Outcome::kFailed);  // not completed: not a reference
+  EXPECT_FALSE(d.Report(1, 1, 0.1));          // no completed trial yet
+  EXPECT_FALSE(d.Report(2, 1, 0.9));
+  d.Close(2);
+  EXPECT_TRUE(d.Report(1, 1, 0.2));           // best 0.2 < median 0.9
+}
+
+}  // namespace
+}  // namespace rung::search
