@@ -16,6 +16,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
 #include "rung/v1/experiment_service.grpc.pb.h"
+#include "server/search/searcher.h"
 
 namespace {
 
@@ -107,6 +108,29 @@ std::string Progress(const Experiment& e) {
                          c.completed(), c.running(), c.failed(), c.stopped(), best);
 }
 
+// "epoch 1:5 3:3 9:2 27:1": how many trials sit at each rung of an ASHA or Hyperband
+// experiment (reached that level of the resource but not the next); "" for other searches.
+std::string RungCounts(const Experiment& e, const std::map<std::string, Trial>& trials) {
+  const auto& es = e.spec().algorithm().early_stopping();
+  if (es.rule() != "asha" && es.rule() != "hyperband") return "";
+  const auto& r = e.spec().resource();
+  std::vector<double> levels =
+      rung::search::Rungs(r.min(), r.max(), es.reduction_factor(), es.max_rungs());
+  levels.push_back(r.max());
+  std::vector<int> count(levels.size(), 0);
+  for (const auto& [id, t] : trials) {
+    for (size_t k = levels.size(); k-- > 0;) {
+      if (t.resource_reached() >= levels[k] * (1 - 1e-9)) {
+        ++count[k];
+        break;
+      }
+    }
+  }
+  std::string out = r.metric();
+  for (size_t k = 0; k < levels.size(); ++k) absl::StrAppend(&out, " ", Num(levels[k]), ":", count[k]);
+  return out;
+}
+
 Experiment GetExperiment(Globals& g, const std::string& id) {
   rung::v1::GetExperimentRequest req;
   req.set_id(id);
@@ -130,6 +154,8 @@ void PrintTrial(const Trial& t) {
             << "params      " << Params(t) << "\n"
             << "result      " << (t.has_result() ? Num(t.result()) : "-") << "\n"
             << "reports     " << t.reports() << " (last step " << Num(t.last_step()) << ")\n"
+            << "budget      " << (t.budget() > 0 ? Num(t.budget()) : "-") << ", reached "
+            << Num(t.resource_reached()) << "\n"
             << "worker      " << (t.worker_id().empty() ? "-" : t.worker_id()) << "\n"
             << "started     " << Time(t.started_unix_ms()) << "\n"
             << "ended       " << Time(t.ended_unix_ms()) << "\n";
@@ -239,12 +265,15 @@ int Trials(Globals& g, const std::string& id) {
     PrintJson(resp);
     return 0;
   }
-  std::printf("%-10s %-10s %-7s %-12s %-12s %s\n", "TRIAL", "STATE", "ATTEMPT", "RESULT", "WORKER", "PARAMS");
+  std::printf("%-10s %-10s %-7s %-12s %-8s %-12s %s\n", "TRIAL", "STATE", "ATTEMPT", "RESULT",
+              "REACHED", "WORKER", "PARAMS");
   for (const auto& t : resp.trials()) {
-    std::printf("%-10s %-10s %-7d %-12s %-12s %s\n", t.id().c_str(), StateName(t.state()).c_str(),
+    std::printf("%-10s %-10s %-7d %-12s %-8s %-12s %s\n", t.id().c_str(), StateName(t.state()).c_str(),
                 t.attempt(), t.has_result() ? Num(t.result()).c_str() : "-",
+                t.resource_reached() > 0 ? Num(t.resource_reached()).c_str() : "-",
                 t.worker_id().empty() ? "-" : t.worker_id().substr(0, 12).c_str(), Params(t).c_str());
     if (t.state() == rung::v1::TRIAL_FAILED) std::printf("%10s %s\n", "", OneLine(t.message()).c_str());
+    if (t.state() == rung::v1::TRIAL_STOPPED) std::printf("%10s stopped: %s\n", "", t.stop_reason().c_str());
   }
   return 0;
 }
@@ -273,9 +302,20 @@ int Watch(Globals& g, const std::string& id) {
   auto reader = g.stub->WatchExperiment(&ctx, req);
   rung::v1::WatchEvent ev;
   Experiment last;
+  std::map<std::string, Trial> trials;
   bool tty = isatty(STDOUT_FILENO);
   std::string last_line;
   while (reader->Read(&ev)) {
+    if (ev.has_trial()) trials[ev.trial().id()] = ev.trial();
+    if (ev.has_report()) {
+      auto it = trials.find(ev.report().trial_id());
+      const auto& metric = last.spec().resource().metric();
+      auto v = ev.report().values().find(metric);
+      double reached = v != ev.report().values().end() ? v->second : ev.report().step();
+      if (it != trials.end()) {
+        it->second.set_resource_reached(std::max(it->second.resource_reached(), reached));
+      }
+    }
     if (g.output == "json") {
       std::string out;
       google::protobuf::util::JsonPrintOptions o;
@@ -291,12 +331,14 @@ int Watch(Globals& g, const std::string& id) {
     if (!ev.has_experiment()) continue;
     last = ev.experiment();
     std::string line = Progress(last);
+    std::string rungs = RungCounts(last, trials);
+    if (!rungs.empty()) absl::StrAppend(&line, "; rungs ", rungs);
     // Without a terminal, print a line only when trials end or the state or best changes,
     // not each time the running count moves.
     const auto& c = last.counts();
     std::string key = tty ? line
                           : absl::StrCat(last.state(), "/", c.completed() + c.failed() + c.stopped(),
-                                         "/", last.best_trial_id());
+                                         "/", last.best_trial_id(), "/", rungs);
     if (key == last_line) continue;
     last_line = key;
     std::cout << (tty ? "\r\033[K" : "") << line << (tty ? "" : "\n") << std::flush;

@@ -21,7 +21,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--x1", type=float, required=True)
     ap.add_argument("--x2", type=float, required=True)
-    ap.add_argument("--epochs", type=int, default=int(os.environ.get("EPOCHS", "5")))
+    # Under early stopping rung sets the budget to train to in RUNG_BUDGET.
+    ap.add_argument("--epochs", type=int,
+                    default=int(float(os.environ.get("RUNG_BUDGET", os.environ.get("EPOCHS", "5")))))
     ap.add_argument("--epoch-seconds", type=float, default=float(os.environ.get("EPOCH_SECONDS", "0.2")))
     args = ap.parse_args()
     p = rung.params()

@@ -265,3 +265,62 @@ TEST(FaultTest, TrialsOfAKilledWorkerRunAgainElsewhere) {
 
 }  // namespace
 }  // namespace rung::testing
+
+namespace rung::testing {
+namespace {
+
+TEST(EarlyStoppingTest, AshaStopsBadTrialsAndReusesTheirSlots) {
+  Cluster c;
+  c.StartRungd();
+  c.StartWorker("w1", 2);
+  c.StartWorker("w2", 2);
+  std::string script = SourceDir() + "/tests/integration/curve.py";
+  auto e = c.Submit(absl::StrCat(R"(
+objective: {metric: loss, goal: minimize}
+resource: {metric: epoch, min: 1, max: 27}
+search_space: {x: {type: float, min: -1, max: 1}}
+algorithm: {name: asha, reduction_factor: 3, seed: 4}
+budget: {max_trials: 16, max_concurrent: 4}
+trial: {command: [/usr/bin/python3, )", script, R"(]}
+)"),
+                    c.jobs_dir());
+  e = c.Watch(e.id());
+  EXPECT_EQ(e.state(), v1::EXPERIMENT_COMPLETED) << e.message();
+  auto trials = c.Trials(e.id());
+  ASSERT_EQ(trials.size(), 16u);
+  int stopped = 0, completed = 0, not_reused = 0;
+  for (const auto& t : trials) {
+    if (t.state() == v1::TRIAL_STOPPED) {
+      ++stopped;
+      EXPECT_THAT(t.stop_reason(), HasSubstr("is not in the top 1/3"));
+      EXPECT_LT(t.resource_reached(), 27) << t.id();
+      EXPECT_EQ(t.failures(), 0);
+      // Its slot went to a later trial, unless nothing was left to start.
+      bool reused = false;
+      for (const auto& u : trials) {
+        reused |= u.worker_id() == t.worker_id() && u.slots(0) == t.slots(0) &&
+                  u.started_unix_ms() >= t.ended_unix_ms() && u.id() != t.id();
+      }
+      not_reused += !reused;
+    } else {
+      EXPECT_EQ(t.state(), v1::TRIAL_COMPLETED) << t.id() << ": " << t.message();
+      EXPECT_EQ(t.resource_reached(), 27);
+      EXPECT_EQ(t.budget(), 27);
+      ++completed;
+    }
+  }
+  EXPECT_GE(stopped, 6);  // with eta 3, most of 16 trials cannot stay in the top third
+  EXPECT_LE(not_reused, 4);  // only the last trial of each of the 4 slots has no successor
+  EXPECT_EQ(e.counts().stopped(), stopped);
+  // The best trial trained to max and is the completed one with the lowest loss.
+  const v1::Trial* best = nullptr;
+  for (const auto& t : trials) {
+    if (t.state() == v1::TRIAL_COMPLETED && (!best || t.result() < best->result())) best = &t;
+  }
+  ASSERT_NE(best, nullptr);
+  EXPECT_EQ(e.best_trial_id(), best->id());
+  EXPECT_EQ(best->resource_reached(), 27);
+}
+
+}  // namespace
+}  // namespace rung::testing
