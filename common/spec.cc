@@ -293,7 +293,12 @@ absl::Status FromYaml(const YAML::Node& root, ExperimentSpec* spec) {
     }
   }
   if (const YAML::Node t = root["trial"]) {
-    RETURN_IF_ERROR(CheckKeys(t, "trial", {"command", "workdir", "env", "max_restarts"}));
+    RETURN_IF_ERROR(
+        CheckKeys(t, "trial", {"command", "workdir", "env", "max_restarts", "checkpoint_root"}));
+    if (t["checkpoint_root"]) {
+      ASSIGN_OR_RETURN(std::string v, GetString(t["checkpoint_root"], "trial.checkpoint_root"));
+      spec->mutable_trial()->set_checkpoint_root(v);
+    }
     v1::TrialTemplate* tt = spec->mutable_trial();
     if (const YAML::Node c = t["command"]) {
       if (c.IsScalar()) {
@@ -447,13 +452,9 @@ absl::Status ValidateStopping(ExperimentSpec* spec) {
                      absl::StrCat("must be at least 2 (got ", es->reduction_factor(), ")"));
     }
     if (es->mode().empty()) es->set_mode("stop");
-    if (es->mode() == "promote") {
+    if (es->mode() != "stop" && es->mode() != "promote") {
       return Invalid(field + ".mode",
-                     "promote is not available yet; use stop (trials train toward max and are "
-                     "stopped at a rung when not in its top 1/reduction_factor)");
-    }
-    if (es->mode() != "stop") {
-      return Invalid(field + ".mode", absl::StrCat("unknown mode '", es->mode(), "' (known: stop)"));
+                     absl::StrCat("unknown mode '", es->mode(), "' (known: stop, promote)"));
     }
     if (es->max_rungs() < 0) return Invalid(field + ".max_rungs", "must not be negative");
     return absl::OkStatus();
@@ -624,6 +625,16 @@ absl::Status ValidateSpec(ExperimentSpec* spec, absl::string_view base_dir) {
   t->set_workdir(wd.lexically_normal().string());
   if (t->workdir().size() > 1 && t->workdir().back() == '/') {
     t->set_workdir(t->workdir().substr(0, t->workdir().size() - 1));
+  }
+  if (!t->checkpoint_root().empty()) {
+    std::filesystem::path root = t->checkpoint_root();
+    if (root.is_relative()) {
+      if (base_dir.empty()) {
+        return Invalid("trial.checkpoint_root", "is relative but no spec folder was given");
+      }
+      root = std::filesystem::path(std::string(base_dir)) / root;
+    }
+    t->set_checkpoint_root(root.lexically_normal().string());
   }
   return absl::OkStatus();
 }

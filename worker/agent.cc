@@ -420,7 +420,17 @@ void AgentImpl::Launch(const v1::Assignment& a) {
   so.env = base_env_;
   for (const auto& [k, v] : a.env()) so.env[k] = v;
   so.env["RUNG_PARAMS_FILE"] = params_file;
-  so.env["RUNG_CHECKPOINT_DIR"] = checkpoint.string();
+  // A spec's trial.checkpoint_root (shared storage) wins over the local folder.
+  auto ckpt = a.env().find("RUNG_CHECKPOINT_DIR");
+  if (ckpt != a.env().end()) {
+    fs::create_directories(ckpt->second, ec);
+    if (ec) {
+      Log(LogLevel::kWarning, absl::StrCat("trial ", t.id(), ": cannot create ", ckpt->second, ": ",
+                                           ec.message()));
+    }
+  } else {
+    so.env["RUNG_CHECKPOINT_DIR"] = checkpoint.string();
+  }
   so.env["RUNG_TRIAL_DIR"] = trial_dir.string();
   so.env["RUNG_REPORT_SOCKET"] = socket_path_;
   so.env["RUNG_WORKER"] = o_.name;

@@ -103,9 +103,10 @@ std::string Progress(const Experiment& e) {
   std::string best = e.has_best() ? absl::StrCat("best ", Num(e.best_value()), " (",
                                                   e.best_trial_id(), ")")
                                   : "no result yet";
-  return absl::StrFormat("%s %-9s %d/%d done: %d completed, %d running, %d failed, %d stopped; %s",
+  std::string waiting = c.waiting() > 0 ? absl::StrCat(", ", c.waiting(), " waiting at a rung") : "";
+  return absl::StrFormat("%s %-9s %d/%d done: %d completed, %d running, %d failed, %d stopped%s; %s",
                          e.id(), StateName(e.state()), ended, e.spec().budget().max_trials(),
-                         c.completed(), c.running(), c.failed(), c.stopped(), best);
+                         c.completed(), c.running(), c.failed(), c.stopped(), waiting, best);
 }
 
 // "epoch 1:5 3:3 9:2 27:1": how many trials sit at each rung of an ASHA or Hyperband

@@ -61,7 +61,7 @@ class ControllerCollectable : public prometheus::Collectable {
                 {{"state", StateLabel(v1::ExperimentState_Name(st), "EXPERIMENT_")}}, false));
     }
     auto* trials = family("rung_trials", "Trials by state.", prometheus::MetricType::Gauge);
-    for (int st = v1::TRIAL_PENDING; st <= v1::TRIAL_FAILED; ++st) {
+    for (int st = v1::TRIAL_PENDING; st <= v1::TrialState_MAX; ++st) {
       auto it = s.trials.find(static_cast<v1::TrialState>(st));
       trials->metric.push_back(
           Value(it == s.trials.end() ? 0 : it->second,

@@ -93,6 +93,7 @@ search::Config Controller::SearchConfig(const v1::ExperimentSpec& spec) {
                                                : search::Stopping::Rule::kNone;
   if (es.reduction_factor() > 0) c.stopping.reduction_factor = es.reduction_factor();
   c.stopping.max_rungs = es.max_rungs();
+  c.stopping.promote = es.mode() == "promote";
   if (es.min_trials() > 0) c.stopping.min_trials = es.min_trials();
   c.stopping.grace = es.grace();
   return c;
@@ -196,6 +197,9 @@ void Controller::RecountLocked(ExperimentRec* rec) {
       case v1::TRIAL_STOPPED:
         c.set_stopped(c.stopped() + 1);
         break;
+      case v1::TRIAL_WAITING:
+        c.set_waiting(c.waiting() + 1);
+        break;
       default:
         break;
     }
@@ -254,6 +258,8 @@ std::vector<search::Action> Controller::SearchLocked(ExperimentRec* rec,
   return actions;
 }
 
+// Closing a trial may stop others (promote mode) but never creates one (only TrialsWanted
+// does), so rec->trials does not grow under a caller that holds a Trial& across a close.
 void Controller::ApplyActionsLocked(ExperimentRec* rec, const std::vector<search::Action>& actions,
                                     Store::Batch* batch) {
   for (const search::Action& a : actions) {
@@ -276,10 +282,31 @@ void Controller::ApplyActionsLocked(ExperimentRec* rec, const std::vector<search
       if (stop->index < 0 || stop->index >= static_cast<int>(rec->trials.size())) continue;
       Trial& t = rec->trials[stop->index];
       if (TrialTerminal(t.state())) continue;
-      t.set_stop_requested(true);
       t.set_stop_reason(stop->reason);
+      if (TrialActive(t.state())) {
+        t.set_stop_requested(true);
+        PutTrialLocked(rec, t, batch);
+        SendStopLocked(t, stop->reason);
+        continue;
+      }
+      // Not running (queued for a retry, or waiting at a rung): it ends here.
+      rec->queue.erase(std::remove(rec->queue.begin(), rec->queue.end(), t.index()),
+                       rec->queue.end());
+      t.set_state(v1::TRIAL_STOPPED);
+      CloseTrialLocked(rec, &t, batch);
+    } else if (const auto* cont = std::get_if<search::Continue>(&a)) {
+      if (cont->index < 0 || cont->index >= static_cast<int>(rec->trials.size())) continue;
+      Trial& t = rec->trials[cont->index];
+      if (t.state() != v1::TRIAL_WAITING) continue;
+      // Promoted: it runs again, resuming from its checkpoint folder, to the next rung.
+      t.set_state(v1::TRIAL_PENDING);
+      t.set_budget(cont->budget);
+      t.set_attempt(t.attempt() + 1);
+      t.set_last_report_seq(0);
+      t.clear_worker_id();
+      t.clear_slots();
+      rec->queue.push_front(t.index());
       PutTrialLocked(rec, t, batch);
-      SendStopLocked(t, stop->reason);
     } else if (std::holds_alternative<search::Done>(a)) {
       rec->exp.set_search_done(true);
     }
@@ -396,7 +423,8 @@ absl::StatusOr<Experiment> Controller::CancelExperiment(const std::string& id) {
   }
   Store::Batch batch;
   for (Trial& t : rec->trials) {
-    if (t.state() == v1::TRIAL_PENDING || t.state() == v1::TRIAL_PAUSED) {
+    if (t.state() == v1::TRIAL_PENDING || t.state() == v1::TRIAL_PAUSED ||
+        t.state() == v1::TRIAL_WAITING) {
       t.set_state(v1::TRIAL_STOPPED);
       t.set_stop_reason(kCancelled);
       t.set_ended_unix_ms(clock_->NowUnixMs());
@@ -587,6 +615,9 @@ v1::Assignment Controller::MakeAssignmentLocked(const ExperimentRec& rec, const 
   env["RUNG_ATTEMPT"] = absl::StrCat(t.attempt());
   env["RUNG_PARAMS"] = ParamsToJson(t.params());
   env["RUNG_OBJECTIVE"] = rec.exp.spec().objective().metric();
+  if (!tt.checkpoint_root().empty()) {
+    env["RUNG_CHECKPOINT_DIR"] = absl::StrCat(tt.checkpoint_root(), "/", t.experiment_id(), "/", t.id());
+  }
   if (t.budget() > 0) {
     env["RUNG_BUDGET"] = FormatDouble(t.budget());
     env["RUNG_RESOURCE"] = rec.exp.spec().resource().metric();
@@ -605,8 +636,10 @@ bool Controller::TryAssignLocked(WorkerRec* w) {
     Store::Batch batch;
     if (rec->queue.empty()) {
       // Ask the searcher for one trial now, so it decides with everything known so far.
-      int open = 0;
-      for (const Trial& t : rec->trials) open += !TrialTerminal(t.state());
+      int open = 0;  // trials that hold or want a slot
+      for (const Trial& t : rec->trials) {
+        open += !TrialTerminal(t.state()) && t.state() != v1::TRIAL_WAITING;
+      }
       if (rec->exp.search_done() || open >= rec->exp.spec().budget().max_concurrent()) continue;
       ApplyActionsLocked(rec, SearchLocked(rec, search::TrialsWanted{1}, &batch), &batch);
       if (rec->queue.empty()) {
@@ -965,6 +998,12 @@ absl::Status Controller::HandleExitedLocked(WorkerRec* w, const v1::TrialExited&
                      "' (report it with rung.report(", metric, "=...) or a stdout line "
                      "@rung {\"", metric, "\": ...})", tail),
         true, batch);
+  } else if (rec->exp.spec().algorithm().early_stopping().mode() == "promote" &&
+             t->budget() < rec->exp.spec().resource().max() * (1 - 1e-9)) {
+    // Promote mode: it trained to its rung's budget; it waits to be continued or stopped.
+    t->set_state(v1::TRIAL_WAITING);
+    PutTrialLocked(rec, *t, batch);
+    ApplyActionsLocked(rec, SearchLocked(rec, search::TrialPaused{t->index() - 1}, batch), batch);
   } else {
     if (!t->has_result()) {
       t->set_has_result(true);

@@ -129,7 +129,7 @@ class GridSampler final : public Sampler {
 //
 // Snapshot, one item a line:
 //   searcher v2
-//   created N / closed N / done 0|1
+//   created N / closed N / done 0|1 / paused N
 //   sampler TOKEN
 //   rule ... (the rule's own lines, each behind "rule ")
 class ComposedSearcher final : public Searcher {
@@ -141,18 +141,36 @@ class ComposedSearcher final : public Searcher {
   std::vector<Action> Handle(const Event& event) override {
     std::vector<Action> actions;
     if (const auto* want = std::get_if<TrialsWanted>(&event)) {
-      for (int i = 0; i < want->count && created_ < config_.max_trials; ++i) {
+      for (int i = 0; i < want->count; ++i) {
+        // A paused trial that earned the next rung goes before a new one.
+        if (auto promote = rule_ ? rule_->Promote() : std::nullopt) {
+          --paused_;
+          actions.push_back(*promote);
+          continue;
+        }
+        if (created_ >= config_.max_trials) break;
         if (rule_) rule_->OnCreate(created_);
-        actions.push_back(Create{created_, sampler_->Next(created_), config_.resource_max});
+        actions.push_back(Create{created_, sampler_->Next(created_),
+                                 rule_ ? rule_->Budget(created_) : config_.resource_max});
         ++created_;
       }
     } else if (const auto* report = std::get_if<TrialReported>(&event)) {
       if (rule_) {
         if (auto stop = rule_->OnReport(*report)) actions.push_back(std::move(*stop));
       }
+    } else if (const auto* paused = std::get_if<TrialPaused>(&event)) {
+      ++paused_;
+      if (rule_) rule_->OnPaused(paused->index);
     } else if (const auto* closed = std::get_if<TrialClosed>(&event)) {
       ++closed_;
       if (rule_) rule_->OnClosed(*closed);
+    }
+    // Promote mode: nothing runs, nothing is left to create, and no paused trial earned a
+    // promotion: none ever will, so the paused ones are stopped where they are.
+    if (rule_ && paused_ > 0 && created_ == config_.max_trials && closed_ + paused_ == created_ &&
+        rule_->NothingToPromote()) {
+      for (Stop& s : rule_->StopPaused()) actions.push_back(std::move(s));
+      paused_ = 0;
     }
     if (!done_ && created_ == config_.max_trials && closed_ >= created_) {
       done_ = true;
@@ -165,6 +183,7 @@ class ComposedSearcher final : public Searcher {
     std::vector<std::string> lines = {"searcher v2", absl::StrCat("created ", created_),
                                       absl::StrCat("closed ", closed_),
                                       absl::StrCat("done ", done_ ? 1 : 0),
+                                      absl::StrCat("paused ", paused_),
                                       absl::StrCat("sampler ", sampler_->Save())};
     if (rule_) {
       std::vector<std::string> rule_lines;
@@ -179,18 +198,19 @@ class ComposedSearcher final : public Searcher {
       return absl::InvalidArgumentError(absl::StrCat("searcher: unreadable snapshot (", why, ")"));
     };
     std::vector<absl::string_view> lines = absl::StrSplit(snapshot, '\n');
-    if (lines.size() < 5 || lines[0] != "searcher v2") return bad("header");
-    int created, closed, done;
+    if (lines.size() < 6 || lines[0] != "searcher v2") return bad("header");
+    int created, closed, done, paused;
     if (!absl::SimpleAtoi(absl::StripPrefix(lines[1], "created "), &created) ||
         !absl::SimpleAtoi(absl::StripPrefix(lines[2], "closed "), &closed) ||
-        !absl::SimpleAtoi(absl::StripPrefix(lines[3], "done "), &done)) {
+        !absl::SimpleAtoi(absl::StripPrefix(lines[3], "done "), &done) ||
+        !absl::SimpleAtoi(absl::StripPrefix(lines[4], "paused "), &paused)) {
       return bad("counters");
     }
-    if (!absl::ConsumePrefix(&lines[4], "sampler ") || !sampler_->Load(lines[4])) {
+    if (!absl::ConsumePrefix(&lines[5], "sampler ") || !sampler_->Load(lines[5])) {
       return bad("sampler");
     }
     std::vector<std::string> rule_lines;
-    for (size_t i = 5; i < lines.size(); ++i) {
+    for (size_t i = 6; i < lines.size(); ++i) {
       if (!absl::ConsumePrefix(&lines[i], "rule ") || !rule_) return bad("rule");
       rule_lines.emplace_back(lines[i]);
     }
@@ -198,6 +218,7 @@ class ComposedSearcher final : public Searcher {
     created_ = created;
     closed_ = closed;
     done_ = done != 0;
+    paused_ = paused;
     return absl::OkStatus();
   }
 
@@ -209,6 +230,7 @@ class ComposedSearcher final : public Searcher {
   std::unique_ptr<StoppingRule> rule_;
   int created_ = 0;
   int closed_ = 0;
+  int paused_ = 0;  // promote mode: trials trained to their budget, waiting
   bool done_ = false;
 };
 

@@ -44,6 +44,10 @@ struct Stopping {
   enum class Rule { kNone, kAsha, kHyperband, kMedian };
   Rule rule = Rule::kNone;
   int reduction_factor = 3;  // asha, hyperband: eta
+  // asha, hyperband: false = stop mode (train toward max, stopped at a rung when not in its
+  // top 1/eta); true = promote mode (train to the rung's budget and pause; the best paused
+  // trials of a rung are continued to the next one).
+  bool promote = false;
   int max_rungs = 0;         // asha, hyperband: 0 = every rung below the resource's max
   int min_trials = 5;        // median: completed trials before it stops anything
   double grace = 0;          // median: resource a trial gets before it can be stopped
@@ -75,14 +79,20 @@ struct Create {
   Params params;
   double budget = 0;
 };
-// Stop trial `index` now (early stopping); it is not completed and not failed.
+// Stop trial `index` now (early stopping); it is not completed and not failed. A paused
+// trial (promote mode) that will never be continued is stopped the same way.
 struct Stop {
   int index = 0;
   std::string reason;
 };
+// Run paused trial `index` again, from its checkpoint, up to `budget` (promote mode).
+struct Continue {
+  int index = 0;
+  double budget = 0;
+};
 // No trial will be created any more and every trial has closed: the experiment is over.
 struct Done {};
-using Action = std::variant<Create, Stop, Done>;
+using Action = std::variant<Create, Stop, Continue, Done>;
 
 // ---- Events ----
 // The controller has room for `count` more trials of this experiment now.
@@ -103,7 +113,11 @@ struct TrialClosed {
   bool has_result = false;
   double result = 0;
 };
-using Event = std::variant<TrialsWanted, TrialReported, TrialClosed>;
+// Trial `index` trained to its budget and exited; it may be continued (promote mode).
+struct TrialPaused {
+  int index = 0;
+};
+using Event = std::variant<TrialsWanted, TrialReported, TrialPaused, TrialClosed>;
 
 class Searcher {
  public:

@@ -45,17 +45,22 @@ bool Better(Goal goal, double a, double b) { return goal == Goal::kMaximize ? a 
 std::string Short(double d) { return absl::StrFormat("%.6g", d); }
 
 // ---------------------------------------------------------------------------------------
-// ASHA (stop mode) and asynchronous Hyperband.
+// ASHA and asynchronous Hyperband (Li et al., "A System for Massively Parallel
+// Hyperparameter Tuning").
 //
 // Each bracket b is an ASHA whose first rung is min * eta^b. When a trial's resource reaches
-// a rung of its bracket, its objective at that moment is recorded there; it continues only if
-// fewer than ceil(n / eta) of the n values recorded at that rung so far are strictly better
-// (so ties continue, and the first trial at a rung always does). Hyperband spreads new trials
-// over brackets 0..s_max in proportion to the classic Hyperband bracket sizes, with a smooth
-// weighted round robin: deterministic and interleaved.
+// a rung of its bracket, its objective at that moment is recorded there.
+// Stop mode: every trial trains toward max and continues past a rung only if fewer than
+// ceil(n / eta) of the n values recorded there so far are strictly better (ties continue,
+// and the first trial at a rung always does).
+// Promote mode: a trial trains to its rung's budget and pauses. When a slot frees, the best
+// paused trial among the top floor(n / eta) of the highest rung that has one is continued to
+// the next rung (ties: the lower index first); otherwise a new trial starts.
+// Hyperband deals new trials to brackets in proportion to the classic Hyperband bracket
+// sizes, with a smooth weighted round robin: deterministic and interleaved.
 class RungRule final : public StoppingRule {
  public:
-  RungRule(const Config& c, bool hyperband) : config_(c) {
+  RungRule(const Config& c, bool hyperband) : StoppingRule(c.resource_max), config_(c) {
     const auto& st = c.stopping;
     int levels = static_cast<int>(Rungs(c.resource_min, c.resource_max, st.reduction_factor, 0).size());
     // Hyperband's brackets start at each rung level and at max itself (that last bracket
@@ -84,7 +89,13 @@ class RungRule final : public StoppingRule {
       if (current_[b] > current_[pick]) pick = b;
     }
     current_[pick] -= total;
-    trials_[index] = TrialState{static_cast<int>(pick), 0, false};
+    trials_[index] = TrialState{static_cast<int>(pick), 0, false, false};
+  }
+
+  double Budget(int index) const override {
+    auto it = trials_.find(index);
+    if (!config_.stopping.promote || it == trials_.end()) return config_.resource_max;
+    return Level(it->second.bracket, 0);
   }
 
   std::optional<Stop> OnReport(const TrialReported& r) override {
@@ -96,37 +107,69 @@ class RungRule final : public StoppingRule {
            r.resource >= rungs[t.next_rung] * (1 - 1e-9)) {
       const int k = t.next_rung++;
       auto& values = recorded_[t.bracket][k];
-      values.push_back(r.value);
+      values.emplace_back(r.index, r.value);
+      if (config_.stopping.promote) continue;  // judged when a slot asks for work
       const int n = static_cast<int>(values.size());
       const int eta = config_.stopping.reduction_factor;
       const int keep = (n + eta - 1) / eta;
       int better = 0;
-      for (double v : values) better += Better(config_.goal, v, r.value);
+      for (const auto& [i, v] : values) better += Better(config_.goal, v, r.value);
       if (better >= keep) {
         t.stopped = true;
-        std::string where = rungs_.size() > 1 ? absl::StrCat(" of bracket ", t.bracket) : "";
-        return Stop{r.index,
-                    absl::StrCat("rung ", k, where, " (resource ", Short(rungs[k]), "): ",
-                                 Short(r.value), " is not in the top 1/", eta, " of the ", n,
-                                 " results there (", better, " better)")};
+        return Stop{r.index, absl::StrCat(Where(t.bracket, k), ": ", Short(r.value),
+                                          " is not in the top 1/", eta, " of the ", n,
+                                          " results there (", better, " better)")};
       }
     }
     return std::nullopt;
   }
 
+  void OnPaused(int index) override {
+    auto it = trials_.find(index);
+    if (it != trials_.end()) it->second.paused = true;
+  }
+
+  std::optional<Continue> Promote() override {
+    auto best = BestCandidate();
+    if (!best) return std::nullopt;
+    TrialState& t = trials_[best->first];
+    t.paused = false;
+    return Continue{best->first, Level(t.bracket, best->second + 1)};
+  }
+
+  bool NothingToPromote() const override { return !BestCandidate().has_value(); }
+
+  std::vector<Stop> StopPaused() override {
+    std::vector<Stop> stops;
+    for (auto& [i, t] : trials_) {
+      if (!t.paused || t.stopped) continue;
+      t.stopped = true;
+      t.paused = false;
+      std::string why = t.next_rung == 0
+                            ? "it never reached its first rung"
+                            : absl::StrCat("not promoted past ", Where(t.bracket, t.next_rung - 1),
+                                           ": not in the top 1/", config_.stopping.reduction_factor,
+                                           " there");
+      stops.push_back(Stop{i, absl::StrCat("the search ended; ", why)});
+    }
+    return stops;
+  }
+
   void OnClosed(const TrialClosed& c) override { trials_.erase(c.index); }
 
-  // "hb <current...>", "t <index> <bracket> <next_rung> <stopped>", "r <bracket> <k> <values...>"
+  // "hb <current...>", "t <index> <bracket> <next_rung> <stopped> <paused>",
+  // "r <bracket> <k> <index>:<value>..."
   void Save(std::vector<std::string>* lines) const override {
     lines->push_back(absl::StrCat("hb ", absl::StrJoin(current_, " ")));
     for (const auto& [i, t] : trials_) {
-      lines->push_back(absl::StrCat("t ", i, " ", t.bracket, " ", t.next_rung, " ", t.stopped ? 1 : 0));
+      lines->push_back(absl::StrCat("t ", i, " ", t.bracket, " ", t.next_rung, " ",
+                                    t.stopped ? 1 : 0, " ", t.paused ? 1 : 0));
     }
     for (size_t b = 0; b < recorded_.size(); ++b) {
       for (size_t k = 0; k < recorded_[b].size(); ++k) {
         if (recorded_[b][k].empty()) continue;
         std::string line = absl::StrCat("r ", b, " ", k);
-        for (double v : recorded_[b][k]) absl::StrAppend(&line, " ", DoubleText(v));
+        for (const auto& [i, v] : recorded_[b][k]) absl::StrAppend(&line, " ", i, ":", DoubleText(v));
         lines->push_back(std::move(line));
       }
     }
@@ -146,13 +189,13 @@ class RungRule final : public StoppingRule {
           if (!absl::SimpleAtoi(w[b + 1], &current_[b])) return false;
         }
       } else if (w[0] == "t") {
-        int i, b, k, stopped;
-        if (w.size() != 5 || !absl::SimpleAtoi(w[1], &i) || !absl::SimpleAtoi(w[2], &b) ||
-            !absl::SimpleAtoi(w[3], &k) || !absl::SimpleAtoi(w[4], &stopped) || b < 0 ||
-            b >= static_cast<int>(rungs_.size())) {
+        int i, b, k, stopped, paused;
+        if (w.size() != 6 || !absl::SimpleAtoi(w[1], &i) || !absl::SimpleAtoi(w[2], &b) ||
+            !absl::SimpleAtoi(w[3], &k) || !absl::SimpleAtoi(w[4], &stopped) ||
+            !absl::SimpleAtoi(w[5], &paused) || b < 0 || b >= static_cast<int>(rungs_.size())) {
           return false;
         }
-        trials_[i] = TrialState{b, k, stopped != 0};
+        trials_[i] = TrialState{b, k, stopped != 0, paused != 0};
       } else if (w[0] == "r") {
         size_t b, k;
         if (w.size() < 3 || !absl::SimpleAtoi(w[1], &b) || !absl::SimpleAtoi(w[2], &k) ||
@@ -160,9 +203,11 @@ class RungRule final : public StoppingRule {
           return false;
         }
         for (size_t j = 3; j < w.size(); ++j) {
+          std::pair<absl::string_view, absl::string_view> iv = absl::StrSplit(w[j], ':');
+          int i;
           double v;
-          if (!ParseDouble(w[j], &v)) return false;
-          recorded_[b][k].push_back(v);
+          if (!absl::SimpleAtoi(iv.first, &i) || !ParseDouble(iv.second, &v)) return false;
+          recorded_[b][k].emplace_back(i, v);
         }
       } else {
         return false;
@@ -174,14 +219,61 @@ class RungRule final : public StoppingRule {
  private:
   struct TrialState {
     int bracket = 0;
-    int next_rung = 0;  // the first rung of its bracket it has not reached
+    int next_rung = 0;  // rungs of its bracket recorded so far
     bool stopped = false;
+    bool paused = false;  // promote mode: trained to its budget, waiting for a promotion
   };
+
+  // The resource of rung k of bracket b, or max past the last rung.
+  double Level(int b, int k) const {
+    return k < static_cast<int>(rungs_[b].size()) ? rungs_[b][k] : config_.resource_max;
+  }
+
+  std::string Where(int b, int k) const {
+    std::string bracket = rungs_.size() > 1 ? absl::StrCat(" of bracket ", b) : "";
+    return absl::StrCat("rung ", k, bracket, " (resource ", Short(rungs_[b][k]), ")");
+  }
+
+  // (trial, rung) of the paused trial to promote: from the highest rung level that has one,
+  // the best of those in its rung's top floor(n / eta).
+  std::optional<std::pair<int, int>> BestCandidate() const {
+    std::optional<std::pair<int, int>> best;
+    double best_level = -1, best_value = 0;
+    const int eta = config_.stopping.reduction_factor;
+    for (size_t b = 0; b < rungs_.size(); ++b) {
+      for (size_t k = 0; k < recorded_[b].size(); ++k) {
+        auto values = recorded_[b][k];
+        const size_t top = values.size() / eta;
+        if (top == 0) continue;
+        std::stable_sort(values.begin(), values.end(), [&](const auto& x, const auto& y) {
+          return Better(config_.goal, x.second, y.second) ||
+                 (x.second == y.second && x.first < y.first);
+        });
+        for (size_t j = 0; j < top; ++j) {
+          auto it = trials_.find(values[j].first);
+          if (it == trials_.end() || !it->second.paused || it->second.stopped ||
+              it->second.next_rung != static_cast<int>(k) + 1) {
+            continue;
+          }
+          const double level = rungs_[b][k];
+          if (!best || level > best_level ||
+              (level == best_level && Better(config_.goal, values[j].second, best_value))) {
+            best = std::make_pair(values[j].first, static_cast<int>(k));
+            best_level = level;
+            best_value = values[j].second;
+          }
+          break;  // the best of this rung's candidates
+        }
+      }
+    }
+    return best;
+  }
+
   const Config config_;
-  std::vector<std::vector<double>> rungs_;                 // per bracket
-  std::vector<int64_t> weight_, current_;                  // bracket round robin
-  std::vector<std::vector<std::vector<double>>> recorded_;  // [bracket][rung] values
-  std::map<int, TrialState> trials_;                       // open trials
+  std::vector<std::vector<double>> rungs_;  // per bracket
+  std::vector<int64_t> weight_, current_;   // bracket round robin
+  std::vector<std::vector<std::vector<std::pair<int, double>>>> recorded_;  // [b][k] (trial, value)
+  std::map<int, TrialState> trials_;        // open trials
 };
 
 // ---------------------------------------------------------------------------------------
@@ -190,7 +282,7 @@ class RungRule final : public StoppingRule {
 // `min_trials` trials have completed, and never before the trial reaches `grace`.
 class MedianRule final : public StoppingRule {
  public:
-  explicit MedianRule(const Config& c) : config_(c) {}
+  explicit MedianRule(const Config& c) : StoppingRule(c.resource_max), config_(c) {}
 
   void OnCreate(int) override {}
 

@@ -324,3 +324,58 @@ trial: {command: [/usr/bin/python3, )", script, R"(]}
 
 }  // namespace
 }  // namespace rung::testing
+
+namespace rung::testing {
+namespace {
+
+TEST(EarlyStoppingTest, PromoteModeResumesPromotedTrialsFromTheirCheckpoints) {
+  Cluster c;
+  c.StartRungd();
+  c.StartWorker("w1", 2);
+  c.StartWorker("w2", 2);
+  std::string script = SourceDir() + "/tests/integration/resume.py";
+  auto e = c.Submit(absl::StrCat(R"(
+objective: {metric: loss, goal: minimize}
+resource: {metric: epoch, min: 1, max: 9}
+search_space: {x: {type: float, min: -1, max: 1}}
+algorithm: {name: asha, reduction_factor: 3, mode: promote, seed: 8}
+budget: {max_trials: 9, max_concurrent: 4}
+trial:
+  command: [/usr/bin/python3, )", script, R"(]
+  checkpoint_root: ckpt
+)"),
+                    c.jobs_dir());
+  e = c.Watch(e.id());
+  EXPECT_EQ(e.state(), v1::EXPERIMENT_COMPLETED) << e.message();
+  auto trials = c.Trials(e.id());
+  ASSERT_EQ(trials.size(), 9u);
+  int promoted = 0, to_max = 0;
+  for (const auto& t : trials) {
+    if (t.state() == v1::TRIAL_COMPLETED) {
+      ++to_max;
+      EXPECT_EQ(t.resource_reached(), 9);
+    } else {
+      EXPECT_EQ(t.state(), v1::TRIAL_STOPPED) << t.id() << ": " << t.message();
+      EXPECT_THAT(t.stop_reason(), HasSubstr("not promoted past rung"));
+    }
+    promoted += t.attempt() > 1;
+    // Every epoch was trained once, whatever worker each leg ran on: legs resumed.
+    std::ifstream log(c.jobs_dir() + "/ckpt/" + e.id() + "/" + t.id() + "/trained.log");
+    std::vector<int> epochs;
+    int epoch;
+    while (log >> epoch) epochs.push_back(epoch);
+    ASSERT_FALSE(epochs.empty()) << t.id();
+    for (size_t i = 0; i < epochs.size(); ++i) EXPECT_EQ(epochs[i], static_cast<int>(i) + 1) << t.id();
+    EXPECT_EQ(static_cast<double>(epochs.size()), t.resource_reached()) << t.id();
+  }
+  // Rung 1 (epoch 1) promotes floor(9/3) = 3 of 9 and rung 3 at least floor(3/3) = 1 of those.
+  // Asynchronous ASHA may promote more: a trial promoted while a rung held few results can
+  // fall out of its top third later.
+  EXPECT_GE(promoted, 3);
+  EXPECT_GE(to_max, 1);
+  EXPECT_LT(to_max, promoted);
+  EXPECT_EQ(e.counts().completed(), to_max);
+}
+
+}  // namespace
+}  // namespace rung::testing

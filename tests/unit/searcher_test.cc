@@ -119,10 +119,10 @@ TEST(RandomSearcherTest, RestoreContinuesExactly) {
 TEST(RandomSearcherTest, RestoreRejectsGarbage) {
   auto s = NewSearcher(QuickstartConfig());
   ASSERT_TRUE(s.ok());
-  absl::Status st = (*s)->Restore("searcher v2\ncreated 1\nclosed 0\ndone 0\nsampler -");
+  absl::Status st = (*s)->Restore("searcher v2\ncreated 1\nclosed 0\ndone 0\npaused 0\nsampler -");
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("unreadable snapshot (sampler)"));
-  EXPECT_FALSE((*s)->Restore("searcher v2\ncreated x\nclosed 0\ndone 0\nsampler rng=1,2,3,4").ok());
+  EXPECT_FALSE((*s)->Restore("searcher v2\ncreated x\nclosed 0\ndone 0\npaused 0\nsampler rng=1,2,3,4").ok());
   EXPECT_FALSE((*s)->Restore("garbage").ok());
 }
 

@@ -210,10 +210,11 @@ TEST(SpecTest, EarlyStoppingRejections) {
               HasSubstr("resource: need 0 < min < max (got min 5, max 1)"));
   EXPECT_THAT(Error(res + Edit(random, "algorithm: {name: asha, reduction_factor: 1}")),
               HasSubstr("algorithm.reduction_factor: must be at least 2 (got 1)"));
-  EXPECT_THAT(Error(res + Edit(random, "algorithm: {name: asha, mode: promote}")),
-              HasSubstr("algorithm.mode: promote is not available yet"));
+  auto promote = ParseSpecYaml(res + Edit(random, "algorithm: {name: asha, mode: promote}"), "/b");
+  ASSERT_TRUE(promote.ok()) << promote.status();
+  EXPECT_EQ(promote->algorithm().early_stopping().mode(), "promote");
   EXPECT_THAT(Error(res + Edit(random, "algorithm: {name: asha, mode: fast}")),
-              HasSubstr("unknown mode 'fast'"));
+              HasSubstr("unknown mode 'fast' (known: stop, promote)"));
   EXPECT_THAT(Error(res + Edit(random, "algorithm: {name: random, early_stopping: {rule: best}}")),
               HasSubstr("algorithm.early_stopping.rule: unknown rule 'best' (known: asha, hyperband, median)"));
   EXPECT_THAT(Error(res + Edit(random, "algorithm: {name: asha, early_stopping: {rule: median}}")),

@@ -3,6 +3,9 @@
 // same actions as the searcher that never stopped.
 #include <optional>
 
+#include <map>
+
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/search/searcher.h"
@@ -47,6 +50,11 @@ class Driver {
       }
       if (auto* c = std::get_if<search::Create>(&x[i])) {
         EXPECT_EQ(c->params, std::get<search::Create>(y[i]).params);
+        EXPECT_EQ(c->budget, std::get<search::Create>(y[i]).budget);
+      }
+      if (auto* c = std::get_if<Continue>(&x[i])) {
+        EXPECT_EQ(c->index, std::get<Continue>(y[i]).index);
+        EXPECT_EQ(c->budget, std::get<Continue>(y[i]).budget);
       }
     }
     EXPECT_EQ(a_->Snapshot(), b_->Snapshot());
@@ -121,6 +129,74 @@ TEST(AshaTest, FailedTrialsLeaveTheirRecordsAndSearchEnds) {
   auto last = d.Do(TrialClosed{2, TrialClosed::Outcome::kStopped, false, 0});
   ASSERT_EQ(last.size(), 1u);
   EXPECT_TRUE(std::holds_alternative<Done>(last[0]));
+}
+
+// What one free slot gets: "create I@B", "continue I@B", or "" for nothing.
+std::string Want(Driver& d) {
+  for (const auto& a : d.Do(TrialsWanted{1})) {
+    if (auto* c = std::get_if<search::Create>(&a)) return absl::StrCat("create ", c->index, "@", c->budget);
+    if (auto* c = std::get_if<Continue>(&a)) return absl::StrCat("continue ", c->index, "@", c->budget);
+  }
+  return "";
+}
+
+TEST(AshaPromoteTest, PromotesTheBestPausedTrialOfTheHighestRungElseCreates) {
+  Config c = Base(Stopping::Rule::kAsha, Goal::kMinimize, 5);
+  c.resource_max = 9;  // rungs at 1 and 3, then max 9
+  c.stopping.promote = true;
+  Driver d(c);
+  EXPECT_EQ(Want(d), "create 0@1");  // new trials train to the first rung only
+  EXPECT_EQ(Want(d), "create 1@1");
+  EXPECT_EQ(Want(d), "create 2@1");
+  EXPECT_FALSE(d.Report(0, 1, 0.5));  // promote mode never stops on a report
+  EXPECT_FALSE(d.Report(1, 1, 0.2));
+  EXPECT_FALSE(d.Report(2, 1, 0.9));
+  for (int i : {0, 1, 2}) d.Do(TrialPaused{i});
+  // Rung 0 holds 3 results: its top floor(3/3) = 1 is trial 1, paused there.
+  EXPECT_EQ(Want(d), "continue 1@3");
+  EXPECT_EQ(Want(d), "create 3@1");  // trial 1 is promoted already; nothing else earned it
+  EXPECT_FALSE(d.Report(3, 1, 0.1));
+  d.Do(TrialPaused{3});
+  EXPECT_EQ(Want(d), "continue 3@3");  // 4 results, top 1: trial 3 now
+  EXPECT_FALSE(d.Report(1, 3, 0.15));
+  d.Do(TrialPaused{1});
+  EXPECT_EQ(Want(d), "create 4@1");  // rung 1 has 1 result: top 0
+  EXPECT_FALSE(d.Report(4, 1, 0.3));
+  d.Do(TrialPaused{4});
+  EXPECT_FALSE(d.Report(3, 3, 0.05));
+  // The last running trial pauses: nothing runs, nothing is left to create, and rung 1's
+  // top floor(2/3) is empty, so no promotion can ever come: every paused trial is stopped.
+  auto end = d.Do(TrialPaused{3});
+  std::map<int, std::string> stops;
+  for (const auto& a : end) {
+    if (auto* s = std::get_if<Stop>(&a)) stops[s->index] = s->reason;
+  }
+  ASSERT_EQ(stops.size(), 5u);
+  EXPECT_THAT(stops[0], HasSubstr("not promoted past rung 0 (resource 1)"));
+  EXPECT_THAT(stops[3], HasSubstr("not promoted past rung 1 (resource 3)"));
+  for (int i = 0; i < 4; ++i) d.Close(i, TrialClosed::Outcome::kStopped);
+  auto last = d.Do(TrialClosed{4, TrialClosed::Outcome::kStopped, false, 0});
+  ASSERT_EQ(last.size(), 1u);
+  EXPECT_TRUE(std::holds_alternative<Done>(last[0]));
+}
+
+TEST(AshaPromoteTest, ATrialPromotedToMaxCompletesAndMaximizeOrders) {
+  Config c = Base(Stopping::Rule::kAsha, Goal::kMaximize, 3);
+  c.resource_max = 3;  // one rung at 1, then max 3
+  c.stopping.promote = true;
+  Driver d(c);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(Want(d), absl::StrCat("create ", i, "@1"));
+  EXPECT_FALSE(d.Report(0, 1, 0.7));
+  EXPECT_FALSE(d.Report(1, 1, 0.7));  // a tie: the lower index goes first
+  EXPECT_FALSE(d.Report(2, 1, 0.1));
+  for (int i : {2, 1, 0}) d.Do(TrialPaused{i});
+  EXPECT_EQ(Want(d), "continue 0@3");  // to max
+  EXPECT_EQ(Want(d), "");              // top 1 of 3 is used, no trials left to create
+  EXPECT_FALSE(d.Report(0, 3, 0.8));
+  auto end = d.Do(TrialClosed{0, TrialClosed::Outcome::kCompleted, true, 0.8});
+  int stops = 0;
+  for (const auto& a : end) stops += std::holds_alternative<Stop>(a);
+  EXPECT_EQ(stops, 2);  // the other two can never be promoted now
 }
 
 TEST(HyperbandTest, BracketsInterleaveAndEachJudgesAtItsOwnRungs) {
