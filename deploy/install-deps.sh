@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages rung needs to build, test and run. Idempotent: when every
+# Installs the Debian packages rung needs to build, test and run (with --bench, also the
+# benchmarks' outside references). Idempotent: when every
 # package is already present it only checks (dpkg-query) and exits, without apt-get.
 set -euo pipefail
 
@@ -10,6 +11,11 @@ packages=(
   libgtest-dev libgmock-dev
   python3 curl procps
 )
+
+# --bench: also what the benchmarks compare against (Debian's Optuna, for /usr/bin/python3).
+if [ "${1:-}" = "--bench" ]; then
+  packages+=(python3-optuna)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
-# Builds rung and runs the benchmarks under bench/ (not part of the tests). Record what they
-# print in bench/RESULTS.md with the machine and the date.
+# Builds rung and runs the benchmarks under bench/ (not part of the tests), after installing
+# their outside references (Debian's python3-optuna). Record what they print in
+# bench/RESULTS.md with the machine and the date. Takes about 15 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash deploy/install-deps.sh --bench
 bash scripts/build.sh
 bin=${RUNG_BUILD_DIR:-build}
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -srm); $(date -u +%F)"
-"$bin/bench/ingest_bench" --bin-dir "$bin" "$@"
+"$bin/bench/ingest_bench" --bin-dir "$bin"
 "$bin/bench/dispatch_bench" --bin-dir "$bin"
+"$bin/bench/stop_bench" --bin-dir "$bin" --source-dir .
+# The cluster simulation: rung's searchers, then at a smaller common setting beside Optuna's
+# pruners (Optuna's in-memory ask/tell slows down as trials accumulate).
+"$bin/bench/sim_bench" | tee /tmp/rung-sim.txt
+reference=$(sed -n 's/.*best expected loss at 81 epochs \([0-9.]*\);.*/\1/p' /tmp/rung-sim.txt)
+"$bin/bench/sim_bench" --seeds 2 --work 100000 --target 0.005
+/usr/bin/python3 bench/optuna_sim.py --seeds 2 --work 100000 --target 0.005 --reference "$reference"

@@ -562,6 +562,7 @@ void AgentImpl::Finish(TrialRun* run, int status) {
     ex->set_exit_code(WEXITSTATUS(status));
   }
   ex->set_stopped(run->stop_requested);
+  ex->set_exit_unix_us(absl::ToUnixMicros(absl::Now()));
   ex->set_worker_shutdown(run->shutdown);
   if (status != 0) ex->set_stderr_tail(StderrTail(run->stderr_path, 12));
   SendState(m);

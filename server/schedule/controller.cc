@@ -285,6 +285,7 @@ void Controller::ApplyActionsLocked(ExperimentRec* rec, const std::vector<search
       t.set_stop_reason(stop->reason);
       if (TrialActive(t.state())) {
         t.set_stop_requested(true);
+        t.set_stop_decided_unix_us(absl::ToUnixMicros(clock_->Now()));
         PutTrialLocked(rec, t, batch);
         SendStopLocked(t, stop->reason);
         continue;
@@ -974,6 +975,7 @@ absl::Status Controller::HandleExitedLocked(WorkerRec* w, const v1::TrialExited&
   ExperimentRec* rec = nullptr;
   Trial* t = CurrentTrialLocked(w, m.trial(), &rec);
   if (t == nullptr) return absl::OkStatus();  // stale: already handled or taken back
+  t->set_exited_unix_us(m.exit_unix_us());
   if (t->stop_requested()) {
     EndStoppedLocked(rec, t, batch);
     return absl::OkStatus();

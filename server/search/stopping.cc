@@ -77,7 +77,11 @@ class RungRule final : public StoppingRule {
     }
     current_.assign(brackets, 0);
     recorded_.resize(brackets);
-    for (int b = 0; b < brackets; ++b) recorded_[b].resize(rungs_[b].size());
+    waiting_.resize(brackets);
+    for (int b = 0; b < brackets; ++b) {
+      recorded_[b].resize(rungs_[b].size());
+      waiting_[b].resize(rungs_[b].size());
+    }
   }
 
   void OnCreate(int index) override {
@@ -107,13 +111,12 @@ class RungRule final : public StoppingRule {
            r.resource >= rungs[t.next_rung] * (1 - 1e-9)) {
       const int k = t.next_rung++;
       auto& values = recorded_[t.bracket][k];
-      values.emplace_back(r.index, r.value);
+      Insert(&values, r.index, r.value);
       if (config_.stopping.promote) continue;  // judged when a slot asks for work
       const int n = static_cast<int>(values.size());
       const int eta = config_.stopping.reduction_factor;
       const int keep = (n + eta - 1) / eta;
-      int better = 0;
-      for (const auto& [i, v] : values) better += Better(config_.goal, v, r.value);
+      const int better = CountBetter(values, r.value);
       if (better >= keep) {
         t.stopped = true;
         return Stop{r.index, absl::StrCat(Where(t.bracket, k), ": ", Short(r.value),
@@ -126,13 +129,16 @@ class RungRule final : public StoppingRule {
 
   void OnPaused(int index) override {
     auto it = trials_.find(index);
-    if (it != trials_.end()) it->second.paused = true;
+    if (it == trials_.end()) return;
+    it->second.paused = true;
+    AddWaiting(index, it->second);
   }
 
   std::optional<Continue> Promote() override {
     auto best = BestCandidate();
     if (!best) return std::nullopt;
     TrialState& t = trials_[best->first];
+    RemoveWaiting(best->first, t);
     t.paused = false;
     return Continue{best->first, Level(t.bracket, best->second + 1)};
   }
@@ -143,6 +149,7 @@ class RungRule final : public StoppingRule {
     std::vector<Stop> stops;
     for (auto& [i, t] : trials_) {
       if (!t.paused || t.stopped) continue;
+      RemoveWaiting(i, t);
       t.stopped = true;
       t.paused = false;
       std::string why = t.next_rung == 0
@@ -155,7 +162,12 @@ class RungRule final : public StoppingRule {
     return stops;
   }
 
-  void OnClosed(const TrialClosed& c) override { trials_.erase(c.index); }
+  void OnClosed(const TrialClosed& c) override {
+    auto it = trials_.find(c.index);
+    if (it == trials_.end()) return;
+    if (it->second.paused) RemoveWaiting(c.index, it->second);
+    trials_.erase(it);
+  }
 
   // "hb <current...>", "t <index> <bracket> <next_rung> <stopped> <paused>",
   // "r <bracket> <k> <index>:<value>..."
@@ -169,7 +181,7 @@ class RungRule final : public StoppingRule {
       for (size_t k = 0; k < recorded_[b].size(); ++k) {
         if (recorded_[b][k].empty()) continue;
         std::string line = absl::StrCat("r ", b, " ", k);
-        for (const auto& [i, v] : recorded_[b][k]) absl::StrAppend(&line, " ", i, ":", DoubleText(v));
+        for (const auto& [v, i] : recorded_[b][k]) absl::StrAppend(&line, " ", i, ":", DoubleText(v));
         lines->push_back(std::move(line));
       }
     }
@@ -207,11 +219,17 @@ class RungRule final : public StoppingRule {
           int i;
           double v;
           if (!absl::SimpleAtoi(iv.first, &i) || !ParseDouble(iv.second, &v)) return false;
-          recorded_[b][k].emplace_back(i, v);
+          Insert(&recorded_[b][k], i, v);
         }
       } else {
         return false;
       }
+    }
+    for (auto& b : waiting_) {
+      for (auto& k : b) k.clear();
+    }
+    for (const auto& [i, t] : trials_) {
+      if (t.paused && !t.stopped) AddWaiting(i, t);
     }
     return true;
   }
@@ -224,6 +242,24 @@ class RungRule final : public StoppingRule {
     bool paused = false;  // promote mode: trained to its budget, waiting for a promotion
   };
 
+  // The result `t` recorded at the rung it paused on, into / out of waiting_.
+  std::optional<std::pair<double, int>> PausedResult(int index, const TrialState& t) const {
+    if (t.next_rung == 0) return std::nullopt;  // paused before its first rung: never promoted
+    for (const auto& e : recorded_[t.bracket][t.next_rung - 1]) {
+      if (e.second == index) return e;
+    }
+    return std::nullopt;
+  }
+  void AddWaiting(int index, const TrialState& t) {
+    if (auto e = PausedResult(index, t)) Insert(&waiting_[t.bracket][t.next_rung - 1], index, e->first);
+  }
+  void RemoveWaiting(int index, const TrialState& t) {
+    if (t.next_rung == 0) return;
+    Results& w = waiting_[t.bracket][t.next_rung - 1];
+    w.erase(std::remove_if(w.begin(), w.end(), [&](const auto& e) { return e.second == index; }),
+            w.end());
+  }
+
   // The resource of rung k of bracket b, or max past the last rung.
   double Level(int b, int k) const {
     return k < static_cast<int>(rungs_[b].size()) ? rungs_[b][k] : config_.resource_max;
@@ -234,6 +270,25 @@ class RungRule final : public StoppingRule {
     return absl::StrCat("rung ", k, bracket, " (resource ", Short(rungs_[b][k]), ")");
   }
 
+  // Rung results are kept best first (ties: lower trial index first).
+  using Results = std::vector<std::pair<double, int>>;  // (value, trial)
+  bool Before(const std::pair<double, int>& a, const std::pair<double, int>& b) const {
+    return Better(config_.goal, a.first, b.first) || (a.first == b.first && a.second < b.second);
+  }
+  void Insert(Results* r, int index, double value) const {
+    std::pair<double, int> e{value, index};
+    r->insert(std::upper_bound(r->begin(), r->end(), e,
+                               [&](const auto& a, const auto& b) { return Before(a, b); }),
+              e);
+  }
+  // How many results are strictly better than `value`.
+  int CountBetter(const Results& r, double value) const {
+    return static_cast<int>(
+        std::partition_point(r.begin(), r.end(),
+                             [&](const auto& e) { return Better(config_.goal, e.first, value); }) -
+        r.begin());
+  }
+
   // (trial, rung) of the paused trial to promote: from the highest rung level that has one,
   // the best of those in its rung's top floor(n / eta).
   std::optional<std::pair<int, int>> BestCandidate() const {
@@ -242,27 +297,23 @@ class RungRule final : public StoppingRule {
     const int eta = config_.stopping.reduction_factor;
     for (size_t b = 0; b < rungs_.size(); ++b) {
       for (size_t k = 0; k < recorded_[b].size(); ++k) {
-        auto values = recorded_[b][k];
+        // The best trial waiting at rung k is a candidate when it ranks in the top
+        // floor(n / eta) of all results recorded there; if it does not, none does.
+        const Results& waiting = waiting_[b][k];
+        if (waiting.empty()) continue;
+        const Results& values = recorded_[b][k];
         const size_t top = values.size() / eta;
-        if (top == 0) continue;
-        std::stable_sort(values.begin(), values.end(), [&](const auto& x, const auto& y) {
-          return Better(config_.goal, x.second, y.second) ||
-                 (x.second == y.second && x.first < y.first);
-        });
-        for (size_t j = 0; j < top; ++j) {
-          auto it = trials_.find(values[j].first);
-          if (it == trials_.end() || !it->second.paused || it->second.stopped ||
-              it->second.next_rung != static_cast<int>(k) + 1) {
-            continue;
-          }
-          const double level = rungs_[b][k];
-          if (!best || level > best_level ||
-              (level == best_level && Better(config_.goal, values[j].second, best_value))) {
-            best = std::make_pair(values[j].first, static_cast<int>(k));
-            best_level = level;
-            best_value = values[j].second;
-          }
-          break;  // the best of this rung's candidates
+        const auto rank = static_cast<size_t>(
+            std::lower_bound(values.begin(), values.end(), waiting.front(),
+                             [&](const auto& x, const auto& y) { return Before(x, y); }) -
+            values.begin());
+        if (rank >= top) continue;
+        const double level = rungs_[b][k];
+        if (!best || level > best_level ||
+            (level == best_level && Better(config_.goal, waiting.front().first, best_value))) {
+          best = std::make_pair(waiting.front().second, static_cast<int>(k));
+          best_level = level;
+          best_value = waiting.front().first;
         }
       }
     }
@@ -272,7 +323,9 @@ class RungRule final : public StoppingRule {
   const Config config_;
   std::vector<std::vector<double>> rungs_;  // per bracket
   std::vector<int64_t> weight_, current_;   // bracket round robin
-  std::vector<std::vector<std::vector<std::pair<int, double>>>> recorded_;  // [b][k] (trial, value)
+  std::vector<std::vector<Results>> recorded_;  // [bracket][rung]
+  // [bracket][rung]: results of the trials paused at that rung (derived, not saved).
+  std::vector<std::vector<Results>> waiting_;
   std::map<int, TrialState> trials_;        // open trials
 };
 
@@ -297,16 +350,14 @@ class MedianRule final : public StoppingRule {
       if (Better(config_.goal, v, best)) best = v;
     }
     std::vector<double> averages;
-    for (int c : completed_) {
-      double sum = 0;
-      int n = 0;
-      for (const auto& [x, v] : history_[c]) {
-        if (x <= r.resource) {
-          sum += v;
-          ++n;
-        }
-      }
-      if (n > 0) averages.push_back(sum / n);
+    averages.reserve(completed_.size());
+    for (const auto& [c, prefix] : prefix_) {
+      // prefix[j] = (resource, sum of values, count) over the first j + 1 reports.
+      auto it = std::upper_bound(prefix.begin(), prefix.end(), r.resource,
+                                 [](double x, const Prefix& p) { return x < p.resource; });
+      if (it == prefix.begin()) continue;
+      --it;
+      averages.push_back(it->sum / it->count);
     }
     if (averages.empty()) return std::nullopt;
     std::sort(averages.begin(), averages.end());
@@ -324,6 +375,7 @@ class MedianRule final : public StoppingRule {
     stopped_.erase(c.index);
     if (c.outcome == TrialClosed::Outcome::kCompleted) {
       completed_.insert(c.index);
+      BuildPrefix(c.index);
     } else {
       history_.erase(c.index);  // only completed trials set the bar
     }
@@ -367,11 +419,33 @@ class MedianRule final : public StoppingRule {
         return false;
       }
     }
+    prefix_.clear();
+    for (int c : completed_) BuildPrefix(c);
     return true;
   }
 
  private:
+  struct Prefix {
+    double resource;
+    double sum;
+    int count;
+  };
+  // Running sums of a completed trial's values in resource order, for O(log n) averages.
+  void BuildPrefix(int index) {
+    auto h = history_[index];
+    std::stable_sort(h.begin(), h.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::vector<Prefix>& p = prefix_[index];
+    p.clear();
+    double sum = 0;
+    for (size_t j = 0; j < h.size(); ++j) {
+      sum += h[j].second;
+      p.push_back({h[j].first, sum, static_cast<int>(j) + 1});
+    }
+  }
+
   const Config config_;
+  std::map<int, std::vector<Prefix>> prefix_;  // completed trials only; derived, not saved
   std::map<int, std::vector<std::pair<double, double>>> history_;  // (resource, value)
   std::set<int> completed_;
   std::set<int> stopped_;
