@@ -199,6 +199,24 @@ TEST(AshaPromoteTest, ATrialPromotedToMaxCompletesAndMaximizeOrders) {
   EXPECT_EQ(stops, 2);  // the other two can never be promoted now
 }
 
+TEST(HyperbandTest, PromoteModeStartsEachBracketAtItsOwnFirstRung) {
+  // max 9, eta 3: brackets start at 1, 3 and 9 with weights 9, 5, 3; the round robin deals
+  // brackets 0, 1, 0, 2 to the first four trials.
+  Config c = Base(Stopping::Rule::kHyperband, Goal::kMinimize, 4);
+  c.resource_max = 9;
+  c.stopping.promote = true;
+  Driver d(c);
+  EXPECT_EQ(Want(d), "create 0@1");
+  EXPECT_EQ(Want(d), "create 1@3");
+  EXPECT_EQ(Want(d), "create 2@1");
+  EXPECT_EQ(Want(d), "create 3@9");  // the last bracket trains straight to max
+  EXPECT_FALSE(d.Report(0, 1, 0.3));
+  EXPECT_FALSE(d.Report(2, 1, 0.2));
+  d.Do(TrialPaused{0});
+  d.Do(TrialPaused{2});
+  EXPECT_EQ(Want(d), "");  // bracket 0's rung holds 2 results: top floor(2/3) = 0
+}
+
 TEST(HyperbandTest, BracketsInterleaveAndEachJudgesAtItsOwnRungs) {
   // max 27, eta 3: brackets start at 1, 3, 9 and 27, with Hyperband weights 27, 12, 6, 4.
   // A smooth weighted round robin gives the first six trials brackets 0, 1, 0, 2, 0, 3.
