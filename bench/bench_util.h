@@ -15,6 +15,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "grpcpp/grpcpp.h"
+#include "rung/v1/experiment_service.grpc.pb.h"
 #include "worker/subprocess.h"
 
 namespace rung::bench {
@@ -47,12 +49,69 @@ struct Rungd {
     size_t at = line.find("listening on ") + 13;
     addr = line.substr(at, line.find(',', at) - at);
   }
+  // Starts a rung-worker with `slots` CPU slots (and `extra` flags) for this rungd.
+  std::unique_ptr<Subprocess> StartWorker(const std::string& bin_dir, int slots,
+                                          const std::vector<std::string>& extra = {}) {
+    SpawnOptions o;
+    o.argv = {bin_dir + "/worker/rung-worker", "--controller", addr, "--slots",
+              absl::StrCat(slots), "--gpus", "none", "--name", "bench", "--work-dir",
+              dir + "/worker", "--log-level", "warning"};
+    o.argv.insert(o.argv.end(), extra.begin(), extra.end());
+    o.env = CurrentEnvironment();
+    o.stderr_path = dir + "/worker.log";
+    auto worker = Subprocess::Spawn(o);
+    if (!worker.ok() || WaitForLine(worker->get(), "serving").empty()) {
+      fprintf(stderr, "cannot start rung-worker; see %s/worker.log\n", dir.c_str());
+      exit(1);
+    }
+    return std::move(*worker);
+  }
+
+  std::unique_ptr<v1::ExperimentService::Stub> Stub() const {
+    return v1::ExperimentService::NewStub(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()));
+  }
+
   ~Rungd() {
     proc.reset();
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
   }
 };
+
+// Submits a spec (YAML); exits the program on failure.
+inline v1::Experiment Submit(v1::ExperimentService::Stub* stub, const std::string& yaml) {
+  v1::CreateExperimentRequest req;
+  req.set_spec_yaml(yaml);
+  req.set_base_dir("/tmp");
+  v1::Experiment exp;
+  grpc::ClientContext ctx;
+  auto s = stub->CreateExperiment(&ctx, req, &exp);
+  if (!s.ok()) {
+    fprintf(stderr, "create: %s\n", s.error_message().c_str());
+    exit(1);
+  }
+  return exp;
+}
+
+// Follows the experiment's watch stream until it ends; returns its trials then.
+inline std::vector<v1::Trial> WaitForEnd(v1::ExperimentService::Stub* stub, const std::string& id) {
+  {
+    grpc::ClientContext ctx;
+    v1::WatchExperimentRequest req;
+    req.set_id(id);
+    auto reader = stub->WatchExperiment(&ctx, req);
+    v1::WatchEvent ev;
+    while (reader->Read(&ev)) {
+    }
+    reader->Finish();
+  }
+  v1::ListTrialsRequest req;
+  req.set_experiment_id(id);
+  v1::ListTrialsResponse list;
+  grpc::ClientContext ctx;
+  stub->ListTrials(&ctx, req, &list);
+  return {list.trials().begin(), list.trials().end()};
+}
 
 inline double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;

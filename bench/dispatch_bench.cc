@@ -20,51 +20,21 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   rung::bench::Rungd rungd(bin_dir);
-  rung::SpawnOptions o;
-  o.argv = {bin_dir + "/worker/rung-worker", "--controller", rungd.addr, "--slots",
-            absl::StrCat(slots), "--gpus", "none", "--name", "bench", "--work-dir",
-            rungd.dir + "/worker", "--log-level", "warning"};
-  o.env = rung::CurrentEnvironment();
-  o.stderr_path = rungd.dir + "/worker.log";
-  auto worker = rung::Subprocess::Spawn(o);
-  if (!worker.ok() || rung::WaitForLine(worker->get(), "serving").empty()) {
-    fprintf(stderr, "cannot start rung-worker\n");
-    return 1;
-  }
-  auto stub = rung::v1::ExperimentService::NewStub(
-      grpc::CreateChannel(rungd.addr, grpc::InsecureChannelCredentials()));
-  rung::v1::CreateExperimentRequest req;
-  req.set_spec_yaml(absl::StrCat(R"(
+  auto worker = rungd.StartWorker(bin_dir, slots);
+  auto stub = rungd.Stub();
+  auto start = std::chrono::steady_clock::now();
+  auto exp = rung::bench::Submit(stub.get(), absl::StrCat(R"(
 objective: {metric: loss, goal: minimize}
 search_space: {x: {type: float, min: 0, max: 1}}
 algorithm: {name: random, seed: 1}
 budget: {max_trials: )", trials, ", max_concurrent: ", slots, R"(}
 trial: {command: [/bin/echo, '@rung {"loss": {x}}']}
 )"));
-  req.set_base_dir("/tmp");
-  rung::v1::Experiment exp;
-  auto start = std::chrono::steady_clock::now();
-  {
-    grpc::ClientContext ctx;
-    if (!stub->CreateExperiment(&ctx, req, &exp).ok()) return 1;
-  }
-  grpc::ClientContext wctx;
-  rung::v1::WatchExperimentRequest wreq;
-  wreq.set_id(exp.id());
-  auto reader = stub->WatchExperiment(&wctx, wreq);
-  rung::v1::WatchEvent ev;
-  while (reader->Read(&ev)) {
-  }
-  reader->Finish();
+  auto list = rung::bench::WaitForEnd(stub.get(), exp.id());
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  rung::v1::ListTrialsRequest lreq;
-  lreq.set_experiment_id(exp.id());
-  rung::v1::ListTrialsResponse list;
-  grpc::ClientContext lctx;
-  stub->ListTrials(&lctx, lreq, &list);
   int completed = 0;
   std::map<int, std::vector<std::pair<int64_t, int64_t>>> by_slot;  // slot -> (start, end) ms
-  for (const auto& t : list.trials()) {
+  for (const auto& t : list) {
     completed += t.state() == rung::v1::TRIAL_COMPLETED;
     if (!t.slots().empty()) by_slot[t.slots(0)].push_back({t.started_unix_ms(), t.ended_unix_ms()});
   }

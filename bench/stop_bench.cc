@@ -15,21 +15,9 @@ namespace {
 std::vector<double> RunOnce(const std::string& bin_dir, const std::string& src_dir, int trials,
                             bool forced) {
   rung::bench::Rungd rungd(bin_dir);
-  rung::SpawnOptions o;
-  o.argv = {bin_dir + "/worker/rung-worker", "--controller", rungd.addr, "--slots", "4", "--gpus",
-            "none", "--name", "bench", "--work-dir", rungd.dir + "/worker", "--log-level",
-            "warning", "--stop-grace", "0s", "--kill-grace", "5s"};
-  o.env = rung::CurrentEnvironment();
-  o.stderr_path = rungd.dir + "/worker.log";
-  auto worker = rung::Subprocess::Spawn(o);
-  if (!worker.ok() || rung::WaitForLine(worker->get(), "serving").empty()) {
-    fprintf(stderr, "cannot start rung-worker\n");
-    exit(1);
-  }
-  auto stub = rung::v1::ExperimentService::NewStub(
-      grpc::CreateChannel(rungd.addr, grpc::InsecureChannelCredentials()));
-  rung::v1::CreateExperimentRequest req;
-  req.set_spec_yaml(absl::StrCat(R"(
+  auto worker = rungd.StartWorker(bin_dir, 4, {"--stop-grace", "0s", "--kill-grace", "5s"});
+  auto stub = rungd.Stub();
+  auto exp = rung::bench::Submit(stub.get(), absl::StrCat(R"(
 objective: {metric: loss, goal: minimize}
 resource: {metric: epoch, min: 1, max: 81}
 search_space: {x: {type: float, min: -1, max: 1}}
@@ -37,32 +25,10 @@ algorithm: {name: asha, reduction_factor: 3, seed: 3}
 budget: {max_trials: )", trials, R"(, max_concurrent: 4}
 trial: {command: [/usr/bin/python3, )", src_dir, "/bench/stop_trial.py", forced ? ", --ignore-stop" : "",
                                  "]}\n"));
-  req.set_base_dir("/tmp");
-  rung::v1::Experiment exp;
-  {
-    grpc::ClientContext ctx;
-    auto s = stub->CreateExperiment(&ctx, req, &exp);
-    if (!s.ok()) {
-      fprintf(stderr, "create: %s\n", s.error_message().c_str());
-      exit(1);
-    }
-  }
-  grpc::ClientContext wctx;
-  rung::v1::WatchExperimentRequest wreq;
-  wreq.set_id(exp.id());
-  auto reader = stub->WatchExperiment(&wctx, wreq);
-  rung::v1::WatchEvent ev;
-  while (reader->Read(&ev)) {
-  }
-  reader->Finish();
-  rung::v1::ListTrialsRequest lreq;
-  lreq.set_experiment_id(exp.id());
-  rung::v1::ListTrialsResponse list;
-  grpc::ClientContext lctx;
-  stub->ListTrials(&lctx, lreq, &list);
+  auto list = rung::bench::WaitForEnd(stub.get(), exp.id());
   std::vector<double> ms;
   int failed = 0;
-  for (const auto& t : list.trials()) {
+  for (const auto& t : list) {
     failed += t.state() == rung::v1::TRIAL_FAILED;
     if (t.state() == rung::v1::TRIAL_STOPPED && t.stop_decided_unix_us() > 0 && t.exited_unix_us() > 0) {
       ms.push_back((t.exited_unix_us() - t.stop_decided_unix_us()) / 1000.0);
