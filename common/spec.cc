@@ -224,8 +224,12 @@ absl::Status FromYaml(const YAML::Node& root, ExperimentSpec* spec) {
   if (const YAML::Node a = root["algorithm"]) {
     RETURN_IF_ERROR(CheckKeys(a, "algorithm",
                               {"name", "seed", "reduction_factor", "mode", "max_rungs",
-                               "early_stopping"}));
+                               "early_stopping", "startup_trials"}));
     v1::Algorithm* alg = spec->mutable_algorithm();
+    if (a["startup_trials"]) {
+      ASSIGN_OR_RETURN(int32_t v, GetInt32(a["startup_trials"], "algorithm.startup_trials", 1));
+      alg->set_startup_trials(v);
+    }
     if (a["reduction_factor"]) {
       ASSIGN_OR_RETURN(int32_t v, GetInt32(a["reduction_factor"], "algorithm.reduction_factor", 2));
       alg->set_reduction_factor(v);
@@ -571,9 +575,15 @@ absl::Status ValidateSpec(ExperimentSpec* spec, absl::string_view base_dir) {
   }
   std::string algo = spec->algorithm().name().empty() ? "random" : spec->algorithm().name();
   spec->mutable_algorithm()->set_name(algo);
-  if (algo != "random" && algo != "grid" && algo != "asha" && algo != "hyperband") {
+  if (algo != "random" && algo != "grid" && algo != "tpe" && algo != "asha" &&
+      algo != "hyperband") {
     return Invalid("algorithm.name", absl::StrCat("unknown algorithm '", algo,
-                                                  "' (known: random, grid, asha, hyperband)"));
+                                                  "' (known: random, grid, tpe, asha, hyperband)"));
+  }
+  if (algo == "tpe") {
+    if (spec->algorithm().startup_trials() == 0) spec->mutable_algorithm()->set_startup_trials(10);
+  } else if (spec->algorithm().startup_trials() != 0) {
+    return Invalid("algorithm.startup_trials", "applies to tpe only");
   }
   RETURN_IF_ERROR(ValidateStopping(spec));
   bool grid = algo == "grid";

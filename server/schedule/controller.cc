@@ -82,8 +82,10 @@ search::Config Controller::SearchConfig(const v1::ExperimentSpec& spec) {
                                                               : search::Goal::kMinimize;
   c.max_trials = spec.budget().max_trials();
   c.seed = spec.algorithm().seed();
-  c.sampler = spec.algorithm().name() == "grid" ? search::Config::Sampler::kGrid
-                                                : search::Config::Sampler::kRandom;
+  c.sampler = spec.algorithm().name() == "grid"  ? search::Config::Sampler::kGrid
+              : spec.algorithm().name() == "tpe" ? search::Config::Sampler::kTpe
+                                                 : search::Config::Sampler::kRandom;
+  if (spec.algorithm().startup_trials() > 0) c.tpe_startup = spec.algorithm().startup_trials();
   c.resource_min = spec.resource().min();
   c.resource_max = spec.resource().max();
   const v1::EarlyStopping& es = spec.algorithm().early_stopping();

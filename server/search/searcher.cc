@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "server/search/rng.h"
+#include "server/search/sampler.h"
 #include "server/search/stopping.h"
 #include "absl/strings/str_join.h"
 
@@ -50,14 +51,31 @@ std::vector<ParamValue> GridAxis(const Param& p) {
   return axis;
 }
 
-// Proposes the parameters of trial `index`. State: one token of text.
-class Sampler {
- public:
-  virtual ~Sampler() = default;
-  virtual Params Next(int index) = 0;
-  virtual std::string Save() const = 0;
-  virtual bool Load(absl::string_view token) = 0;
-};
+}  // namespace
+
+ParamValue SampleUniform(const Param& p, Rng* rng) {
+  if (p.kind == Param::Kind::kCategorical) return p.values[rng->Below(p.values.size())];
+  if (!p.grid_values.empty()) {
+    double v = p.grid_values[rng->Below(p.grid_values.size())];
+    if (p.kind == Param::Kind::kInt) return static_cast<int64_t>(v);
+    return v;
+  }
+  if (p.kind == Param::Kind::kInt) {
+    const auto lo = static_cast<int64_t>(p.min), hi = static_cast<int64_t>(p.max);
+    if (!p.log) return lo + static_cast<int64_t>(rng->Below(static_cast<uint64_t>(hi - lo + 1)));
+    // Log-uniform over [lo - 0.5, hi + 0.5) so each integer gets its share of the log scale.
+    const double a = std::log(std::max(lo - 0.5, 1e-12)), b = std::log(hi + 0.5);
+    const auto v = static_cast<int64_t>(std::llround(std::exp(a + rng->Uniform() * (b - a))));
+    return std::clamp(v, lo, hi);
+  }
+  if (p.log) {
+    const double a = std::log(p.min), b = std::log(p.max);
+    return std::clamp(std::exp(a + rng->Uniform() * (b - a)), p.min, p.max);
+  }
+  return p.min + rng->Uniform() * (p.max - p.min);
+}
+
+namespace {
 
 class RandomSampler final : public Sampler {
  public:
@@ -65,37 +83,19 @@ class RandomSampler final : public Sampler {
 
   Params Next(int /*index*/) override {
     Params params;
-    for (const Param& p : space_) params[p.name] = Sample(p);
+    for (const Param& p : space_) params[p.name] = SampleUniform(p, &rng_);
     return params;
   }
-  std::string Save() const override { return absl::StrCat("rng=", rng_.Save()); }
-  bool Load(absl::string_view token) override {
+  void Save(std::vector<std::string>* lines) const override {
+    lines->push_back(absl::StrCat("rng=", rng_.Save()));
+  }
+  bool Load(const std::vector<std::string>& lines) override {
+    if (lines.size() != 1) return false;
+    absl::string_view token = lines[0];
     return absl::ConsumePrefix(&token, "rng=") && rng_.Load(token);
   }
 
  private:
-  ParamValue Sample(const Param& p) {
-    if (p.kind == Param::Kind::kCategorical) return p.values[rng_.Below(p.values.size())];
-    if (!p.grid_values.empty()) {
-      double v = p.grid_values[rng_.Below(p.grid_values.size())];
-      if (p.kind == Param::Kind::kInt) return static_cast<int64_t>(v);
-      return v;
-    }
-    if (p.kind == Param::Kind::kInt) {
-      const auto lo = static_cast<int64_t>(p.min), hi = static_cast<int64_t>(p.max);
-      if (!p.log) return lo + static_cast<int64_t>(rng_.Below(static_cast<uint64_t>(hi - lo + 1)));
-      // Log-uniform over [lo - 0.5, hi + 0.5) so each integer gets its share of the log scale.
-      const double a = std::log(std::max(lo - 0.5, 1e-12)), b = std::log(hi + 0.5);
-      const auto v = static_cast<int64_t>(std::llround(std::exp(a + rng_.Uniform() * (b - a))));
-      return std::clamp(v, lo, hi);
-    }
-    if (p.log) {
-      const double a = std::log(p.min), b = std::log(p.max);
-      return std::clamp(std::exp(a + rng_.Uniform() * (b - a)), p.min, p.max);
-    }
-    return p.min + rng_.Uniform() * (p.max - p.min);
-  }
-
   const std::vector<Param> space_;
   Rng rng_;
 };
@@ -116,8 +116,10 @@ class GridSampler final : public Sampler {
     }
     return params;
   }
-  std::string Save() const override { return "-"; }
-  bool Load(absl::string_view token) override { return token == "-"; }
+  void Save(std::vector<std::string>* lines) const override { lines->push_back("-"); }
+  bool Load(const std::vector<std::string>& lines) override {
+    return lines.size() == 1 && lines[0] == "-";
+  }
 
  private:
   const std::vector<Param> space_;
@@ -130,7 +132,7 @@ class GridSampler final : public Sampler {
 // Snapshot, one item a line:
 //   searcher v2
 //   created N / closed N / done 0|1 / paused N
-//   sampler TOKEN
+//   sampler ... (the sampler's own lines, each behind "sampler ")
 //   rule ... (the rule's own lines, each behind "rule ")
 class ComposedSearcher final : public Searcher {
  public:
@@ -164,6 +166,9 @@ class ComposedSearcher final : public Searcher {
     } else if (const auto* closed = std::get_if<TrialClosed>(&event)) {
       ++closed_;
       if (rule_) rule_->OnClosed(*closed);
+      sampler_->Observe(closed->index,
+                        closed->outcome == TrialClosed::Outcome::kCompleted && closed->has_result,
+                        closed->result);
     }
     // Promote mode: nothing runs, nothing is left to create, and no paused trial earned a
     // promotion: none ever will, so the paused ones are stopped where they are.
@@ -183,8 +188,10 @@ class ComposedSearcher final : public Searcher {
     std::vector<std::string> lines = {"searcher v2", absl::StrCat("created ", created_),
                                       absl::StrCat("closed ", closed_),
                                       absl::StrCat("done ", done_ ? 1 : 0),
-                                      absl::StrCat("paused ", paused_),
-                                      absl::StrCat("sampler ", sampler_->Save())};
+                                      absl::StrCat("paused ", paused_)};
+    std::vector<std::string> sampler_lines;
+    sampler_->Save(&sampler_lines);
+    for (auto& l : sampler_lines) lines.push_back(absl::StrCat("sampler ", l));
     if (rule_) {
       std::vector<std::string> rule_lines;
       rule_->Save(&rule_lines);
@@ -206,11 +213,14 @@ class ComposedSearcher final : public Searcher {
         !absl::SimpleAtoi(absl::StripPrefix(lines[4], "paused "), &paused)) {
       return bad("counters");
     }
-    if (!absl::ConsumePrefix(&lines[5], "sampler ") || !sampler_->Load(lines[5])) {
-      return bad("sampler");
+    std::vector<std::string> sampler_lines;
+    size_t i = 5;
+    while (i < lines.size() && absl::ConsumePrefix(&lines[i], "sampler ")) {
+      sampler_lines.emplace_back(lines[i++]);
     }
+    if (!sampler_->Load(sampler_lines)) return bad("sampler");
     std::vector<std::string> rule_lines;
-    for (size_t i = 6; i < lines.size(); ++i) {
+    for (; i < lines.size(); ++i) {
       if (!absl::ConsumePrefix(&lines[i], "rule ") || !rule_) return bad("rule");
       rule_lines.emplace_back(lines[i]);
     }
@@ -256,6 +266,8 @@ absl::StatusOr<std::unique_ptr<Searcher>> NewSearcher(const Config& config) {
   if (c.sampler == Config::Sampler::kGrid) {
     c.max_trials = static_cast<int>(std::min<int64_t>(c.max_trials, GridSize(c.space)));
     sampler = std::make_unique<GridSampler>(c);
+  } else if (c.sampler == Config::Sampler::kTpe) {
+    sampler = NewTpeSampler(c, c.tpe_startup);
   } else {
     sampler = std::make_unique<RandomSampler>(c);
   }

@@ -2,7 +2,7 @@
 // Randomness comes from a seeded generator that is part of the snapshot, so the same events
 // give the same actions, and Restore(Snapshot()) continues exactly where the original would.
 //
-// A searcher is a sampler (random, grid) that proposes trials, optionally with a stopping rule
+// A searcher is a sampler (random, grid, TPE) that proposes trials, optionally with a stopping rule
 // (ASHA, asynchronous Hyperband, the median rule) that stops them early.
 // This library links only the standard library and abseil (Eigen joins for GP search).
 // Not thread-safe: the owner serialises calls.
@@ -54,8 +54,9 @@ struct Stopping {
 };
 
 struct Config {
-  enum class Sampler { kRandom, kGrid };
+  enum class Sampler { kRandom, kGrid, kTpe };
   Sampler sampler = Sampler::kRandom;
+  int tpe_startup = 10;  // tpe: random trials before the model takes over
   std::vector<Param> space;  // in spec order
   Goal goal = Goal::kMinimize;
   int max_trials = 0;

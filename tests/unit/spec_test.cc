@@ -126,7 +126,7 @@ TEST(SpecTest, PlaceholderNamingNoParameterRejected) {
 
 TEST(SpecTest, UnknownAlgorithmRejected) {
   EXPECT_EQ(Error(Edit("name: random", "name: bayes")),
-            "algorithm.name: unknown algorithm 'bayes' (known: random, grid, asha, hyperband)");
+            "algorithm.name: unknown algorithm 'bayes' (known: random, grid, tpe, asha, hyperband)");
 }
 
 TEST(SpecTest, MissingPartsRejected) {
@@ -199,6 +199,22 @@ trial: {command: [train]}
   ASSERT_TRUE(grid.ok()) << grid.status();
   EXPECT_EQ(grid->algorithm().early_stopping().reduction_factor(), 4);
   EXPECT_EQ(grid->algorithm().early_stopping().mode(), "stop");
+}
+
+TEST(SpecTest, TpeWithDefaultsAndWithEarlyStopping) {
+  auto tpe = ParseSpecYaml(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: tpe, seed: 7}"), "/b");
+  ASSERT_TRUE(tpe.ok()) << tpe.status();
+  EXPECT_EQ(tpe->algorithm().startup_trials(), 10);
+  auto bohb_like = ParseSpecYaml(
+      "resource: {metric: epoch, min: 1, max: 27}\n" +
+          Edit("algorithm: {name: random, seed: 7}",
+               "algorithm: {name: tpe, startup_trials: 5, early_stopping: {rule: asha}}"),
+      "/b");
+  ASSERT_TRUE(bohb_like.ok()) << bohb_like.status();
+  EXPECT_EQ(bohb_like->algorithm().startup_trials(), 5);
+  EXPECT_EQ(bohb_like->algorithm().early_stopping().rule(), "asha");
+  EXPECT_EQ(Error(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: random, startup_trials: 3}")),
+            "algorithm.startup_trials: applies to tpe only");
 }
 
 TEST(SpecTest, EarlyStoppingRejections) {

@@ -1,0 +1,275 @@
+// TPE: model the parameters of the best trials, l(x), and of the rest, g(x), with Parzen
+// estimators, and pick, among candidates drawn from l, the one maximising l(x) / g(x).
+// Univariate (each parameter on its own), as Optuna's and Hyperopt's defaults are:
+// - the best gamma(n) = min(ceil(0.1 n), 25) completed trials form l;
+// - the rest, and every trial still running (the constant liar), form g;
+// - 24 candidates; each estimator has a prior component over the whole range;
+// - bandwidths are the larger gap to a neighbour, clipped to [range / min(100, n + 1), range].
+// Floats (log ones in log space) and ints are continuous with truncated Gaussian kernels; ints
+// are rounded; categoricals, and numbers given as a value list, use category frequencies
+// with a prior count of 1 each.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "server/search/sampler.h"
+#include "server/search/stopping.h"
+
+namespace rung::search {
+namespace {
+
+constexpr int kCandidates = 24;
+constexpr double kPi = 3.14159265358979323846;
+
+bool IsCategory(const Param& p) { return p.kind == Param::Kind::kCategorical || !p.grid_values.empty(); }
+size_t Categories(const Param& p) {
+  return p.kind == Param::Kind::kCategorical ? p.values.size() : p.grid_values.size();
+}
+
+// The continuous domain of a numeric parameter.
+void Domain(const Param& p, double* lo, double* hi) {
+  double a = p.min, b = p.max;
+  if (p.kind == Param::Kind::kInt) {
+    a -= 0.5;
+    b += 0.5;
+  }
+  if (p.log) {
+    a = std::log(std::max(a, 1e-12));
+    b = std::log(b);
+  }
+  *lo = a;
+  *hi = b;
+}
+
+double Phi(double z) { return 0.5 * std::erfc(-z / std::sqrt(2.0)); }
+
+struct Parzen {
+  std::vector<double> mu, sigma;
+  double lo = 0, hi = 1;
+
+  Parzen(std::vector<double> points, double lo_, double hi_) : lo(lo_), hi(hi_) {
+    const double range = hi - lo;
+    points.push_back(0.5 * (lo + hi));  // the prior
+    std::sort(points.begin(), points.end());
+    const double min_sigma = range / std::min(100.0, static_cast<double>(points.size()));
+    for (size_t i = 0; i < points.size(); ++i) {
+      double left = points[i] - (i > 0 ? points[i - 1] : lo);
+      double right = (i + 1 < points.size() ? points[i + 1] : hi) - points[i];
+      mu.push_back(points[i]);
+      sigma.push_back(std::clamp(std::max(left, right), min_sigma, range));
+    }
+    // The prior component is as wide as the range.
+    for (size_t i = 0; i < mu.size(); ++i) {
+      if (mu[i] == 0.5 * (lo + hi)) {
+        sigma[i] = range;
+        break;
+      }
+    }
+  }
+
+  double Sample(Rng* rng) const {
+    const size_t k = rng->Below(mu.size());
+    for (int tries = 0; tries < 100; ++tries) {
+      // Box-Muller from the seeded generator.
+      double u1 = std::max(rng->Uniform(), 1e-300), u2 = rng->Uniform();
+      double z = std::sqrt(-2 * std::log(u1)) * std::cos(2 * kPi * u2);
+      double x = mu[k] + sigma[k] * z;
+      if (x >= lo && x <= hi) return x;
+    }
+    return std::clamp(mu[k], lo, hi);
+  }
+
+  double LogPdf(double x) const {
+    double sum = 0;
+    for (size_t i = 0; i < mu.size(); ++i) {
+      const double z = (x - mu[i]) / sigma[i];
+      const double mass = Phi((hi - mu[i]) / sigma[i]) - Phi((lo - mu[i]) / sigma[i]);
+      sum += std::exp(-0.5 * z * z) / (sigma[i] * std::sqrt(2 * kPi) * std::max(mass, 1e-12));
+    }
+    return std::log(std::max(sum / static_cast<double>(mu.size()), 1e-300));
+  }
+};
+
+class TpeSampler final : public Sampler {
+ public:
+  TpeSampler(const Config& c, int startup)
+      : space_(c.space), goal_(c.goal), startup_(startup), rng_(c.seed) {}
+
+  Params Next(int index) override {
+    std::vector<const Trial*> done, running;
+    for (const auto& [i, t] : trials_) {
+      if (t.state == 'c') done.push_back(&t);
+      if (t.state == 'r') running.push_back(&t);
+    }
+    Trial trial;
+    trial.state = 'r';
+    if (static_cast<int>(done.size()) < startup_) {
+      for (const Param& p : space_) trial.values.push_back(Encode(p, SampleUniform(p, &rng_)));
+    } else {
+      std::stable_sort(done.begin(), done.end(), [&](const Trial* a, const Trial* b) {
+        return goal_ == Goal::kMaximize ? a->value > b->value : a->value < b->value;
+      });
+      const size_t n_below =
+          std::min<size_t>(25, static_cast<size_t>(std::ceil(0.1 * static_cast<double>(done.size()))));
+      std::vector<const Trial*> below(done.begin(), done.begin() + n_below);
+      std::vector<const Trial*> above(done.begin() + n_below, done.end());
+      above.insert(above.end(), running.begin(), running.end());  // the constant liar
+      for (size_t j = 0; j < space_.size(); ++j) trial.values.push_back(Suggest(j, below, above));
+    }
+    trials_[index] = trial;
+    return Decode(trial);
+  }
+
+  void Observe(int index, bool has_value, double value) override {
+    auto it = trials_.find(index);
+    if (it == trials_.end()) return;
+    it->second.state = has_value ? 'c' : 'x';
+    it->second.value = value;
+  }
+
+  // "rng=<state>", then "o <index> <state r|c|x> <value> <v0> <v1> ..." in space order.
+  void Save(std::vector<std::string>* lines) const override {
+    lines->push_back(absl::StrCat("rng=", rng_.Save()));
+    for (const auto& [i, t] : trials_) {
+      std::string line = absl::StrCat("o ", i, " ", std::string(1, t.state), " ", DoubleText(t.value));
+      for (double v : t.values) absl::StrAppend(&line, " ", DoubleText(v));
+      lines->push_back(std::move(line));
+    }
+  }
+
+  bool Load(const std::vector<std::string>& lines) override {
+    if (lines.empty()) return false;
+    absl::string_view head = lines[0];
+    if (!absl::ConsumePrefix(&head, "rng=") || !rng_.Load(head)) return false;
+    trials_.clear();
+    for (size_t k = 1; k < lines.size(); ++k) {
+      std::vector<absl::string_view> w = absl::StrSplit(lines[k], ' ', absl::SkipEmpty());
+      int index;
+      Trial t;
+      if (w.size() != 4 + space_.size() || w[0] != "o" || !absl::SimpleAtoi(w[1], &index) ||
+          w[2].size() != 1 || !ParseDouble(w[3], &t.value)) {
+        return false;
+      }
+      t.state = w[2][0];
+      for (size_t j = 4; j < w.size(); ++j) {
+        double v;
+        if (!ParseDouble(w[j], &v)) return false;
+        t.values.push_back(v);
+      }
+      trials_[index] = std::move(t);
+    }
+    return true;
+  }
+
+ private:
+  // A trial as the model sees it: each parameter encoded as a number (a category's index, or
+  // a value in the continuous domain).
+  struct Trial {
+    char state = 'r';  // running, completed, closed without a value
+    double value = 0;
+    std::vector<double> values;
+  };
+
+  static double Encode(const Param& p, const ParamValue& v) {
+    if (p.kind == Param::Kind::kCategorical) {
+      const auto& s = std::get<std::string>(v);
+      return static_cast<double>(std::find(p.values.begin(), p.values.end(), s) - p.values.begin());
+    }
+    const double x = p.kind == Param::Kind::kInt ? static_cast<double>(std::get<int64_t>(v)) : std::get<double>(v);
+    if (!p.grid_values.empty()) {
+      return static_cast<double>(std::find(p.grid_values.begin(), p.grid_values.end(), x) -
+                                 p.grid_values.begin());
+    }
+    return p.log ? std::log(std::max(x, 1e-300)) : x;
+  }
+
+  Params Decode(const Trial& t) const {
+    Params params;
+    for (size_t j = 0; j < space_.size(); ++j) {
+      const Param& p = space_[j];
+      const double e = t.values[j];
+      if (p.kind == Param::Kind::kCategorical) {
+        params[p.name] = p.values[static_cast<size_t>(e)];
+      } else if (!p.grid_values.empty()) {
+        double v = p.grid_values[static_cast<size_t>(e)];
+        if (p.kind == Param::Kind::kInt) {
+          params[p.name] = static_cast<int64_t>(v);
+        } else {
+          params[p.name] = v;
+        }
+      } else {
+        double x = p.log ? std::exp(e) : e;
+        if (p.kind == Param::Kind::kInt) {
+          params[p.name] = std::clamp(static_cast<int64_t>(std::llround(x)),
+                                      static_cast<int64_t>(p.min), static_cast<int64_t>(p.max));
+        } else {
+          params[p.name] = std::clamp(x, p.min, p.max);
+        }
+      }
+    }
+    return params;
+  }
+
+  // The encoded value for parameter j that maximises l / g over candidates drawn from l.
+  double Suggest(size_t j, const std::vector<const Trial*>& below,
+                 const std::vector<const Trial*>& above) {
+    const Param& p = space_[j];
+    if (IsCategory(p)) {
+      const size_t k = Categories(p);
+      std::vector<double> l(k, 1.0), g(k, 1.0);  // a prior count of 1 each
+      for (const Trial* t : below) l[static_cast<size_t>(t->values[j])] += 1;
+      for (const Trial* t : above) g[static_cast<size_t>(t->values[j])] += 1;
+      double lsum = 0, gsum = 0;
+      for (size_t c = 0; c < k; ++c) {
+        lsum += l[c];
+        gsum += g[c];
+      }
+      double best_score = -std::numeric_limits<double>::infinity(), best = 0;
+      for (int n = 0; n < kCandidates; ++n) {
+        double r = rng_.Uniform() * lsum;
+        size_t c = 0;
+        while (c + 1 < k && r >= l[c]) r -= l[c++];
+        double score = std::log(l[c] / lsum) - std::log(g[c] / gsum);
+        if (score > best_score) {
+          best_score = score;
+          best = static_cast<double>(c);
+        }
+      }
+      return best;
+    }
+    double lo, hi;
+    Domain(p, &lo, &hi);
+    std::vector<double> lp, gp;
+    for (const Trial* t : below) lp.push_back(t->values[j]);
+    for (const Trial* t : above) gp.push_back(t->values[j]);
+    Parzen l(lp, lo, hi), g(gp, lo, hi);
+    double best_score = -std::numeric_limits<double>::infinity(), best = 0.5 * (lo + hi);
+    for (int n = 0; n < kCandidates; ++n) {
+      double x = l.Sample(&rng_);
+      double score = l.LogPdf(x) - g.LogPdf(x);
+      if (score > best_score) {
+        best_score = score;
+        best = x;
+      }
+    }
+    return best;
+  }
+
+  const std::vector<Param> space_;
+  const Goal goal_;
+  const int startup_;
+  Rng rng_;
+  std::map<int, Trial> trials_;
+};
+
+}  // namespace
+
+std::unique_ptr<Sampler> NewTpeSampler(const Config& config, int startup) {
+  return std::make_unique<TpeSampler>(config, startup);
+}
+
+}  // namespace rung::search
