@@ -40,7 +40,7 @@ constexpr int kEta = 3;
 Config BaseConfig(uint64_t seed) {
   Config c;
   for (int i = 0; i < kDims; ++i) {
-    c.space.push_back({"x" + std::to_string(i), search::Param::Kind::kFloat, 0, 1, false, {}, {}, 0});
+    c.space.push_back({"x" + std::to_string(i), search::Param::Kind::kFloat, 0, 1, false, {}, {}, 0, "", {}});
   }
   c.max_trials = 1'000'000;  // time, not trials, bounds each run
   c.seed = seed;

@@ -104,7 +104,24 @@ absl::Status ParseStringMap(const YAML::Node& n, absl::string_view field,
 absl::Status ParseParam(const std::string& name, const YAML::Node& n, ParamSpec* p) {
   std::string field = absl::StrCat("search_space.", name);
   RETURN_IF_ERROR(
-      CheckKeys(n, field, {"type", "min", "max", "log", "values", "grid_points"}));
+      CheckKeys(n, field, {"type", "min", "max", "log", "values", "grid_points", "when"}));
+  if (const YAML::Node w = n["when"]) {
+    if (!w.IsMap() || w.size() != 1) {
+      return Invalid(field + ".when", "expected one parent and its values, e.g. {optimizer: sgd}");
+    }
+    for (const auto& kv : w) {
+      p->set_parent(kv.first.Scalar());
+      if (kv.second.IsSequence()) {
+        for (size_t i = 0; i < kv.second.size(); ++i) {
+          ASSIGN_OR_RETURN(std::string v, GetString(kv.second[i], absl::StrCat(field, ".when.", p->parent())));
+          p->add_parent_values(v);
+        }
+      } else {
+        ASSIGN_OR_RETURN(std::string v, GetString(kv.second, absl::StrCat(field, ".when.", p->parent())));
+        p->add_parent_values(v);
+      }
+    }
+  }
   p->set_name(name);
   if (!n["type"]) return Invalid(field, "type is required (float, int or categorical)");
   ASSIGN_OR_RETURN(std::string type, GetString(n["type"], field + ".type"));
@@ -591,11 +608,33 @@ absl::Status ValidateSpec(ExperimentSpec* spec, absl::string_view base_dir) {
     return Invalid("search_space", "is required and must name at least one parameter");
   }
   std::set<std::string> names;
+  std::map<std::string, const ParamSpec*> declared;
+  std::set<std::string> conditional;
   for (auto& p : *spec->mutable_search_space()) {
     if (!names.insert(p.name()).second) {
       return Invalid(absl::StrCat("search_space.", p.name()), "is defined twice");
     }
     RETURN_IF_ERROR(ValidateParam(&p, grid));
+    if (!p.parent().empty()) {
+      const std::string field = absl::StrCat("search_space.", p.name(), ".when");
+      auto parent = declared.find(p.parent());
+      if (parent == declared.end()) {
+        return Invalid(field, absl::StrCat("parent '", p.parent(), "' must be a parameter declared before ",
+                                           p.name()));
+      }
+      if (parent->second->type() != ParamSpec::CATEGORICAL) {
+        return Invalid(field, absl::StrCat("parent '", p.parent(), "' must be categorical"));
+      }
+      if (p.parent_values().empty()) return Invalid(field, "needs at least one value");
+      for (const auto& v : p.parent_values()) {
+        const auto& vs = parent->second->values();
+        if (std::find(vs.begin(), vs.end(), v) == vs.end()) {
+          return Invalid(field, absl::StrCat("'", v, "' is not a value of ", p.parent()));
+        }
+      }
+      conditional.insert(p.name());
+    }
+    declared[p.name()] = &p;
   }
   v1::Budget* b = spec->mutable_budget();
   if (b->max_trials() < 0) return Invalid("budget.max_trials", "must be at least 1");
@@ -612,10 +651,18 @@ absl::Status ValidateSpec(ExperimentSpec* spec, absl::string_view base_dir) {
   }
   google::protobuf::Map<std::string, v1::ParamValue> probe;
   for (const auto& p : spec->search_space()) probe[p.name()].set_int_value(0);
+  // A conditional parameter is absent from some trials, so it cannot fill a placeholder.
+  google::protobuf::Map<std::string, v1::ParamValue> always = probe;
+  for (const auto& c : conditional) always.erase(c);
   for (int i = 0; i < t->command_size(); ++i) {
     auto filled = FillPlaceholders(t->command(i), probe);
     if (!filled.ok()) {
       return Invalid(absl::StrCat("trial.command[", i, "]"), filled.status().message());
+    }
+    if (!FillPlaceholders(t->command(i), always).ok()) {
+      return Invalid(absl::StrCat("trial.command[", i, "]"),
+                     "a placeholder names a conditional parameter, which some trials lack; "
+                     "read it from RUNG_PARAMS instead");
     }
   }
   for (const auto& [k, v] : t->env()) {

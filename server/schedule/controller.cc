@@ -76,6 +76,8 @@ search::Config Controller::SearchConfig(const v1::ExperimentSpec& spec) {
     q.values.assign(p.values().begin(), p.values().end());
     q.grid_values.assign(p.grid_values().begin(), p.grid_values().end());
     q.grid_points = p.grid_points();
+    q.parent = p.parent();
+    q.parent_values.assign(p.parent_values().begin(), p.parent_values().end());
     c.space.push_back(std::move(q));
   }
   c.goal = spec.objective().goal() == v1::Objective::MAXIMIZE ? search::Goal::kMaximize

@@ -53,6 +53,14 @@ std::vector<ParamValue> GridAxis(const Param& p) {
 
 }  // namespace
 
+bool Active(const Param& p, const Params& chosen) {
+  if (p.parent.empty()) return true;
+  auto it = chosen.find(p.parent);
+  if (it == chosen.end()) return false;
+  const auto* v = std::get_if<std::string>(&it->second);
+  return v && std::find(p.parent_values.begin(), p.parent_values.end(), *v) != p.parent_values.end();
+}
+
 ParamValue SampleUniform(const Param& p, Rng* rng) {
   if (p.kind == Param::Kind::kCategorical) return p.values[rng->Below(p.values.size())];
   if (!p.grid_values.empty()) {
@@ -83,7 +91,9 @@ class RandomSampler final : public Sampler {
 
   Params Next(int /*index*/) override {
     Params params;
-    for (const Param& p : space_) params[p.name] = SampleUniform(p, &rng_);
+    for (const Param& p : space_) {
+      if (Active(p, params)) params[p.name] = SampleUniform(p, &rng_);
+    }
     return params;
   }
   void Save(std::vector<std::string>* lines) const override {
@@ -100,13 +110,48 @@ class RandomSampler final : public Sampler {
   Rng rng_;
 };
 
-// Point `index` of the grid in mixed-radix order, the last parameter varying fastest.
+bool Conditional(const std::vector<Param>& space) {
+  for (const Param& p : space) {
+    if (!p.parent.empty()) return true;
+  }
+  return false;
+}
+
+// Every valid combination of a conditional space, in order (the last parameter fastest); an
+// inactive parameter takes no value. Stops at `limit` points.
+void Expand(const std::vector<Param>& space, const std::vector<std::vector<ParamValue>>& axes,
+            size_t i, Params* chosen, std::vector<Params>* out, size_t limit) {
+  if (out->size() >= limit) return;
+  if (i == space.size()) {
+    out->push_back(*chosen);
+    return;
+  }
+  if (!Active(space[i], *chosen)) {
+    Expand(space, axes, i + 1, chosen, out, limit);
+    return;
+  }
+  for (const ParamValue& v : axes[i]) {
+    (*chosen)[space[i].name] = v;
+    Expand(space, axes, i + 1, chosen, out, limit);
+    chosen->erase(space[i].name);
+  }
+}
+
+constexpr size_t kMaxConditionalGrid = 1'000'000;
+
+// Point `index` of the grid, the last parameter varying fastest: by mixed-radix arithmetic,
+// or, for a conditional space, from the list of its valid combinations.
 class GridSampler final : public Sampler {
  public:
   explicit GridSampler(const Config& config) : space_(config.space) {
     for (const Param& p : space_) axes_.push_back(GridAxis(p));
+    if (Conditional(space_)) {
+      Params chosen;
+      Expand(space_, axes_, 0, &chosen, &points_, kMaxConditionalGrid);
+    }
   }
   Params Next(int index) override {
+    if (!points_.empty()) return points_[static_cast<size_t>(index) % points_.size()];
     Params params;
     int64_t rest = index;
     for (size_t i = axes_.size(); i-- > 0;) {
@@ -124,6 +169,7 @@ class GridSampler final : public Sampler {
  private:
   const std::vector<Param> space_;
   std::vector<std::vector<ParamValue>> axes_;
+  std::vector<Params> points_;  // conditional spaces only
 };
 
 // A sampler, optionally with a stopping rule. Creates trials while the controller has room
@@ -247,6 +293,14 @@ class ComposedSearcher final : public Searcher {
 }  // namespace
 
 int64_t GridSize(const std::vector<Param>& space) {
+  if (Conditional(space)) {
+    std::vector<std::vector<ParamValue>> axes;
+    for (const Param& p : space) axes.push_back(GridAxis(p));
+    std::vector<Params> points;
+    Params chosen;
+    Expand(space, axes, 0, &chosen, &points, kMaxConditionalGrid);
+    return static_cast<int64_t>(points.size());
+  }
   int64_t n = 1;
   for (const Param& p : space) {
     n = std::min<int64_t>(n * static_cast<int64_t>(GridAxis(p).size()),

@@ -34,7 +34,13 @@ struct Param {
   std::vector<std::string> values;  // categorical
   std::vector<double> grid_values;  // an explicit value list for a float or int
   int grid_points = 0;              // float grid: evenly spaced (log-spaced when log)
+  // Conditional: exists only when categorical `parent` (earlier in the space) is one of these.
+  std::string parent;
+  std::vector<std::string> parent_values;
 };
+
+// Whether `p` exists given the parameters chosen so far (its parent's among them).
+bool Active(const Param& p, const Params& chosen);
 
 enum class Goal { kMinimize, kMaximize };
 

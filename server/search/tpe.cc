@@ -23,6 +23,7 @@ namespace rung::search {
 namespace {
 
 constexpr int kCandidates = 24;
+const double kAbsent = std::numeric_limits<double>::quiet_NaN();  // a parameter not in a trial
 constexpr double kPi = 3.14159265358979323846;
 
 bool IsCategory(const Param& p) { return p.kind == Param::Kind::kCategorical || !p.grid_values.empty(); }
@@ -108,7 +109,16 @@ class TpeSampler final : public Sampler {
     Trial trial;
     trial.state = 'r';
     if (static_cast<int>(done.size()) < startup_) {
-      for (const Param& p : space_) trial.values.push_back(Encode(p, SampleUniform(p, &rng_)));
+      Params chosen;
+      for (const Param& p : space_) {
+        if (!Active(p, chosen)) {
+          trial.values.push_back(kAbsent);
+          continue;
+        }
+        ParamValue v = SampleUniform(p, &rng_);
+        chosen[p.name] = v;
+        trial.values.push_back(Encode(p, v));
+      }
     } else {
       std::stable_sort(done.begin(), done.end(), [&](const Trial* a, const Trial* b) {
         return goal_ == Goal::kMaximize ? a->value > b->value : a->value < b->value;
@@ -118,7 +128,16 @@ class TpeSampler final : public Sampler {
       std::vector<const Trial*> below(done.begin(), done.begin() + n_below);
       std::vector<const Trial*> above(done.begin() + n_below, done.end());
       above.insert(above.end(), running.begin(), running.end());  // the constant liar
-      for (size_t j = 0; j < space_.size(); ++j) trial.values.push_back(Suggest(j, below, above));
+      for (size_t j = 0; j < space_.size(); ++j) {
+        // Parents come first, so whether j exists is known by now.
+        Trial partial = trial;
+        partial.values.resize(space_.size(), kAbsent);
+        if (!Active(space_[j], Decode(partial))) {
+          trial.values.push_back(kAbsent);
+          continue;
+        }
+        trial.values.push_back(Suggest(j, below, above));
+      }
     }
     trials_[index] = trial;
     return Decode(trial);
@@ -192,6 +211,7 @@ class TpeSampler final : public Sampler {
     for (size_t j = 0; j < space_.size(); ++j) {
       const Param& p = space_[j];
       const double e = t.values[j];
+      if (std::isnan(e)) continue;  // not in this trial (a conditional parameter)
       if (p.kind == Param::Kind::kCategorical) {
         params[p.name] = p.values[static_cast<size_t>(e)];
       } else if (!p.grid_values.empty()) {
@@ -218,11 +238,16 @@ class TpeSampler final : public Sampler {
   double Suggest(size_t j, const std::vector<const Trial*>& below,
                  const std::vector<const Trial*>& above) {
     const Param& p = space_[j];
+    // Each model learns from the trials that had this parameter, whatever branch they took.
     if (IsCategory(p)) {
       const size_t k = Categories(p);
       std::vector<double> l(k, 1.0), g(k, 1.0);  // a prior count of 1 each
-      for (const Trial* t : below) l[static_cast<size_t>(t->values[j])] += 1;
-      for (const Trial* t : above) g[static_cast<size_t>(t->values[j])] += 1;
+      for (const Trial* t : below) {
+        if (!std::isnan(t->values[j])) l[static_cast<size_t>(t->values[j])] += 1;
+      }
+      for (const Trial* t : above) {
+        if (!std::isnan(t->values[j])) g[static_cast<size_t>(t->values[j])] += 1;
+      }
       double lsum = 0, gsum = 0;
       for (size_t c = 0; c < k; ++c) {
         lsum += l[c];
@@ -244,8 +269,12 @@ class TpeSampler final : public Sampler {
     double lo, hi;
     Domain(p, &lo, &hi);
     std::vector<double> lp, gp;
-    for (const Trial* t : below) lp.push_back(t->values[j]);
-    for (const Trial* t : above) gp.push_back(t->values[j]);
+    for (const Trial* t : below) {
+      if (!std::isnan(t->values[j])) lp.push_back(t->values[j]);
+    }
+    for (const Trial* t : above) {
+      if (!std::isnan(t->values[j])) gp.push_back(t->values[j]);
+    }
     Parzen l(lp, lo, hi), g(gp, lo, hi);
     double best_score = -std::numeric_limits<double>::infinity(), best = 0.5 * (lo + hi);
     for (int n = 0; n < kCandidates; ++n) {

@@ -10,10 +10,10 @@ namespace {
 
 Config QuickstartConfig(int max_trials = 20, uint64_t seed = 7) {
   Config c;
-  c.space.push_back({"x1", Param::Kind::kFloat, -5, 10, false, {}, {}, 0});
-  c.space.push_back({"lr", Param::Kind::kFloat, 1e-5, 1e-1, true, {}, {}, 0});
-  c.space.push_back({"depth", Param::Kind::kInt, 1, 8, false, {}, {}, 0});
-  c.space.push_back({"act", Param::Kind::kCategorical, 0, 0, false, {"relu", "tanh", "gelu"}, {}, 0});
+  c.space.push_back({"x1", Param::Kind::kFloat, -5, 10, false, {}, {}, 0, "", {}});
+  c.space.push_back({"lr", Param::Kind::kFloat, 1e-5, 1e-1, true, {}, {}, 0, "", {}});
+  c.space.push_back({"depth", Param::Kind::kInt, 1, 8, false, {}, {}, 0, "", {}});
+  c.space.push_back({"act", Param::Kind::kCategorical, 0, 0, false, {"relu", "tanh", "gelu"}, {}, 0, "", {}});
   c.max_trials = max_trials;
   c.seed = seed;
   return c;
@@ -128,9 +128,9 @@ TEST(RandomSearcherTest, RestoreRejectsGarbage) {
 
 TEST(GridSearcherTest, CoversEveryPointOnceInOrder) {
   Config c;
-  c.space.push_back({"lr", Param::Kind::kFloat, 0.001, 0.1, true, {}, {}, 3});
-  c.space.push_back({"depth", Param::Kind::kInt, 1, 2, false, {}, {}, 0});
-  c.space.push_back({"opt", Param::Kind::kCategorical, 0, 0, false, {"sgd", "adam"}, {}, 0});
+  c.space.push_back({"lr", Param::Kind::kFloat, 0.001, 0.1, true, {}, {}, 3, "", {}});
+  c.space.push_back({"depth", Param::Kind::kInt, 1, 2, false, {}, {}, 0, "", {}});
+  c.space.push_back({"opt", Param::Kind::kCategorical, 0, 0, false, {"sgd", "adam"}, {}, 0, "", {}});
   c.max_trials = 1000;
   EXPECT_EQ(GridSize(c.space), 12);
   auto s = NewSearcher(Grid(c));
@@ -151,7 +151,7 @@ TEST(GridSearcherTest, CoversEveryPointOnceInOrder) {
 
 TEST(GridSearcherTest, ExplicitValuesAndSnapshot) {
   Config c;
-  c.space.push_back({"bs", Param::Kind::kInt, 0, 0, false, {}, {32, 64, 128}, 0});
+  c.space.push_back({"bs", Param::Kind::kInt, 0, 0, false, {}, {32, 64, 128}, 0, "", {}});
   c.max_trials = 3;
   auto a = NewSearcher(Grid(c));
   ASSERT_TRUE(a.ok());

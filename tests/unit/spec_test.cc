@@ -217,6 +217,35 @@ TEST(SpecTest, TpeWithDefaultsAndWithEarlyStopping) {
             "algorithm.startup_trials: applies to tpe only");
 }
 
+TEST(SpecTest, ConditionalParametersAsInTheIssue) {
+  constexpr char kBase[] = R"(
+objective: {metric: loss, goal: minimize}
+search_space:
+  optimizer: {type: categorical, values: [sgd, adam]}
+  momentum: {type: float, min: 0.0, max: 0.99, when: {optimizer: sgd}}
+  beta1: {type: float, min: 0.8, max: 0.999, when: {optimizer: [adam]}}
+budget: {max_trials: 4}
+trial: {command: [train, --opt, "{optimizer}"]}
+)";
+  auto spec = ParseSpecYaml(kBase, "/b");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->search_space(1).parent(), "optimizer");
+  EXPECT_THAT(spec->search_space(1).parent_values(), ::testing::ElementsAre("sgd"));
+  EXPECT_THAT(spec->search_space(2).parent_values(), ::testing::ElementsAre("adam"));
+  auto edit = [&](const std::string& from, const std::string& to) {
+    std::string s = kBase;
+    return s.replace(s.find(from), from.size(), to);
+  };
+  EXPECT_THAT(Error(edit("when: {optimizer: sgd}", "when: {optimiser: sgd}")),
+              HasSubstr("search_space.momentum.when: parent 'optimiser' must be a parameter declared before momentum"));
+  EXPECT_THAT(Error(edit("when: {optimizer: sgd}", "when: {optimizer: rmsprop}")),
+              HasSubstr("search_space.momentum.when: 'rmsprop' is not a value of optimizer"));
+  EXPECT_THAT(Error(edit("when: {optimizer: sgd}", "when: {beta1: sgd}")),
+              HasSubstr("parent 'beta1' must be a parameter declared before momentum"));
+  EXPECT_THAT(Error(edit("\"{optimizer}\"]", "\"{momentum}\"]")),
+              HasSubstr("names a conditional parameter, which some trials lack"));
+}
+
 TEST(SpecTest, EarlyStoppingRejections) {
   const std::string asha = "algorithm: {name: asha}";
   const std::string random = "algorithm: {name: random, seed: 7}";

@@ -18,7 +18,7 @@ using ::testing::HasSubstr;
 
 Config Base(Stopping::Rule rule, Goal goal = Goal::kMinimize, int max_trials = 100) {
   Config c;
-  c.space.push_back({"x", Param::Kind::kFloat, 0, 1, false, {}, {}, 0});
+  c.space.push_back({"x", Param::Kind::kFloat, 0, 1, false, {}, {}, 0, "", {}});
   c.max_trials = max_trials;
   c.seed = 5;
   c.goal = goal;
