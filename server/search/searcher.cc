@@ -5,6 +5,8 @@
 #include <limits>
 #include <set>
 
+#include <functional>
+
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -18,37 +20,40 @@ namespace rung::search {
 namespace {
 
 // The values a parameter takes in a grid, in order.
-std::vector<ParamValue> GridAxis(const Param& p) {
-  std::vector<ParamValue> axis;
+// The number of values a parameter takes in a grid. Computed, never materialised, so an
+// int range of a billion costs nothing until its values are asked for one by one.
+int64_t AxisSize(const Param& p) {
   switch (p.kind) {
     case Param::Kind::kCategorical:
-      for (const auto& v : p.values) axis.emplace_back(v);
-      break;
+      return static_cast<int64_t>(p.values.size());
     case Param::Kind::kInt:
-      if (!p.grid_values.empty()) {
-        for (double v : p.grid_values) axis.emplace_back(static_cast<int64_t>(v));
-      } else {
-        for (int64_t v = static_cast<int64_t>(p.min); v <= static_cast<int64_t>(p.max); ++v) {
-          axis.emplace_back(v);
-        }
-      }
-      break;
+      if (!p.grid_values.empty()) return static_cast<int64_t>(p.grid_values.size());
+      return static_cast<int64_t>(p.max) - static_cast<int64_t>(p.min) + 1;
     case Param::Kind::kFloat:
-      if (!p.grid_values.empty()) {
-        for (double v : p.grid_values) axis.emplace_back(v);
-      } else {
-        const int n = std::max(p.grid_points, 2);
-        for (int i = 0; i < n; ++i) {
-          double f = static_cast<double>(i) / (n - 1);
-          double v = p.log ? std::exp(std::log(p.min) + f * (std::log(p.max) - std::log(p.min)))
-                           : p.min + f * (p.max - p.min);
-          if (i == n - 1) v = p.max;  // exact end point despite rounding
-          axis.emplace_back(v);
-        }
-      }
-      break;
+      if (!p.grid_values.empty()) return static_cast<int64_t>(p.grid_values.size());
+      return std::max(p.grid_points, 2);
   }
-  return axis;
+  return 0;
+}
+
+// Value k (0 <= k < AxisSize(p)) of a parameter's grid axis, in order.
+ParamValue AxisValue(const Param& p, int64_t k) {
+  switch (p.kind) {
+    case Param::Kind::kCategorical:
+      return p.values[static_cast<size_t>(k)];
+    case Param::Kind::kInt:
+      if (!p.grid_values.empty()) return static_cast<int64_t>(p.grid_values[static_cast<size_t>(k)]);
+      return static_cast<int64_t>(p.min) + k;
+    case Param::Kind::kFloat: {
+      if (!p.grid_values.empty()) return p.grid_values[static_cast<size_t>(k)];
+      const int64_t n = AxisSize(p);
+      if (k == n - 1) return p.max;  // exact end point despite rounding
+      const double f = static_cast<double>(k) / static_cast<double>(n - 1);
+      return p.log ? std::exp(std::log(p.min) + f * (std::log(p.max) - std::log(p.min)))
+                   : p.min + f * (p.max - p.min);
+    }
+  }
+  return 0.0;
 }
 
 }  // namespace
@@ -117,46 +122,45 @@ bool Conditional(const std::vector<Param>& space) {
   return false;
 }
 
-// Every valid combination of a conditional space, in order (the last parameter fastest); an
-// inactive parameter takes no value. Stops at `limit` points.
-void Expand(const std::vector<Param>& space, const std::vector<std::vector<ParamValue>>& axes,
-            size_t i, Params* chosen, std::vector<Params>* out, size_t limit) {
-  if (out->size() >= limit) return;
-  if (i == space.size()) {
-    out->push_back(*chosen);
-    return;
-  }
-  if (!Active(space[i], *chosen)) {
-    Expand(space, axes, i + 1, chosen, out, limit);
-    return;
-  }
-  for (const ParamValue& v : axes[i]) {
-    (*chosen)[space[i].name] = v;
-    Expand(space, axes, i + 1, chosen, out, limit);
+// Walks the valid combinations of a conditional space in order (the last parameter
+// fastest); an inactive parameter takes no value. `visit` returns false to stop.
+bool Expand(const std::vector<Param>& space, size_t i, Params* chosen,
+            const std::function<bool(const Params&)>& visit) {
+  if (i == space.size()) return visit(*chosen);
+  if (!Active(space[i], *chosen)) return Expand(space, i + 1, chosen, visit);
+  for (int64_t k = 0; k < AxisSize(space[i]); ++k) {
+    (*chosen)[space[i].name] = AxisValue(space[i], k);
+    bool go_on = Expand(space, i + 1, chosen, visit);
     chosen->erase(space[i].name);
+    if (!go_on) return false;
   }
+  return true;
 }
 
-constexpr size_t kMaxConditionalGrid = 1'000'000;
+constexpr int64_t kMaxGrid = std::numeric_limits<int32_t>::max();
 
 // Point `index` of the grid, the last parameter varying fastest: by mixed-radix arithmetic,
 // or, for a conditional space, from the list of its valid combinations.
 class GridSampler final : public Sampler {
  public:
+  // `config.max_trials` is at most the grid's size: a conditional space keeps that many
+  // points, an unconditional one keeps none.
   explicit GridSampler(const Config& config) : space_(config.space) {
-    for (const Param& p : space_) axes_.push_back(GridAxis(p));
     if (Conditional(space_)) {
       Params chosen;
-      Expand(space_, axes_, 0, &chosen, &points_, kMaxConditionalGrid);
+      Expand(space_, 0, &chosen, [&](const Params& p) {
+        points_.push_back(p);
+        return static_cast<int>(points_.size()) < config.max_trials;
+      });
     }
   }
   Params Next(int index) override {
     if (!points_.empty()) return points_[static_cast<size_t>(index) % points_.size()];
     Params params;
     int64_t rest = index;
-    for (size_t i = axes_.size(); i-- > 0;) {
-      const auto n = static_cast<int64_t>(axes_[i].size());
-      params[space_[i].name] = axes_[i][rest % n];
+    for (size_t i = space_.size(); i-- > 0;) {
+      const int64_t n = AxisSize(space_[i]);
+      params[space_[i].name] = AxisValue(space_[i], rest % n);
       rest /= n;
     }
     return params;
@@ -168,7 +172,6 @@ class GridSampler final : public Sampler {
 
  private:
   const std::vector<Param> space_;
-  std::vector<std::vector<ParamValue>> axes_;
   std::vector<Params> points_;  // conditional spaces only
 };
 
@@ -294,17 +297,17 @@ class ComposedSearcher final : public Searcher {
 
 int64_t GridSize(const std::vector<Param>& space) {
   if (Conditional(space)) {
-    std::vector<std::vector<ParamValue>> axes;
-    for (const Param& p : space) axes.push_back(GridAxis(p));
-    std::vector<Params> points;
+    // Counted by walking the combinations (a conditional grid has no closed form here), up
+    // to a cap; nothing is kept.
+    int64_t n = 0;
     Params chosen;
-    Expand(space, axes, 0, &chosen, &points, kMaxConditionalGrid);
-    return static_cast<int64_t>(points.size());
+    Expand(space, 0, &chosen, [&](const Params&) { return ++n < 1'000'000; });
+    return n;
   }
   int64_t n = 1;
   for (const Param& p : space) {
-    n = std::min<int64_t>(n * static_cast<int64_t>(GridAxis(p).size()),
-                          std::numeric_limits<int32_t>::max());
+    const int64_t k = AxisSize(p);
+    n = k > 0 && n > kMaxGrid / k ? kMaxGrid : std::min(n * k, kMaxGrid);
   }
   return n;
 }

@@ -149,6 +149,22 @@ TEST(GridSearcherTest, CoversEveryPointOnceInOrder) {
   EXPECT_DOUBLE_EQ(std::get<double>(trials[11].params.at("lr")), 0.1);
 }
 
+TEST(GridSearcherTest, HugeAxesCostNothingUntilUsed) {
+  Config c;
+  c.sampler = Config::Sampler::kGrid;
+  c.space.push_back({"n", Param::Kind::kInt, 0, 1e9, false, {}, {}, 0, "", {}});
+  EXPECT_EQ(GridSize(c.space), 1'000'000'001);
+  c.space.push_back({"m", Param::Kind::kInt, 0, 1e9, false, {}, {}, 0, "", {}});
+  EXPECT_EQ(GridSize(c.space), 2147483647);  // saturates, no overflow
+  c.max_trials = 3;
+  auto s = NewSearcher(c);
+  ASSERT_TRUE(s.ok());
+  auto trials = Creates((*s)->Handle(TrialsWanted{5}));
+  ASSERT_EQ(trials.size(), 3u);
+  EXPECT_EQ(std::get<int64_t>(trials[2].params.at("m")), 2);
+  EXPECT_EQ(std::get<int64_t>(trials[2].params.at("n")), 0);
+}
+
 TEST(GridSearcherTest, ExplicitValuesAndSnapshot) {
   Config c;
   c.space.push_back({"bs", Param::Kind::kInt, 0, 0, false, {}, {32, 64, 128}, 0, "", {}});
