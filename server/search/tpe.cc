@@ -16,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "server/search/history.h"
 #include "server/search/sampler.h"
 #include "server/search/stopping.h"
 
@@ -23,7 +24,6 @@ namespace rung::search {
 namespace {
 
 constexpr int kCandidates = 24;
-const double kAbsent = std::numeric_limits<double>::quiet_NaN();  // a parameter not in a trial
 constexpr double kPi = 3.14159265358979323846;
 
 bool IsCategory(const Param& p) { return p.kind == Param::Kind::kCategorical || !p.grid_values.empty(); }
@@ -98,26 +98,18 @@ struct Parzen {
 class TpeSampler final : public Sampler {
  public:
   TpeSampler(const Config& c, int startup)
-      : space_(c.space), goal_(c.goal), startup_(startup), rng_(c.seed) {}
+      : space_(c.space), goal_(c.goal), startup_(startup), rng_(c.seed), history_(c.space) {}
 
   Params Next(int index) override {
     std::vector<const Trial*> done, running;
-    for (const auto& [i, t] : trials_) {
+    for (const auto& [i, t] : history_.trials()) {
       if (t.state == 'c') done.push_back(&t);
       if (t.state == 'r') running.push_back(&t);
     }
-    Trial trial;
-    trial.state = 'r';
+    Params chosen;
     if (static_cast<int>(done.size()) < startup_) {
-      Params chosen;
       for (const Param& p : space_) {
-        if (!Active(p, chosen)) {
-          trial.values.push_back(kAbsent);
-          continue;
-        }
-        ParamValue v = SampleUniform(p, &rng_);
-        chosen[p.name] = v;
-        trial.values.push_back(Encode(p, v));
+        if (Active(p, chosen)) chosen[p.name] = SampleUniform(p, &rng_);
       }
     } else {
       std::stable_sort(done.begin(), done.end(), [&](const Trial* a, const Trial* b) {
@@ -128,111 +120,37 @@ class TpeSampler final : public Sampler {
       std::vector<const Trial*> below(done.begin(), done.begin() + n_below);
       std::vector<const Trial*> above(done.begin() + n_below, done.end());
       above.insert(above.end(), running.begin(), running.end());  // the constant liar
+      std::vector<double> encoded(space_.size(), History::kAbsent);
       for (size_t j = 0; j < space_.size(); ++j) {
         // Parents come first, so whether j exists is known by now.
-        Trial partial = trial;
-        partial.values.resize(space_.size(), kAbsent);
-        if (!Active(space_[j], Decode(partial))) {
-          trial.values.push_back(kAbsent);
-          continue;
-        }
-        trial.values.push_back(Suggest(j, below, above));
+        if (!Active(space_[j], history_.Decode(encoded))) continue;
+        encoded[j] = Suggest(j, below, above);
       }
+      chosen = history_.Decode(encoded);
     }
-    trials_[index] = trial;
-    return Decode(trial);
+    history_.Add(index, chosen);
+    return chosen;
   }
 
   void Observe(int index, bool has_value, double value) override {
-    auto it = trials_.find(index);
-    if (it == trials_.end()) return;
-    it->second.state = has_value ? 'c' : 'x';
-    it->second.value = value;
+    history_.Observe(index, has_value, value);
   }
 
-  // "rng=<state>", then "o <index> <state r|c|x> <value> <v0> <v1> ..." in space order.
+  // "rng=<state>", then the history's lines.
   void Save(std::vector<std::string>* lines) const override {
     lines->push_back(absl::StrCat("rng=", rng_.Save()));
-    for (const auto& [i, t] : trials_) {
-      std::string line = absl::StrCat("o ", i, " ", std::string(1, t.state), " ", DoubleText(t.value));
-      for (double v : t.values) absl::StrAppend(&line, " ", DoubleText(v));
-      lines->push_back(std::move(line));
-    }
+    history_.Save(lines);
   }
 
   bool Load(const std::vector<std::string>& lines) override {
     if (lines.empty()) return false;
     absl::string_view head = lines[0];
     if (!absl::ConsumePrefix(&head, "rng=") || !rng_.Load(head)) return false;
-    trials_.clear();
-    for (size_t k = 1; k < lines.size(); ++k) {
-      std::vector<absl::string_view> w = absl::StrSplit(lines[k], ' ', absl::SkipEmpty());
-      int index;
-      Trial t;
-      if (w.size() != 4 + space_.size() || w[0] != "o" || !absl::SimpleAtoi(w[1], &index) ||
-          w[2].size() != 1 || !ParseDouble(w[3], &t.value)) {
-        return false;
-      }
-      t.state = w[2][0];
-      for (size_t j = 4; j < w.size(); ++j) {
-        double v;
-        if (!ParseDouble(w[j], &v)) return false;
-        t.values.push_back(v);
-      }
-      trials_[index] = std::move(t);
-    }
-    return true;
+    return history_.Load(std::vector<std::string>(lines.begin() + 1, lines.end()));
   }
 
  private:
-  // A trial as the model sees it: each parameter encoded as a number (a category's index, or
-  // a value in the continuous domain).
-  struct Trial {
-    char state = 'r';  // running, completed, closed without a value
-    double value = 0;
-    std::vector<double> values;
-  };
-
-  static double Encode(const Param& p, const ParamValue& v) {
-    if (p.kind == Param::Kind::kCategorical) {
-      const auto& s = std::get<std::string>(v);
-      return static_cast<double>(std::find(p.values.begin(), p.values.end(), s) - p.values.begin());
-    }
-    const double x = p.kind == Param::Kind::kInt ? static_cast<double>(std::get<int64_t>(v)) : std::get<double>(v);
-    if (!p.grid_values.empty()) {
-      return static_cast<double>(std::find(p.grid_values.begin(), p.grid_values.end(), x) -
-                                 p.grid_values.begin());
-    }
-    return p.log ? std::log(std::max(x, 1e-300)) : x;
-  }
-
-  Params Decode(const Trial& t) const {
-    Params params;
-    for (size_t j = 0; j < space_.size(); ++j) {
-      const Param& p = space_[j];
-      const double e = t.values[j];
-      if (std::isnan(e)) continue;  // not in this trial (a conditional parameter)
-      if (p.kind == Param::Kind::kCategorical) {
-        params[p.name] = p.values[static_cast<size_t>(e)];
-      } else if (!p.grid_values.empty()) {
-        double v = p.grid_values[static_cast<size_t>(e)];
-        if (p.kind == Param::Kind::kInt) {
-          params[p.name] = static_cast<int64_t>(v);
-        } else {
-          params[p.name] = v;
-        }
-      } else {
-        double x = p.log ? std::exp(e) : e;
-        if (p.kind == Param::Kind::kInt) {
-          params[p.name] = std::clamp(static_cast<int64_t>(std::llround(x)),
-                                      static_cast<int64_t>(p.min), static_cast<int64_t>(p.max));
-        } else {
-          params[p.name] = std::clamp(x, p.min, p.max);
-        }
-      }
-    }
-    return params;
-  }
+  using Trial = History::Trial;
 
   // The encoded value for parameter j that maximises l / g over candidates drawn from l.
   double Suggest(size_t j, const std::vector<const Trial*>& below,
@@ -292,7 +210,7 @@ class TpeSampler final : public Sampler {
   const Goal goal_;
   const int startup_;
   Rng rng_;
-  std::map<int, Trial> trials_;
+  History history_;
 };
 
 }  // namespace

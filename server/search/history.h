@@ -1,0 +1,48 @@
+// What a model-based sampler remembers: every trial it proposed, each parameter encoded as a
+// number (NaN when a conditional parameter is absent), its state and its objective.
+#ifndef RUNG_SERVER_SEARCH_HISTORY_H_
+#define RUNG_SERVER_SEARCH_HISTORY_H_
+
+#include <limits>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "server/search/searcher.h"
+
+namespace rung::search {
+
+class History {
+ public:
+  static constexpr double kAbsent = std::numeric_limits<double>::quiet_NaN();
+  struct Trial {
+    char state = 'r';  // 'r' running, 'c' completed with a value, 'x' closed without one
+    double value = 0;
+    std::vector<double> values;  // encoded, in space order
+  };
+
+  explicit History(const std::vector<Param>& space) : space_(space) {}
+
+  // Encoding: a category's index (categoricals and value lists), else the value in the
+  // continuous domain (log of it for a log parameter).
+  double Encode(const Param& p, const ParamValue& v) const;
+  // Encoded values (NaN for absent) back to parameters.
+  Params Decode(const std::vector<double>& values) const;
+
+  void Add(int index, const Params& params);
+  void Observe(int index, bool has_value, double value);
+  const std::map<int, Trial>& trials() const { return trials_; }
+  const std::vector<Param>& space() const { return space_; }
+
+  // One line a trial: "o <index> <state> <value> <v0> <v1> ...".
+  void Save(std::vector<std::string>* lines) const;
+  bool Load(const std::vector<std::string>& lines);
+
+ private:
+  const std::vector<Param> space_;
+  std::map<int, Trial> trials_;
+};
+
+}  // namespace rung::search
+
+#endif  // RUNG_SERVER_SEARCH_HISTORY_H_
