@@ -592,15 +592,15 @@ absl::Status ValidateSpec(ExperimentSpec* spec, absl::string_view base_dir) {
   }
   std::string algo = spec->algorithm().name().empty() ? "random" : spec->algorithm().name();
   spec->mutable_algorithm()->set_name(algo);
-  if (algo != "random" && algo != "grid" && algo != "tpe" && algo != "asha" &&
+  if (algo != "random" && algo != "grid" && algo != "tpe" && algo != "gp" && algo != "asha" &&
       algo != "hyperband") {
     return Invalid("algorithm.name", absl::StrCat("unknown algorithm '", algo,
-                                                  "' (known: random, grid, tpe, asha, hyperband)"));
+                                                  "' (known: random, grid, tpe, gp, asha, hyperband)"));
   }
-  if (algo == "tpe") {
+  if (algo == "tpe" || algo == "gp") {
     if (spec->algorithm().startup_trials() == 0) spec->mutable_algorithm()->set_startup_trials(10);
   } else if (spec->algorithm().startup_trials() != 0) {
-    return Invalid("algorithm.startup_trials", "applies to tpe only");
+    return Invalid("algorithm.startup_trials", "applies to tpe and gp only");
   }
   RETURN_IF_ERROR(ValidateStopping(spec));
   bool grid = algo == "grid";

@@ -86,6 +86,7 @@ search::Config Controller::SearchConfig(const v1::ExperimentSpec& spec) {
   c.seed = spec.algorithm().seed();
   c.sampler = spec.algorithm().name() == "grid"  ? search::Config::Sampler::kGrid
               : spec.algorithm().name() == "tpe" ? search::Config::Sampler::kTpe
+              : spec.algorithm().name() == "gp"  ? search::Config::Sampler::kGp
                                                  : search::Config::Sampler::kRandom;
   if (spec.algorithm().startup_trials() > 0) c.tpe_startup = spec.algorithm().startup_trials();
   c.resource_min = spec.resource().min();

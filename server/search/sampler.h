@@ -30,6 +30,9 @@ ParamValue SampleUniform(const Param& p, Rng* rng);
 // liar for running trials and `startup` random trials first.
 std::unique_ptr<Sampler> NewTpeSampler(const Config& config, int startup);
 
+// Gaussian-process search (server/search/gp.cc) after `startup` random trials.
+std::unique_ptr<Sampler> NewGpSampler(const Config& config, int startup);
+
 }  // namespace rung::search
 
 #endif  // RUNG_SERVER_SEARCH_SAMPLER_H_

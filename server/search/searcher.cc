@@ -325,6 +325,8 @@ absl::StatusOr<std::unique_ptr<Searcher>> NewSearcher(const Config& config) {
     sampler = std::make_unique<GridSampler>(c);
   } else if (c.sampler == Config::Sampler::kTpe) {
     sampler = NewTpeSampler(c, c.tpe_startup);
+  } else if (c.sampler == Config::Sampler::kGp) {
+    sampler = NewGpSampler(c, c.tpe_startup);
   } else {
     sampler = std::make_unique<RandomSampler>(c);
   }

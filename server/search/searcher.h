@@ -60,9 +60,9 @@ struct Stopping {
 };
 
 struct Config {
-  enum class Sampler { kRandom, kGrid, kTpe };
+  enum class Sampler { kRandom, kGrid, kTpe, kGp };
   Sampler sampler = Sampler::kRandom;
-  int tpe_startup = 10;  // tpe: random trials before the model takes over
+  int tpe_startup = 10;  // tpe, gp: random trials before the model takes over
   std::vector<Param> space;  // in spec order
   Goal goal = Goal::kMinimize;
   int max_trials = 0;

@@ -126,7 +126,7 @@ TEST(SpecTest, PlaceholderNamingNoParameterRejected) {
 
 TEST(SpecTest, UnknownAlgorithmRejected) {
   EXPECT_EQ(Error(Edit("name: random", "name: bayes")),
-            "algorithm.name: unknown algorithm 'bayes' (known: random, grid, tpe, asha, hyperband)");
+            "algorithm.name: unknown algorithm 'bayes' (known: random, grid, tpe, gp, asha, hyperband)");
 }
 
 TEST(SpecTest, MissingPartsRejected) {
@@ -214,7 +214,7 @@ TEST(SpecTest, TpeWithDefaultsAndWithEarlyStopping) {
   EXPECT_EQ(bohb_like->algorithm().startup_trials(), 5);
   EXPECT_EQ(bohb_like->algorithm().early_stopping().rule(), "asha");
   EXPECT_EQ(Error(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: random, startup_trials: 3}")),
-            "algorithm.startup_trials: applies to tpe only");
+            "algorithm.startup_trials: applies to tpe and gp only");
 }
 
 TEST(SpecTest, ConditionalParametersAsInTheIssue) {

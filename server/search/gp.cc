@@ -1,0 +1,369 @@
+// Gaussian-process search: a Matérn-5/2 kernel with one length scale per feature on the unit
+// cube (numeric parameters scaled in their continuous domain, log ones in log space;
+// categoricals and value lists one-hot), outputs standardised, kernel hyperparameters by MAP
+// (log-normal priors) with a deterministic pattern search warm-started from the last fit,
+// log expected improvement maximised over random valid candidates plus local perturbations
+// of the best, and the kriging believer for running trials. Past kMaxObservations it keeps
+// the best half and the most recent half.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "Eigen/Cholesky"
+#include "Eigen/Dense"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "server/search/gp.h"
+#include "server/search/history.h"
+#include "server/search/sampler.h"
+#include "server/search/stopping.h"
+
+namespace rung::search {
+
+double Matern52(double r) {
+  const double s = std::sqrt(5.0) * r;
+  return (1 + s + s * s / 3) * std::exp(-s);
+}
+
+bool GaussianProcess::Fit(const Eigen::MatrixXd& x, const Eigen::VectorXd& y, const GpHyper& h) {
+  x_ = x;
+  h_ = h;
+  const Eigen::Index n = x.rows();
+  Eigen::MatrixXd k(n, n);
+  for (Eigen::Index i = 0; i < n; ++i) {
+    for (Eigen::Index j = 0; j <= i; ++j) k(i, j) = k(j, i) = Kernel(x.row(i), x.row(j));
+    k(i, i) += std::exp(h.log_noise) + 1e-9;
+  }
+  llt_.compute(k);
+  if (llt_.info() != Eigen::Success) return false;
+  alpha_ = llt_.solve(y);
+  y_ = y;
+  return true;
+}
+
+double GaussianProcess::Kernel(const Eigen::VectorXd& a, const Eigen::VectorXd& b) const {
+  double r2 = 0;
+  for (Eigen::Index i = 0; i < a.size(); ++i) {
+    const double d = (a(i) - b(i)) / std::exp(h_.log_lengthscale(i));
+    r2 += d * d;
+  }
+  return std::exp(h_.log_signal) * Matern52(std::sqrt(r2));
+}
+
+double GaussianProcess::LogMarginal() const {
+  const Eigen::MatrixXd l = llt_.matrixL();
+  return -0.5 * y_.dot(alpha_) - l.diagonal().array().log().sum() -
+         0.5 * static_cast<double>(y_.size()) * std::log(2 * 3.14159265358979323846);
+}
+
+void GaussianProcess::Predict(const Eigen::VectorXd& x, double* mean, double* var) const {
+  Eigen::VectorXd ks(x_.rows());
+  for (Eigen::Index i = 0; i < x_.rows(); ++i) ks(i) = Kernel(x_.row(i), x);
+  *mean = ks.dot(alpha_);
+  const Eigen::VectorXd v = llt_.matrixL().solve(ks);
+  *var = std::max(std::exp(h_.log_signal) - v.squaredNorm(), 1e-12);
+}
+
+namespace {
+
+constexpr int kMaxObservations = 200;
+constexpr int kRandomCandidates = 512;
+constexpr int kLocalCandidates = 40;
+
+void Domain(const Param& p, double* lo, double* hi) {
+  double a = p.min, b = p.max;
+  if (p.kind == Param::Kind::kInt) {
+    a -= 0.5;
+    b += 0.5;
+  }
+  if (p.log) {
+    a = std::log(std::max(a, 1e-12));
+    b = std::log(b);
+  }
+  *lo = a;
+  *hi = b;
+}
+
+bool IsCategory(const Param& p) { return p.kind == Param::Kind::kCategorical || !p.grid_values.empty(); }
+
+double LogPhi(double z) { return -0.5 * z * z - 0.5 * std::log(2 * 3.14159265358979323846); }
+
+// log(z Phi(z) + phi(z)), stable for very negative z.
+double LogH(double z) {
+  if (z > -6) {
+    const double cdf = 0.5 * std::erfc(-z / std::sqrt(2.0));
+    return std::log(std::max(z * cdf + std::exp(LogPhi(z)), 1e-300));
+  }
+  return LogPhi(z) - 2 * std::log(-z);  // z Phi(z) + phi(z) ~ phi(z) / z^2
+}
+
+double LogNormal(double x, double mu, double sd) { return -0.5 * (x - mu) * (x - mu) / (sd * sd); }
+
+class GpSampler final : public Sampler {
+ public:
+  GpSampler(const Config& c, int startup)
+      : space_(c.space), goal_(c.goal), startup_(startup), rng_(c.seed), history_(c.space) {
+    for (const Param& p : space_) dims_ += IsCategory(p) ? static_cast<int>(Categories(p)) : 1;
+  }
+
+  Params Next(int index) override {
+    std::vector<const History::Trial*> done, running;
+    for (const auto& [i, t] : history_.trials()) {
+      if (t.state == 'c') done.push_back(&t);
+      if (t.state == 'r') running.push_back(&t);
+    }
+    Params chosen;
+    if (static_cast<int>(done.size()) < startup_) {
+      chosen = RandomValid();
+    } else {
+      chosen = Suggest(done, running);
+    }
+    history_.Add(index, chosen);
+    return chosen;
+  }
+
+  void Observe(int index, bool has_value, double value) override {
+    history_.Observe(index, has_value, value);
+  }
+
+  // "rng=<state>", "hyp <log lengthscales...> <log signal> <log noise> <observations at fit>"
+  // or "hyp -", then the history's lines.
+  void Save(std::vector<std::string>* lines) const override {
+    lines->push_back(absl::StrCat("rng=", rng_.Save()));
+    if (fitted_) {
+      std::string line = "hyp";
+      for (Eigen::Index i = 0; i < hyper_.log_lengthscale.size(); ++i) {
+        absl::StrAppend(&line, " ", DoubleText(hyper_.log_lengthscale(i)));
+      }
+      absl::StrAppend(&line, " ", DoubleText(hyper_.log_signal), " ", DoubleText(hyper_.log_noise), " ",
+                      fitted_at_);
+      lines->push_back(std::move(line));
+    } else {
+      lines->push_back("hyp -");
+    }
+    history_.Save(lines);
+  }
+
+  bool Load(const std::vector<std::string>& lines) override {
+    if (lines.size() < 2) return false;
+    absl::string_view head = lines[0];
+    if (!absl::ConsumePrefix(&head, "rng=") || !rng_.Load(head)) return false;
+    std::vector<absl::string_view> w = absl::StrSplit(lines[1], ' ', absl::SkipEmpty());
+    if (w.size() == 2 && w[0] == "hyp" && w[1] == "-") {
+      fitted_ = false;
+    } else {
+      if (w.size() != static_cast<size_t>(dims_) + 4 || w[0] != "hyp") return false;
+      hyper_.log_lengthscale.resize(dims_);
+      for (int i = 0; i < dims_; ++i) {
+        if (!ParseDouble(w[1 + i], &hyper_.log_lengthscale(i))) return false;
+      }
+      if (!ParseDouble(w[1 + dims_], &hyper_.log_signal) ||
+          !ParseDouble(w[2 + dims_], &hyper_.log_noise) || !absl::SimpleAtoi(w[3 + dims_], &fitted_at_)) {
+        return false;
+      }
+      fitted_ = true;
+    }
+    return history_.Load(std::vector<std::string>(lines.begin() + 2, lines.end()));
+  }
+
+ private:
+  static size_t Categories(const Param& p) {
+    return p.kind == Param::Kind::kCategorical ? p.values.size() : p.grid_values.size();
+  }
+
+  Params RandomValid() {
+    Params chosen;
+    for (const Param& p : space_) {
+      if (Active(p, chosen)) chosen[p.name] = SampleUniform(p, &rng_);
+    }
+    return chosen;
+  }
+
+  // Unit-cube features of encoded values (absent: zeros).
+  Eigen::VectorXd Features(const std::vector<double>& encoded) const {
+    Eigen::VectorXd f = Eigen::VectorXd::Zero(dims_);
+    int at = 0;
+    for (size_t j = 0; j < space_.size(); ++j) {
+      const Param& p = space_[j];
+      const double e = encoded[j];
+      if (IsCategory(p)) {
+        if (!std::isnan(e)) f(at + static_cast<int>(e)) = 1;
+        at += static_cast<int>(Categories(p));
+      } else {
+        double lo, hi;
+        Domain(p, &lo, &hi);
+        if (!std::isnan(e)) f(at) = std::clamp((e - lo) / (hi - lo), 0.0, 1.0);
+        at += 1;
+      }
+    }
+    return f;
+  }
+
+  std::vector<double> EncodeAll(const Params& params) const {
+    std::vector<double> e;
+    for (const Param& p : space_) {
+      auto it = params.find(p.name);
+      e.push_back(it == params.end() ? History::kAbsent : history_.Encode(p, it->second));
+    }
+    return e;
+  }
+
+  // A small random move of `base` (numeric: Gaussian, 10% of the range; categorical:
+  // redrawn with probability 0.2), kept valid for the conditional space.
+  Params Perturb(const Params& base) {
+    Params out;
+    for (const Param& p : space_) {
+      if (!Active(p, out)) continue;
+      auto it = base.find(p.name);
+      if (it == base.end() || IsCategory(p)) {
+        out[p.name] = (it == base.end() || rng_.Uniform() < 0.2) ? SampleUniform(p, &rng_) : it->second;
+        continue;
+      }
+      double lo, hi;
+      Domain(p, &lo, &hi);
+      const double u1 = std::max(rng_.Uniform(), 1e-300), u2 = rng_.Uniform();
+      const double z = std::sqrt(-2 * std::log(u1)) * std::cos(2 * 3.14159265358979323846 * u2);
+      const double e = std::clamp(history_.Encode(p, it->second) + 0.1 * (hi - lo) * z, lo, hi);
+      std::vector<double> one(space_.size(), History::kAbsent);
+      one[&p - &space_[0]] = e;
+      out[p.name] = history_.Decode(one).at(p.name);
+    }
+    return out;
+  }
+
+  // MAP fit of the kernel's hyperparameters: pattern search in log space, from the last fit.
+  void FitHyper(const Eigen::MatrixXd& x, const Eigen::VectorXd& y) {
+    GpHyper h = hyper_;
+    double step = 0.5;
+    if (!fitted_) {
+      h.log_lengthscale = Eigen::VectorXd::Constant(dims_, std::log(0.5));
+      h.log_signal = 0;
+      h.log_noise = std::log(1e-3);
+      step = 1.0;
+    }
+    auto score = [&](const GpHyper& g) {
+      GaussianProcess gp;
+      if (!gp.Fit(x, y, g)) return -std::numeric_limits<double>::infinity();
+      double s = gp.LogMarginal() + LogNormal(g.log_signal, 0, 1) + LogNormal(g.log_noise, std::log(1e-3), 2);
+      for (Eigen::Index i = 0; i < g.log_lengthscale.size(); ++i) {
+        s += LogNormal(g.log_lengthscale(i), std::log(0.5), 1);
+      }
+      return s;
+    };
+    double best = score(h);
+    for (int evals = 0; step > 0.05 && evals < 60 * (dims_ + 2);) {
+      bool improved = false;
+      for (int c = 0; c < dims_ + 2; ++c) {
+        for (double d : {step, -step}) {
+          GpHyper g = h;
+          double& v = c < dims_ ? g.log_lengthscale(c) : (c == dims_ ? g.log_signal : g.log_noise);
+          v = std::clamp(v + d, c < dims_ ? std::log(0.01) : (c == dims_ ? std::log(0.05) : std::log(1e-6)),
+                         c < dims_ ? std::log(10.0) : (c == dims_ ? std::log(20.0) : std::log(0.5)));
+          ++evals;
+          const double s = score(g);
+          if (s > best + 1e-9) {
+            best = s;
+            h = g;
+            improved = true;
+          }
+        }
+      }
+      if (!improved) step /= 2;
+    }
+    hyper_ = h;
+    fitted_ = true;
+  }
+
+  Params Suggest(std::vector<const History::Trial*> done,
+                 const std::vector<const History::Trial*>& running) {
+    // Past the cap: the best half and the most recent half (done is in index order).
+    if (static_cast<int>(done.size()) > kMaxObservations) {
+      std::vector<const History::Trial*> by_value = done;
+      std::stable_sort(by_value.begin(), by_value.end(), [&](auto* a, auto* b) { return Sign() * a->value < Sign() * b->value; });
+      std::vector<const History::Trial*> keep(by_value.begin(), by_value.begin() + kMaxObservations / 2);
+      for (auto it = done.rbegin(); it != done.rend() && static_cast<int>(keep.size()) < kMaxObservations; ++it) {
+        if (std::find(keep.begin(), keep.end(), *it) == keep.end()) keep.push_back(*it);
+      }
+      done = keep;
+    }
+    const Eigen::Index n = static_cast<Eigen::Index>(done.size());
+    Eigen::MatrixXd x(n, dims_);
+    Eigen::VectorXd y(n);
+    for (Eigen::Index i = 0; i < n; ++i) {
+      x.row(i) = Features(done[i]->values);
+      y(i) = Sign() * done[i]->value;  // minimise
+    }
+    const double mean = y.mean();
+    double sd = std::sqrt((y.array() - mean).square().sum() / std::max<double>(1, n - 1));
+    if (!(sd > 1e-12)) sd = 1;
+    y = (y.array() - mean) / sd;
+    const double best_y = y.minCoeff();
+    // Refit the kernel every 5 observations; in between, the last fit serves.
+    if (!fitted_ || static_cast<int>(done.size()) >= fitted_at_ + 5 || static_cast<int>(done.size()) < fitted_at_) {
+      FitHyper(x, y);
+      fitted_at_ = static_cast<int>(done.size());
+    }
+    GaussianProcess gp;
+    if (!gp.Fit(x, y, hyper_)) return RandomValid();
+    // Kriging believer: running trials join at the model's own mean, which shrinks the
+    // variance around them so concurrent suggestions spread out.
+    if (!running.empty()) {
+      Eigen::MatrixXd xa(n + static_cast<Eigen::Index>(running.size()), dims_);
+      Eigen::VectorXd ya(xa.rows());
+      xa.topRows(n) = x;
+      ya.head(n) = y;
+      for (size_t r = 0; r < running.size(); ++r) {
+        Eigen::VectorXd f = Features(running[r]->values);
+        double m, v;
+        gp.Predict(f, &m, &v);
+        xa.row(n + static_cast<Eigen::Index>(r)) = f;
+        ya(n + static_cast<Eigen::Index>(r)) = m;
+      }
+      GaussianProcess believer;
+      if (believer.Fit(xa, ya, hyper_)) gp = std::move(believer);
+    }
+    auto log_ei = [&](const Params& p) {
+      double m, v;
+      gp.Predict(Features(EncodeAll(p)), &m, &v);
+      const double s = std::sqrt(v);
+      return std::log(s) + LogH((best_y - m) / s);
+    };
+    std::vector<std::pair<double, Params>> scored;
+    for (int i = 0; i < kRandomCandidates; ++i) {
+      Params p = RandomValid();
+      scored.push_back({log_ei(p), std::move(p)});
+    }
+    std::stable_sort(scored.begin(), scored.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    std::pair<double, Params> best = scored.front();
+    for (int top = 0; top < 5; ++top) {
+      Params base = scored[top].second;
+      for (int k = 0; k < kLocalCandidates; ++k) {
+        Params p = Perturb(base);
+        const double s = log_ei(p);
+        if (s > best.first) best = {s, p};
+      }
+    }
+    return best.second;
+  }
+
+  double Sign() const { return goal_ == Goal::kMaximize ? -1 : 1; }
+
+  const std::vector<Param> space_;
+  const Goal goal_;
+  const int startup_;
+  Rng rng_;
+  History history_;
+  int dims_ = 0;
+  GpHyper hyper_;
+  bool fitted_ = false;
+  int fitted_at_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Sampler> NewGpSampler(const Config& config, int startup) {
+  return std::make_unique<GpSampler>(config, startup);
+}
+
+}  // namespace rung::search
