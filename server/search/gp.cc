@@ -71,21 +71,7 @@ constexpr int kMaxObservations = 200;
 constexpr int kRandomCandidates = 512;
 constexpr int kLocalCandidates = 40;
 
-void Domain(const Param& p, double* lo, double* hi) {
-  double a = p.min, b = p.max;
-  if (p.kind == Param::Kind::kInt) {
-    a -= 0.5;
-    b += 0.5;
-  }
-  if (p.log) {
-    a = std::log(std::max(a, 1e-12));
-    b = std::log(b);
-  }
-  *lo = a;
-  *hi = b;
-}
 
-bool IsCategory(const Param& p) { return p.kind == Param::Kind::kCategorical || !p.grid_values.empty(); }
 
 double LogPhi(double z) { return -0.5 * z * z - 0.5 * std::log(2 * 3.14159265358979323846); }
 
@@ -168,10 +154,6 @@ class GpSampler final : public Sampler {
   }
 
  private:
-  static size_t Categories(const Param& p) {
-    return p.kind == Param::Kind::kCategorical ? p.values.size() : p.grid_values.size();
-  }
-
   Params RandomValid() {
     Params chosen;
     for (const Param& p : space_) {
@@ -192,7 +174,7 @@ class GpSampler final : public Sampler {
         at += static_cast<int>(Categories(p));
       } else {
         double lo, hi;
-        Domain(p, &lo, &hi);
+        ContinuousDomain(p, &lo, &hi);
         if (!std::isnan(e)) f(at) = std::clamp((e - lo) / (hi - lo), 0.0, 1.0);
         at += 1;
       }
@@ -221,7 +203,7 @@ class GpSampler final : public Sampler {
         continue;
       }
       double lo, hi;
-      Domain(p, &lo, &hi);
+      ContinuousDomain(p, &lo, &hi);
       const double u1 = std::max(rng_.Uniform(), 1e-300), u2 = rng_.Uniform();
       const double z = std::sqrt(-2 * std::log(u1)) * std::cos(2 * 3.14159265358979323846 * u2);
       const double e = std::clamp(history_.Encode(p, it->second) + 0.1 * (hi - lo) * z, lo, hi);

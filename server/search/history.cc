@@ -10,6 +10,28 @@
 
 namespace rung::search {
 
+bool IsCategory(const Param& p) {
+  return p.kind == Param::Kind::kCategorical || !p.grid_values.empty();
+}
+
+size_t Categories(const Param& p) {
+  return p.kind == Param::Kind::kCategorical ? p.values.size() : p.grid_values.size();
+}
+
+void ContinuousDomain(const Param& p, double* lo, double* hi) {
+  double a = p.min, b = p.max;
+  if (p.kind == Param::Kind::kInt) {
+    a -= 0.5;
+    b += 0.5;
+  }
+  if (p.log) {
+    a = std::log(std::max(a, 1e-12));
+    b = std::log(b);
+  }
+  *lo = a;
+  *hi = b;
+}
+
 double History::Encode(const Param& p, const ParamValue& v) const {
   if (p.kind == Param::Kind::kCategorical) {
     const auto& s = std::get<std::string>(v);

@@ -12,6 +12,13 @@
 
 namespace rung::search {
 
+// A categoricals or a numeric parameter given as a value list: modelled by category.
+bool IsCategory(const Param& p);
+size_t Categories(const Param& p);
+// The continuous domain of a numeric parameter: [min, max] ([min - 0.5, max + 0.5] for an
+// int), in log space for a log parameter. Encoded values live in it.
+void ContinuousDomain(const Param& p, double* lo, double* hi);
+
 class History {
  public:
   static constexpr double kAbsent = std::numeric_limits<double>::quiet_NaN();

@@ -26,25 +26,7 @@ namespace {
 constexpr int kCandidates = 24;
 constexpr double kPi = 3.14159265358979323846;
 
-bool IsCategory(const Param& p) { return p.kind == Param::Kind::kCategorical || !p.grid_values.empty(); }
-size_t Categories(const Param& p) {
-  return p.kind == Param::Kind::kCategorical ? p.values.size() : p.grid_values.size();
-}
 
-// The continuous domain of a numeric parameter.
-void Domain(const Param& p, double* lo, double* hi) {
-  double a = p.min, b = p.max;
-  if (p.kind == Param::Kind::kInt) {
-    a -= 0.5;
-    b += 0.5;
-  }
-  if (p.log) {
-    a = std::log(std::max(a, 1e-12));
-    b = std::log(b);
-  }
-  *lo = a;
-  *hi = b;
-}
 
 double Phi(double z) { return 0.5 * std::erfc(-z / std::sqrt(2.0)); }
 
@@ -185,7 +167,7 @@ class TpeSampler final : public Sampler {
       return best;
     }
     double lo, hi;
-    Domain(p, &lo, &hi);
+    ContinuousDomain(p, &lo, &hi);
     std::vector<double> lp, gp;
     for (const Trial* t : below) {
       if (!std::isnan(t->values[j])) lp.push_back(t->values[j]);

@@ -8,9 +8,14 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/search/searcher.h"
+#include "tests/unit/search_fixtures.h"
 
 namespace rung::search {
 namespace {
+
+using testing::MixedObjective;
+using testing::MixedSpace;
+using testing::RunSearch;
 
 TEST(GaussianProcessTest, PosteriorMatchesAHandWorkedCase) {
   // Observations y(0) = 1, y(1) = -1; length scale 1, signal variance 1, noise ~0.
@@ -47,37 +52,8 @@ TEST(GaussianProcessTest, PosteriorMatchesAHandWorkedCase) {
   EXPECT_NEAR(v, 1.0, 1e-3);
 }
 
-Config Space(Config::Sampler sampler, uint64_t seed) {
-  Config c;
-  c.sampler = sampler;
-  c.space.push_back({"x", Param::Kind::kFloat, 0, 1, false, {}, {}, 0, "", {}});
-  c.space.push_back({"lr", Param::Kind::kFloat, 1e-4, 1, true, {}, {}, 0, "", {}});
-  c.space.push_back({"depth", Param::Kind::kInt, 1, 8, false, {}, {}, 0, "", {}});
-  c.space.push_back({"act", Param::Kind::kCategorical, 0, 0, false, {"relu", "tanh", "gelu"}, {}, 0, "", {}});
-  c.max_trials = 1000;
-  c.seed = seed;
-  return c;
-}
 
-double Objective(const Params& p) {
-  const double x = std::get<double>(p.at("x"));
-  const double lr = std::log10(std::get<double>(p.at("lr")));
-  const double depth = static_cast<double>(std::get<int64_t>(p.at("depth")));
-  const double act = std::get<std::string>(p.at("act")) == "tanh" ? 0 : 0.3;
-  return (x - 0.3) * (x - 0.3) + 0.1 * (lr + 2) * (lr + 2) + 0.02 * (depth - 5) * (depth - 5) + act;
-}
 
-double RunSearch(Config::Sampler sampler, uint64_t seed, int n) {
-  auto s = std::move(NewSearcher(Space(sampler, seed)).value());
-  double best = 1e300;
-  for (int i = 0; i < n; ++i) {
-    auto c = std::get<Create>(s->Handle(TrialsWanted{1}).at(0));
-    const double v = Objective(c.params);
-    best = std::min(best, v);
-    s->Handle(TrialClosed{c.index, TrialClosed::Outcome::kCompleted, true, v});
-  }
-  return best;
-}
 
 TEST(GpSamplerTest, BeatsRandomSearchWithTheSameBudget) {
   std::vector<double> gp, random;
@@ -91,17 +67,17 @@ TEST(GpSamplerTest, BeatsRandomSearchWithTheSameBudget) {
 }
 
 TEST(GpSamplerTest, RestoreContinuesExactlyAndConcurrentSuggestionsDiffer) {
-  auto a = std::move(NewSearcher(Space(Config::Sampler::kGp, 2)).value());
-  auto b = std::move(NewSearcher(Space(Config::Sampler::kGp, 2)).value());
+  auto a = std::move(NewSearcher(MixedSpace(Config::Sampler::kGp, 2)).value());
+  auto b = std::move(NewSearcher(MixedSpace(Config::Sampler::kGp, 2)).value());
   for (int i = 0; i < 20; ++i) {
-    auto twin = std::move(NewSearcher(Space(Config::Sampler::kGp, 2)).value());
+    auto twin = std::move(NewSearcher(MixedSpace(Config::Sampler::kGp, 2)).value());
     ASSERT_TRUE(twin->Restore(b->Snapshot()).ok());
     b = std::move(twin);
     auto x = std::get<Create>(a->Handle(TrialsWanted{1}).at(0));
     auto y = std::get<Create>(b->Handle(TrialsWanted{1}).at(0));
     ASSERT_EQ(x.params, y.params) << "trial " << i;
-    a->Handle(TrialClosed{x.index, TrialClosed::Outcome::kCompleted, true, Objective(x.params)});
-    b->Handle(TrialClosed{y.index, TrialClosed::Outcome::kCompleted, true, Objective(y.params)});
+    a->Handle(TrialClosed{x.index, TrialClosed::Outcome::kCompleted, true, MixedObjective(x.params)});
+    b->Handle(TrialClosed{y.index, TrialClosed::Outcome::kCompleted, true, MixedObjective(y.params)});
     EXPECT_EQ(a->Snapshot(), b->Snapshot());
   }
   std::set<Params> batch;

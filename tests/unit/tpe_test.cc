@@ -6,45 +6,17 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/search/searcher.h"
+#include "tests/unit/search_fixtures.h"
 
 namespace rung::search {
 namespace {
 
-Config Space(Config::Sampler sampler, uint64_t seed) {
-  Config c;
-  c.sampler = sampler;
-  c.space.push_back({"x", Param::Kind::kFloat, 0, 1, false, {}, {}, 0, "", {}});
-  c.space.push_back({"lr", Param::Kind::kFloat, 1e-4, 1, true, {}, {}, 0, "", {}});
-  c.space.push_back({"depth", Param::Kind::kInt, 1, 8, false, {}, {}, 0, "", {}});
-  c.space.push_back({"act", Param::Kind::kCategorical, 0, 0, false, {"relu", "tanh", "gelu"}, {}, 0, "", {}});
-  c.max_trials = 1000;
-  c.seed = seed;
-  return c;
-}
+using testing::MixedObjective;
+using testing::MixedSpace;
+using testing::RunSearch;
 
-// Best at x = 0.3, lr = 0.01, depth = 5, act = tanh.
-double Objective(const Params& p) {
-  const double x = std::get<double>(p.at("x"));
-  const double lr = std::log10(std::get<double>(p.at("lr")));
-  const double depth = static_cast<double>(std::get<int64_t>(p.at("depth")));
-  const double act = std::get<std::string>(p.at("act")) == "tanh" ? 0 : 0.3;
-  return (x - 0.3) * (x - 0.3) + 0.1 * (lr + 2) * (lr + 2) + 0.02 * (depth - 5) * (depth - 5) + act;
-}
 
-// Runs `n` trials one at a time; returns the best objective value seen.
-double RunSearch(Config::Sampler sampler, uint64_t seed, int n, int* tanh_after_startup = nullptr) {
-  auto s = std::move(NewSearcher(Space(sampler, seed)).value());
-  double best = 1e300;
-  for (int i = 0; i < n; ++i) {
-    auto actions = s->Handle(TrialsWanted{1});
-    const auto& c = std::get<Create>(actions.at(0));
-    const double v = Objective(c.params);
-    best = std::min(best, v);
-    if (tanh_after_startup && i >= 10) *tanh_after_startup += std::get<std::string>(c.params.at("act")) == "tanh";
-    s->Handle(TrialClosed{c.index, TrialClosed::Outcome::kCompleted, true, v});
-  }
-  return best;
-}
+
 
 TEST(TpeTest, BeatsRandomSearchWithTheSameBudget) {
   std::vector<double> tpe, random;
@@ -60,17 +32,17 @@ TEST(TpeTest, BeatsRandomSearchWithTheSameBudget) {
 }
 
 TEST(TpeTest, SameSeedSameSuggestionsAndRestoreContinuesExactly) {
-  auto a = std::move(NewSearcher(Space(Config::Sampler::kTpe, 3)).value());
-  auto b = std::move(NewSearcher(Space(Config::Sampler::kTpe, 3)).value());
+  auto a = std::move(NewSearcher(MixedSpace(Config::Sampler::kTpe, 3)).value());
+  auto b = std::move(NewSearcher(MixedSpace(Config::Sampler::kTpe, 3)).value());
   for (int i = 0; i < 30; ++i) {
     // b is rebuilt from a snapshot before every step.
-    auto twin = std::move(NewSearcher(Space(Config::Sampler::kTpe, 3)).value());
+    auto twin = std::move(NewSearcher(MixedSpace(Config::Sampler::kTpe, 3)).value());
     ASSERT_TRUE(twin->Restore(b->Snapshot()).ok());
     b = std::move(twin);
     auto x = std::get<Create>(a->Handle(TrialsWanted{1}).at(0));
     auto y = std::get<Create>(b->Handle(TrialsWanted{1}).at(0));
     ASSERT_EQ(x.params, y.params) << "trial " << i;
-    const double v = Objective(x.params);
+    const double v = MixedObjective(x.params);
     a->Handle(TrialClosed{x.index, TrialClosed::Outcome::kCompleted, true, v});
     b->Handle(TrialClosed{y.index, TrialClosed::Outcome::kCompleted, true, v});
     EXPECT_EQ(a->Snapshot(), b->Snapshot());
@@ -78,18 +50,18 @@ TEST(TpeTest, SameSeedSameSuggestionsAndRestoreContinuesExactly) {
 }
 
 TEST(TpeTest, ConcurrentSuggestionsDifferAndFailuresAreTolerated) {
-  auto s = std::move(NewSearcher(Space(Config::Sampler::kTpe, 9)).value());
+  auto s = std::move(NewSearcher(MixedSpace(Config::Sampler::kTpe, 9)).value());
   for (int i = 0; i < 12; ++i) {
     auto c = std::get<Create>(s->Handle(TrialsWanted{1}).at(0));
     // Every third trial fails: it informs nothing.
     bool ok = i % 3 != 0;
     s->Handle(TrialClosed{c.index, ok ? TrialClosed::Outcome::kCompleted : TrialClosed::Outcome::kFailed,
-                          ok, ok ? Objective(c.params) : 0});
+                          ok, ok ? MixedObjective(c.params) : 0});
   }
   // Still in start-up (8 completed of 10): random. Complete a few more.
   for (int i = 0; i < 4; ++i) {
     auto c = std::get<Create>(s->Handle(TrialsWanted{1}).at(0));
-    s->Handle(TrialClosed{c.index, TrialClosed::Outcome::kCompleted, true, Objective(c.params)});
+    s->Handle(TrialClosed{c.index, TrialClosed::Outcome::kCompleted, true, MixedObjective(c.params)});
   }
   // Four at once: the running ones count as bad (constant liar), so they spread out.
   std::set<Params> batch;
