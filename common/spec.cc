@@ -241,8 +241,17 @@ absl::Status FromYaml(const YAML::Node& root, ExperimentSpec* spec) {
   if (const YAML::Node a = root["algorithm"]) {
     RETURN_IF_ERROR(CheckKeys(a, "algorithm",
                               {"name", "seed", "reduction_factor", "mode", "max_rungs",
-                               "early_stopping", "startup_trials"}));
+                               "early_stopping", "startup_trials", "warm_start"}));
     v1::Algorithm* alg = spec->mutable_algorithm();
+    if (const YAML::Node ws = a["warm_start"]) {
+      if (!ws.IsSequence()) {
+        return Invalid("algorithm.warm_start", "expected a list of experiment ids, e.g. [e1, e4]");
+      }
+      for (size_t i = 0; i < ws.size(); ++i) {
+        ASSIGN_OR_RETURN(std::string v, GetString(ws[i], absl::StrCat("algorithm.warm_start[", i, "]")));
+        alg->add_warm_start(v);
+      }
+    }
     if (a["startup_trials"]) {
       ASSIGN_OR_RETURN(int32_t v, GetInt32(a["startup_trials"], "algorithm.startup_trials", 1));
       alg->set_startup_trials(v);
@@ -601,6 +610,8 @@ absl::Status ValidateSpec(ExperimentSpec* spec, absl::string_view base_dir) {
     if (spec->algorithm().startup_trials() == 0) spec->mutable_algorithm()->set_startup_trials(10);
   } else if (spec->algorithm().startup_trials() != 0) {
     return Invalid("algorithm.startup_trials", "applies to tpe and gp only");
+  } else if (!spec->algorithm().warm_start().empty()) {
+    return Invalid("algorithm.warm_start", "applies to tpe and gp only (the models that learn)");
   }
   RETURN_IF_ERROR(ValidateStopping(spec));
   bool grid = algo == "grid";

@@ -33,6 +33,17 @@ bool Better(v1::Objective::Goal goal, double a, double b) {
   return goal == v1::Objective::MAXIMIZE ? a > b : a < b;
 }
 
+search::ParamValue ToSearch(const v1::ParamValue& v) {
+  switch (v.kind_case()) {
+    case v1::ParamValue::kIntValue:
+      return v.int_value();
+    case v1::ParamValue::kCategoricalValue:
+      return v.categorical_value();
+    default:
+      return v.float_value();
+  }
+}
+
 v1::ParamValue FromSearch(const search::ParamValue& v) {
   v1::ParamValue out;
   if (const auto* d = std::get_if<double>(&v)) out.set_float_value(*d);
@@ -104,6 +115,41 @@ search::Config Controller::SearchConfig(const v1::ExperimentSpec& spec) {
   return c;
 }
 
+absl::StatusOr<std::unique_ptr<search::Searcher>> Controller::NewSearcherLocked(
+    const v1::ExperimentSpec& spec) {
+  search::Config c = SearchConfig(spec);
+  for (const std::string& id : spec.algorithm().warm_start()) {
+    ExperimentRec* src = FindExperimentLocked(id);
+    if (src == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("algorithm.warm_start: no experiment ", id));
+    }
+    const auto& a = src->exp.spec().objective();
+    const auto& b = spec.objective();
+    if (a.metric() != b.metric() || a.goal() != b.goal()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "algorithm.warm_start: ", id, " optimises ", a.metric(), " (", v1::Objective::Goal_Name(a.goal()),
+          "), this experiment ", b.metric(), " (", v1::Objective::Goal_Name(b.goal()), ")"));
+    }
+    // A trial helps when every parameter this space gives it has a value that fits here.
+    for (const Trial& t : src->trials) {
+      if (t.state() != v1::TRIAL_COMPLETED || !t.has_result()) continue;
+      search::Params params;
+      bool fits = true;
+      for (const search::Param& p : c.space) {
+        if (!search::Active(p, params)) continue;
+        auto it = t.params().find(p.name);
+        if (it == t.params().end() || !search::Fits(p, ToSearch(it->second))) {
+          fits = false;
+          break;
+        }
+        params[p.name] = ToSearch(it->second);
+      }
+      if (fits) c.warm_start.emplace_back(std::move(params), t.result());
+    }
+  }
+  return search::NewSearcher(c);
+}
+
 absl::Status Controller::Load() {
   absl::MutexLock l(&mu_);
   ASSIGN_OR_RETURN(next_experiment_, store_->GetNextExperiment());
@@ -114,7 +160,7 @@ absl::Status Controller::Load() {
   for (Experiment& e : exps) {
     auto rec = std::make_unique<ExperimentRec>();
     rec->exp = std::move(e);
-    auto searcher = search::NewSearcher(SearchConfig(rec->exp.spec()));
+    auto searcher = NewSearcherLocked(rec->exp.spec());
     if (!searcher.ok()) {
       return absl::DataLossError(absl::StrCat("experiment ", rec->exp.id(),
                                               ": cannot rebuild its searcher: ",
@@ -378,7 +424,7 @@ absl::StatusOr<Experiment> Controller::CreateExperiment(v1::ExperimentSpec spec)
     // No seed given: take one from the clock and keep it, so the run can be repeated.
     spec.mutable_algorithm()->set_seed(static_cast<uint64_t>(absl::ToUnixNanos(clock_->Now())));
   }
-  ASSIGN_OR_RETURN(auto searcher, search::NewSearcher(SearchConfig(spec)));
+  ASSIGN_OR_RETURN(auto searcher, NewSearcherLocked(spec));
   auto rec = std::make_unique<ExperimentRec>();
   rec->searcher = std::move(searcher);
   Experiment& e = rec->exp;

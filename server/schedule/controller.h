@@ -130,6 +130,10 @@ class Controller {
   absl::StatusOr<v1::Trial*> FindTrialLocked(const std::string& trial_id, ExperimentRec** rec)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static search::Config SearchConfig(const v1::ExperimentSpec& spec);
+  // The experiment's searcher, with the completed trials of its warm_start experiments
+  // (which must exist and share its objective) given to the model.
+  absl::StatusOr<std::unique_ptr<search::Searcher>> NewSearcherLocked(const v1::ExperimentSpec& spec)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Applies the searcher's actions to `rec`, adding writes to `batch`.
   void ApplyActionsLocked(ExperimentRec* rec, const std::vector<search::Action>& actions,

@@ -91,6 +91,7 @@ class GpSampler final : public Sampler {
   GpSampler(const Config& c, int startup)
       : space_(c.space), goal_(c.goal), startup_(startup), rng_(c.seed), history_(c.space) {
     for (const Param& p : space_) dims_ += IsCategory(p) ? static_cast<int>(Categories(p)) : 1;
+    history_.AddWarmStart(c.warm_start);
   }
 
   Params Next(int index) override {

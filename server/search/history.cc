@@ -83,6 +83,15 @@ void History::Add(int index, const Params& params) {
   trials_[index] = std::move(t);
 }
 
+void History::AddWarmStart(const std::vector<std::pair<Params, double>>& warm) {
+  int index = -1;
+  for (const auto& [params, value] : warm) {
+    Add(index, params);
+    Observe(index, true, value);
+    --index;
+  }
+}
+
 void History::Observe(int index, bool has_value, double value) {
   auto it = trials_.find(index);
   if (it == trials_.end()) return;

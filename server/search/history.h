@@ -37,6 +37,8 @@ class History {
   Params Decode(const std::vector<double>& values) const;
 
   void Add(int index, const Params& params);
+  // Completed trials of earlier experiments, as trials -1, -2, ...
+  void AddWarmStart(const std::vector<std::pair<Params, double>>& warm);
   void Observe(int index, bool has_value, double value);
   const std::map<int, Trial>& trials() const { return trials_; }
   const std::vector<Param>& space() const { return space_; }

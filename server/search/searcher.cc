@@ -66,6 +66,33 @@ bool Active(const Param& p, const Params& chosen) {
   return v && std::find(p.parent_values.begin(), p.parent_values.end(), *v) != p.parent_values.end();
 }
 
+bool Fits(const Param& p, const ParamValue& v) {
+  switch (p.kind) {
+    case Param::Kind::kCategorical: {
+      const auto* s = std::get_if<std::string>(&v);
+      return s && std::find(p.values.begin(), p.values.end(), *s) != p.values.end();
+    }
+    case Param::Kind::kInt: {
+      const auto* i = std::get_if<int64_t>(&v);
+      if (!i) return false;
+      if (!p.grid_values.empty()) {
+        return std::find(p.grid_values.begin(), p.grid_values.end(), static_cast<double>(*i)) !=
+               p.grid_values.end();
+      }
+      return *i >= static_cast<int64_t>(p.min) && *i <= static_cast<int64_t>(p.max);
+    }
+    case Param::Kind::kFloat: {
+      const auto* d = std::get_if<double>(&v);
+      if (!d) return false;
+      if (!p.grid_values.empty()) {
+        return std::find(p.grid_values.begin(), p.grid_values.end(), *d) != p.grid_values.end();
+      }
+      return *d >= p.min && *d <= p.max;
+    }
+  }
+  return false;
+}
+
 ParamValue SampleUniform(const Param& p, Rng* rng) {
   if (p.kind == Param::Kind::kCategorical) return p.values[rng->Below(p.values.size())];
   if (!p.grid_values.empty()) {

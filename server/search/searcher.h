@@ -71,7 +71,12 @@ struct Config {
   double resource_min = 0;
   double resource_max = 0;
   Stopping stopping;
+  // tpe, gp: completed trials of earlier experiments, (parameters, objective), to start from.
+  std::vector<std::pair<Params, double>> warm_start;
 };
+
+// Whether `v` is a valid value of `p` (type, range, listed values).
+bool Fits(const Param& p, const ParamValue& v);
 
 // The resource levels at which ASHA decides, for the bracket whose first rung is
 // min * eta^bracket: min * eta^(bracket + k) for k = 0, 1, ... while below max, at most

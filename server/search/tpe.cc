@@ -80,7 +80,9 @@ struct Parzen {
 class TpeSampler final : public Sampler {
  public:
   TpeSampler(const Config& c, int startup)
-      : space_(c.space), goal_(c.goal), startup_(startup), rng_(c.seed), history_(c.space) {}
+      : space_(c.space), goal_(c.goal), startup_(startup), rng_(c.seed), history_(c.space) {
+    history_.AddWarmStart(c.warm_start);
+  }
 
   Params Next(int index) override {
     std::vector<const Trial*> done, running;

@@ -493,6 +493,39 @@ TEST_F(ControllerTest, ExperimentsAreServedFirstInFirstOut) {
   EXPECT_EQ(a[2].trial().experiment_id(), second);  // only what the first cannot use
 }
 
+TEST_F(ControllerTest, WarmStartTakesCompletedTrialsOfEarlierExperiments) {
+  std::string first = Create(3, 3);
+  RecordingSink sink;
+  int64_t s = Connect("w1", 3, &sink);
+  ASSERT_TRUE(Pull(s, {0, 1, 2}).ok());
+  for (const auto& a : sink.TakeAssignments()) {
+    ASSERT_TRUE(Report(s, a.trial(), 1, a.trial().params().at("x").float_value()).ok());
+    ASSERT_TRUE(Exited(s, a.trial(), 0).ok());
+  }
+  auto spec = [&](const std::string& warm, const std::string& goal) {
+    return ParseSpecYaml(absl::StrCat(R"(
+objective: {metric: loss, goal: )", goal, R"(}
+search_space:
+  x: {type: float, min: 0, max: 1}
+algorithm: {name: tpe, seed: 3, warm_start: [)", warm, R"(]}
+budget: {max_trials: 2}
+trial: {command: [train]}
+)"),
+                         "/w").value();
+  };
+  auto ok = controller_->CreateExperiment(spec(first, "minimize"));
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  auto missing = controller_->CreateExperiment(spec("e9", "minimize"));
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(missing.status().message(), "algorithm.warm_start: no experiment e9");
+  auto other = controller_->CreateExperiment(spec(first, "maximize"));
+  EXPECT_THAT(std::string(other.status().message()),
+              HasSubstr("optimises loss (MINIMIZE), this experiment loss (MAXIMIZE)"));
+  // The warm-started experiment comes back after a restart.
+  Open();
+  EXPECT_TRUE(controller_->GetExperiment(ok->id()).ok());
+}
+
 TEST_F(ControllerTest, BadInputGetsClearErrors) {
   EXPECT_EQ(controller_->GetExperiment("e99").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(controller_->GetTrial("nonsense").status().code(), absl::StatusCode::kInvalidArgument);

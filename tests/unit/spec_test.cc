@@ -215,6 +215,11 @@ TEST(SpecTest, TpeWithDefaultsAndWithEarlyStopping) {
   EXPECT_EQ(bohb_like->algorithm().early_stopping().rule(), "asha");
   EXPECT_EQ(Error(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: random, startup_trials: 3}")),
             "algorithm.startup_trials: applies to tpe and gp only");
+  auto warm = ParseSpecYaml(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: gp, warm_start: [e1, e4]}"), "/b");
+  ASSERT_TRUE(warm.ok()) << warm.status();
+  EXPECT_THAT(warm->algorithm().warm_start(), ::testing::ElementsAre("e1", "e4"));
+  EXPECT_THAT(Error(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: random, warm_start: [e1]}")),
+              HasSubstr("algorithm.warm_start: applies to tpe and gp only"));
 }
 
 TEST(SpecTest, ConditionalParametersAsInTheIssue) {
