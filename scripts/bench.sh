@@ -11,6 +11,7 @@ echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname 
 "$bin/bench/ingest_bench" --bin-dir "$bin"
 "$bin/bench/dispatch_bench" --bin-dir "$bin"
 "$bin/bench/stop_bench" --bin-dir "$bin" --source-dir .
+"$bin/bench/suggest_bench"
 # The cluster simulation: rung's searchers, then at a smaller common setting beside Optuna's
 # pruners (Optuna's in-memory ask/tell slows down as trials accumulate).
 "$bin/bench/sim_bench" | tee /tmp/rung-sim.txt

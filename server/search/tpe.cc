@@ -31,7 +31,7 @@ constexpr double kPi = 3.14159265358979323846;
 double Phi(double z) { return 0.5 * std::erfc(-z / std::sqrt(2.0)); }
 
 struct Parzen {
-  std::vector<double> mu, sigma;
+  std::vector<double> mu, sigma, scale, inv_sigma;
   double lo = 0, hi = 1;
 
   Parzen(std::vector<double> points, double lo_, double hi_) : lo(lo_), hi(hi_) {
@@ -52,6 +52,12 @@ struct Parzen {
         break;
       }
     }
+    // Each kernel's normaliser (truncated to [lo, hi]), computed once, not per candidate.
+    for (size_t i = 0; i < mu.size(); ++i) {
+      const double mass = Phi((hi - mu[i]) / sigma[i]) - Phi((lo - mu[i]) / sigma[i]);
+      scale.push_back(1.0 / (sigma[i] * std::sqrt(2 * kPi) * std::max(mass, 1e-12)));
+      inv_sigma.push_back(1.0 / sigma[i]);
+    }
   }
 
   double Sample(Rng* rng) const {
@@ -69,9 +75,8 @@ struct Parzen {
   double LogPdf(double x) const {
     double sum = 0;
     for (size_t i = 0; i < mu.size(); ++i) {
-      const double z = (x - mu[i]) / sigma[i];
-      const double mass = Phi((hi - mu[i]) / sigma[i]) - Phi((lo - mu[i]) / sigma[i]);
-      sum += std::exp(-0.5 * z * z) / (sigma[i] * std::sqrt(2 * kPi) * std::max(mass, 1e-12));
+      const double z = (x - mu[i]) * inv_sigma[i];
+      sum += std::exp(-0.5 * z * z) * scale[i];
     }
     return std::log(std::max(sum / static_cast<double>(mu.size()), 1e-300));
   }
