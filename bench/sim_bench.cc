@@ -100,6 +100,15 @@ struct Incumbent {
   }
 };
 
+Result Summarise(double busy, int workers, double horizon, const Incumbent& inc, int created) {
+  Result r;
+  r.utilisation = busy / (static_cast<double>(workers) * horizon);
+  r.time_to_target = inc.reached_at;
+  r.trials = created;
+  r.final_regret = inc.regret;
+  return r;
+}
+
 // Runs a rung searcher on K simulated workers for `horizon` simulated seconds.
 Result SimulateSearcher(const Config& config, int workers, double horizon, double target,
                         double reference) {
@@ -219,12 +228,7 @@ Result SimulateSearcher(const Config& config, int workers, double horizon, doubl
     events.pop();
     busy += std::max(0.0, horizon - (ev.time - EpochSeconds(trials[ev.trial].x)));
   }
-  Result r;
-  r.utilisation = busy / (static_cast<double>(workers) * horizon);
-  r.time_to_target = inc.reached_at;
-  r.trials = created;
-  r.final_regret = inc.regret;
-  return r;
+  return Summarise(busy, workers, horizon, inc, created);
 }
 
 // Synchronous successive halving: brackets of n configurations at 1 epoch; after each rung
@@ -281,12 +285,7 @@ Result SimulateSyncSH(uint64_t seed, int workers, double horizon, double target,
       for (size_t j = 0; j < std::max<size_t>(1, ranked.size() / kEta); ++j) alive.push_back(ranked[j].second);
     }
   }
-  Result res;
-  res.utilisation = busy / (static_cast<double>(workers) * horizon);
-  res.time_to_target = inc.reached_at;
-  res.trials = created;
-  res.final_regret = inc.regret;
-  return res;
+  return Summarise(busy, workers, horizon, inc, created);
 }
 
 }  // namespace

@@ -86,81 +86,52 @@ double LogH(double z) {
 
 double LogNormal(double x, double mu, double sd) { return -0.5 * (x - mu) * (x - mu) / (sd * sd); }
 
-class GpSampler final : public Sampler {
+class GpSampler final : public ModelSampler {
  public:
-  GpSampler(const Config& c, int startup)
-      : space_(c.space), goal_(c.goal), startup_(startup), rng_(c.seed), history_(c.space) {
+  GpSampler(const Config& c, int startup) : ModelSampler(c, startup) {
     for (const Param& p : space_) dims_ += IsCategory(p) ? static_cast<int>(Categories(p)) : 1;
-    history_.AddWarmStart(c.warm_start);
-  }
-
-  Params Next(int index) override {
-    std::vector<const History::Trial*> done, running;
-    for (const auto& [i, t] : history_.trials()) {
-      if (t.state == 'c') done.push_back(&t);
-      if (t.state == 'r') running.push_back(&t);
-    }
-    Params chosen;
-    if (static_cast<int>(done.size()) < startup_) {
-      chosen = RandomValid();
-    } else {
-      chosen = Suggest(done, running);
-    }
-    history_.Add(index, chosen);
-    return chosen;
-  }
-
-  void Observe(int index, bool has_value, double value) override {
-    history_.Observe(index, has_value, value);
-  }
-
-  // "rng=<state>", "hyp <log lengthscales...> <log signal> <log noise> <observations at fit>"
-  // or "hyp -", then the history's lines.
-  void Save(std::vector<std::string>* lines) const override {
-    lines->push_back(absl::StrCat("rng=", rng_.Save()));
-    if (fitted_) {
-      std::string line = "hyp";
-      for (Eigen::Index i = 0; i < hyper_.log_lengthscale.size(); ++i) {
-        absl::StrAppend(&line, " ", DoubleText(hyper_.log_lengthscale(i)));
-      }
-      absl::StrAppend(&line, " ", DoubleText(hyper_.log_signal), " ", DoubleText(hyper_.log_noise), " ",
-                      fitted_at_);
-      lines->push_back(std::move(line));
-    } else {
-      lines->push_back("hyp -");
-    }
-    history_.Save(lines);
-  }
-
-  bool Load(const std::vector<std::string>& lines) override {
-    if (lines.size() < 2) return false;
-    absl::string_view head = lines[0];
-    if (!absl::ConsumePrefix(&head, "rng=") || !rng_.Load(head)) return false;
-    std::vector<absl::string_view> w = absl::StrSplit(lines[1], ' ', absl::SkipEmpty());
-    if (w.size() == 2 && w[0] == "hyp" && w[1] == "-") {
-      fitted_ = false;
-    } else {
-      if (w.size() != static_cast<size_t>(dims_) + 4 || w[0] != "hyp") return false;
-      hyper_.log_lengthscale.resize(dims_);
-      for (int i = 0; i < dims_; ++i) {
-        if (!ParseDouble(w[1 + i], &hyper_.log_lengthscale(i))) return false;
-      }
-      if (!ParseDouble(w[1 + dims_], &hyper_.log_signal) ||
-          !ParseDouble(w[2 + dims_], &hyper_.log_noise) || !absl::SimpleAtoi(w[3 + dims_], &fitted_at_)) {
-        return false;
-      }
-      fitted_ = true;
-    }
-    return history_.Load(std::vector<std::string>(lines.begin() + 2, lines.end()));
   }
 
  private:
-  Params RandomValid() {
-    Params chosen;
-    for (const Param& p : space_) {
-      if (Active(p, chosen)) chosen[p.name] = SampleUniform(p, &rng_);
+  Params Model(std::vector<const Trial*> done, const std::vector<const Trial*>& running) override {
+    return Suggest(std::move(done), running);
+  }
+
+  // One line: "hyp <log lengthscales...> <log signal> <log noise> <observations at fit>", or
+  // "hyp -" before the first fit.
+  int ModelLineCount() const override { return 1; }
+
+  void SaveModel(std::vector<std::string>* lines) const override {
+    if (!fitted_) {
+      lines->push_back("hyp -");
+      return;
     }
-    return chosen;
+    std::string line = "hyp";
+    for (Eigen::Index i = 0; i < hyper_.log_lengthscale.size(); ++i) {
+      absl::StrAppend(&line, " ", DoubleText(hyper_.log_lengthscale(i)));
+    }
+    absl::StrAppend(&line, " ", DoubleText(hyper_.log_signal), " ", DoubleText(hyper_.log_noise), " ",
+                    fitted_at_);
+    lines->push_back(std::move(line));
+  }
+
+  bool LoadModel(const std::vector<std::string>& lines) override {
+    std::vector<absl::string_view> w = absl::StrSplit(lines[0], ' ', absl::SkipEmpty());
+    if (w.size() == 2 && w[0] == "hyp" && w[1] == "-") {
+      fitted_ = false;
+      return true;
+    }
+    if (w.size() != static_cast<size_t>(dims_) + 4 || w[0] != "hyp") return false;
+    hyper_.log_lengthscale.resize(dims_);
+    for (int i = 0; i < dims_; ++i) {
+      if (!ParseDouble(w[1 + i], &hyper_.log_lengthscale(i))) return false;
+    }
+    if (!ParseDouble(w[1 + dims_], &hyper_.log_signal) || !ParseDouble(w[2 + dims_], &hyper_.log_noise) ||
+        !absl::SimpleAtoi(w[3 + dims_], &fitted_at_)) {
+      return false;
+    }
+    fitted_ = true;
+    return true;
   }
 
   // Unit-cube features of encoded values (absent: zeros).
@@ -258,8 +229,7 @@ class GpSampler final : public Sampler {
     fitted_ = true;
   }
 
-  Params Suggest(std::vector<const History::Trial*> done,
-                 const std::vector<const History::Trial*>& running) {
+  Params Suggest(std::vector<const Trial*> done, const std::vector<const Trial*>& running) {
     // Past the cap: the best half and the most recent half (done is in index order).
     if (static_cast<int>(done.size()) > kMaxObservations) {
       std::vector<const History::Trial*> by_value = done;
@@ -332,11 +302,6 @@ class GpSampler final : public Sampler {
 
   double Sign() const { return goal_ == Goal::kMaximize ? -1 : 1; }
 
-  const std::vector<Param> space_;
-  const Goal goal_;
-  const int startup_;
-  Rng rng_;
-  History history_;
   int dims_ = 0;
   GpHyper hyper_;
   bool fitted_ = false;

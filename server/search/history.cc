@@ -1,4 +1,5 @@
 #include "server/search/history.h"
+#include "server/search/sampler.h"
 
 #include <algorithm>
 #include <cmath>
@@ -126,6 +127,49 @@ bool History::Load(const std::vector<std::string>& lines) {
     trials_[index] = std::move(t);
   }
   return true;
+}
+
+ModelSampler::ModelSampler(const Config& c, int startup)
+    : space_(c.space), goal_(c.goal), startup_(startup), rng_(c.seed), history_(c.space) {
+  history_.AddWarmStart(c.warm_start);
+}
+
+Params ModelSampler::RandomValid() {
+  Params chosen;
+  for (const Param& p : space_) {
+    if (Active(p, chosen)) chosen[p.name] = SampleUniform(p, &rng_);
+  }
+  return chosen;
+}
+
+Params ModelSampler::Next(int index) {
+  std::vector<const Trial*> done, running;
+  for (const auto& [i, t] : history_.trials()) {
+    if (t.state == 'c') done.push_back(&t);
+    if (t.state == 'r') running.push_back(&t);
+  }
+  Params chosen = static_cast<int>(done.size()) < startup_ ? RandomValid() : Model(done, running);
+  history_.Add(index, chosen);
+  return chosen;
+}
+
+void ModelSampler::Observe(int index, bool has_value, double value) {
+  history_.Observe(index, has_value, value);
+}
+
+void ModelSampler::Save(std::vector<std::string>* lines) const {
+  lines->push_back(absl::StrCat("rng=", rng_.Save()));
+  SaveModel(lines);
+  history_.Save(lines);
+}
+
+bool ModelSampler::Load(const std::vector<std::string>& lines) {
+  const size_t own = 1 + static_cast<size_t>(ModelLineCount());
+  if (lines.size() < own) return false;
+  absl::string_view head = lines[0];
+  if (!absl::ConsumePrefix(&head, "rng=") || !rng_.Load(head)) return false;
+  if (!LoadModel(std::vector<std::string>(lines.begin() + 1, lines.begin() + own))) return false;
+  return history_.Load(std::vector<std::string>(lines.begin() + own, lines.end()));
 }
 
 }  // namespace rung::search

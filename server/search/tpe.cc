@@ -82,64 +82,28 @@ struct Parzen {
   }
 };
 
-class TpeSampler final : public Sampler {
+class TpeSampler final : public ModelSampler {
  public:
-  TpeSampler(const Config& c, int startup)
-      : space_(c.space), goal_(c.goal), startup_(startup), rng_(c.seed), history_(c.space) {
-    history_.AddWarmStart(c.warm_start);
-  }
-
-  Params Next(int index) override {
-    std::vector<const Trial*> done, running;
-    for (const auto& [i, t] : history_.trials()) {
-      if (t.state == 'c') done.push_back(&t);
-      if (t.state == 'r') running.push_back(&t);
-    }
-    Params chosen;
-    if (static_cast<int>(done.size()) < startup_) {
-      for (const Param& p : space_) {
-        if (Active(p, chosen)) chosen[p.name] = SampleUniform(p, &rng_);
-      }
-    } else {
-      std::stable_sort(done.begin(), done.end(), [&](const Trial* a, const Trial* b) {
-        return goal_ == Goal::kMaximize ? a->value > b->value : a->value < b->value;
-      });
-      const size_t n_below =
-          std::min<size_t>(25, static_cast<size_t>(std::ceil(0.1 * static_cast<double>(done.size()))));
-      std::vector<const Trial*> below(done.begin(), done.begin() + n_below);
-      std::vector<const Trial*> above(done.begin() + n_below, done.end());
-      above.insert(above.end(), running.begin(), running.end());  // the constant liar
-      std::vector<double> encoded(space_.size(), History::kAbsent);
-      for (size_t j = 0; j < space_.size(); ++j) {
-        // Parents come first, so whether j exists is known by now.
-        if (!Active(space_[j], history_.Decode(encoded))) continue;
-        encoded[j] = Suggest(j, below, above);
-      }
-      chosen = history_.Decode(encoded);
-    }
-    history_.Add(index, chosen);
-    return chosen;
-  }
-
-  void Observe(int index, bool has_value, double value) override {
-    history_.Observe(index, has_value, value);
-  }
-
-  // "rng=<state>", then the history's lines.
-  void Save(std::vector<std::string>* lines) const override {
-    lines->push_back(absl::StrCat("rng=", rng_.Save()));
-    history_.Save(lines);
-  }
-
-  bool Load(const std::vector<std::string>& lines) override {
-    if (lines.empty()) return false;
-    absl::string_view head = lines[0];
-    if (!absl::ConsumePrefix(&head, "rng=") || !rng_.Load(head)) return false;
-    return history_.Load(std::vector<std::string>(lines.begin() + 1, lines.end()));
-  }
+  TpeSampler(const Config& c, int startup) : ModelSampler(c, startup) {}
 
  private:
-  using Trial = History::Trial;
+  Params Model(std::vector<const Trial*> done, const std::vector<const Trial*>& running) override {
+    std::stable_sort(done.begin(), done.end(), [&](const Trial* a, const Trial* b) {
+      return goal_ == Goal::kMaximize ? a->value > b->value : a->value < b->value;
+    });
+    const size_t n_below =
+        std::min<size_t>(25, static_cast<size_t>(std::ceil(0.1 * static_cast<double>(done.size()))));
+    std::vector<const Trial*> below(done.begin(), done.begin() + n_below);
+    std::vector<const Trial*> above(done.begin() + n_below, done.end());
+    above.insert(above.end(), running.begin(), running.end());  // the constant liar
+    std::vector<double> encoded(space_.size(), History::kAbsent);
+    for (size_t j = 0; j < space_.size(); ++j) {
+      // Parents come first, so whether j exists is known by now.
+      if (!Active(space_[j], history_.Decode(encoded))) continue;
+      encoded[j] = Suggest(j, below, above);
+    }
+    return history_.Decode(encoded);
+  }
 
   // The encoded value for parameter j that maximises l / g over candidates drawn from l.
   double Suggest(size_t j, const std::vector<const Trial*>& below,
@@ -195,11 +159,6 @@ class TpeSampler final : public Sampler {
     return best;
   }
 
-  const std::vector<Param> space_;
-  const Goal goal_;
-  const int startup_;
-  Rng rng_;
-  History history_;
 };
 
 }  // namespace
