@@ -37,9 +37,11 @@ int main(int argc, char** argv) {
   printf("%-8s %12s %12s %12s %12s\n", "sampler", "observations", "p50 ms", "p90 ms", "max ms");
   for (auto [name, sampler] : {std::pair{"random", Config::Sampler::kRandom},
                                std::pair{"tpe", Config::Sampler::kTpe},
+                               std::pair{"tpe-mv", Config::Sampler::kTpe},
                                std::pair{"gp", Config::Sampler::kGp}}) {
     for (int n : sizes) {
       Config c = space(sampler);
+      c.tpe_multivariate = std::string(name) == "tpe-mv";
       auto source = std::move(NewSearcher(space(Config::Sampler::kRandom)).value());
       for (const auto& a : source->Handle(TrialsWanted{n})) {
         const auto& p = std::get<Create>(a).params;

@@ -241,7 +241,7 @@ absl::Status FromYaml(const YAML::Node& root, ExperimentSpec* spec) {
   if (const YAML::Node a = root["algorithm"]) {
     RETURN_IF_ERROR(CheckKeys(a, "algorithm",
                               {"name", "seed", "reduction_factor", "mode", "max_rungs",
-                               "early_stopping", "startup_trials", "warm_start"}));
+                               "early_stopping", "startup_trials", "warm_start", "multivariate"}));
     v1::Algorithm* alg = spec->mutable_algorithm();
     if (const YAML::Node ws = a["warm_start"]) {
       if (!ws.IsSequence()) {
@@ -251,6 +251,13 @@ absl::Status FromYaml(const YAML::Node& root, ExperimentSpec* spec) {
         ASSIGN_OR_RETURN(std::string v, GetString(ws[i], absl::StrCat("algorithm.warm_start[", i, "]")));
         alg->add_warm_start(v);
       }
+    }
+    if (const YAML::Node mv = a["multivariate"]) {
+      bool v = false;
+      if (!YAML::convert<bool>::decode(mv, v)) {
+        return Invalid("algorithm.multivariate", "expected true or false");
+      }
+      alg->set_multivariate(v);
     }
     if (a["startup_trials"]) {
       ASSIGN_OR_RETURN(int32_t v, GetInt32(a["startup_trials"], "algorithm.startup_trials", 1));
@@ -437,12 +444,12 @@ absl::Status ValidateStopping(ExperimentSpec* spec) {
   const std::string& algo = alg->name();
   v1::EarlyStopping* es = alg->mutable_early_stopping();
   std::string field = "algorithm.early_stopping";
-  if (algo == "asha" || algo == "hyperband") {
+  if (algo == "asha" || algo == "hyperband" || algo == "bohb") {
     if (!es->rule().empty()) {
       return Invalid(field, absl::StrCat(algo, " stops trials itself; early_stopping goes with "
-                                               "random or grid"));
+                                               "random, grid, tpe or gp"));
     }
-    es->set_rule(algo);
+    es->set_rule(algo == "bohb" ? "hyperband" : algo);
     es->set_reduction_factor(alg->reduction_factor());
     es->set_mode(alg->mode());
     es->set_max_rungs(alg->max_rungs());
@@ -602,16 +609,21 @@ absl::Status ValidateSpec(ExperimentSpec* spec, absl::string_view base_dir) {
   std::string algo = spec->algorithm().name().empty() ? "random" : spec->algorithm().name();
   spec->mutable_algorithm()->set_name(algo);
   if (algo != "random" && algo != "grid" && algo != "tpe" && algo != "gp" && algo != "asha" &&
-      algo != "hyperband") {
-    return Invalid("algorithm.name", absl::StrCat("unknown algorithm '", algo,
-                                                  "' (known: random, grid, tpe, gp, asha, hyperband)"));
+      algo != "hyperband" && algo != "bohb") {
+    return Invalid("algorithm.name",
+                   absl::StrCat("unknown algorithm '", algo,
+                                "' (known: random, grid, tpe, gp, asha, hyperband, bohb)"));
   }
-  if (algo == "tpe" || algo == "gp") {
+  if (spec->algorithm().multivariate() && algo != "tpe" && algo != "bohb") {
+    return Invalid("algorithm.multivariate", "applies to tpe (and bohb, which is always multivariate)");
+  }
+  if (algo == "bohb") spec->mutable_algorithm()->set_multivariate(true);
+  if (algo == "tpe" || algo == "gp" || algo == "bohb") {
     if (spec->algorithm().startup_trials() == 0) spec->mutable_algorithm()->set_startup_trials(10);
   } else if (spec->algorithm().startup_trials() != 0) {
-    return Invalid("algorithm.startup_trials", "applies to tpe and gp only");
+    return Invalid("algorithm.startup_trials", "applies to tpe, gp and bohb only");
   } else if (!spec->algorithm().warm_start().empty()) {
-    return Invalid("algorithm.warm_start", "applies to tpe and gp only (the models that learn)");
+    return Invalid("algorithm.warm_start", "applies to tpe, gp and bohb only (the models that learn)");
   }
   RETURN_IF_ERROR(ValidateStopping(spec));
   bool grid = algo == "grid";

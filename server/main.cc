@@ -39,7 +39,7 @@ int main(int argc, char** argv) {
   CLI::App app{"rungd: the rung controller (experiments, search, scheduling, persistence)"};
   std::string config_file, listen = "127.0.0.1:7411", data_dir = DefaultDataDir(),
                            metrics_listen = "127.0.0.1:9411", lease_timeout = "30s",
-                           heartbeat = "5s", log_level = "info";
+                           heartbeat = "5s", suggest_deadline = "2s", log_level = "info";
   app.add_option("--config", config_file, "YAML file with any of the flags below as keys");
   auto* o_listen = app.add_option("--listen", listen, "gRPC address")->capture_default_str();
   auto* o_data = app.add_option("--data-dir", data_dir, "RocksDB folder")->capture_default_str();
@@ -50,6 +50,10 @@ int main(int argc, char** argv) {
                       ->capture_default_str();
   auto* o_hb = app.add_option("--heartbeat-interval", heartbeat, "how often workers heartbeat")
                    ->capture_default_str();
+  auto* o_suggest = app.add_option("--suggest-deadline", suggest_deadline,
+                                   "how long tpe or gp may take to propose a trial before it is "
+                                   "drawn at random instead")
+                        ->capture_default_str();
   auto* o_log = app.add_option("--log-level", log_level, "debug|info|warning|error")
                     ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -65,7 +69,7 @@ int main(int argc, char** argv) {
         {"listen", {o_listen, &listen}},          {"data-dir", {o_data, &data_dir}},
         {"metrics-listen", {o_metrics, &metrics_listen}},
         {"lease-timeout", {o_lease, &lease_timeout}}, {"heartbeat-interval", {o_hb, &heartbeat}},
-        {"log-level", {o_log, &log_level}}};
+        {"suggest-deadline", {o_suggest, &suggest_deadline}}, {"log-level", {o_log, &log_level}}};
     if (!cfg.IsMap()) return Fail(absl::StrCat("--config ", config_file, ": expected a mapping"));
     for (const auto& kv : cfg) {
       std::string key = kv.first.Scalar();
@@ -93,6 +97,11 @@ int main(int argc, char** argv) {
       options.heartbeat_interval >= options.lease_timeout) {
     return Fail(absl::StrCat("--heartbeat-interval: '", heartbeat,
                              "' must be a positive duration below --lease-timeout"));
+  }
+
+  if (!absl::ParseDuration(suggest_deadline, &options.suggest_deadline) ||
+      options.suggest_deadline <= absl::ZeroDuration()) {
+    return Fail(absl::StrCat("--suggest-deadline: '", suggest_deadline, "' is not a positive duration"));
   }
 
   // Signals are taken by sigwait below; block them before any thread starts.
@@ -127,7 +136,8 @@ int main(int argc, char** argv) {
 
   absl::Notification stop;
   std::thread ticker([&] {
-    const absl::Duration every = std::min(options.lease_timeout / 4, absl::Seconds(1));
+    const absl::Duration every = std::min(
+        {options.lease_timeout / 4, options.suggest_deadline / 4, absl::Seconds(1)});
     while (!stop.WaitForNotificationWithTimeout(every)) (*controller)->Tick();
   });
 

@@ -79,6 +79,17 @@ class ControllerCollectable : public prometheus::Collectable {
     family("rung_lease_expirations_total", "Trial leases that expired with a silent worker.",
            prometheus::MetricType::Counter)
         ->metric.push_back(Value(static_cast<double>(s.lease_expirations), {}, true));
+    family("rung_suggestions_total", "New trials whose parameters a model (tpe, gp) proposed.",
+           prometheus::MetricType::Counter)
+        ->metric.push_back(Value(static_cast<double>(s.suggestions), {}, true));
+    family("rung_suggestion_seconds_total",
+           "Time from asking a model for a trial to its proposal, summed over rung_suggestions_total.",
+           prometheus::MetricType::Counter)
+        ->metric.push_back(Value(s.suggestion_seconds, {}, true));
+    family("rung_suggestion_fallbacks_total",
+           "Model proposals that missed --suggest-deadline; those trials were drawn at random.",
+           prometheus::MetricType::Counter)
+        ->metric.push_back(Value(static_cast<double>(s.suggestion_fallbacks), {}, true));
     return out;
   }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -62,7 +63,12 @@ std::string SignalName(int sig) {
 }  // namespace
 
 Controller::Controller(Store* store, Clock* clock, ControllerOptions options)
-    : store_(store), clock_(clock), options_(options) {}
+    : store_(store), clock_(clock), options_(options) {
+  if (!options_.run_job) {
+    const int threads = static_cast<int>(std::clamp(std::thread::hardware_concurrency() / 2, 1u, 4u));
+    pool_ = std::make_unique<JobPool>(threads);
+  }
+}
 
 Controller::~Controller() = default;
 
@@ -96,10 +102,12 @@ search::Config Controller::SearchConfig(const v1::ExperimentSpec& spec) {
   c.max_trials = spec.budget().max_trials();
   c.seed = spec.algorithm().seed();
   c.sampler = spec.algorithm().name() == "grid"  ? search::Config::Sampler::kGrid
-              : spec.algorithm().name() == "tpe" ? search::Config::Sampler::kTpe
+              : spec.algorithm().name() == "tpe" || spec.algorithm().name() == "bohb"
+                  ? search::Config::Sampler::kTpe
               : spec.algorithm().name() == "gp"  ? search::Config::Sampler::kGp
                                                  : search::Config::Sampler::kRandom;
   if (spec.algorithm().startup_trials() > 0) c.tpe_startup = spec.algorithm().startup_trials();
+  c.tpe_multivariate = spec.algorithm().multivariate();
   c.resource_min = spec.resource().min();
   c.resource_max = spec.resource().max();
   const v1::EarlyStopping& es = spec.algorithm().early_stopping();
@@ -693,6 +701,12 @@ bool Controller::TryAssignLocked(WorkerRec* w) {
         open += !TrialTerminal(t.state()) && t.state() != v1::TRIAL_WAITING;
       }
       if (rec->exp.search_done() || open >= rec->exp.spec().budget().max_concurrent()) continue;
+      // A model is already working out this experiment's next trial.
+      if (rec->proposal_ticket != 0) continue;
+      if (auto job = rec->searcher->Propose()) {
+        StartProposalLocked(rec, std::move(job));
+        continue;
+      }
       ApplyActionsLocked(rec, SearchLocked(rec, search::TrialsWanted{1}, &batch), &batch);
       if (rec->queue.empty()) {
         if (!CommitLocked(&batch).ok()) return false;
@@ -721,6 +735,33 @@ bool Controller::TryAssignLocked(WorkerRec* w) {
     return true;
   }
   return false;
+}
+
+void Controller::StartProposalLocked(ExperimentRec* rec, std::function<search::Proposal()> job) {
+  const int64_t ticket = next_ticket_++;
+  rec->proposal_ticket = ticket;
+  rec->proposal_started = clock_->Now();
+  rec->proposal_deadline = rec->proposal_started + options_.suggest_deadline;
+  auto run = [this, id = rec->exp.id(), ticket, job = std::move(job)] { ProposalDone(id, ticket, job()); };
+  pool_ ? pool_->Run(std::move(run)) : options_.run_job(std::move(run));
+}
+
+void Controller::ProposalDone(const std::string& experiment_id, int64_t ticket,
+                              search::Proposal proposal) {
+  absl::MutexLock l(&mu_);
+  ExperimentRec* rec = FindExperimentLocked(experiment_id);
+  if (rec == nullptr || rec->proposal_ticket != ticket) return;  // Tick() fell back already
+  rec->proposal_ticket = 0;
+  const auto state = rec->exp.state();
+  if (!store_error_.ok() || (state != v1::EXPERIMENT_PENDING && state != v1::EXPERIMENT_RUNNING)) {
+    return;  // paused or ended meanwhile: a later slot asks the model again
+  }
+  ++suggestions_;
+  suggestion_seconds_ += absl::ToDoubleSeconds(clock_->Now() - rec->proposal_started);
+  Store::Batch batch;
+  ApplyActionsLocked(rec, SearchLocked(rec, search::TrialsWanted{1, std::move(proposal), true}, &batch),
+                     &batch);
+  if (CommitLocked(&batch).ok()) DispatchLocked();
 }
 
 void Controller::DispatchLocked() {
@@ -1128,6 +1169,20 @@ void Controller::Tick() {
   absl::Time now = clock_->Now();
   Store::Batch batch;
   bool changed = false;
+  for (ExperimentRec* rec : fifo_) {
+    if (rec->proposal_ticket == 0 || now < rec->proposal_deadline) continue;
+    rec->proposal_ticket = 0;
+    const auto state = rec->exp.state();
+    if (state != v1::EXPERIMENT_PENDING && state != v1::EXPERIMENT_RUNNING) continue;
+    ++suggestion_fallbacks_;
+    changed = true;
+    Log(LogLevel::kWarning,
+        absl::StrCat(rec->exp.id(), ": the ", rec->exp.spec().algorithm().name(),
+                     " model did not propose trial ", TrialId(rec->exp.id(), rec->exp.trials_created() + 1),
+                     " within ", absl::FormatDuration(options_.suggest_deadline),
+                     " (--suggest-deadline); its parameters are drawn at random"));
+    ApplyActionsLocked(rec, SearchLocked(rec, search::TrialsWanted{1, std::nullopt, true}, &batch), &batch);
+  }
   for (auto& [id, w] : workers_) {
     if (now - w->last_seen <= options_.lease_timeout) continue;
     if (w->worker.state() != v1::WORKER_LOST) {
@@ -1172,6 +1227,9 @@ ControllerStats Controller::Stats() {
   }
   s.reports_received = reports_received_;
   s.lease_expirations = lease_expirations_;
+  s.suggestions = suggestions_;
+  s.suggestion_seconds = suggestion_seconds_;
+  s.suggestion_fallbacks = suggestion_fallbacks_;
   return s;
 }
 

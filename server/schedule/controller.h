@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -23,6 +24,7 @@
 #include "common/clock.h"
 #include "rung/v1/experiment_service.pb.h"
 #include "rung/v1/worker_service.pb.h"
+#include "server/schedule/job_pool.h"
 #include "server/search/searcher.h"
 #include "server/store/store.h"
 
@@ -48,6 +50,13 @@ struct ControllerOptions {
   absl::Duration lease_timeout = absl::Seconds(30);
   // How often workers are asked to send a heartbeat.
   absl::Duration heartbeat_interval = absl::Seconds(5);
+  // How long a model (TPE, GP) may take to propose a trial's parameters. Past it, Tick()
+  // draws them at random instead and logs why.
+  absl::Duration suggest_deadline = absl::Seconds(2);
+  // Runs the searchers' model jobs, off the RPC threads and the controller's lock. It must
+  // not run a job inline (the controller holds its lock when it queues one), nor after the
+  // controller is gone. Null: a pool of threads that the controller owns.
+  std::function<void(std::function<void()>)> run_job;
 };
 
 // Figures for /metrics, read at scrape time.
@@ -59,6 +68,9 @@ struct ControllerStats {
   int slots_free = 0;
   int64_t reports_received = 0;
   int64_t lease_expirations = 0;
+  int64_t suggestions = 0;               // model proposals that trials took
+  double suggestion_seconds = 0;         // their total time, queueing included
+  int64_t suggestion_fallbacks = 0;      // proposals that missed the deadline
 };
 
 class Controller {
@@ -100,8 +112,9 @@ class Controller {
   absl::Status HandleWorkerMessage(int64_t session, const v1::WorkerMessage& msg);
   void WorkerDisconnected(int64_t session);
 
-  // Expires leases of silent workers. rungd calls it periodically; tests call it after
-  // moving a FakeClock.
+  // Expires leases of silent workers, and falls back to random parameters for model
+  // proposals past their deadline. rungd calls it periodically; tests call it after moving a
+  // FakeClock.
   void Tick();
 
   ControllerStats Stats();
@@ -113,6 +126,9 @@ class Controller {
     std::vector<v1::Trial> trials;  // trials[i].index() == i + 1
     std::deque<int> queue;          // indexes of PENDING trials, in order
     std::map<int64_t, WatchSink*> watchers;
+    // A model job in flight for the next new trial (0: none), and when it must be done.
+    int64_t proposal_ticket = 0;
+    absl::Time proposal_started, proposal_deadline;
   };
   struct WorkerRec {
     v1::Worker worker;
@@ -144,6 +160,11 @@ class Controller {
   // Hands free slots work, from the queue first, then from searchers with room.
   void DispatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool TryAssignLocked(WorkerRec* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues the searcher's model job for the next trial of `rec`.
+  void StartProposalLocked(ExperimentRec* rec, std::function<search::Proposal()> job)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A model job finished: the next trial takes its parameters, unless Tick() gave up on it.
+  void ProposalDone(const std::string& experiment_id, int64_t ticket, search::Proposal proposal);
   bool Matches(const ExperimentRec& rec, const WorkerRec& w, std::vector<int>* slots)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::Assignment MakeAssignmentLocked(const ExperimentRec& rec, const v1::Trial& t)
@@ -209,6 +230,12 @@ class Controller {
   absl::Status store_error_ ABSL_GUARDED_BY(mu_);
   int64_t reports_received_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t lease_expirations_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t next_ticket_ ABSL_GUARDED_BY(mu_) = 1;
+  int64_t suggestions_ ABSL_GUARDED_BY(mu_) = 0;
+  double suggestion_seconds_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t suggestion_fallbacks_ ABSL_GUARDED_BY(mu_) = 0;
+  // Last, so it is destroyed first: its threads finish their jobs while the rest still exists.
+  std::unique_ptr<JobPool> pool_;
 };
 
 }  // namespace rung

@@ -27,12 +27,14 @@ double Matern52(double r) {
 }
 
 bool GaussianProcess::Fit(const Eigen::MatrixXd& x, const Eigen::VectorXd& y, const GpHyper& h) {
-  x_ = x;
+  xt_ = x.transpose();
   h_ = h;
+  inv_lengthscale_ = (-h.log_lengthscale.array()).exp();
+  signal_ = std::exp(h.log_signal);
   const Eigen::Index n = x.rows();
   Eigen::MatrixXd k(n, n);
   for (Eigen::Index i = 0; i < n; ++i) {
-    for (Eigen::Index j = 0; j <= i; ++j) k(i, j) = k(j, i) = Kernel(x.row(i), x.row(j));
+    for (Eigen::Index j = 0; j <= i; ++j) k(i, j) = k(j, i) = Kernel(xt_.col(i), xt_.col(j));
     k(i, i) += std::exp(h.log_noise) + 1e-9;
   }
   llt_.compute(k);
@@ -42,13 +44,10 @@ bool GaussianProcess::Fit(const Eigen::MatrixXd& x, const Eigen::VectorXd& y, co
   return true;
 }
 
-double GaussianProcess::Kernel(const Eigen::VectorXd& a, const Eigen::VectorXd& b) const {
-  double r2 = 0;
-  for (Eigen::Index i = 0; i < a.size(); ++i) {
-    const double d = (a(i) - b(i)) / std::exp(h_.log_lengthscale(i));
-    r2 += d * d;
-  }
-  return std::exp(h_.log_signal) * Matern52(std::sqrt(r2));
+double GaussianProcess::Kernel(const Eigen::Ref<const Eigen::VectorXd>& a,
+                               const Eigen::Ref<const Eigen::VectorXd>& b) const {
+  const double r2 = ((a - b).array() * inv_lengthscale_.array()).square().sum();
+  return signal_ * Matern52(std::sqrt(r2));
 }
 
 double GaussianProcess::LogMarginal() const {
@@ -58,16 +57,21 @@ double GaussianProcess::LogMarginal() const {
 }
 
 void GaussianProcess::Predict(const Eigen::VectorXd& x, double* mean, double* var) const {
-  Eigen::VectorXd ks(x_.rows());
-  for (Eigen::Index i = 0; i < x_.rows(); ++i) ks(i) = Kernel(x_.row(i), x);
+  Eigen::VectorXd ks(xt_.cols());
+  for (Eigen::Index i = 0; i < xt_.cols(); ++i) ks(i) = Kernel(xt_.col(i), x);
   *mean = ks.dot(alpha_);
   const Eigen::VectorXd v = llt_.matrixL().solve(ks);
-  *var = std::max(std::exp(h_.log_signal) - v.squaredNorm(), 1e-12);
+  *var = std::max(signal_ - v.squaredNorm(), 1e-12);
 }
 
 namespace {
 
-constexpr int kMaxObservations = 200;
+constexpr int kMaxObservations = 300;
+// Kernel hyperparameters are fitted on at most this many observations (the best half and
+// an even spread of the rest), with at most this many likelihood evaluations: a fit's cost
+// stays bounded however long the experiment runs.
+constexpr int kFitObservations = 100;
+constexpr int kFitEvaluations = 240;
 constexpr int kRandomCandidates = 512;
 constexpr int kLocalCandidates = 40;
 
@@ -96,6 +100,7 @@ class GpSampler final : public ModelSampler {
   Params Model(std::vector<const Trial*> done, const std::vector<const Trial*>& running) override {
     return Suggest(std::move(done), running);
   }
+  std::shared_ptr<ModelSampler> Clone() const override { return std::make_shared<GpSampler>(*this); }
 
   // One line: "hyp <log lengthscales...> <log signal> <log noise> <observations at fit>", or
   // "hyp -" before the first fit.
@@ -206,7 +211,7 @@ class GpSampler final : public ModelSampler {
       return s;
     };
     double best = score(h);
-    for (int evals = 0; step > 0.05 && evals < 60 * (dims_ + 2);) {
+    for (int evals = 0; step > 0.05 && evals < kFitEvaluations;) {
       bool improved = false;
       for (int c = 0; c < dims_ + 2; ++c) {
         for (double d : {step, -step}) {
@@ -254,7 +259,26 @@ class GpSampler final : public ModelSampler {
     const double best_y = y.minCoeff();
     // Refit the kernel every 5 observations; in between, the last fit serves.
     if (!fitted_ || static_cast<int>(done.size()) >= fitted_at_ + 5 || static_cast<int>(done.size()) < fitted_at_) {
-      FitHyper(x, y);
+      if (n <= kFitObservations) {
+        FitHyper(x, y);
+      } else {
+        // The best half, then an even spread over the rest in trial order.
+        std::vector<Eigen::Index> order(static_cast<size_t>(n));
+        for (Eigen::Index i = 0; i < n; ++i) order[static_cast<size_t>(i)] = i;
+        std::stable_sort(order.begin(), order.end(), [&](auto a, auto b) { return y(a) < y(b); });
+        std::vector<Eigen::Index> keep(order.begin(), order.begin() + kFitObservations / 2);
+        std::vector<Eigen::Index> rest(order.begin() + kFitObservations / 2, order.end());
+        std::sort(rest.begin(), rest.end());
+        const size_t want = kFitObservations - keep.size();
+        for (size_t k = 0; k < want; ++k) keep.push_back(rest[k * rest.size() / want]);
+        Eigen::MatrixXd xs(static_cast<Eigen::Index>(keep.size()), dims_);
+        Eigen::VectorXd ys(xs.rows());
+        for (Eigen::Index i = 0; i < xs.rows(); ++i) {
+          xs.row(i) = x.row(keep[static_cast<size_t>(i)]);
+          ys(i) = y(keep[static_cast<size_t>(i)]);
+        }
+        FitHyper(xs, ys);
+      }
       fitted_at_ = static_cast<int>(done.size());
     }
     GaussianProcess gp;

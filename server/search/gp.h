@@ -27,11 +27,14 @@ class GaussianProcess {
   double LogMarginal() const;
 
  private:
-  double Kernel(const Eigen::VectorXd& a, const Eigen::VectorXd& b) const;
-  Eigen::MatrixXd x_;
+  double Kernel(const Eigen::Ref<const Eigen::VectorXd>& a,
+                const Eigen::Ref<const Eigen::VectorXd>& b) const;
+  Eigen::MatrixXd xt_;  // observations, one column each
   Eigen::VectorXd y_, alpha_;
   Eigen::LLT<Eigen::MatrixXd> llt_;
   GpHyper h_;
+  Eigen::VectorXd inv_lengthscale_;  // exp(-log_lengthscale), computed once a fit
+  double signal_ = 1;                // exp(log_signal)
 };
 
 }  // namespace rung::search

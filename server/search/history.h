@@ -26,9 +26,14 @@ class History {
     char state = 'r';  // 'r' running, 'c' completed with a value, 'x' closed without one
     double value = 0;
     std::vector<double> values;  // encoded, in space order
+    // The objective at each rung level (the first report at or past it); NaN until then.
+    std::vector<double> at_level;
   };
 
-  explicit History(const std::vector<Param>& space) : space_(space) {}
+  // `levels`: the resource levels (rungs) at which the history keeps each trial's objective,
+  // ascending; empty when trials are not stopped at rungs.
+  History(const std::vector<Param>& space, std::vector<double> levels = {})
+      : space_(space), levels_(std::move(levels)) {}
 
   // Encoding: a category's index (categoricals and value lists), else the value in the
   // continuous domain (log of it for a log parameter).
@@ -40,15 +45,20 @@ class History {
   // Completed trials of earlier experiments, as trials -1, -2, ...
   void AddWarmStart(const std::vector<std::pair<Params, double>>& warm);
   void Observe(int index, bool has_value, double value);
+  // Trial `index` reported `value` at `resource`.
+  void Report(int index, double resource, double value);
+  const std::vector<double>& levels() const { return levels_; }
   const std::map<int, Trial>& trials() const { return trials_; }
   const std::vector<Param>& space() const { return space_; }
 
-  // One line a trial: "o <index> <state> <value> <v0> <v1> ...".
+  // One line a trial: "o <index> <state> <value> <v0> <v1> ...", then, with levels,
+  // " @ <value at level 0> <value at level 1> ...".
   void Save(std::vector<std::string>* lines) const;
   bool Load(const std::vector<std::string>& lines);
 
  private:
   const std::vector<Param> space_;
+  const std::vector<double> levels_;
   std::map<int, Trial> trials_;
 };
 

@@ -2,6 +2,7 @@
 #ifndef RUNG_SERVER_SEARCH_SAMPLER_H_
 #define RUNG_SERVER_SEARCH_SAMPLER_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,6 +18,14 @@ class Sampler {
   virtual ~Sampler() = default;
   // The parameters of new trial `index`.
   virtual Params Next(int index) = 0;
+  // A job that computes what Next(index) would, from a copy of this sampler, safe to run on
+  // any thread while this one goes on; null when Next is cheap (no model to consult).
+  virtual std::function<Proposal()> Propose(int /*index*/) { return nullptr; }
+  // New trial `index` takes the parameters of `proposal` (from a Propose job) when they are
+  // for it and valid; otherwise (or with no proposal) parameters drawn at random.
+  virtual Params Adopt(int index, const Proposal* /*proposal*/) { return Next(index); }
+  // Trial `index` reported its objective `value` at `resource` (with a stopping rule).
+  virtual void Report(int /*index*/, double /*resource*/, double /*value*/) {}
   // Trial `index` closed; `has_value` when it completed with objective `value`.
   virtual void Observe(int /*index*/, bool /*has_value*/, double /*value*/) {}
   // State as lines (no '\n' inside), and back; Load gets exactly the lines Save wrote.
@@ -32,6 +41,9 @@ class ModelSampler : public Sampler {
  public:
   ModelSampler(const Config& config, int startup);
   Params Next(int index) final;
+  std::function<Proposal()> Propose(int index) final;
+  Params Adopt(int index, const Proposal* proposal) final;
+  void Report(int index, double resource, double value) final;
   void Observe(int index, bool has_value, double value) final;
   void Save(std::vector<std::string>* lines) const final;
   bool Load(const std::vector<std::string>& lines) final;
@@ -41,6 +53,8 @@ class ModelSampler : public Sampler {
   // The next trial's parameters from the completed trials `done` (in index order) and those
   // still `running`.
   virtual Params Model(std::vector<const Trial*> done, const std::vector<const Trial*>& running) = 0;
+  // A copy of this sampler, state and all.
+  virtual std::shared_ptr<ModelSampler> Clone() const = 0;
   virtual int ModelLineCount() const { return 0; }
   virtual void SaveModel(std::vector<std::string>* /*lines*/) const {}
   virtual bool LoadModel(const std::vector<std::string>& /*lines*/) { return true; }
@@ -52,6 +66,13 @@ class ModelSampler : public Sampler {
   const int startup_;
   Rng rng_;
   History history_;
+
+ private:
+  // Whether the model has enough to learn from, and if so what: `done` (with values) and
+  // `running`. From completed trials when `startup_` have completed, else from the highest
+  // rung level with `startup_` results.
+  bool Ready(std::vector<const Trial*>* done, std::vector<const Trial*>* running);
+  std::vector<Trial> level_view_;  // trials as seen at one rung level, for Ready
 };
 
 // One uniform draw of `p` (log-uniform when p.log), as random search makes it.

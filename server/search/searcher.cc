@@ -228,12 +228,15 @@ class ComposedSearcher final : public Searcher {
         }
         if (created_ >= config_.max_trials) break;
         if (rule_) rule_->OnCreate(created_);
-        actions.push_back(Create{created_, sampler_->Next(created_),
+        Params params = want->adopt ? sampler_->Adopt(created_, want->proposal ? &*want->proposal : nullptr)
+                                    : sampler_->Next(created_);
+        actions.push_back(Create{created_, std::move(params),
                                  rule_ ? rule_->Budget(created_) : config_.resource_max});
         ++created_;
       }
     } else if (const auto* report = std::get_if<TrialReported>(&event)) {
       if (rule_) {
+        sampler_->Report(report->index, report->resource, report->value);
         if (auto stop = rule_->OnReport(*report)) actions.push_back(std::move(*stop));
       }
     } else if (const auto* paused = std::get_if<TrialPaused>(&event)) {
@@ -309,6 +312,11 @@ class ComposedSearcher final : public Searcher {
   }
 
   bool WantsReports() const override { return rule_ != nullptr; }
+
+  std::function<Proposal()> Propose() override {
+    if (created_ >= config_.max_trials || (rule_ && !rule_->NothingToPromote())) return nullptr;
+    return sampler_->Propose(created_);
+  }
 
  private:
   const Config config_;

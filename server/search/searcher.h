@@ -10,6 +10,8 @@
 #define RUNG_SERVER_SEARCH_SEARCHER_H_
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <map>
 #include <memory>
 #include <string>
@@ -63,6 +65,7 @@ struct Config {
   enum class Sampler { kRandom, kGrid, kTpe, kGp };
   Sampler sampler = Sampler::kRandom;
   int tpe_startup = 10;  // tpe, gp: random trials before the model takes over
+  bool tpe_multivariate = false;  // tpe: model the unconditional parameters jointly
   std::vector<Param> space;  // in spec order
   Goal goal = Goal::kMinimize;
   int max_trials = 0;
@@ -106,10 +109,26 @@ struct Continue {
 struct Done {};
 using Action = std::variant<Create, Stop, Continue, Done>;
 
+// A model's parameters for new trial `index`, computed by a job from Searcher::Propose off
+// the owner's thread; `model` is the model's state after computing them (e.g. the kernel's
+// fitted hyperparameters), kept when the trial takes the parameters.
+struct Proposal {
+  int index = -1;
+  Params params;
+  std::vector<std::string> model;
+};
+
 // ---- Events ----
 // The controller has room for `count` more trials of this experiment now.
 struct TrialsWanted {
+  TrialsWanted(int n = 0, std::optional<Proposal> p = std::nullopt, bool a = false)
+      : count(n), proposal(std::move(p)), adopt(a) {}
   int count = 0;
+  // count 1 only. `proposal`: the parameters a Propose job computed; the new trial takes them
+  // when they are still for it. `adopt` with no proposal: the job missed its deadline and the
+  // new trial's parameters are drawn at random. Neither: Handle computes them itself.
+  std::optional<Proposal> proposal;
+  bool adopt = false;
 };
 // Trial `index` reported its objective metric `value` with its progress at `resource`.
 struct TrialReported {
@@ -142,6 +161,11 @@ class Searcher {
   // Whether TrialReported events change anything; the owner may skip them (and the snapshot
   // write they would cost) when not.
   virtual bool WantsReports() const = 0;
+  // When the next new trial's parameters need a model (TPE, GP past their start-up trials,
+  // no promotion due): a job computing them from a copy of the model, safe to run on any
+  // thread while this searcher handles other events. Hand its result to the next
+  // TrialsWanted{1, proposal, true}. Null when Handle makes the next trial cheaply itself.
+  virtual std::function<Proposal()> Propose() = 0;
 };
 
 // The searcher `config` describes, or INVALID_ARGUMENT.

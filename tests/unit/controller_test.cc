@@ -34,13 +34,12 @@ class ControllerTest : public ::testing::Test {
     Open();
   }
 
-  void Open() {
+  void Open(ControllerOptions o = ControllerOptions()) {
     controller_.reset();
     store_.reset();
     auto store = Store::Open(dir_.path());
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = std::move(*store);
-    ControllerOptions o;
     o.lease_timeout = absl::Seconds(30);
     auto c = Controller::Create(store_.get(), &clock_, o);
     ASSERT_TRUE(c.ok()) << c.status();
@@ -524,6 +523,83 @@ trial: {command: [train]}
   // The warm-started experiment comes back after a restart.
   Open();
   EXPECT_TRUE(controller_->GetExperiment(ok->id()).ok());
+}
+
+TEST_F(ControllerTest, ModelProposalsRunOffTheLockAndFallBackAtTheDeadline) {
+  // Model jobs queue here and run when the test says, as a pool thread would run them.
+  std::vector<std::function<void()>> jobs;
+  ControllerOptions o;
+  o.run_job = [&](std::function<void()> job) { jobs.push_back(std::move(job)); };
+  o.suggest_deadline = absl::Seconds(2);
+  Open(o);
+  auto spec = ParseSpecYaml(R"(
+objective: {metric: loss, goal: minimize}
+search_space:
+  x: {type: float, min: 0, max: 1}
+  y: {type: int, min: 1, max: 5}
+algorithm: {name: gp, startup_trials: 1, seed: 5}
+budget: {max_trials: 4, max_concurrent: 1}
+trial: {command: [train]}
+)",
+                            "/w");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  const std::string id = controller_->CreateExperiment(*spec)->id();
+  RecordingSink sink;
+  int64_t s = Connect("w1", 1, &sink);
+  auto finish = [&](const v1::Assignment& a) {
+    ASSERT_TRUE(Report(s, a.trial(), 1, a.trial().params().at("x").float_value()).ok());
+    ASSERT_TRUE(Exited(s, a.trial(), 0).ok());
+    ASSERT_TRUE(Pull(s, {0}).ok());
+  };
+  // Trial 1 is a start-up trial: random, made at once.
+  ASSERT_TRUE(Pull(s, {0}).ok());
+  auto a = sink.TakeAssignments();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_TRUE(jobs.empty());
+  finish(a[0]);
+  // Trial 2 needs the model: the slot waits for the job, not the RPC thread.
+  EXPECT_TRUE(sink.TakeAssignments().empty());
+  ASSERT_EQ(jobs.size(), 1u);
+  auto job = std::move(jobs[0]);
+  jobs.clear();
+  job();
+  a = sink.TakeAssignments();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].trial().id(), id + "-2");
+  EXPECT_EQ(controller_->Stats().suggestions, 1);
+  finish(a[0]);
+  // Trial 3's job misses its deadline: Tick() draws the trial at random.
+  ASSERT_EQ(jobs.size(), 1u);
+  clock_.Advance(absl::Seconds(1));
+  controller_->Tick();
+  EXPECT_TRUE(sink.TakeAssignments().empty());  // not yet due
+  clock_.Advance(absl::Seconds(1));
+  controller_->Tick();
+  a = sink.TakeAssignments();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].trial().id(), id + "-3");
+  const double x3 = a[0].trial().params().at("x").float_value();
+  EXPECT_GE(x3, 0);
+  EXPECT_LE(x3, 1);
+  EXPECT_EQ(controller_->Stats().suggestion_fallbacks, 1);
+  // The late job finds trial 3 made: it changes nothing.
+  job = std::move(jobs[0]);
+  jobs.clear();
+  job();
+  EXPECT_TRUE(sink.TakeAssignments().empty());
+  EXPECT_EQ(controller_->ListTrials(id)->size(), 3u);
+  EXPECT_EQ(controller_->GetTrial(id + "-3")->params().at("x").float_value(), x3);
+  EXPECT_EQ(controller_->Stats().suggestions, 1);
+  // Trial 4 comes from the model again, and the experiment completes.
+  finish(a[0]);
+  ASSERT_EQ(jobs.size(), 1u);
+  jobs[0]();
+  a = sink.TakeAssignments();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].trial().id(), id + "-4");
+  finish(a[0]);
+  EXPECT_EQ(controller_->GetExperiment(id)->state(), v1::EXPERIMENT_COMPLETED);
+  controller_.reset();  // before `jobs`, which its options point into
 }
 
 TEST_F(ControllerTest, BadInputGetsClearErrors) {

@@ -33,8 +33,8 @@ inline double MixedObjective(const Params& p) {
 
 // Runs `n` trials one at a time; returns the best value seen. Counts, when asked, the
 // suggestions after the first 10 that chose act = tanh.
-inline double RunSearch(Config::Sampler sampler, uint64_t seed, int n, int* tanh_after_startup = nullptr) {
-  auto s = std::move(NewSearcher(MixedSpace(sampler, seed)).value());
+inline double RunSearch(const Config& config, int n, int* tanh_after_startup = nullptr) {
+  auto s = std::move(NewSearcher(config).value());
   double best = 1e300;
   for (int i = 0; i < n; ++i) {
     auto c = std::get<Create>(s->Handle(TrialsWanted{1}).at(0));
@@ -46,6 +46,10 @@ inline double RunSearch(Config::Sampler sampler, uint64_t seed, int n, int* tanh
     s->Handle(TrialClosed{c.index, TrialClosed::Outcome::kCompleted, true, v});
   }
   return best;
+}
+
+inline double RunSearch(Config::Sampler sampler, uint64_t seed, int n, int* tanh_after_startup = nullptr) {
+  return RunSearch(MixedSpace(sampler, seed), n, tanh_after_startup);
 }
 
 }  // namespace rung::search::testing

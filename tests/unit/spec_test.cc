@@ -126,7 +126,7 @@ TEST(SpecTest, PlaceholderNamingNoParameterRejected) {
 
 TEST(SpecTest, UnknownAlgorithmRejected) {
   EXPECT_EQ(Error(Edit("name: random", "name: bayes")),
-            "algorithm.name: unknown algorithm 'bayes' (known: random, grid, tpe, gp, asha, hyperband)");
+            "algorithm.name: unknown algorithm 'bayes' (known: random, grid, tpe, gp, asha, hyperband, bohb)");
 }
 
 TEST(SpecTest, MissingPartsRejected) {
@@ -214,12 +214,34 @@ TEST(SpecTest, TpeWithDefaultsAndWithEarlyStopping) {
   EXPECT_EQ(bohb_like->algorithm().startup_trials(), 5);
   EXPECT_EQ(bohb_like->algorithm().early_stopping().rule(), "asha");
   EXPECT_EQ(Error(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: random, startup_trials: 3}")),
-            "algorithm.startup_trials: applies to tpe and gp only");
+            "algorithm.startup_trials: applies to tpe, gp and bohb only");
   auto warm = ParseSpecYaml(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: gp, warm_start: [e1, e4]}"), "/b");
   ASSERT_TRUE(warm.ok()) << warm.status();
   EXPECT_THAT(warm->algorithm().warm_start(), ::testing::ElementsAre("e1", "e4"));
   EXPECT_THAT(Error(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: random, warm_start: [e1]}")),
-              HasSubstr("algorithm.warm_start: applies to tpe and gp only"));
+              HasSubstr("algorithm.warm_start: applies to tpe, gp and bohb only"));
+}
+
+TEST(SpecTest, BohbIsMultivariateTpeWithHyperband) {
+  auto bohb = ParseSpecYaml("resource: {metric: epoch, min: 1, max: 27}\n" +
+                                Edit("algorithm: {name: random, seed: 7}",
+                                     "algorithm: {name: bohb, reduction_factor: 3, mode: promote}"),
+                            "/b");
+  ASSERT_TRUE(bohb.ok()) << bohb.status();
+  EXPECT_EQ(bohb->algorithm().name(), "bohb");
+  EXPECT_TRUE(bohb->algorithm().multivariate());
+  EXPECT_EQ(bohb->algorithm().startup_trials(), 10);
+  EXPECT_EQ(bohb->algorithm().early_stopping().rule(), "hyperband");
+  EXPECT_EQ(bohb->algorithm().early_stopping().mode(), "promote");
+  EXPECT_EQ(Error(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: bohb}")),
+            "resource: is required for hyperband (e.g. resource: {metric: epoch, min: 1, max: 81})");
+  auto mv = ParseSpecYaml(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: tpe, multivariate: true}"), "/b");
+  ASSERT_TRUE(mv.ok()) << mv.status();
+  EXPECT_TRUE(mv->algorithm().multivariate());
+  EXPECT_EQ(Error(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: gp, multivariate: true}")),
+            "algorithm.multivariate: applies to tpe (and bohb, which is always multivariate)");
+  EXPECT_EQ(Error(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: tpe, multivariate: maybe}")),
+            "algorithm.multivariate: expected true or false");
 }
 
 TEST(SpecTest, ConditionalParametersAsInTheIssue) {

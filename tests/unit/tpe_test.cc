@@ -15,14 +15,24 @@ using testing::MixedObjective;
 using testing::MixedSpace;
 using testing::RunSearch;
 
+// Univariate (false) and multivariate (true) TPE.
+class TpeTest : public ::testing::TestWithParam<bool> {
+ protected:
+  Config Space(uint64_t seed) const {
+    Config c = MixedSpace(Config::Sampler::kTpe, seed);
+    c.tpe_multivariate = GetParam();
+    return c;
+  }
+};
 
+INSTANTIATE_TEST_SUITE_P(Modes, TpeTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "Multivariate" : "Univariate"; });
 
-
-TEST(TpeTest, BeatsRandomSearchWithTheSameBudget) {
+TEST_P(TpeTest, BeatsRandomSearchWithTheSameBudget) {
   std::vector<double> tpe, random;
   int tanh = 0;
   for (uint64_t seed = 1; seed <= 10; ++seed) {
-    tpe.push_back(RunSearch(Config::Sampler::kTpe, seed, 60, &tanh));
+    tpe.push_back(RunSearch(Space(seed), 60, &tanh));
     random.push_back(RunSearch(Config::Sampler::kRandom, seed, 60));
   }
   std::sort(tpe.begin(), tpe.end());
@@ -31,12 +41,12 @@ TEST(TpeTest, BeatsRandomSearchWithTheSameBudget) {
   EXPECT_GT(tanh, 10 * 50 / 2);  // after start-up, most suggestions use the best category
 }
 
-TEST(TpeTest, SameSeedSameSuggestionsAndRestoreContinuesExactly) {
-  auto a = std::move(NewSearcher(MixedSpace(Config::Sampler::kTpe, 3)).value());
-  auto b = std::move(NewSearcher(MixedSpace(Config::Sampler::kTpe, 3)).value());
+TEST_P(TpeTest, SameSeedSameSuggestionsAndRestoreContinuesExactly) {
+  auto a = std::move(NewSearcher(Space(3)).value());
+  auto b = std::move(NewSearcher(Space(3)).value());
   for (int i = 0; i < 30; ++i) {
     // b is rebuilt from a snapshot before every step.
-    auto twin = std::move(NewSearcher(MixedSpace(Config::Sampler::kTpe, 3)).value());
+    auto twin = std::move(NewSearcher(Space(3)).value());
     ASSERT_TRUE(twin->Restore(b->Snapshot()).ok());
     b = std::move(twin);
     auto x = std::get<Create>(a->Handle(TrialsWanted{1}).at(0));
@@ -49,8 +59,8 @@ TEST(TpeTest, SameSeedSameSuggestionsAndRestoreContinuesExactly) {
   }
 }
 
-TEST(TpeTest, ConcurrentSuggestionsDifferAndFailuresAreTolerated) {
-  auto s = std::move(NewSearcher(MixedSpace(Config::Sampler::kTpe, 9)).value());
+TEST_P(TpeTest, ConcurrentSuggestionsDifferAndFailuresAreTolerated) {
+  auto s = std::move(NewSearcher(Space(9)).value());
   for (int i = 0; i < 12; ++i) {
     auto c = std::get<Create>(s->Handle(TrialsWanted{1}).at(0));
     // Every third trial fails: it informs nothing.
@@ -95,8 +105,12 @@ void ExpectValid(const Params& p) {
 }
 
 TEST(ConditionalTest, RandomAndTpeProposeOnlyValidCombinations) {
-  for (auto sampler : {Config::Sampler::kRandom, Config::Sampler::kTpe}) {
-    auto s = std::move(NewSearcher(ConditionalSpace(sampler)).value());
+  for (int mode = 0; mode < 3; ++mode) {
+    // Random, univariate TPE, multivariate TPE (optimizer and lr jointly, the rest alone).
+    const auto sampler = mode == 0 ? Config::Sampler::kRandom : Config::Sampler::kTpe;
+    Config config = ConditionalSpace(sampler);
+    config.tpe_multivariate = mode == 2;
+    auto s = std::move(NewSearcher(config).value());
     int sgd = 0;
     for (int i = 0; i < 60; ++i) {
       auto c = std::get<Create>(s->Handle(TrialsWanted{1}).at(0));
@@ -109,13 +123,13 @@ TEST(ConditionalTest, RandomAndTpeProposeOnlyValidCombinations) {
       s->Handle(TrialClosed{c.index, TrialClosed::Outcome::kCompleted, true, v});
       if (sampler == Config::Sampler::kTpe && i == 30) {
         // Absent values survive a snapshot and restore.
-        auto twin = std::move(NewSearcher(ConditionalSpace(sampler)).value());
+        auto twin = std::move(NewSearcher(config).value());
         ASSERT_TRUE(twin->Restore(s->Snapshot()).ok());
         EXPECT_EQ(twin->Snapshot(), s->Snapshot());
       }
     }
     if (sampler == Config::Sampler::kTpe) {
-      EXPECT_GT(sgd, 35);  // it learned the better branch
+      EXPECT_GT(sgd, 35) << "mode " << mode;  // it learned the better branch
     }
   }
 }
@@ -132,6 +146,83 @@ TEST(ConditionalTest, GridEnumeratesEachValidCombinationOnce) {
     seen.insert(p);
   }
   EXPECT_EQ(seen.size(), 10u);
+}
+
+}  // namespace
+}  // namespace rung::search
+
+namespace rung::search {
+namespace {
+
+using testing::MixedObjective;
+using testing::MixedSpace;
+
+// BOHB-style: with a rung rule, the model starts from the highest rung that has enough
+// results, long before any trial reaches the end.
+TEST(MultiFidelityTest, ModelLearnsFromRungResultsBeforeAnyTrialCompletes) {
+  Config c = MixedSpace(Config::Sampler::kTpe, 5);
+  c.tpe_multivariate = true;
+  c.tpe_startup = 5;
+  c.resource_min = 1;
+  c.resource_max = 9;  // rungs at 1 and 3
+  c.stopping.rule = Stopping::Rule::kAsha;
+  auto s = std::move(NewSearcher(c).value());
+  std::vector<Create> first;
+  for (const auto& a : s->Handle(TrialsWanted{8})) first.push_back(std::get<Create>(a));
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_FALSE(s->Propose()) << "only " << i << " results at rung 0";
+    s->Handle(TrialReported{first[i].index, 1, MixedObjective(first[i].params)});
+  }
+  EXPECT_TRUE(s->Propose());  // 5 results at resource 1: the model takes over
+  // The rung results survive a snapshot.
+  auto twin = std::move(NewSearcher(c).value());
+  ASSERT_TRUE(twin->Restore(s->Snapshot()).ok());
+  EXPECT_EQ(twin->Snapshot(), s->Snapshot());
+  EXPECT_TRUE(twin->Propose());
+  // Trials reported at rung 0 only and then stopped: the model learns the best category from
+  // those results alone (random search picks it a third of the time).
+  int tanh = 0;
+  for (int i = 0; i < 40; ++i) {
+    auto t = std::get<Create>(s->Handle(TrialsWanted{1}).at(0));
+    tanh += std::get<std::string>(t.params.at("act")) == "tanh";
+    s->Handle(TrialReported{t.index, 1, MixedObjective(t.params)});
+    s->Handle(TrialClosed{t.index, TrialClosed::Outcome::kStopped, false, 0});
+  }
+  EXPECT_GT(tanh, 24);
+}
+
+// Propose() hands out the model's work as a job; Handle adopts its result when it is for
+// the next trial, and draws at random otherwise.
+TEST(ProposeTest, ProposalsAreAdoptedWhenCurrentAndRandomOtherwise) {
+  for (auto sampler : {Config::Sampler::kTpe, Config::Sampler::kGp}) {
+    Config c = MixedSpace(sampler, 2);
+    c.tpe_startup = 3;
+    auto s = std::move(NewSearcher(c).value());
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_FALSE(s->Propose()) << "start-up trials are random and made at once";
+      auto t = std::get<Create>(s->Handle(TrialsWanted{1}).at(0));
+      s->Handle(TrialClosed{t.index, TrialClosed::Outcome::kCompleted, true, MixedObjective(t.params)});
+    }
+    auto job = s->Propose();
+    ASSERT_TRUE(job);
+    const std::string before = s->Snapshot();
+    Proposal p = job();  // rungd runs it on a pool thread
+    EXPECT_EQ(s->Snapshot(), before) << "the job works on a copy";
+    EXPECT_EQ(p.index, 3);
+    auto adopted = std::get<Create>(s->Handle(TrialsWanted{1, p, true}).at(0));
+    EXPECT_EQ(adopted.index, 3);
+    EXPECT_EQ(adopted.params, p.params);
+    // The same proposal again is stale (trial 4 is next); so is none at all. Both random.
+    for (const auto& stale : {std::optional<Proposal>(p), std::optional<Proposal>()}) {
+      auto t = std::get<Create>(s->Handle(TrialsWanted{1, stale, true}).at(0));
+      EXPECT_NE(t.params, p.params);
+      for (const Param& q : c.space) EXPECT_TRUE(Fits(q, t.params.at(q.name))) << q.name;
+    }
+    // Adopted and random trials restore like any other.
+    auto twin = std::move(NewSearcher(c).value());
+    ASSERT_TRUE(twin->Restore(s->Snapshot()).ok());
+    EXPECT_EQ(twin->Snapshot(), s->Snapshot());
+  }
 }
 
 }  // namespace
