@@ -187,30 +187,64 @@ absl::Status ParseParam(const std::string& name, const YAML::Node& n, ParamSpec*
   return absl::OkStatus();
 }
 
+absl::Status ObjectiveFromYaml(const YAML::Node& o, const std::string& field, v1::Objective* out) {
+  RETURN_IF_ERROR(CheckKeys(o, field, {"metric", "goal"}));
+  if (o["metric"]) {
+    ASSIGN_OR_RETURN(std::string v, GetString(o["metric"], field + ".metric"));
+    out->set_metric(v);
+  }
+  if (o["goal"]) {
+    ASSIGN_OR_RETURN(std::string g, GetString(o["goal"], field + ".goal"));
+    g = absl::AsciiStrToLower(g);
+    if (g == "minimize" || g == "min" || g == "minimise") {
+      out->set_goal(v1::Objective::MINIMIZE);
+    } else if (g == "maximize" || g == "max" || g == "maximise") {
+      out->set_goal(v1::Objective::MAXIMIZE);
+    } else {
+      return Invalid(field + ".goal", absl::StrCat("unknown goal '", g, "' (known: minimize, maximize)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status FromYaml(const YAML::Node& root, ExperimentSpec* spec) {
   RETURN_IF_ERROR(CheckKeys(root, "",
-                            {"name", "objective", "search_space", "algorithm", "budget", "trial",
-                             "resources", "resource"}));
+                            {"name", "objective", "objectives", "constraints", "search_space",
+                             "algorithm", "budget", "trial", "resources", "resource"}));
   if (root["name"]) {
     ASSIGN_OR_RETURN(std::string v, GetString(root["name"], "name"));
     spec->set_name(v);
   }
   if (const YAML::Node o = root["objective"]) {
-    RETURN_IF_ERROR(CheckKeys(o, "objective", {"metric", "goal"}));
-    if (o["metric"]) {
-      ASSIGN_OR_RETURN(std::string v, GetString(o["metric"], "objective.metric"));
-      spec->mutable_objective()->set_metric(v);
+    RETURN_IF_ERROR(ObjectiveFromYaml(o, "objective", spec->mutable_objective()));
+  }
+  if (const YAML::Node os = root["objectives"]) {
+    if (!os.IsSequence()) {
+      return Invalid("objectives", "expected a list, e.g. [{metric: loss, goal: minimize}, ...]");
     }
-    if (o["goal"]) {
-      ASSIGN_OR_RETURN(std::string g, GetString(o["goal"], "objective.goal"));
-      g = absl::AsciiStrToLower(g);
-      if (g == "minimize" || g == "min" || g == "minimise") {
-        spec->mutable_objective()->set_goal(v1::Objective::MINIMIZE);
-      } else if (g == "maximize" || g == "max" || g == "maximise") {
-        spec->mutable_objective()->set_goal(v1::Objective::MAXIMIZE);
-      } else {
-        return Invalid("objective.goal",
-                       absl::StrCat("unknown goal '", g, "' (known: minimize, maximize)"));
+    for (size_t i = 0; i < os.size(); ++i) {
+      RETURN_IF_ERROR(ObjectiveFromYaml(os[i], absl::StrCat("objectives[", i, "]"), spec->add_objectives()));
+    }
+  }
+  if (const YAML::Node cs = root["constraints"]) {
+    if (!cs.IsSequence()) {
+      return Invalid("constraints", "expected a list, e.g. [{metric: memory_gb, max: 16}]");
+    }
+    for (size_t i = 0; i < cs.size(); ++i) {
+      const std::string field = absl::StrCat("constraints[", i, "]");
+      RETURN_IF_ERROR(CheckKeys(cs[i], field, {"metric", "min", "max"}));
+      v1::Constraint* c = spec->add_constraints();
+      if (cs[i]["metric"]) {
+        ASSIGN_OR_RETURN(std::string v, GetString(cs[i]["metric"], field + ".metric"));
+        c->set_metric(v);
+      }
+      if (cs[i]["min"]) {
+        ASSIGN_OR_RETURN(double v, GetDouble(cs[i]["min"], field + ".min"));
+        c->set_min(v);
+      }
+      if (cs[i]["max"]) {
+        ASSIGN_OR_RETURN(double v, GetDouble(cs[i]["max"], field + ".max"));
+        c->set_max(v);
       }
     }
   }
@@ -439,6 +473,41 @@ absl::Status ValidateParam(ParamSpec* p, bool grid) {
 // Fills the stopping rule's defaults and checks it against the resource. ASHA and Hyperband
 // as algorithms are random sampling with that rule; their settings move into
 // algorithm.early_stopping so that one place describes the rule.
+// `objectives`: each metric named once, with a goal; `objective` becomes the first (a list of
+// one is the same as `objective`). Constraints: a metric and at least one bound.
+absl::Status ValidateObjectives(ExperimentSpec* spec) {
+  if (spec->objectives_size() > 0) {
+    if (!spec->objective().metric().empty() || spec->objective().goal() != v1::Objective::GOAL_UNSPECIFIED) {
+      return Invalid("objectives", "give objective or objectives, not both");
+    }
+    std::set<std::string> seen;
+    for (int i = 0; i < spec->objectives_size(); ++i) {
+      const v1::Objective& o = spec->objectives(i);
+      const std::string field = absl::StrCat("objectives[", i, "]");
+      if (o.metric().empty()) return Invalid(field + ".metric", "is required");
+      if (o.goal() == v1::Objective::GOAL_UNSPECIFIED) {
+        return Invalid(field + ".goal", "is required (minimize or maximize)");
+      }
+      if (!seen.insert(o.metric()).second) {
+        return Invalid(field + ".metric", absl::StrCat("'", o.metric(), "' is named twice"));
+      }
+    }
+    *spec->mutable_objective() = spec->objectives(0);
+    if (spec->objectives_size() == 1) spec->clear_objectives();
+  }
+  for (int i = 0; i < spec->constraints_size(); ++i) {
+    const v1::Constraint& c = spec->constraints(i);
+    const std::string field = absl::StrCat("constraints[", i, "]");
+    if (c.metric().empty()) return Invalid(field + ".metric", "is required");
+    if (!c.has_min() && !c.has_max()) return Invalid(field, "needs min, max or both");
+    if (c.has_min() && c.has_max() && c.min() > c.max()) {
+      return Invalid(field, absl::StrCat("min (", FormatDouble(c.min()), ") must not be above max (",
+                                         FormatDouble(c.max()), ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateStopping(ExperimentSpec* spec) {
   v1::Algorithm* alg = spec->mutable_algorithm();
   const std::string& algo = alg->name();
@@ -600,6 +669,7 @@ absl::StatusOr<std::string> FillPlaceholders(
 
 absl::Status ValidateSpec(ExperimentSpec* spec, absl::string_view base_dir) {
   if (spec->name().empty()) spec->set_name("experiment");
+  RETURN_IF_ERROR(ValidateObjectives(spec));
   if (spec->objective().metric().empty()) {
     return Invalid("objective.metric", "is required (the metric to optimise, e.g. loss)");
   }
@@ -626,6 +696,14 @@ absl::Status ValidateSpec(ExperimentSpec* spec, absl::string_view base_dir) {
     return Invalid("algorithm.warm_start", "applies to tpe, gp and bohb only (the models that learn)");
   }
   RETURN_IF_ERROR(ValidateStopping(spec));
+  if (spec->objectives_size() > 1) {
+    if (spec->algorithm().has_early_stopping()) {
+      return Invalid("algorithm", "early stopping compares one metric; it needs a single objective");
+    }
+    if (!spec->algorithm().warm_start().empty()) {
+      return Invalid("algorithm.warm_start", "needs a single objective");
+    }
+  }
   bool grid = algo == "grid";
   if (spec->search_space().empty()) {
     return Invalid("search_space", "is required and must name at least one parameter");

@@ -102,7 +102,8 @@ std::string Progress(const Experiment& e) {
   int ended = c.completed() + c.failed() + c.stopped();
   std::string best = e.has_best() ? absl::StrCat("best ", Num(e.best_value()), " (",
                                                   e.best_trial_id(), ")")
-                                  : "no result yet";
+                     : e.spec().objectives_size() > 1 ? absl::StrCat("Pareto set: rung best ", e.id())
+                                                      : "no result yet";
   std::string waiting = c.waiting() > 0 ? absl::StrCat(", ", c.waiting(), " waiting at a rung") : "";
   return absl::StrFormat("%s %-9s %d/%d done: %d completed, %d running, %d failed, %d stopped%s; %s",
                          e.id(), StateName(e.state()), ended, e.spec().budget().max_trials(),
@@ -168,18 +169,44 @@ void PrintTrial(const Trial& t) {
   if (!t.stdout_path().empty()) std::cout << "logs        " << t.stdout_path() << "\n";
 }
 
+// "minimize loss", or "minimize loss, maximize accuracy".
+std::string Objectives(const rung::v1::ExperimentSpec& s) {
+  auto one = [](const rung::v1::Objective& o) {
+    return absl::StrCat(o.goal() == rung::v1::Objective::MAXIMIZE ? "maximize " : "minimize ", o.metric());
+  };
+  if (s.objectives().empty()) return one(s.objective());
+  std::vector<std::string> parts;
+  for (const auto& o : s.objectives()) parts.push_back(one(o));
+  return absl::StrJoin(parts, ", ");
+}
+
+// A trial's result: "0.31", or "loss=0.31 latency_ms=12" with several objectives.
+std::string Result(const rung::v1::ExperimentSpec& s, const Trial& t) {
+  if (!t.has_result()) return "-";
+  if (s.objectives().empty() || t.results().empty()) return Num(t.result());
+  std::vector<std::string> parts;
+  for (int i = 0; i < s.objectives_size() && i < t.results_size(); ++i) {
+    parts.push_back(absl::StrCat(s.objectives(i).metric(), "=", Num(t.results(i))));
+  }
+  return absl::StrJoin(parts, " ");
+}
+
 void PrintExperiment(const Experiment& e, const std::vector<Trial>& trials) {
   const auto& s = e.spec();
   std::cout << "experiment  " << e.id() << " (" << s.name() << ")\n"
             << "state       " << StateName(e.state())
             << (e.message().empty() ? "" : absl::StrCat(": ", e.message())) << "\n"
-            << "objective   " << (s.objective().goal() == rung::v1::Objective::MAXIMIZE ? "maximize " : "minimize ")
-            << s.objective().metric() << "\n"
+            << "objective   " << Objectives(s) << "\n"
             << "algorithm   " << s.algorithm().name() << " (seed " << s.algorithm().seed() << ")\n"
             << "budget      " << s.budget().max_trials() << " trials, " << s.budget().max_concurrent()
             << " at once\n"
             << "progress    " << Progress(e) << "\n"
             << "created     " << Time(e.created_unix_ms()) << "\n";
+  for (const auto& c : s.constraints()) {
+    std::cout << "constraint  " << c.metric()
+              << (c.has_min() ? absl::StrCat(" >= ", Num(c.min())) : "")
+              << (c.has_max() ? absl::StrCat(" <= ", Num(c.max())) : "") << "\n";
+  }
   if (e.has_best()) {
     for (const Trial& t : trials) {
       if (t.id() == e.best_trial_id()) std::cout << "best params " << Params(t) << "\n";
@@ -258,6 +285,7 @@ int Show(Globals& g, const std::string& id) {
 }
 
 int Trials(Globals& g, const std::string& id) {
+  const Experiment e = GetExperiment(g, id);
   rung::v1::ListTrialsRequest req;
   req.set_experiment_id(id);
   rung::v1::ListTrialsResponse resp;
@@ -270,11 +298,12 @@ int Trials(Globals& g, const std::string& id) {
               "REACHED", "WORKER", "PARAMS");
   for (const auto& t : resp.trials()) {
     std::printf("%-10s %-10s %-7d %-12s %-8s %-12s %s\n", t.id().c_str(), StateName(t.state()).c_str(),
-                t.attempt(), t.has_result() ? Num(t.result()).c_str() : "-",
+                t.attempt(), Result(e.spec(), t).c_str(),
                 t.resource_reached() > 0 ? Num(t.resource_reached()).c_str() : "-",
                 t.worker_id().empty() ? "-" : t.worker_id().substr(0, 12).c_str(), Params(t).c_str());
     if (t.state() == rung::v1::TRIAL_FAILED) std::printf("%10s %s\n", "", OneLine(t.message()).c_str());
     if (t.state() == rung::v1::TRIAL_STOPPED) std::printf("%10s stopped: %s\n", "", t.stop_reason().c_str());
+    if (!t.infeasible().empty()) std::printf("%10s breaks constraints: %s\n", "", t.infeasible().c_str());
   }
   return 0;
 }
@@ -289,9 +318,15 @@ int Best(Globals& g, const std::string& id, int n) {
     PrintJson(resp);
     return 0;
   }
-  if (resp.trials().empty()) throw CliError{absl::StrCat("experiment ", id, " has no completed trial yet")};
+  if (resp.trials().empty()) {
+    throw CliError{absl::StrCat("experiment ", id, " has no completed trial within its constraints yet")};
+  }
+  const Experiment e = GetExperiment(g, id);
+  if (e.spec().objectives_size() > 1) {
+    std::cout << "Pareto set (" << Objectives(e.spec()) << "): " << resp.trials_size() << " trials\n";
+  }
   for (const auto& t : resp.trials()) {
-    std::cout << t.id() << "  " << Num(t.result()) << "  " << Params(t) << "\n";
+    std::cout << t.id() << "  " << Result(e.spec(), t) << "  " << Params(t) << "\n";
   }
   return 0;
 }
@@ -414,7 +449,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"table", "json"}))
       ->capture_default_str();
   std::string file, id;
-  int n = 1;
+  int n = 0;
   auto* submit = app.add_subcommand("submit", "submit an experiment spec (YAML); prints its id");
   submit->add_option("FILE", file, "spec file")->required();
   auto* ls = app.add_subcommand("ls", "list experiments");
@@ -424,9 +459,10 @@ int main(int argc, char** argv) {
   trials->add_option("ID", id)->required();
   auto* watch = app.add_subcommand("watch", "follow an experiment until it ends");
   watch->add_option("ID", id)->required();
-  auto* best = app.add_subcommand("best", "the best completed trial(s)");
+  auto* best = app.add_subcommand(
+      "best", "the best completed trials within the constraints (several objectives: the Pareto set)");
   best->add_option("ID", id)->required();
-  best->add_option("-n,--count", n, "how many")->capture_default_str();
+  best->add_option("-n,--count", n, "how many (default: 1, or the whole Pareto set)");
   std::vector<std::pair<std::string, CLI::App*>> controls;
   for (const char* verb : {"cancel", "pause", "resume"}) {
     auto* c = app.add_subcommand(verb, absl::StrCat(verb, " an experiment"));

@@ -7,6 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "common/log.h"
 #include "common/spec.h"
 #include "common/status.h"
@@ -32,6 +33,23 @@ bool ExperimentTerminal(v1::ExperimentState s) {
 // Whether `a` is a better objective value than `b`.
 bool Better(v1::Objective::Goal goal, double a, double b) {
   return goal == v1::Objective::MAXIMIZE ? a > b : a < b;
+}
+
+// The constraints a completed trial breaks, judged on the last value of each metric, e.g.
+// "memory_gb 17.5 > max 16; never reported latency_ms"; empty when it keeps them all.
+std::string BrokenConstraints(const v1::ExperimentSpec& spec, const Trial& t) {
+  std::vector<std::string> broken;
+  for (const v1::Constraint& c : spec.constraints()) {
+    auto it = t.last_metrics().find(c.metric());
+    if (it == t.last_metrics().end()) {
+      broken.push_back(absl::StrCat("never reported ", c.metric()));
+    } else if (c.has_max() && !(it->second <= c.max())) {
+      broken.push_back(absl::StrCat(c.metric(), " ", FormatDouble(it->second), " > max ", FormatDouble(c.max())));
+    } else if (c.has_min() && !(it->second >= c.min())) {
+      broken.push_back(absl::StrCat(c.metric(), " ", FormatDouble(it->second), " < min ", FormatDouble(c.min())));
+    }
+  }
+  return absl::StrJoin(broken, "; ");
 }
 
 search::ParamValue ToSearch(const v1::ParamValue& v) {
@@ -99,6 +117,11 @@ search::Config Controller::SearchConfig(const v1::ExperimentSpec& spec) {
   }
   c.goal = spec.objective().goal() == v1::Objective::MAXIMIZE ? search::Goal::kMaximize
                                                               : search::Goal::kMinimize;
+  for (const v1::Objective& o : spec.objectives()) {
+    c.objectives.push_back(o.goal() == v1::Objective::MAXIMIZE ? search::Goal::kMaximize
+                                                               : search::Goal::kMinimize);
+  }
+  c.constrained = spec.constraints_size() > 0;
   c.max_trials = spec.budget().max_trials();
   c.seed = spec.algorithm().seed();
   c.sampler = spec.algorithm().name() == "grid"  ? search::Config::Sampler::kGrid
@@ -140,7 +163,7 @@ absl::StatusOr<std::unique_ptr<search::Searcher>> Controller::NewSearcherLocked(
     }
     // A trial helps when every parameter this space gives it has a value that fits here.
     for (const Trial& t : src->trials) {
-      if (t.state() != v1::TRIAL_COMPLETED || !t.has_result()) continue;
+      if (t.state() != v1::TRIAL_COMPLETED || !t.has_result() || !t.infeasible().empty()) continue;
       search::Params params;
       bool fits = true;
       for (const search::Param& p : c.space) {
@@ -586,9 +609,29 @@ absl::StatusOr<std::vector<Trial>> Controller::GetBestTrials(const std::string& 
   if (rec == nullptr) return absl::NotFoundError(absl::StrCat("no experiment ", experiment_id));
   std::vector<Trial> done;
   for (const Trial& t : rec->trials) {
-    if (t.state() == v1::TRIAL_COMPLETED && t.has_result()) done.push_back(t);
+    // A trial that broke a constraint is never best.
+    if (t.state() == v1::TRIAL_COMPLETED && t.has_result() && t.infeasible().empty()) done.push_back(t);
   }
   auto goal = rec->exp.spec().objective().goal();
+  const auto& objectives = rec->exp.spec().objectives();
+  if (!objectives.empty()) {
+    // The Pareto set, by the first objective; `count` > 0 caps it.
+    std::vector<std::vector<double>> points;
+    for (const Trial& t : done) {
+      std::vector<double> p;
+      for (int i = 0; i < objectives.size() && i < t.results_size(); ++i) {
+        p.push_back(objectives[i].goal() == v1::Objective::MAXIMIZE ? -t.results(i) : t.results(i));
+      }
+      points.push_back(std::move(p));
+    }
+    std::vector<Trial> front;
+    for (size_t i : search::ParetoFront(points)) front.push_back(done[i]);
+    std::stable_sort(front.begin(), front.end(), [goal](const Trial& a, const Trial& b) {
+      return Better(goal, a.result(), b.result());
+    });
+    if (count > 0 && static_cast<int>(front.size()) > count) front.resize(count);
+    return front;
+  }
   std::stable_sort(done.begin(), done.end(), [goal](const Trial& a, const Trial& b) {
     return Better(goal, a.result(), b.result());
   });
@@ -794,7 +837,8 @@ void Controller::CloseTrialLocked(ExperimentRec* rec, Trial* t, Store::Batch* ba
   t->set_ended_unix_ms(clock_->NowUnixMs());
   PutTrialLocked(rec, *t, batch);
   auto goal = rec->exp.spec().objective().goal();
-  if (t->state() == v1::TRIAL_COMPLETED &&
+  // With several objectives there is no single best; `rung best` gives the Pareto set.
+  if (t->state() == v1::TRIAL_COMPLETED && t->infeasible().empty() && rec->exp.spec().objectives().empty() &&
       (!rec->exp.has_best() || Better(goal, t->result(), rec->exp.best_value()))) {
     rec->exp.set_has_best(true);
     rec->exp.set_best_value(t->result());
@@ -811,6 +855,8 @@ void Controller::CloseTrialLocked(ExperimentRec* rec, Trial* t, Store::Batch* ba
                                                      : search::TrialClosed::Outcome::kStopped;
   closed.has_result = t->has_result();
   closed.result = t->result();
+  closed.results.assign(t->results().begin(), t->results().end());
+  closed.feasible = t->infeasible().empty();
   ApplyActionsLocked(rec, SearchLocked(rec, closed, batch), batch);
 }
 
@@ -1073,7 +1119,14 @@ absl::Status Controller::HandleExitedLocked(WorkerRec* w, const v1::TrialExited&
     return absl::OkStatus();
   }
   ReleaseSlotsLocked(t);
-  const std::string& metric = rec->exp.spec().objective().metric();
+  // The objective metric it never reported, if any (every one of several objectives counts).
+  std::string metric = rec->exp.spec().objective().metric();
+  for (const v1::Objective& o : rec->exp.spec().objectives()) {
+    if (!t->last_metrics().contains(o.metric())) {
+      metric = o.metric();
+      break;
+    }
+  }
   std::string tail = m.stderr_tail().empty() ? "" : absl::StrCat("; stderr ends:\n", m.stderr_tail());
   if (m.worker_shutdown()) {
     RetryOrFailLocked(rec, t, absl::StrCat("worker ", w->worker.id(), " shut down"), false, batch);
@@ -1103,6 +1156,9 @@ absl::Status Controller::HandleExitedLocked(WorkerRec* w, const v1::TrialExited&
       t->set_has_result(true);
       t->set_result(t->last_metrics().at(metric));
     }
+    t->clear_results();
+    for (const v1::Objective& o : rec->exp.spec().objectives()) t->add_results(t->last_metrics().at(o.metric()));
+    t->set_infeasible(BrokenConstraints(rec->exp.spec(), *t));
     t->set_state(v1::TRIAL_COMPLETED);  // message keeps why an earlier attempt failed
     CloseTrialLocked(rec, t, batch);
   }

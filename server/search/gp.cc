@@ -66,12 +66,12 @@ void GaussianProcess::Predict(const Eigen::VectorXd& x, double* mean, double* va
 
 namespace {
 
-constexpr int kMaxObservations = 300;
+constexpr int kMaxObservations = 200;
 // Kernel hyperparameters are fitted on at most this many observations (the best half and
 // an even spread of the rest), with at most this many likelihood evaluations: a fit's cost
 // stays bounded however long the experiment runs.
 constexpr int kFitObservations = 100;
-constexpr int kFitEvaluations = 240;
+constexpr int kFitEvaluations = 150;
 constexpr int kRandomCandidates = 512;
 constexpr int kLocalCandidates = 40;
 
@@ -102,8 +102,8 @@ class GpSampler final : public ModelSampler {
   }
   std::shared_ptr<ModelSampler> Clone() const override { return std::make_shared<GpSampler>(*this); }
 
-  // One line: "hyp <log lengthscales...> <log signal> <log noise> <observations at fit>", or
-  // "hyp -" before the first fit.
+  // One line: "hyp <log lengthscales...> <log signal> <log noise> <observations at fit>
+  // <log warp 0|1>", or "hyp -" before the first fit.
   int ModelLineCount() const override { return 1; }
 
   void SaveModel(std::vector<std::string>* lines) const override {
@@ -116,7 +116,7 @@ class GpSampler final : public ModelSampler {
       absl::StrAppend(&line, " ", DoubleText(hyper_.log_lengthscale(i)));
     }
     absl::StrAppend(&line, " ", DoubleText(hyper_.log_signal), " ", DoubleText(hyper_.log_noise), " ",
-                    fitted_at_);
+                    fitted_at_, " ", log_warp_ ? 1 : 0);
     lines->push_back(std::move(line));
   }
 
@@ -126,7 +126,7 @@ class GpSampler final : public ModelSampler {
       fitted_ = false;
       return true;
     }
-    if (w.size() != static_cast<size_t>(dims_) + 4 || w[0] != "hyp") return false;
+    if (w.size() != static_cast<size_t>(dims_) + 5 || w[0] != "hyp") return false;
     hyper_.log_lengthscale.resize(dims_);
     for (int i = 0; i < dims_; ++i) {
       if (!ParseDouble(w[1 + i], &hyper_.log_lengthscale(i))) return false;
@@ -135,6 +135,7 @@ class GpSampler final : public ModelSampler {
         !absl::SimpleAtoi(w[3 + dims_], &fitted_at_)) {
       return false;
     }
+    log_warp_ = w[4 + dims_] == "1";
     fitted_ = true;
     return true;
   }
@@ -191,8 +192,9 @@ class GpSampler final : public ModelSampler {
     return out;
   }
 
-  // MAP fit of the kernel's hyperparameters: pattern search in log space, from the last fit.
-  void FitHyper(const Eigen::MatrixXd& x, const Eigen::VectorXd& y) {
+  // MAP fit of the kernel's hyperparameters: pattern search in log space, from the last fit
+  // (or defaults); returns the best log posterior.
+  double FitHyper(const Eigen::MatrixXd& x, const Eigen::VectorXd& y, GpHyper* out) const {
     GpHyper h = hyper_;
     double step = 0.5;
     if (!fitted_) {
@@ -230,8 +232,31 @@ class GpSampler final : public ModelSampler {
       }
       if (!improved) step /= 2;
     }
-    hyper_ = h;
-    fitted_ = true;
+    *out = h;
+    return best;
+  }
+
+  // The outputs to model (to minimise), warped when `log` (log(y - min + c), for
+  // heavy-tailed outputs such as losses that blow up) and standardised; `dlog` gets each
+  // output's log-derivative of the whole transform, so the evidence of warped and unwarped
+  // models compares fairly.
+  static Eigen::VectorXd Transform(const Eigen::VectorXd& raw, bool log, Eigen::VectorXd* dlog) {
+    const Eigen::Index n = raw.size();
+    Eigen::VectorXd w = raw;
+    *dlog = Eigen::VectorXd::Zero(n);
+    if (log) {
+      const double lo = raw.minCoeff();
+      std::vector<double> sorted(raw.data(), raw.data() + n);
+      std::nth_element(sorted.begin(), sorted.begin() + n / 2, sorted.end());
+      const double c = 0.01 * std::max(sorted[static_cast<size_t>(n / 2)] - lo, 1e-12);
+      w = (raw.array() - lo + c).log();
+      *dlog = -w;
+    }
+    const double mean = w.mean();
+    double sd = std::sqrt((w.array() - mean).square().sum() / std::max<double>(1, static_cast<double>(n) - 1));
+    if (!(sd > 1e-12)) sd = 1;
+    dlog->array() -= std::log(sd);
+    return (w.array() - mean) / sd;
   }
 
   Params Suggest(std::vector<const Trial*> done, const std::vector<const Trial*>& running) {
@@ -247,40 +272,54 @@ class GpSampler final : public ModelSampler {
     }
     const Eigen::Index n = static_cast<Eigen::Index>(done.size());
     Eigen::MatrixXd x(n, dims_);
-    Eigen::VectorXd y(n);
+    Eigen::VectorXd raw(n);
     for (Eigen::Index i = 0; i < n; ++i) {
       x.row(i) = Features(done[i]->values);
-      y(i) = Sign() * done[i]->value;  // minimise
+      raw(i) = Sign() * done[i]->value;  // minimise
     }
-    const double mean = y.mean();
-    double sd = std::sqrt((y.array() - mean).square().sum() / std::max<double>(1, n - 1));
-    if (!(sd > 1e-12)) sd = 1;
-    y = (y.array() - mean) / sd;
-    const double best_y = y.minCoeff();
-    // Refit the kernel every 5 observations; in between, the last fit serves.
-    if (!fitted_ || static_cast<int>(done.size()) >= fitted_at_ + 5 || static_cast<int>(done.size()) < fitted_at_) {
-      if (n <= kFitObservations) {
-        FitHyper(x, y);
-      } else {
-        // The best half, then an even spread over the rest in trial order.
-        std::vector<Eigen::Index> order(static_cast<size_t>(n));
-        for (Eigen::Index i = 0; i < n; ++i) order[static_cast<size_t>(i)] = i;
-        std::stable_sort(order.begin(), order.end(), [&](auto a, auto b) { return y(a) < y(b); });
-        std::vector<Eigen::Index> keep(order.begin(), order.begin() + kFitObservations / 2);
+    // Refit the kernel after each observation while they are few, then every 5; in between,
+    // the last fit serves. Each refit also chooses, by the evidence, whether to warp.
+    const int every = n < 50 ? 1 : 5;
+    if (!fitted_ || n >= fitted_at_ + every || n < fitted_at_) {
+      // At most kFitObservations: the best half, then an even spread over the rest in trial
+      // order (the same ones for either warp, which keeps the order of outputs).
+      std::vector<Eigen::Index> keep(static_cast<size_t>(n));
+      for (Eigen::Index i = 0; i < n; ++i) keep[static_cast<size_t>(i)] = i;
+      if (n > kFitObservations) {
+        std::vector<Eigen::Index> order = keep;
+        std::stable_sort(order.begin(), order.end(), [&](auto a, auto b) { return raw(a) < raw(b); });
+        keep.assign(order.begin(), order.begin() + kFitObservations / 2);
         std::vector<Eigen::Index> rest(order.begin() + kFitObservations / 2, order.end());
         std::sort(rest.begin(), rest.end());
         const size_t want = kFitObservations - keep.size();
         for (size_t k = 0; k < want; ++k) keep.push_back(rest[k * rest.size() / want]);
-        Eigen::MatrixXd xs(static_cast<Eigen::Index>(keep.size()), dims_);
-        Eigen::VectorXd ys(xs.rows());
-        for (Eigen::Index i = 0; i < xs.rows(); ++i) {
-          xs.row(i) = x.row(keep[static_cast<size_t>(i)]);
-          ys(i) = y(keep[static_cast<size_t>(i)]);
-        }
-        FitHyper(xs, ys);
       }
-      fitted_at_ = static_cast<int>(done.size());
+      Eigen::MatrixXd xs(static_cast<Eigen::Index>(keep.size()), dims_);
+      Eigen::VectorXd raws(xs.rows());
+      for (Eigen::Index i = 0; i < xs.rows(); ++i) {
+        xs.row(i) = x.row(keep[static_cast<size_t>(i)]);
+        raws(i) = raw(keep[static_cast<size_t>(i)]);
+      }
+      double best_score = -std::numeric_limits<double>::infinity();
+      GpHyper best_h;
+      for (bool log : {false, true}) {
+        Eigen::VectorXd dlog;
+        const Eigen::VectorXd ys = Transform(raws, log, &dlog);
+        GpHyper h;
+        const double score = FitHyper(xs, ys, &h) + dlog.sum();
+        if (score > best_score) {
+          best_score = score;
+          best_h = h;
+          log_warp_ = log;
+        }
+      }
+      hyper_ = best_h;
+      fitted_ = true;
+      fitted_at_ = static_cast<int>(n);
     }
+    Eigen::VectorXd dlog;
+    Eigen::VectorXd y = Transform(raw, log_warp_, &dlog);
+    const double best_y = y.minCoeff();
     GaussianProcess gp;
     if (!gp.Fit(x, y, hyper_)) return RandomValid();
     // Kriging believer: running trials join at the model's own mean, which shrinks the
@@ -311,15 +350,52 @@ class GpSampler final : public ModelSampler {
       Params p = RandomValid();
       scored.push_back({log_ei(p), std::move(p)});
     }
+    // Moves around the best candidates and around the best trials so far.
     std::stable_sort(scored.begin(), scored.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-    std::pair<double, Params> best = scored.front();
-    for (int top = 0; top < 5; ++top) {
-      Params base = scored[top].second;
+    std::vector<Params> bases;
+    for (int top = 0; top < 5; ++top) bases.push_back(scored[static_cast<size_t>(top)].second);
+    std::vector<Eigen::Index> by_y(static_cast<size_t>(n));
+    for (Eigen::Index i = 0; i < n; ++i) by_y[static_cast<size_t>(i)] = i;
+    std::stable_sort(by_y.begin(), by_y.end(), [&](auto a, auto b) { return y(a) < y(b); });
+    for (size_t k = 0; k < 3 && k < by_y.size(); ++k) {
+      bases.push_back(history_.Decode(done[static_cast<size_t>(by_y[k])]->values));
+    }
+    for (const Params& base : bases) {
       for (int k = 0; k < kLocalCandidates; ++k) {
         Params p = Perturb(base);
-        const double s = log_ei(p);
-        if (s > best.first) best = {s, p};
+        scored.push_back({log_ei(p), std::move(p)});
       }
+    }
+    std::stable_sort(scored.begin(), scored.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    // Local refinement of the best three: a pattern search over the numeric parameters
+    // with shrinking steps (5%, 1%, 0.2% of each range), for precision near an optimum.
+    std::pair<double, Params> best = scored.front();
+    for (size_t top = 0; top < 3 && top < scored.size(); ++top) {
+      std::pair<double, Params> at = scored[top];
+      std::vector<double> e = EncodeAll(at.second);
+      for (double step : {0.05, 0.01, 0.002}) {
+        for (bool moved = true; moved;) {
+          moved = false;
+          for (size_t j = 0; j < space_.size(); ++j) {
+            if (std::isnan(e[j]) || IsCategory(space_[j])) continue;
+            double lo, hi;
+            ContinuousDomain(space_[j], &lo, &hi);
+            for (double dir : {step, -step}) {
+              std::vector<double> t = e;
+              t[j] = std::clamp(t[j] + dir * (hi - lo), lo, hi);
+              Params p = history_.Decode(t);
+              const double s = log_ei(p);
+              if (s > at.first + 1e-12) {
+                at = {s, std::move(p)};
+                e = EncodeAll(at.second);
+                moved = true;
+                break;
+              }
+            }
+          }
+        }
+      }
+      if (at.first > best.first) best = std::move(at);
     }
     return best.second;
   }
@@ -330,6 +406,7 @@ class GpSampler final : public ModelSampler {
   GpHyper hyper_;
   bool fitted_ = false;
   int fitted_at_ = 0;
+  bool log_warp_ = false;  // model log(y - min + c) rather than y
 };
 
 }  // namespace

@@ -89,16 +89,19 @@ void History::AddWarmStart(const std::vector<std::pair<Params, double>>& warm) {
   int index = -1;
   for (const auto& [params, value] : warm) {
     Add(index, params);
-    Observe(index, true, value);
+    Observe(TrialClosed{index, TrialClosed::Outcome::kCompleted, true, value});
     --index;
   }
 }
 
-void History::Observe(int index, bool has_value, double value) {
-  auto it = trials_.find(index);
+void History::Observe(const TrialClosed& closed) {
+  auto it = trials_.find(closed.index);
   if (it == trials_.end()) return;
+  const bool has_value = closed.outcome == TrialClosed::Outcome::kCompleted && closed.has_result;
   it->second.state = has_value ? 'c' : 'x';
-  it->second.value = value;
+  it->second.value = closed.result;
+  it->second.objectives = has_value ? closed.results : std::vector<double>();
+  it->second.feasible = !has_value || closed.feasible;
 }
 
 void History::Report(int index, double resource, double value) {
@@ -117,6 +120,10 @@ void History::Save(std::vector<std::string>* lines) const {
       absl::StrAppend(&line, " @");
       for (double v : t.at_level) absl::StrAppend(&line, " ", DoubleText(v));
     }
+    if (!t.feasible || !t.objectives.empty()) {
+      absl::StrAppend(&line, " # ", t.feasible ? 1 : 0);
+      for (double v : t.objectives) absl::StrAppend(&line, " ", DoubleText(v));
+    }
     lines->push_back(std::move(line));
   }
 }
@@ -127,22 +134,30 @@ bool History::Load(const std::vector<std::string>& lines) {
     std::vector<absl::string_view> w = absl::StrSplit(line, ' ', absl::SkipEmpty());
     int index;
     Trial t;
-    // Lines written before levels were kept have none: the trial's levels are unknown.
-    const size_t want = 4 + space_.size() + (levels_.empty() ? 0 : 1 + levels_.size());
-    if ((w.size() != want && w.size() != 4 + space_.size()) || w[0] != "o" || !absl::SimpleAtoi(w[1], &index) ||
-        w[2].size() != 1 || !ParseDouble(w[3], &t.value)) {
+    const size_t d = space_.size();
+    if (w.size() < 4 + d || w[0] != "o" || !absl::SimpleAtoi(w[1], &index) || w[2].size() != 1 ||
+        !ParseDouble(w[3], &t.value)) {
       return false;
     }
     t.state = w[2][0];
+    // Then the encoded values, "@" and the levels (absent in lines written before levels
+    // were kept: unknown), and "#", feasibility and the objectives.
+    std::vector<double>* into = &t.values;
     for (size_t j = 4; j < w.size(); ++j) {
-      double v;
-      if (j == 4 + space_.size()) {
-        if (w[j] != "@") return false;
+      if (w[j] == "@" && into == &t.values && t.values.size() == d) {
+        into = &t.at_level;
         continue;
       }
+      if (w[j] == "#" && into != &t.objectives && j + 1 < w.size() && t.values.size() == d) {
+        t.feasible = w[++j] == "1";
+        into = &t.objectives;
+        continue;
+      }
+      double v;
       if (!ParseDouble(w[j], &v)) return false;
-      (j < 4 + space_.size() ? t.values : t.at_level).push_back(v);
+      into->push_back(v);
     }
+    if (t.values.size() != d || t.at_level.size() > levels_.size()) return false;
     t.at_level.resize(levels_.size(), kAbsent);
     trials_[index] = std::move(t);
   }
@@ -165,9 +180,39 @@ ModelSampler::ModelSampler(const Config& c, int startup)
     : space_(c.space),
       goal_(c.goal),
       startup_(startup),
+      seed_(c.seed),
       rng_(c.seed),
-      history_(c.space, ModelLevels(c)) {
+      history_(c.space, ModelLevels(c)),
+      objectives_(c.objectives),
+      constrained_(c.constrained) {
   history_.AddWarmStart(c.warm_start);
+}
+
+Params ModelSampler::StartupDraw(int index) {
+  if (index < 0 || index >= startup_) return RandomValid();
+  // Latin hypercube over the numeric parameters: start-up trial `index` takes stratum
+  // perm_j(index) of startup_ equal slices of parameter j's continuous domain, so the
+  // first trials cover each range evenly. The permutations come from the seed alone.
+  Params chosen;
+  for (size_t j = 0; j < space_.size(); ++j) {
+    const Param& p = space_[j];
+    if (!Active(p, chosen)) continue;
+    if (IsCategory(p)) {
+      chosen[p.name] = SampleUniform(p, &rng_);
+      continue;
+    }
+    std::vector<int> perm(static_cast<size_t>(startup_));
+    for (int k = 0; k < startup_; ++k) perm[static_cast<size_t>(k)] = k;
+    Rng shuffle(seed_ ^ (0x9E3779B97F4A7C15ULL * (j + 1)));
+    for (size_t k = perm.size(); k > 1; --k) std::swap(perm[k - 1], perm[shuffle.Below(k)]);
+    double lo, hi;
+    ContinuousDomain(p, &lo, &hi);
+    const double u = (perm[static_cast<size_t>(index)] + rng_.Uniform()) / startup_;
+    std::vector<double> one(space_.size(), History::kAbsent);
+    one[j] = lo + u * (hi - lo);
+    chosen[p.name] = history_.Decode(one).at(p.name);
+  }
+  return chosen;
 }
 
 Params ModelSampler::RandomValid() {
@@ -178,14 +223,15 @@ Params ModelSampler::RandomValid() {
   return chosen;
 }
 
-bool ModelSampler::Ready(std::vector<const Trial*>* done, std::vector<const Trial*>* running) {
+ModelSampler::Basis ModelSampler::Ready(std::vector<const Trial*>* done,
+                                        std::vector<const Trial*>* running) {
   done->clear();
   running->clear();
   for (const auto& [i, t] : history_.trials()) {
     if (t.state == 'c') done->push_back(&t);
     if (t.state == 'r') running->push_back(&t);
   }
-  if (static_cast<int>(done->size()) >= startup_) return true;
+  if (static_cast<int>(done->size()) >= startup_) return Basis::kCompleted;
   // Multi-fidelity (BOHB): too few trials finished, so the model learns from the highest
   // rung where at least `startup_` trials have a result. Trials that have not reached it and
   // still run are the liar's.
@@ -205,21 +251,78 @@ bool ModelSampler::Ready(std::vector<const Trial*>* done, std::vector<const Tria
     for (const auto& [i, t] : history_.trials()) {
       if (t.state == 'r' && std::isnan(t.at_level[k])) running->push_back(&t);
     }
-    return true;
+    return Basis::kLevel;
   }
-  return false;
+  return Basis::kNone;
+}
+
+void ModelSampler::Scalarise(std::vector<const Trial*>* done) {
+  const size_t k = objectives_.size() >= 2 ? objectives_.size() : 1;
+  // Every objective to minimise, scaled to [0, 1] over the completed trials.
+  auto raw = [&](const Trial& t, size_t i) {
+    const double v = k == 1 ? t.value : (i < t.objectives.size() ? t.objectives[i] : 0.0);
+    const Goal g = k == 1 ? goal_ : objectives_[i];
+    return g == Goal::kMaximize ? -v : v;
+  };
+  std::vector<double> lo(k, std::numeric_limits<double>::infinity()), hi(k, -std::numeric_limits<double>::infinity());
+  for (const Trial* t : *done) {
+    for (size_t i = 0; i < k; ++i) {
+      lo[i] = std::min(lo[i], raw(*t, i));
+      hi[i] = std::max(hi[i], raw(*t, i));
+    }
+  }
+  // Weights uniform on the simplex, drawn for this suggestion.
+  std::vector<double> w(k, 1.0);
+  if (k > 1) {
+    double sum = 0;
+    for (double& x : w) sum += (x = -std::log(std::max(rng_.Uniform(), 1e-300)));
+    for (double& x : w) x /= sum;
+  }
+  scalar_view_.clear();
+  double worst_feasible = -std::numeric_limits<double>::infinity();
+  for (const Trial* t : *done) {
+    double chebyshev = -std::numeric_limits<double>::infinity(), sum = 0;
+    for (size_t i = 0; i < k; ++i) {
+      const double z = hi[i] > lo[i] ? (raw(*t, i) - lo[i]) / (hi[i] - lo[i]) : 0;
+      chebyshev = std::max(chebyshev, w[i] * z);
+      sum += w[i] * z;
+    }
+    Trial v = *t;
+    v.value = k == 1 ? raw(*t, 0) : chebyshev + 0.05 * sum;
+    if (t->feasible) worst_feasible = std::max(worst_feasible, v.value);
+    scalar_view_.push_back(std::move(v));
+  }
+  // A trial that broke a constraint ranks below every one that kept them all, whatever its
+  // objectives; among themselves, breakers keep their order.
+  if (std::isfinite(worst_feasible)) {
+    double worst_breaker = -std::numeric_limits<double>::infinity();
+    for (const Trial& v : scalar_view_) {
+      if (!v.feasible) worst_breaker = std::max(worst_breaker, v.value);
+    }
+    for (Trial& v : scalar_view_) {
+      if (!v.feasible) v.value += worst_feasible - worst_breaker + 1 + std::abs(worst_feasible);
+    }
+  }
+  // Models read values in the goal's direction.
+  done->clear();
+  for (Trial& v : scalar_view_) {
+    if (goal_ == Goal::kMaximize) v.value = -v.value;
+    done->push_back(&v);
+  }
 }
 
 Params ModelSampler::Next(int index) {
   std::vector<const Trial*> done, running;
-  Params chosen = Ready(&done, &running) ? Model(done, running) : RandomValid();
+  const Basis basis = Ready(&done, &running);
+  if (basis == Basis::kCompleted && (objectives_.size() >= 2 || constrained_)) Scalarise(&done);
+  Params chosen = basis != Basis::kNone ? Model(done, running) : StartupDraw(index);
   history_.Add(index, chosen);
   return chosen;
 }
 
 std::function<Proposal()> ModelSampler::Propose(int index) {
   std::vector<const Trial*> done, running;
-  if (!Ready(&done, &running)) return nullptr;  // start-up trials are random: cheap
+  if (Ready(&done, &running) == Basis::kNone) return nullptr;  // start-up: random, cheap
   std::shared_ptr<ModelSampler> copy = Clone();
   copy->rng_ = Rng(rng_.Next());  // the copy draws its own numbers
   return [copy, index] {
@@ -255,9 +358,7 @@ void ModelSampler::Report(int index, double resource, double value) {
   history_.Report(index, resource, value);
 }
 
-void ModelSampler::Observe(int index, bool has_value, double value) {
-  history_.Observe(index, has_value, value);
-}
+void ModelSampler::Observe(const TrialClosed& closed) { history_.Observe(closed); }
 
 void ModelSampler::Save(std::vector<std::string>* lines) const {
   lines->push_back(absl::StrCat("rng=", rng_.Save()));

@@ -28,6 +28,8 @@ class History {
     std::vector<double> values;  // encoded, in space order
     // The objective at each rung level (the first report at or past it); NaN until then.
     std::vector<double> at_level;
+    std::vector<double> objectives;  // several objectives: each one's final value
+    bool feasible = true;            // completed within every constraint
   };
 
   // `levels`: the resource levels (rungs) at which the history keeps each trial's objective,
@@ -44,7 +46,7 @@ class History {
   void Add(int index, const Params& params);
   // Completed trials of earlier experiments, as trials -1, -2, ...
   void AddWarmStart(const std::vector<std::pair<Params, double>>& warm);
-  void Observe(int index, bool has_value, double value);
+  void Observe(const TrialClosed& closed);
   // Trial `index` reported `value` at `resource`.
   void Report(int index, double resource, double value);
   const std::vector<double>& levels() const { return levels_; }
@@ -52,7 +54,8 @@ class History {
   const std::vector<Param>& space() const { return space_; }
 
   // One line a trial: "o <index> <state> <value> <v0> <v1> ...", then, with levels,
-  // " @ <value at level 0> <value at level 1> ...".
+  // " @ <value at level 0> <value at level 1> ...", then, for an infeasible trial or one with
+  // several objectives, " # <feasible 0|1> <objective 0> <objective 1> ...".
   void Save(std::vector<std::string>* lines) const;
   bool Load(const std::vector<std::string>& lines);
 

@@ -26,8 +26,8 @@ class Sampler {
   virtual Params Adopt(int index, const Proposal* /*proposal*/) { return Next(index); }
   // Trial `index` reported its objective `value` at `resource` (with a stopping rule).
   virtual void Report(int /*index*/, double /*resource*/, double /*value*/) {}
-  // Trial `index` closed; `has_value` when it completed with objective `value`.
-  virtual void Observe(int /*index*/, bool /*has_value*/, double /*value*/) {}
+  // A trial closed (completed with results, or not).
+  virtual void Observe(const TrialClosed& /*closed*/) {}
   // State as lines (no '\n' inside), and back; Load gets exactly the lines Save wrote.
   virtual void Save(std::vector<std::string>* lines) const = 0;
   virtual bool Load(const std::vector<std::string>& lines) = 0;
@@ -44,7 +44,7 @@ class ModelSampler : public Sampler {
   std::function<Proposal()> Propose(int index) final;
   Params Adopt(int index, const Proposal* proposal) final;
   void Report(int index, double resource, double value) final;
-  void Observe(int index, bool has_value, double value) final;
+  void Observe(const TrialClosed& closed) final;
   void Save(std::vector<std::string>* lines) const final;
   bool Load(const std::vector<std::string>& lines) final;
 
@@ -60,10 +60,13 @@ class ModelSampler : public Sampler {
   virtual bool LoadModel(const std::vector<std::string>& /*lines*/) { return true; }
   // A uniform draw of every parameter that is active.
   Params RandomValid();
+  // Start-up trial `index`: a Latin hypercube draw while index < startup_, else RandomValid.
+  Params StartupDraw(int index);
 
   const std::vector<Param> space_;
   const Goal goal_;
   const int startup_;
+  const uint64_t seed_;
   Rng rng_;
   History history_;
 
@@ -71,8 +74,16 @@ class ModelSampler : public Sampler {
   // Whether the model has enough to learn from, and if so what: `done` (with values) and
   // `running`. From completed trials when `startup_` have completed, else from the highest
   // rung level with `startup_` results.
-  bool Ready(std::vector<const Trial*>* done, std::vector<const Trial*>* running);
-  std::vector<Trial> level_view_;  // trials as seen at one rung level, for Ready
+  enum class Basis { kNone, kCompleted, kLevel };
+  Basis Ready(std::vector<const Trial*>* done, std::vector<const Trial*>* running);
+  // Several objectives or constraints: `done` with each value replaced by one number to
+  // optimise in the goal's direction (ParEGO's augmented Chebyshev scalarisation under
+  // random weights; a constraint breaker counts as worse than every trial that kept them).
+  void Scalarise(std::vector<const Trial*>* done);
+  const std::vector<Goal> objectives_;
+  const bool constrained_;
+  std::vector<Trial> level_view_;   // trials as seen at one rung level, for Ready
+  std::vector<Trial> scalar_view_;  // for Scalarise
 };
 
 // One uniform draw of `p` (log-uniform when p.log), as random search makes it.

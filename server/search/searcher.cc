@@ -245,9 +245,7 @@ class ComposedSearcher final : public Searcher {
     } else if (const auto* closed = std::get_if<TrialClosed>(&event)) {
       ++closed_;
       if (rule_) rule_->OnClosed(*closed);
-      sampler_->Observe(closed->index,
-                        closed->outcome == TrialClosed::Outcome::kCompleted && closed->has_result,
-                        closed->result);
+      sampler_->Observe(*closed);
     }
     // Promote mode: nothing runs, nothing is left to create, and no paused trial earned a
     // promotion: none ever will, so the paused ones are stopped where they are.
@@ -329,6 +327,24 @@ class ComposedSearcher final : public Searcher {
 };
 
 }  // namespace
+
+std::vector<size_t> ParetoFront(const std::vector<std::vector<double>>& points) {
+  auto dominates = [](const std::vector<double>& a, const std::vector<double>& b) {
+    bool better = false;
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (a[i] > b[i]) return false;
+      better = better || a[i] < b[i];
+    }
+    return better;
+  };
+  std::vector<size_t> front;
+  for (size_t i = 0; i < points.size(); ++i) {
+    bool dominated = false;
+    for (size_t j = 0; j < points.size() && !dominated; ++j) dominated = j != i && dominates(points[j], points[i]);
+    if (!dominated) front.push_back(i);
+  }
+  return front;
+}
 
 int64_t GridSize(const std::vector<Param>& space) {
   if (Conditional(space)) {

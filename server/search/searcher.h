@@ -74,6 +74,11 @@ struct Config {
   double resource_min = 0;
   double resource_max = 0;
   Stopping stopping;
+  // Several objectives (two or more): each one's goal, the first being `goal`. Models fold
+  // them into one value with a fresh random weighting for each suggestion (ParEGO).
+  std::vector<Goal> objectives;
+  // Trials may break constraints: models treat such a trial as worse than any that did not.
+  bool constrained = false;
   // tpe, gp: completed trials of earlier experiments, (parameters, objective), to start from.
   std::vector<std::pair<Params, double>> warm_start;
 };
@@ -121,8 +126,6 @@ struct Proposal {
 // ---- Events ----
 // The controller has room for `count` more trials of this experiment now.
 struct TrialsWanted {
-  TrialsWanted(int n = 0, std::optional<Proposal> p = std::nullopt, bool a = false)
-      : count(n), proposal(std::move(p)), adopt(a) {}
   int count = 0;
   // count 1 only. `proposal`: the parameters a Propose job computed; the new trial takes them
   // when they are still for it. `adopt` with no proposal: the job missed its deadline and the
@@ -142,7 +145,9 @@ struct TrialClosed {
   int index = 0;
   Outcome outcome = Outcome::kCompleted;
   bool has_result = false;
-  double result = 0;
+  double result = 0;   // the (first) objective's final value
+  std::vector<double> results;  // several objectives: each one's, in Config::objectives order
+  bool feasible = true;         // it completed within every constraint
 };
 // Trial `index` trained to its budget and exited; it may be continued (promote mode).
 struct TrialPaused {
@@ -170,6 +175,11 @@ class Searcher {
 
 // The searcher `config` describes, or INVALID_ARGUMENT.
 absl::StatusOr<std::unique_ptr<Searcher>> NewSearcher(const Config& config);
+
+// The points that no other point dominates, every coordinate to be minimised, as indexes in
+// input order. A point dominates another when it is no worse in every coordinate and better
+// in one; equal points are all kept.
+std::vector<size_t> ParetoFront(const std::vector<std::vector<double>>& points);
 
 // The number of points in the grid over `space`, saturated at 2^31-1.
 int64_t GridSize(const std::vector<Param>& space);

@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/struct.pb.h"
@@ -95,6 +96,83 @@ TEST(EndToEndTest, RandomSearchReportingThroughStdoutLines) {
                     c.jobs_dir());
   e = c.Watch(e.id());
   ExpectAllCompletedWithBestFirst(c, e, 16, 4);
+}
+
+// Model-based search on a real rungd: suggestions come from the controller's job pool, off
+// the RPC threads; the searches complete with every trial valid.
+TEST(EndToEndTest, GpSearchCompletesWithModelSuggestionsOffTheRpcThreads) {
+  Cluster c;
+  c.StartRungd();
+  c.StartWorker("w1", 4);
+  std::string script = SourceDir() + "/tests/integration/report_module.py";
+  std::string gp = Spec("gp", absl::StrCat("[/usr/bin/python3, ", script, "]"), 16);
+  gp = absl::StrReplaceAll(gp, {{"name: random, seed: 11", "name: gp, seed: 11, startup_trials: 4"}});
+  auto e = c.Watch(c.Submit(gp, c.jobs_dir()).id());
+  ExpectAllCompletedWithBestFirst(c, e, 16, 6);
+}
+
+// Two objectives and a constraint, end to end: the Pareto set holds only trials that kept
+// the constraint and that no other trial beats on both objectives.
+TEST(EndToEndTest, SeveralObjectivesGiveAParetoSetWithinTheConstraints) {
+  Cluster c;
+  c.StartRungd();
+  c.StartWorker("w1", 4);
+  std::string script = SourceDir() + "/tests/integration/report_objectives.py";
+  auto e = c.Submit(absl::StrCat(R"(
+objectives:
+  - {metric: loss, goal: minimize}
+  - {metric: latency_ms, goal: minimize}
+constraints:
+  - {metric: mem, max: 16}
+search_space:
+  x: {type: float, min: 0, max: 1}
+algorithm: {name: tpe, seed: 5, startup_trials: 6}
+budget: {max_trials: 20, max_concurrent: 4}
+trial: {command: [/usr/bin/python3, )", script, "]}\n"),
+                    c.jobs_dir());
+  e = c.Watch(e.id());
+  ASSERT_EQ(e.state(), v1::EXPERIMENT_COMPLETED) << e.message();
+  EXPECT_FALSE(e.has_best());
+  for (const auto& t : c.Trials(e.id())) {
+    const double x = t.params().at("x").float_value();
+    EXPECT_EQ(t.infeasible().empty(), x <= 0.8) << t.id() << " x=" << x << ": " << t.infeasible();
+  }
+  v1::GetBestTrialsRequest req;
+  req.set_experiment_id(e.id());
+  v1::GetBestTrialsResponse best;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(c.stub()->GetBestTrials(&ctx, req, &best).ok());
+  // Exactly the feasible trials that no feasible trial beats on both objectives (here every
+  // trial completed; loss and latency_ms are the script's formulas).
+  auto objectives = [](const v1::Trial& t) {
+    const double x = t.params().at("x").float_value();
+    return std::pair<double, double>((x - 0.3) * (x - 0.3), 10 * (1 - x));
+  };
+  std::set<std::string> front;
+  const auto all = c.Trials(e.id());
+  for (const auto& t : all) {
+    if (!t.infeasible().empty()) continue;
+    auto [l, m] = objectives(t);
+    bool dominated = false;
+    for (const auto& u : all) {
+      if (!u.infeasible().empty()) continue;
+      auto [ul, um] = objectives(u);
+      dominated = dominated || (ul <= l && um <= m && (ul < l || um < m));
+    }
+    if (!dominated) front.insert(t.id());
+  }
+  std::set<std::string> got;
+  double last_loss = -1;
+  for (const auto& t : best.trials()) {
+    got.insert(t.id());
+    ASSERT_EQ(t.results_size(), 2);
+    EXPECT_NEAR(t.results(0), objectives(t).first, 1e-12);
+    EXPECT_NEAR(t.results(1), objectives(t).second, 1e-12);
+    EXPECT_GE(t.results(0), last_loss) << "sorted by the first objective";
+    last_loss = t.results(0);
+  }
+  EXPECT_EQ(got, front);
+  EXPECT_GE(front.size(), 2u);
 }
 
 TEST(EndToEndTest, FailingTrialsAreRetriedAndExplained) {

@@ -602,6 +602,67 @@ trial: {command: [train]}
   controller_.reset();  // before `jobs`, which its options point into
 }
 
+TEST_F(ControllerTest, ParetoSetAndConstraintsDecideWhatIsBest) {
+  auto spec = [](const std::string& objectives, int trials) {
+    return ParseSpecYaml(absl::StrCat(objectives, R"(
+constraints:
+  - {metric: mem, max: 16}
+search_space:
+  x: {type: float, min: 0, max: 1}
+budget: {max_trials: )", trials, ", max_concurrent: ", trials, R"(}
+trial: {command: [train]}
+)"),
+                         "/w")
+        .value();
+  };
+  const std::string multi =
+      controller_->CreateExperiment(spec("objectives: [{metric: loss, goal: minimize}, {metric: acc, goal: maximize}]", 6))
+          ->id();
+  RecordingSink sink;
+  int64_t s = Connect("w1", 6, &sink);
+  ASSERT_TRUE(Pull(s, {0, 1, 2, 3, 4, 5}).ok());
+  auto a = sink.TakeAssignments();
+  ASSERT_EQ(a.size(), 6u);
+  auto finish = [&](const v1::Trial& t, std::map<std::string, double> values) {
+    v1::WorkerMessage m;
+    auto* r = m.mutable_reports()->add_reports();
+    r->set_trial_id(t.id());
+    r->set_attempt(t.attempt());
+    r->set_seq(1);
+    for (const auto& [k, v] : values) (*r->mutable_values())[k] = v;
+    ASSERT_TRUE(Send(s, m).ok());
+    ASSERT_TRUE(Exited(s, t, 0).ok());
+  };
+  finish(a[0].trial(), {{"loss", 1}, {"acc", 0.5}, {"mem", 8}});     // on the front
+  finish(a[1].trial(), {{"loss", 2}, {"acc", 0.9}, {"mem", 8}});     // on the front
+  finish(a[2].trial(), {{"loss", 0.5}, {"acc", 0.95}, {"mem", 20}});  // dominates all, breaks mem
+  finish(a[3].trial(), {{"loss", 3}, {"acc", 0.4}, {"mem", 8}});     // dominated by both
+  finish(a[4].trial(), {{"loss", 0.1}, {"acc", 0.99}});              // never says its mem
+  finish(a[5].trial(), {{"loss", 0.1}, {"mem", 1}});                 // never says its acc
+  auto best = controller_->GetBestTrials(multi, 0);
+  ASSERT_TRUE(best.ok()) << best.status();
+  ASSERT_EQ(best->size(), 2u);
+  EXPECT_EQ((*best)[0].id(), multi + "-1");  // by the first objective
+  EXPECT_EQ((*best)[1].id(), multi + "-2");
+  EXPECT_THAT((*best)[1].results(), ::testing::ElementsAre(2, 0.9));
+  EXPECT_EQ(controller_->GetBestTrials(multi, 1)->size(), 1u);
+  EXPECT_EQ(controller_->GetTrial(multi + "-3")->infeasible(), "mem 20 > max 16");
+  EXPECT_EQ(controller_->GetTrial(multi + "-5")->infeasible(), "never reported mem");
+  EXPECT_EQ(controller_->GetTrial(multi + "-6")->state(), v1::TRIAL_FAILED);
+  EXPECT_THAT(controller_->GetTrial(multi + "-6")->message(), HasSubstr("objective metric 'acc'"));
+  EXPECT_FALSE(controller_->GetExperiment(multi)->has_best());  // no single best
+
+  // One objective: the constraint breaker is never best, however low its loss.
+  const std::string single = controller_->CreateExperiment(spec("objective: {metric: loss, goal: minimize}", 2))->id();
+  ASSERT_TRUE(Pull(s, {0, 1}).ok());
+  a = sink.TakeAssignments();
+  ASSERT_EQ(a.size(), 2u);
+  finish(a[0].trial(), {{"loss", 0.1}, {"mem", 20}});
+  finish(a[1].trial(), {{"loss", 0.5}, {"mem", 8}});
+  EXPECT_EQ(controller_->GetExperiment(single)->best_trial_id(), single + "-2");
+  EXPECT_EQ(controller_->GetBestTrials(single, 5)->size(), 1u);
+}
+
 TEST_F(ControllerTest, BadInputGetsClearErrors) {
   EXPECT_EQ(controller_->GetExperiment("e99").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(controller_->GetTrial("nonsense").status().code(), absl::StatusCode::kInvalidArgument);

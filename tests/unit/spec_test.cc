@@ -1,5 +1,6 @@
 #include "common/spec.h"
 
+#include "absl/strings/str_replace.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -220,6 +221,46 @@ TEST(SpecTest, TpeWithDefaultsAndWithEarlyStopping) {
   EXPECT_THAT(warm->algorithm().warm_start(), ::testing::ElementsAre("e1", "e4"));
   EXPECT_THAT(Error(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: random, warm_start: [e1]}")),
               HasSubstr("algorithm.warm_start: applies to tpe, gp and bohb only"));
+}
+
+TEST(SpecTest, SeveralObjectivesAndConstraintsAsInTheIssue) {
+  constexpr char kSpec[] = R"(
+objectives:
+  - {metric: loss, goal: minimize}
+  - {metric: latency_ms, goal: minimize}
+constraints:
+  - {metric: memory_gb, max: 16}
+search_space:
+  x: {type: float, min: 0, max: 1}
+algorithm: {name: gp}
+budget: {max_trials: 20}
+trial: {command: [train]}
+)";
+  auto spec = ParseSpecYaml(kSpec, "/b");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  ASSERT_EQ(spec->objectives_size(), 2);
+  EXPECT_EQ(spec->objective().metric(), "loss");  // the first, for whatever reads one
+  EXPECT_EQ(spec->objectives(1).metric(), "latency_ms");
+  ASSERT_EQ(spec->constraints_size(), 1);
+  EXPECT_TRUE(spec->constraints(0).has_max());
+  EXPECT_FALSE(spec->constraints(0).has_min());
+  EXPECT_EQ(spec->constraints(0).max(), 16);
+  auto error = [&](absl::string_view from, absl::string_view to) {
+    auto s = ParseSpecYaml(absl::StrReplaceAll(kSpec, {{from, to}}), "/b");
+    return s.ok() ? std::string("ok") : std::string(s.status().message());
+  };
+  EXPECT_EQ(error("{metric: latency_ms, goal: minimize}", "{metric: loss, goal: maximize}"),
+            "objectives[1].metric: 'loss' is named twice");
+  EXPECT_EQ(error("{metric: latency_ms, goal: minimize}", "{metric: latency_ms}"),
+            "objectives[1].goal: is required (minimize or maximize)");
+  EXPECT_EQ(error("{metric: memory_gb, max: 16}", "{metric: memory_gb}"), "constraints[0]: needs min, max or both");
+  EXPECT_EQ(error("{metric: memory_gb, max: 16}", "{metric: memory_gb, min: 20, max: 16}"),
+            "constraints[0]: min (20) must not be above max (16)");
+  EXPECT_EQ(error("{metric: memory_gb, max: 16}", "{max: 16}"), "constraints[0].metric: is required");
+  EXPECT_EQ(error("constraints:", "objective: {metric: loss, goal: minimize}\nconstraints:"),
+            "objectives: give objective or objectives, not both");
+  EXPECT_EQ(error("algorithm: {name: gp}", "algorithm: {name: random, early_stopping: {rule: median}}"),
+            "algorithm: early stopping compares one metric; it needs a single objective");
 }
 
 TEST(SpecTest, BohbIsMultivariateTpeWithHyperband) {

@@ -227,3 +227,96 @@ TEST(ProposeTest, ProposalsAreAdoptedWhenCurrentAndRandomOtherwise) {
 
 }  // namespace
 }  // namespace rung::search
+
+namespace rung::search {
+namespace {
+
+Config TwoFloats(Config::Sampler sampler, uint64_t seed) {
+  Config c;
+  c.sampler = sampler;
+  c.space.push_back({"x", Param::Kind::kFloat, 0, 1, false, {}, {}, 0, "", {}});
+  c.space.push_back({"y", Param::Kind::kFloat, 0, 1, false, {}, {}, 0, "", {}});
+  c.max_trials = 200;
+  c.seed = seed;
+  return c;
+}
+
+TEST(ParetoTest, FrontOfAHandMadeSet) {
+  // Minimise both: (1,5) (2,3) (4,1) are the front; (3,4) is dominated by (2,3); (2,6) by
+  // (1,5); (4,1) twice: equal points are both kept; (5,1) is dominated by (4,1).
+  const std::vector<std::vector<double>> points = {{3, 4}, {1, 5}, {2, 3}, {2, 6}, {4, 1}, {5, 1}, {4, 1}};
+  EXPECT_THAT(ParetoFront(points), ::testing::ElementsAre(1, 2, 4, 6));
+  EXPECT_THAT(ParetoFront({{1, 1, 1}, {0, 2, 2}, {2, 2, 0}, {2, 2, 2}}), ::testing::ElementsAre(0, 1, 2));
+  EXPECT_TRUE(ParetoFront({}).empty());
+}
+
+// Several objectives (ParEGO): with f1 = x and f2 = 1 - x + y, every Pareto-optimal point
+// has y = 0; the models learn to keep y low while spreading x.
+TEST(MultiObjectiveTest, ModelsFindTheFrontAndRestoreExactly) {
+  for (auto sampler : {Config::Sampler::kTpe, Config::Sampler::kGp}) {
+    Config c = TwoFloats(sampler, 7);
+    c.objectives = {Goal::kMinimize, Goal::kMinimize};
+    auto s = std::move(NewSearcher(c).value());
+    std::vector<double> late_y, late_x;
+    for (int i = 0; i < 50; ++i) {
+      if (i % 10 == 5) {
+        auto twin = std::move(NewSearcher(c).value());
+        ASSERT_TRUE(twin->Restore(s->Snapshot()).ok());
+        EXPECT_EQ(twin->Snapshot(), s->Snapshot());
+        s = std::move(twin);
+      }
+      auto t = std::get<Create>(s->Handle(TrialsWanted{1}).at(0));
+      const double x = std::get<double>(t.params.at("x")), y = std::get<double>(t.params.at("y"));
+      if (i >= 30) {
+        late_x.push_back(x);
+        late_y.push_back(y);
+      }
+      TrialClosed closed{t.index, TrialClosed::Outcome::kCompleted, true, x};
+      closed.results = {x, 1 - x + y};
+      s->Handle(closed);
+    }
+    std::sort(late_y.begin(), late_y.end());
+    std::sort(late_x.begin(), late_x.end());
+    EXPECT_LT(late_y[late_y.size() / 2], 0.2) << "sampler " << static_cast<int>(sampler);
+    EXPECT_GT(late_x.back() - late_x.front(), 0.3) << "the front is spread, not one point";
+  }
+}
+
+// Constraints: x < 0.4 breaks one. Minimising x + y, the models learn to stay near the
+// boundary on its feasible side, however good the breakers' objective looks; a model blind
+// to the constraint would chase x = 0 and rarely be feasible late on.
+TEST(ConstraintTest, ModelsAvoidTheInfeasibleRegion) {
+  for (auto sampler : {Config::Sampler::kTpe, Config::Sampler::kGp}) {
+    for (bool constrained : {true, false}) {
+      int feasible_late = 0;
+      std::vector<double> bests;
+      for (uint64_t seed = 1; seed <= 5; ++seed) {
+        Config c = TwoFloats(sampler, seed);
+        c.constrained = constrained;
+        auto s = std::move(NewSearcher(c).value());
+        double best = 1e9;
+        for (int i = 0; i < 50; ++i) {
+          auto t = std::get<Create>(s->Handle(TrialsWanted{1}).at(0));
+          const double x = std::get<double>(t.params.at("x")), y = std::get<double>(t.params.at("y"));
+          TrialClosed closed{t.index, TrialClosed::Outcome::kCompleted, true, x + y};
+          closed.feasible = x >= 0.4;
+          if (closed.feasible) best = std::min(best, x + y);
+          feasible_late += i >= 30 && closed.feasible;
+          s->Handle(closed);
+        }
+        bests.push_back(best);
+      }
+      std::sort(bests.begin(), bests.end());
+      // Random search keeps about 60 of 100 late trials feasible, with a median best near 0.5.
+      if (constrained) {
+        EXPECT_GE(feasible_late, 65) << "sampler " << static_cast<int>(sampler);
+        EXPECT_LT(bests[2], 0.47) << "sampler " << static_cast<int>(sampler);
+      } else {
+        EXPECT_LT(feasible_late, 40) << "blind to the constraint, sampler " << static_cast<int>(sampler);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace rung::search
