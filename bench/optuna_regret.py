@@ -12,6 +12,7 @@ import collections
 import math
 import statistics
 import time
+import warnings
 
 import optuna
 
@@ -163,6 +164,7 @@ def main():
     ap.add_argument("--check", action="store_true")
     a = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if a.check:
         for name, f, _ in PROBLEMS:
             print(f"check {name:<12} {f(Fixed(0)):.10g} {f(Fixed(0.5)):.10g} {f(Fixed(1)):.10g}")

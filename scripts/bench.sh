@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds rung and runs the benchmarks under bench/ (not part of the tests), after installing
 # their outside references (Debian's python3-optuna). Record what they print in
-# bench/RESULTS.md with the machine and the date. Takes about 15 minutes on 2 cores.
+# bench/RESULTS.md with the machine and the date. Takes about 25 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash deploy/install-deps.sh --bench
@@ -12,6 +12,12 @@ echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname 
 "$bin/bench/dispatch_bench" --bin-dir "$bin"
 "$bin/bench/stop_bench" --bin-dir "$bin" --source-dir .
 "$bin/bench/suggest_bench"
+# Search quality: rung's samplers, then Optuna's on the same functions (Debian's interpreter,
+# which has python3-optuna). Both print each function at fixed points first: they must agree.
+"$bin/bench/regret_bench" --check
+/usr/bin/python3 bench/optuna_regret.py --check
+"$bin/bench/regret_bench"
+/usr/bin/python3 bench/optuna_regret.py
 # The cluster simulation: rung's searchers, then at a smaller common setting beside Optuna's
 # pruners (Optuna's in-memory ask/tell slows down as trials accumulate).
 "$bin/bench/sim_bench" | tee /tmp/rung-sim.txt
