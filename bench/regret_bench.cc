@@ -154,11 +154,12 @@ Params At(const std::vector<Param>& space, double where) {
 }
 
 // Best-so-far regret after each of `evals` evaluations.
-std::vector<double> Run(const Problem& pr, Config::Sampler sampler, bool multivariate, uint64_t seed,
+std::vector<double> Run(const Problem& pr, Config::Sampler sampler, bool variant, uint64_t seed,
                         int evals, int in_flight) {
   Config c;
   c.sampler = sampler;
-  c.tpe_multivariate = multivariate;
+  c.tpe_multivariate = variant;
+  c.gp_ucb = variant;
   c.space = pr.space;
   c.max_trials = evals;
   c.seed = seed;
@@ -217,12 +218,13 @@ int main(int argc, char** argv) {
   struct S {
     const char* name;
     Config::Sampler sampler;
-    bool multivariate;
+    bool variant;  // tpe: multivariate; gp: ucb
   };
   const S samplers[] = {{"rung-random", Config::Sampler::kRandom, false},
                         {"rung-tpe", Config::Sampler::kTpe, false},
                         {"rung-tpe-mv", Config::Sampler::kTpe, true},
-                        {"rung-gp", Config::Sampler::kGp, false}};
+                        {"rung-gp", Config::Sampler::kGp, false},
+                        {"rung-gp-ucb", Config::Sampler::kGp, true}};
   printf("%-12s %-12s %6s %12s %12s %12s %10s\n", "function", "sampler", "evals", "median", "q25", "q75", "s/run");
   for (const Problem& pr : problems) {
     if (!only.empty() && std::find(only.begin(), only.end(), pr.name) == only.end()) continue;
@@ -230,7 +232,7 @@ int main(int argc, char** argv) {
       std::vector<std::vector<double>> runs;
       const auto t0 = std::chrono::steady_clock::now();
       for (int seed = 1; seed <= seeds; ++seed) {
-        runs.push_back(Run(pr, s.sampler, s.multivariate, static_cast<uint64_t>(seed), evals, in_flight));
+        runs.push_back(Run(pr, s.sampler, s.variant, static_cast<uint64_t>(seed), evals, in_flight));
       }
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / seeds;
       for (int at : {25, 50, 100}) {

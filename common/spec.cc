@@ -275,7 +275,8 @@ absl::Status FromYaml(const YAML::Node& root, ExperimentSpec* spec) {
   if (const YAML::Node a = root["algorithm"]) {
     RETURN_IF_ERROR(CheckKeys(a, "algorithm",
                               {"name", "seed", "reduction_factor", "mode", "max_rungs",
-                               "early_stopping", "startup_trials", "warm_start", "multivariate"}));
+                               "early_stopping", "startup_trials", "warm_start", "multivariate",
+                               "acquisition"}));
     v1::Algorithm* alg = spec->mutable_algorithm();
     if (const YAML::Node ws = a["warm_start"]) {
       if (!ws.IsSequence()) {
@@ -285,6 +286,10 @@ absl::Status FromYaml(const YAML::Node& root, ExperimentSpec* spec) {
         ASSIGN_OR_RETURN(std::string v, GetString(ws[i], absl::StrCat("algorithm.warm_start[", i, "]")));
         alg->add_warm_start(v);
       }
+    }
+    if (a["acquisition"]) {
+      ASSIGN_OR_RETURN(std::string v, GetString(a["acquisition"], "algorithm.acquisition"));
+      alg->set_acquisition(v);
     }
     if (const YAML::Node mv = a["multivariate"]) {
       bool v = false;
@@ -688,6 +693,15 @@ absl::Status ValidateSpec(ExperimentSpec* spec, absl::string_view base_dir) {
     return Invalid("algorithm.multivariate", "applies to tpe (and bohb, which is always multivariate)");
   }
   if (algo == "bohb") spec->mutable_algorithm()->set_multivariate(true);
+  if (algo == "gp") {
+    const std::string& acq = spec->algorithm().acquisition();
+    if (acq.empty()) spec->mutable_algorithm()->set_acquisition("ei");
+    if (!acq.empty() && acq != "ei" && acq != "ucb") {
+      return Invalid("algorithm.acquisition", absl::StrCat("unknown acquisition '", acq, "' (known: ei, ucb)"));
+    }
+  } else if (!spec->algorithm().acquisition().empty()) {
+    return Invalid("algorithm.acquisition", "applies to gp only");
+  }
   if (algo == "tpe" || algo == "gp" || algo == "bohb") {
     if (spec->algorithm().startup_trials() == 0) spec->mutable_algorithm()->set_startup_trials(10);
   } else if (spec->algorithm().startup_trials() != 0) {

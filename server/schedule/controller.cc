@@ -131,6 +131,7 @@ search::Config Controller::SearchConfig(const v1::ExperimentSpec& spec) {
                                                  : search::Config::Sampler::kRandom;
   if (spec.algorithm().startup_trials() > 0) c.tpe_startup = spec.algorithm().startup_trials();
   c.tpe_multivariate = spec.algorithm().multivariate();
+  c.gp_ucb = spec.algorithm().acquisition() == "ucb";
   c.resource_min = spec.resource().min();
   c.resource_max = spec.resource().max();
   const v1::EarlyStopping& es = spec.algorithm().early_stopping();

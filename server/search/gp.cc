@@ -71,11 +71,20 @@ constexpr int kMaxObservations = 200;
 // an even spread of the rest), with at most this many likelihood evaluations: a fit's cost
 // stays bounded however long the experiment runs.
 constexpr int kFitObservations = 100;
-constexpr int kFitEvaluations = 150;
-constexpr int kRandomCandidates = 512;
+constexpr int kFitEvaluations = 120;
+constexpr int kCandidates = 512;
 constexpr int kLocalCandidates = 40;
+constexpr double kUcbKappa = 2;  // acquisition: ucb, mean - 2 sd
 
-
+// The radical inverse of i in base b: the Halton sequence's coordinate.
+double RadicalInverse(uint64_t i, uint64_t b) {
+  double f = 1, r = 0;
+  for (; i > 0; i /= b) {
+    f /= static_cast<double>(b);
+    r += f * static_cast<double>(i % b);
+  }
+  return r;
+}
 
 double LogPhi(double z) { return -0.5 * z * z - 0.5 * std::log(2 * 3.14159265358979323846); }
 
@@ -92,7 +101,7 @@ double LogNormal(double x, double mu, double sd) { return -0.5 * (x - mu) * (x -
 
 class GpSampler final : public ModelSampler {
  public:
-  GpSampler(const Config& c, int startup) : ModelSampler(c, startup) {
+  GpSampler(const Config& c, int startup) : ModelSampler(c, startup), ucb_(c.gp_ucb) {
     for (const Param& p : space_) dims_ += IsCategory(p) ? static_cast<int>(Categories(p)) : 1;
   }
 
@@ -188,6 +197,37 @@ class GpSampler final : public ModelSampler {
       std::vector<double> one(space_.size(), History::kAbsent);
       one[&p - &space_[0]] = e;
       out[p.name] = history_.Decode(one).at(p.name);
+    }
+    return out;
+  }
+
+  // `count` valid candidates spread evenly: a randomly shifted Halton sequence (a prime
+  // base per parameter), read as a position in each numeric parameter's continuous domain or
+  // as a category; a conditional parameter takes its coordinate only where it is active.
+  std::vector<Params> QuasiRandom(int count) {
+    static constexpr uint64_t kPrimes[] = {2,  3,  5,  7,  11, 13, 17, 19, 23, 29, 31, 37, 41,
+                                           43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97};
+    std::vector<double> shift;
+    for (size_t j = 0; j < space_.size(); ++j) shift.push_back(rng_.Uniform());
+    const uint64_t start = rng_.Below(1 << 20);  // skips the sequence's correlated start
+    std::vector<Params> out;
+    for (int i = 0; i < count; ++i) {
+      std::vector<double> e(space_.size(), History::kAbsent);
+      for (size_t j = 0; j < space_.size(); ++j) {
+        if (!space_[j].parent.empty() && !Active(space_[j], history_.Decode(e))) continue;
+        double u = j < std::size(kPrimes) ? RadicalInverse(start + static_cast<uint64_t>(i) + 1, kPrimes[j]) + shift[j]
+                                          : rng_.Uniform();
+        u -= std::floor(u);
+        if (IsCategory(space_[j])) {
+          const double k = static_cast<double>(Categories(space_[j]));
+          e[j] = std::min(std::floor(u * k), k - 1);
+        } else {
+          double lo, hi;
+          ContinuousDomain(space_[j], &lo, &hi);
+          e[j] = lo + u * (hi - lo);
+        }
+      }
+      out.push_back(history_.Decode(e));
     }
     return out;
   }
@@ -339,16 +379,18 @@ class GpSampler final : public ModelSampler {
       GaussianProcess believer;
       if (believer.Fit(xa, ya, hyper_)) gp = std::move(believer);
     }
+    // The acquisition, higher is better: log expected improvement, or the lower confidence
+    // bound negated.
     auto log_ei = [&](const Params& p) {
       double m, v;
       gp.Predict(Features(EncodeAll(p)), &m, &v);
       const double s = std::sqrt(v);
-      return std::log(s) + LogH((best_y - m) / s);
+      return ucb_ ? -(m - kUcbKappa * s) : std::log(s) + LogH((best_y - m) / s);
     };
     std::vector<std::pair<double, Params>> scored;
-    for (int i = 0; i < kRandomCandidates; ++i) {
-      Params p = RandomValid();
-      scored.push_back({log_ei(p), std::move(p)});
+    for (Params& p : QuasiRandom(kCandidates)) {
+      const double score = log_ei(p);
+      scored.push_back({score, std::move(p)});
     }
     // Moves around the best candidates and around the best trials so far.
     std::stable_sort(scored.begin(), scored.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
@@ -403,6 +445,7 @@ class GpSampler final : public ModelSampler {
   double Sign() const { return goal_ == Goal::kMaximize ? -1 : 1; }
 
   int dims_ = 0;
+  bool ucb_ = false;  // acquisition: ucb rather than log EI
   GpHyper hyper_;
   bool fitted_ = false;
   int fitted_at_ = 0;

@@ -66,6 +66,7 @@ struct Config {
   Sampler sampler = Sampler::kRandom;
   int tpe_startup = 10;  // tpe, gp: random trials before the model takes over
   bool tpe_multivariate = false;  // tpe: model the unconditional parameters jointly
+  bool gp_ucb = false;            // gp: the lower confidence bound rather than log EI
   std::vector<Param> space;  // in spec order
   Goal goal = Goal::kMinimize;
   int max_trials = 0;

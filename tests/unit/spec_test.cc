@@ -1,5 +1,9 @@
 #include "common/spec.h"
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
 #include "absl/strings/str_replace.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -283,6 +287,13 @@ TEST(SpecTest, BohbIsMultivariateTpeWithHyperband) {
             "algorithm.multivariate: applies to tpe (and bohb, which is always multivariate)");
   EXPECT_EQ(Error(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: tpe, multivariate: maybe}")),
             "algorithm.multivariate: expected true or false");
+  auto gp = ParseSpecYaml(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: gp}"), "/b");
+  ASSERT_TRUE(gp.ok()) << gp.status();
+  EXPECT_EQ(gp->algorithm().acquisition(), "ei");
+  EXPECT_EQ(Error(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: gp, acquisition: pi}")),
+            "algorithm.acquisition: unknown acquisition 'pi' (known: ei, ucb)");
+  EXPECT_EQ(Error(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: tpe, acquisition: ucb}")),
+            "algorithm.acquisition: applies to gp only");
 }
 
 TEST(SpecTest, ConditionalParametersAsInTheIssue) {
@@ -349,6 +360,28 @@ TEST(SpecTest, FillPlaceholdersFormatsEachType) {
   EXPECT_EQ(*FillPlaceholders("{\"json\": 1} {}", p), "{\"json\": 1} {}");  // not placeholders
   EXPECT_EQ(ParamsToJson(p), "{\"act\": \"gelu\", \"depth\": 4, \"lr\": 0.001}");
   EXPECT_FALSE(FillPlaceholders("{nope}", p).ok());
+}
+
+}  // namespace
+}  // namespace rung
+
+namespace rung {
+namespace {
+
+// Every example users are pointed at is a valid spec.
+TEST(SpecTest, ExamplesAreValid) {
+  int seen = 0;
+  const std::string dir = std::string(RUNG_TEST_SOURCE_DIR) + "/config/examples";
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.path().extension() != ".yaml") continue;
+    std::ifstream in(entry.path());
+    std::stringstream text;
+    text << in.rdbuf();
+    auto spec = ParseSpecYaml(text.str(), dir);
+    EXPECT_TRUE(spec.ok()) << entry.path() << ": " << spec.status();
+    ++seen;
+  }
+  EXPECT_GE(seen, 3);
 }
 
 }  // namespace
