@@ -223,37 +223,47 @@ Params ModelSampler::RandomValid() {
   return chosen;
 }
 
-ModelSampler::Basis ModelSampler::Ready(std::vector<const Trial*>* done,
-                                        std::vector<const Trial*>* running) {
+int ModelSampler::Basis() const {
+  std::vector<int> counts(history_.levels().size() + 1, 0);  // per level, then completed
+  for (const auto& [i, t] : history_.trials()) {
+    counts.back() += t.state == 'c';
+    for (size_t k = 0; k < t.at_level.size(); ++k) counts[k] += !std::isnan(t.at_level[k]);
+  }
+  // Completed trials first; else (multi-fidelity, BOHB) the highest rung where at least
+  // `startup_` trials have a result.
+  for (size_t k = counts.size(); k-- > 0;) {
+    if (counts[k] >= startup_) return k + 1 == counts.size() ? kCompleted : static_cast<int>(k);
+  }
+  return kNone;
+}
+
+int ModelSampler::Ready(std::vector<const Trial*>* done, std::vector<const Trial*>* running) {
   done->clear();
   running->clear();
-  for (const auto& [i, t] : history_.trials()) {
-    if (t.state == 'c') done->push_back(&t);
-    if (t.state == 'r') running->push_back(&t);
-  }
-  if (static_cast<int>(done->size()) >= startup_) return Basis::kCompleted;
-  // Multi-fidelity (BOHB): too few trials finished, so the model learns from the highest
-  // rung where at least `startup_` trials have a result. Trials that have not reached it and
-  // still run are the liar's.
-  for (size_t k = history_.levels().size(); k-- > 0;) {
+  const int basis = Basis();
+  if (basis == kCompleted) {
+    for (const auto& [i, t] : history_.trials()) {
+      if (t.state == 'c') done->push_back(&t);
+      if (t.state == 'r') running->push_back(&t);
+    }
+  } else if (basis != kNone) {
+    // The trials as seen at that rung; those that have not reached it and still run are
+    // the liar's.
+    const auto k = static_cast<size_t>(basis);
     level_view_.clear();
     for (const auto& [i, t] : history_.trials()) {
-      if (std::isnan(t.at_level[k])) continue;
+      if (std::isnan(t.at_level[k])) {
+        if (t.state == 'r') running->push_back(&t);
+        continue;
+      }
       Trial v = t;
       v.state = 'c';
       v.value = t.at_level[k];
       level_view_.push_back(std::move(v));
     }
-    if (static_cast<int>(level_view_.size()) < startup_) continue;
-    done->clear();
-    running->clear();
     for (const Trial& v : level_view_) done->push_back(&v);
-    for (const auto& [i, t] : history_.trials()) {
-      if (t.state == 'r' && std::isnan(t.at_level[k])) running->push_back(&t);
-    }
-    return Basis::kLevel;
   }
-  return Basis::kNone;
+  return basis;
 }
 
 void ModelSampler::Scalarise(std::vector<const Trial*>* done) {
@@ -313,16 +323,15 @@ void ModelSampler::Scalarise(std::vector<const Trial*>* done) {
 
 Params ModelSampler::Next(int index) {
   std::vector<const Trial*> done, running;
-  const Basis basis = Ready(&done, &running);
-  if (basis == Basis::kCompleted && (objectives_.size() >= 2 || constrained_)) Scalarise(&done);
-  Params chosen = basis != Basis::kNone ? Model(done, running) : StartupDraw(index);
+  const int basis = Ready(&done, &running);
+  if (basis == kCompleted && (objectives_.size() >= 2 || constrained_)) Scalarise(&done);
+  Params chosen = basis != kNone ? Model(done, running) : StartupDraw(index);
   history_.Add(index, chosen);
   return chosen;
 }
 
 std::function<Proposal()> ModelSampler::Propose(int index) {
-  std::vector<const Trial*> done, running;
-  if (Ready(&done, &running) == Basis::kNone) return nullptr;  // start-up: random, cheap
+  if (Basis() == kNone) return nullptr;  // start-up: random, cheap
   std::shared_ptr<ModelSampler> copy = Clone();
   copy->rng_ = Rng(rng_.Next());  // the copy draws its own numbers
   return [copy, index] {

@@ -71,11 +71,12 @@ class ModelSampler : public Sampler {
   History history_;
 
  private:
-  // Whether the model has enough to learn from, and if so what: `done` (with values) and
-  // `running`. From completed trials when `startup_` have completed, else from the highest
-  // rung level with `startup_` results.
-  enum class Basis { kNone, kCompleted, kLevel };
-  Basis Ready(std::vector<const Trial*>* done, std::vector<const Trial*>* running);
+  // What the model learns from: the completed trials once `startup_` have completed, else
+  // the highest rung level (its index) with `startup_` results, else nothing. Counts only.
+  static constexpr int kNone = -2, kCompleted = -1;
+  int Basis() const;
+  // Basis(), with `done` (each with its value there) and `running` filled in for it.
+  int Ready(std::vector<const Trial*>* done, std::vector<const Trial*>* running);
   // Several objectives or constraints: `done` with each value replaced by one number to
   // optimise in the goal's direction (ParEGO's augmented Chebyshev scalarisation under
   // random weights; a constraint breaker counts as worse than every trial that kept them).
