@@ -199,11 +199,12 @@ int main(int argc, char** argv) {
   CLI::App app{"rung regret benchmark"};
   int seeds = 20, evals = 100, in_flight = 4;
   bool check = false;
-  std::vector<std::string> only;
+  std::vector<std::string> only, which;
   app.add_option("--seeds", seeds)->capture_default_str();
   app.add_option("--evals", evals)->capture_default_str();
   app.add_option("--in-flight", in_flight)->capture_default_str();
   app.add_option("--functions", only, "run only these");
+  app.add_option("--samplers", which, "run only these samplers (rung-random, rung-tpe, rung-tpe-mv, rung-gp, rung-gp-ucb)");
   app.add_flag("--check", check, "print each function at its range's low end, middle and high end, and exit");
   CLI11_PARSE(app, argc, argv);
 
@@ -229,6 +230,7 @@ int main(int argc, char** argv) {
   for (const Problem& pr : problems) {
     if (!only.empty() && std::find(only.begin(), only.end(), pr.name) == only.end()) continue;
     for (const S& s : samplers) {
+      if (!which.empty() && std::find(which.begin(), which.end(), s.name) == which.end()) continue;
       std::vector<std::vector<double>> runs;
       const auto t0 = std::chrono::steady_clock::now();
       for (int seed = 1; seed <= seeds; ++seed) {

@@ -75,6 +75,12 @@ constexpr int kFitEvaluations = 120;
 constexpr int kCandidates = 512;
 constexpr int kLocalCandidates = 40;
 constexpr double kUcbKappa = 2;  // acquisition: ucb, mean - 2 sd
+// The noise variance's prior median, relative to the standardised outputs' unit variance.
+// A little noise lets the model treat fine ripples (Levy, Ackley) as noise around a smooth
+// trend instead of chasing them; 3e-3 rather than 1e-3 moved Levy-8's median regret at 100
+// evaluations from 5.2 to 4.8 and Rosenbrock-5's at 25 from 1,809 to 1,646 over 60 seeds,
+// and kept the Branin target.
+constexpr double kNoisePrior = 3e-3;
 
 // The radical inverse of i in base b: the Halton sequence's coordinate.
 double RadicalInverse(uint64_t i, uint64_t b) {
@@ -240,13 +246,13 @@ class GpSampler final : public ModelSampler {
     if (!fitted_) {
       h.log_lengthscale = Eigen::VectorXd::Constant(dims_, std::log(0.5));
       h.log_signal = 0;
-      h.log_noise = std::log(1e-3);
+      h.log_noise = std::log(kNoisePrior);
       step = 1.0;
     }
     auto score = [&](const GpHyper& g) {
       GaussianProcess gp;
       if (!gp.Fit(x, y, g)) return -std::numeric_limits<double>::infinity();
-      double s = gp.LogMarginal() + LogNormal(g.log_signal, 0, 1) + LogNormal(g.log_noise, std::log(1e-3), 2);
+      double s = gp.LogMarginal() + LogNormal(g.log_signal, 0, 1) + LogNormal(g.log_noise, std::log(kNoisePrior), 2);
       for (Eigen::Index i = 0; i < g.log_lengthscale.size(); ++i) {
         s += LogNormal(g.log_lengthscale(i), std::log(0.5), 1);
       }
