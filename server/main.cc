@@ -124,12 +124,14 @@ int main(int argc, char** argv) {
 
   rung::ExperimentServiceImpl experiments(controller->get(), metrics->get());
   rung::WorkerServiceImpl workers(controller->get(), metrics->get());
+  rung::AdminServiceImpl admin(controller->get(), metrics->get());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&experiments);
   builder.RegisterService(&workers);
+  builder.RegisterService(&admin);
   builder.SetMaxReceiveMessageSize(16 << 20);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) return Fail(absl::StrCat("--listen ", listen, ": cannot listen"));

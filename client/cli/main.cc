@@ -15,6 +15,7 @@
 #include "common/spec.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
+#include "rung/v1/admin_service.grpc.pb.h"
 #include "rung/v1/experiment_service.grpc.pb.h"
 #include "server/search/searcher.h"
 
@@ -27,6 +28,7 @@ struct Globals {
   std::string addr = "127.0.0.1:7411";
   std::string output = "table";
   std::unique_ptr<rung::v1::ExperimentService::Stub> stub;
+  std::unique_ptr<rung::v1::AdminService::Stub> admin;
 };
 
 // An error to show the user; main prints it and exits 1.
@@ -437,6 +439,24 @@ int Logs(Globals& g, const std::string& trial_id) {
   return 0;
 }
 
+int Replay(const Globals& g, const std::string& id) {
+  rung::v1::ReplaySearchRequest req;
+  req.set_experiment_id(id);
+  rung::v1::ReplaySearchResponse resp;
+  auto ctx = Ctx();
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(10));
+  Check(g.admin->ReplaySearch(ctx.get(), req, &resp), g);
+  if (g.output == "json") {
+    PrintJson(resp);
+  } else if (resp.identical()) {
+    std::cout << id << ": all " << resp.entries() << " searcher decisions replay identically\n";
+  } else {
+    std::cout << id << ": the replay differs after " << resp.entries() << " identical decisions: " << resp.mismatch()
+              << "\n";
+  }
+  return resp.identical() ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -471,12 +491,19 @@ int main(int argc, char** argv) {
   }
   auto* logs = app.add_subcommand("logs", "print a trial's stdout and stderr");
   logs->add_option("TRIAL_ID", id)->required();
+  auto* admin = app.add_subcommand("admin", "operations for whoever runs rungd");
+  admin->require_subcommand(1);
+  auto* replay = admin->add_subcommand(
+      "replay", "replay an experiment's searcher journal through a fresh searcher; exit 0 when every "
+                "decision comes out the same (restarts and crashes changed none)");
+  replay->add_option("ID", id)->required();
   CLI11_PARSE(app, argc, argv);
 
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
-  g.stub = rung::v1::ExperimentService::NewStub(
-      grpc::CreateCustomChannel(g.addr, grpc::InsecureChannelCredentials(), args));
+  auto channel = grpc::CreateCustomChannel(g.addr, grpc::InsecureChannelCredentials(), args);
+  g.stub = rung::v1::ExperimentService::NewStub(channel);
+  g.admin = rung::v1::AdminService::NewStub(channel);
   try {
     if (*submit) return Submit(g, file);
     if (*ls) return Ls(g);
@@ -485,6 +512,7 @@ int main(int argc, char** argv) {
     if (*watch) return Watch(g, id);
     if (*best) return Best(g, id, n);
     if (*logs) return Logs(g, id);
+    if (*replay) return Replay(g, id);
     for (auto& [verb, c] : controls) {
       if (*c) return Control(g, verb, id);
     }

@@ -324,6 +324,18 @@ grpc::ServerWriteReactor<v1::WatchEvent>* ExperimentServiceImpl::WatchExperiment
   return new WatchStream(controller_, metrics_, req->id());
 }
 
+grpc::ServerUnaryReactor* AdminServiceImpl::ReplaySearch(grpc::CallbackServerContext* ctx,
+                                                         const v1::ReplaySearchRequest* req,
+                                                         v1::ReplaySearchResponse* resp) {
+  auto r = controller_->ReplaySearch(req->experiment_id());
+  if (r.ok()) *resp = std::move(*r);
+  grpc::Status gs = ToGrpc(r.status());
+  metrics_->CountRpc("AdminService.ReplaySearch", gs.error_code());
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(gs);
+  return reactor;
+}
+
 grpc::ServerBidiReactor<v1::WorkerMessage, v1::ControllerMessage>* WorkerServiceImpl::Connect(
     grpc::CallbackServerContext*) {
   return new WorkerStream(controller_, metrics_);

@@ -5,6 +5,7 @@
 
 #include "absl/status/status.h"
 #include "grpcpp/grpcpp.h"
+#include "rung/v1/admin_service.grpc.pb.h"
 #include "rung/v1/experiment_service.grpc.pb.h"
 #include "rung/v1/worker_service.grpc.pb.h"
 #include "server/api/metrics.h"
@@ -58,6 +59,20 @@ class ExperimentServiceImpl final : public v1::ExperimentService::CallbackServic
  private:
   grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const char* method,
                                  const absl::Status& s);
+  Controller* const controller_;
+  ServerMetrics* const metrics_;
+};
+
+class AdminServiceImpl final : public v1::AdminService::CallbackService {
+ public:
+  AdminServiceImpl(Controller* controller, ServerMetrics* metrics)
+      : controller_(controller), metrics_(metrics) {}
+
+  grpc::ServerUnaryReactor* ReplaySearch(grpc::CallbackServerContext* ctx,
+                                         const v1::ReplaySearchRequest* req,
+                                         v1::ReplaySearchResponse* resp) override;
+
+ private:
   Controller* const controller_;
   ServerMetrics* const metrics_;
 };

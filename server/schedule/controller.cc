@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "common/spec.h"
 #include "common/status.h"
+#include "server/search/journal.h"
 
 namespace rung {
 namespace {
@@ -205,6 +206,13 @@ absl::Status Controller::Load() {
     } else if (!absl::IsNotFound(state.status())) {
       return state.status();
     }
+    ASSIGN_OR_RETURN(rec->journal_next, store_->JournalEnd(rec->exp.id()));
+    if (rec->journal_next == 0) {
+      // Made before searchers kept a journal: it starts from here.
+      Store::Batch batch;
+      batch.PutJournal(rec->exp.id(), rec->journal_next++, "start", rec->searcher->Snapshot());
+      RETURN_IF_ERROR(store_->Write(&batch));
+    }
     RETURN_IF_ERROR(store_->ForEachTrial(rec->exp.id(), [&](Trial t) {
       rec->trials.resize(std::max<size_t>(rec->trials.size(), t.index()));
       rec->trials[t.index() - 1] = std::move(t);
@@ -338,6 +346,7 @@ std::vector<search::Action> Controller::SearchLocked(ExperimentRec* rec,
                                                      Store::Batch* batch) {
   std::vector<search::Action> actions = rec->searcher->Handle(event);
   batch->PutSearcherState(rec->exp.id(), rec->searcher->Snapshot());
+  batch->PutJournal(rec->exp.id(), rec->journal_next++, search::EventText(event), search::ActionsText(actions));
   return actions;
 }
 
@@ -470,6 +479,7 @@ absl::StatusOr<Experiment> Controller::CreateExperiment(v1::ExperimentSpec spec)
   batch.PutNextExperiment(next_experiment_ + 1);
   batch.PutExperiment(e);
   batch.PutSearcherState(e.id(), rec->searcher->Snapshot());
+  batch.PutJournal(e.id(), rec->journal_next++, "start", rec->searcher->Snapshot());
   RETURN_IF_ERROR(CommitLocked(&batch));
   ++next_experiment_;
   Experiment out = e;
@@ -601,6 +611,28 @@ absl::StatusOr<std::vector<v1::MetricReport>> Controller::GetTrialMetrics(
     RETURN_IF_ERROR(FindTrialLocked(trial_id, nullptr).status());
   }
   return store_->GetReports(trial_id);
+}
+
+absl::StatusOr<v1::ReplaySearchResponse> Controller::ReplaySearch(const std::string& experiment_id) {
+  v1::ExperimentSpec spec;
+  {
+    absl::MutexLock l(&mu_);
+    ExperimentRec* rec = FindExperimentLocked(experiment_id);
+    if (rec == nullptr) return absl::NotFoundError(absl::StrCat("no experiment ", experiment_id));
+    spec = rec->exp.spec();
+  }
+  std::vector<std::pair<std::string, std::string>> entries;
+  std::string snapshot;
+  RETURN_IF_ERROR(store_->GetJournal(experiment_id, &entries, &snapshot));
+  std::vector<search::JournalEntry> journal;
+  for (auto& [call, answer] : entries) journal.push_back({std::move(call), std::move(answer)});
+  v1::ReplaySearchResponse out;
+  int64_t replayed = 0;
+  const absl::Status s = search::Replay(SearchConfig(spec), journal, snapshot, &replayed);
+  out.set_entries(replayed);
+  out.set_identical(s.ok());
+  out.set_mismatch(std::string(s.message()));
+  return out;
 }
 
 absl::StatusOr<std::vector<Trial>> Controller::GetBestTrials(const std::string& experiment_id,
@@ -748,6 +780,11 @@ bool Controller::TryAssignLocked(WorkerRec* w) {
       // A model is already working out this experiment's next trial.
       if (rec->proposal_ticket != 0) continue;
       if (auto job = rec->searcher->Propose()) {
+        // Propose() draws the job's seed from the searcher's generator: journalled and saved
+        // before the job starts, so a restart cannot hand out the same seed twice.
+        batch.PutSearcherState(rec->exp.id(), rec->searcher->Snapshot());
+        batch.PutJournal(rec->exp.id(), rec->journal_next++, "propose", "");
+        if (!CommitLocked(&batch).ok()) return false;
         StartProposalLocked(rec, std::move(job));
         continue;
       }

@@ -22,6 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "rung/v1/admin_service.pb.h"
 #include "rung/v1/experiment_service.pb.h"
 #include "rung/v1/worker_service.pb.h"
 #include "server/schedule/job_pool.h"
@@ -95,6 +96,10 @@ class Controller {
   // Completed trials, best first (ties: lower index first).
   absl::StatusOr<std::vector<v1::Trial>> GetBestTrials(const std::string& experiment_id,
                                                        int count);
+  // Replays the experiment's searcher journal through a fresh searcher (see
+  // server/search/journal.h). Reads the store, not the controller's state: it does not hold
+  // up scheduling however long the journal is.
+  absl::StatusOr<v1::ReplaySearchResponse> ReplaySearch(const std::string& experiment_id);
 
   // Sends the experiment and its trials to `sink` now, then every change until the
   // experiment has ended and none of its trials runs any more (then Close()), or until
@@ -129,6 +134,7 @@ class Controller {
     // A model job in flight for the next new trial (0: none), and when it must be done.
     int64_t proposal_ticket = 0;
     absl::Time proposal_started, proposal_deadline;
+    int64_t journal_next = 0;  // seq of the searcher journal's next entry
   };
   struct WorkerRec {
     v1::Worker worker;

@@ -21,6 +21,8 @@ absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   return absl::UnavailableError(absl::StrCat(what, ": ", s.ToString()));
 }
 
+std::string JournalPrefix(const std::string& exp) { return absl::StrCat("j/", exp, "/"); }
+
 std::string TrialKey(const std::string& exp, int index) {
   return absl::StrFormat("t/%s/%08d", exp, index);
 }
@@ -68,6 +70,10 @@ void Store::Batch::PutReport(const v1::MetricReport& r) {
 void Store::Batch::PutSearcherState(const std::string& experiment_id,
                                     const std::string& snapshot) {
   wb_->Put("s/" + experiment_id, snapshot);
+}
+void Store::Batch::PutJournal(const std::string& experiment_id, int64_t seq, const std::string& call,
+                              const std::string& answer) {
+  wb_->Put(absl::StrFormat("%s%012d", JournalPrefix(experiment_id), seq), absl::StrCat(call, "\n", answer));
 }
 void Store::Batch::PutWorker(const v1::Worker& w) { wb_->Put("w/" + w.id(), w.SerializeAsString()); }
 void Store::Batch::PutNextExperiment(int64_t next) {
@@ -164,6 +170,45 @@ absl::StatusOr<std::string> Store::GetSearcherState(const std::string& experimen
   RETURN_IF_ERROR(FromRocks(db_->Get(rocksdb::ReadOptions(), "s/" + experiment_id, &v),
                             absl::StrCat("store: searcher state of ", experiment_id)));
   return v;
+}
+
+absl::Status Store::GetJournal(const std::string& experiment_id,
+                              std::vector<std::pair<std::string, std::string>>* entries, std::string* snapshot) {
+  const rocksdb::Snapshot* at = db_->GetSnapshot();
+  rocksdb::ReadOptions ro;
+  ro.snapshot = at;
+  absl::Status s = FromRocks(db_->Get(ro, "s/" + experiment_id, snapshot),
+                             absl::StrCat("store: searcher state of ", experiment_id));
+  const std::string prefix = JournalPrefix(experiment_id);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  for (it->Seek(prefix); s.ok() && it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    const std::string v = it->value().ToString();
+    const size_t nl = v.find('\n');
+    if (nl == std::string::npos) {
+      s = absl::DataLossError(absl::StrCat("store: unreadable journal entry ", it->key().ToString()));
+    } else {
+      entries->emplace_back(v.substr(0, nl), v.substr(nl + 1));
+    }
+  }
+  if (s.ok()) s = FromRocks(it->status(), absl::StrCat("store: journal of ", experiment_id));
+  it.reset();
+  db_->ReleaseSnapshot(at);
+  return s;
+}
+
+absl::StatusOr<int64_t> Store::JournalEnd(const std::string& experiment_id) {
+  const std::string prefix = JournalPrefix(experiment_id);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  it->SeekForPrev(prefix + "~");  // past every digit
+  if (it->Valid() && it->key().starts_with(prefix)) {
+    int64_t seq;
+    if (!absl::SimpleAtoi(it->key().ToString().substr(prefix.size()), &seq)) {
+      return absl::DataLossError(absl::StrCat("store: unreadable journal key ", it->key().ToString()));
+    }
+    return seq + 1;
+  }
+  RETURN_IF_ERROR(FromRocks(it->status(), absl::StrCat("store: journal of ", experiment_id)));
+  return 0;
 }
 
 }  // namespace rung

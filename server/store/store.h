@@ -32,6 +32,10 @@ class Store {
     void PutTrial(const v1::Trial& t);
     void PutReport(const v1::MetricReport& r);  // r.trial_id must parse
     void PutSearcherState(const std::string& experiment_id, const std::string& snapshot);
+    // Entry `seq` (0, 1, 2, ...) of the experiment's searcher journal
+    // (server/search/journal.h): what the searcher was asked and what it answered.
+    void PutJournal(const std::string& experiment_id, int64_t seq, const std::string& call,
+                    const std::string& answer);
     void PutWorker(const v1::Worker& w);
     void PutNextExperiment(int64_t next);
     int Count() const;
@@ -60,6 +64,12 @@ class Store {
   absl::StatusOr<std::vector<v1::MetricReport>> GetReports(const std::string& trial_id);
   // NOT_FOUND when the experiment has none.
   absl::StatusOr<std::string> GetSearcherState(const std::string& experiment_id);
+  // The experiment's searcher journal in order, as (call, answer) pairs, and the searcher
+  // snapshot written with its last entry, read at one moment.
+  absl::Status GetJournal(const std::string& experiment_id,
+                          std::vector<std::pair<std::string, std::string>>* entries, std::string* snapshot);
+  // The seq the experiment's next journal entry takes: 0 when it has none.
+  absl::StatusOr<int64_t> JournalEnd(const std::string& experiment_id);
 
  private:
   explicit Store(rocksdb::DB* db);
