@@ -82,6 +82,9 @@ class Cluster {
     workers_.push_back(std::move(*p));
   }
 
+  pid_t WorkerPid(size_t i) const { return workers_[i]->pid(); }
+  size_t workers_started() const { return workers_.size(); }
+
   // kill -9 of worker `i` (in start order); its trial processes die with it.
   void KillWorker(size_t i) {
     workers_[i]->SignalGroup(SIGKILL);
