@@ -39,7 +39,8 @@ int main(int argc, char** argv) {
   CLI::App app{"rungd: the rung controller (experiments, search, scheduling, persistence)"};
   std::string config_file, listen = "127.0.0.1:7411", data_dir = DefaultDataDir(),
                            metrics_listen = "127.0.0.1:9411", lease_timeout = "30s",
-                           heartbeat = "5s", suggest_deadline = "2s", log_level = "info";
+                           heartbeat = "5s", suggest_deadline = "2s", log_level = "info",
+                           wal_sync = "0s";
   app.add_option("--config", config_file, "YAML file with any of the flags below as keys");
   auto* o_listen = app.add_option("--listen", listen, "gRPC address")->capture_default_str();
   auto* o_data = app.add_option("--data-dir", data_dir, "RocksDB folder")->capture_default_str();
@@ -54,6 +55,12 @@ int main(int argc, char** argv) {
                                    "how long tpe or gp may take to propose a trial before it is "
                                    "drawn at random instead")
                         ->capture_default_str();
+  auto* o_sync = app.add_option("--wal-sync", wal_sync,
+                                "when acknowledged writes reach the disk: 'write' fsyncs each write; a "
+                                "duration is group commit, one fsync for every write of up to that "
+                                "long (0s: as soon as the previous fsync ends); either way nothing "
+                                "is acknowledged before it is on disk")
+                    ->capture_default_str();
   auto* o_log = app.add_option("--log-level", log_level, "debug|info|warning|error")
                     ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -69,7 +76,8 @@ int main(int argc, char** argv) {
         {"listen", {o_listen, &listen}},          {"data-dir", {o_data, &data_dir}},
         {"metrics-listen", {o_metrics, &metrics_listen}},
         {"lease-timeout", {o_lease, &lease_timeout}}, {"heartbeat-interval", {o_hb, &heartbeat}},
-        {"suggest-deadline", {o_suggest, &suggest_deadline}}, {"log-level", {o_log, &log_level}}};
+        {"suggest-deadline", {o_suggest, &suggest_deadline}}, {"wal-sync", {o_sync, &wal_sync}},
+        {"log-level", {o_log, &log_level}}};
     if (!cfg.IsMap()) return Fail(absl::StrCat("--config ", config_file, ": expected a mapping"));
     for (const auto& kv : cfg) {
       std::string key = kv.first.Scalar();
@@ -104,6 +112,14 @@ int main(int argc, char** argv) {
     return Fail(absl::StrCat("--suggest-deadline: '", suggest_deadline, "' is not a positive duration"));
   }
 
+  rung::Store::Options store_options;
+  if (wal_sync == "write") {
+    store_options.group_commit = false;
+  } else if (!absl::ParseDuration(wal_sync, &store_options.group_delay) ||
+             store_options.group_delay < absl::ZeroDuration()) {
+    return Fail(absl::StrCat("--wal-sync: '", wal_sync, "' is neither 'write' nor a duration such as 0s or 5ms"));
+  }
+
   // Signals are taken by sigwait below; block them before any thread starts.
   sigset_t sigs;
   sigemptyset(&sigs);
@@ -115,7 +131,7 @@ int main(int argc, char** argv) {
   std::error_code ec;
   std::filesystem::create_directories(data_dir, ec);
   if (ec) return Fail(absl::StrCat("--data-dir ", data_dir, ": ", ec.message()));
-  auto store = rung::Store::Open(data_dir);
+  auto store = rung::Store::Open(data_dir, store_options);
   if (!store.ok()) return Fail(std::string(store.status().message()));
   auto controller = rung::Controller::Create(store->get(), rung::Clock::Real(), options);
   if (!controller.ok()) return Fail(std::string(controller.status().message()));

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -44,7 +45,8 @@ std::unique_ptr<grpc::ClientContext> Ctx() {
 
 void Check(const grpc::Status& s, const Globals& g) {
   if (s.ok()) return;
-  if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+  // rungd's own refusals start with "rungd"; anything else UNAVAILABLE is the connection.
+  if ((s.error_code() == grpc::StatusCode::UNAVAILABLE && !absl::StartsWith(s.error_message(), "rungd ")) ||
       s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
     throw CliError{absl::StrCat("cannot reach rungd at ", g.addr, " (", s.error_message(),
                                 "); is it running? set --addr or RUNG_ADDR")};
@@ -457,6 +459,24 @@ int Replay(const Globals& g, const std::string& id) {
   return resp.identical() ? 0 : 1;
 }
 
+int Backup(const Globals& g, const std::string& dir) {
+  rung::v1::BackupRequest req;
+  // rungd writes it on its own machine; a relative path means the same folder as it would
+  // for a local rungd.
+  req.set_dir(std::filesystem::absolute(dir).lexically_normal().string());
+  rung::v1::BackupResponse resp;
+  auto ctx = Ctx();
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(30));
+  Check(g.admin->Backup(ctx.get(), req, &resp), g);
+  if (g.output == "json") {
+    PrintJson(resp);
+  } else {
+    std::cout << "backup in " << resp.dir() << " (" << resp.files() << " files, " << resp.bytes()
+              << " bytes); to restore, stop rungd and start it with --data-dir " << resp.dir() << "\n";
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -497,6 +517,10 @@ int main(int argc, char** argv) {
       "replay", "replay an experiment's searcher journal through a fresh searcher; exit 0 when every "
                 "decision comes out the same (restarts and crashes changed none)");
   replay->add_option("ID", id)->required();
+  auto* backup = admin->add_subcommand(
+      "backup", "copy rungd's data folder, consistently, while it serves, to DIR on rungd's machine "
+                "(DIR must not exist)");
+  backup->add_option("DIR", file)->required();
   CLI11_PARSE(app, argc, argv);
 
   grpc::ChannelArguments args;
@@ -513,6 +537,7 @@ int main(int argc, char** argv) {
     if (*best) return Best(g, id, n);
     if (*logs) return Logs(g, id);
     if (*replay) return Replay(g, id);
+    if (*backup) return Backup(g, file);
     for (auto& [verb, c] : controls) {
       if (*c) return Control(g, verb, id);
     }

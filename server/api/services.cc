@@ -324,16 +324,32 @@ grpc::ServerWriteReactor<v1::WatchEvent>* ExperimentServiceImpl::WatchExperiment
   return new WatchStream(controller_, metrics_, req->id());
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::ReplaySearch(grpc::CallbackServerContext* ctx,
-                                                         const v1::ReplaySearchRequest* req,
-                                                         v1::ReplaySearchResponse* resp) {
-  auto r = controller_->ReplaySearch(req->experiment_id());
-  if (r.ok()) *resp = std::move(*r);
-  grpc::Status gs = ToGrpc(r.status());
-  metrics_->CountRpc("AdminService.ReplaySearch", gs.error_code());
+namespace {
+
+// Finishes an admin call with `result`, counting it.
+template <typename T>
+grpc::ServerUnaryReactor* FinishAdmin(grpc::CallbackServerContext* ctx, ServerMetrics* metrics,
+                                      const char* method, absl::StatusOr<T> result, T* resp) {
+  if (result.ok()) *resp = std::move(*result);
+  grpc::Status gs = ToGrpc(result.status());
+  metrics->CountRpc(method, gs.error_code());
   auto* reactor = ctx->DefaultReactor();
   reactor->Finish(gs);
   return reactor;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* AdminServiceImpl::ReplaySearch(grpc::CallbackServerContext* ctx,
+                                                         const v1::ReplaySearchRequest* req,
+                                                         v1::ReplaySearchResponse* resp) {
+  return FinishAdmin(ctx, metrics_, "AdminService.ReplaySearch", controller_->ReplaySearch(req->experiment_id()),
+                     resp);
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::Backup(grpc::CallbackServerContext* ctx, const v1::BackupRequest* req,
+                                                   v1::BackupResponse* resp) {
+  return FinishAdmin(ctx, metrics_, "AdminService.Backup", controller_->Backup(req->dir()), resp);
 }
 
 grpc::ServerBidiReactor<v1::WorkerMessage, v1::ControllerMessage>* WorkerServiceImpl::Connect(

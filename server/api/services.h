@@ -71,6 +71,8 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* ReplaySearch(grpc::CallbackServerContext* ctx,
                                          const v1::ReplaySearchRequest* req,
                                          v1::ReplaySearchResponse* resp) override;
+  grpc::ServerUnaryReactor* Backup(grpc::CallbackServerContext* ctx, const v1::BackupRequest* req,
+                                   v1::BackupResponse* resp) override;
 
  private:
   Controller* const controller_;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <thread>
 
 #include "absl/strings/numbers.h"
@@ -89,13 +90,68 @@ Controller::Controller(Store* store, Clock* clock, ControllerOptions options)
   }
 }
 
-Controller::~Controller() = default;
+Controller::~Controller() {
+  store_->SetDurableCallback(nullptr);
+  pool_.reset();  // its jobs finish while the rest still exists
+}
 
 absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(Store* store, Clock* clock,
                                                                ControllerOptions options) {
   std::unique_ptr<Controller> c(new Controller(store, clock, options));
-  RETURN_IF_ERROR(c->Load());
+  {
+    absl::MutexLock l(&c->mu_);
+    RETURN_IF_ERROR(c->LoadLocked());
+  }
+  Controller* raw = c.get();
+  store->SetDurableCallback([raw](uint64_t durable, const absl::Status& error) { raw->OnDurable(durable, error); });
   return c;
+}
+
+void Controller::OnDurable(uint64_t durable, const absl::Status& error) {
+  absl::MutexLock l(&mu_);
+  if (!error.ok()) {
+    LatchStoreErrorLocked(error);
+    return;
+  }
+  SendAcksLocked(durable);
+}
+
+void Controller::SendAcksLocked(uint64_t durable) {
+  while (!pending_acks_.empty() && pending_acks_.front().ticket <= durable) {
+    const PendingAck a = pending_acks_.front();
+    pending_acks_.pop_front();
+    auto it = sessions_.find(a.session);
+    if (it == sessions_.end()) continue;  // the worker resends after it reconnects
+    v1::ControllerMessage ack;
+    ack.mutable_ack()->set_seq(a.seq);
+    it->second->sink->Send(ack);
+  }
+}
+
+void Controller::LatchStoreErrorLocked(const absl::Status& s) {
+  if (!store_error_.ok()) return;
+  store_error_ = absl::UnavailableError(absl::StrCat(
+      "rungd is not accepting changes: a write to its data folder failed (", s.message(),
+      "); reads still work, nothing acknowledged is lost, and rungd resumes by itself once the "
+      "write succeeds again (free disk space)"));
+  next_recovery_ = clock_->Now() + absl::Seconds(1);
+  pending_acks_.clear();  // not durable: the workers resend after they reconnect
+  Log(LogLevel::kError, std::string(store_error_.message()));
+}
+
+absl::Status Controller::ReloadLocked() {
+  for (auto& [id, rec] : experiments_) {
+    for (auto& [handle, sink] : rec->watchers) sink->Close();
+  }
+  // Worker streams end on their next message ("stream is no longer current"); the workers
+  // reconnect and register again, which reconciles their trials with what is on disk.
+  experiments_.clear();
+  fifo_.clear();
+  workers_.clear();
+  sessions_.clear();
+  watch_handles_.clear();
+  pending_acks_.clear();
+  return LoadLocked();
 }
 
 search::Config Controller::SearchConfig(const v1::ExperimentSpec& spec) {
@@ -183,8 +239,7 @@ absl::StatusOr<std::unique_ptr<search::Searcher>> Controller::NewSearcherLocked(
   return search::NewSearcher(c);
 }
 
-absl::Status Controller::Load() {
-  absl::MutexLock l(&mu_);
+absl::Status Controller::LoadLocked() {
   ASSIGN_OR_RETURN(next_experiment_, store_->GetNextExperiment());
   std::vector<Experiment> exps;
   RETURN_IF_ERROR(store_->ForEachExperiment([&](Experiment e) { exps.push_back(std::move(e)); }));
@@ -248,15 +303,14 @@ absl::Status Controller::Load() {
 // ---------------------------------------------------------------------------------------
 // Persistence and notification helpers
 
-absl::Status Controller::CommitLocked(Store::Batch* batch) {
+absl::Status Controller::CommitLocked(Store::Batch* batch, bool durable) {
   if (batch->Count() == 0) return absl::OkStatus();
-  absl::Status s = store_->Write(batch);
+  absl::Status s = store_->Write(batch, durable);
   if (!s.ok()) {
-    store_error_ = absl::UnavailableError(absl::StrCat(
-        "rungd stopped accepting changes after a failed write (", s.message(),
-        "); nothing after it was acknowledged; fix the disk and restart rungd"));
+    LatchStoreErrorLocked(s);
     return store_error_;
   }
+  if (durable) SendAcksLocked(store_->Durable());  // its fsync covered every earlier write
   return absl::OkStatus();
 }
 
@@ -480,7 +534,7 @@ absl::StatusOr<Experiment> Controller::CreateExperiment(v1::ExperimentSpec spec)
   batch.PutExperiment(e);
   batch.PutSearcherState(e.id(), rec->searcher->Snapshot());
   batch.PutJournal(e.id(), rec->journal_next++, "start", rec->searcher->Snapshot());
-  RETURN_IF_ERROR(CommitLocked(&batch));
+  RETURN_IF_ERROR(CommitLocked(&batch, /*durable=*/true));
   ++next_experiment_;
   Experiment out = e;
   fifo_.push_back(rec.get());
@@ -532,7 +586,7 @@ absl::StatusOr<Experiment> Controller::CancelExperiment(const std::string& id) {
   }
   rec->queue.clear();
   SetExperimentStateLocked(rec, v1::EXPERIMENT_CANCELLED, "cancelled by request", &batch);
-  RETURN_IF_ERROR(CommitLocked(&batch));
+  RETURN_IF_ERROR(CommitLocked(&batch, /*durable=*/true));
   return rec->exp;
 }
 
@@ -558,7 +612,7 @@ absl::StatusOr<Experiment> Controller::PauseExperiment(const std::string& id) {
     }
   }
   SetExperimentStateLocked(rec, v1::EXPERIMENT_PAUSED, "paused by request", &batch);
-  RETURN_IF_ERROR(CommitLocked(&batch));
+  RETURN_IF_ERROR(CommitLocked(&batch, /*durable=*/true));
   return rec->exp;
 }
 
@@ -582,7 +636,7 @@ absl::StatusOr<Experiment> Controller::ResumeExperiment(const std::string& id) {
     }
   }
   SetExperimentStateLocked(rec, v1::EXPERIMENT_RUNNING, "", &batch);
-  RETURN_IF_ERROR(CommitLocked(&batch));
+  RETURN_IF_ERROR(CommitLocked(&batch, /*durable=*/true));
   DispatchLocked();
   return rec->exp;
 }
@@ -611,6 +665,26 @@ absl::StatusOr<std::vector<v1::MetricReport>> Controller::GetTrialMetrics(
     RETURN_IF_ERROR(FindTrialLocked(trial_id, nullptr).status());
   }
   return store_->GetReports(trial_id);
+}
+
+absl::StatusOr<v1::BackupResponse> Controller::Backup(const std::string& dir) {
+  namespace fs = std::filesystem;
+  if (dir.empty() || dir[0] != '/') {
+    return absl::InvalidArgumentError(absl::StrCat("dir: '", dir, "' is not an absolute path on rungd's machine"));
+  }
+  std::error_code ec;
+  if (fs::exists(dir, ec)) return absl::AlreadyExistsError(absl::StrCat("dir: ", dir, " already exists"));
+  RETURN_IF_ERROR(store_->Checkpoint(dir));
+  v1::BackupResponse out;
+  out.set_dir(dir);
+  for (const auto& f : fs::recursive_directory_iterator(dir, ec)) {
+    if (!f.is_regular_file()) continue;
+    out.set_files(out.files() + 1);
+    out.set_bytes(out.bytes() + static_cast<int64_t>(f.file_size()));
+  }
+  Log(LogLevel::kInfo, absl::StrCat("backup of the data folder in ", dir, ": ", out.files(), " files, ",
+                                    out.bytes(), " bytes"));
+  return out;
 }
 
 absl::StatusOr<v1::ReplaySearchResponse> Controller::ReplaySearch(const std::string& experiment_id) {
@@ -1249,9 +1323,9 @@ absl::Status Controller::HandleWorkerMessage(int64_t session, const v1::WorkerMe
   RETURN_IF_ERROR(store_error_);
   RETURN_IF_ERROR(CommitLocked(&batch));
   if (msg.seq() > 0) {
-    v1::ControllerMessage ack;
-    ack.mutable_ack()->set_seq(msg.seq());
-    w->sink->Send(ack);
+    // Acknowledged once on disk (a resend that changed nothing waits for what came before).
+    pending_acks_.push_back({w->session, msg.seq(), store_->LastWrite()});
+    SendAcksLocked(store_->Durable());
   }
   if (msg.kind_case() == v1::WorkerMessage::kExited) DispatchLocked();
   return absl::OkStatus();
@@ -1259,8 +1333,29 @@ absl::Status Controller::HandleWorkerMessage(int64_t session, const v1::WorkerMe
 
 void Controller::Tick() {
   absl::MutexLock l(&mu_);
-  if (!store_error_.ok()) return;
   absl::Time now = clock_->Now();
+  if (!store_error_.ok()) {
+    // Leases do not run out while nothing can be written; see whether writes work again.
+    if (now < next_recovery_) return;
+    next_recovery_ = now + absl::Seconds(1);
+    absl::Status s = store_->Recover();
+    if (!s.ok()) {
+      if (s.message() != last_recovery_error_) {
+        Log(LogLevel::kWarning, absl::StrCat("rungd still cannot write to its data folder: ", s.message()));
+      }
+      last_recovery_error_ = std::string(s.message());
+      return;
+    }
+    s = ReloadLocked();
+    if (!s.ok()) {
+      Log(LogLevel::kError, absl::StrCat("rungd could write again but not reload its state: ", s.message()));
+      return;
+    }
+    store_error_ = absl::OkStatus();
+    ++store_recoveries_;
+    Log(LogLevel::kInfo, "writes to the data folder work again: rungd accepts changes; workers reconnect");
+    return;
+  }
   Store::Batch batch;
   bool changed = false;
   for (ExperimentRec* rec : fifo_) {

@@ -100,6 +100,8 @@ class Controller {
   // server/search/journal.h). Reads the store, not the controller's state: it does not hold
   // up scheduling however long the journal is.
   absl::StatusOr<v1::ReplaySearchResponse> ReplaySearch(const std::string& experiment_id);
+  // A checkpoint of the store in `dir` (see AdminService.Backup).
+  absl::StatusOr<v1::BackupResponse> Backup(const std::string& dir);
 
   // Sends the experiment and its trials to `sink` now, then every change until the
   // experiment has ended and none of its trials runs any more (then Close()), or until
@@ -146,7 +148,15 @@ class Controller {
   };
 
   Controller(Store* store, Clock* clock, ControllerOptions options);
-  absl::Status Load();
+  // Builds every experiment, trial and worker from the store.
+  absl::Status LoadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After the store failed a write and works again: drops the in-memory state (which may be
+  // ahead of the disk), ends every watch and worker stream (they reconnect), and loads again.
+  absl::Status ReloadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The store's syncer: writes up to `durable` are on disk (or the fsync failed).
+  void OnDurable(uint64_t durable, const absl::Status& error);
+  void SendAcksLocked(uint64_t durable) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void LatchStoreErrorLocked(const absl::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   ExperimentRec* FindExperimentLocked(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<v1::Trial*> FindTrialLocked(const std::string& trial_id, ExperimentRec** rec)
@@ -204,7 +214,9 @@ class Controller {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Writes `batch`. On failure the in-memory state is ahead of the disk; the controller
   // then stops accepting changes (see store_error_).
-  absl::Status CommitLocked(Store::Batch* batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes `batch`; `durable`: on disk before it returns (a client's request is answered
+  // right after), else under the store's group commit.
+  absl::Status CommitLocked(Store::Batch* batch, bool durable = false) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::Status HandleStartedLocked(WorkerRec* w, const v1::TrialStarted& m, Store::Batch* batch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -232,8 +244,19 @@ class Controller {
   std::map<int64_t, ExperimentRec*> watch_handles_ ABSL_GUARDED_BY(mu_);
   int64_t next_experiment_ ABSL_GUARDED_BY(mu_) = 1;
   int64_t next_handle_ ABSL_GUARDED_BY(mu_) = 1;
-  // Set when a write failed: memory may be ahead of disk, so no more changes are accepted.
+  // Set when a write failed: memory may be ahead of disk, so no more changes are accepted
+  // until Tick() finds the store writable again and reloads everything from it.
   absl::Status store_error_ ABSL_GUARDED_BY(mu_);
+  absl::Time next_recovery_ ABSL_GUARDED_BY(mu_);
+  std::string last_recovery_error_ ABSL_GUARDED_BY(mu_);
+  int64_t store_recoveries_ ABSL_GUARDED_BY(mu_) = 0;
+  // Group commit: acknowledgements to workers wait until the store has their writes on disk.
+  struct PendingAck {
+    int64_t session;
+    int64_t seq;
+    uint64_t ticket;
+  };
+  std::deque<PendingAck> pending_acks_ ABSL_GUARDED_BY(mu_);
   int64_t reports_received_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t lease_expirations_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t next_ticket_ ABSL_GUARDED_BY(mu_) = 1;

@@ -1,11 +1,18 @@
 #include "server/store/store.h"
 
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/log.h"
 #include "common/status.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
+#include "rocksdb/utilities/checkpoint.h"
 #include "rocksdb/write_batch.h"
 
 namespace rung {
@@ -19,6 +26,28 @@ absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
         absl::StrCat(what, ": ", s.ToString(), " (is another rungd using this data folder?)"));
   }
   return absl::UnavailableError(absl::StrCat(what, ": ", s.ToString()));
+}
+
+// RocksDB's own log goes to rungd's log (warnings and errors only) rather than to a LOG file
+// in the data folder: a full disk must not take down the process that reports it (RocksDB
+// asserts when its LOG file cannot be written).
+class RocksLogger : public rocksdb::Logger {
+ public:
+  RocksLogger() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override { Logv(rocksdb::InfoLogLevel::WARN_LEVEL, format, ap); }
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
+    if (level < GetInfoLogLevel()) return;
+    char buf[1024];
+    vsnprintf(buf, sizeof(buf), format, ap);
+    for (size_t n = strlen(buf); n > 0 && buf[n - 1] == '\n'; --n) buf[n - 1] = '\0';
+    Log(level >= rocksdb::InfoLogLevel::ERROR_LEVEL ? LogLevel::kError : LogLevel::kWarning,
+        absl::StrCat("rocksdb: ", buf));
+  }
+};
+
+absl::Status Closed() {
+  return absl::UnavailableError("store: the database is closed while rungd recovers from a failed write");
 }
 
 std::string JournalPrefix(const std::string& exp) { return absl::StrCat("j/", exp, "/"); }
@@ -81,28 +110,152 @@ void Store::Batch::PutNextExperiment(int64_t next) {
 }
 int Store::Batch::Count() const { return static_cast<int>(wb_->Count()); }
 
-Store::Store(rocksdb::DB* db) : db_(db) {}
-Store::~Store() = default;
-
-absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
+static absl::StatusOr<rocksdb::DB*> OpenDb(const std::string& dir) {
   rocksdb::Options options;
   options.create_if_missing = true;
   options.IncreaseParallelism(2);
   options.OptimizeLevelStyleCompaction();
-  options.keep_log_file_num = 5;
+  options.info_log = std::make_shared<RocksLogger>();
+  // No preallocation: a full disk shows at the next write, not tens of megabytes later when
+  // a preallocated WAL runs out.
+  options.allow_fallocate = false;
   rocksdb::DB* db = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(options, dir, &db);
-  RETURN_IF_ERROR(FromRocks(s, absl::StrCat("store: opening ", dir)));
-  return std::unique_ptr<Store>(new Store(db));
+  RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(options, dir, &db), absl::StrCat("store: opening ", dir)));
+  return db;
 }
 
-absl::Status Store::Write(Batch* batch) {
+Store::Store(rocksdb::DB* db, std::string dir, Options options) : db_(db), dir_(std::move(dir)), options_(options) {
+  if (options_.group_commit) syncer_ = std::thread([this] { SyncLoop(); });
+}
+
+Store::~Store() {
+  {
+    absl::MutexLock l(&mu_);
+    stopping_ = true;
+  }
+  if (syncer_.joinable()) syncer_.join();
+}
+
+absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir, Options store_options) {
+  ASSIGN_OR_RETURN(rocksdb::DB* db, OpenDb(dir));
+  return std::unique_ptr<Store>(new Store(db, dir, store_options));
+}
+
+absl::Status Store::Write(Batch* batch, bool durable) {
   rocksdb::WriteOptions wo;
-  wo.sync = false;
-  return FromRocks(db_->Write(wo, batch->wb_.get()), "store: write");
+  wo.sync = durable || !options_.group_commit;
+  absl::ReaderMutexLock open(&db_mu_);
+  // One writer at a time, so that tickets follow the WAL's order.
+  absl::MutexLock l(&mu_);
+  if (failed_ || db_ == nullptr) return absl::UnavailableError("store: an earlier write failed and the store has not recovered");
+  absl::Status s = FromRocks(db_->Write(wo, batch->wb_.get()), "store: write");
+  if (!s.ok()) {
+    failed_ = true;
+    return s;
+  }
+  ++written_;
+  if (wo.sync) {
+    synced_ = written_;  // the WAL is sequential: this fsync covered every earlier write
+  } else if (synced_ + 1 == written_) {
+    first_unsynced_ = absl::Now();
+  }
+  return absl::OkStatus();
+}
+
+uint64_t Store::LastWrite() const {
+  absl::MutexLock l(&mu_);
+  return written_;
+}
+
+uint64_t Store::Durable() const {
+  absl::MutexLock l(&mu_);
+  return synced_;
+}
+
+void Store::SetDurableCallback(std::function<void(uint64_t, const absl::Status&)> fn) {
+  absl::MutexLock l(&callback_mu_);
+  callback_ = std::move(fn);
+}
+
+void Store::SyncLoop() {
+  for (;;) {
+    uint64_t upto;
+    {
+      absl::MutexLock l(&mu_);
+      auto due = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || (written_ > synced_ && !failed_);
+      };
+      mu_.Await(absl::Condition(&due));
+      if (stopping_) return;
+      const absl::Time at = first_unsynced_ + options_.group_delay;
+      // Gather the group; a stop cuts the wait short.
+      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+      if (mu_.AwaitWithDeadline(absl::Condition(&stop), at)) return;
+      if (failed_) continue;
+      upto = written_;
+    }
+    // Outside mu_: writes go on while the fsync runs, and make up the next group.
+    absl::Status s;
+    {
+      absl::ReaderMutexLock open(&db_mu_);
+      s = db_ == nullptr ? absl::UnavailableError("store: closed")
+                         : FromRocks(db_->SyncWAL(), "store: fsync of the write-ahead log");
+    }
+    uint64_t durable;
+    {
+      absl::MutexLock l(&mu_);
+      if (s.ok()) synced_ = std::max(synced_, upto);
+      durable = synced_;
+      failed_ = failed_ || !s.ok();
+    }
+    absl::MutexLock l(&callback_mu_);
+    if (callback_) callback_(durable, s);
+  }
+}
+
+absl::Status Store::Recover() {
+  // RocksDB (7.8) cannot append to a WAL after a failed append, even once Resume() has
+  // succeeded: close the database and open it again, which replays everything that reached
+  // the WAL. Nothing reads or writes meanwhile.
+  // While the disk is still full, keep the open database for reads.
+  std::error_code ec;
+  const std::filesystem::space_info space = std::filesystem::space(dir_, ec);
+  constexpr uintmax_t kEnough = 16 << 20;
+  if (!ec && space.available < kEnough) {
+    return absl::ResourceExhaustedError(absl::StrCat("store: ", space.available, " bytes free in ", dir_,
+                                                     "; waiting for at least ", kEnough));
+  }
+  absl::WriterMutexLock open(&db_mu_);
+  absl::MutexLock l(&mu_);
+  if (db_ != nullptr) {
+    db_->Close().PermitUncheckedError();
+    db_.reset();
+  }
+  ASSIGN_OR_RETURN(rocksdb::DB* db, OpenDb(dir_));
+  db_.reset(db);
+  rocksdb::WriteBatch probe;
+  probe.Put("meta/probe", absl::StrCat(absl::ToUnixMillis(absl::Now())));
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  RETURN_IF_ERROR(FromRocks(db_->Write(wo, &probe), "store: probe write"));
+  failed_ = false;
+  synced_ = written_;  // the reopened WAL is on disk
+  return absl::OkStatus();
+}
+
+absl::Status Store::Checkpoint(const std::string& dir) {
+  absl::ReaderMutexLock open(&db_mu_);
+  if (db_ == nullptr) return Closed();
+  rocksdb::Checkpoint* raw = nullptr;
+  RETURN_IF_ERROR(FromRocks(rocksdb::Checkpoint::Create(db_.get(), &raw), "store: checkpoint"));
+  std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
+  // log_size_for_flush 0: flush the memtable first, so the copy needs no WAL replay.
+  return FromRocks(checkpoint->CreateCheckpoint(dir, 0), absl::StrCat("store: checkpoint to ", dir));
 }
 
 absl::StatusOr<int64_t> Store::GetNextExperiment() {
+  absl::ReaderMutexLock open(&db_mu_);
+  if (db_ == nullptr) return Closed();
   std::string v;
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), "meta/next_experiment", &v);
   if (s.IsNotFound()) return 1;
@@ -114,6 +267,8 @@ absl::StatusOr<int64_t> Store::GetNextExperiment() {
 
 absl::Status Store::Scan(const std::string& prefix,
                          const std::function<absl::Status(const std::string&)>& fn) {
+  absl::ReaderMutexLock open(&db_mu_);
+  if (db_ == nullptr) return Closed();
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
     RETURN_IF_ERROR(fn(it->value().ToString()));
@@ -166,6 +321,8 @@ absl::StatusOr<std::vector<v1::MetricReport>> Store::GetReports(const std::strin
 }
 
 absl::StatusOr<std::string> Store::GetSearcherState(const std::string& experiment_id) {
+  absl::ReaderMutexLock open(&db_mu_);
+  if (db_ == nullptr) return Closed();
   std::string v;
   RETURN_IF_ERROR(FromRocks(db_->Get(rocksdb::ReadOptions(), "s/" + experiment_id, &v),
                             absl::StrCat("store: searcher state of ", experiment_id)));
@@ -174,6 +331,8 @@ absl::StatusOr<std::string> Store::GetSearcherState(const std::string& experimen
 
 absl::Status Store::GetJournal(const std::string& experiment_id,
                               std::vector<std::pair<std::string, std::string>>* entries, std::string* snapshot) {
+  absl::ReaderMutexLock open(&db_mu_);
+  if (db_ == nullptr) return Closed();
   const rocksdb::Snapshot* at = db_->GetSnapshot();
   rocksdb::ReadOptions ro;
   ro.snapshot = at;
@@ -197,6 +356,8 @@ absl::Status Store::GetJournal(const std::string& experiment_id,
 }
 
 absl::StatusOr<int64_t> Store::JournalEnd(const std::string& experiment_id) {
+  absl::ReaderMutexLock open(&db_mu_);
+  if (db_ == nullptr) return Closed();
   const std::string prefix = JournalPrefix(experiment_id);
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
   it->SeekForPrev(prefix + "~");  // past every digit

@@ -5,9 +5,13 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "rung/v1/types.pb.h"
 
 namespace rocksdb {
@@ -45,14 +49,44 @@ class Store {
     std::unique_ptr<rocksdb::WriteBatch> wb_;
   };
 
+  // How writes reach the disk (the WAL's fsync) before anything is acknowledged.
+  struct Options {
+    // False: every Write fsyncs the WAL before it returns. True: group commit: Write returns
+    // as soon as the write is in the WAL, and a syncer thread fsyncs the WAL for every write
+    // made so far at most `group_delay` after the first unsynced one, then reports them
+    // durable (SetDurableCallback). Acknowledging only what is durable loses nothing on a
+    // power cut, at one fsync per group instead of one per write.
+    bool group_commit = true;
+    absl::Duration group_delay = absl::ZeroDuration();
+  };
+
   // Opens (creating when missing) the database in `dir`. FAILED_PRECONDITION when another
   // process holds it.
-  static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& dir);
+  static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& dir, Options options);
+  static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& dir) { return Open(dir, Options()); }
   ~Store();
 
   // Applies `batch` atomically. UNAVAILABLE (with RocksDB's words, e.g. "No space left on
-  // device") when it could not be written; nothing of it is then applied. Thread-safe.
-  absl::Status Write(Batch* batch);
+  // device") when it could not be written; nothing of it is then applied. `durable`: fsync
+  // before returning even under group commit. Thread-safe.
+  absl::Status Write(Batch* batch, bool durable = false);
+
+  // Each successful Write has a ticket, 1, 2, ...: the last one's.
+  uint64_t LastWrite() const;
+  // Every write with a ticket up to this is on disk.
+  uint64_t Durable() const;
+  // Group commit: `fn` is called from the syncer thread after each fsync with the highest
+  // durable ticket, or with the error when the fsync failed. Null stops the calls; it waits
+  // for a call in progress to return, so a caller may clear it and then go away.
+  void SetDurableCallback(std::function<void(uint64_t durable, const absl::Status& error)> fn);
+
+  // After a failed write (a full disk): clears RocksDB's error state and proves with an
+  // fsynced probe write that writes work again.
+  absl::Status Recover();
+
+  // A consistent copy of the whole database, taken while it serves, in `dir` (which must not
+  // exist; on the same filesystem its files are hard links). rungd opens it as a data folder.
+  absl::Status Checkpoint(const std::string& dir);
 
   // Reads; thread-safe.
   absl::StatusOr<int64_t> GetNextExperiment();
@@ -72,10 +106,26 @@ class Store {
   absl::StatusOr<int64_t> JournalEnd(const std::string& experiment_id);
 
  private:
-  explicit Store(rocksdb::DB* db);
+  Store(rocksdb::DB* db, std::string dir, Options options);
   absl::Status Scan(const std::string& prefix,
                     const std::function<absl::Status(const std::string&)>& fn);
-  std::unique_ptr<rocksdb::DB> db_;
+  void SyncLoop();
+
+  // Shared by every use of db_, exclusive while Recover() opens it again.
+  absl::Mutex db_mu_;
+  std::unique_ptr<rocksdb::DB> db_ ABSL_GUARDED_BY(db_mu_);
+  const std::string dir_;
+  const Options options_;
+  mutable absl::Mutex mu_;
+  uint64_t written_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t synced_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time first_unsynced_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // A write failed: RocksDB must not be asked to fsync until Recover() succeeded.
+  bool failed_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Mutex callback_mu_;
+  std::function<void(uint64_t, const absl::Status&)> callback_ ABSL_GUARDED_BY(callback_mu_);
+  std::thread syncer_;
 };
 
 }  // namespace rung

@@ -18,22 +18,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-struct CliRun {
-  int code;
-  std::string out;  // stdout and stderr together
-};
-
-CliRun Rung(const Cluster& c, const std::string& args) {
-  std::string cmd = absl::StrCat(BinDir(), "/client/rung --addr ", c.addr(), " ", args, " 2>&1");
-  FILE* f = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), f)) > 0) out.append(buf, n);
-  int status = pclose(f);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
 // GET `url` (http://host:port/path) with a plain socket; returns the body.
 std::string HttpGet(const std::string& url) {
   std::string rest = url.substr(strlen("http://"));

@@ -5,8 +5,14 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/inotify.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <cstdio>
+#include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -42,9 +48,13 @@ class Cluster {
   // Starts rungd on `port` (0: any free one) with the cluster's data folder.
   void StartRungd(int port = 0, const std::string& lease_timeout = "30s") {
     SpawnOptions o;
-    o.argv = {BinDir() + "/server/rungd", "--listen", absl::StrCat("127.0.0.1:", port),
-              "--metrics-listen", "127.0.0.1:0", "--data-dir", dir_.Sub("data"),
-              "--lease-timeout", lease_timeout, "--heartbeat-interval", "1s"};
+    o.argv = rungd_prefix_;
+    for (std::string a : {BinDir() + "/server/rungd", std::string("--listen"), absl::StrCat("127.0.0.1:", port),
+                          std::string("--metrics-listen"), std::string("127.0.0.1:0"), std::string("--data-dir"),
+                          data_dir_.empty() ? dir_.Sub("data") : data_dir_, std::string("--lease-timeout"),
+                          lease_timeout, std::string("--heartbeat-interval"), std::string("1s")}) {
+      o.argv.push_back(std::move(a));
+    }
     o.env = CurrentEnvironment();
     o.stderr_path = dir_.Sub("rungd.log");
     auto p = Subprocess::Spawn(o);
@@ -81,6 +91,14 @@ class Cluster {
     ASSERT_FALSE(WaitForLine(p->get(), "serving").empty());
     workers_.push_back(std::move(*p));
   }
+
+  // rungd's data folder; default: data/ in the cluster's folder.
+  void set_data_dir(const std::string& dir) { data_dir_ = dir; }
+  // A command line that rungd's runs under (it ends with "$@"-style argv passing).
+  void set_rungd_prefix(std::vector<std::string> prefix) { rungd_prefix_ = std::move(prefix); }
+  Subprocess* rungd() { return rungd_.get(); }
+  // rungd's log (its stderr).
+  std::string rungd_log() const { return dir_.Sub("rungd.log"); }
 
   pid_t WorkerPid(size_t i) const { return workers_[i]->pid(); }
   size_t workers_started() const { return workers_.size(); }
@@ -174,10 +192,53 @@ class Cluster {
   TempDir dir_;
   std::unique_ptr<Subprocess> rungd_;
   std::vector<std::unique_ptr<Subprocess>> workers_;
-  std::string addr_, metrics_url_;
+  std::string addr_, metrics_url_, data_dir_;
+  std::vector<std::string> rungd_prefix_;
   int port_ = 0;
   std::unique_ptr<v1::ExperimentService::Stub> stub_;
 };
+
+// Waits until the file at `path` has a line containing `needle` (woken by inotify, not by
+// polling); returns the line, or "" after `timeout_ms`.
+inline std::string WaitForFileLine(const std::string& path, const std::string& needle, int timeout_ms = 60000) {
+  const int fd = inotify_init1(IN_CLOEXEC);
+  if (fd < 0) return "";
+  inotify_add_watch(fd, path.c_str(), IN_MODIFY);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  std::string found;
+  for (;;) {
+    std::ifstream in(path);
+    for (std::string line; found.empty() && std::getline(in, line);) {
+      if (line.find(needle) != std::string::npos) found = line;
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (!found.empty() || left.count() <= 0) break;
+    pollfd pf{fd, POLLIN, 0};
+    if (poll(&pf, 1, static_cast<int>(left.count())) > 0) {
+      char buf[4096];
+      (void)!read(fd, buf, sizeof(buf));
+    }
+  }
+  close(fd);
+  return found;
+}
+
+struct CliRun {
+  int code;
+  std::string out;  // stdout and stderr together
+};
+
+// Runs the rung CLI against the cluster's rungd.
+inline CliRun Rung(const Cluster& c, const std::string& args) {
+  std::string cmd = absl::StrCat(BinDir(), "/client/rung --addr ", c.addr(), " ", args, " 2>&1");
+  FILE* f = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), f)) > 0) out.append(buf, n);
+  int status = pclose(f);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
 
 }  // namespace rung::testing
 

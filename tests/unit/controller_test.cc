@@ -2,6 +2,8 @@
 // sends: scheduling, completion, retries, lease expiry, reconnects and restarts.
 #include "server/schedule/controller.h"
 
+#include <optional>
+
 #include "common/log.h"
 #include "common/spec.h"
 #include "gmock/gmock.h"
@@ -34,10 +36,14 @@ class ControllerTest : public ::testing::Test {
     Open();
   }
 
-  void Open(ControllerOptions o = ControllerOptions()) {
+  // `group`: the store's group commit with this delay; none: every write fsynced at once.
+  void Open(ControllerOptions o = ControllerOptions(), std::optional<absl::Duration> group = std::nullopt) {
     controller_.reset();
     store_.reset();
-    auto store = Store::Open(dir_.path());
+    Store::Options so;
+    so.group_commit = group.has_value();
+    so.group_delay = group.value_or(absl::ZeroDuration());
+    auto store = Store::Open(dir_.path(), so);
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = std::move(*store);
     o.lease_timeout = absl::Seconds(30);
@@ -61,7 +67,7 @@ trial: {command: [train, --x, "{x}"], max_restarts: )", max_restarts, "}\n"),
     return e->id();
   }
 
-  int64_t Connect(const std::string& id, int slots, RecordingSink* sink,
+  int64_t Connect(const std::string& id, int slots, WorkerSink* sink,
                   std::vector<std::pair<std::string, int>> running = {}) {
     v1::Register reg;
     reg.set_worker_id(id);
@@ -173,6 +179,61 @@ TEST_F(ControllerTest, RunsToCompletionAndPicksBest) {
   int acks = 0;
   for (const auto& m : sink.sent) acks += m.has_ack();
   EXPECT_EQ(acks, 3 * 5);
+}
+
+// Acknowledges what it is sent, from any thread, and lets a test wait for acknowledgements.
+class AckSink : public WorkerSink {
+ public:
+  void Send(const v1::ControllerMessage& m) override {
+    absl::MutexLock l(&mu_);
+    if (m.has_ack()) acked_ = std::max(acked_, m.ack().seq());
+    if (m.has_assignment()) assignments_.push_back(m.assignment());
+  }
+  int64_t Acked() {
+    absl::MutexLock l(&mu_);
+    return acked_;
+  }
+  void AwaitAck(int64_t seq) {
+    absl::MutexLock l(&mu_);
+    auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return acked_ >= seq; };
+    mu_.Await(absl::Condition(&done));
+  }
+  v1::Assignment First() {
+    absl::MutexLock l(&mu_);
+    return assignments_.at(0);
+  }
+
+ private:
+  absl::Mutex mu_;
+  int64_t acked_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<v1::Assignment> assignments_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_F(ControllerTest, GroupCommitAcknowledgesOnlyWhatIsOnDisk) {
+  // A group delay longer than the test: nothing is fsynced by the syncer meanwhile.
+  Open(ControllerOptions(), absl::Hours(1));
+  std::string id = Create(2, 2);
+  AckSink sink;
+  int64_t s = Connect("w1", 1, &sink);
+  ASSERT_TRUE(Pull(s, {0}).ok());
+  ASSERT_TRUE(Started(s, sink.First().trial()).ok());
+  ASSERT_TRUE(Report(s, sink.First().trial(), 1, 0.5).ok());
+  EXPECT_EQ(sink.Acked(), 0);  // applied and written, not yet on disk: not acknowledged
+  EXPECT_GT(store_->LastWrite(), store_->Durable());
+  // A client's request is fsynced before it is answered, and that covers the reports too.
+  Create(1, 1);
+  EXPECT_EQ(store_->LastWrite(), store_->Durable());
+  EXPECT_EQ(sink.Acked(), seq_);
+
+  // With no delay the syncer fsyncs as soon as there is something to sync.
+  Open(ControllerOptions(), absl::ZeroDuration());
+  AckSink sink2;
+  s = Connect("w2", 1, &sink2);
+  ASSERT_TRUE(Pull(s, {0}).ok());
+  ASSERT_TRUE(Started(s, sink2.First().trial()).ok());
+  ASSERT_TRUE(Report(s, sink2.First().trial(), 1, 0.4).ok());
+  sink2.AwaitAck(seq_);
+  EXPECT_GE(store_->Durable(), 1u);
 }
 
 TEST_F(ControllerTest, FailedProcessIsRetriedThenFailedWithReason) {
