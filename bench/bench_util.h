@@ -26,8 +26,8 @@ struct Rungd {
   std::unique_ptr<Subprocess> proc;
   std::string addr;
 
-  // Starts rungd with `bin_dir`/server/rungd; exits the program on failure.
-  explicit Rungd(const std::string& bin_dir) {
+  // Starts rungd with `bin_dir`/server/rungd (and `extra` flags); exits the program on failure.
+  explicit Rungd(const std::string& bin_dir, const std::vector<std::string>& extra = {}) {
     sigset_t s;
     sigemptyset(&s);
     sigaddset(&s, SIGCHLD);
@@ -37,6 +37,7 @@ struct Rungd {
     SpawnOptions o;
     o.argv = {bin_dir + "/server/rungd", "--listen", "127.0.0.1:0", "--metrics-listen",
               "127.0.0.1:0", "--data-dir", dir + "/data", "--log-level", "warning"};
+    o.argv.insert(o.argv.end(), extra.begin(), extra.end());
     o.env = CurrentEnvironment();
     o.stderr_path = dir + "/rungd.log";
     auto p = Subprocess::Spawn(o);

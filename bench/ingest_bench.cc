@@ -28,9 +28,11 @@ int main(int argc, char** argv) {
   app.add_option("--batch", batch, "reports per stream message")->capture_default_str();
   app.add_option("--inflight", inflight, "unacknowledged messages per worker")->capture_default_str();
   app.add_option("--seconds", seconds)->capture_default_str();
+  std::string wal_sync = "0s";
+  app.add_option("--wal-sync", wal_sync, "rungd's --wal-sync: write, or a group-commit delay")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
-  rung::bench::Rungd rungd(bin_dir);
+  rung::bench::Rungd rungd(bin_dir, {"--wal-sync", wal_sync});
   auto channel_args = [] {
     grpc::ChannelArguments a;
     a.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // one connection per worker, as in reality
@@ -167,7 +169,8 @@ trial: {command: [unused]}
   for (auto& t : threads) t.join();
 
   // Per report: a report waits for its batch's acknowledgement.
-  printf("ingest: %d workers x %d trials, %d reports/message, %d messages in flight each\n",
+  printf("ingest (--wal-sync %s): %d workers x %d trials, %d reports/message, %d messages in flight each\n",
+         wal_sync.c_str(),
          workers, slots, batch, inflight);
   printf("  reports acknowledged: %lld in %.2f s = %.0f reports/s\n",
          static_cast<long long>(total), elapsed, static_cast<double>(total) / elapsed);
