@@ -9,7 +9,7 @@ packages=(
   protobuf-compiler libprotobuf-dev protobuf-compiler-grpc libgrpc++-dev
   libabsl-dev librocksdb-dev prometheus-cpp-dev libcli11-dev libyaml-cpp-dev libeigen3-dev
   libgtest-dev libgmock-dev
-  python3 curl procps
+  python3 curl procps openssl util-linux
 )
 
 # --bench: also what the benchmarks compare against (Debian's Optuna, for /usr/bin/python3).

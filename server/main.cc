@@ -11,6 +11,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "absl/strings/ascii.h"
+#include "client/connect.h"
 #include "common/log.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -40,7 +42,7 @@ int main(int argc, char** argv) {
   std::string config_file, listen = "127.0.0.1:7411", data_dir = DefaultDataDir(),
                            metrics_listen = "127.0.0.1:9411", lease_timeout = "30s",
                            heartbeat = "5s", suggest_deadline = "2s", log_level = "info",
-                           wal_sync = "0s";
+                           wal_sync = "0s", tls_cert, tls_key, client_ca, auth_tokens, metrics_auth;
   app.add_option("--config", config_file, "YAML file with any of the flags below as keys");
   auto* o_listen = app.add_option("--listen", listen, "gRPC address")->capture_default_str();
   auto* o_data = app.add_option("--data-dir", data_dir, "RocksDB folder")->capture_default_str();
@@ -61,6 +63,16 @@ int main(int argc, char** argv) {
                                 "long (0s: as soon as the previous fsync ends); either way nothing "
                                 "is acknowledged before it is on disk")
                     ->capture_default_str();
+  auto* o_cert = app.add_option("--tls-cert", tls_cert, "PEM certificate (chain): serve gRPC over TLS");
+  auto* o_key = app.add_option("--tls-key", tls_key, "PEM private key of --tls-cert");
+  auto* o_ca = app.add_option("--client-ca", client_ca,
+                              "PEM CA: require every client and worker to present a certificate it signed "
+                              "(mutual TLS)");
+  auto* o_tokens = app.add_option("--auth-tokens", auth_tokens,
+                                  "token file, one 'TOKEN NAME ROLE' per line (admin|user|worker; # comments): "
+                                  "every call needs a bearer token");
+  auto* o_mauth = app.add_option("--metrics-auth", metrics_auth,
+                                 "file with one 'USER:PASSWORD' line: /metrics requires HTTP basic auth");
   auto* o_log = app.add_option("--log-level", log_level, "debug|info|warning|error")
                     ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -77,6 +89,8 @@ int main(int argc, char** argv) {
         {"metrics-listen", {o_metrics, &metrics_listen}},
         {"lease-timeout", {o_lease, &lease_timeout}}, {"heartbeat-interval", {o_hb, &heartbeat}},
         {"suggest-deadline", {o_suggest, &suggest_deadline}}, {"wal-sync", {o_sync, &wal_sync}},
+        {"tls-cert", {o_cert, &tls_cert}}, {"tls-key", {o_key, &tls_key}}, {"client-ca", {o_ca, &client_ca}},
+        {"auth-tokens", {o_tokens, &auth_tokens}}, {"metrics-auth", {o_mauth, &metrics_auth}},
         {"log-level", {o_log, &log_level}}};
     if (!cfg.IsMap()) return Fail(absl::StrCat("--config ", config_file, ": expected a mapping"));
     for (const auto& kv : cfg) {
@@ -120,6 +134,46 @@ int main(int argc, char** argv) {
     return Fail(absl::StrCat("--wal-sync: '", wal_sync, "' is neither 'write' nor a duration such as 0s or 5ms"));
   }
 
+  // TLS, mutual TLS and tokens.
+  if (tls_cert.empty() != tls_key.empty()) return Fail("--tls-cert and --tls-key: give both or neither");
+  if (!client_ca.empty() && tls_cert.empty()) return Fail("--client-ca: needs --tls-cert and --tls-key");
+  std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
+  if (!tls_cert.empty()) {
+    grpc::SslServerCredentialsOptions ssl(client_ca.empty()
+                                              ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                              : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    auto cert = rung::ReadFileFor("--tls-cert", tls_cert);
+    auto key = rung::ReadFileFor("--tls-key", tls_key);
+    if (!cert.ok()) return Fail(std::string(cert.status().message()));
+    if (!key.ok()) return Fail(std::string(key.status().message()));
+    ssl.pem_key_cert_pairs.push_back({*key, *cert});
+    if (!client_ca.empty()) {
+      auto ca = rung::ReadFileFor("--client-ca", client_ca);
+      if (!ca.ok()) return Fail(std::string(ca.status().message()));
+      ssl.pem_root_certs = *ca;
+    }
+    creds = grpc::SslServerCredentials(ssl);
+  }
+  rung::Auth auth;
+  if (!auth_tokens.empty()) {
+    auto a = rung::Auth::FromFile(auth_tokens);
+    if (!a.ok()) return Fail(std::string(a.status().message()));
+    auth = std::move(*a);
+    if (tls_cert.empty()) {
+      rung::Log(rung::LogLevel::kWarning,
+                "--auth-tokens without --tls-cert: tokens cross the network in clear text; use TLS beyond loopback");
+    }
+  }
+  std::string metrics_user_password;
+  if (!metrics_auth.empty()) {
+    auto up = rung::ReadFileFor("--metrics-auth", metrics_auth);
+    if (!up.ok()) return Fail(std::string(up.status().message()));
+    metrics_user_password = std::string(absl::StripAsciiWhitespace(*up));
+    if (metrics_user_password.find(':') == std::string::npos) {
+      return Fail(absl::StrCat("--metrics-auth ", metrics_auth, ": expected one line USER:PASSWORD"));
+    }
+  }
+
   // Signals are taken by sigwait below; block them before any thread starts.
   sigset_t sigs;
   sigemptyset(&sigs);
@@ -135,16 +189,16 @@ int main(int argc, char** argv) {
   if (!store.ok()) return Fail(std::string(store.status().message()));
   auto controller = rung::Controller::Create(store->get(), rung::Clock::Real(), options);
   if (!controller.ok()) return Fail(std::string(controller.status().message()));
-  auto metrics = rung::ServerMetrics::Start(metrics_listen, controller->get());
+  auto metrics = rung::ServerMetrics::Start(metrics_listen, controller->get(), metrics_user_password);
   if (!metrics.ok()) return Fail(std::string(metrics.status().message()));
 
-  rung::ExperimentServiceImpl experiments(controller->get(), metrics->get());
-  rung::WorkerServiceImpl workers(controller->get(), metrics->get());
-  rung::AdminServiceImpl admin(controller->get(), metrics->get());
+  rung::ExperimentServiceImpl experiments(controller->get(), metrics->get(), &auth);
+  rung::WorkerServiceImpl workers(controller->get(), metrics->get(), &auth);
+  rung::AdminServiceImpl admin(controller->get(), metrics->get(), &auth);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(listen, creds, &port);
   builder.RegisterService(&experiments);
   builder.RegisterService(&workers);
   builder.RegisterService(&admin);

@@ -186,6 +186,8 @@ absl::Status AgentImpl::Init() {
     if (!py) return absl::UnavailableError(absl::StrCat("cannot write the rung module in ", python_dir_));
   }
   base_env_ = CurrentEnvironment();
+  // The worker's credentials are not the trials' business.
+  for (const char* k : {"RUNG_TOKEN", "RUNG_CA", "RUNG_CERT", "RUNG_KEY"}) base_env_.erase(k);
 
   // The report socket.
   socket_path_ = (fs::absolute(o_.work_dir) / "report.sock").string();
@@ -222,8 +224,9 @@ absl::Status AgentImpl::Init() {
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  stub_ = v1::WorkerService::NewStub(
-      grpc::CreateCustomChannel(o_.controller, grpc::InsecureChannelCredentials(), args));
+  auto channel = Connect(o_.controller, o_.connect, args);
+  if (!channel.ok()) return channel.status();
+  stub_ = v1::WorkerService::NewStub(*channel);
   return absl::OkStatus();
 }
 
@@ -234,6 +237,7 @@ void AgentImpl::StreamThread() {
   absl::Duration backoff = absl::Milliseconds(100);
   while (!stop_stream_.HasBeenNotified()) {
     grpc::ClientContext ctx;
+    AddToken(&ctx, o_.connect);
     std::unique_ptr<Stream> stream = stub_->Connect(&ctx);
     {
       absl::MutexLock l(&stream_mu_);

@@ -13,12 +13,14 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "client/connect.h"
 #include "absl/time/time.h"
 
 namespace rung {
 
 struct AgentOptions {
   std::string controller = "127.0.0.1:7411";
+  ConnectOptions connect;                 // TLS, client certificate, token
   std::string name;                       // worker id; stable across restarts
   std::string work_dir;                   // trial folders, logs, the report socket
   int cpu_slots = 0;

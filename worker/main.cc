@@ -43,8 +43,13 @@ int main(int argc, char** argv) {
   app.add_option("--name", o.name, "worker id, stable across restarts")->capture_default_str();
   app.add_option("--stop-grace", stop_grace, "time a stopped trial gets before SIGTERM")->capture_default_str();
   app.add_option("--kill-grace", kill_grace, "time between SIGTERM and SIGKILL")->capture_default_str();
+  app.add_option("--token", o.connect.token, "bearer token with role worker (or RUNG_TOKEN)");
+  app.add_option("--ca", o.connect.ca_file, "PEM CA that signed rungd's certificate: connect with TLS (or RUNG_CA)");
+  app.add_option("--cert", o.connect.cert_file, "PEM client certificate, for mutual TLS (or RUNG_CERT)");
+  app.add_option("--key", o.connect.key_file, "its PEM private key (or RUNG_KEY)");
   app.add_option("--log-level", log_level, "debug|info|warning|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  rung::ConnectFromEnvironment(&o.connect);
 
   auto level = rung::ParseLogLevel(log_level);
   if (!level.ok()) return Fail(std::string(level.status().message()));

@@ -16,6 +16,7 @@
 #include "common/spec.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
+#include "client/connect.h"
 #include "rung/v1/admin_service.grpc.pb.h"
 #include "rung/v1/experiment_service.grpc.pb.h"
 #include "server/search/searcher.h"
@@ -37,8 +38,11 @@ struct CliError {
   std::string message;
 };
 
+rung::ConnectOptions g_connect;  // set once in main, before any call
+
 std::unique_ptr<grpc::ClientContext> Ctx() {
   auto ctx = std::make_unique<grpc::ClientContext>();
+  rung::AddToken(ctx.get(), g_connect);
   ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(15));
   return ctx;
 }
@@ -337,6 +341,7 @@ int Best(Globals& g, const std::string& id, int n) {
 
 int Watch(Globals& g, const std::string& id) {
   grpc::ClientContext ctx;  // no deadline: it runs until the experiment ends
+  rung::AddToken(&ctx, g_connect);
   rung::v1::WatchExperimentRequest req;
   req.set_id(id);
   auto reader = g.stub->WatchExperiment(&ctx, req);
@@ -485,6 +490,10 @@ int main(int argc, char** argv) {
   CLI::App app{"rung: submit and watch hyperparameter-optimisation experiments"};
   app.require_subcommand(1);
   app.add_option("--addr", g.addr, "rungd address (or RUNG_ADDR)")->capture_default_str();
+  app.add_option("--token", g_connect.token, "bearer token (or RUNG_TOKEN)");
+  app.add_option("--ca", g_connect.ca_file, "PEM CA that signed rungd's certificate: connect with TLS (or RUNG_CA)");
+  app.add_option("--cert", g_connect.cert_file, "PEM client certificate, for mutual TLS (or RUNG_CERT)");
+  app.add_option("--key", g_connect.key_file, "its PEM private key (or RUNG_KEY)");
   app.add_option("-o,--output", g.output, "table or json (protobuf's JSON mapping)")
       ->check(CLI::IsMember({"table", "json"}))
       ->capture_default_str();
@@ -525,7 +534,13 @@ int main(int argc, char** argv) {
 
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
-  auto channel = grpc::CreateCustomChannel(g.addr, grpc::InsecureChannelCredentials(), args);
+  rung::ConnectFromEnvironment(&g_connect);
+  auto connected = rung::Connect(g.addr, g_connect, args);
+  if (!connected.ok()) {
+    std::cerr << "rung: " << connected.status().message() << "\n";
+    return 2;
+  }
+  auto channel = *connected;
   g.stub = rung::v1::ExperimentService::NewStub(channel);
   g.admin = rung::v1::AdminService::NewStub(channel);
   try {

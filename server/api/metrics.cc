@@ -100,7 +100,8 @@ class ControllerCollectable : public prometheus::Collectable {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ServerMetrics>> ServerMetrics::Start(const std::string& listen,
-                                                                    Controller* controller) {
+                                                                    Controller* controller,
+                                                                    const std::string& user_password) {
   std::unique_ptr<ServerMetrics> m(new ServerMetrics());
   m->registry_ = std::make_shared<prometheus::Registry>();
   m->rpcs_ = &prometheus::BuildCounter()
@@ -113,6 +114,13 @@ absl::StatusOr<std::unique_ptr<ServerMetrics>> ServerMetrics::Start(const std::s
   } catch (const std::exception& e) {
     return absl::UnavailableError(
         absl::StrCat("--metrics-listen ", listen, ": cannot listen: ", e.what()));
+  }
+  if (!user_password.empty()) {
+    const std::string user = user_password.substr(0, user_password.find(':'));
+    const std::string password = user_password.substr(user_password.find(':') + 1);
+    m->exposer_->RegisterAuth([user, password](const std::string& u, const std::string& p) {
+      return u == user && p == password;
+    }, "rungd");
   }
   m->exposer_->RegisterCollectable(m->registry_);
   m->exposer_->RegisterCollectable(m->state_);

@@ -21,6 +21,14 @@ absl::Status NeedId(const std::string& id, const char* field) {
   return absl::OkStatus();
 }
 
+// A streaming call refused before it began: finishes at once with `status`.
+template <typename Reactor>
+class Refused final : public Reactor {
+ public:
+  explicit Refused(const grpc::Status& status) { this->Finish(status); }
+  void OnDone() override { delete this; }
+};
+
 // One worker's stream. Reads one message at a time and hands it to the Controller; writes
 // what the Controller sends, one at a time, from a queue. Deletes itself in OnDone.
 class WorkerStream final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::ControllerMessage>,
@@ -209,6 +217,30 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::Done(grpc::CallbackServerContex
   return reactor;
 }
 
+absl::StatusOr<Caller> ExperimentServiceImpl::Allow(grpc::CallbackServerContext* ctx, const char* method,
+                                                    const std::string& experiment_id) {
+  auto caller = auth_->Check(*ctx, method, Role::kUser);
+  if (!caller.ok() || caller->role != Role::kUser || experiment_id.empty()) return caller;
+  auto e = controller_->GetExperiment(experiment_id);
+  if (e.ok() && e->owner() != caller->name) {
+    return absl::PermissionDeniedError(absl::StrCat(method, ": experiment ", experiment_id, " is not ",
+                                                    caller->name, "'s (a user may use only its own experiments)"));
+  }
+  return caller;
+}
+
+// The experiment a trial id belongs to, or "" when it is not a trial id.
+static std::string ExperimentOf(const std::string& trial_id) {
+  std::string exp;
+  int index;
+  return ParseTrialId(trial_id, &exp, &index) ? exp : "";
+}
+
+// Checks the caller; returns from the handler with the refusal when it may not.
+#define RUNG_ALLOW(method, experiment_id)                                        \
+  auto caller = Allow(ctx, "ExperimentService." method, (experiment_id));        \
+  if (!caller.ok()) return Done(ctx, "ExperimentService." method, caller.status())
+
 // Runs `expr` (an absl::StatusOr<T>); on success moves its value into *resp.
 #define RUNG_UNARY(method, expr)                                 \
   do {                                                           \
@@ -219,6 +251,7 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::Done(grpc::CallbackServerContex
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::CreateExperiment(
     grpc::CallbackServerContext* ctx, const v1::CreateExperimentRequest* req, v1::Experiment* resp) {
+  RUNG_ALLOW("CreateExperiment", "");
   absl::StatusOr<v1::ExperimentSpec> spec;
   if (req->has_spec()) {
     v1::ExperimentSpec s = req->spec();
@@ -231,11 +264,12 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::CreateExperiment(
     spec = absl::InvalidArgumentError("spec: give spec or spec_yaml");
   }
   if (!spec.ok()) return Done(ctx, "ExperimentService.CreateExperiment", spec.status());
-  RUNG_UNARY("CreateExperiment", controller_->CreateExperiment(std::move(spec).value()));
+  RUNG_UNARY("CreateExperiment", controller_->CreateExperiment(std::move(spec).value(), caller->name));
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::GetExperiment(
     grpc::CallbackServerContext* ctx, const v1::GetExperimentRequest* req, v1::Experiment* resp) {
+  RUNG_ALLOW("GetExperiment", req->id());
   if (auto s = NeedId(req->id(), "id"); !s.ok()) return Done(ctx, "ExperimentService.GetExperiment", s);
   RUNG_UNARY("GetExperiment", controller_->GetExperiment(req->id()));
 }
@@ -243,24 +277,31 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::GetExperiment(
 grpc::ServerUnaryReactor* ExperimentServiceImpl::ListExperiments(
     grpc::CallbackServerContext* ctx, const v1::ListExperimentsRequest*,
     v1::ListExperimentsResponse* resp) {
-  for (auto& e : controller_->ListExperiments()) *resp->add_experiments() = std::move(e);
+  RUNG_ALLOW("ListExperiments", "");
+  for (auto& e : controller_->ListExperiments()) {
+    if (caller->role == Role::kUser && e.owner() != caller->name) continue;  // a user sees its own
+    *resp->add_experiments() = std::move(e);
+  }
   return Done(ctx, "ExperimentService.ListExperiments", absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::CancelExperiment(
     grpc::CallbackServerContext* ctx, const v1::ExperimentRequest* req, v1::Experiment* resp) {
+  RUNG_ALLOW("CancelExperiment", req->id());
   if (auto s = NeedId(req->id(), "id"); !s.ok()) return Done(ctx, "ExperimentService.CancelExperiment", s);
   RUNG_UNARY("CancelExperiment", controller_->CancelExperiment(req->id()));
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::PauseExperiment(
     grpc::CallbackServerContext* ctx, const v1::ExperimentRequest* req, v1::Experiment* resp) {
+  RUNG_ALLOW("PauseExperiment", req->id());
   if (auto s = NeedId(req->id(), "id"); !s.ok()) return Done(ctx, "ExperimentService.PauseExperiment", s);
   RUNG_UNARY("PauseExperiment", controller_->PauseExperiment(req->id()));
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::ResumeExperiment(
     grpc::CallbackServerContext* ctx, const v1::ExperimentRequest* req, v1::Experiment* resp) {
+  RUNG_ALLOW("ResumeExperiment", req->id());
   if (auto s = NeedId(req->id(), "id"); !s.ok()) return Done(ctx, "ExperimentService.ResumeExperiment", s);
   RUNG_UNARY("ResumeExperiment", controller_->ResumeExperiment(req->id()));
 }
@@ -268,6 +309,7 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::ResumeExperiment(
 grpc::ServerUnaryReactor* ExperimentServiceImpl::ListTrials(grpc::CallbackServerContext* ctx,
                                                             const v1::ListTrialsRequest* req,
                                                             v1::ListTrialsResponse* resp) {
+  RUNG_ALLOW("ListTrials", req->experiment_id());
   auto trials = controller_->ListTrials(req->experiment_id());
   if (trials.ok()) {
     for (auto& t : *trials) *resp->add_trials() = std::move(t);
@@ -278,12 +320,14 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::ListTrials(grpc::CallbackServer
 grpc::ServerUnaryReactor* ExperimentServiceImpl::GetTrial(grpc::CallbackServerContext* ctx,
                                                           const v1::GetTrialRequest* req,
                                                           v1::Trial* resp) {
+  RUNG_ALLOW("GetTrial", ExperimentOf(req->id()));
   RUNG_UNARY("GetTrial", controller_->GetTrial(req->id()));
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::GetTrialMetrics(
     grpc::CallbackServerContext* ctx, const v1::GetTrialMetricsRequest* req,
     v1::GetTrialMetricsResponse* resp) {
+  RUNG_ALLOW("GetTrialMetrics", ExperimentOf(req->trial_id()));
   auto reports = controller_->GetTrialMetrics(req->trial_id());
   if (reports.ok()) {
     for (auto& r : *reports) *resp->add_reports() = std::move(r);
@@ -294,6 +338,7 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::GetTrialMetrics(
 grpc::ServerUnaryReactor* ExperimentServiceImpl::GetBestTrials(
     grpc::CallbackServerContext* ctx, const v1::GetBestTrialsRequest* req,
     v1::GetBestTrialsResponse* resp) {
+  RUNG_ALLOW("GetBestTrials", req->experiment_id());
   if (req->count() < 0) {
     return Done(ctx, "ExperimentService.GetBestTrials",
                 absl::InvalidArgumentError(absl::StrCat("count: must not be negative (got ",
@@ -309,6 +354,7 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::GetBestTrials(
 grpc::ServerUnaryReactor* ExperimentServiceImpl::GetTrialLogs(grpc::CallbackServerContext* ctx,
                                                               const v1::GetTrialLogsRequest* req,
                                                               v1::GetTrialLogsResponse* resp) {
+  RUNG_ALLOW("GetTrialLogs", ExperimentOf(req->trial_id()));
   auto t = controller_->GetTrial(req->trial_id());
   if (t.ok()) {
     resp->set_worker_id(t->worker_id());
@@ -320,7 +366,13 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::GetTrialLogs(grpc::CallbackServ
 }
 
 grpc::ServerWriteReactor<v1::WatchEvent>* ExperimentServiceImpl::WatchExperiment(
-    grpc::CallbackServerContext*, const v1::WatchExperimentRequest* req) {
+    grpc::CallbackServerContext* ctx, const v1::WatchExperimentRequest* req) {
+  auto caller = Allow(ctx, "ExperimentService.WatchExperiment", req->id());
+  if (!caller.ok()) {
+    grpc::Status gs = ToGrpc(caller.status());
+    metrics_->CountRpc("ExperimentService.WatchExperiment", gs.error_code());
+    return new Refused<grpc::ServerWriteReactor<v1::WatchEvent>>(gs);
+  }
   return new WatchStream(controller_, metrics_, req->id());
 }
 
@@ -343,17 +395,29 @@ grpc::ServerUnaryReactor* FinishAdmin(grpc::CallbackServerContext* ctx, ServerMe
 grpc::ServerUnaryReactor* AdminServiceImpl::ReplaySearch(grpc::CallbackServerContext* ctx,
                                                          const v1::ReplaySearchRequest* req,
                                                          v1::ReplaySearchResponse* resp) {
+  if (auto c = auth_->Check(*ctx, "AdminService.ReplaySearch", Role::kAdmin); !c.ok()) {
+    return FinishAdmin(ctx, metrics_, "AdminService.ReplaySearch", absl::StatusOr<v1::ReplaySearchResponse>(c.status()),
+                       resp);
+  }
   return FinishAdmin(ctx, metrics_, "AdminService.ReplaySearch", controller_->ReplaySearch(req->experiment_id()),
                      resp);
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::Backup(grpc::CallbackServerContext* ctx, const v1::BackupRequest* req,
                                                    v1::BackupResponse* resp) {
+  if (auto c = auth_->Check(*ctx, "AdminService.Backup", Role::kAdmin); !c.ok()) {
+    return FinishAdmin(ctx, metrics_, "AdminService.Backup", absl::StatusOr<v1::BackupResponse>(c.status()), resp);
+  }
   return FinishAdmin(ctx, metrics_, "AdminService.Backup", controller_->Backup(req->dir()), resp);
 }
 
 grpc::ServerBidiReactor<v1::WorkerMessage, v1::ControllerMessage>* WorkerServiceImpl::Connect(
-    grpc::CallbackServerContext*) {
+    grpc::CallbackServerContext* ctx) {
+  if (auto c = auth_->Check(*ctx, "WorkerService.Connect", Role::kWorker); !c.ok()) {
+    grpc::Status gs = ToGrpc(c.status());
+    metrics_->CountRpc("WorkerService.Connect", gs.error_code());
+    return new Refused<grpc::ServerBidiReactor<v1::WorkerMessage, v1::ControllerMessage>>(gs);
+  }
   return new WorkerStream(controller_, metrics_);
 }
 

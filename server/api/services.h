@@ -8,6 +8,7 @@
 #include "rung/v1/admin_service.grpc.pb.h"
 #include "rung/v1/experiment_service.grpc.pb.h"
 #include "rung/v1/worker_service.grpc.pb.h"
+#include "server/api/auth.h"
 #include "server/api/metrics.h"
 #include "server/schedule/controller.h"
 
@@ -18,8 +19,8 @@ grpc::Status ToGrpc(const absl::Status& s);
 // Both services borrow `controller` and `metrics`, which must outlive the server.
 class ExperimentServiceImpl final : public v1::ExperimentService::CallbackService {
  public:
-  ExperimentServiceImpl(Controller* controller, ServerMetrics* metrics)
-      : controller_(controller), metrics_(metrics) {}
+  ExperimentServiceImpl(Controller* controller, ServerMetrics* metrics, const Auth* auth)
+      : controller_(controller), metrics_(metrics), auth_(auth) {}
 
   grpc::ServerUnaryReactor* CreateExperiment(grpc::CallbackServerContext* ctx,
                                              const v1::CreateExperimentRequest* req,
@@ -59,14 +60,18 @@ class ExperimentServiceImpl final : public v1::ExperimentService::CallbackServic
  private:
   grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const char* method,
                                  const absl::Status& s);
+  // The caller, allowed to use `experiment_id` (when not empty): a user only its own.
+  absl::StatusOr<Caller> Allow(grpc::CallbackServerContext* ctx, const char* method,
+                               const std::string& experiment_id);
   Controller* const controller_;
   ServerMetrics* const metrics_;
+  const Auth* const auth_;
 };
 
 class AdminServiceImpl final : public v1::AdminService::CallbackService {
  public:
-  AdminServiceImpl(Controller* controller, ServerMetrics* metrics)
-      : controller_(controller), metrics_(metrics) {}
+  AdminServiceImpl(Controller* controller, ServerMetrics* metrics, const Auth* auth)
+      : controller_(controller), metrics_(metrics), auth_(auth) {}
 
   grpc::ServerUnaryReactor* ReplaySearch(grpc::CallbackServerContext* ctx,
                                          const v1::ReplaySearchRequest* req,
@@ -77,18 +82,20 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
  private:
   Controller* const controller_;
   ServerMetrics* const metrics_;
+  const Auth* const auth_;
 };
 
 class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
  public:
-  WorkerServiceImpl(Controller* controller, ServerMetrics* metrics)
-      : controller_(controller), metrics_(metrics) {}
+  WorkerServiceImpl(Controller* controller, ServerMetrics* metrics, const Auth* auth)
+      : controller_(controller), metrics_(metrics), auth_(auth) {}
   grpc::ServerBidiReactor<v1::WorkerMessage, v1::ControllerMessage>* Connect(
       grpc::CallbackServerContext* ctx) override;
 
  private:
   Controller* const controller_;
   ServerMetrics* const metrics_;
+  const Auth* const auth_;
 };
 
 }  // namespace rung

@@ -503,7 +503,7 @@ absl::StatusOr<Trial*> Controller::FindTrialLocked(const std::string& trial_id,
   return &rec->trials[index - 1];
 }
 
-absl::StatusOr<Experiment> Controller::CreateExperiment(v1::ExperimentSpec spec) {
+absl::StatusOr<Experiment> Controller::CreateExperiment(v1::ExperimentSpec spec, const std::string& owner) {
   absl::MutexLock l(&mu_);
   RETURN_IF_ERROR(store_error_);
   if (spec.algorithm().name() == "grid") {
@@ -527,6 +527,7 @@ absl::StatusOr<Experiment> Controller::CreateExperiment(v1::ExperimentSpec spec)
   e.set_seq(next_experiment_);
   *e.mutable_spec() = std::move(spec);
   e.set_state(v1::EXPERIMENT_PENDING);
+  e.set_owner(owner);
   e.set_created_unix_ms(clock_->NowUnixMs());
   e.set_updated_unix_ms(e.created_unix_ms());
   Store::Batch batch;

@@ -84,7 +84,7 @@ class Controller {
 
   // ---- Clients ----
   // `spec` must have passed ValidateSpec. Returns the stored experiment.
-  absl::StatusOr<v1::Experiment> CreateExperiment(v1::ExperimentSpec spec);
+  absl::StatusOr<v1::Experiment> CreateExperiment(v1::ExperimentSpec spec, const std::string& owner = "");
   absl::StatusOr<v1::Experiment> GetExperiment(const std::string& id);
   std::vector<v1::Experiment> ListExperiments();
   absl::StatusOr<v1::Experiment> CancelExperiment(const std::string& id);

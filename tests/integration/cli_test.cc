@@ -18,29 +18,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-// GET `url` (http://host:port/path) with a plain socket; returns the body.
-std::string HttpGet(const std::string& url) {
-  std::string rest = url.substr(strlen("http://"));
-  std::string hostport = rest.substr(0, rest.find('/'));
-  std::string path = rest.substr(rest.find('/'));
-  int port = std::stoi(hostport.substr(hostport.find(':') + 1));
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return "";
-  std::string req = absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: ", hostport, "\r\n\r\n");
-  send(fd, req.data(), req.size(), 0);
-  std::string resp;
-  char buf[4096];
-  ssize_t n;
-  while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) resp.append(buf, n);
-  close(fd);
-  size_t body = resp.find("\r\n\r\n");
-  return body == std::string::npos ? resp : resp.substr(body + 4);
-}
-
 void WriteFile(const std::string& path, const std::string& text) {
   std::ofstream f(path);
   f << text;

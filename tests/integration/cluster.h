@@ -3,15 +3,19 @@
 #ifndef RUNG_TESTS_INTEGRATION_CLUSTER_H_
 #define RUNG_TESTS_INTEGRATION_CLUSTER_H_
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -19,6 +23,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "client/connect.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "rung/v1/experiment_service.grpc.pb.h"
@@ -55,6 +60,7 @@ class Cluster {
                           lease_timeout, std::string("--heartbeat-interval"), std::string("1s")}) {
       o.argv.push_back(std::move(a));
     }
+    o.argv.insert(o.argv.end(), rungd_flags_.begin(), rungd_flags_.end());
     o.env = CurrentEnvironment();
     o.stderr_path = dir_.Sub("rungd.log");
     auto p = Subprocess::Spawn(o);
@@ -67,7 +73,10 @@ class Cluster {
     addr_ = words[3].substr(0, words[3].size() - 1);
     metrics_url_ = words[6].substr(0, words[6].size() - 1);
     port_ = std::stoi(addr_.substr(addr_.rfind(':') + 1));
-    stub_ = v1::ExperimentService::NewStub(grpc::CreateChannel(addr_, grpc::InsecureChannelCredentials()));
+    auto channel = Connect(addr_, connect_);
+    ASSERT_TRUE(channel.ok()) << channel.status();
+    channel_ = *channel;
+    stub_ = v1::ExperimentService::NewStub(channel_);
   }
 
   // kill -9, and reap.
@@ -83,6 +92,7 @@ class Cluster {
     o.argv = {BinDir() + "/worker/rung-worker", "--controller", addr_, "--slots",
               absl::StrCat(slots), "--gpus", "none", "--name", name, "--work-dir", name,
               "--stop-grace", "1s", "--kill-grace", "2s"};
+    o.argv.insert(o.argv.end(), worker_flags_.begin(), worker_flags_.end());
     o.env = CurrentEnvironment();
     o.workdir = dir_.path();
     o.stderr_path = dir_.Sub(name + ".log");
@@ -90,6 +100,19 @@ class Cluster {
     ASSERT_TRUE(p.ok()) << p.status();
     ASSERT_FALSE(WaitForLine(p->get(), "serving").empty());
     workers_.push_back(std::move(*p));
+  }
+
+  // More flags for rungd and for the workers started from now on.
+  void set_rungd_flags(std::vector<std::string> flags) { rungd_flags_ = std::move(flags); }
+  void set_worker_flags(std::vector<std::string> flags) { worker_flags_ = std::move(flags); }
+  // How the test's own calls reach rungd (TLS, token).
+  void set_connect(const ConnectOptions& o) { connect_ = o; }
+  std::shared_ptr<grpc::Channel> channel() const { return channel_; }
+  // A context for a call of the test's own, with its token.
+  std::unique_ptr<grpc::ClientContext> Context() const {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    AddToken(ctx.get(), connect_);
+    return ctx;
   }
 
   // rungd's data folder; default: data/ in the cluster's folder.
@@ -115,6 +138,7 @@ class Cluster {
     req.set_base_dir(base_dir);
     v1::Experiment e;
     grpc::ClientContext ctx;
+    AddToken(&ctx, connect_);
     grpc::Status s = stub_->CreateExperiment(&ctx, req, &e);
     EXPECT_TRUE(s.ok()) << s.error_message();
     return e;
@@ -124,6 +148,7 @@ class Cluster {
   // stream ends. Returns how many events it saw.
   int WatchEvents(const std::string& id, const std::function<bool(const v1::WatchEvent&)>& fn) {
     grpc::ClientContext ctx;
+    AddToken(&ctx, connect_);
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
     v1::WatchExperimentRequest req;
     req.set_id(id);
@@ -146,6 +171,7 @@ class Cluster {
   v1::Experiment Watch(const std::string& id,
                        const std::function<bool(const v1::Experiment&)>& until = nullptr) {
     grpc::ClientContext ctx;
+    AddToken(&ctx, connect_);
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
     v1::WatchExperimentRequest req;
     req.set_id(id);
@@ -169,6 +195,7 @@ class Cluster {
     req.set_experiment_id(id);
     v1::ListTrialsResponse resp;
     grpc::ClientContext ctx;
+    AddToken(&ctx, connect_);
     EXPECT_TRUE(stub_->ListTrials(&ctx, req, &resp).ok());
     return {resp.trials().begin(), resp.trials().end()};
   }
@@ -178,6 +205,7 @@ class Cluster {
     req.set_trial_id(trial_id);
     v1::GetTrialMetricsResponse resp;
     grpc::ClientContext ctx;
+    AddToken(&ctx, connect_);
     EXPECT_TRUE(stub_->GetTrialMetrics(&ctx, req, &resp).ok());
     return {resp.reports().begin(), resp.reports().end()};
   }
@@ -193,7 +221,9 @@ class Cluster {
   std::unique_ptr<Subprocess> rungd_;
   std::vector<std::unique_ptr<Subprocess>> workers_;
   std::string addr_, metrics_url_, data_dir_;
-  std::vector<std::string> rungd_prefix_;
+  std::vector<std::string> rungd_prefix_, rungd_flags_, worker_flags_;
+  ConnectOptions connect_;
+  std::shared_ptr<grpc::Channel> channel_;
   int port_ = 0;
   std::unique_ptr<v1::ExperimentService::Stub> stub_;
 };
@@ -221,6 +251,34 @@ inline std::string WaitForFileLine(const std::string& path, const std::string& n
   }
   close(fd);
   return found;
+}
+
+// GET `url` (http://host:port/path) with a plain socket and `headers` ("Name: value\r\n"...);
+// returns the body, and the HTTP status in `status` when given.
+inline std::string HttpGet(const std::string& url, const std::string& headers = "", int* status = nullptr) {
+  std::string rest = url.substr(strlen("http://"));
+  std::string hostport = rest.substr(0, rest.find('/'));
+  std::string path = rest.substr(rest.find('/'));
+  int port = std::stoi(hostport.substr(hostport.find(':') + 1));
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return "";
+  }
+  std::string req = absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: ", hostport, "\r\n", headers, "\r\n");
+  send(fd, req.data(), req.size(), 0);
+  std::string resp;
+  char buf[4096];
+  ssize_t n;
+  while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) resp.append(buf, static_cast<size_t>(n));
+  close(fd);
+  if (status != nullptr) *status = resp.size() > 12 ? std::atoi(resp.substr(9, 3).c_str()) : 0;
+  size_t body = resp.find("\r\n\r\n");
+  return body == std::string::npos ? resp : resp.substr(body + 4);
 }
 
 struct CliRun {
