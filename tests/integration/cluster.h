@@ -87,9 +87,10 @@ class Cluster {
 
   // The worker runs in the cluster's folder with a relative --work-dir (`name`), as a
   // person would start it.
-  void StartWorker(const std::string& name, int slots) {
+  // `controller`: the address it dials, when not rungd's own (a proxy).
+  void StartWorker(const std::string& name, int slots, const std::string& controller = "") {
     SpawnOptions o;
-    o.argv = {BinDir() + "/worker/rung-worker", "--controller", addr_, "--slots",
+    o.argv = {BinDir() + "/worker/rung-worker", "--controller", controller.empty() ? addr_ : controller, "--slots",
               absl::StrCat(slots), "--gpus", "none", "--name", name, "--work-dir", name,
               "--stop-grace", "1s", "--kill-grace", "2s"};
     o.argv.insert(o.argv.end(), worker_flags_.begin(), worker_flags_.end());

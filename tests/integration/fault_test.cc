@@ -17,12 +17,16 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rung/v1/admin_service.grpc.pb.h"
 #include "tests/integration/cluster.h"
+#include "tests/integration/proxy.h"
 
 namespace rung::testing {
 namespace {
+
+using ::testing::HasSubstr;
 
 int EnvInt(const char* name, int fallback) {
   const char* v = std::getenv(name);
@@ -188,6 +192,67 @@ trial:
               "%zu attempts launched, %zu metric points checked, %lld searcher decisions replayed identically\n",
               rungd_kills, workers_killed, max_trials, stopped, attempts_launched, points,
               static_cast<long long>(replay.entries()));
+}
+
+// A worker cut off from rungd longer than its lease: its trial goes to another worker (attempt
+// 2); when the network heals the worker is told to kill its stale copy, and nothing that copy
+// reported during the cut counts.
+TEST(FaultTest, APartitionedWorkerKillsItsStaleCopyWhenTheNetworkHeals) {
+  Cluster c;
+  c.StartRungd(0, /*lease_timeout=*/"2s");
+  Proxy proxy(c.port());
+  c.StartWorker("cut-off", 1, proxy.addr());
+  const std::string script = SourceDir() + "/tests/integration/report_module.py";
+  auto e = c.Submit(absl::StrCat(R"(
+name: partition
+objective: {metric: loss, goal: minimize}
+search_space: {x: {type: float, min: -1, max: 1}, depth: {type: int, min: 1, max: 4}}
+algorithm: {name: random, seed: 3}
+budget: {max_trials: 1}
+trial:
+  command: [/usr/bin/python3, )", script, R"(]
+  env: {STEPS: "150", STEP_SECONDS: "0.04"}
+  max_restarts: 1
+)"),
+                    c.jobs_dir());
+  const std::string id = e.id() + "-1";
+  c.WatchEvents(e.id(), [](const v1::WatchEvent& ev) { return ev.has_report(); });
+  proxy.Cut();
+  c.StartWorker("survivor", 1);
+  // The lease runs out; the trial starts again on the survivor.
+  c.WatchEvents(e.id(), [&](const v1::WatchEvent& ev) {
+    return ev.has_trial() && ev.trial().worker_id() == "survivor" && ev.trial().state() == v1::TRIAL_RUNNING;
+  });
+  proxy.Heal();
+  EXPECT_THAT(WaitForFileLine(c.dir().Sub("cut-off.log"), "to others; killing our copy"),
+              HasSubstr("trial " + id + " attempt 1"));
+  e = c.Watch(e.id());
+  EXPECT_EQ(e.state(), v1::EXPERIMENT_COMPLETED) << e.message();
+  auto trials = c.Trials(e.id());
+  ASSERT_EQ(trials.size(), 1u);
+  const v1::Trial& t = trials[0];
+  EXPECT_EQ(t.attempt(), 2);
+  EXPECT_EQ(t.worker_id(), "survivor");
+  EXPECT_THAT(t.message(), HasSubstr("lease expired: worker cut-off silent for"));
+  // Attempt 1's reports: only those that arrived before the cut; attempt 2's: all.
+  std::map<std::pair<int, int>, double> made, stored;
+  for (const char* w : {"cut-off", "survivor"}) {
+    for (const auto& m : Ledger(c.dir().Sub(absl::StrCat(w, "/trials/", id, "/made.jsonl")))) {
+      made[{Field(m, "attempt"), Field(m, "step")}] = m.fields().at("loss").number_value();
+    }
+  }
+  int first = 0, second = 0;
+  for (const auto& r : c.Metrics(id)) {
+    auto key = std::make_pair(r.attempt(), static_cast<int>(r.step()));
+    ASSERT_TRUE(made.count(key)) << "attempt " << key.first << " step " << key.second;
+    EXPECT_EQ(made[key], r.values().at("loss"));
+    (r.attempt() == 1 ? first : second) += 1;
+  }
+  int made_first = 0;
+  for (const auto& [key, loss] : made) made_first += key.first == 1;
+  EXPECT_GT(first, 0);
+  EXPECT_LT(first, made_first) << "reports the stale copy made during the cut were counted";
+  EXPECT_EQ(second, 150);
 }
 
 }  // namespace
