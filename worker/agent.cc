@@ -54,6 +54,7 @@ struct TrialRun {
   int64_t exit_seq = 0;   // seq of our TrialExited message; erase once acknowledged
   bool discard = false;   // the controller no longer wants this attempt
   bool shutdown = false;  // killed because the worker is stopping
+  bool orphaned = false;  // stopped because rungd was unreachable past --orphan-timeout
 };
 
 struct Conn {
@@ -136,6 +137,7 @@ class AgentImpl final : public Agent {
   int64_t next_seq_ = 1;
   v1::ReportBatch pending_;
   bool registered_ = false;
+  absl::Time unregistered_since_ = absl::Now();  // while not registered: since when
   bool shutting_down_ = false;
   absl::Time shutdown_deadline_ = absl::InfiniteFuture();
   absl::Duration heartbeat_ = absl::Seconds(5);
@@ -347,6 +349,7 @@ void AgentImpl::HandleControllerMessage(const v1::ControllerMessage& m) {
         if (!run->exited) run->proc->SignalGroup(SIGKILL);
       }
       registered_ = true;
+      unregistered_since_ = absl::InfiniteFuture();
       Log(LogLevel::kInfo, absl::StrCat("registered with ", o_.controller, " as ", o_.name, " (",
                                         slots_.size(), " slots, ", trials_.size(), " trials known)"));
       for (const auto& msg : outbox_) Write(msg);
@@ -568,6 +571,7 @@ void AgentImpl::Finish(TrialRun* run, int status) {
   ex->set_stopped(run->stop_requested);
   ex->set_exit_unix_us(absl::ToUnixMicros(absl::Now()));
   ex->set_worker_shutdown(run->shutdown);
+  if (run->orphaned) ex->set_message("rungd was unreachable longer than the worker's --orphan-timeout");
   if (status != 0) ex->set_stderr_tail(StderrTail(run->stderr_path, 12));
   SendState(m);
   run->exit_seq = next_seq_ - 1;
@@ -634,6 +638,18 @@ void AgentImpl::RunTimers() {
       run->kill_at = absl::InfiniteFuture();
     }
   }
+  if (!registered_ && now >= unregistered_since_ + o_.orphan_timeout) {
+    for (auto& [id, run] : trials_) {
+      if (run->exited || run->shutdown) continue;
+      Log(LogLevel::kWarning, absl::StrCat("rungd unreachable for ", absl::FormatDuration(o_.orphan_timeout),
+                                           " (--orphan-timeout): stopping trial ", run->id,
+                                           "; rungd runs it again when it is back"));
+      run->shutdown = true;  // not the trial's fault
+      run->orphaned = true;
+      run->stop_requested = true;
+      run->term_at = std::min(run->term_at, now + o_.stop_grace);
+    }
+  }
   if (registered_ && now >= next_heartbeat_) {
     v1::WorkerMessage m;
     m.mutable_heartbeat();
@@ -674,6 +690,11 @@ absl::Status AgentImpl::Run() {
       }
     }
     absl::Time next = std::min(next_heartbeat_, shutdown_deadline_);
+    if (!registered_) {
+      bool running = false;
+      for (auto& [id, run] : trials_) running |= !run->exited && !run->shutdown;
+      if (running) next = std::min(next, unregistered_since_ + o_.orphan_timeout);
+    }
     for (auto& [id, run] : trials_) next = std::min({next, run->term_at, run->kill_at});
     int timeout = -1;
     if (next != absl::InfiniteFuture()) {
@@ -706,6 +727,7 @@ absl::Status AgentImpl::Run() {
     }
     if (gen != seen_gen_) {
       seen_gen_ = gen;
+      if (registered_) unregistered_since_ = absl::Now();
       registered_ = false;
       if (connected) OnConnected();
     }

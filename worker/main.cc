@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
   }
   if (const char* a = std::getenv("RUNG_ADDR"); a && *a) o.controller = a;
   int slots = -1;
-  std::string gpus, labels, stop_grace = "5s", kill_grace = "10s", log_level = "info";
+  std::string gpus, labels, stop_grace = "5s", kill_grace = "10s", orphan_timeout = "1h", log_level = "info";
   app.add_option("--controller", o.controller, "rungd address (or RUNG_ADDR)")->capture_default_str();
   app.add_option("--slots", slots, "CPU slots (default: 1 without GPUs, 0 with)");
   app.add_option("--gpus", gpus, "GPUs to use, e.g. 0,1 (default: all that nvidia-smi lists; 'none')");
@@ -43,6 +43,10 @@ int main(int argc, char** argv) {
   app.add_option("--name", o.name, "worker id, stable across restarts")->capture_default_str();
   app.add_option("--stop-grace", stop_grace, "time a stopped trial gets before SIGTERM")->capture_default_str();
   app.add_option("--kill-grace", kill_grace, "time between SIGTERM and SIGKILL")->capture_default_str();
+  app.add_option("--orphan-timeout", orphan_timeout,
+                 "how long trials keep running while rungd is unreachable; then they are stopped and "
+                 "rungd runs them again")
+      ->capture_default_str();
   app.add_option("--token", o.connect.token, "bearer token with role worker (or RUNG_TOKEN)");
   app.add_option("--ca", o.connect.ca_file, "PEM CA that signed rungd's certificate: connect with TLS (or RUNG_CA)");
   app.add_option("--cert", o.connect.cert_file, "PEM client certificate, for mutual TLS (or RUNG_CERT)");
@@ -57,6 +61,9 @@ int main(int argc, char** argv) {
   rung::SetLogTag(absl::StrCat("rung-worker ", o.name));
   if (!absl::ParseDuration(stop_grace, &o.stop_grace) || o.stop_grace < absl::ZeroDuration()) {
     return Fail(absl::StrCat("--stop-grace: '", stop_grace, "' is not a duration"));
+  }
+  if (!absl::ParseDuration(orphan_timeout, &o.orphan_timeout) || o.orphan_timeout <= absl::ZeroDuration()) {
+    return Fail(absl::StrCat("--orphan-timeout: '", orphan_timeout, "' is not a positive duration"));
   }
   if (!absl::ParseDuration(kill_grace, &o.kill_grace) || o.kill_grace < absl::ZeroDuration()) {
     return Fail(absl::StrCat("--kill-grace: '", kill_grace, "' is not a duration"));

@@ -1242,7 +1242,10 @@ absl::Status Controller::HandleExitedLocked(WorkerRec* w, const v1::TrialExited&
   }
   std::string tail = m.stderr_tail().empty() ? "" : absl::StrCat("; stderr ends:\n", m.stderr_tail());
   if (m.worker_shutdown()) {
-    RetryOrFailLocked(rec, t, absl::StrCat("worker ", w->worker.id(), " shut down"), false, batch);
+    RetryOrFailLocked(rec, t,
+                      absl::StrCat("worker ", w->worker.id(), m.message().empty() ? " shut down" : " stopped it: ",
+                                   m.message()),
+                      false, batch);
   } else if (m.launch_failed()) {
     RetryOrFailLocked(rec, t, absl::StrCat("could not start: ", m.message()), true, batch);
   } else if (m.signal() != 0) {

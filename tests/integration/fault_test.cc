@@ -255,5 +255,40 @@ trial:
   EXPECT_EQ(second, 150);
 }
 
+// rungd stays away longer than the worker's --orphan-timeout: the worker stops its trial
+// rather than run it for nobody, and when rungd is back the trial runs again, not counted as
+// a failure of its own.
+TEST(FaultTest, TrialsStopPastTheOrphanTimeoutAndRunAgainWhenRungdReturns) {
+  Cluster c;
+  c.StartRungd();
+  c.set_worker_flags({"--orphan-timeout", "1s"});
+  c.StartWorker("w1", 1);
+  const std::string script = SourceDir() + "/tests/integration/report_module.py";
+  auto e = c.Submit(absl::StrCat(R"(
+name: orphan
+objective: {metric: loss, goal: minimize}
+search_space: {x: {type: float, min: -1, max: 1}, depth: {type: int, min: 1, max: 4}}
+algorithm: {name: random, seed: 3}
+budget: {max_trials: 1}
+trial:
+  command: [/usr/bin/python3, )", script, R"(]
+  env: {STEPS: "40", STEP_SECONDS: "0.05"}
+)"),
+                    c.jobs_dir());
+  c.WatchEvents(e.id(), [](const v1::WatchEvent& ev) { return ev.has_report(); });
+  const int port = c.port();
+  c.KillRungd();
+  EXPECT_THAT(WaitForFileLine(c.dir().Sub("w1.log"), "(--orphan-timeout): stopping trial"),
+              HasSubstr(e.id() + "-1"));
+  EXPECT_THAT(WaitForFileLine(c.dir().Sub("w1.log"), "attempt 1 exited"), HasSubstr(e.id() + "-1"));
+  c.StartRungd(port);
+  e = c.Watch(e.id());
+  EXPECT_EQ(e.state(), v1::EXPERIMENT_COMPLETED) << e.message();
+  auto t = c.Trials(e.id()).at(0);
+  EXPECT_EQ(t.attempt(), 2);
+  EXPECT_EQ(t.failures(), 0) << t.message();
+  EXPECT_THAT(t.message(), HasSubstr("unreachable longer than the worker's --orphan-timeout"));
+}
+
 }  // namespace
 }  // namespace rung::testing
