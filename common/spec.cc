@@ -8,6 +8,8 @@
 #include <set>
 
 #include "absl/strings/ascii.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/message.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status.h"
@@ -672,7 +674,68 @@ absl::StatusOr<std::string> FillPlaceholders(
   return out;
 }
 
+absl::Status CheckSizes(const google::protobuf::Message& m, const std::string& path, size_t max_string,
+                        int max_repeated) {
+  auto Invalid = [](absl::string_view field, absl::string_view what) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
+  };
+  const google::protobuf::Reflection* r = m.GetReflection();
+  std::vector<const google::protobuf::FieldDescriptor*> fields;
+  r->ListFields(m, &fields);
+  for (const auto* f : fields) {
+    const std::string name = path.empty() ? f->name() : absl::StrCat(path, ".", f->name());
+    if (f->is_repeated()) {
+      const int n = r->FieldSize(m, f);
+      if (n > max_repeated) return Invalid(name, absl::StrCat("has ", n, " entries; at most ", max_repeated));
+      for (int i = 0; i < n; ++i) {
+        if (f->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_STRING) {
+          std::string scratch;
+          const std::string& v = r->GetRepeatedStringReference(m, f, i, &scratch);
+          if (v.size() > max_string) {
+            return Invalid(absl::StrCat(name, "[", i, "]"), absl::StrCat("is ", v.size(), " bytes; at most ", max_string));
+          }
+        } else if (f->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) {
+          RETURN_IF_ERROR(
+              CheckSizes(r->GetRepeatedMessage(m, f, i), absl::StrCat(name, "[", i, "]"), max_string, max_repeated));
+        }
+      }
+    } else if (f->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_STRING) {
+      std::string scratch;
+      const std::string& v = r->GetStringReference(m, f, &scratch);
+      if (v.size() > max_string) {
+        return Invalid(name, absl::StrCat("is ", v.size(), " bytes; at most ", max_string));
+      }
+    } else if (f->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) {
+      RETURN_IF_ERROR(CheckSizes(r->GetMessage(m, f), name, max_string, max_repeated));
+    }
+  }
+  return absl::OkStatus();
+}
+
+static absl::Status CheckName(absl::string_view field, const std::string& name) {
+  if (name.size() > kMaxNameBytes) {
+    return Invalid(field, absl::StrCat("is ", name.size(), " bytes long; a name has at most ", kMaxNameBytes));
+  }
+  for (char c : name) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return Invalid(field, "contains a control character");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateSpec(ExperimentSpec* spec, absl::string_view base_dir) {
+  RETURN_IF_ERROR(CheckSizes(*spec, "", kMaxStringBytes, kMaxRepeated));
+  if (spec->search_space_size() > kMaxParameters) {
+    return Invalid("search_space", absl::StrCat("has ", spec->search_space_size(), " parameters; at most ", kMaxParameters));
+  }
+  RETURN_IF_ERROR(CheckName("name", spec->name()));
+  RETURN_IF_ERROR(CheckName("objective.metric", spec->objective().metric()));
+  for (int i = 0; i < spec->objectives_size(); ++i) {
+    RETURN_IF_ERROR(CheckName(absl::StrCat("objectives[", i, "].metric"), spec->objectives(i).metric()));
+  }
+  for (const auto& p : spec->search_space()) RETURN_IF_ERROR(CheckName("search_space", p.name()));
+  if (spec->budget().max_trials() > kMaxTrials) {
+    return Invalid("budget.max_trials", absl::StrCat("is ", spec->budget().max_trials(), "; at most ", kMaxTrials));
+  }
   if (spec->name().empty()) spec->set_name("experiment");
   RETURN_IF_ERROR(ValidateObjectives(spec));
   if (spec->objective().metric().empty()) {
@@ -812,6 +875,10 @@ absl::Status ValidateSpec(ExperimentSpec* spec, absl::string_view base_dir) {
 }
 
 absl::StatusOr<ExperimentSpec> ParseSpecYaml(absl::string_view yaml, absl::string_view base_dir) {
+  if (yaml.size() > kMaxSpecBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec: ", yaml.size(), " bytes of YAML; at most ", kMaxSpecBytes));
+  }
   YAML::Node root;
   try {
     root = YAML::Load(std::string(yaml));

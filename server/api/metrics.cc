@@ -90,6 +90,10 @@ class ControllerCollectable : public prometheus::Collectable {
            "Model proposals that missed --suggest-deadline; those trials were drawn at random.",
            prometheus::MetricType::Counter)
         ->metric.push_back(Value(static_cast<double>(s.suggestion_fallbacks), {}, true));
+    family("rung_worker_messages_dropped_total",
+           "Invalid messages from workers, acknowledged so that they are not resent, and ignored.",
+           prometheus::MetricType::Counter)
+        ->metric.push_back(Value(static_cast<double>(s.worker_messages_dropped), {}, true));
     return out;
   }
 

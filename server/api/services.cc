@@ -18,6 +18,9 @@ namespace {
 
 absl::Status NeedId(const std::string& id, const char* field) {
   if (id.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": must not be empty"));
+  if (id.size() > 64) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": ", id.size(), " bytes is too long for an id"));
+  }
   return absl::OkStatus();
 }
 
@@ -263,6 +266,9 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::CreateExperiment(
   } else {
     spec = absl::InvalidArgumentError("spec: give spec or spec_yaml");
   }
+  if (req->base_dir().size() > 4096) {
+    spec = absl::InvalidArgumentError(absl::StrCat("base_dir: ", req->base_dir().size(), " bytes; at most 4096"));
+  }
   if (!spec.ok()) return Done(ctx, "ExperimentService.CreateExperiment", spec.status());
   RUNG_UNARY("CreateExperiment", controller_->CreateExperiment(std::move(spec).value(), caller->name));
 }
@@ -310,6 +316,7 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::ListTrials(grpc::CallbackServer
                                                             const v1::ListTrialsRequest* req,
                                                             v1::ListTrialsResponse* resp) {
   RUNG_ALLOW("ListTrials", req->experiment_id());
+  if (auto s = NeedId(req->experiment_id(), "experiment_id"); !s.ok()) return Done(ctx, "ExperimentService.ListTrials", s);
   auto trials = controller_->ListTrials(req->experiment_id());
   if (trials.ok()) {
     for (auto& t : *trials) *resp->add_trials() = std::move(t);
@@ -321,6 +328,7 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::GetTrial(grpc::CallbackServerCo
                                                           const v1::GetTrialRequest* req,
                                                           v1::Trial* resp) {
   RUNG_ALLOW("GetTrial", ExperimentOf(req->id()));
+  if (auto s = NeedId(req->id(), "id"); !s.ok()) return Done(ctx, "ExperimentService.GetTrial", s);
   RUNG_UNARY("GetTrial", controller_->GetTrial(req->id()));
 }
 
@@ -328,6 +336,7 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::GetTrialMetrics(
     grpc::CallbackServerContext* ctx, const v1::GetTrialMetricsRequest* req,
     v1::GetTrialMetricsResponse* resp) {
   RUNG_ALLOW("GetTrialMetrics", ExperimentOf(req->trial_id()));
+  if (auto s = NeedId(req->trial_id(), "trial_id"); !s.ok()) return Done(ctx, "ExperimentService.GetTrialMetrics", s);
   auto reports = controller_->GetTrialMetrics(req->trial_id());
   if (reports.ok()) {
     for (auto& r : *reports) *resp->add_reports() = std::move(r);
@@ -339,6 +348,7 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::GetBestTrials(
     grpc::CallbackServerContext* ctx, const v1::GetBestTrialsRequest* req,
     v1::GetBestTrialsResponse* resp) {
   RUNG_ALLOW("GetBestTrials", req->experiment_id());
+  if (auto s = NeedId(req->experiment_id(), "experiment_id"); !s.ok()) return Done(ctx, "ExperimentService.GetBestTrials", s);
   if (req->count() < 0) {
     return Done(ctx, "ExperimentService.GetBestTrials",
                 absl::InvalidArgumentError(absl::StrCat("count: must not be negative (got ",
@@ -355,6 +365,7 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::GetTrialLogs(grpc::CallbackServ
                                                               const v1::GetTrialLogsRequest* req,
                                                               v1::GetTrialLogsResponse* resp) {
   RUNG_ALLOW("GetTrialLogs", ExperimentOf(req->trial_id()));
+  if (auto s = NeedId(req->trial_id(), "trial_id"); !s.ok()) return Done(ctx, "ExperimentService.GetTrialLogs", s);
   auto t = controller_->GetTrial(req->trial_id());
   if (t.ok()) {
     resp->set_worker_id(t->worker_id());
@@ -367,7 +378,9 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::GetTrialLogs(grpc::CallbackServ
 
 grpc::ServerWriteReactor<v1::WatchEvent>* ExperimentServiceImpl::WatchExperiment(
     grpc::CallbackServerContext* ctx, const v1::WatchExperimentRequest* req) {
-  auto caller = Allow(ctx, "ExperimentService.WatchExperiment", req->id());
+  const absl::Status id_ok = NeedId(req->id(), "id");
+  absl::StatusOr<Caller> caller =
+      id_ok.ok() ? Allow(ctx, "ExperimentService.WatchExperiment", req->id()) : absl::StatusOr<Caller>(id_ok);
   if (!caller.ok()) {
     grpc::Status gs = ToGrpc(caller.status());
     metrics_->CountRpc("ExperimentService.WatchExperiment", gs.error_code());

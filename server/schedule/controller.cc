@@ -1286,6 +1286,20 @@ absl::Status Controller::HandleWorkerMessage(int64_t session, const v1::WorkerMe
   auto it = sessions_.find(session);
   if (it == sessions_.end()) return absl::FailedPreconditionError("stream is no longer current");
   WorkerRec* w = it->second;
+  absl::Status s = HandleWorkerMessageLocked(w, msg);
+  if (s.code() != absl::StatusCode::kInvalidArgument || msg.seq() <= 0 || !store_error_.ok()) return s;
+  // A message the worker would resend forever after every reconnect: acknowledge it so the
+  // worker drops it, and say so, instead of ending the stream.
+  ++worker_messages_dropped_;
+  Log(LogLevel::kWarning, absl::StrCat("worker ", w->worker.id(), " sent an invalid message (seq ", msg.seq(),
+                                       "); dropped it: ", s.message()));
+  pending_acks_.push_back({w->session, msg.seq(), store_->LastWrite()});
+  SendAcksLocked(store_->Durable());
+  return absl::OkStatus();
+}
+
+absl::Status Controller::HandleWorkerMessageLocked(WorkerRec* w, const v1::WorkerMessage& msg) {
+  RETURN_IF_ERROR(CheckSizes(msg, "", /*max_string=*/64 << 10, /*max_repeated=*/10000));
   w->last_seen = clock_->Now();
   w->worker.set_last_heartbeat_unix_ms(clock_->NowUnixMs());
   if (w->worker.state() != v1::WORKER_CONNECTED) w->worker.set_state(v1::WORKER_CONNECTED);
@@ -1423,6 +1437,7 @@ ControllerStats Controller::Stats() {
   s.suggestions = suggestions_;
   s.suggestion_seconds = suggestion_seconds_;
   s.suggestion_fallbacks = suggestion_fallbacks_;
+  s.worker_messages_dropped = worker_messages_dropped_;
   return s;
 }
 

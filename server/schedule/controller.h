@@ -72,6 +72,7 @@ struct ControllerStats {
   int64_t suggestions = 0;               // model proposals that trials took
   double suggestion_seconds = 0;         // their total time, queueing included
   int64_t suggestion_fallbacks = 0;      // proposals that missed the deadline
+  int64_t worker_messages_dropped = 0;   // invalid worker messages acknowledged and ignored
 };
 
 class Controller {
@@ -229,6 +230,8 @@ class Controller {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Tells `w` to stop its copy `ref`, which is not the trial's current attempt there.
   void StopStaleLocked(WorkerRec* w, const v1::TrialRef& ref) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status HandleWorkerMessageLocked(WorkerRec* w, const v1::WorkerMessage& msg)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void BroadcastLocked(ExperimentRec* rec, const v1::WatchEvent& e)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -263,6 +266,7 @@ class Controller {
   int64_t suggestions_ ABSL_GUARDED_BY(mu_) = 0;
   double suggestion_seconds_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t suggestion_fallbacks_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t worker_messages_dropped_ ABSL_GUARDED_BY(mu_) = 0;
   // Last, so it is destroyed first: its threads finish their jobs while the rest still exists.
   std::unique_ptr<JobPool> pool_;
 };

@@ -236,6 +236,34 @@ TEST_F(ControllerTest, GroupCommitAcknowledgesOnlyWhatIsOnDisk) {
   EXPECT_GE(store_->Durable(), 1u);
 }
 
+TEST_F(ControllerTest, AnInvalidWorkerMessageIsAcknowledgedAndDroppedNotResentForever) {
+  std::string id = Create(1, 1);
+  RecordingSink sink;
+  int64_t s = Connect("w1", 1, &sink);
+  ASSERT_TRUE(Pull(s, {0}).ok());
+  auto a = sink.TakeAssignments();
+  ASSERT_EQ(a.size(), 1u);
+  ASSERT_TRUE(Started(s, a[0].trial()).ok());
+  // A report with a 100 KB metric name: refused as invalid, yet acknowledged.
+  v1::WorkerMessage bad;
+  auto* r = bad.mutable_reports()->add_reports();
+  r->set_trial_id(a[0].trial().id());
+  r->set_attempt(1);
+  r->set_seq(1);
+  (*r->mutable_values())[std::string(100 << 10, 'x')] = 1;
+  ASSERT_TRUE(Send(s, bad).ok());
+  const int64_t bad_seq = seq_;
+  bool acked = false;
+  for (const auto& m : sink.sent) acked |= m.has_ack() && m.ack().seq() == bad_seq;
+  EXPECT_TRUE(acked);
+  EXPECT_EQ(controller_->Stats().worker_messages_dropped, 1);
+  EXPECT_TRUE(controller_->GetTrialMetrics(a[0].trial().id())->empty());
+  // The stream carries on.
+  ASSERT_TRUE(Report(s, a[0].trial(), 1, 0.3).ok());
+  ASSERT_TRUE(Exited(s, a[0].trial(), 0).ok());
+  EXPECT_EQ(controller_->GetExperiment(id)->state(), v1::EXPERIMENT_COMPLETED);
+}
+
 TEST_F(ControllerTest, FailedProcessIsRetriedThenFailedWithReason) {
   std::string id = Create(1, 1, /*max_restarts=*/1);
   RecordingSink sink;

@@ -386,3 +386,24 @@ TEST(SpecTest, ExamplesAreValid) {
 
 }  // namespace
 }  // namespace rung
+
+namespace rung {
+namespace {
+
+TEST(SpecLimitsTest, OversizedSpecsAreRefusedNamingTheField) {
+  std::string huge = std::string(kQuickstart) + "# " + std::string(kMaxSpecBytes, 'x') + "\n";
+  EXPECT_THAT(Error(huge), ::testing::HasSubstr("bytes of YAML; at most 1048576"));
+  std::string many = "objective: {metric: loss, goal: minimize}\nbudget: {max_trials: 1}\n"
+                     "trial: {command: [x]}\nsearch_space:\n";
+  for (int i = 0; i <= kMaxParameters; ++i) absl::StrAppend(&many, "  p", i, ": {type: float, min: 0, max: 1}\n");
+  EXPECT_THAT(Error(many), ::testing::HasSubstr("search_space: has 257 parameters; at most 256"));
+  EXPECT_THAT(Error(Edit("name: quickstart", "name: " + std::string(200, 'n'))),
+              ::testing::HasSubstr("name: is 200 bytes long; a name has at most 128"));
+  EXPECT_THAT(Error(Edit("command: [", "command: [" + std::string(5000, 'a') + ", ")),
+              ::testing::HasSubstr("trial.command[0]: is 5000 bytes; at most 4096"));
+  EXPECT_THAT(Error(Edit("max_trials: 20", "max_trials: 2000000000")),
+              ::testing::HasSubstr("budget.max_trials: is 2000000000; at most 10000000"));
+}
+
+}  // namespace
+}  // namespace rung
