@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages rung needs to build, test and run (with --bench, also the
-# benchmarks' outside references). Idempotent: when every
+# benchmarks' outside references; with --fuzz, clang for the fuzzers). Idempotent: when every
 # package is already present it only checks (dpkg-query) and exits, without apt-get.
 set -euo pipefail
 
@@ -15,6 +15,10 @@ packages=(
 # --bench: also what the benchmarks compare against (Debian's Optuna, for /usr/bin/python3).
 if [ "${1:-}" = "--bench" ]; then
   packages+=(python3-optuna)
+fi
+# --fuzz: clang and its libFuzzer runtime, for scripts/fuzz.sh.
+if [ "${1:-}" = "--fuzz" ]; then
+  packages+=(clang libclang-rt-dev)
 fi
 
 missing=()

@@ -111,6 +111,9 @@ class Controller {
   // After it returns, `sink` is never called again.
   void Unwatch(int64_t handle);
 
+  // The searcher configuration a (validated) spec describes, warm start aside.
+  static search::Config SearchConfig(const v1::ExperimentSpec& spec);
+
   // ---- Workers ----
   // A worker's stream opened with `reg`. `sink` stays valid until WorkerDisconnected(session).
   // Returns the session handle.
@@ -162,7 +165,6 @@ class Controller {
   ExperimentRec* FindExperimentLocked(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<v1::Trial*> FindTrialLocked(const std::string& trial_id, ExperimentRec** rec)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  static search::Config SearchConfig(const v1::ExperimentSpec& spec);
   // The experiment's searcher, with the completed trials of its warm_start experiments
   // (which must exist and share its objective) given to the model.
   absl::StatusOr<std::unique_ptr<search::Searcher>> NewSearcherLocked(const v1::ExperimentSpec& spec)

@@ -119,10 +119,11 @@ std::vector<JournalEntry> DriveWithCrashes(const Config& config, uint64_t seed, 
     if (running.empty()) break;
     Running& r = running[rng() % running.size()];
     const double value = testing::MixedObjective(r.params) + 1.0 / (1 + r.step);
+    const int reporter = r.index;
     ++r.step;
-    handle(TrialReported{r.index, static_cast<double>(r.step), value});
+    handle(TrialReported{reporter, static_cast<double>(r.step), value});  // may stop it: r dangles
     for (Running& x : running) {
-      if (x.index == r.index && x.step >= x.budget) {
+      if (x.index == reporter && x.step >= x.budget) {
         const int index = x.index;
         apply({Stop{index, ""}});
         handle(TrialClosed{index, TrialClosed::Outcome::kCompleted, true, value});
