@@ -102,7 +102,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       return 0;
   }
   m.set_seq(++w->seq);
-  m.MergeFromArray(data + 1, static_cast<int>(size - 1));
+  // Bytes that are not a message never reach the controller: gRPC refuses them.
+  rung::v1::WorkerMessage extra;
+  if (!extra.ParseFromArray(data + 1, static_cast<int>(size - 1))) return 0;
+  m.MergeFrom(extra);
   if (!w->controller->HandleWorkerMessage(w->session, m).ok()) {
     // The stream would end here: the worker reconnects.
     w->controller->WorkerDisconnected(w->session);
