@@ -282,6 +282,23 @@ inline std::string HttpGet(const std::string& url, const std::string& headers = 
   return body == std::string::npos ? resp : resp.substr(body + 4);
 }
 
+// A random search whose trials run tests/integration/report_module.py: `steps` reports,
+// `step_seconds` apart, the loss ending at (x - 0.3)^2 + 0.1 * depth. `trial_extra` adds
+// lines under `trial:` (indented two spaces).
+inline std::string ReportModuleSpec(const std::string& name, int max_trials, int steps,
+                                    const std::string& step_seconds, const std::string& trial_extra = "") {
+  return absl::StrCat(R"(
+name: )", name, R"(
+objective: {metric: loss, goal: minimize}
+search_space: {x: {type: float, min: -1, max: 1}, depth: {type: int, min: 1, max: 4}}
+algorithm: {name: random, seed: 5}
+budget: {max_trials: )", max_trials, R"(, max_concurrent: 2}
+trial:
+  command: [/usr/bin/python3, )", SourceDir(), R"(/tests/integration/report_module.py]
+  env: {STEPS: ")", steps, R"(", STEP_SECONDS: ")", step_seconds, R"("}
+)", trial_extra);
+}
+
 struct CliRun {
   int code;
   std::string out;  // stdout and stderr together

@@ -24,21 +24,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::string Spec(const std::string& name, int max_trials, int steps, const std::string& step_seconds) {
-  return absl::StrCat(R"(
-name: )", name, R"(
-objective: {metric: loss, goal: minimize}
-search_space:
-  x: {type: float, min: -1, max: 1}
-  depth: {type: int, min: 1, max: 4}
-algorithm: {name: random, seed: 5}
-budget: {max_trials: )", max_trials, R"(, max_concurrent: 2}
-trial:
-  command: [/usr/bin/python3, )", SourceDir(), R"(/tests/integration/report_module.py]
-  env: {STEPS: ")", steps, R"(", STEP_SECONDS: ")", step_seconds, R"("}
-)");
-}
-
 // Every report each trial made (its made.jsonl, on worker `w`) is stored exactly once.
 void ExpectEveryReportStored(Cluster& c, const std::string& experiment_id, const std::string& w) {
   for (const auto& t : c.Trials(experiment_id)) {
@@ -87,7 +72,7 @@ TEST(DurabilityTest, AFullDiskIsRefusedClearlyAndRungdRecoversWhenSpaceReturns) 
   c.set_data_dir(data);
   c.StartRungd(0, "30s");
   c.StartWorker("w1", 2);
-  auto e = c.Submit(Spec("full-disk", 2, 60, "0.05"), c.jobs_dir());
+  auto e = c.Submit(ReportModuleSpec("full-disk", 2, 60, "0.05"), c.jobs_dir());
   std::set<std::string> reported;
   c.WatchEvents(e.id(), [&](const v1::WatchEvent& ev) {
     if (ev.has_report()) reported.insert(ev.report().trial_id());
@@ -143,11 +128,11 @@ TEST(DurabilityTest, ABackupTakenWhileServingRestoresAsADataFolder) {
   Cluster c;
   c.StartRungd();
   c.StartWorker("w1", 2);
-  auto e = c.Submit(Spec("before-backup", 4, 5, "0.01"), c.jobs_dir());
+  auto e = c.Submit(ReportModuleSpec("before-backup", 4, 5, "0.01"), c.jobs_dir());
   e = c.Watch(e.id());
   ASSERT_EQ(e.state(), v1::EXPERIMENT_COMPLETED) << e.message();
   // Taken while a second experiment runs.
-  auto running = c.Submit(Spec("running", 2, 400, "0.01"), c.jobs_dir());
+  auto running = c.Submit(ReportModuleSpec("running", 2, 400, "0.01"), c.jobs_dir());
   c.WatchEvents(running.id(), [](const v1::WatchEvent& ev) { return ev.has_report(); });
   const std::string backup = c.dir().Sub("backup");
   CliRun b = Rung(c, "admin backup " + backup);
@@ -156,7 +141,7 @@ TEST(DurabilityTest, ABackupTakenWhileServingRestoresAsADataFolder) {
   CliRun twice = Rung(c, "admin backup " + backup);
   EXPECT_EQ(twice.code, 1);
   EXPECT_THAT(twice.out, HasSubstr(backup + " already exists"));
-  auto after = c.Submit(Spec("after-backup", 1, 1, "0"), c.jobs_dir());
+  auto after = c.Submit(ReportModuleSpec("after-backup", 1, 1, "0"), c.jobs_dir());
 
   // Restore: stop rungd, start it on the backup.
   const auto trials = c.Trials(e.id());

@@ -202,19 +202,7 @@ TEST(FaultTest, APartitionedWorkerKillsItsStaleCopyWhenTheNetworkHeals) {
   c.StartRungd(0, /*lease_timeout=*/"2s");
   Proxy proxy(c.port());
   c.StartWorker("cut-off", 1, proxy.addr());
-  const std::string script = SourceDir() + "/tests/integration/report_module.py";
-  auto e = c.Submit(absl::StrCat(R"(
-name: partition
-objective: {metric: loss, goal: minimize}
-search_space: {x: {type: float, min: -1, max: 1}, depth: {type: int, min: 1, max: 4}}
-algorithm: {name: random, seed: 3}
-budget: {max_trials: 1}
-trial:
-  command: [/usr/bin/python3, )", script, R"(]
-  env: {STEPS: "150", STEP_SECONDS: "0.04"}
-  max_restarts: 1
-)"),
-                    c.jobs_dir());
+  auto e = c.Submit(ReportModuleSpec("partition", 1, 150, "0.04", "  max_restarts: 1\n"), c.jobs_dir());
   const std::string id = e.id() + "-1";
   c.WatchEvents(e.id(), [](const v1::WatchEvent& ev) { return ev.has_report(); });
   proxy.Cut();
@@ -263,18 +251,7 @@ TEST(FaultTest, TrialsStopPastTheOrphanTimeoutAndRunAgainWhenRungdReturns) {
   c.StartRungd();
   c.set_worker_flags({"--orphan-timeout", "1s"});
   c.StartWorker("w1", 1);
-  const std::string script = SourceDir() + "/tests/integration/report_module.py";
-  auto e = c.Submit(absl::StrCat(R"(
-name: orphan
-objective: {metric: loss, goal: minimize}
-search_space: {x: {type: float, min: -1, max: 1}, depth: {type: int, min: 1, max: 4}}
-algorithm: {name: random, seed: 3}
-budget: {max_trials: 1}
-trial:
-  command: [/usr/bin/python3, )", script, R"(]
-  env: {STEPS: "40", STEP_SECONDS: "0.05"}
-)"),
-                    c.jobs_dir());
+  auto e = c.Submit(ReportModuleSpec("orphan", 1, 40, "0.05"), c.jobs_dir());
   c.WatchEvents(e.id(), [](const v1::WatchEvent& ev) { return ev.has_report(); });
   const int port = c.port();
   c.KillRungd();
