@@ -93,7 +93,9 @@ trial:
   }
   int rungd_kills = 0, workers_killed = 0;
   for (bool ended = false; !ended;) {
-    const int wait_for = std::uniform_int_distribution<int>(3, 25)(rng);
+    // Spread over the run: a trial makes about 4 reports before ASHA decides on it, so
+    // 3 * max_trials / kills reports at most between kills leaves room for every kill.
+    const int wait_for = std::uniform_int_distribution<int>(3, std::max(3, 3 * max_trials / kills))(rng);
     int seen = 0;
     bool kill_now = false;
     c.WatchEvents(e.id(), [&](const v1::WatchEvent& ev) {
