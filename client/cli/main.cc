@@ -5,15 +5,21 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
+#include <set>
 #include <sstream>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "common/spec.h"
+#include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
 #include "client/connect.h"
@@ -34,8 +40,16 @@ struct Globals {
 };
 
 // An error to show the user; main prints it and exits 1.
+// Exit codes, the same for every command.
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;       // rungd refused or the operation failed (not found, invalid...)
+constexpr int kExitUsage = 2;        // bad command line
+constexpr int kExitUnreachable = 3;  // rungd could not be reached
+
+// An error to show the user; main prints it and exits with `code`.
 struct CliError {
   std::string message;
+  int code = kExitFailed;
 };
 
 rung::ConnectOptions g_connect;  // set once in main, before any call
@@ -53,7 +67,8 @@ void Check(const grpc::Status& s, const Globals& g) {
   if ((s.error_code() == grpc::StatusCode::UNAVAILABLE && !absl::StartsWith(s.error_message(), "rungd ")) ||
       s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
     throw CliError{absl::StrCat("cannot reach rungd at ", g.addr, " (", s.error_message(),
-                                "); is it running? set --addr or RUNG_ADDR")};
+                                "); is it running? set --addr or RUNG_ADDR"),
+                   kExitUnreachable};
   }
   throw CliError{s.error_message()};
 }
@@ -292,19 +307,56 @@ int Show(Globals& g, const std::string& id) {
   return 0;
 }
 
-int Trials(Globals& g, const std::string& id) {
+// The trial's value of `metric`: its objective result when `metric` is an objective, else the
+// last value it reported; none when it has neither.
+std::optional<double> MetricOf(const rung::v1::ExperimentSpec& spec, const Trial& t, const std::string& metric) {
+  if (t.has_result()) {
+    if (spec.objectives_size() > 1) {
+      for (int i = 0; i < spec.objectives_size() && i < t.results_size(); ++i) {
+        if (spec.objectives(i).metric() == metric) return t.results(i);
+      }
+    } else if (spec.objective().metric() == metric) {
+      return t.result();
+    }
+  }
+  auto it = t.last_metrics().find(metric);
+  if (it != t.last_metrics().end()) return it->second;
+  return std::nullopt;
+}
+
+// Sorts by `sort` ("loss": best first for an objective, else ascending; "-loss" the other
+// way), trials without the metric last; keeps the first `top` (0: all).
+std::vector<Trial> SortTrials(const rung::v1::ExperimentSpec& spec, std::vector<Trial> trials, std::string sort,
+                              int top) {
+  if (!sort.empty()) {
+    const bool reverse = sort[0] == '-';
+    if (reverse) sort.erase(0, 1);
+    bool maximize = false;
+    for (const auto& o : spec.objectives()) maximize |= o.metric() == sort && o.goal() == rung::v1::Objective::MAXIMIZE;
+    if (spec.objective().metric() == sort) maximize = spec.objective().goal() == rung::v1::Objective::MAXIMIZE;
+    const bool descending = maximize != reverse;
+    std::stable_sort(trials.begin(), trials.end(), [&](const Trial& a, const Trial& b) {
+      auto x = MetricOf(spec, a, sort), y = MetricOf(spec, b, sort);
+      if (!x || !y) return x.has_value() && !y.has_value();
+      return descending ? *x > *y : *x < *y;
+    });
+  }
+  if (top > 0 && static_cast<size_t>(top) < trials.size()) trials.resize(static_cast<size_t>(top));
+  return trials;
+}
+
+int Trials(Globals& g, const std::string& id, const std::string& sort, int top) {
   const Experiment e = GetExperiment(g, id);
-  rung::v1::ListTrialsRequest req;
-  req.set_experiment_id(id);
-  rung::v1::ListTrialsResponse resp;
-  Check(g.stub->ListTrials(Ctx().get(), req, &resp), g);
+  const std::vector<Trial> trials = SortTrials(e.spec(), ListTrials(g, id), sort, top);
   if (g.output == "json") {
+    rung::v1::ListTrialsResponse resp;
+    for (const auto& t : trials) *resp.add_trials() = t;
     PrintJson(resp);
     return 0;
   }
   std::printf("%-10s %-10s %-7s %-12s %-8s %-12s %s\n", "TRIAL", "STATE", "ATTEMPT", "RESULT",
               "REACHED", "WORKER", "PARAMS");
-  for (const auto& t : resp.trials()) {
+  for (const auto& t : trials) {
     std::printf("%-10s %-10s %-7d %-12s %-8s %-12s %s\n", t.id().c_str(), StateName(t.state()).c_str(),
                 t.attempt(), Result(e.spec(), t).c_str(),
                 t.resource_reached() > 0 ? Num(t.resource_reached()).c_str() : "-",
@@ -313,6 +365,84 @@ int Trials(Globals& g, const std::string& id) {
     if (t.state() == rung::v1::TRIAL_STOPPED) std::printf("%10s stopped: %s\n", "", t.stop_reason().c_str());
     if (!t.infeasible().empty()) std::printf("%10s breaks constraints: %s\n", "", t.infeasible().c_str());
   }
+  return 0;
+}
+
+std::string ParamText(const rung::v1::ParamValue& v) {
+  switch (v.kind_case()) {
+    case rung::v1::ParamValue::kFloatValue: return absl::StrFormat("%.17g", v.float_value());
+    case rung::v1::ParamValue::kIntValue: return absl::StrCat(v.int_value());
+    case rung::v1::ParamValue::kCategoricalValue: return v.categorical_value();
+    default: return "";
+  }
+}
+
+// RFC 4180: quoted when it holds a comma, a quote or a line break.
+std::string CsvField(const std::string& s) {
+  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
+  return absl::StrCat("\"", absl::StrReplaceAll(s, {{"\"", "\"\""}}), "\"");
+}
+
+// Every trial as a row: its id, state, attempt, worker, result(s), then every parameter and
+// every metric it reported (the last value) as a column, in name order.
+int Export(Globals& g, const std::string& id, const std::string& format) {
+  const Experiment e = GetExperiment(g, id);
+  const std::vector<Trial> trials = ListTrials(g, id);
+  std::set<std::string> params, metrics;
+  for (const auto& t : trials) {
+    for (const auto& [k, v] : t.params()) params.insert(k);
+    for (const auto& [k, v] : t.last_metrics()) metrics.insert(k);
+  }
+  std::vector<std::string> header = {"trial", "state", "attempt", "worker", "result"};
+  for (const auto& p : params) header.push_back("param." + p);
+  for (const auto& m : metrics) header.push_back("metric." + m);
+  auto row = [&](const Trial& t) {
+    std::vector<std::pair<std::string, std::string>> cells = {
+        {"trial", t.id()}, {"state", StateName(t.state())}, {"attempt", absl::StrCat(t.attempt())},
+        {"worker", t.worker_id()}, {"result", t.has_result() ? absl::StrFormat("%.17g", t.result()) : ""}};
+    for (const auto& p : params) {
+      auto it = t.params().find(p);
+      cells.push_back({"param." + p, it == t.params().end() ? "" : ParamText(it->second)});
+    }
+    for (const auto& m : metrics) {
+      auto it = t.last_metrics().find(m);
+      cells.push_back({"metric." + m, it == t.last_metrics().end() ? "" : absl::StrFormat("%.17g", it->second)});
+    }
+    return cells;
+  };
+  if (format == "csv") {
+    std::vector<std::string> h;
+    for (const auto& c : header) h.push_back(CsvField(c));
+    std::cout << absl::StrJoin(h, ",") << "\n";
+    for (const auto& t : trials) {
+      std::vector<std::string> out;
+      for (const auto& [k, v] : row(t)) out.push_back(CsvField(v));
+      std::cout << absl::StrJoin(out, ",") << "\n";
+    }
+    return 0;
+  }
+  // json: one object per trial; numbers stay numbers, empty cells are left out.
+  google::protobuf::ListValue list;
+  for (const auto& t : trials) {
+    google::protobuf::Struct obj;
+    for (const auto& [k, v] : row(t)) {
+      if (v.empty()) continue;
+      double d;
+      const bool number = k != "trial" && k != "state" && k != "worker" && absl::SimpleAtod(v, &d);
+      auto& field = (*obj.mutable_fields())[k];
+      if (number) {
+        field.set_number_value(d);
+      } else {
+        field.set_string_value(v);
+      }
+    }
+    *list.add_values()->mutable_struct_value() = std::move(obj);
+  }
+  std::string out;
+  google::protobuf::util::JsonPrintOptions o;
+  o.add_whitespace = true;
+  google::protobuf::util::MessageToJsonString(list, &out, o);
+  std::cout << out;
   return 0;
 }
 
@@ -482,6 +612,38 @@ int Backup(const Globals& g, const std::string& dir) {
   return 0;
 }
 
+// A bash completion script for `rung`: commands, their flags, experiment-free.
+std::string BashCompletion(const CLI::App& app) {
+  std::vector<std::string> commands;
+  std::string cases;
+  for (const CLI::App* sub : app.get_subcommands({})) {
+    commands.push_back(sub->get_name());
+    std::vector<std::string> words;
+    for (const CLI::Option* o : sub->get_options()) {
+      for (const std::string& n : o->get_lnames()) words.push_back("--" + n);
+    }
+    for (const CLI::App* subsub : sub->get_subcommands({})) words.push_back(subsub->get_name());
+    absl::StrAppend(&cases, "    ", sub->get_name(), ") words=\"", absl::StrJoin(words, " "), "\" ;;\n");
+  }
+  std::vector<std::string> globals;
+  for (const CLI::Option* o : app.get_options()) {
+    for (const std::string& n : o->get_lnames()) globals.push_back("--" + n);
+  }
+  return absl::StrCat(R"(# bash completion for rung: source <(rung completion bash)
+_rung() {
+  local cur="${COMP_WORDS[COMP_CWORD]}" cmd="" words="" i
+  for ((i = 1; i < COMP_CWORD; i++)); do
+    case "${COMP_WORDS[i]}" in -*) ;; *) cmd="${COMP_WORDS[i]}"; break ;; esac
+  done
+  case "$cmd" in
+)", cases, R"(    *) words=")", absl::StrJoin(commands, " "), " ", absl::StrJoin(globals, " "), R"(" ;;
+  esac
+  COMPREPLY=($(compgen -W "$words" -- "$cur"))
+}
+complete -o default -F _rung rung
+)");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -506,6 +668,17 @@ int main(int argc, char** argv) {
   show->add_option("ID", id)->required();
   auto* trials = app.add_subcommand("trials", "list an experiment's trials");
   trials->add_option("ID", id)->required();
+  std::string sort, format = "csv";
+  int top = 0;
+  trials->add_option("--sort", sort,
+                     "order by this metric, best first for an objective, else ascending; -METRIC reverses");
+  trials->add_option("--top", top, "only the first N (after --sort)")->check(CLI::NonNegativeNumber);
+  auto* export_cmd = app.add_subcommand("export", "every trial with every parameter and metric, for a spreadsheet or pandas");
+  export_cmd->add_option("ID", id)->required();
+  export_cmd->add_option("--format", format, "csv or json")->check(CLI::IsMember({"csv", "json"}))->capture_default_str();
+  auto* completion = app.add_subcommand("completion", "print a shell completion script");
+  std::string shell;
+  completion->add_option("SHELL", shell, "bash")->required()->check(CLI::IsMember({"bash"}));
   auto* watch = app.add_subcommand("watch", "follow an experiment until it ends");
   watch->add_option("ID", id)->required();
   auto* best = app.add_subcommand(
@@ -530,7 +703,35 @@ int main(int argc, char** argv) {
       "backup", "copy rungd's data folder, consistently, while it serves, to DIR on rungd's machine "
                 "(DIR must not exist)");
   backup->add_option("DIR", file)->required();
-  CLI11_PARSE(app, argc, argv);
+  // Examples under every command's --help.
+  const std::pair<CLI::App*, const char*> examples[] = {
+      {submit, "rung submit config/examples/quickstart.yaml"},
+      {ls, "rung ls\n  rung -o json ls"},
+      {show, "rung show e1\n  rung show e1-3"},
+      {trials, "rung trials e1 --sort loss --top 10"},
+      {export_cmd, "rung export e1 > e1.csv\n  rung export e1 --format json | jq '.[0]'"},
+      {watch, "rung watch e1 && echo completed"},
+      {best, "rung best e1\n  rung best e1 -n 5"},
+      {logs, "rung logs e1-3"},
+      {replay, "rung admin replay e1"},
+      {backup, "rung admin backup /var/backups/rung-$(date +%F)"},
+      {completion, "source <(rung completion bash)"},
+  };
+  for (const auto& [cmd, text] : examples) cmd->footer(absl::StrCat("\nExample:\n  ", text));
+  for (auto& [verb, c] : controls) c->footer(absl::StrCat("\nExample:\n  rung ", verb, " e1"));
+  app.footer(
+      "\nExit codes: 0 done; 1 rungd refused or the operation failed; 2 bad usage; 3 rungd unreachable.\n"
+      "Example:\n  rung submit config/examples/quickstart.yaml && rung watch e1");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? kExitOk : kExitUsage;
+  }
+  if (*completion) {
+    std::cout << BashCompletion(app);
+    return kExitOk;
+  }
 
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
@@ -538,7 +739,7 @@ int main(int argc, char** argv) {
   auto connected = rung::Connect(g.addr, g_connect, args);
   if (!connected.ok()) {
     std::cerr << "rung: " << connected.status().message() << "\n";
-    return 2;
+    return kExitUsage;
   }
   auto channel = *connected;
   g.stub = rung::v1::ExperimentService::NewStub(channel);
@@ -547,7 +748,8 @@ int main(int argc, char** argv) {
     if (*submit) return Submit(g, file);
     if (*ls) return Ls(g);
     if (*show) return Show(g, id);
-    if (*trials) return Trials(g, id);
+    if (*trials) return Trials(g, id, sort, top);
+    if (*export_cmd) return Export(g, id, format);
     if (*watch) return Watch(g, id);
     if (*best) return Best(g, id, n);
     if (*logs) return Logs(g, id);
@@ -558,7 +760,7 @@ int main(int argc, char** argv) {
     }
   } catch (const CliError& e) {
     std::cerr << "rung: " << e.message << "\n";
-    return 1;
+    return e.code;
   }
-  return 1;
+  return kExitFailed;
 }

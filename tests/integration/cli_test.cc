@@ -7,6 +7,9 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
 #include "absl/synchronization/notification.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "gmock/gmock.h"
@@ -164,8 +167,72 @@ TEST(CliTest, UnreachableDaemonIsAClearError) {
   char buf[512] = {0};
   size_t n = fread(buf, 1, sizeof(buf) - 1, f);
   int status = pclose(f);
-  EXPECT_EQ(WEXITSTATUS(status), 1);
+  EXPECT_EQ(WEXITSTATUS(status), 3);
   EXPECT_THAT(std::string(buf, n), HasSubstr("cannot reach rungd at 127.0.0.1:1"));
+}
+
+TEST(CliTest, SortedTrialsExportCompletionHelpAndExitCodes) {
+  Cluster c;
+  c.StartRungd();
+  c.StartWorker("w1", 2);
+  std::string dir = c.dir().Sub("spec");
+  std::filesystem::create_directories(dir);
+  // loss = |x - 3|, and a second metric, speed = x, that is not an objective.
+  WriteFile(dir + "/train.sh", "d=$(( $1 > 3 ? $1 - 3 : 3 - $1 )); echo \"@rung {\\\"loss\\\": $d, \\\"speed\\\": $1}\"\n");
+  WriteFile(dir + "/grid.yaml", R"(
+name: sorted
+objective: {metric: loss, goal: minimize}
+search_space:
+  x: {type: int, min: 1, max: 5}
+  opt: {type: categorical, values: ["sgd, momentum"]}
+algorithm: {name: grid}
+trial:
+  command: [sh, train.sh, "{x}"]
+  workdir: .
+)");
+  ASSERT_EQ(Rung(c, "submit " + dir + "/grid.yaml").code, 0);
+  ASSERT_EQ(Rung(c, "watch e1").code, 0);
+
+  // Best first for the objective; ascending for another metric; - reverses; --top cuts.
+  CliRun top = Rung(c, "trials e1 --sort loss --top 2");
+  EXPECT_EQ(top.code, 0) << top.out;
+  EXPECT_EQ(std::count(top.out.begin(), top.out.end(), '\n'), 3) << top.out;  // header and 2 trials
+  EXPECT_LT(top.out.find("e1-3 "), top.out.find("e1-2 ")) << top.out;           // loss 0, then 1 (e1-2 before e1-4)
+  CliRun speed = Rung(c, "-o json trials e1 --sort -speed --top 1");
+  EXPECT_THAT(speed.out, HasSubstr("\"e1-5\""));
+  EXPECT_THAT(speed.out, ::testing::Not(HasSubstr("\"e1-4\"")));
+
+  // Export: every parameter and metric as a column; CSV quoting; JSON numbers.
+  CliRun csv = Rung(c, "export e1");
+  EXPECT_EQ(csv.code, 0) << csv.out;
+  std::vector<std::string> lines = absl::StrSplit(csv.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 6u) << csv.out;
+  EXPECT_EQ(lines[0], "trial,state,attempt,worker,result,param.opt,param.x,metric.loss,metric.speed");
+  EXPECT_EQ(lines[3], "e1-3,completed,1,w1,0,\"sgd, momentum\",3,0,3");
+  CliRun json = Rung(c, "export e1 --format json");
+  google::protobuf::ListValue list;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json.out, &list).ok())
+      << json.out;
+  ASSERT_EQ(list.values_size(), 5);
+  EXPECT_EQ(list.values(4).struct_value().fields().at("metric.speed").number_value(), 5);
+  EXPECT_EQ(list.values(4).struct_value().fields().at("param.opt").string_value(), "sgd, momentum");
+
+  // Completion, help with examples, and one exit code per kind of outcome.
+  CliRun completion = Rung(c, "completion bash");
+  EXPECT_EQ(completion.code, 0);
+  EXPECT_THAT(completion.out, HasSubstr("complete -o default -F _rung rung"));
+  EXPECT_THAT(completion.out, HasSubstr("trials) words=\"--help --sort --top\""));
+  WriteFile(dir + "/completion.bash", completion.out);
+  EXPECT_EQ(system(("bash -c 'source " + dir + "/completion.bash && complete -p rung' >/dev/null").c_str()), 0);
+  for (const char* cmd : {"submit", "trials", "export", "watch", "best", "cancel", "logs", "admin backup"}) {
+    CliRun help = Rung(c, absl::StrCat(cmd, " --help"));
+    EXPECT_EQ(help.code, 0) << cmd;
+    EXPECT_THAT(help.out, HasSubstr("Example:\n  rung ")) << cmd;
+  }
+  EXPECT_EQ(Rung(c, "trials").code, 2);                  // usage: ID missing
+  EXPECT_EQ(Rung(c, "export e1 --format xml").code, 2);  // usage: bad value
+  EXPECT_EQ(Rung(c, "show e9").code, 1);                 // rungd: no such experiment
+  EXPECT_EQ(Rung(c, "ls").code, 0);
 }
 
 }  // namespace

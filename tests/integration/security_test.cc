@@ -72,10 +72,10 @@ TEST(SecurityTest, TlsAndTokensLetInOnlyWhoMayAndRefusalsChangeNothing) {
 
   // Plaintext cannot talk to a TLS server; a CA that did not sign it is not trusted.
   CliRun plain = Rung(c, absl::StrCat("--token ", kAlice, " ls"));
-  EXPECT_EQ(plain.code, 1);
+  EXPECT_EQ(plain.code, 3);  // unreachable: no TLS session
   EXPECT_THAT(plain.out, HasSubstr("cannot reach rungd"));
   CliRun stranger = Rung(c, absl::StrCat("--ca ", d, "/other-ca.pem --token ", kAlice, " ls"));
-  EXPECT_EQ(stranger.code, 1);
+  EXPECT_EQ(stranger.code, 3);  // unreachable: no TLS session
   EXPECT_THAT(stranger.out, HasSubstr("cannot reach rungd"));
   // No token, a wrong token: UNAUTHENTICATED, and nothing is created.
   CliRun none = Rung(c, tls + "submit " + d + "/spec.yaml");
@@ -136,11 +136,11 @@ TEST(SecurityTest, MutualTlsRequiresAClientCertificateFromTheCa) {
   c.set_connect(o);
   c.StartRungd();
   CliRun without = Rung(c, absl::StrCat("--ca ", d, "/ca.pem ls"));
-  EXPECT_EQ(without.code, 1);
+  EXPECT_EQ(without.code, 3);  // unreachable: no TLS session
   EXPECT_THAT(without.out, HasSubstr("cannot reach rungd"));
   // A certificate the CA did not sign (its own CA's) is refused as well.
   CliRun selfsigned = Rung(c, absl::StrCat("--ca ", d, "/ca.pem --cert ", d, "/other-ca.pem --key ", d, "/other-ca.key ls"));
-  EXPECT_EQ(selfsigned.code, 1);
+  EXPECT_EQ(selfsigned.code, 3);  // unreachable: no TLS session
   CliRun with = Rung(c, absl::StrCat("--ca ", d, "/ca.pem --cert ", d, "/client.pem --key ", d, "/client.key ls"));
   EXPECT_EQ(with.code, 0) << with.out;
   CliRun half = Rung(c, absl::StrCat("--ca ", d, "/ca.pem --cert ", d, "/client.pem ls"));
