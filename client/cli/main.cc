@@ -1,6 +1,8 @@
 // rung: the command-line client. Each subcommand is one or a few RPCs to rungd.
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -469,6 +471,11 @@ int Best(Globals& g, const std::string& id, int n) {
   return 0;
 }
 
+bool ExperimentEnded(const Experiment& e) {
+  return e.state() == rung::v1::EXPERIMENT_COMPLETED || e.state() == rung::v1::EXPERIMENT_FAILED ||
+         e.state() == rung::v1::EXPERIMENT_CANCELLED;
+}
+
 int Watch(Globals& g, const std::string& id) {
   grpc::ClientContext ctx;  // no deadline: it runs until the experiment ends
   rung::AddToken(&ctx, g_connect);
@@ -478,8 +485,10 @@ int Watch(Globals& g, const std::string& id) {
   rung::v1::WatchEvent ev;
   Experiment last;
   std::map<std::string, Trial> trials;
-  bool tty = isatty(STDOUT_FILENO);
+  const bool tty = isatty(STDOUT_FILENO) && g.output != "json";
   std::string last_line;
+  std::chrono::steady_clock::time_point last_draw;
+  int drawn = 0;  // lines of the last frame on the terminal
   while (reader->Read(&ev)) {
     if (ev.has_trial()) trials[ev.trial().id()] = ev.trial();
     if (ev.has_report()) {
@@ -489,6 +498,7 @@ int Watch(Globals& g, const std::string& id) {
       double reached = v != ev.report().values().end() ? v->second : ev.report().step();
       if (it != trials.end()) {
         it->second.set_resource_reached(std::max(it->second.resource_reached(), reached));
+        for (const auto& [k, v] : ev.report().values()) (*it->second.mutable_last_metrics())[k] = v;
       }
     }
     if (g.output == "json") {
@@ -500,25 +510,57 @@ int Watch(Globals& g, const std::string& id) {
       continue;
     }
     if (ev.has_trial() && (ev.trial().state() == rung::v1::TRIAL_FAILED)) {
-      std::cout << (tty ? "\r\033[K" : "") << "  " << ev.trial().id() << " failed: "
-                << OneLine(ev.trial().message()) << "\n";
+      // Above the live table, which is drawn again below it.
+      if (tty && drawn > 0) std::cout << "\033[" << drawn << "F\033[J";
+      drawn = 0;
+      std::cout << "  " << ev.trial().id() << " failed: " << OneLine(ev.trial().message()) << "\n";
     }
-    if (!ev.has_experiment()) continue;
-    last = ev.experiment();
+    if (ev.has_experiment()) last = ev.experiment();
+    if (last.id().empty()) continue;
     std::string line = Progress(last);
     std::string rungs = RungCounts(last, trials);
     if (!rungs.empty()) absl::StrAppend(&line, "; rungs ", rungs);
+    if (tty) {
+      // A live table: the progress line, then the trials that hold a slot, redrawn in place
+      // at most ten times a second (and once more at the end).
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_draw < std::chrono::milliseconds(100) && !ExperimentEnded(last)) continue;
+      last_draw = now;
+      std::string frame = absl::StrCat(line, "\n");
+      std::vector<const Trial*> live;
+      for (const auto& [tid, t] : trials) {
+        if (t.state() == rung::v1::TRIAL_RUNNING || t.state() == rung::v1::TRIAL_ASSIGNED) live.push_back(&t);
+      }
+      if (!live.empty()) {
+        absl::StrAppend(&frame, absl::StrFormat("  %-10s %-9s %-8s %-12s %s\n", "TRIAL", "STATE", "REACHED",
+                                                last.spec().objective().metric(), "WORKER"));
+      }
+      const size_t shown = std::min<size_t>(live.size(), 15);
+      for (size_t i = 0; i < shown; ++i) {
+        const Trial& t = *live[i];
+        auto m = t.last_metrics().find(last.spec().objective().metric());
+        absl::StrAppend(&frame, absl::StrFormat("  %-10s %-9s %-8s %-12s %s\n", t.id(), StateName(t.state()),
+                                                t.resource_reached() > 0 ? Num(t.resource_reached()) : "-",
+                                                m != t.last_metrics().end() ? Num(m->second) : "-",
+                                                t.worker_id().empty() ? "-" : t.worker_id()));
+      }
+      if (live.size() > shown) absl::StrAppend(&frame, "  ... and ", live.size() - shown, " more\n");
+      // Up over the last frame, clear to the end of the screen, draw.
+      if (drawn > 0) std::cout << "\033[" << drawn << "F";
+      std::cout << "\033[J" << frame << std::flush;
+      drawn = static_cast<int>(std::count(frame.begin(), frame.end(), '\n'));
+      continue;
+    }
+    if (!ev.has_experiment()) continue;
     // Without a terminal, print a line only when trials end or the state or best changes,
     // not each time the running count moves.
     const auto& c = last.counts();
-    std::string key = tty ? line
-                          : absl::StrCat(last.state(), "/", c.completed() + c.failed() + c.stopped(),
-                                         "/", last.best_trial_id(), "/", rungs);
+    std::string key = absl::StrCat(last.state(), "/", c.completed() + c.failed() + c.stopped(), "/",
+                                   last.best_trial_id(), "/", rungs);
     if (key == last_line) continue;
     last_line = key;
-    std::cout << (tty ? "\r\033[K" : "") << line << (tty ? "" : "\n") << std::flush;
+    std::cout << line << "\n" << std::flush;
   }
-  if (tty) std::cout << "\n";
   Check(reader->Finish(), g);
   if (g.output != "json" && last.has_best()) {
     rung::v1::GetTrialRequest treq;

@@ -229,6 +229,26 @@ trial:
     EXPECT_EQ(help.code, 0) << cmd;
     EXPECT_THAT(help.out, HasSubstr("Example:\n  rung ")) << cmd;
   }
+  // On a terminal (script gives it one), watch redraws a live table of the running trials.
+  WriteFile(dir + "/slow.yaml", R"(
+name: slow
+objective: {metric: loss, goal: minimize}
+search_space: {x: {type: int, min: 1, max: 4}}
+algorithm: {name: grid}
+trial: {command: [sh, -c, "sleep 0.5; echo '@rung {\"loss\": {x}}'"], workdir: .}
+)");
+  ASSERT_EQ(Rung(c, "submit " + dir + "/slow.yaml").code, 0);
+  const std::string tty = absl::StrCat("script -qec '", BinDir(), "/client/rung --addr ", c.addr(),
+                                       " watch e2' /dev/null");
+  FILE* f = popen(tty.c_str(), "r");
+  std::string screen;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof(buf), f)) > 0;) screen.append(buf, n);
+  EXPECT_EQ(WEXITSTATUS(pclose(f)), 0) << screen;
+  EXPECT_THAT(screen, HasSubstr("\033[J"));           // frames drawn in place
+  EXPECT_THAT(screen, HasSubstr("TRIAL      STATE"));  // with the running trials' table
+  EXPECT_THAT(screen, HasSubstr("completed 4/4"));
+
   EXPECT_EQ(Rung(c, "trials").code, 2);                  // usage: ID missing
   EXPECT_EQ(Rung(c, "export e1 --format xml").code, 2);  // usage: bad value
   EXPECT_EQ(Rung(c, "show e9").code, 1);                 // rungd: no such experiment
