@@ -1161,6 +1161,15 @@ absl::Status Controller::HandleStartedLocked(WorkerRec* w, const v1::TrialStarte
 
 absl::Status Controller::HandleReportsLocked(WorkerRec* w, const v1::ReportBatch& m,
                                              Store::Batch* batch) {
+  // Refused whole or taken whole: check every report before anything changes.
+  for (const v1::MetricReport& r0 : m.reports()) {
+    for (const auto& [k, v] : r0.values()) {
+      if (!std::isfinite(v)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "reports: trial ", r0.trial_id(), " metric '", k, "' is not a finite number"));
+      }
+    }
+  }
   std::map<Trial*, ExperimentRec*> touched;
   std::set<std::pair<std::string, int>> stale;
   for (const v1::MetricReport& r0 : m.reports()) {
@@ -1174,12 +1183,6 @@ absl::Status Controller::HandleReportsLocked(WorkerRec* w, const v1::ReportBatch
       continue;
     }
     if (r0.seq() <= t->last_report_seq()) continue;  // a resend
-    for (const auto& [k, v] : r0.values()) {
-      if (!std::isfinite(v)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "reports: trial ", r0.trial_id(), " metric '", k, "' is not a finite number"));
-      }
-    }
     v1::MetricReport r = r0;
     if (r.unix_ms() == 0) r.set_unix_ms(clock_->NowUnixMs());
     batch->PutReport(r);

@@ -2,6 +2,7 @@
 // sends: scheduling, completion, retries, lease expiry, reconnects and restarts.
 #include "server/schedule/controller.h"
 
+#include <cmath>
 #include <optional>
 
 #include "common/log.h"
@@ -257,6 +258,22 @@ TEST_F(ControllerTest, AnInvalidWorkerMessageIsAcknowledgedAndDroppedNotResentFo
   for (const auto& m : sink.sent) acked |= m.has_ack() && m.ack().seq() == bad_seq;
   EXPECT_TRUE(acked);
   EXPECT_EQ(controller_->Stats().worker_messages_dropped, 1);
+  EXPECT_TRUE(controller_->GetTrialMetrics(a[0].trial().id())->empty());
+  // A batch with one bad report is refused whole: the good one before it changes nothing
+  // either, so the state in memory stays what is on disk.
+  v1::WorkerMessage mixed;
+  auto* good = mixed.mutable_reports()->add_reports();
+  good->set_trial_id(a[0].trial().id());
+  good->set_attempt(1);
+  good->set_seq(1);
+  (*good->mutable_values())["loss"] = 0.7;
+  auto* nan = mixed.mutable_reports()->add_reports();
+  *nan = *good;
+  nan->set_seq(2);
+  (*nan->mutable_values())["loss"] = std::nan("");
+  ASSERT_TRUE(Send(s, mixed).ok());
+  EXPECT_EQ(controller_->Stats().worker_messages_dropped, 2);
+  EXPECT_EQ(controller_->GetTrial(a[0].trial().id())->last_report_seq(), 0);
   EXPECT_TRUE(controller_->GetTrialMetrics(a[0].trial().id())->empty());
   // The stream carries on.
   ASSERT_TRUE(Report(s, a[0].trial(), 1, 0.3).ok());
