@@ -202,6 +202,9 @@ int main(int argc, char** argv) {
   builder.RegisterService(&experiments);
   builder.RegisterService(&workers);
   builder.RegisterService(&admin);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back((*metrics)->RpcTimer());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.SetMaxReceiveMessageSize(16 << 20);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) return Fail(absl::StrCat("--listen ", listen, ": cannot listen"));

@@ -1,9 +1,13 @@
 #include "server/api/metrics.h"
 
+#include <chrono>
+#include <limits>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "prometheus/collectable.h"
 #include "prometheus/counter.h"
+#include "prometheus/histogram.h"
 #include "prometheus/exposer.h"
 #include "prometheus/family.h"
 #include "prometheus/metric_family.h"
@@ -94,6 +98,38 @@ class ControllerCollectable : public prometheus::Collectable {
            "Invalid messages from workers, acknowledged so that they are not resent, and ignored.",
            prometheus::MetricType::Counter)
         ->metric.push_back(Value(static_cast<double>(s.worker_messages_dropped), {}, true));
+    family("rung_trials_stopped_early_total", "Trials that a stopping rule (ASHA, Hyperband, median) ended.",
+           prometheus::MetricType::Counter)
+        ->metric.push_back(Value(static_cast<double>(s.trials_stopped_early), {}, true));
+    family("rung_slot_utilisation", "Busy slots over all slots of connected workers (0 to 1).",
+           prometheus::MetricType::Gauge)
+        ->metric.push_back(Value(s.slots_busy + s.slots_free > 0
+                                     ? static_cast<double>(s.slots_busy) / (s.slots_busy + s.slots_free)
+                                     : 0,
+                                 {}, false));
+    family("rung_store_size_bytes", "Size on disk of rungd's data folder.", prometheus::MetricType::Gauge)
+        ->metric.push_back(Value(static_cast<double>(s.store_bytes), {}, false));
+    family("rung_build_info", "rungd's version, as a label; the value is always 1.", prometheus::MetricType::Gauge)
+        ->metric.push_back(Value(1, {{"version", RUNG_VERSION}}, false));
+    auto* hist = family("rung_suggestion_duration_seconds",
+                        "Time from asking a model (tpe, gp, bohb) for a trial to its proposal, by algorithm.",
+                        prometheus::MetricType::Histogram);
+    for (const auto& [algorithm, h] : s.suggestion_seconds_by_algorithm) {
+      prometheus::ClientMetric m;
+      m.label = {{"algorithm", algorithm}};
+      uint64_t cumulative = 0;
+      const auto& bounds = SuggestionBuckets();
+      for (size_t i = 0; i <= bounds.size(); ++i) {
+        cumulative += i < h.counts.size() ? static_cast<uint64_t>(h.counts[i]) : 0;
+        prometheus::ClientMetric::Bucket b;
+        b.cumulative_count = cumulative;
+        b.upper_bound = i < bounds.size() ? bounds[i] : std::numeric_limits<double>::infinity();
+        m.histogram.bucket.push_back(b);
+      }
+      m.histogram.sample_count = cumulative;
+      m.histogram.sample_sum = h.sum;
+      hist->metric.push_back(std::move(m));
+    }
     return out;
   }
 
@@ -112,6 +148,10 @@ absl::StatusOr<std::unique_ptr<ServerMetrics>> ServerMetrics::Start(const std::s
                   .Name("rung_rpcs_total")
                   .Help("Finished RPCs by method and status code.")
                   .Register(*m->registry_);
+  m->rpc_seconds_ = &prometheus::BuildHistogram()
+                         .Name("rung_rpc_duration_seconds")
+                         .Help("Time from an RPC's arrival to its status, by method (streams: their whole life).")
+                         .Register(*m->registry_);
   m->state_ = std::make_shared<ControllerCollectable>(controller);
   try {
     m->exposer_ = std::make_unique<prometheus::Exposer>(listen, 2);
@@ -134,6 +174,52 @@ absl::StatusOr<std::unique_ptr<ServerMetrics>> ServerMetrics::Start(const std::s
 }
 
 ServerMetrics::~ServerMetrics() = default;
+
+namespace {
+
+class RpcTimer final : public grpc::experimental::Interceptor {
+ public:
+  RpcTimer(ServerMetrics* metrics, std::string method) : metrics_(metrics), method_(std::move(method)) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
+      metrics_->ObserveRpc(method_, std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
+    }
+    methods->Proceed();
+  }
+
+ private:
+  ServerMetrics* const metrics_;
+  const std::string method_;
+  const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+};
+
+class RpcTimerFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit RpcTimerFactory(ServerMetrics* metrics) : metrics_(metrics) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(grpc::experimental::ServerRpcInfo* info) override {
+    // "/rung.v1.ExperimentService/GetExperiment" -> "ExperimentService.GetExperiment"
+    std::string m = info->method() == nullptr ? "" : info->method();
+    const size_t slash = m.rfind('/');
+    std::string service = m.substr(0, slash == std::string::npos ? 0 : slash);
+    service = service.substr(service.rfind('.') == std::string::npos ? 1 : service.rfind('.') + 1);
+    return new RpcTimer(metrics_, absl::StrCat(service, ".", m.substr(slash + 1)));
+  }
+
+ private:
+  ServerMetrics* const metrics_;
+};
+
+}  // namespace
+
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> ServerMetrics::RpcTimer() {
+  return std::make_unique<RpcTimerFactory>(this);
+}
+
+void ServerMetrics::ObserveRpc(const std::string& method, double seconds) {
+  static const prometheus::Histogram::BucketBoundaries kBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                                   0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+  rpc_seconds_->Add({{"method", method}}, kBuckets).Observe(seconds);
+}
 
 void ServerMetrics::CountRpc(absl::string_view method, grpc::StatusCode code) {
   rpcs_->Add({{"method", std::string(method)}, {"code", CodeName(code)}}).Increment();

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "grpcpp/support/server_interceptor.h"
 #include "grpcpp/support/status.h"
 #include "server/schedule/controller.h"
 
@@ -19,6 +20,7 @@ class Registry;
 template <typename T>
 class Family;
 class Counter;
+class Histogram;
 }  // namespace prometheus
 
 namespace rung {
@@ -34,6 +36,10 @@ class ServerMetrics {
 
   // Counts one finished RPC. Thread-safe.
   void CountRpc(absl::string_view method, grpc::StatusCode code);
+  // Times every RPC ("ExperimentService.GetExperiment") into rung_rpc_duration_seconds; give
+  // it to grpc::ServerBuilder::experimental().SetInterceptorCreators.
+  std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> RpcTimer();
+  void ObserveRpc(const std::string& method, double seconds);
   int port() const { return port_; }
 
  private:
@@ -41,6 +47,7 @@ class ServerMetrics {
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<prometheus::Collectable> state_;
   prometheus::Family<prometheus::Counter>* rpcs_ = nullptr;
+  prometheus::Family<prometheus::Histogram>* rpc_seconds_ = nullptr;
   std::unique_ptr<prometheus::Exposer> exposer_;
   int port_ = 0;
 };

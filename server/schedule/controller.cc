@@ -429,6 +429,7 @@ void Controller::ApplyActionsLocked(ExperimentRec* rec, const std::vector<search
       Trial& t = rec->trials[stop->index];
       if (TrialTerminal(t.state())) continue;
       t.set_stop_reason(stop->reason);
+      ++trials_stopped_early_;
       if (TrialActive(t.state())) {
         t.set_stop_requested(true);
         t.set_stop_decided_unix_us(absl::ToUnixMicros(clock_->Now()));
@@ -913,7 +914,13 @@ void Controller::ProposalDone(const std::string& experiment_id, int64_t ticket,
     return;  // paused or ended meanwhile: a later slot asks the model again
   }
   ++suggestions_;
-  suggestion_seconds_ += absl::ToDoubleSeconds(clock_->Now() - rec->proposal_started);
+  const double seconds = absl::ToDoubleSeconds(clock_->Now() - rec->proposal_started);
+  suggestion_seconds_ += seconds;
+  ControllerStats::Histogram& h = suggestion_hist_[rec->exp.spec().algorithm().name()];
+  const auto& bounds = SuggestionBuckets();
+  h.counts.resize(bounds.size() + 1);
+  ++h.counts[static_cast<size_t>(std::lower_bound(bounds.begin(), bounds.end(), seconds) - bounds.begin())];
+  h.sum += seconds;
   Store::Batch batch;
   ApplyActionsLocked(rec, SearchLocked(rec, search::TrialsWanted{1, std::move(proposal), true}, &batch),
                      &batch);
@@ -1421,8 +1428,9 @@ void Controller::Tick() {
 }
 
 ControllerStats Controller::Stats() {
-  absl::MutexLock l(&mu_);
   ControllerStats s;
+  s.store_bytes = store_->SizeOnDisk();  // outside the lock: it walks the data folder
+  absl::MutexLock l(&mu_);
   for (ExperimentRec* rec : fifo_) {
     ++s.experiments[rec->exp.state()];
     for (const Trial& t : rec->trials) {
@@ -1441,6 +1449,8 @@ ControllerStats Controller::Stats() {
   s.suggestion_seconds = suggestion_seconds_;
   s.suggestion_fallbacks = suggestion_fallbacks_;
   s.worker_messages_dropped = worker_messages_dropped_;
+  s.trials_stopped_early = trials_stopped_early_;
+  s.suggestion_seconds_by_algorithm = suggestion_hist_;
   return s;
 }
 

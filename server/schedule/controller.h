@@ -73,7 +73,23 @@ struct ControllerStats {
   double suggestion_seconds = 0;         // their total time, queueing included
   int64_t suggestion_fallbacks = 0;      // proposals that missed the deadline
   int64_t worker_messages_dropped = 0;   // invalid worker messages acknowledged and ignored
+  int64_t trials_stopped_early = 0;      // trials a stopping rule ended
+  uint64_t store_bytes = 0;              // the data folder's size on disk
+  // Model suggestion latency by algorithm: counts per upper bound of kSuggestionBuckets
+  // (not cumulative; the last is +Inf), and their sum in seconds.
+  struct Histogram {
+    std::vector<int64_t> counts;
+    double sum = 0;
+  };
+  std::map<std::string, Histogram> suggestion_seconds_by_algorithm;
 };
+
+// Upper bounds (seconds) of the suggestion latency histogram's buckets.
+inline const std::vector<double>& SuggestionBuckets() {
+  static const std::vector<double> kBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                               0.1,   0.25,   0.5,   1,    2.5};
+  return kBuckets;
+}
 
 class Controller {
  public:
@@ -269,6 +285,8 @@ class Controller {
   double suggestion_seconds_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t suggestion_fallbacks_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t worker_messages_dropped_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t trials_stopped_early_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, ControllerStats::Histogram> suggestion_hist_ ABSL_GUARDED_BY(mu_);
   // Last, so it is destroyed first: its threads finish their jobs while the rest still exists.
   std::unique_ptr<JobPool> pool_;
 };

@@ -243,6 +243,18 @@ absl::Status Store::Recover() {
   return absl::OkStatus();
 }
 
+uint64_t Store::SizeOnDisk() const {
+  uint64_t bytes = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir_, ec); !ec && it != std::filesystem::end(it);
+       it.increment(ec)) {
+    std::error_code size_ec;
+    const uintmax_t n = it->is_regular_file(size_ec) ? it->file_size(size_ec) : 0;
+    if (!size_ec) bytes += n;
+  }
+  return bytes;
+}
+
 absl::Status Store::Checkpoint(const std::string& dir) {
   absl::ReaderMutexLock open(&db_mu_);
   if (db_ == nullptr) return Closed();

@@ -84,6 +84,9 @@ class Store {
   // fsynced probe write that writes work again.
   absl::Status Recover();
 
+  // Bytes of every file in the data folder. Thread-safe.
+  uint64_t SizeOnDisk() const;
+
   // A consistent copy of the whole database, taken while it serves, in `dir` (which must not
   // exist; on the same filesystem its files are hard links). rungd opens it as a data folder.
   absl::Status Checkpoint(const std::string& dir);

@@ -98,6 +98,15 @@ trial: {command: [sh, train.sh]}
   EXPECT_THAT(metrics, HasSubstr(
       "rung_rpcs_total{code=\"INVALID_ARGUMENT\",method=\"ExperimentService.CreateExperiment\"} 1"));
   EXPECT_THAT(metrics, HasSubstr("# TYPE rung_rpcs_total counter"));
+  EXPECT_THAT(metrics, HasSubstr("rung_build_info{version=\"0.1.0\"} 1"));
+  EXPECT_THAT(metrics, HasSubstr("rung_slot_utilisation 0\n"));  // nothing runs now
+  EXPECT_THAT(metrics, HasSubstr("rung_trials_stopped_early_total 0"));
+  EXPECT_THAT(metrics, HasSubstr("# TYPE rung_rpc_duration_seconds histogram"));
+  // Every CreateExperiment so far (2) was timed, whatever its status.
+  EXPECT_THAT(metrics, HasSubstr("rung_rpc_duration_seconds_count{method=\"ExperimentService.CreateExperiment\"} 2"));
+  const size_t size_at = metrics.find("\nrung_store_size_bytes ");
+  ASSERT_NE(size_at, std::string::npos);
+  EXPECT_GT(std::stod(metrics.substr(size_at + strlen("\nrung_store_size_bytes "))), 0);
 }
 
 TEST(CliTest, StandardHealthServiceAnswersServing) {

@@ -109,6 +109,15 @@ TEST(EndToEndTest, GpSearchCompletesWithModelSuggestionsOffTheRpcThreads) {
   gp = absl::StrReplaceAll(gp, {{"name: random, seed: 11", "name: gp, seed: 11, startup_trials: 4"}});
   auto e = c.Watch(c.Submit(gp, c.jobs_dir()).id());
   ExpectAllCompletedWithBestFirst(c, e, 16, 6);
+  // Every model suggestion is in the latency histogram, under its algorithm.
+  const std::string metrics = HttpGet(c.metrics_url());
+  const size_t at = metrics.find("\nrung_suggestions_total ");
+  ASSERT_NE(at, std::string::npos);
+  const int suggestions = std::stoi(metrics.substr(at + strlen("\nrung_suggestions_total ")));
+  EXPECT_GE(suggestions, 1);
+  EXPECT_THAT(metrics, HasSubstr(absl::StrCat("rung_suggestion_duration_seconds_count{algorithm=\"gp\"} ", suggestions)));
+  EXPECT_THAT(metrics, HasSubstr(absl::StrCat("rung_suggestion_duration_seconds_bucket{algorithm=\"gp\",le=\"+Inf\"} ",
+                                              suggestions)));
 }
 
 // Two objectives and a constraint, end to end: the Pareto set holds only trials that kept
