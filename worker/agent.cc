@@ -100,6 +100,7 @@ class AgentImpl final : public Agent {
 
   absl::Status Init();
   absl::Status Run() override;
+  const AgentStats& stats() const override { return stats_; }
 
  private:
   // ---- stream thread ----
@@ -137,6 +138,8 @@ class AgentImpl final : public Agent {
   int64_t next_seq_ = 1;
   v1::ReportBatch pending_;
   bool registered_ = false;
+  AgentStats stats_;
+  void UpdateStats();
   absl::Time unregistered_since_ = absl::Now();  // while not registered: since when
   bool shutting_down_ = false;
   absl::Time shutdown_deadline_ = absl::InfiniteFuture();
@@ -459,6 +462,7 @@ void AgentImpl::Launch(const v1::Assignment& a) {
     ex->mutable_trial()->set_trial_id(r->id);
     ex->mutable_trial()->set_attempt(r->attempt);
     ex->set_launch_failed(true);
+    ++stats_.launch_failures;
     ex->set_message(absl::StrCat(absl::StrJoin(so.argv, " "), ": ", proc.status().message()));
     for (int s : r->slots) free_.insert(s);
     if (r->stdout_log >= 0) close(r->stdout_log);
@@ -672,9 +676,20 @@ void AgentImpl::BeginShutdown() {
   shutdown_deadline_ = now + o_.kill_grace + absl::Seconds(5);
 }
 
+void AgentImpl::UpdateStats() {
+  stats_.slots = static_cast<int>(slots_.size());
+  stats_.slots_busy = static_cast<int>(slots_.size() - free_.size());
+  int running = 0;
+  for (const auto& [id, run] : trials_) running += !run->exited;
+  stats_.trials_running = running;
+  stats_.outbox = static_cast<int64_t>(outbox_.size());
+  stats_.connected = registered_;
+}
+
 absl::Status AgentImpl::Run() {
   std::thread stream_thread([this] { StreamThread(); });
   while (true) {
+    UpdateStats();
     std::vector<pollfd> fds;
     fds.push_back({wake_r_, POLLIN, 0});
     fds.push_back({signal_fd_, POLLIN, 0});

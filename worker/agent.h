@@ -7,6 +7,7 @@
 #ifndef RUNG_WORKER_AGENT_H_
 #define RUNG_WORKER_AGENT_H_
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
@@ -36,6 +37,16 @@ struct AgentOptions {
   absl::Duration orphan_timeout = absl::Hours(1);
 };
 
+// Figures for the worker's /metrics, updated by the agent and read from any thread.
+struct AgentStats {
+  std::atomic<int> slots{0};
+  std::atomic<int> slots_busy{0};
+  std::atomic<int> trials_running{0};
+  std::atomic<int64_t> launch_failures{0};  // trial processes that could not be started
+  std::atomic<int64_t> outbox{0};           // messages not yet acknowledged by rungd (the report queue)
+  std::atomic<bool> connected{false};
+};
+
 class Agent {
  public:
   // Prepares the work folder and the report socket. SIGCHLD, SIGINT and SIGTERM must be
@@ -44,6 +55,7 @@ class Agent {
   virtual ~Agent() = default;
   // Serves until SIGINT or SIGTERM, then stops its trials and returns.
   virtual absl::Status Run() = 0;
+  virtual const AgentStats& stats() const = 0;
 };
 
 }  // namespace rung

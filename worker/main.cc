@@ -11,7 +11,9 @@
 #include "absl/time/time.h"
 #include "common/log.h"
 #include "worker/agent.h"
+#include "prometheus/exposer.h"
 #include "worker/gpus.h"
+#include "worker/metrics.h"
 
 namespace {
 int Fail(const std::string& msg) {
@@ -47,6 +49,9 @@ int main(int argc, char** argv) {
                  "how long trials keep running while rungd is unreachable; then they are stopped and "
                  "rungd runs them again")
       ->capture_default_str();
+  std::string metrics_listen;
+  app.add_option("--metrics-listen", metrics_listen,
+                 "serve Prometheus /metrics on HOST:PORT (slots, running trials, launch failures, report queue)");
   app.add_option("--token", o.connect.token, "bearer token with role worker (or RUNG_TOKEN)");
   app.add_option("--ca", o.connect.ca_file, "PEM CA that signed rungd's certificate: connect with TLS (or RUNG_CA)");
   app.add_option("--cert", o.connect.cert_file, "PEM client certificate, for mutual TLS (or RUNG_CERT)");
@@ -98,9 +103,24 @@ int main(int argc, char** argv) {
 
   auto agent = rung::Agent::Create(o);
   if (!agent.ok()) return Fail(std::string(agent.status().message()));
+  std::unique_ptr<prometheus::Exposer> exposer;
+  std::shared_ptr<prometheus::Collectable> collectable;
+  std::string metrics_url;
+  if (!metrics_listen.empty()) {
+    try {
+      exposer = std::make_unique<prometheus::Exposer>(metrics_listen, 1);
+    } catch (const std::exception& e) {
+      return Fail(absl::StrCat("--metrics-listen ", metrics_listen, ": cannot listen: ", e.what()));
+    }
+    collectable = rung::WorkerCollectable(&(*agent)->stats(), o.name);
+    exposer->RegisterCollectable(collectable);
+    const auto ports = exposer->GetListeningPorts();
+    metrics_url = absl::StrCat(", metrics on http://", metrics_listen.substr(0, metrics_listen.rfind(':')), ":",
+                               ports.empty() ? 0 : ports[0], "/metrics");
+  }
   std::cout << "rung-worker: " << o.name << " serving " << o.cpu_slots << " CPU slots"
             << (o.gpus.empty() ? "" : absl::StrCat(" and GPUs ", absl::StrJoin(o.gpus, ",")))
-            << " for " << o.controller << ", work in " << o.work_dir << std::endl;
+            << " for " << o.controller << ", work in " << o.work_dir << metrics_url << std::endl;
   absl::Status s = (*agent)->Run();
   if (!s.ok()) return Fail(std::string(s.message()));
   return 0;

@@ -169,6 +169,41 @@ TEST(RungdTest, ConfigFileSetsFlagsAndFlagsWin) {
   EXPECT_EQ(line, "rungd: --config " + dir.Sub("bad.yaml") + ": unknown key 'listen-port'");
 }
 
+TEST(CliTest, TheWorkerServesItsOwnMetrics) {
+  Cluster c;
+  c.StartRungd();
+  c.set_worker_flags({"--metrics-listen", "127.0.0.1:0"});
+  c.StartWorker("w1", 2);
+  const std::string line = c.worker_line(0);
+  ASSERT_NE(line.find("metrics on http://127.0.0.1:"), std::string::npos) << line;
+  const std::string url = line.substr(line.find("http://"));
+  std::string dir = c.dir().Sub("spec");
+  std::filesystem::create_directories(dir);
+  WriteFile(dir + "/ok.yaml", R"(
+objective: {metric: loss, goal: minimize}
+search_space: {x: {type: int, min: 1, max: 3}}
+algorithm: {name: grid}
+trial: {command: [sh, -c, "echo '@rung {\"loss\": {x}}'"], workdir: .}
+)");
+  WriteFile(dir + "/broken.yaml", R"(
+objective: {metric: loss, goal: minimize}
+search_space: {x: {type: categorical, values: [only]}}
+algorithm: {name: grid}
+trial: {command: [no-such-trainer-rung], workdir: ., max_restarts: 0}
+)");
+  ASSERT_EQ(Rung(c, "submit " + dir + "/ok.yaml").code, 0);
+  ASSERT_EQ(Rung(c, "watch e1").code, 0);
+  ASSERT_EQ(Rung(c, "submit " + dir + "/broken.yaml").code, 0);
+  EXPECT_EQ(Rung(c, "watch e2").code, 1);  // failed
+  const std::string metrics = HttpGet(url);
+  EXPECT_THAT(metrics, HasSubstr("rung_worker_slots{worker=\"w1\",state=\"free\"} 2"));
+  EXPECT_THAT(metrics, HasSubstr("rung_worker_slots{worker=\"w1\",state=\"busy\"} 0"));
+  EXPECT_THAT(metrics, HasSubstr("rung_worker_trials_running{worker=\"w1\"} 0"));
+  EXPECT_THAT(metrics, HasSubstr("rung_worker_launch_failures_total{worker=\"w1\"} 1"));
+  EXPECT_THAT(metrics, HasSubstr("rung_worker_connected{worker=\"w1\"} 1"));
+  EXPECT_THAT(metrics, HasSubstr("# TYPE rung_worker_report_queue gauge"));
+}
+
 TEST(CliTest, UnreachableDaemonIsAClearError) {
   Cluster c;  // nothing started: port 1 is closed
   std::string cmd = absl::StrCat(BinDir(), "/client/rung --addr 127.0.0.1:1 ls 2>&1");

@@ -99,7 +99,9 @@ class Cluster {
     o.stderr_path = dir_.Sub(name + ".log");
     auto p = Subprocess::Spawn(o);
     ASSERT_TRUE(p.ok()) << p.status();
-    ASSERT_FALSE(WaitForLine(p->get(), "serving").empty());
+    const std::string line = WaitForLine(p->get(), "serving");
+    ASSERT_FALSE(line.empty());
+    worker_lines_.push_back(line);
     workers_.push_back(std::move(*p));
   }
 
@@ -126,6 +128,8 @@ class Cluster {
 
   pid_t WorkerPid(size_t i) const { return workers_[i]->pid(); }
   size_t workers_started() const { return workers_.size(); }
+  // What worker `i` (in start order) printed once it served ("rung-worker: NAME serving ...").
+  const std::string& worker_line(size_t i) const { return worker_lines_[i]; }
 
   // kill -9 of worker `i` (in start order); its trial processes die with it.
   void KillWorker(size_t i) {
@@ -222,7 +226,7 @@ class Cluster {
   std::unique_ptr<Subprocess> rungd_;
   std::vector<std::unique_ptr<Subprocess>> workers_;
   std::string addr_, metrics_url_, data_dir_;
-  std::vector<std::string> rungd_prefix_, rungd_flags_, worker_flags_;
+  std::vector<std::string> rungd_prefix_, rungd_flags_, worker_flags_, worker_lines_;
   ConnectOptions connect_;
   std::shared_ptr<grpc::Channel> channel_;
   int port_ = 0;
