@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
-#include <regex>
+#include <cctype>
 #include <set>
 #include <sstream>
 
@@ -39,10 +39,11 @@ std::set<std::string> Flags(const std::string& program) {
   char buf[4096];
   for (size_t n; (n = fread(buf, 1, sizeof(buf), f)) > 0;) help.append(buf, n);
   pclose(f);
-  std::set<std::string> out;
-  std::regex flag("--[a-z][a-z-]*");
-  for (auto it = std::sregex_iterator(help.begin(), help.end(), flag); it != std::sregex_iterator(); ++it) {
-    out.insert(it->str());
+  std::set<std::string> out;  // every "--" followed by [a-z][a-z-]*
+  for (size_t at = help.find("--"); at != std::string::npos; at = help.find("--", at + 2)) {
+    size_t end = at + 2;
+    while (end < help.size() && (std::islower(static_cast<unsigned char>(help[end])) || help[end] == '-')) ++end;
+    if (end > at + 2 && help[at + 2] != '-') out.insert(help.substr(at, end - at));
   }
   EXPECT_GT(out.size(), 5u) << program;
   return out;
