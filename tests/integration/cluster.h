@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,6 +25,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "client/connect.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "rung/v1/experiment_service.grpc.pb.h"
@@ -301,6 +304,28 @@ trial:
   command: [/usr/bin/python3, )", SourceDir(), R"(/tests/integration/report_module.py]
   env: {STEPS: ")", steps, R"(", STEP_SECONDS: ")", step_seconds, R"("}
 )", trial_extra);
+}
+
+// Every report trial `t` made (the (attempt, step) -> loss lines of its made.jsonl, in the
+// folders of `workers`) is stored, exactly once and nothing else; returns how many are stored.
+inline size_t ExpectEveryReportStoredOnce(Cluster& c, const v1::Trial& t, const std::vector<std::string>& workers) {
+  std::map<std::pair<int, int>, double> made, stored;
+  for (const auto& w : workers) {
+    std::ifstream in(c.dir().Sub(absl::StrCat(w, "/trials/", t.id(), "/made.jsonl")));
+    for (std::string line; std::getline(in, line);) {
+      google::protobuf::Struct s;
+      EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(line, &s).ok()) << line;
+      made[{static_cast<int>(s.fields().at("attempt").number_value()),
+            static_cast<int>(s.fields().at("step").number_value())}] = s.fields().at("loss").number_value();
+    }
+  }
+  for (const auto& r : c.Metrics(t.id())) {
+    auto key = std::make_pair(r.attempt(), static_cast<int>(r.step()));
+    EXPECT_EQ(stored.count(key), 0u) << t.id() << " duplicate report";
+    stored[key] = r.values().at("loss");
+  }
+  EXPECT_EQ(stored, made) << t.id();
+  return stored.size();
 }
 
 struct CliRun {

@@ -24,28 +24,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-// Every report each trial made (its made.jsonl, on worker `w`) is stored exactly once.
-void ExpectEveryReportStored(Cluster& c, const std::string& experiment_id, const std::string& w) {
-  for (const auto& t : c.Trials(experiment_id)) {
-    EXPECT_EQ(t.state(), v1::TRIAL_COMPLETED) << t.id() << ": " << t.message();
-    std::map<std::pair<int, int>, double> made, stored;
-    std::ifstream in(c.dir().Sub(absl::StrCat(w, "/trials/", t.id(), "/made.jsonl")));
-    std::string line;
-    while (std::getline(in, line)) {
-      google::protobuf::Struct s;
-      ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(line, &s).ok());
-      made[{static_cast<int>(s.fields().at("attempt").number_value()),
-            static_cast<int>(s.fields().at("step").number_value())}] = s.fields().at("loss").number_value();
-    }
-    for (const auto& r : c.Metrics(t.id())) {
-      auto key = std::make_pair(r.attempt(), static_cast<int>(r.step()));
-      EXPECT_EQ(stored.count(key), 0u) << t.id() << " duplicate report";
-      stored[key] = r.values().at("loss");
-    }
-    EXPECT_EQ(stored, made) << t.id();
-  }
-}
-
 TEST(DurabilityTest, AFullDiskIsRefusedClearlyAndRungdRecoversWhenSpaceReturns) {
   Cluster c;
   // rungd's data folder is a 256 MiB tmpfs that only rungd's mount namespace sees; the
@@ -117,7 +95,10 @@ TEST(DurabilityTest, AFullDiskIsRefusedClearlyAndRungdRecoversWhenSpaceReturns) 
   e = c.Watch(e.id());
   EXPECT_EQ(e.state(), v1::EXPERIMENT_COMPLETED) << e.message();
   EXPECT_EQ(e.counts().completed(), 2);
-  ExpectEveryReportStored(c, e.id(), "w1");
+  for (const auto& t : c.Trials(e.id())) {
+    EXPECT_EQ(t.state(), v1::TRIAL_COMPLETED) << t.id() << ": " << t.message();
+    ExpectEveryReportStoredOnce(c, t, {"w1"});
+  }
   CliRun again = Rung(c, absl::StrCat("submit ", SourceDir(), "/config/examples/quickstart.yaml"));
   EXPECT_EQ(again.code, 0) << again.out;
   CliRun ls = Rung(c, "ls");

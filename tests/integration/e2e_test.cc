@@ -234,26 +234,7 @@ TEST(EndToEndTest, Kill9OfRungdLosesNothing) {
     EXPECT_EQ(t.failures(), 0) << t.id() << ": " << t.message();
     EXPECT_NEAR(t.result(), Expected(t), 1e-9);
     // Every report the trial made (its own log) is stored, exactly once.
-    std::map<std::pair<int, int>, double> made;
-    for (const char* w : {"w1", "w2"}) {
-      std::ifstream in(c.dir().Sub(absl::StrCat(w, "/trials/", t.id(), "/made.jsonl")));
-      std::string line;
-      while (std::getline(in, line)) {
-        google::protobuf::Struct s;
-        ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(line, &s).ok());
-        made[{static_cast<int>(s.fields().at("attempt").number_value()),
-              static_cast<int>(s.fields().at("step").number_value())}] =
-            s.fields().at("loss").number_value();
-      }
-    }
-    std::map<std::pair<int, int>, double> stored;
-    for (const auto& r : c.Metrics(t.id())) {
-      auto key = std::make_pair(r.attempt(), static_cast<int>(r.step()));
-      EXPECT_EQ(stored.count(key), 0u) << t.id() << " duplicate report";
-      stored[key] = r.values().at("loss");
-    }
-    EXPECT_EQ(stored, made) << t.id();
-    EXPECT_GE(stored.size(), static_cast<size_t>(kSteps));
+    EXPECT_GE(ExpectEveryReportStoredOnce(c, t, {"w1", "w2"}), static_cast<size_t>(kSteps));
   }
 }
 
