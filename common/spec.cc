@@ -212,7 +212,8 @@ absl::Status ObjectiveFromYaml(const YAML::Node& o, const std::string& field, v1
 absl::Status FromYaml(const YAML::Node& root, ExperimentSpec* spec) {
   RETURN_IF_ERROR(CheckKeys(root, "",
                             {"name", "objective", "objectives", "constraints", "search_space",
-                             "algorithm", "budget", "trial", "resources", "resource"}));
+                             "algorithm", "budget", "trial", "resources", "resource", "execution",
+                             "client_lease_seconds"}));
   if (root["name"]) {
     ASSIGN_OR_RETURN(std::string v, GetString(root["name"], "name"));
     spec->set_name(v);
@@ -358,6 +359,14 @@ absl::Status FromYaml(const YAML::Node& root, ExperimentSpec* spec) {
       if (v < 0) return Invalid("algorithm.seed", absl::StrCat("must not be negative (got ", v, ")"));
       spec->mutable_algorithm()->set_seed(static_cast<uint64_t>(v));
     }
+  }
+  if (root["execution"]) {
+    ASSIGN_OR_RETURN(std::string v, GetString(root["execution"], "execution"));
+    spec->set_execution(v);
+  }
+  if (root["client_lease_seconds"]) {
+    ASSIGN_OR_RETURN(int32_t v, GetInt32(root["client_lease_seconds"], "client_lease_seconds", 1));
+    spec->set_client_lease_seconds(v);
   }
   if (const YAML::Node b = root["budget"]) {
     RETURN_IF_ERROR(CheckKeys(b, "budget", {"max_trials", "max_concurrent"}));
@@ -824,6 +833,27 @@ absl::Status ValidateSpec(ExperimentSpec* spec, absl::string_view base_dir) {
   if (b->max_concurrent() == 0 && b->max_trials() > 0) b->set_max_concurrent(b->max_trials());
 
   v1::TrialTemplate* t = spec->mutable_trial();
+  if (spec->execution().empty()) spec->set_execution("workers");
+  if (spec->execution() != "workers" && spec->execution() != "external") {
+    return Invalid("execution", absl::StrCat("unknown execution '", spec->execution(),
+                                             "' (known: workers, external)"));
+  }
+  if (spec->client_lease_seconds() < 0) return Invalid("client_lease_seconds", "must be at least 1");
+  if (spec->execution() == "external") {
+    // Clients run the trials (ask and tell): nothing here launches a process.
+    if (!t->command().empty() || !t->env().empty() || !t->checkpoint_root().empty() || t->gpus() != 0 ||
+        !t->labels().empty()) {
+      return Invalid("trial", "execution: external trials are run by the clients that ask for them; only "
+                              "trial.max_restarts applies (remove command, env, resources and the rest)");
+    }
+    if (t->max_restarts() < 0) return Invalid("trial.max_restarts", "must not be negative");
+    if (spec->client_lease_seconds() == 0) spec->set_client_lease_seconds(600);
+    t->clear_workdir();
+    return absl::OkStatus();
+  }
+  if (spec->client_lease_seconds() != 0) {
+    return Invalid("client_lease_seconds", "applies to execution: external only");
+  }
   if (t->command().empty()) {
     return Invalid("trial.command", "is required (the argv of the training process)");
   }

@@ -97,6 +97,11 @@ std::string StateName(rung::v1::TrialState s) {
   return n;
 }
 
+// The worker that runs the trial, or the ask-and-tell client that holds it ("client:NAME").
+std::string RunBy(const Trial& t) {
+  return t.client_id().empty() ? t.worker_id() : absl::StrCat("client:", t.client_id());
+}
+
 std::string Params(const Trial& t) {
   std::map<std::string, std::string> sorted;
   for (const auto& [k, v] : t.params()) sorted[k] = rung::FormatParam(v);
@@ -183,7 +188,7 @@ void PrintTrial(const Trial& t) {
             << "reports     " << t.reports() << " (last step " << Num(t.last_step()) << ")\n"
             << "budget      " << (t.budget() > 0 ? Num(t.budget()) : "-") << ", reached "
             << Num(t.resource_reached()) << "\n"
-            << "worker      " << (t.worker_id().empty() ? "-" : t.worker_id()) << "\n"
+            << "run by      " << (RunBy(t).empty() ? "-" : RunBy(t)) << "\n"
             << "started     " << Time(t.started_unix_ms()) << "\n"
             << "ended       " << Time(t.ended_unix_ms()) << "\n";
   if (!t.stop_reason().empty()) std::cout << "stopped     " << t.stop_reason() << "\n";
@@ -362,7 +367,7 @@ int Trials(Globals& g, const std::string& id, const std::string& sort, int top) 
     std::printf("%-10s %-10s %-7d %-12s %-8s %-12s %s\n", t.id().c_str(), StateName(t.state()).c_str(),
                 t.attempt(), Result(e.spec(), t).c_str(),
                 t.resource_reached() > 0 ? Num(t.resource_reached()).c_str() : "-",
-                t.worker_id().empty() ? "-" : t.worker_id().substr(0, 12).c_str(), Params(t).c_str());
+                RunBy(t).empty() ? "-" : RunBy(t).substr(0, 12).c_str(), Params(t).c_str());
     if (t.state() == rung::v1::TRIAL_FAILED) std::printf("%10s %s\n", "", OneLine(t.message()).c_str());
     if (t.state() == rung::v1::TRIAL_STOPPED) std::printf("%10s stopped: %s\n", "", t.stop_reason().c_str());
     if (!t.infeasible().empty()) std::printf("%10s breaks constraints: %s\n", "", t.infeasible().c_str());
@@ -401,7 +406,7 @@ int Export(Globals& g, const std::string& id, const std::string& format) {
   auto row = [&](const Trial& t) {
     std::vector<std::pair<std::string, std::string>> cells = {
         {"trial", t.id()}, {"state", StateName(t.state())}, {"attempt", absl::StrCat(t.attempt())},
-        {"worker", t.worker_id()}, {"result", t.has_result() ? absl::StrFormat("%.17g", t.result()) : ""}};
+        {"worker", RunBy(t)}, {"result", t.has_result() ? absl::StrFormat("%.17g", t.result()) : ""}};
     for (const auto& p : params) {
       auto it = t.params().find(p);
       cells.push_back({"param." + p, it == t.params().end() ? "" : ParamText(it->second)});
@@ -542,7 +547,7 @@ int Watch(Globals& g, const std::string& id) {
         absl::StrAppend(&frame, absl::StrFormat("  %-10s %-9s %-8s %-12s %s\n", t.id(), StateName(t.state()),
                                                 t.resource_reached() > 0 ? Num(t.resource_reached()) : "-",
                                                 m != t.last_metrics().end() ? Num(m->second) : "-",
-                                                t.worker_id().empty() ? "-" : t.worker_id()));
+                                                RunBy(t).empty() ? "-" : RunBy(t)));
       }
       if (live.size() > shown) absl::StrAppend(&frame, "  ... and ", live.size() - shown, " more\n");
       // Up over the last frame, clear to the end of the screen, draw.

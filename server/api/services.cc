@@ -389,6 +389,44 @@ grpc::ServerWriteReactor<v1::WatchEvent>* ExperimentServiceImpl::WatchExperiment
   return new WatchStream(controller_, metrics_, req->id());
 }
 
+grpc::ServerUnaryReactor* ExperimentServiceImpl::AskTrials(grpc::CallbackServerContext* ctx,
+                                                           const v1::AskTrialsRequest* req,
+                                                           v1::AskTrialsResponse* resp) {
+  RUNG_ALLOW("AskTrials", req->experiment_id());
+  if (auto s = NeedId(req->experiment_id(), "experiment_id"); !s.ok()) return Done(ctx, "ExperimentService.AskTrials", s);
+  // The answer may wait for a model's proposal: the controller finishes the call then.
+  auto* reactor = ctx->DefaultReactor();
+  controller_->AskTrials(*req, [reactor, resp, metrics = metrics_](absl::StatusOr<v1::AskTrialsResponse> r) {
+    if (r.ok()) *resp = std::move(*r);
+    grpc::Status gs = ToGrpc(r.status());
+    metrics->CountRpc("ExperimentService.AskTrials", gs.error_code());
+    reactor->Finish(gs);
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::ReportTrial(grpc::CallbackServerContext* ctx,
+                                                             const v1::ReportTrialRequest* req,
+                                                             v1::ReportTrialResponse* resp) {
+  RUNG_ALLOW("ReportTrial", ExperimentOf(req->trial_id()));
+  if (auto s = NeedId(req->trial_id(), "trial_id"); !s.ok()) return Done(ctx, "ExperimentService.ReportTrial", s);
+  if (auto s = CheckSizes(*req, "", /*max_string=*/4096, /*max_repeated=*/10000); !s.ok()) {
+    return Done(ctx, "ExperimentService.ReportTrial", s);
+  }
+  RUNG_UNARY("ReportTrial", controller_->ReportTrial(*req));
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::CompleteTrial(grpc::CallbackServerContext* ctx,
+                                                               const v1::CompleteTrialRequest* req,
+                                                               v1::Trial* resp) {
+  RUNG_ALLOW("CompleteTrial", ExperimentOf(req->trial_id()));
+  if (auto s = NeedId(req->trial_id(), "trial_id"); !s.ok()) return Done(ctx, "ExperimentService.CompleteTrial", s);
+  if (auto s = CheckSizes(*req, "", /*max_string=*/64 << 10, /*max_repeated=*/10000); !s.ok()) {
+    return Done(ctx, "ExperimentService.CompleteTrial", s);
+  }
+  RUNG_UNARY("CompleteTrial", controller_->CompleteTrial(*req));
+}
+
 namespace {
 
 // Finishes an admin call with `result`, counting it.

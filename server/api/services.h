@@ -56,6 +56,12 @@ class ExperimentServiceImpl final : public v1::ExperimentService::CallbackServic
                                          v1::GetTrialLogsResponse* resp) override;
   grpc::ServerWriteReactor<v1::WatchEvent>* WatchExperiment(
       grpc::CallbackServerContext* ctx, const v1::WatchExperimentRequest* req) override;
+  grpc::ServerUnaryReactor* AskTrials(grpc::CallbackServerContext* ctx, const v1::AskTrialsRequest* req,
+                                      v1::AskTrialsResponse* resp) override;
+  grpc::ServerUnaryReactor* ReportTrial(grpc::CallbackServerContext* ctx, const v1::ReportTrialRequest* req,
+                                        v1::ReportTrialResponse* resp) override;
+  grpc::ServerUnaryReactor* CompleteTrial(grpc::CallbackServerContext* ctx, const v1::CompleteTrialRequest* req,
+                                          v1::Trial* resp) override;
 
  private:
   grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const char* method,

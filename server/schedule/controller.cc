@@ -23,6 +23,16 @@ using v1::Trial;
 constexpr char kPaused[] = "experiment paused";
 constexpr char kCancelled[] = "experiment cancelled";
 
+// An objective metric the trial has no value of (its last report, or its declared result),
+// or "" when it has them all.
+std::string MissingObjective(const v1::ExperimentSpec& spec, const Trial& t) {
+  for (const v1::Objective& o : spec.objectives()) {
+    if (!t.last_metrics().contains(o.metric())) return o.metric();
+  }
+  const std::string& metric = spec.objective().metric();
+  return t.has_result() || t.last_metrics().contains(metric) ? "" : metric;
+}
+
 bool TrialTerminal(v1::TrialState s) {
   return s == v1::TRIAL_COMPLETED || s == v1::TRIAL_STOPPED || s == v1::TRIAL_FAILED;
 }
@@ -93,6 +103,15 @@ Controller::Controller(Store* store, Clock* clock, ControllerOptions options)
 Controller::~Controller() {
   store_->SetDurableCallback(nullptr);
   pool_.reset();  // its jobs finish while the rest still exists
+  AnswerWaitingAsks(absl::UnavailableError("rungd is shutting down; ask again"));
+}
+
+void Controller::AnswerWaitingAsks(const absl::Status& why) {
+  absl::MutexLock l(&mu_);
+  for (auto& [id, rec] : experiments_) {
+    for (ExperimentRec::Ask& a : rec->asks) a.done(why);
+    rec->asks.clear();
+  }
 }
 
 absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(Store* store, Clock* clock,
@@ -142,6 +161,7 @@ void Controller::LatchStoreErrorLocked(const absl::Status& s) {
 absl::Status Controller::ReloadLocked() {
   for (auto& [id, rec] : experiments_) {
     for (auto& [handle, sink] : rec->watchers) sink->Close();
+    for (ExperimentRec::Ask& a : rec->asks) a.done(absl::UnavailableError("rungd reloaded its state; ask again"));
   }
   // Worker streams end on their next message ("stream is no longer current"); the workers
   // reconnect and register again, which reconciles their trials with what is on disk.
@@ -293,6 +313,7 @@ absl::Status Controller::LoadLocked() {
   for (auto& [id, rec] : experiments_) {
     for (const Trial& t : rec->trials) {
       if (!TrialActive(t.state())) continue;
+      if (!t.client_id().empty()) clients_[t.client_id()] = now;  // like workers: from now
       auto it = workers_.find(t.worker_id());
       if (it != workers_.end()) it->second->busy.insert(t.slots().begin(), t.slots().end());
     }
@@ -452,6 +473,7 @@ void Controller::ApplyActionsLocked(ExperimentRec* rec, const std::vector<search
       t.set_attempt(t.attempt() + 1);
       t.set_last_report_seq(0);
       t.clear_worker_id();
+      t.clear_client_id();
       t.clear_slots();
       rec->queue.push_front(t.index());
       PutTrialLocked(rec, t, batch);
@@ -589,6 +611,7 @@ absl::StatusOr<Experiment> Controller::CancelExperiment(const std::string& id) {
   rec->queue.clear();
   SetExperimentStateLocked(rec, v1::EXPERIMENT_CANCELLED, "cancelled by request", &batch);
   RETURN_IF_ERROR(CommitLocked(&batch, /*durable=*/true));
+  ServeAsksLocked(rec, /*may_wait=*/false);
   return rec->exp;
 }
 
@@ -615,6 +638,7 @@ absl::StatusOr<Experiment> Controller::PauseExperiment(const std::string& id) {
   }
   SetExperimentStateLocked(rec, v1::EXPERIMENT_PAUSED, "paused by request", &batch);
   RETURN_IF_ERROR(CommitLocked(&batch, /*durable=*/true));
+  ServeAsksLocked(rec, /*may_wait=*/false);
   return rec->exp;
 }
 
@@ -839,39 +863,59 @@ v1::Assignment Controller::MakeAssignmentLocked(const ExperimentRec& rec, const 
   return a;
 }
 
+int Controller::NextTrialLocked(ExperimentRec* rec, Store::Batch* batch, std::string* why) {
+  if (rec->queue.empty()) {
+    // Ask the searcher for one trial now, so it decides with everything known so far.
+    int open = 0;  // trials that hold or want a slot
+    for (const Trial& t : rec->trials) {
+      open += !TrialTerminal(t.state()) && t.state() != v1::TRIAL_WAITING;
+    }
+    if (rec->exp.search_done()) {
+      *why = "the search has handed out every trial; the experiment ends when they do";
+      return 0;
+    }
+    const int max_concurrent = rec->exp.spec().budget().max_concurrent();
+    if (open >= max_concurrent) {
+      *why = absl::StrCat("budget.max_concurrent (", max_concurrent, ") trials are out; one must end first");
+      return 0;
+    }
+    *why = "the model is proposing the next trial";
+    if (rec->proposal_ticket != 0) return 0;  // a model is already working it out
+    if (auto job = rec->searcher->Propose()) {
+      // Propose() draws the job's seed from the searcher's generator: journalled and saved
+      // before the job starts, so a restart cannot hand out the same seed twice.
+      Store::Batch propose;
+      propose.PutSearcherState(rec->exp.id(), rec->searcher->Snapshot());
+      propose.PutJournal(rec->exp.id(), rec->journal_next++, "propose", "");
+      if (CommitLocked(&propose).ok()) StartProposalLocked(rec, std::move(job));
+      return 0;
+    }
+    ApplyActionsLocked(rec, SearchLocked(rec, search::TrialsWanted{1}, batch), batch);
+    if (rec->queue.empty()) {
+      *why = "the searcher has no trial to give now";
+      return 0;
+    }
+  }
+  const int index = rec->queue.front();
+  rec->queue.pop_front();
+  return index;
+}
+
 bool Controller::TryAssignLocked(WorkerRec* w) {
   std::vector<int> slots;
   for (ExperimentRec* rec : fifo_) {
     auto state = rec->exp.state();
     if (state != v1::EXPERIMENT_PENDING && state != v1::EXPERIMENT_RUNNING) continue;
+    if (rec->exp.spec().execution() == "external") continue;  // its clients ask for trials
     if (!Matches(*rec, *w, &slots)) continue;
     Store::Batch batch;
-    if (rec->queue.empty()) {
-      // Ask the searcher for one trial now, so it decides with everything known so far.
-      int open = 0;  // trials that hold or want a slot
-      for (const Trial& t : rec->trials) {
-        open += !TrialTerminal(t.state()) && t.state() != v1::TRIAL_WAITING;
-      }
-      if (rec->exp.search_done() || open >= rec->exp.spec().budget().max_concurrent()) continue;
-      // A model is already working out this experiment's next trial.
-      if (rec->proposal_ticket != 0) continue;
-      if (auto job = rec->searcher->Propose()) {
-        // Propose() draws the job's seed from the searcher's generator: journalled and saved
-        // before the job starts, so a restart cannot hand out the same seed twice.
-        batch.PutSearcherState(rec->exp.id(), rec->searcher->Snapshot());
-        batch.PutJournal(rec->exp.id(), rec->journal_next++, "propose", "");
-        if (!CommitLocked(&batch).ok()) return false;
-        StartProposalLocked(rec, std::move(job));
-        continue;
-      }
-      ApplyActionsLocked(rec, SearchLocked(rec, search::TrialsWanted{1}, &batch), &batch);
-      if (rec->queue.empty()) {
-        if (!CommitLocked(&batch).ok()) return false;
-        continue;
-      }
+    std::string why;
+    const int index = NextTrialLocked(rec, &batch, &why);
+    if (index == 0) {
+      if (!CommitLocked(&batch).ok() || !store_error_.ok()) return false;
+      continue;
     }
-    Trial& t = rec->trials[rec->queue.front() - 1];
-    rec->queue.pop_front();
+    Trial& t = rec->trials[index - 1];
     t.set_state(v1::TRIAL_ASSIGNED);
     t.set_worker_id(w->worker.id());
     t.clear_slots();
@@ -924,7 +968,9 @@ void Controller::ProposalDone(const std::string& experiment_id, int64_t ticket,
   Store::Batch batch;
   ApplyActionsLocked(rec, SearchLocked(rec, search::TrialsWanted{1, std::move(proposal), true}, &batch),
                      &batch);
-  if (CommitLocked(&batch).ok()) DispatchLocked();
+  if (!CommitLocked(&batch).ok()) return;
+  DispatchLocked();
+  ServeAsksLocked(rec, /*may_wait=*/true);
 }
 
 void Controller::DispatchLocked() {
@@ -994,6 +1040,7 @@ void Controller::EndStoppedLocked(ExperimentRec* rec, Trial* t, Store::Batch* ba
     }
     t->set_stop_requested(false);
     t->clear_worker_id();
+    t->clear_client_id();
     t->clear_slots();
     PutTrialLocked(rec, *t, batch);
     PutExperimentLocked(rec, batch);
@@ -1023,10 +1070,218 @@ void Controller::RetryOrFailLocked(ExperimentRec* rec, Trial* t, const std::stri
   t->set_attempt(t->attempt() + 1);
   t->set_last_report_seq(0);
   t->clear_worker_id();
+  t->clear_client_id();
   t->clear_slots();
   if (t->state() == v1::TRIAL_PENDING) rec->queue.push_back(t->index());
   PutTrialLocked(rec, *t, batch);
   PutExperimentLocked(rec, batch);
+}
+
+// ---------------------------------------------------------------------------------------
+// Ask and tell
+
+namespace {
+
+absl::Status CheckClientId(const std::string& client_id) {
+  if (client_id.empty()) {
+    return absl::InvalidArgumentError("client_id: must not be empty (it names the client, e.g. its host)");
+  }
+  if (client_id.size() > 128) {
+    return absl::InvalidArgumentError(absl::StrCat("client_id: ", client_id.size(), " bytes; at most 128"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckValues(const google::protobuf::Map<std::string, double>& values) {
+  for (const auto& [k, v] : values) {
+    if (k.empty()) return absl::InvalidArgumentError("values: a metric name is empty");
+    if (!std::isfinite(v)) {
+      return absl::InvalidArgumentError(absl::StrCat("values: metric '", k, "' is not a finite number"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void Controller::AskTrials(const v1::AskTrialsRequest& req, AskDone done) {
+  absl::MutexLock l(&mu_);
+  if (absl::Status s = CheckClientId(req.client_id()); !s.ok()) return done(s);
+  if (req.count() < 0 || req.count() > 1000) {
+    return done(absl::InvalidArgumentError(absl::StrCat("count: ", req.count(), " is not between 0 and 1000")));
+  }
+  if (!store_error_.ok()) return done(store_error_);
+  ExperimentRec* rec = FindExperimentLocked(req.experiment_id());
+  if (rec == nullptr) return done(absl::NotFoundError(absl::StrCat("no experiment ", req.experiment_id())));
+  if (rec->exp.spec().execution() != "external") {
+    return done(absl::FailedPreconditionError(absl::StrCat(
+        "experiment ", req.experiment_id(), " runs its trials on rung workers; only an experiment with "
+        "`execution: external` hands trials to clients")));
+  }
+  clients_[req.client_id()] = clock_->Now();
+  ExperimentRec::Ask ask{req.client_id(), req.count(), std::move(done)};
+  if (!ServeAskLocked(rec, &ask, /*may_wait=*/true)) rec->asks.push_back(std::move(ask));
+}
+
+bool Controller::ServeAskLocked(ExperimentRec* rec, ExperimentRec::Ask* ask, bool may_wait) {
+  // Indexes, not pointers: handing out a trial may grow rec->trials.
+  std::vector<int> held;
+  for (const Trial& t : rec->trials) {
+    if (TrialActive(t.state()) && !t.stop_requested() && t.client_id() == ask->client_id) held.push_back(t.index());
+  }
+  v1::AskTrialsResponse resp;
+  Store::Batch batch;
+  std::string why;
+  const auto state = rec->exp.state();
+  if (state == v1::EXPERIMENT_PAUSED) why = "the experiment is paused";
+  if (ExperimentTerminal(state)) {
+    resp.set_done(true);
+    why = absl::StrCat("the experiment has ended (", v1::ExperimentState_Name(state), ")");
+  }
+  const bool open = state == v1::EXPERIMENT_PENDING || state == v1::EXPERIMENT_RUNNING;
+  while (open && static_cast<int>(held.size()) < ask->count && store_error_.ok()) {
+    const int index = NextTrialLocked(rec, &batch, &why);
+    if (index == 0) break;
+    Trial& t = rec->trials[index - 1];
+    t.set_state(v1::TRIAL_RUNNING);
+    t.set_client_id(ask->client_id);
+    t.clear_worker_id();
+    t.clear_slots();
+    t.set_started_unix_ms(clock_->NowUnixMs());
+    t.set_stop_requested(false);
+    t.clear_stop_reason();
+    PutTrialLocked(rec, t, &batch);
+    if (rec->exp.state() == v1::EXPERIMENT_PENDING) rec->exp.set_state(v1::EXPERIMENT_RUNNING);
+    held.push_back(t.index());
+  }
+  if (held.empty() && may_wait && rec->proposal_ticket != 0 && store_error_.ok()) {
+    // Nothing to give until the model has proposed: answer then (ProposalDone or Tick).
+    (void)CommitLocked(&batch);  // on failure the reload answers it
+    return false;
+  }
+  if (batch.Count() > 0) PutExperimentLocked(rec, &batch);
+  absl::Status s = store_error_.ok() ? CommitLocked(&batch, /*durable=*/true) : store_error_;
+  if (!s.ok()) {
+    ask->done(s);
+    return true;
+  }
+  for (int index : held) *resp.add_trials() = rec->trials[index - 1];
+  if (held.empty()) resp.set_why(why);
+  resp.set_lease_timeout_ms(int64_t{rec->exp.spec().client_lease_seconds()} * 1000);
+  ask->done(std::move(resp));
+  return true;
+}
+
+void Controller::ServeAsksLocked(ExperimentRec* rec, bool may_wait) {
+  std::vector<ExperimentRec::Ask> asks;
+  asks.swap(rec->asks);
+  for (ExperimentRec::Ask& a : asks) {
+    if (!ServeAskLocked(rec, &a, may_wait)) rec->asks.push_back(std::move(a));
+  }
+}
+
+absl::StatusOr<Trial*> Controller::ClientTrialLocked(const std::string& trial_id, const std::string& client_id,
+                                                     ExperimentRec** rec) {
+  RETURN_IF_ERROR(CheckClientId(client_id));
+  ASSIGN_OR_RETURN(Trial * t, FindTrialLocked(trial_id, rec));
+  if ((*rec)->exp.spec().execution() != "external") {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "trial ", trial_id, " belongs to an experiment that rung workers run; its reports come from the worker"));
+  }
+  if (TrialActive(t->state()) && t->client_id() != client_id) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("trial ", trial_id, " is held by client '", t->client_id(), "', not '", client_id, "'"));
+  }
+  clients_[client_id] = clock_->Now();
+  return t;
+}
+
+absl::StatusOr<v1::ReportTrialResponse> Controller::ReportTrial(const v1::ReportTrialRequest& req) {
+  absl::MutexLock l(&mu_);
+  RETURN_IF_ERROR(store_error_);
+  RETURN_IF_ERROR(CheckValues(req.values()));
+  if (!std::isfinite(req.step())) return absl::InvalidArgumentError("step: not a finite number");
+  if (req.seq() < 0) return absl::InvalidArgumentError("seq: must not be negative");
+  ExperimentRec* rec = nullptr;
+  ASSIGN_OR_RETURN(Trial * t, ClientTrialLocked(req.trial_id(), req.client_id(), &rec));
+  v1::ReportTrialResponse resp;
+  resp.set_stop(true);
+  if (TrialTerminal(t->state())) {
+    resp.set_reason(absl::StrCat("the trial has ended (", v1::TrialState_Name(t->state()),
+                                 t->stop_reason().empty() ? "" : ": ", t->stop_reason(), ")"));
+    return resp;
+  }
+  if (!TrialActive(t->state())) {
+    resp.set_reason(absl::StrCat("client '", req.client_id(), "' no longer holds the trial (",
+                                 v1::TrialState_Name(t->state()), t->message().empty() ? "" : ": ",
+                                 FirstLine(t->message()), ")"));
+    return resp;
+  }
+  if (req.seq() == 0 || req.seq() > t->last_report_seq()) {  // else a retry, stored already
+    v1::MetricReport r;
+    r.set_trial_id(t->id());
+    r.set_attempt(t->attempt());
+    r.set_seq(req.seq() > 0 ? req.seq() : t->last_report_seq() + 1);
+    r.set_step(req.step());
+    *r.mutable_values() = req.values();
+    Store::Batch batch;
+    ApplyReportLocked(rec, t, std::move(r), &batch);
+    batch.PutTrial(*t);
+    RETURN_IF_ERROR(CommitLocked(&batch, /*durable=*/true));
+  }
+  resp.set_stop(t->stop_requested());
+  resp.set_reason(t->stop_requested() ? t->stop_reason() : "");
+  return resp;
+}
+
+absl::StatusOr<Trial> Controller::CompleteTrial(const v1::CompleteTrialRequest& req) {
+  absl::MutexLock l(&mu_);
+  RETURN_IF_ERROR(store_error_);
+  RETURN_IF_ERROR(CheckValues(req.values()));
+  ExperimentRec* rec = nullptr;
+  ASSIGN_OR_RETURN(Trial * t, ClientTrialLocked(req.trial_id(), req.client_id(), &rec));
+  if (!TrialActive(t->state())) {
+    if (t->state() == v1::TRIAL_COMPLETED && t->client_id() == req.client_id()) return *t;  // a retry
+    return absl::FailedPreconditionError(absl::StrCat(
+        "trial ", t->id(), " is not held by client '", req.client_id(), "' (", v1::TrialState_Name(t->state()),
+        t->message().empty() ? "" : ": ", FirstLine(t->message()), ")"));
+  }
+  Store::Batch batch;
+  if (req.failed()) {
+    RetryOrFailLocked(rec, t,
+                      absl::StrCat("client '", req.client_id(), "' failed it",
+                                   req.message().empty() ? "" : ": ", req.message()),
+                      /*count_failure=*/true, &batch);
+  } else {
+    if (!req.values().empty()) {
+      v1::MetricReport r;
+      r.set_trial_id(t->id());
+      r.set_attempt(t->attempt());
+      r.set_seq(t->last_report_seq() + 1);
+      r.set_step(t->last_step());
+      *r.mutable_values() = req.values();
+      r.set_final(true);
+      Trial check = *t;  // refused whole when an objective is still missing
+      for (const auto& [k, v] : req.values()) (*check.mutable_last_metrics())[k] = v;
+      if (!t->stop_requested() && !MissingObjective(rec->exp.spec(), check).empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "trial ", t->id(), ": no value of objective '", MissingObjective(rec->exp.spec(), check),
+            "'; complete it with that metric, or with failed"));
+      }
+      ApplyReportLocked(rec, t, std::move(r), &batch);
+    }
+    if (t->stop_requested()) {
+      EndStoppedLocked(rec, t, &batch);  // a stop was out: it ends as the stop said
+    } else if (std::string missing = MissingObjective(rec->exp.spec(), *t); !missing.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "trial ", t->id(), ": no value of objective '", missing, "'; complete it with that metric, or with failed"));
+    } else {
+      FinishTrialLocked(rec, t, &batch);
+    }
+  }
+  PutExperimentLocked(rec, &batch);
+  RETURN_IF_ERROR(CommitLocked(&batch, /*durable=*/true));
+  return *t;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1190,45 +1445,48 @@ absl::Status Controller::HandleReportsLocked(WorkerRec* w, const v1::ReportBatch
       continue;
     }
     if (r0.seq() <= t->last_report_seq()) continue;  // a resend
-    v1::MetricReport r = r0;
-    if (r.unix_ms() == 0) r.set_unix_ms(clock_->NowUnixMs());
-    batch->PutReport(r);
-    ++reports_received_;
-    t->set_last_report_seq(r.seq());
-    t->set_reports(t->reports() + 1);
-    t->set_last_step(r.step());
-    for (const auto& [k, v] : r.values()) (*t->mutable_last_metrics())[k] = v;
-    if (t->state() == v1::TRIAL_ASSIGNED) t->set_state(v1::TRIAL_RUNNING);
-    // Progress: the resource metric when the report names it, else its step.
-    auto res_it = r.values().find(rec->exp.spec().resource().metric());
-    const double resource = res_it != r.values().end() ? res_it->second : r.step();
-    t->set_resource_reached(std::max(t->resource_reached(), resource));
-    const auto& obj = rec->exp.spec().objective();
-    auto it = r.values().find(obj.metric());
-    if (it != r.values().end()) {
-      if (!t->has_best_value() || Better(obj.goal(), it->second, t->best_value())) {
-        t->set_has_best_value(true);
-        t->set_best_value(it->second);
-      }
-      if (r.final()) {
-        t->set_has_result(true);
-        t->set_result(it->second);
-      }
-      if (rec->searcher->WantsReports()) {
-        ApplyActionsLocked(
-            rec, SearchLocked(rec, search::TrialReported{t->index() - 1, resource, it->second}, batch),
-            batch);
-      }
-    }
+    ApplyReportLocked(rec, t, r0, batch);
     touched[t] = rec;
-    if (!rec->watchers.empty()) {
-      v1::WatchEvent e;
-      *e.mutable_report() = r;
-      BroadcastLocked(rec, e);
-    }
   }
   for (auto& [t, rec] : touched) batch->PutTrial(*t);
   return absl::OkStatus();
+}
+
+void Controller::ApplyReportLocked(ExperimentRec* rec, Trial* t, v1::MetricReport r, Store::Batch* batch) {
+  if (r.unix_ms() == 0) r.set_unix_ms(clock_->NowUnixMs());
+  batch->PutReport(r);
+  ++reports_received_;
+  t->set_last_report_seq(r.seq());
+  t->set_reports(t->reports() + 1);
+  t->set_last_step(r.step());
+  for (const auto& [k, v] : r.values()) (*t->mutable_last_metrics())[k] = v;
+  if (t->state() == v1::TRIAL_ASSIGNED) t->set_state(v1::TRIAL_RUNNING);
+  // Progress: the resource metric when the report names it, else its step.
+  auto res_it = r.values().find(rec->exp.spec().resource().metric());
+  const double resource = res_it != r.values().end() ? res_it->second : r.step();
+  t->set_resource_reached(std::max(t->resource_reached(), resource));
+  const auto& obj = rec->exp.spec().objective();
+  auto it = r.values().find(obj.metric());
+  if (it != r.values().end()) {
+    if (!t->has_best_value() || Better(obj.goal(), it->second, t->best_value())) {
+      t->set_has_best_value(true);
+      t->set_best_value(it->second);
+    }
+    if (r.final()) {
+      t->set_has_result(true);
+      t->set_result(it->second);
+    }
+    if (rec->searcher->WantsReports()) {
+      ApplyActionsLocked(
+          rec, SearchLocked(rec, search::TrialReported{t->index() - 1, resource, it->second}, batch),
+          batch);
+    }
+  }
+  if (!rec->watchers.empty()) {
+    v1::WatchEvent e;
+    *e.mutable_report() = std::move(r);
+    BroadcastLocked(rec, e);
+  }
 }
 
 absl::Status Controller::HandleExitedLocked(WorkerRec* w, const v1::TrialExited& m,
@@ -1242,14 +1500,7 @@ absl::Status Controller::HandleExitedLocked(WorkerRec* w, const v1::TrialExited&
     return absl::OkStatus();
   }
   ReleaseSlotsLocked(t);
-  // The objective metric it never reported, if any (every one of several objectives counts).
-  std::string metric = rec->exp.spec().objective().metric();
-  for (const v1::Objective& o : rec->exp.spec().objectives()) {
-    if (!t->last_metrics().contains(o.metric())) {
-      metric = o.metric();
-      break;
-    }
-  }
+  const std::string metric = MissingObjective(rec->exp.spec(), *t);
   std::string tail = m.stderr_tail().empty() ? "" : absl::StrCat("; stderr ends:\n", m.stderr_tail());
   if (m.worker_shutdown()) {
     RetryOrFailLocked(rec, t,
@@ -1264,31 +1515,37 @@ absl::Status Controller::HandleExitedLocked(WorkerRec* w, const v1::TrialExited&
   } else if (m.exit_code() != 0) {
     RetryOrFailLocked(rec, t, absl::StrCat("exited with code ", m.exit_code(), tail), true,
                       batch);
-  } else if (!t->has_result() && !t->last_metrics().contains(metric)) {
+  } else if (!metric.empty()) {
     RetryOrFailLocked(
         rec, t,
         absl::StrCat("exited 0 without reporting the objective metric '", metric,
                      "' (report it with rung.report(", metric, "=...) or a stdout line "
                      "@rung {\"", metric, "\": ...})", tail),
         true, batch);
-  } else if (rec->exp.spec().algorithm().early_stopping().mode() == "promote" &&
-             t->budget() < rec->exp.spec().resource().max() * (1 - 1e-9)) {
+  } else {
+    FinishTrialLocked(rec, t, batch);
+  }
+  return absl::OkStatus();
+}
+
+void Controller::FinishTrialLocked(ExperimentRec* rec, Trial* t, Store::Batch* batch) {
+  if (rec->exp.spec().algorithm().early_stopping().mode() == "promote" &&
+      t->budget() < rec->exp.spec().resource().max() * (1 - 1e-9)) {
     // Promote mode: it trained to its rung's budget; it waits to be continued or stopped.
     t->set_state(v1::TRIAL_WAITING);
     PutTrialLocked(rec, *t, batch);
     ApplyActionsLocked(rec, SearchLocked(rec, search::TrialPaused{t->index() - 1}, batch), batch);
-  } else {
-    if (!t->has_result()) {
-      t->set_has_result(true);
-      t->set_result(t->last_metrics().at(metric));
-    }
-    t->clear_results();
-    for (const v1::Objective& o : rec->exp.spec().objectives()) t->add_results(t->last_metrics().at(o.metric()));
-    t->set_infeasible(BrokenConstraints(rec->exp.spec(), *t));
-    t->set_state(v1::TRIAL_COMPLETED);  // message keeps why an earlier attempt failed
-    CloseTrialLocked(rec, t, batch);
+    return;
   }
-  return absl::OkStatus();
+  if (!t->has_result()) {
+    t->set_has_result(true);
+    t->set_result(t->last_metrics().at(rec->exp.spec().objective().metric()));
+  }
+  t->clear_results();
+  for (const v1::Objective& o : rec->exp.spec().objectives()) t->add_results(t->last_metrics().at(o.metric()));
+  t->set_infeasible(BrokenConstraints(rec->exp.spec(), *t));
+  t->set_state(v1::TRIAL_COMPLETED);  // message keeps why an earlier attempt failed
+  CloseTrialLocked(rec, t, batch);
 }
 
 absl::Status Controller::HandleWorkerMessage(int64_t session, const v1::WorkerMessage& msg) {
@@ -1386,6 +1643,7 @@ void Controller::Tick() {
   }
   Store::Batch batch;
   bool changed = false;
+  std::vector<ExperimentRec*> served;  // whose waiting asks may be answered now
   for (ExperimentRec* rec : fifo_) {
     if (rec->proposal_ticket == 0 || now < rec->proposal_deadline) continue;
     rec->proposal_ticket = 0;
@@ -1399,6 +1657,35 @@ void Controller::Tick() {
                      " within ", absl::FormatDuration(options_.suggest_deadline),
                      " (--suggest-deadline); its parameters are drawn at random"));
     ApplyActionsLocked(rec, SearchLocked(rec, search::TrialsWanted{1, std::nullopt, true}, &batch), &batch);
+    served.push_back(rec);
+  }
+  // Ask-and-tell clients silent past their experiment's lease lose their trials.
+  std::set<std::string> holding;
+  for (ExperimentRec* rec : fifo_) {
+    if (rec->exp.spec().execution() != "external") continue;
+    const absl::Duration lease = absl::Seconds(rec->exp.spec().client_lease_seconds());
+    for (Trial& t : rec->trials) {
+      if (!TrialActive(t.state()) || t.client_id().empty()) continue;
+      const absl::Time seen = clients_.try_emplace(t.client_id(), now).first->second;
+      if (now - seen <= lease) {
+        holding.insert(t.client_id());
+        continue;
+      }
+      ++lease_expirations_;
+      changed = true;
+      if (t.stop_requested()) {
+        EndStoppedLocked(rec, &t, &batch);
+      } else {
+        RetryOrFailLocked(rec, &t,
+                          absl::StrFormat("lease expired: client '%s' silent for %s (client_lease_seconds is %d)",
+                                          t.client_id(), absl::FormatDuration(absl::Trunc(now - seen, absl::Seconds(1))),
+                                          rec->exp.spec().client_lease_seconds()),
+                          true, &batch);
+      }
+    }
+  }
+  for (auto it = clients_.begin(); it != clients_.end();) {
+    it = !holding.count(it->first) && now - it->second > absl::Hours(1) ? clients_.erase(it) : std::next(it);
   }
   for (auto& [id, w] : workers_) {
     if (now - w->last_seen <= options_.lease_timeout) continue;
@@ -1424,7 +1711,9 @@ void Controller::Tick() {
       }
     }
   }
-  if (CommitLocked(&batch).ok() && changed) DispatchLocked();
+  if (!CommitLocked(&batch).ok()) return;
+  if (changed) DispatchLocked();
+  for (ExperimentRec* rec : served) ServeAsksLocked(rec, /*may_wait=*/true);
 }
 
 ControllerStats Controller::Stats() {

@@ -130,6 +130,23 @@ class Controller {
   // The searcher configuration a (validated) spec describes, warm start aside.
   static search::Config SearchConfig(const v1::ExperimentSpec& spec);
 
+  // ---- Ask and tell (execution: external) ----
+  // Called once with the answer; with the controller's lock held, so it must not block and
+  // must not call back into the Controller.
+  using AskDone = std::function<void(absl::StatusOr<v1::AskTrialsResponse>)>;
+  // Hands the client up to req.count trials: those it holds first, then new ones (RUNNING,
+  // client_id set, durable before `done`). Answers at once, or, when the client holds
+  // nothing and a model is proposing the next trial, once the model is done (or Tick() has
+  // fallen back to random parameters).
+  void AskTrials(const v1::AskTrialsRequest& req, AskDone done);
+  // Stores the report of a trial the client holds and says whether it should stop. A trial
+  // it no longer holds (ended, paused, taken back after its lease) gets stop, and nothing is
+  // stored; one that another client holds is refused.
+  absl::StatusOr<v1::ReportTrialResponse> ReportTrial(const v1::ReportTrialRequest& req);
+  // Ends a held trial: completed (final values, else those reported), failed (retried while
+  // max_restarts allows), or, when a stop is out, stopped. Repeating a completion is a no-op.
+  absl::StatusOr<v1::Trial> CompleteTrial(const v1::CompleteTrialRequest& req);
+
   // ---- Workers ----
   // A worker's stream opened with `reg`. `sink` stays valid until WorkerDisconnected(session).
   // Returns the session handle.
@@ -146,6 +163,10 @@ class Controller {
 
   ControllerStats Stats();
 
+  // Answers every ask still waiting for a model (UNAVAILABLE). rungd calls it before its
+  // gRPC server shuts down, which waits for every call to be answered.
+  void AnswerWaitingAsks(const absl::Status& why);
+
  private:
   struct ExperimentRec {
     v1::Experiment exp;
@@ -157,6 +178,12 @@ class Controller {
     int64_t proposal_ticket = 0;
     absl::Time proposal_started, proposal_deadline;
     int64_t journal_next = 0;  // seq of the searcher journal's next entry
+    struct Ask {
+      std::string client_id;
+      int count = 0;
+      AskDone done;
+    };
+    std::vector<Ask> asks;  // waiting for the model's proposal, in arrival order
   };
   struct WorkerRec {
     v1::Worker worker;
@@ -195,6 +222,18 @@ class Controller {
   // Hands free slots work, from the queue first, then from searchers with room.
   void DispatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool TryAssignLocked(WorkerRec* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The next trial of `rec` to hand out, taken off its queue (asking the searcher when the
+  // queue is empty): its index, or 0 with `why` none can go out now.
+  int NextTrialLocked(ExperimentRec* rec, Store::Batch* batch, std::string* why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Answers `ask` unless `may_wait` and it would be empty while a model proposes (then false).
+  bool ServeAskLocked(ExperimentRec* rec, ExperimentRec::Ask* ask, bool may_wait)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Answers what of rec->asks it can; `may_wait` false: all of them.
+  void ServeAsksLocked(ExperimentRec* rec, bool may_wait) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The trial `trial_id` that `client_id` may report on or complete.
+  absl::StatusOr<v1::Trial*> ClientTrialLocked(const std::string& trial_id, const std::string& client_id,
+                                               ExperimentRec** rec) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues the searcher's model job for the next trial of `rec`.
   void StartProposalLocked(ExperimentRec* rec, std::function<search::Proposal()> job)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -241,6 +280,14 @@ class Controller {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status HandleReportsLocked(WorkerRec* w, const v1::ReportBatch& m, Store::Batch* batch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stores `r` (a new report of t's current attempt) and updates `t` and its searcher; the
+  // caller puts `t`.
+  void ApplyReportLocked(ExperimentRec* rec, v1::Trial* t, v1::MetricReport r, Store::Batch* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The trial's run ended well (exit 0, or a client's completion) with every objective
+  // known: COMPLETED, or WAITING at its rung in promote mode.
+  void FinishTrialLocked(ExperimentRec* rec, v1::Trial* t, Store::Batch* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status HandleExitedLocked(WorkerRec* w, const v1::TrialExited& m, Store::Batch* batch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The trial the message is about, when it is the attempt that `w` currently runs.
@@ -263,6 +310,8 @@ class Controller {
   std::map<std::string, std::unique_ptr<WorkerRec>> workers_ ABSL_GUARDED_BY(mu_);
   std::map<int64_t, WorkerRec*> sessions_ ABSL_GUARDED_BY(mu_);
   std::map<int64_t, ExperimentRec*> watch_handles_ ABSL_GUARDED_BY(mu_);
+  // Ask-and-tell clients: when each was last heard from (its lease).
+  std::map<std::string, absl::Time> clients_ ABSL_GUARDED_BY(mu_);
   int64_t next_experiment_ ABSL_GUARDED_BY(mu_) = 1;
   int64_t next_handle_ ABSL_GUARDED_BY(mu_) = 1;
   // Set when a write failed: memory may be ahead of disk, so no more changes are accepted
