@@ -10,6 +10,10 @@ packages=(
   libabsl-dev librocksdb-dev prometheus-cpp-dev libcli11-dev libyaml-cpp-dev libeigen3-dev
   libgtest-dev libgmock-dev
   python3 curl procps openssl util-linux
+  # the Python client (client/python): Debian's interpreter with gRPC, and venv + pip to install it
+  python3-grpcio python3-protobuf python3-venv
+  # the metrics test scrapes rungd and a worker with a real Prometheus server
+  prometheus
 )
 
 # --bench: also what the benchmarks compare against (Debian's Optuna, for /usr/bin/python3).

@@ -361,13 +361,13 @@ int Trials(Globals& g, const std::string& id, const std::string& sort, int top) 
     PrintJson(resp);
     return 0;
   }
-  std::printf("%-10s %-10s %-7s %-12s %-8s %-12s %s\n", "TRIAL", "STATE", "ATTEMPT", "RESULT",
-              "REACHED", "WORKER", "PARAMS");
+  std::printf("%-10s %-10s %-7s %-12s %-8s %-16s %s\n", "TRIAL", "STATE", "ATTEMPT", "RESULT",
+              "REACHED", "RUN BY", "PARAMS");
   for (const auto& t : trials) {
-    std::printf("%-10s %-10s %-7d %-12s %-8s %-12s %s\n", t.id().c_str(), StateName(t.state()).c_str(),
+    std::printf("%-10s %-10s %-7d %-12s %-8s %-16s %s\n", t.id().c_str(), StateName(t.state()).c_str(),
                 t.attempt(), Result(e.spec(), t).c_str(),
                 t.resource_reached() > 0 ? Num(t.resource_reached()).c_str() : "-",
-                RunBy(t).empty() ? "-" : RunBy(t).substr(0, 12).c_str(), Params(t).c_str());
+                RunBy(t).empty() ? "-" : RunBy(t).substr(0, 16).c_str(), Params(t).c_str());
     if (t.state() == rung::v1::TRIAL_FAILED) std::printf("%10s %s\n", "", OneLine(t.message()).c_str());
     if (t.state() == rung::v1::TRIAL_STOPPED) std::printf("%10s stopped: %s\n", "", t.stop_reason().c_str());
     if (!t.infeasible().empty()) std::printf("%10s breaks constraints: %s\n", "", t.infeasible().c_str());

@@ -333,16 +333,20 @@ struct CliRun {
   std::string out;  // stdout and stderr together
 };
 
-// Runs the rung CLI against the cluster's rungd.
-inline CliRun Rung(const Cluster& c, const std::string& args) {
-  std::string cmd = absl::StrCat(BinDir(), "/client/rung --addr ", c.addr(), " ", args, " 2>&1");
-  FILE* f = popen(cmd.c_str(), "r");
+// Runs a shell command; its exit code and its stdout and stderr together.
+inline CliRun Sh(const std::string& cmd) {
+  FILE* f = popen((cmd + " 2>&1").c_str(), "r");
   std::string out;
   char buf[4096];
   size_t n;
   while ((n = fread(buf, 1, sizeof(buf), f)) > 0) out.append(buf, n);
   int status = pclose(f);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// Runs the rung CLI against the cluster's rungd.
+inline CliRun Rung(const Cluster& c, const std::string& args) {
+  return Sh(absl::StrCat(BinDir(), "/client/rung --addr ", c.addr(), " ", args));
 }
 
 }  // namespace rung::testing

@@ -9,6 +9,9 @@
 
 Outside rung (no RUNG_REPORT_SOCKET) params() reads RUNG_PARAMS or returns {} and report()
 does nothing and returns False, so the same script runs by hand.
+
+rung.Client (rung/client.py, installed by `pip install ./client/python`) drives rungd over
+gRPC: experiments, and ask and tell for trials that rung's workers do not run.
 """
 
 import json
@@ -17,7 +20,7 @@ import socket
 import threading
 
 __all__ = ["params", "report", "should_stop", "trial_id", "experiment_id", "checkpoint_dir",
-           "in_trial"]
+           "in_trial", "Client", "RungError"]
 
 _lock = threading.Lock()
 _sock = None
@@ -111,3 +114,11 @@ def _close():
             _sock.close()
     finally:
         _sock, _file = None, None
+
+
+def __getattr__(name):
+    # The gRPC client loads on first use: the reporter above needs only the standard library.
+    if name in ("Client", "RungError", "Experiment", "Trial", "Report"):
+        from rung import client
+        return getattr(client, name)
+    raise AttributeError(f"module 'rung' has no attribute '{name}'")
