@@ -80,7 +80,7 @@ class ControllerCollectable : public prometheus::Collectable {
     family("rung_metric_reports_received_total", "Metric reports stored.",
            prometheus::MetricType::Counter)
         ->metric.push_back(Value(static_cast<double>(s.reports_received), {}, true));
-    family("rung_lease_expirations_total", "Trial leases that expired with a silent worker.",
+    family("rung_lease_expirations_total", "Trial leases that expired with a silent worker or ask-and-tell client.",
            prometheus::MetricType::Counter)
         ->metric.push_back(Value(static_cast<double>(s.lease_expirations), {}, true));
     family("rung_suggestions_total", "New trials whose parameters a model (tpe, gp) proposed.",

@@ -242,6 +242,31 @@ TEST(DeployTest, KubernetesManifestsTieTogether) {
     listed |= w.size() == 3 && w[0] == secret["stringData"]["worker-token"].as<std::string>() && w[2] == "worker";
   }
   EXPECT_TRUE(listed);
+  // The worker's metrics port is declared, so Prometheus's pod discovery can find it.
+  EXPECT_EQ(ContainerPort(worker, "metrics"), PortOf(wargs["--metrics-listen"]));
+}
+
+TEST(DeployTest, PrometheusScrapesThePortsTheOtherFilesOpen) {
+  const YAML::Node prom = YAML::LoadFile(Deploy("prometheus/prometheus.yml"));
+  std::map<std::string, std::set<int>> ports;  // job -> target ports
+  for (const auto& job : prom["scrape_configs"]) {
+    for (const auto& sc : job["static_configs"]) {
+      for (const auto& t : sc["targets"]) ports[job["job_name"].as<std::string>()].insert(PortOf(t.as<std::string>()));
+    }
+  }
+  const YAML::Node cfg = YAML::LoadFile(Deploy("systemd/rungd.yaml"));
+  EXPECT_EQ(ports["rungd"], std::set<int>{PortOf(cfg["metrics-listen"].as<std::string>())});
+  std::string worker_listen;
+  for (const auto& f : absl::StrSplit(Unit(Deploy("systemd/rung-worker.service"))["ExecStart"], ' ')) {
+    if (worker_listen == "next") worker_listen = std::string(f);
+    if (f == "--metrics-listen") worker_listen = "next";
+  }
+  EXPECT_EQ(ports["rung-worker"], std::set<int>{PortOf(worker_listen)});
+  // The alert rules sit where the config says, and name the same jobs.
+  ASSERT_EQ(prom["rule_files"].size(), 1u);
+  const std::string rules = Slurp(Deploy("prometheus/" + prom["rule_files"][0].as<std::string>()));
+  EXPECT_THAT(rules, ::testing::HasSubstr("up{job=\"rungd\"}"));
+  EXPECT_THAT(rules, ::testing::HasSubstr("up{job=\"rung-worker\"}"));
 }
 
 TEST(DeployTest, SlurmScriptAndContainerFileAgreeWithThePrograms) {
