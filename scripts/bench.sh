@@ -11,6 +11,8 @@ echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname 
 "$bin/bench/ingest_bench" --bin-dir "$bin"
 "$bin/bench/dispatch_bench" --bin-dir "$bin"
 "$bin/bench/stop_bench" --bin-dir "$bin" --source-dir .
+"$bin/bench/ask_tell_bench" --bin-dir "$bin"
+"$bin/bench/ask_tell_bench" --bin-dir "$bin" --algorithm tpe --trials 300
 "$bin/bench/suggest_bench"
 # Search quality: rung's samplers, then Optuna's on the same functions (Debian's interpreter,
 # which has python3-optuna). Both print each function at fixed points first: they must agree.

@@ -30,6 +30,10 @@ TEST(PythonClientTest, PipInstallsItOfflineAndItDrivesARealRungd) {
   // What the client did is what rungd holds: the CLI sees the same experiments.
   CliRun ls = Rung(c, "trials e1");
   EXPECT_NE(ls.out.find("client:laptop"), std::string::npos) << ls.out;
+  // Ask and tell goes through the searcher's journal like any experiment: replaying it
+  // reaches the same decisions.
+  CliRun replay = Rung(c, "admin replay e1");
+  EXPECT_EQ(replay.code, 0) << replay.out;
 }
 
 TEST(CppClientTest, AnOutsideProjectFindsTheInstalledLibraryAndRunsAskAndTell) {
