@@ -257,7 +257,8 @@ TEST(DeployTest, PrometheusScrapesThePortsTheOtherFilesOpen) {
   const YAML::Node cfg = YAML::LoadFile(Deploy("systemd/rungd.yaml"));
   EXPECT_EQ(ports["rungd"], std::set<int>{PortOf(cfg["metrics-listen"].as<std::string>())});
   std::string worker_listen;
-  for (const auto& f : absl::StrSplit(Unit(Deploy("systemd/rung-worker.service"))["ExecStart"], ' ')) {
+  const std::string exec_start = Unit(Deploy("systemd/rung-worker.service"))["ExecStart"];
+  for (absl::string_view f : absl::StrSplit(exec_start, ' ')) {
     if (worker_listen == "next") worker_listen = std::string(f);
     if (f == "--metrics-listen") worker_listen = "next";
   }
