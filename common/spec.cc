@@ -8,6 +8,7 @@
 #include <set>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
 #include "absl/strings/str_cat.h"
@@ -209,11 +210,90 @@ absl::Status ObjectiveFromYaml(const YAML::Node& o, const std::string& field, v1
   return absl::OkStatus();
 }
 
+// kind, and for an ablation study: base, components, policy, repeats.
+absl::Status AblationFromYaml(const YAML::Node& root, ExperimentSpec* spec) {
+  if (root["kind"]) {
+    ASSIGN_OR_RETURN(std::string v, GetString(root["kind"], "kind"));
+    spec->set_kind(v);
+  }
+  if (!root["base"] && !root["components"] && !root["policy"] && !root["repeats"]) return absl::OkStatus();
+  v1::Ablation* a = spec->mutable_ablation();
+  if (const YAML::Node b = root["base"]) {
+    RETURN_IF_ERROR(CheckKeys(b, "base", {"params", "from_experiment"}));
+    if (b["from_experiment"]) {
+      ASSIGN_OR_RETURN(std::string v, GetString(b["from_experiment"], "base.from_experiment"));
+      a->set_base_from_experiment(v);
+    }
+    if (const YAML::Node ps = b["params"]) {
+      if (!ps.IsMap()) return Invalid("base.params", absl::StrCat("expected a mapping, got ", Scalar(ps)));
+      for (const auto& kv : ps) {
+        const std::string field = absl::StrCat("base.params.", kv.first.Scalar());
+        if (!kv.second.IsScalar()) return Invalid(field, "expected a number or a string");
+        // A number stays a number (int when it is whole and written without a point).
+        const std::string text = kv.second.Scalar();
+        v1::ParamValue& v = (*a->mutable_base_params())[kv.first.Scalar()];
+        int64_t i;
+        double d;
+        if (kv.second.Tag() != "!" && absl::SimpleAtoi(text, &i)) {
+          v.set_int_value(i);
+        } else if (kv.second.Tag() != "!" && absl::SimpleAtod(text, &d) && std::isfinite(d)) {
+          v.set_float_value(d);
+        } else {
+          v.set_categorical_value(text);
+        }
+      }
+    }
+  }
+  if (const YAML::Node cs = root["components"]) {
+    RETURN_IF_ERROR(CheckKeys(cs, "components", {"features", "layers", "groups", "custom"}));
+    for (const auto& [key, kind] : std::vector<std::pair<std::string, std::string>>{
+             {"features", "feature"}, {"layers", "layer"}, {"custom", "custom"}}) {
+      const YAML::Node list = cs[key];
+      if (!list) continue;
+      const std::string field = absl::StrCat("components.", key);
+      if (!list.IsSequence()) return Invalid(field, absl::StrCat("expected a list of names, got ", Scalar(list)));
+      for (size_t i = 0; i < list.size(); ++i) {
+        ASSIGN_OR_RETURN(std::string name, GetString(list[i], absl::StrCat(field, "[", i, "]")));
+        v1::AblationComponent* c = a->add_components();
+        c->set_kind(kind);
+        c->set_name(name);
+        c->add_members(name);
+      }
+    }
+    if (const YAML::Node groups = cs["groups"]) {
+      if (!groups.IsMap()) {
+        return Invalid("components.groups", "expected a mapping of name to members, e.g. {attention: [attn1, attn2]}");
+      }
+      for (const auto& kv : groups) {
+        const std::string field = absl::StrCat("components.groups.", kv.first.Scalar());
+        if (!kv.second.IsSequence()) return Invalid(field, "expected a list of the parts it removes together");
+        v1::AblationComponent* c = a->add_components();
+        c->set_kind("group");
+        c->set_name(kv.first.Scalar());
+        for (size_t i = 0; i < kv.second.size(); ++i) {
+          ASSIGN_OR_RETURN(std::string m, GetString(kv.second[i], absl::StrCat(field, "[", i, "]")));
+          c->add_members(m);
+        }
+      }
+    }
+  }
+  if (root["policy"]) {
+    ASSIGN_OR_RETURN(std::string v, GetString(root["policy"], "policy"));
+    a->set_policy(v);
+  }
+  if (root["repeats"]) {
+    ASSIGN_OR_RETURN(int32_t v, GetInt32(root["repeats"], "repeats", 1));
+    a->set_repeats(v);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status FromYaml(const YAML::Node& root, ExperimentSpec* spec) {
   RETURN_IF_ERROR(CheckKeys(root, "",
                             {"name", "objective", "objectives", "constraints", "search_space",
                              "algorithm", "budget", "trial", "resources", "resource", "execution",
-                             "client_lease_seconds"}));
+                             "client_lease_seconds", "kind", "base", "components", "policy", "repeats"}));
+  RETURN_IF_ERROR(AblationFromYaml(root, spec));
   if (root["name"]) {
     ASSIGN_OR_RETURN(std::string v, GetString(root["name"], "name"));
     spec->set_name(v);
@@ -731,27 +811,11 @@ static absl::Status CheckName(absl::string_view field, const std::string& name) 
   return absl::OkStatus();
 }
 
-absl::Status ValidateSpec(ExperimentSpec* spec, absl::string_view base_dir) {
-  RETURN_IF_ERROR(CheckSizes(*spec, "", kMaxStringBytes, kMaxRepeated));
-  if (spec->search_space_size() > kMaxParameters) {
-    return Invalid("search_space", absl::StrCat("has ", spec->search_space_size(), " parameters; at most ", kMaxParameters));
-  }
-  RETURN_IF_ERROR(CheckName("name", spec->name()));
-  RETURN_IF_ERROR(CheckName("objective.metric", spec->objective().metric()));
-  for (int i = 0; i < spec->objectives_size(); ++i) {
-    RETURN_IF_ERROR(CheckName(absl::StrCat("objectives[", i, "].metric"), spec->objectives(i).metric()));
-  }
-  for (const auto& p : spec->search_space()) RETURN_IF_ERROR(CheckName("search_space", p.name()));
-  if (spec->budget().max_trials() > kMaxTrials) {
-    return Invalid("budget.max_trials", absl::StrCat("is ", spec->budget().max_trials(), "; at most ", kMaxTrials));
-  }
-  if (spec->name().empty()) spec->set_name("experiment");
-  RETURN_IF_ERROR(ValidateObjectives(spec));
-  if (spec->objective().metric().empty()) {
-    return Invalid("objective.metric", "is required (the metric to optimise, e.g. loss)");
-  }
-  if (spec->objective().goal() == v1::Objective::GOAL_UNSPECIFIED) {
-    return Invalid("objective.goal", "is required (minimize or maximize)");
+// The search part of a kind: search spec: algorithm, search space and budget. `conditional`
+// gets the conditional parameters' names.
+absl::Status ValidateSearch(ExperimentSpec* spec, std::set<std::string>* conditional) {
+  if (spec->has_ablation()) {
+    return Invalid("base", "base, components, policy and repeats belong to kind: ablation");
   }
   std::string algo = spec->algorithm().name().empty() ? "random" : spec->algorithm().name();
   spec->mutable_algorithm()->set_name(algo);
@@ -796,7 +860,6 @@ absl::Status ValidateSpec(ExperimentSpec* spec, absl::string_view base_dir) {
   }
   std::set<std::string> names;
   std::map<std::string, const ParamSpec*> declared;
-  std::set<std::string> conditional;
   for (auto& p : *spec->mutable_search_space()) {
     if (!names.insert(p.name()).second) {
       return Invalid(absl::StrCat("search_space.", p.name()), "is defined twice");
@@ -819,7 +882,7 @@ absl::Status ValidateSpec(ExperimentSpec* spec, absl::string_view base_dir) {
           return Invalid(field, absl::StrCat("'", v, "' is not a value of ", p.parent()));
         }
       }
-      conditional.insert(p.name());
+      conditional->insert(p.name());
     }
     declared[p.name()] = &p;
   }
@@ -832,6 +895,80 @@ absl::Status ValidateSpec(ExperimentSpec* spec, absl::string_view base_dir) {
   // Grid search: max_trials 0 means the whole grid; the controller fills in its size.
   if (b->max_concurrent() == 0 && b->max_trials() > 0) b->set_max_concurrent(b->max_trials());
 
+  return absl::OkStatus();
+}
+
+// kind: ablation: the base configuration, the components, the repeats.
+absl::Status ValidateAblation(ExperimentSpec* spec) {
+  if (!spec->search_space().empty()) {
+    return Invalid("search_space", "an ablation study runs its base configuration: put the parameters under base.params");
+  }
+  const std::string& algo = spec->algorithm().name();
+  if ((!algo.empty() && algo != "ablation") || spec->algorithm().has_early_stopping()) {
+    return Invalid("algorithm", "an ablation study runs every variant; it has no search algorithm or early stopping");
+  }
+  spec->mutable_algorithm()->set_name("ablation");
+  v1::Ablation* a = spec->mutable_ablation();
+  if (a->base_params().empty() == a->base_from_experiment().empty() && !a->base_params().empty()) {
+    return Invalid("base", "give params or from_experiment, not both");
+  }
+  for (const auto& [k, v] : a->base_params()) RETURN_IF_ERROR(CheckName("base.params", k));
+  if (!a->base_from_experiment().empty()) RETURN_IF_ERROR(CheckName("base.from_experiment", a->base_from_experiment()));
+  if (a->components().empty()) {
+    return Invalid("components", "name at least one component to leave out (features, layers, groups or custom)");
+  }
+  std::set<std::string> names;
+  for (const auto& c : a->components()) {
+    const std::string field = absl::StrCat("components.", c.kind() == "feature" ? "features" : c.kind() == "layer" ? "layers"
+                                                         : c.kind() == "group" ? "groups" : "custom");
+    RETURN_IF_ERROR(CheckName(field, c.name()));
+    if (!names.insert(c.name()).second) return Invalid(field, absl::StrCat("'", c.name(), "' is named twice"));
+    if (c.members().empty()) return Invalid(absl::StrCat(field, ".", c.name()), "needs at least one member");
+    for (const auto& m : c.members()) RETURN_IF_ERROR(CheckName(absl::StrCat(field, ".", c.name()), m));
+  }
+  if (a->policy().empty()) a->set_policy("loco");
+  if (a->repeats() == 0) a->set_repeats(1);
+  if (a->repeats() < 0 || a->repeats() > 1000) {
+    return Invalid("repeats", absl::StrCat("is ", a->repeats(), "; between 1 and 1000"));
+  }
+  if (spec->budget().max_trials() != 0) {
+    return Invalid("budget.max_trials", "an ablation study runs each variant `repeats` times; set repeats instead");
+  }
+  if (spec->budget().max_concurrent() < 0) return Invalid("budget.max_concurrent", "must be at least 1");
+  return absl::OkStatus();
+}
+
+absl::Status ValidateSpec(ExperimentSpec* spec, absl::string_view base_dir) {
+  RETURN_IF_ERROR(CheckSizes(*spec, "", kMaxStringBytes, kMaxRepeated));
+  if (spec->search_space_size() > kMaxParameters) {
+    return Invalid("search_space", absl::StrCat("has ", spec->search_space_size(), " parameters; at most ", kMaxParameters));
+  }
+  RETURN_IF_ERROR(CheckName("name", spec->name()));
+  RETURN_IF_ERROR(CheckName("objective.metric", spec->objective().metric()));
+  for (int i = 0; i < spec->objectives_size(); ++i) {
+    RETURN_IF_ERROR(CheckName(absl::StrCat("objectives[", i, "].metric"), spec->objectives(i).metric()));
+  }
+  for (const auto& p : spec->search_space()) RETURN_IF_ERROR(CheckName("search_space", p.name()));
+  if (spec->budget().max_trials() > kMaxTrials) {
+    return Invalid("budget.max_trials", absl::StrCat("is ", spec->budget().max_trials(), "; at most ", kMaxTrials));
+  }
+  if (spec->name().empty()) spec->set_name("experiment");
+  RETURN_IF_ERROR(ValidateObjectives(spec));
+  if (spec->objective().metric().empty()) {
+    return Invalid("objective.metric", "is required (the metric to optimise, e.g. loss)");
+  }
+  if (spec->objective().goal() == v1::Objective::GOAL_UNSPECIFIED) {
+    return Invalid("objective.goal", "is required (minimize or maximize)");
+  }
+  if (spec->kind().empty()) spec->set_kind("search");
+  std::set<std::string> conditional;
+  if (spec->kind() == "ablation") {
+    RETURN_IF_ERROR(ValidateAblation(spec));
+  } else if (spec->kind() == "search") {
+    RETURN_IF_ERROR(ValidateSearch(spec, &conditional));
+  } else {
+    return Invalid("kind", absl::StrCat("unknown kind '", spec->kind(), "' (known: search, ablation)"));
+  }
   v1::TrialTemplate* t = spec->mutable_trial();
   if (spec->execution().empty()) spec->set_execution("workers");
   if (spec->execution() != "workers" && spec->execution() != "external") {
@@ -859,6 +996,7 @@ absl::Status ValidateSpec(ExperimentSpec* spec, absl::string_view base_dir) {
   }
   google::protobuf::Map<std::string, v1::ParamValue> probe;
   for (const auto& p : spec->search_space()) probe[p.name()].set_int_value(0);
+  for (const auto& [k, v] : spec->ablation().base_params()) probe[k] = v;
   // A conditional parameter is absent from some trials, so it cannot fill a placeholder.
   google::protobuf::Map<std::string, v1::ParamValue> always = probe;
   for (const auto& c : conditional) always.erase(c);

@@ -1,0 +1,116 @@
+// Ablation studies: the spec's components, and the variants a policy makes of them.
+#include "server/search/ablation.h"
+
+#include "common/spec.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace rung {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+// The issue's example, as a user writes it.
+constexpr char kHousing[] = R"(
+name: housing-ablation
+kind: ablation
+objective: {metric: val_loss, goal: minimize}
+base:
+  params: {lr: 0.01, depth: 4, optimizer: adam}
+components:
+  features: [floors, area, rooms]
+  layers: [conv2, dense1]
+  groups: {attention: [attn1, attn2]}
+  custom: [no_dropout, no_augmentation]
+policy: loco
+repeats: 3
+trial:
+  command: [python3, train.py, --lr, "{lr}"]
+)";
+
+std::vector<search::Component> ComponentsOf(const v1::ExperimentSpec& spec) {
+  std::vector<search::Component> out;
+  for (const auto& c : spec.ablation().components()) {
+    out.push_back({c.kind(), c.name(), {c.members().begin(), c.members().end()}});
+  }
+  return out;
+}
+
+TEST(AblationSpecTest, TheExampleParsesIntoComponentsOfEachKind) {
+  auto spec = ParseSpecYaml(kHousing, "/work");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->kind(), "ablation");
+  EXPECT_EQ(spec->algorithm().name(), "ablation");
+  const auto& a = spec->ablation();
+  EXPECT_EQ(a.policy(), "loco");
+  EXPECT_EQ(a.repeats(), 3);
+  EXPECT_EQ(a.base_params().at("lr").float_value(), 0.01);
+  EXPECT_EQ(a.base_params().at("depth").int_value(), 4);
+  EXPECT_EQ(a.base_params().at("optimizer").categorical_value(), "adam");
+  std::vector<std::string> kinds, names;
+  for (const auto& c : a.components()) {
+    kinds.push_back(c.kind());
+    names.push_back(c.name());
+  }
+  EXPECT_THAT(kinds, ElementsAre("feature", "feature", "feature", "layer", "layer", "custom", "custom", "group"));
+  EXPECT_THAT(names, ElementsAre("floors", "area", "rooms", "conv2", "dense1", "no_dropout", "no_augmentation", "attention"));
+  EXPECT_THAT(a.components(7).members(), ElementsAre("attn1", "attn2"));
+  EXPECT_THAT(a.components(0).members(), ElementsAre("floors"));
+}
+
+TEST(AblationSpecTest, MistakesAreNamed) {
+  auto err = [](const std::string& yaml) {
+    auto spec = ParseSpecYaml(absl::StrCat("objective: {metric: loss, goal: minimize}\ntrial: {command: [t]}\n", yaml), "/w");
+    return spec.ok() ? std::string("ok") : std::string(spec.status().message());
+  };
+  EXPECT_THAT(err("kind: ablation\n"), HasSubstr("components: name at least one component"));
+  EXPECT_THAT(err("kind: ablation\ncomponents: {features: [a, a]}\n"), HasSubstr("'a' is named twice"));
+  EXPECT_THAT(err("kind: ablation\ncomponents: {groups: {g: []}}\n"), HasSubstr("needs at least one member"));
+  EXPECT_THAT(err("kind: ablation\ncomponents: {features: a}\n"), HasSubstr("expected a list of names"));
+  EXPECT_THAT(err("kind: ablation\ncomponents: {heads: [a]}\n"), HasSubstr("unknown key 'heads'"));
+  EXPECT_THAT(err("kind: ablation\ncomponents: {features: [a]}\nrepeats: 0\n"), HasSubstr("repeats"));
+  EXPECT_THAT(err("kind: ablation\ncomponents: {features: [a]}\nbudget: {max_trials: 4}\n"), HasSubstr("set repeats instead"));
+  EXPECT_THAT(err("kind: ablation\ncomponents: {features: [a]}\nsearch_space: {x: {type: float, min: 0, max: 1}}\n"),
+              HasSubstr("put the parameters under base.params"));
+  EXPECT_THAT(err("kind: ablation\ncomponents: {features: [a]}\nalgorithm: {name: tpe}\n"), HasSubstr("no search algorithm"));
+  EXPECT_THAT(err("kind: ablation\ncomponents: {features: [a]}\nbase: {params: {x: 1}, from_experiment: e1}\n"),
+              HasSubstr("not both"));
+  EXPECT_THAT(err("kind: studies\n"), HasSubstr("unknown kind 'studies'"));
+  EXPECT_THAT(err("search_space: {x: {type: float, min: 0, max: 1}}\nbudget: {max_trials: 2}\nrepeats: 2\n"),
+              HasSubstr("belong to kind: ablation"));
+  EXPECT_EQ(err("kind: ablation\ncomponents: {features: [a]}\n"), "ok");  // a base with no parameters
+}
+
+TEST(AblationPolicyTest, LeaveOneComponentOutMakesTheBaseAndOneVariantPerComponent) {
+  auto spec = ParseSpecYaml(kHousing, "/work");
+  ASSERT_TRUE(spec.ok());
+  auto policy = search::NewAblationPolicy(spec->ablation().policy());
+  ASSERT_TRUE(policy.ok());
+  auto variants = (*policy)->Variants(ComponentsOf(*spec));
+  ASSERT_EQ(variants.size(), 9u);  // the base, 3 features, 2 layers, 2 custom, 1 group
+  EXPECT_EQ(variants[0].Json(), R"({"kind": "base", "name": "base", "dropped": []})");
+  EXPECT_EQ(variants[1].Json(), R"({"kind": "feature", "name": "floors", "dropped": ["floors"]})");
+  EXPECT_EQ(variants[4].Json(), R"({"kind": "layer", "name": "conv2", "dropped": ["conv2"]})");
+  EXPECT_EQ(variants[6].Json(), R"({"kind": "custom", "name": "no_dropout", "dropped": ["no_dropout"]})");
+  // A group is removed as one: one variant that drops all its members.
+  EXPECT_EQ(variants[8].Json(), R"({"kind": "group", "name": "attention", "dropped": ["attn1", "attn2"]})");
+  EXPECT_THAT(std::string(search::NewAblationPolicy("cumulative").status().message()),
+              HasSubstr("unknown ablation policy 'cumulative' (known: loco)"));
+}
+
+TEST(AblationPolicyTest, TrialsCoverEveryVariantBeforeAnyRepeat) {
+  // 3 variants, 2 repeats: trials 0..5 are variants 0,1,2,0,1,2 in repeats 0,0,0,1,1,1.
+  std::vector<std::pair<size_t, int>> got;
+  for (int i = 0; i < 6; ++i) got.push_back({search::VariantOf(i, 3), search::RepeatOf(i, 3)});
+  EXPECT_THAT(got, ElementsAre(std::pair<size_t, int>{0, 0}, std::pair<size_t, int>{1, 0}, std::pair<size_t, int>{2, 0},
+                               std::pair<size_t, int>{0, 1}, std::pair<size_t, int>{1, 1}, std::pair<size_t, int>{2, 1}));
+}
+
+TEST(AblationPolicyTest, JsonEscapesNames) {
+  search::Variant v{"custom", "say \"hi\"\\", {"a\nb"}};
+  EXPECT_EQ(v.Json(), R"({"kind": "custom", "name": "say \"hi\"\\", "dropped": ["a\u000ab"]})");
+}
+
+}  // namespace
+}  // namespace rung
