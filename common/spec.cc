@@ -811,6 +811,30 @@ static absl::Status CheckName(absl::string_view field, const std::string& name) 
   return absl::OkStatus();
 }
 
+absl::Status CheckPlaceholders(const v1::TrialTemplate& t,
+                               const google::protobuf::Map<std::string, v1::ParamValue>& params,
+                               const std::set<std::string>& conditional) {
+  // A conditional parameter is absent from some trials, so it cannot fill a placeholder.
+  google::protobuf::Map<std::string, v1::ParamValue> always = params;
+  for (const auto& c : conditional) always.erase(c);
+  for (int i = 0; i < t.command_size(); ++i) {
+    auto filled = FillPlaceholders(t.command(i), params);
+    if (!filled.ok()) {
+      return Invalid(absl::StrCat("trial.command[", i, "]"), filled.status().message());
+    }
+    if (!FillPlaceholders(t.command(i), always).ok()) {
+      return Invalid(absl::StrCat("trial.command[", i, "]"),
+                     "a placeholder names a conditional parameter, which some trials lack; "
+                     "read it from RUNG_PARAMS instead");
+    }
+  }
+  for (const auto& [k, v] : t.env()) {
+    auto filled = FillPlaceholders(v, params);
+    if (!filled.ok()) return Invalid(absl::StrCat("trial.env.", k), filled.status().message());
+  }
+  return absl::OkStatus();
+}
+
 // The search part of a kind: search spec: algorithm, search space and budget. `conditional`
 // gets the conditional parameters' names.
 absl::Status ValidateSearch(ExperimentSpec* spec, std::set<std::string>* conditional) {
@@ -997,24 +1021,9 @@ absl::Status ValidateSpec(ExperimentSpec* spec, absl::string_view base_dir) {
   google::protobuf::Map<std::string, v1::ParamValue> probe;
   for (const auto& p : spec->search_space()) probe[p.name()].set_int_value(0);
   for (const auto& [k, v] : spec->ablation().base_params()) probe[k] = v;
-  // A conditional parameter is absent from some trials, so it cannot fill a placeholder.
-  google::protobuf::Map<std::string, v1::ParamValue> always = probe;
-  for (const auto& c : conditional) always.erase(c);
-  for (int i = 0; i < t->command_size(); ++i) {
-    auto filled = FillPlaceholders(t->command(i), probe);
-    if (!filled.ok()) {
-      return Invalid(absl::StrCat("trial.command[", i, "]"), filled.status().message());
-    }
-    if (!FillPlaceholders(t->command(i), always).ok()) {
-      return Invalid(absl::StrCat("trial.command[", i, "]"),
-                     "a placeholder names a conditional parameter, which some trials lack; "
-                     "read it from RUNG_PARAMS instead");
-    }
-  }
-  for (const auto& [k, v] : t->env()) {
-    auto filled = FillPlaceholders(v, probe);
-    if (!filled.ok()) return Invalid(absl::StrCat("trial.env.", k), filled.status().message());
-  }
+  // A base taken from another experiment is known only when the study is created; rungd
+  // checks the placeholders against it then.
+  if (spec->ablation().base_from_experiment().empty()) RETURN_IF_ERROR(CheckPlaceholders(*t, probe, conditional));
   if (t->max_restarts() < 0) return Invalid("trial.max_restarts", "must not be negative");
   if (t->gpus() < 0) return Invalid("resources.gpus", "must not be negative");
   std::filesystem::path wd = t->workdir().empty() ? "." : t->workdir();

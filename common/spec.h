@@ -3,6 +3,7 @@
 #define RUNG_COMMON_SPEC_H_
 
 #include <map>
+#include <set>
 #include <string>
 #include "absl/strings/string_view.h"
 
@@ -34,6 +35,12 @@ absl::StatusOr<v1::ExperimentSpec> ParseSpecYaml(absl::string_view yaml, absl::s
 // Checks a spec however it arrived and fills defaults: algorithm, absolute workdir,
 // max_concurrent (when max_trials is known). Same error form as ParseSpecYaml.
 absl::Status ValidateSpec(v1::ExperimentSpec* spec, absl::string_view base_dir);
+
+// That every "{name}" in the trial's command and env names one of `params`, and no command
+// placeholder a `conditional` one; INVALID_ARGUMENT naming the field otherwise.
+absl::Status CheckPlaceholders(const v1::TrialTemplate& t,
+                               const google::protobuf::Map<std::string, v1::ParamValue>& params,
+                               const std::set<std::string>& conditional);
 
 // The text a parameter value takes in a command line and in logs: shortest round-trip
 // decimal for floats.

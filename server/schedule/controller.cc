@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/spec.h"
 #include "common/status.h"
+#include "server/search/ablation.h"
 #include "server/search/journal.h"
 
 namespace rung {
@@ -84,6 +85,17 @@ v1::ParamValue FromSearch(const search::ParamValue& v) {
 }
 
 std::string FirstLine(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+// The variants of a validated ablation study, the base first (its policy is known: the
+// study was refused at creation otherwise).
+std::vector<search::Variant> AblationVariants(const v1::ExperimentSpec& spec) {
+  std::vector<search::Component> components;
+  for (const auto& c : spec.ablation().components()) {
+    components.push_back({c.kind(), c.name(), {c.members().begin(), c.members().end()}});
+  }
+  auto policy = search::NewAblationPolicy(spec.ablation().policy());
+  return policy.ok() ? (*policy)->Variants(components) : std::vector<search::Variant>{{"base", "base", {}}};
+}
 
 std::string SignalName(int sig) {
   const char* name = sigabbrev_np(sig);
@@ -201,7 +213,9 @@ search::Config Controller::SearchConfig(const v1::ExperimentSpec& spec) {
   c.constrained = spec.constraints_size() > 0;
   c.max_trials = spec.budget().max_trials();
   c.seed = spec.algorithm().seed();
-  c.sampler = spec.algorithm().name() == "grid"  ? search::Config::Sampler::kGrid
+  for (const auto& [k, v] : spec.ablation().base_params()) c.fixed[k] = ToSearch(v);
+  c.sampler = spec.kind() == "ablation"          ? search::Config::Sampler::kFixed
+              : spec.algorithm().name() == "grid"  ? search::Config::Sampler::kGrid
               : spec.algorithm().name() == "tpe" || spec.algorithm().name() == "bohb"
                   ? search::Config::Sampler::kTpe
               : spec.algorithm().name() == "gp"  ? search::Config::Sampler::kGp
@@ -440,6 +454,11 @@ void Controller::ApplyActionsLocked(ExperimentRec* rec, const std::vector<search
       t.set_attempt(1);
       t.set_budget(create->budget);
       t.set_created_unix_ms(clock_->NowUnixMs());
+      if (rec->exp.spec().kind() == "ablation") {
+        const std::vector<search::Variant> variants = AblationVariants(rec->exp.spec());
+        t.set_ablation(variants[search::VariantOf(create->index, variants.size())].Json());
+        t.set_seed(search::RepeatOf(create->index, variants.size()) + 1);
+      }
       rec->trials.resize(std::max<size_t>(rec->trials.size(), t.index()));
       rec->trials[t.index() - 1] = t;
       rec->queue.push_back(t.index());
@@ -526,13 +545,39 @@ absl::StatusOr<Trial*> Controller::FindTrialLocked(const std::string& trial_id,
   return &rec->trials[index - 1];
 }
 
+absl::Status Controller::PrepareAblationLocked(v1::ExperimentSpec* spec) {
+  v1::Ablation* a = spec->mutable_ablation();
+  RETURN_IF_ERROR(search::NewAblationPolicy(a->policy()).status());
+  if (!a->base_from_experiment().empty()) {
+    // The base is the best completed trial of an earlier experiment, copied now: the study
+    // does not change when that experiment goes on.
+    ExperimentRec* src = FindExperimentLocked(a->base_from_experiment());
+    if (src == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("base.from_experiment: no experiment ", a->base_from_experiment()));
+    }
+    if (!src->exp.has_best()) {
+      return absl::FailedPreconditionError(absl::StrCat("base.from_experiment: experiment ", a->base_from_experiment(),
+                                                        " has no best trial yet (none completed within its constraints)"));
+    }
+    ASSIGN_OR_RETURN(Trial * best, FindTrialLocked(src->exp.best_trial_id(), nullptr));
+    *a->mutable_base_params() = best->params();
+    RETURN_IF_ERROR(CheckPlaceholders(spec->trial(), a->base_params(), {}));
+  }
+  const int variants = static_cast<int>(AblationVariants(*spec).size());
+  const int64_t trials = int64_t{variants} * a->repeats();
+  if (trials > kMaxTrials) {
+    return absl::InvalidArgumentError(absl::StrCat("the study needs ", variants, " variants x ", a->repeats(),
+                                                   " repeats = ", trials, " trials; at most ", kMaxTrials));
+  }
+  spec->mutable_budget()->set_max_trials(static_cast<int32_t>(trials));
+  if (spec->budget().max_concurrent() == 0) spec->mutable_budget()->set_max_concurrent(static_cast<int32_t>(trials));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Experiment> Controller::CreateExperiment(v1::ExperimentSpec spec, const std::string& owner) {
   absl::MutexLock l(&mu_);
   RETURN_IF_ERROR(store_error_);
-  if (spec.kind() == "ablation") {
-    // The spec and its variants are in (server/search/ablation.h); scheduling them is next.
-    return absl::UnimplementedError("kind: ablation: rungd cannot run ablation studies yet");
-  }
+  if (spec.kind() == "ablation") RETURN_IF_ERROR(PrepareAblationLocked(&spec));
   if (spec.algorithm().name() == "grid") {
     int64_t size = search::GridSize(SearchConfig(spec).space);
     if (spec.budget().max_trials() == 0 || spec.budget().max_trials() > size) {
@@ -855,6 +900,10 @@ v1::Assignment Controller::MakeAssignmentLocked(const ExperimentRec& rec, const 
   env["RUNG_ATTEMPT"] = absl::StrCat(t.attempt());
   env["RUNG_PARAMS"] = ParamsToJson(t.params());
   env["RUNG_OBJECTIVE"] = rec.exp.spec().objective().metric();
+  if (!t.ablation().empty()) {
+    env["RUNG_ABLATION"] = t.ablation();
+    env["RUNG_SEED"] = absl::StrCat(t.seed());
+  }
   if (!tt.checkpoint_root().empty()) {
     env["RUNG_CHECKPOINT_DIR"] = absl::StrCat(tt.checkpoint_root(), "/", t.experiment_id(), "/", t.id());
   }

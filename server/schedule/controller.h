@@ -213,6 +213,9 @@ class Controller {
   absl::StatusOr<std::unique_ptr<search::Searcher>> NewSearcherLocked(const v1::ExperimentSpec& spec)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // kind: ablation: copies the base from base.from_experiment's best trial and sets the
+  // budget to every variant `repeats` times.
+  absl::Status PrepareAblationLocked(v1::ExperimentSpec* spec) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Applies the searcher's actions to `rec`, adding writes to `batch`.
   void ApplyActionsLocked(ExperimentRec* rec, const std::vector<search::Action>& actions,
                           Store::Batch* batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -142,6 +142,18 @@ class RandomSampler final : public Sampler {
   Rng rng_;
 };
 
+// The same parameters for every trial.
+class FixedSampler final : public Sampler {
+ public:
+  explicit FixedSampler(const Config& config) : fixed_(config.fixed) {}
+  Params Next(int /*index*/) override { return fixed_; }
+  void Save(std::vector<std::string>* lines) const override { lines->push_back("fixed"); }  // no state
+  bool Load(const std::vector<std::string>& lines) override { return lines.size() == 1 && lines[0] == "fixed"; }
+
+ private:
+  const Params fixed_;
+};
+
 bool Conditional(const std::vector<Param>& space) {
   for (const Param& p : space) {
     if (!p.parent.empty()) return true;
@@ -368,7 +380,9 @@ absl::StatusOr<std::unique_ptr<Searcher>> NewSearcher(const Config& config) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_trials must be at least 1 (got ", config.max_trials, ")"));
   }
-  if (config.space.empty()) return absl::InvalidArgumentError("the search space is empty");
+  if (config.space.empty() && config.sampler != Config::Sampler::kFixed) {
+    return absl::InvalidArgumentError("the search space is empty");
+  }
   Config c = config;
   std::unique_ptr<Sampler> sampler;
   if (c.sampler == Config::Sampler::kGrid) {
@@ -378,6 +392,8 @@ absl::StatusOr<std::unique_ptr<Searcher>> NewSearcher(const Config& config) {
     sampler = NewTpeSampler(c, c.tpe_startup);
   } else if (c.sampler == Config::Sampler::kGp) {
     sampler = NewGpSampler(c, c.tpe_startup);
+  } else if (c.sampler == Config::Sampler::kFixed) {
+    sampler = std::make_unique<FixedSampler>(c);
   } else {
     sampler = std::make_unique<RandomSampler>(c);
   }

@@ -62,8 +62,11 @@ struct Stopping {
 };
 
 struct Config {
-  enum class Sampler { kRandom, kGrid, kTpe, kGp };
+  // kFixed: every trial takes `fixed` (an ablation study's base configuration; what each
+  // trial leaves out comes from server/search/ablation.h, not from its parameters).
+  enum class Sampler { kRandom, kGrid, kTpe, kGp, kFixed };
   Sampler sampler = Sampler::kRandom;
+  Params fixed;
   int tpe_startup = 10;  // tpe, gp: random trials before the model takes over
   bool tpe_multivariate = false;  // tpe: model the unconditional parameters jointly
   bool gp_ucb = false;            // gp: the lower confidence bound rather than log EI

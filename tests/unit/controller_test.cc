@@ -769,6 +769,66 @@ trial: {command: [train]}
   EXPECT_EQ(controller_->GetBestTrials(single, 5)->size(), 1u);
 }
 
+TEST_F(ControllerTest, AnAblationStudyRunsEveryVariantRepeatsTimesAndEachTrialKnowsWhatItDrops) {
+  // The base comes from the best trial of a finished search.
+  const std::string search = Create(1, 1);
+  RecordingSink sink;
+  int64_t s = Connect("w1", 4, &sink);
+  ASSERT_TRUE(Pull(s, {0}).ok());
+  auto a = sink.TakeAssignments();
+  ASSERT_EQ(a.size(), 1u);
+  ASSERT_TRUE(Report(s, a[0].trial(), 1, 0.5).ok());
+  ASSERT_TRUE(Exited(s, a[0].trial(), 0).ok());
+  const double best_x = a[0].trial().params().at("x").float_value();
+
+  auto spec = ParseSpecYaml(absl::StrCat(R"(
+kind: ablation
+objective: {metric: loss, goal: minimize}
+base: {from_experiment: )", search, R"(}
+components: {features: [area, rooms], groups: {attention: [attn1, attn2]}}
+repeats: 2
+budget: {max_concurrent: 4}
+trial: {command: [train, --x, "{x}"]}
+)"), "/work");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  auto e = controller_->CreateExperiment(*spec);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->spec().budget().max_trials(), 8);  // (base + 3 components) x 2 repeats
+  EXPECT_EQ(e->spec().ablation().base_params().at("x").float_value(), best_x);
+  std::vector<std::string> seen;
+  for (int round = 0; round < 2; ++round) {
+    ASSERT_TRUE(Pull(s, {0, 1, 2, 3}).ok());
+    a = sink.TakeAssignments();
+    ASSERT_EQ(a.size(), 4u);
+    for (const auto& as : a) {
+      EXPECT_EQ(as.trial().params().at("x").float_value(), best_x);  // every variant runs the base
+      EXPECT_EQ(as.argv(2), FormatParam(as.trial().params().at("x")));
+      seen.push_back(absl::StrCat(as.env().at("RUNG_SEED"), " ", as.env().at("RUNG_ABLATION")));
+      ASSERT_TRUE(Report(s, as.trial(), 1, 1.0).ok());
+      ASSERT_TRUE(Exited(s, as.trial(), 0).ok());
+    }
+  }
+  EXPECT_THAT(seen, ::testing::ElementsAre(
+      R"(1 {"kind": "base", "name": "base", "dropped": []})",
+      R"(1 {"kind": "feature", "name": "area", "dropped": ["area"]})",
+      R"(1 {"kind": "feature", "name": "rooms", "dropped": ["rooms"]})",
+      R"(1 {"kind": "group", "name": "attention", "dropped": ["attn1", "attn2"]})",
+      R"(2 {"kind": "base", "name": "base", "dropped": []})",
+      R"(2 {"kind": "feature", "name": "area", "dropped": ["area"]})",
+      R"(2 {"kind": "feature", "name": "rooms", "dropped": ["rooms"]})",
+      R"(2 {"kind": "group", "name": "attention", "dropped": ["attn1", "attn2"]})"));
+  EXPECT_EQ(controller_->GetExperiment(e->id())->state(), v1::EXPERIMENT_COMPLETED);
+  // What each trial dropped is stored with it, and survives a restart.
+  Open();
+  EXPECT_EQ(controller_->GetTrial(e->id() + "-8")->ablation(), R"({"kind": "group", "name": "attention", "dropped": ["attn1", "attn2"]})");
+  EXPECT_EQ(controller_->GetTrial(e->id() + "-8")->seed(), 2);
+  // A base from an experiment with no best trial is refused, with the reason.
+  const std::string empty = Create(1, 1);
+  spec->mutable_ablation()->set_base_from_experiment(empty);
+  spec->mutable_ablation()->clear_base_params();
+  EXPECT_THAT(std::string(controller_->CreateExperiment(*spec).status().message()), HasSubstr("has no best trial yet"));
+}
+
 TEST_F(ControllerTest, BadInputGetsClearErrors) {
   EXPECT_EQ(controller_->GetExperiment("e99").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(controller_->GetTrial("nonsense").status().code(), absl::StatusCode::kInvalidArgument);
