@@ -185,9 +185,9 @@ absl::Status AgentImpl::Init() {
   if (ec) return absl::UnavailableError(absl::StrCat("--work-dir ", o_.work_dir, ": ", ec.message()));
   python_dir_ = (fs::path(o_.work_dir) / "python").string();
   fs::create_directories(fs::path(python_dir_) / "rung", ec);
-  {
-    std::ofstream py(fs::path(python_dir_) / "rung" / "__init__.py", std::ios::trunc);
-    py << kPythonModule;
+  for (int i = 0; i < kPythonModuleFiles; ++i) {
+    std::ofstream py(fs::path(python_dir_) / "rung" / kPythonModule[i].name, std::ios::trunc);
+    py << kPythonModule[i].source;
     if (!py) return absl::UnavailableError(absl::StrCat("cannot write the rung module in ", python_dir_));
   }
   base_env_ = CurrentEnvironment();

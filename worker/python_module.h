@@ -2,8 +2,14 @@
 #define RUNG_WORKER_PYTHON_MODULE_H_
 
 namespace rung {
-// The source of client/python/rung/__init__.py, embedded at build time.
-extern const char kPythonModule[];
+// The files of client/python/rung that need only the standard library (the reporter and
+// rung.ablation), embedded at build time.
+struct PythonFile {
+  const char* name;    // e.g. "__init__.py"
+  const char* source;
+};
+extern const PythonFile kPythonModule[];
+extern const int kPythonModuleFiles;
 }  // namespace rung
 
 #endif  // RUNG_WORKER_PYTHON_MODULE_H_

@@ -118,7 +118,9 @@ def _close():
 
 def __getattr__(name):
     # The gRPC client loads on first use: the reporter above needs only the standard library.
+    import importlib
+    if name == "ablation":
+        return importlib.import_module("rung.ablation")
     if name in ("Client", "RungError", "Experiment", "Trial", "Report"):
-        from rung import client
-        return getattr(client, name)
+        return getattr(importlib.import_module("rung.client"), name)
     raise AttributeError(f"module 'rung' has no attribute '{name}'")
