@@ -1,6 +1,8 @@
 // Ablation studies: the spec's components, and the variants a policy makes of them.
 #include "server/search/ablation.h"
 
+#include <cmath>
+
 #include "common/spec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -110,6 +112,65 @@ TEST(AblationPolicyTest, TrialsCoverEveryVariantBeforeAnyRepeat) {
 TEST(AblationPolicyTest, JsonEscapesNames) {
   search::Variant v{"custom", "say \"hi\"\\", {"a\nb"}};
   EXPECT_EQ(v.Json(), R"({"kind": "custom", "name": "say \"hi\"\\", "dropped": ["a\u000ab"]})");
+}
+
+TEST(AblationStatsTest, StudentTTailsMatchClosedFormsAndTheNormalLimit) {
+  EXPECT_NEAR(search::TwoSidedP(1.0, 1), 0.5, 1e-12);                                // Cauchy: 1 - 2 atan(t) / pi
+  EXPECT_NEAR(search::TwoSidedP(2.0, 2), 1 - 2 / std::sqrt(6.0), 1e-12);             // df 2: 1 - t / sqrt(2 + t^2)
+  EXPECT_NEAR(search::TwoSidedP(-2.0, 2), 1 - 2 / std::sqrt(6.0), 1e-12);
+  EXPECT_NEAR(search::TwoSidedP(1.959963984540054, 1e7), 0.05, 1e-6);                // the normal limit
+  EXPECT_NEAR(search::TwoSidedP(0, 3), 1, 1e-12);
+  // Welch's fractional df: against a numerical integral of the density (Simpson, 2e5 steps).
+  EXPECT_NEAR(search::TwoSidedP(3.5355339059327373, 4.075471698113207), 0.0233767676, 1e-8);
+  EXPECT_TRUE(std::isnan(search::TwoSidedP(1, 0)));
+}
+
+TEST(AblationStatsTest, PairedTestOnSharedSeedsWorkedOutByHand) {
+  const std::vector<search::Variant> variants = {{"base", "base", {}}, {"feature", "area", {"area"}}};
+  // Repeats 0, 1, 2 of each (seeds 1, 2, 3). Differences 0.5, 0.9, 0.4: mean 0.6, sd
+  // sqrt(0.07), t = 0.6 / (sqrt(0.07) / sqrt(3)) = 3.92792, df 2, p = 1 - t / sqrt(2 + t^2).
+  std::vector<search::Run> runs = {{0, 0, 1.0}, {0, 1, 2.0}, {0, 2, 3.0}, {1, 0, 1.5}, {1, 1, 2.9}, {1, 2, 3.4}};
+  auto r = search::Summarize(variants, runs, /*minimize=*/true);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_DOUBLE_EQ(r[0].mean, 2.0);
+  EXPECT_DOUBLE_EQ(r[0].stddev, 1.0);
+  EXPECT_EQ(r[0].rank, 0);
+  EXPECT_NEAR(r[1].mean, 2.6, 1e-12);
+  EXPECT_NEAR(r[1].stddev, std::sqrt(0.97), 1e-12);  // deviations -1.1, 0.3, 0.8
+  EXPECT_NEAR(r[1].delta, 0.6, 1e-12);
+  EXPECT_NEAR(r[1].harm, 0.6, 1e-12);  // a higher loss without it: removing it hurts
+  EXPECT_EQ(r[1].test, "paired t");
+  const double t = 0.6 / (std::sqrt(0.07) / std::sqrt(3.0));
+  EXPECT_NEAR(r[1].p, 1 - t / std::sqrt(2 + t * t), 1e-9);
+  EXPECT_NEAR(r[1].p, 0.0591249277, 1e-9);
+  EXPECT_FALSE(r[1].significant);  // 3 repeats cannot tell 0.6 from this noise at 5%
+  EXPECT_EQ(r[1].rank, 1);
+  // Maximising the same numbers: removing it helps, so its harm is negative.
+  EXPECT_NEAR(search::Summarize(variants, runs, /*minimize=*/false)[1].harm, -0.6, 1e-12);
+}
+
+TEST(AblationStatsTest, WelchWhenRunsDoNotPairAndRanksByHarm) {
+  const std::vector<search::Variant> variants = {
+      {"base", "base", {}}, {"feature", "area", {"area"}}, {"layer", "conv2", {"conv2"}}, {"custom", "x", {"x"}}};
+  // Base 1, 2, 3 (repeats 0-2); area 4, 6, 8, 10 in repeats 3-6, which the base lacks:
+  // Welch, t = 5 / sqrt(20/3/4 + 1/3) = 3.53553, df = 4.07547.
+  std::vector<search::Run> runs = {{0, 0, 1}, {0, 1, 2}, {0, 2, 3}, {1, 3, 4}, {1, 4, 6}, {1, 5, 8}, {1, 6, 10},
+                                   {2, 0, 1.5}, {2, 1, 2.5}, {2, 2, 3.5}};  // conv2: +0.5 every time
+  auto r = search::Summarize(variants, runs, /*minimize=*/true);
+  EXPECT_EQ(r[1].test, "Welch t");
+  EXPECT_NEAR(r[1].p, 0.0233767676, 1e-8);
+  EXPECT_TRUE(r[1].significant);
+  // Identical differences: no noise at all, so any difference is significant.
+  EXPECT_EQ(r[2].test, "paired t");
+  EXPECT_EQ(r[2].p, 0);
+  EXPECT_TRUE(r[2].significant);
+  EXPECT_EQ(r[1].rank, 1);  // +5 hurts more than +0.5
+  EXPECT_EQ(r[2].rank, 2);
+  // A variant with no completed run: no mean, no test, no rank.
+  EXPECT_EQ(r[3].runs, 0);
+  EXPECT_TRUE(std::isnan(r[3].mean));
+  EXPECT_EQ(r[3].test, "");
+  EXPECT_EQ(r[3].rank, 0);
 }
 
 }  // namespace
