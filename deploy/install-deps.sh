@@ -14,6 +14,8 @@ packages=(
   python3-grpcio python3-protobuf python3-venv
   # the metrics test scrapes rungd and a worker with a real Prometheus server
   prometheus
+  # the ablation example (config/examples/ablation_train.py) trains with scikit-learn
+  python3-sklearn
 )
 
 # --bench: also what the benchmarks compare against (Debian's Optuna, for /usr/bin/python3).

@@ -27,6 +27,7 @@
 #include "client/connect.h"
 #include "rung/v1/admin_service.grpc.pb.h"
 #include "rung/v1/experiment_service.grpc.pb.h"
+#include "server/search/ablation.h"
 #include "server/search/searcher.h"
 
 namespace {
@@ -453,6 +454,114 @@ int Export(Globals& g, const std::string& id, const std::string& format) {
   return 0;
 }
 
+// An ablation study's results: every variant's runs, mean and spread, its change against the
+// base, whether that change stands out of the noise between repeats, and the ranking.
+int Ablation(Globals& g, const std::string& id) {
+  rung::v1::GetExperimentRequest ereq;
+  ereq.set_id(id);
+  Experiment e;
+  Check(g.stub->GetExperiment(Ctx().get(), ereq, &e), g);
+  if (e.spec().kind() != "ablation") {
+    throw CliError{absl::StrCat("experiment ", id, " is a search, not an ablation study (kind: ablation)")};
+  }
+  rung::v1::ListTrialsRequest treq;
+  treq.set_experiment_id(id);
+  rung::v1::ListTrialsResponse tresp;
+  Check(g.stub->ListTrials(Ctx().get(), treq, &tresp), g);
+  std::vector<rung::search::Component> components;
+  for (const auto& c : e.spec().ablation().components()) {
+    components.push_back({c.kind(), c.name(), {c.members().begin(), c.members().end()}});
+  }
+  auto policy = rung::search::NewAblationPolicy(e.spec().ablation().policy());
+  if (!policy.ok()) throw CliError{std::string(policy.status().message())};
+  const std::vector<rung::search::Variant> variants = (*policy)->Variants(components);
+  std::vector<rung::search::Run> runs;
+  for (const Trial& t : tresp.trials()) {
+    if (t.state() != rung::v1::TRIAL_COMPLETED || !t.has_result()) continue;
+    runs.push_back({rung::search::VariantOf(t.index() - 1, variants.size()),
+                    rung::search::RepeatOf(t.index() - 1, variants.size()), t.result()});
+  }
+  const bool minimize = e.spec().objective().goal() != rung::v1::Objective::MAXIMIZE;
+  constexpr double kAlpha = 0.05;
+  const auto results = rung::search::Summarize(variants, runs, minimize, kAlpha);
+  // The base first, then the removals by rank, then those with no result yet.
+  std::vector<const rung::search::VariantResult*> rows = {&results[0]};
+  for (size_t rank = 1; rank < results.size(); ++rank) {
+    for (const auto& r : results) {
+      if (r.rank == static_cast<int>(rank)) rows.push_back(&r);
+    }
+  }
+  for (size_t v = 1; v < results.size(); ++v) {
+    if (results[v].rank == 0) rows.push_back(&results[v]);
+  }
+  auto number = [](double v, const char* fmt = "%.6g") { return std::isnan(v) ? std::string("-") : absl::StrFormat(fmt, v); };
+  if (g.output == "json") {
+    google::protobuf::Struct out;
+    auto& f = *out.mutable_fields();
+    f["experiment"].set_string_value(e.id());
+    f["state"].set_string_value(StateName(e.state()));
+    f["objective"].set_string_value(e.spec().objective().metric());
+    f["goal"].set_string_value(minimize ? "minimize" : "maximize");
+    f["repeats"].set_number_value(e.spec().ablation().repeats());
+    f["alpha"].set_number_value(kAlpha);
+    auto* list = f["variants"].mutable_list_value();
+    for (const auto* r : rows) {
+      google::protobuf::Struct row;
+      auto& rf = *row.mutable_fields();
+      rf["kind"].set_string_value(r->variant.kind);
+      rf["name"].set_string_value(r->variant.name);
+      auto* dropped = rf["dropped"].mutable_list_value();
+      for (const auto& d : r->variant.dropped) dropped->add_values()->set_string_value(d);
+      rf["runs"].set_number_value(r->runs);
+      auto put = [&](const char* k, double v) {
+        if (std::isnan(v)) {
+          rf[k].set_null_value(google::protobuf::NULL_VALUE);
+        } else {
+          rf[k].set_number_value(v);
+        }
+      };
+      put("mean", r->mean);
+      put("stddev", r->stddev);
+      put("delta", r->delta);
+      put("p", r->p);
+      rf["test"].set_string_value(r->test);
+      rf["significant"].set_bool_value(r->significant);
+      rf["rank"].set_number_value(r->rank);
+      *list->add_values()->mutable_struct_value() = std::move(row);
+    }
+    std::string text;
+    google::protobuf::util::JsonPrintOptions o;
+    o.add_whitespace = true;
+    google::protobuf::util::MessageToJsonString(out, &text, o);
+    std::cout << text;
+    return 0;
+  }
+  std::cout << absl::StrFormat(
+      "%s %s: %s, %d variants x %d repeats; %s (%s), mean over completed runs\n"
+      "change against the base: a two-sided t-test, paired on the repeats' shared seeds "
+      "(Welch's when runs do not pair), significant at p < %.2g\n\n",
+      e.id(), e.spec().name(), StateName(e.state()), variants.size(), e.spec().ablation().repeats(),
+      e.spec().objective().metric(), minimize ? "minimize" : "maximize", kAlpha);
+  std::printf("%-5s %-22s %-8s %-5s %-12s %-10s %-12s %-10s %s\n", "RANK", "LEFT OUT", "KIND", "RUNS", "MEAN", "SD",
+              "CHANGE", "P", "SIGNIFICANT");
+  for (const auto* r : rows) {
+    const bool base = r == &results[0];
+    std::printf("%-5s %-22s %-8s %-5d %-12s %-10s %-12s %-10s %s\n",
+                r->rank > 0 ? absl::StrCat(r->rank).c_str() : "-", r->variant.name.substr(0, 22).c_str(),
+                r->variant.kind.c_str(), r->runs, number(r->mean).c_str(), number(r->stddev, "%.3g").c_str(),
+                base ? "-" : number(r->delta, "%+.4g").c_str(), base ? "-" : number(r->p, "%.3g").c_str(),
+                base || r->test.empty() ? "-" : absl::StrCat(r->significant ? "yes" : "no", " (", r->test, ")").c_str());
+  }
+  if (rows.size() > 1 && rows[1]->rank == 1) {
+    const auto& top = *rows[1];
+    std::cout << "\nmost important: " << top.variant.name << " (" << top.variant.kind << "): without it "
+              << e.spec().objective().metric() << " is " << (top.harm > 0 ? "worse" : "no worse") << " by "
+              << number(std::fabs(top.delta), "%.4g")
+              << (top.significant ? "" : ", within the noise of these repeats") << "\n";
+  }
+  return 0;
+}
+
 int Best(Globals& g, const std::string& id, int n) {
   rung::v1::GetBestTrialsRequest req;
   req.set_experiment_id(id);
@@ -738,6 +847,9 @@ int main(int argc, char** argv) {
     c->add_option("ID", id)->required();
     controls.emplace_back(verb, c);
   }
+  auto* ablation = app.add_subcommand(
+      "ablation", "an ablation study's results: each variant against the base, ranked by how much its removal hurts");
+  ablation->add_option("ID", id)->required();
   auto* logs = app.add_subcommand("logs", "print a trial's stdout and stderr");
   logs->add_option("TRIAL_ID", id)->required();
   auto* admin = app.add_subcommand("admin", "operations for whoever runs rungd");
@@ -760,6 +872,7 @@ int main(int argc, char** argv) {
       {watch, "rung watch e1 && echo completed"},
       {best, "rung best e1\n  rung best e1 -n 5"},
       {logs, "rung logs e1-3"},
+      {ablation, "rung ablation e2\n  rung -o json ablation e2 | jq '.variants[1]'"},
       {replay, "rung admin replay e1"},
       {backup, "rung admin backup /var/backups/rung-$(date +%F)"},
       {completion, "source <(rung completion bash)"},
@@ -800,6 +913,7 @@ int main(int argc, char** argv) {
     if (*watch) return Watch(g, id);
     if (*best) return Best(g, id, n);
     if (*logs) return Logs(g, id);
+    if (*ablation) return Ablation(g, id);
     if (*replay) return Replay(g, id);
     if (*backup) return Backup(g, file);
     for (auto& [verb, c] : controls) {
