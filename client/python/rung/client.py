@@ -88,6 +88,9 @@ class Trial:
         self.client_id = proto.client_id or None
         self.worker_id = proto.worker_id or None
         self.message = proto.message
+        # kind: ablation: what the trial leaves out ({"kind", "name", "dropped"}) and its seed.
+        self.ablation = json.loads(proto.ablation) if proto.ablation else None
+        self.seed = proto.seed or None
 
     def __repr__(self):
         result = "" if self.result is None else f", result={self.result:g}"
