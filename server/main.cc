@@ -12,7 +12,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "absl/strings/ascii.h"
-#include "client/connect.h"
+#include "common/connect.h"
 #include "common/log.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "client/connect.h"
+#include "common/connect.h"
 #include "absl/time/time.h"
 
 namespace rung {

@@ -24,7 +24,7 @@
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
-#include "client/connect.h"
+#include "common/connect.h"
 #include "rung/v1/admin_service.grpc.pb.h"
 #include "rung/v1/experiment_service.grpc.pb.h"
 #include "server/search/ablation.h"

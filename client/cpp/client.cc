@@ -11,7 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "client/connect.h"
+#include "common/connect.h"
 #include "rung/v1/experiment_service.grpc.pb.h"
 
 namespace rung {

@@ -376,6 +376,14 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::GetTrialLogs(grpc::CallbackServ
   return Done(ctx, "ExperimentService.GetTrialLogs", t.status());
 }
 
+grpc::ServerUnaryReactor* ExperimentServiceImpl::GetAblation(grpc::CallbackServerContext* ctx,
+                                                             const v1::GetAblationRequest* req,
+                                                             v1::AblationResults* resp) {
+  RUNG_ALLOW("GetAblation", req->experiment_id());
+  if (auto s = NeedId(req->experiment_id(), "experiment_id"); !s.ok()) return Done(ctx, "ExperimentService.GetAblation", s);
+  RUNG_UNARY("GetAblation", controller_->GetAblation(req->experiment_id()));
+}
+
 grpc::ServerWriteReactor<v1::WatchEvent>* ExperimentServiceImpl::WatchExperiment(
     grpc::CallbackServerContext* ctx, const v1::WatchExperimentRequest* req) {
   const absl::Status id_ok = NeedId(req->id(), "id");

@@ -54,6 +54,8 @@ class ExperimentServiceImpl final : public v1::ExperimentService::CallbackServic
   grpc::ServerUnaryReactor* GetTrialLogs(grpc::CallbackServerContext* ctx,
                                          const v1::GetTrialLogsRequest* req,
                                          v1::GetTrialLogsResponse* resp) override;
+  grpc::ServerUnaryReactor* GetAblation(grpc::CallbackServerContext* ctx, const v1::GetAblationRequest* req,
+                                        v1::AblationResults* resp) override;
   grpc::ServerWriteReactor<v1::WatchEvent>* WatchExperiment(
       grpc::CallbackServerContext* ctx, const v1::WatchExperimentRequest* req) override;
   grpc::ServerUnaryReactor* AskTrials(grpc::CallbackServerContext* ctx, const v1::AskTrialsRequest* req,

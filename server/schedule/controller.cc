@@ -97,6 +97,65 @@ std::vector<search::Variant> AblationVariants(const v1::ExperimentSpec& spec) {
   return policy.ok() ? (*policy)->Variants(components) : std::vector<search::Variant>{{"base", "base", {}}};
 }
 
+std::string LowerStateName(v1::ExperimentState s) {
+  std::string n = v1::ExperimentState_Name(s);
+  n = n.substr(n.find('_') + 1);
+  for (char& c : n) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return n;
+}
+
+// The study's results: every variant's statistics over its completed runs, the base first,
+// then by rank, then the variants with no completed run.
+absl::StatusOr<v1::AblationResults> AblationResultsOf(const Experiment& e, const std::vector<Trial>& trials) {
+  if (e.spec().kind() != "ablation") {
+    return absl::FailedPreconditionError(
+        absl::StrCat("experiment ", e.id(), " is a search, not an ablation study (kind: ablation)"));
+  }
+  const std::vector<search::Variant> variants = AblationVariants(e.spec());
+  std::vector<search::Run> runs;
+  for (const Trial& t : trials) {
+    if (t.state() != v1::TRIAL_COMPLETED || !t.has_result()) continue;
+    runs.push_back({search::VariantOf(t.index() - 1, variants.size()), search::RepeatOf(t.index() - 1, variants.size()),
+                    t.result()});
+  }
+  const bool minimize = e.spec().objective().goal() != v1::Objective::MAXIMIZE;
+  constexpr double kAlpha = 0.05;
+  const std::vector<search::VariantResult> results = search::Summarize(variants, runs, minimize, kAlpha);
+  std::vector<const search::VariantResult*> rows = {&results[0]};
+  for (size_t rank = 1; rank < results.size(); ++rank) {
+    for (const auto& r : results) {
+      if (r.rank == static_cast<int>(rank)) rows.push_back(&r);
+    }
+  }
+  for (size_t v = 1; v < results.size(); ++v) {
+    if (results[v].rank == 0) rows.push_back(&results[v]);
+  }
+  v1::AblationResults out;
+  out.set_experiment(e.id());
+  out.set_name(e.spec().name());
+  out.set_state(LowerStateName(e.state()));
+  out.set_objective(e.spec().objective().metric());
+  out.set_goal(minimize ? "minimize" : "maximize");
+  out.set_repeats(e.spec().ablation().repeats());
+  out.set_alpha(kAlpha);
+  for (const search::VariantResult* r : rows) {
+    v1::AblationVariant* v = out.add_variants();
+    v->set_kind(r->variant.kind);
+    v->set_name(r->variant.name);
+    for (const std::string& d : r->variant.dropped) v->add_dropped(d);
+    v->set_runs(r->runs);
+    if (!std::isnan(r->mean)) v->set_mean(r->mean);
+    if (!std::isnan(r->stddev)) v->set_stddev(r->stddev);
+    if (!std::isnan(r->delta)) v->set_delta(r->delta);
+    if (!std::isnan(r->harm)) v->set_harm(r->harm);
+    v->set_test(r->test);
+    if (!std::isnan(r->p)) v->set_p(r->p);
+    v->set_significant(r->significant);
+    v->set_rank(r->rank);
+  }
+  return out;
+}
+
 std::string SignalName(int sig) {
   const char* name = sigabbrev_np(sig);
   return name ? absl::StrCat("SIG", name) : absl::StrCat("signal ", sig);
@@ -760,6 +819,13 @@ absl::StatusOr<v1::BackupResponse> Controller::Backup(const std::string& dir) {
   Log(LogLevel::kInfo, absl::StrCat("backup of the data folder in ", dir, ": ", out.files(), " files, ",
                                     out.bytes(), " bytes"));
   return out;
+}
+
+absl::StatusOr<v1::AblationResults> Controller::GetAblation(const std::string& experiment_id) {
+  absl::MutexLock l(&mu_);
+  ExperimentRec* rec = FindExperimentLocked(experiment_id);
+  if (rec == nullptr) return absl::NotFoundError(absl::StrCat("no experiment ", experiment_id));
+  return AblationResultsOf(rec->exp, rec->trials);
 }
 
 absl::StatusOr<v1::ReplaySearchResponse> Controller::ReplaySearch(const std::string& experiment_id) {

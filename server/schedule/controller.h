@@ -113,6 +113,9 @@ class Controller {
   // Completed trials, best first (ties: lower index first).
   absl::StatusOr<std::vector<v1::Trial>> GetBestTrials(const std::string& experiment_id,
                                                        int count);
+  // An ablation study's results (see AblationResults in experiment_service.proto).
+  // FAILED_PRECONDITION when the experiment is a search.
+  absl::StatusOr<v1::AblationResults> GetAblation(const std::string& experiment_id);
   // Replays the experiment's searcher journal through a fresh searcher (see
   // server/search/journal.h). Reads the store, not the controller's state: it does not hold
   // up scheduling however long the journal is.

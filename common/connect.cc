@@ -1,4 +1,4 @@
-#include "client/connect.h"
+#include "common/connect.h"
 
 #include <cstdlib>
 #include <fstream>

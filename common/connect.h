@@ -1,7 +1,7 @@
 // How rung's clients (the CLI, rung-worker) reach rungd: TLS or plaintext, an optional client
 // certificate for mutual TLS, and an optional bearer token on every call.
-#ifndef RUNG_CLIENT_CONNECT_H_
-#define RUNG_CLIENT_CONNECT_H_
+#ifndef RUNG_COMMON_CONNECT_H_
+#define RUNG_COMMON_CONNECT_H_
 
 #include <memory>
 #include <string>
@@ -34,4 +34,4 @@ absl::StatusOr<std::string> ReadFileFor(const std::string& flag, const std::stri
 
 }  // namespace rung
 
-#endif  // RUNG_CLIENT_CONNECT_H_
+#endif  // RUNG_COMMON_CONNECT_H_
