@@ -156,6 +156,16 @@ absl::StatusOr<v1::AblationResults> AblationResultsOf(const Experiment& e, const
   return out;
 }
 
+// The rung levels of an asha or hyperband rule, then resource.max; empty for other searches.
+void SetRungLevels(Experiment* e) {
+  e->clear_rung_levels();
+  const v1::EarlyStopping& es = e->spec().algorithm().early_stopping();
+  if (es.rule() != "asha" && es.rule() != "hyperband") return;
+  const v1::Resource& r = e->spec().resource();
+  for (double level : search::Rungs(r.min(), r.max(), es.reduction_factor(), es.max_rungs())) e->add_rung_levels(level);
+  e->add_rung_levels(r.max());
+}
+
 std::string SignalName(int sig) {
   const char* name = sigabbrev_np(sig);
   return name ? absl::StrCat("SIG", name) : absl::StrCat("signal ", sig);
@@ -341,6 +351,7 @@ absl::Status Controller::LoadLocked() {
   for (Experiment& e : exps) {
     auto rec = std::make_unique<ExperimentRec>();
     rec->exp = std::move(e);
+    if (rec->exp.rung_levels().empty()) SetRungLevels(&rec->exp);  // stored before rungd kept them
     auto searcher = NewSearcherLocked(rec->exp.spec());
     if (!searcher.ok()) {
       return absl::DataLossError(absl::StrCat("experiment ", rec->exp.id(),
@@ -659,6 +670,7 @@ absl::StatusOr<Experiment> Controller::CreateExperiment(v1::ExperimentSpec spec,
   *e.mutable_spec() = std::move(spec);
   e.set_state(v1::EXPERIMENT_PENDING);
   e.set_owner(owner);
+  SetRungLevels(&e);
   e.set_created_unix_ms(clock_->NowUnixMs());
   e.set_updated_unix_ms(e.created_unix_ms());
   Store::Batch batch;
