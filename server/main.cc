@@ -230,7 +230,7 @@ int main(int argc, char** argv) {
   rung::Log(rung::LogLevel::kInfo, absl::StrCat("signal ", sig, ": shutting down"));
   stop.Notify();
   ticker.join();
-  (*controller)->AnswerWaitingAsks(absl::UnavailableError("rungd is shutting down; ask again"));
+  (*controller)->Shutdown(absl::UnavailableError("rungd is shutting down; ask again"));
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   server->Wait();
   return 0;

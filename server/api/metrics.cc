@@ -71,6 +71,15 @@ class ControllerCollectable : public prometheus::Collectable {
           Value(it == s.trials.end() ? 0 : it->second,
                 {{"state", StateLabel(v1::TrialState_Name(st), "TRIAL_")}}, false));
     }
+    family("rung_experiments_unschedulable",
+           "Running experiments whose trials no connected worker can run (too few GPUs, missing labels, no "
+           "worker); `rung show` says why.",
+           prometheus::MetricType::Gauge)
+        ->metric.push_back(Value(s.experiments_unschedulable, {}, false));
+    family("rung_store_recoveries_total",
+           "Times rungd could not write its data folder (a full disk) and later could again.",
+           prometheus::MetricType::Counter)
+        ->metric.push_back(Value(static_cast<double>(s.store_recoveries), {}, true));
     family("rung_workers_connected", "Workers with an open stream.", prometheus::MetricType::Gauge)
         ->metric.push_back(Value(s.workers_connected, {}, false));
     auto* slots = family("rung_slots", "Slots of connected workers, busy or free.",

@@ -42,7 +42,7 @@ class WorkerStream final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1:
     StartRead(&in_);
   }
 
-  // Called by the Controller with its lock held: only queues.
+  // Called by the Outbox (one call at a time, never with the controller's lock): only queues.
   void Send(const v1::ControllerMessage& msg) override {
     absl::MutexLock l(&mu_);
     if (finished_) return;
@@ -221,13 +221,15 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::Done(grpc::CallbackServerContex
 }
 
 absl::StatusOr<Caller> ExperimentServiceImpl::Allow(grpc::CallbackServerContext* ctx, const char* method,
-                                                    const std::string& experiment_id) {
+                                                    const std::string& experiment_id, const std::string& trial_id) {
   auto caller = auth_->Check(*ctx, method, Role::kUser);
   if (!caller.ok() || caller->role != Role::kUser || experiment_id.empty()) return caller;
   auto e = controller_->GetExperiment(experiment_id);
   if (e.ok() && e->owner() != caller->name) {
-    return absl::PermissionDeniedError(absl::StrCat(method, ": experiment ", experiment_id, " is not ",
-                                                    caller->name, "'s (a user may use only its own experiments)"));
+    // A user may use only its own experiments, and cannot tell someone else's from one that
+    // does not exist: the answer is the one a missing experiment (or trial) gets.
+    return absl::NotFoundError(trial_id.empty() ? absl::StrCat("no experiment ", experiment_id)
+                                                : absl::StrCat("no trial ", trial_id));
   }
   return caller;
 }
@@ -241,8 +243,25 @@ static std::string ExperimentOf(const std::string& trial_id) {
 
 // Checks the caller; returns from the handler with the refusal when it may not.
 #define RUNG_ALLOW(method, experiment_id)                                        \
-  auto caller = Allow(ctx, "ExperimentService." method, (experiment_id));        \
+  auto caller = Allow(ctx, "ExperimentService." method, (experiment_id), "");    \
   if (!caller.ok()) return Done(ctx, "ExperimentService." method, caller.status())
+// The same for a call about one trial.
+#define RUNG_ALLOW_TRIAL(method, trial_id)                                                    \
+  auto caller = Allow(ctx, "ExperimentService." method, ExperimentOf(trial_id), (trial_id));  \
+  if (!caller.ok()) return Done(ctx, "ExperimentService." method, caller.status())
+
+// Finishes `reactor` with the controller's answer, counting the call. For the controller's
+// asynchronous calls, whose answer comes once the change is durable.
+template <typename T>
+std::function<void(absl::StatusOr<T>)> Reply(grpc::ServerUnaryReactor* reactor, T* resp, ServerMetrics* metrics,
+                                             const char* method) {
+  return [reactor, resp, metrics, method](absl::StatusOr<T> r) {
+    if (r.ok()) *resp = std::move(*r);
+    grpc::Status gs = ToGrpc(r.status());
+    metrics->CountRpc(method, gs.error_code());
+    reactor->Finish(gs);
+  };
+}
 
 // Runs `expr` (an absl::StatusOr<T>); on success moves its value into *resp.
 #define RUNG_UNARY(method, expr)                                 \
@@ -270,7 +289,10 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::CreateExperiment(
     spec = absl::InvalidArgumentError(absl::StrCat("base_dir: ", req->base_dir().size(), " bytes; at most 4096"));
   }
   if (!spec.ok()) return Done(ctx, "ExperimentService.CreateExperiment", spec.status());
-  RUNG_UNARY("CreateExperiment", controller_->CreateExperiment(std::move(spec).value(), caller->name));
+  auto* reactor = ctx->DefaultReactor();
+  controller_->CreateExperiment(std::move(spec).value(), caller->name,
+                                Reply(reactor, resp, metrics_, "ExperimentService.CreateExperiment"));
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::GetExperiment(
@@ -295,21 +317,27 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::CancelExperiment(
     grpc::CallbackServerContext* ctx, const v1::ExperimentRequest* req, v1::Experiment* resp) {
   RUNG_ALLOW("CancelExperiment", req->id());
   if (auto s = NeedId(req->id(), "id"); !s.ok()) return Done(ctx, "ExperimentService.CancelExperiment", s);
-  RUNG_UNARY("CancelExperiment", controller_->CancelExperiment(req->id()));
+  auto* reactor = ctx->DefaultReactor();
+  controller_->CancelExperiment(req->id(), Reply(reactor, resp, metrics_, "ExperimentService.CancelExperiment"));
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::PauseExperiment(
     grpc::CallbackServerContext* ctx, const v1::ExperimentRequest* req, v1::Experiment* resp) {
   RUNG_ALLOW("PauseExperiment", req->id());
   if (auto s = NeedId(req->id(), "id"); !s.ok()) return Done(ctx, "ExperimentService.PauseExperiment", s);
-  RUNG_UNARY("PauseExperiment", controller_->PauseExperiment(req->id()));
+  auto* reactor = ctx->DefaultReactor();
+  controller_->PauseExperiment(req->id(), Reply(reactor, resp, metrics_, "ExperimentService.PauseExperiment"));
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::ResumeExperiment(
     grpc::CallbackServerContext* ctx, const v1::ExperimentRequest* req, v1::Experiment* resp) {
   RUNG_ALLOW("ResumeExperiment", req->id());
   if (auto s = NeedId(req->id(), "id"); !s.ok()) return Done(ctx, "ExperimentService.ResumeExperiment", s);
-  RUNG_UNARY("ResumeExperiment", controller_->ResumeExperiment(req->id()));
+  auto* reactor = ctx->DefaultReactor();
+  controller_->ResumeExperiment(req->id(), Reply(reactor, resp, metrics_, "ExperimentService.ResumeExperiment"));
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::ListTrials(grpc::CallbackServerContext* ctx,
@@ -327,7 +355,7 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::ListTrials(grpc::CallbackServer
 grpc::ServerUnaryReactor* ExperimentServiceImpl::GetTrial(grpc::CallbackServerContext* ctx,
                                                           const v1::GetTrialRequest* req,
                                                           v1::Trial* resp) {
-  RUNG_ALLOW("GetTrial", ExperimentOf(req->id()));
+  RUNG_ALLOW_TRIAL("GetTrial", req->id());
   if (auto s = NeedId(req->id(), "id"); !s.ok()) return Done(ctx, "ExperimentService.GetTrial", s);
   RUNG_UNARY("GetTrial", controller_->GetTrial(req->id()));
 }
@@ -335,7 +363,7 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::GetTrial(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* ExperimentServiceImpl::GetTrialMetrics(
     grpc::CallbackServerContext* ctx, const v1::GetTrialMetricsRequest* req,
     v1::GetTrialMetricsResponse* resp) {
-  RUNG_ALLOW("GetTrialMetrics", ExperimentOf(req->trial_id()));
+  RUNG_ALLOW_TRIAL("GetTrialMetrics", req->trial_id());
   if (auto s = NeedId(req->trial_id(), "trial_id"); !s.ok()) return Done(ctx, "ExperimentService.GetTrialMetrics", s);
   auto reports = controller_->GetTrialMetrics(req->trial_id());
   if (reports.ok()) {
@@ -364,7 +392,7 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::GetBestTrials(
 grpc::ServerUnaryReactor* ExperimentServiceImpl::GetTrialLogs(grpc::CallbackServerContext* ctx,
                                                               const v1::GetTrialLogsRequest* req,
                                                               v1::GetTrialLogsResponse* resp) {
-  RUNG_ALLOW("GetTrialLogs", ExperimentOf(req->trial_id()));
+  RUNG_ALLOW_TRIAL("GetTrialLogs", req->trial_id());
   if (auto s = NeedId(req->trial_id(), "trial_id"); !s.ok()) return Done(ctx, "ExperimentService.GetTrialLogs", s);
   auto t = controller_->GetTrial(req->trial_id());
   if (t.ok()) {
@@ -388,7 +416,7 @@ grpc::ServerWriteReactor<v1::WatchEvent>* ExperimentServiceImpl::WatchExperiment
     grpc::CallbackServerContext* ctx, const v1::WatchExperimentRequest* req) {
   const absl::Status id_ok = NeedId(req->id(), "id");
   absl::StatusOr<Caller> caller =
-      id_ok.ok() ? Allow(ctx, "ExperimentService.WatchExperiment", req->id()) : absl::StatusOr<Caller>(id_ok);
+      id_ok.ok() ? Allow(ctx, "ExperimentService.WatchExperiment", req->id(), "") : absl::StatusOr<Caller>(id_ok);
   if (!caller.ok()) {
     grpc::Status gs = ToGrpc(caller.status());
     metrics_->CountRpc("ExperimentService.WatchExperiment", gs.error_code());
@@ -404,35 +432,34 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::AskTrials(grpc::CallbackServerC
   if (auto s = NeedId(req->experiment_id(), "experiment_id"); !s.ok()) return Done(ctx, "ExperimentService.AskTrials", s);
   // The answer may wait for a model's proposal: the controller finishes the call then.
   auto* reactor = ctx->DefaultReactor();
-  controller_->AskTrials(*req, [reactor, resp, metrics = metrics_](absl::StatusOr<v1::AskTrialsResponse> r) {
-    if (r.ok()) *resp = std::move(*r);
-    grpc::Status gs = ToGrpc(r.status());
-    metrics->CountRpc("ExperimentService.AskTrials", gs.error_code());
-    reactor->Finish(gs);
-  });
+  controller_->AskTrials(*req, Reply(reactor, resp, metrics_, "ExperimentService.AskTrials"));
   return reactor;
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::ReportTrial(grpc::CallbackServerContext* ctx,
                                                              const v1::ReportTrialRequest* req,
                                                              v1::ReportTrialResponse* resp) {
-  RUNG_ALLOW("ReportTrial", ExperimentOf(req->trial_id()));
+  RUNG_ALLOW_TRIAL("ReportTrial", req->trial_id());
   if (auto s = NeedId(req->trial_id(), "trial_id"); !s.ok()) return Done(ctx, "ExperimentService.ReportTrial", s);
   if (auto s = CheckSizes(*req, "", /*max_string=*/4096, /*max_repeated=*/10000); !s.ok()) {
     return Done(ctx, "ExperimentService.ReportTrial", s);
   }
-  RUNG_UNARY("ReportTrial", controller_->ReportTrial(*req));
+  auto* reactor = ctx->DefaultReactor();
+  controller_->ReportTrial(*req, Reply(reactor, resp, metrics_, "ExperimentService.ReportTrial"));
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::CompleteTrial(grpc::CallbackServerContext* ctx,
                                                                const v1::CompleteTrialRequest* req,
                                                                v1::Trial* resp) {
-  RUNG_ALLOW("CompleteTrial", ExperimentOf(req->trial_id()));
+  RUNG_ALLOW_TRIAL("CompleteTrial", req->trial_id());
   if (auto s = NeedId(req->trial_id(), "trial_id"); !s.ok()) return Done(ctx, "ExperimentService.CompleteTrial", s);
   if (auto s = CheckSizes(*req, "", /*max_string=*/64 << 10, /*max_repeated=*/10000); !s.ok()) {
     return Done(ctx, "ExperimentService.CompleteTrial", s);
   }
-  RUNG_UNARY("CompleteTrial", controller_->CompleteTrial(*req));
+  auto* reactor = ctx->DefaultReactor();
+  controller_->CompleteTrial(*req, Reply(reactor, resp, metrics_, "ExperimentService.CompleteTrial"));
+  return reactor;
 }
 
 namespace {

@@ -68,9 +68,10 @@ class ExperimentServiceImpl final : public v1::ExperimentService::CallbackServic
  private:
   grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const char* method,
                                  const absl::Status& s);
-  // The caller, allowed to use `experiment_id` (when not empty): a user only its own.
+  // The caller, allowed to use `experiment_id` (when not empty): a user only its own; about
+  // anyone else's it hears what a missing experiment (or trial `trial_id`) would get.
   absl::StatusOr<Caller> Allow(grpc::CallbackServerContext* ctx, const char* method,
-                               const std::string& experiment_id);
+                               const std::string& experiment_id, const std::string& trial_id);
   Controller* const controller_;
   ServerMetrics* const metrics_;
   const Auth* const auth_;

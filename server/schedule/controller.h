@@ -1,15 +1,18 @@
-// The controller: owns experiments, trials, workers and searchers; schedules trials onto
-// worker slots; keeps leases; persists every change through the Store before it is visible.
+// The controller: the lock, the commit, recovery and dispatch. It owns one ExperimentRun per
+// experiment, the WorkerRegistry and the Outbox. Every change is worked out under its lock
+// into a Change, written to the store, and only then do its effects (assignments, stop
+// orders, acknowledgements, watch events, answers) go out, from the Outbox, once the write
+// is on disk. A change whose write fails leaves nothing behind: its effects are dropped and
+// the experiments it touched are read back from the store.
 //
-// Thread-safety: every public method may be called from any thread; one mutex guards all
-// state. Sinks are called with that mutex held, so they must not block and must not call
-// back into the Controller.
+// Thread-safety: every public method may be called from any thread. Callbacks (Done) run
+// without the controller's lock, from the thread that saw the change become durable; they
+// must not block and must not call back into the Controller. No fsync and no store reopen
+// happens with the lock held.
 #ifndef RUNG_SERVER_SCHEDULE_CONTROLLER_H_
 #define RUNG_SERVER_SCHEDULE_CONTROLLER_H_
 
-#include <atomic>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -25,38 +28,27 @@
 #include "rung/v1/admin_service.pb.h"
 #include "rung/v1/experiment_service.pb.h"
 #include "rung/v1/worker_service.pb.h"
+#include "server/schedule/experiment_run.h"
 #include "server/schedule/job_pool.h"
+#include "server/schedule/outbox.h"
+#include "server/schedule/worker_registry.h"
 #include "server/search/searcher.h"
 #include "server/store/store.h"
 
 namespace rung {
 
-// Where the controller sends messages for one worker stream.
-class WorkerSink {
- public:
-  virtual ~WorkerSink() = default;
-  virtual void Send(const v1::ControllerMessage& msg) = 0;
-};
-
-// Where the controller sends one watcher's events. Close() follows the last event.
-class WatchSink {
- public:
-  virtual ~WatchSink() = default;
-  virtual void Send(const v1::WatchEvent& event) = 0;
-  virtual void Close() = 0;
-};
-
 struct ControllerOptions {
   // A worker silent for this long loses its trials (they go back to the queue).
   absl::Duration lease_timeout = absl::Seconds(30);
-  // How often workers are asked to send a heartbeat.
+  // How often workers are asked to send a heartbeat. A connected worker heard from within two
+  // intervals is alive: another process registering under its name is refused.
   absl::Duration heartbeat_interval = absl::Seconds(5);
   // How long a model (TPE, GP) may take to propose a trial's parameters. Past it, Tick()
   // draws them at random instead and logs why.
   absl::Duration suggest_deadline = absl::Seconds(2);
   // Runs the searchers' model jobs, off the RPC threads and the controller's lock. It must
-  // not run a job inline (the controller holds its lock when it queues one), nor after the
-  // controller is gone. Null: a pool of threads that the controller owns.
+  // not run a job inline, nor after the controller is gone. Null: a pool of threads that the
+  // controller owns.
   std::function<void(std::function<void()>)> run_job;
 };
 
@@ -67,6 +59,7 @@ struct ControllerStats {
   int workers_connected = 0;
   int slots_busy = 0;
   int slots_free = 0;
+  int experiments_unschedulable = 0;     // running experiments no connected worker can serve
   int64_t reports_received = 0;
   int64_t lease_expirations = 0;
   int64_t suggestions = 0;               // model proposals that trials took
@@ -74,8 +67,9 @@ struct ControllerStats {
   int64_t suggestion_fallbacks = 0;      // proposals that missed the deadline
   int64_t worker_messages_dropped = 0;   // invalid worker messages acknowledged and ignored
   int64_t trials_stopped_early = 0;      // trials a stopping rule ended
+  int64_t store_recoveries = 0;          // times writes failed and later worked again
   uint64_t store_bytes = 0;              // the data folder's size on disk
-  // Model suggestion latency by algorithm: counts per upper bound of kSuggestionBuckets
+  // Model suggestion latency by algorithm: counts per upper bound of SuggestionBuckets()
   // (not cumulative; the last is +Inf), and their sum in seconds.
   struct Histogram {
     std::vector<int64_t> counts;
@@ -93,249 +87,224 @@ inline const std::vector<double>& SuggestionBuckets() {
 
 class Controller {
  public:
+  // Called once with the outcome, once it is durable (or will never be).
+  template <typename T>
+  using Done = std::function<void(absl::StatusOr<T>)>;
+
   // Loads every experiment, trial, worker and searcher state from `store`. `store` and
   // `clock` must outlive the controller.
-  static absl::StatusOr<std::unique_ptr<Controller>> Create(Store* store, Clock* clock,
-                                                            ControllerOptions options);
+  static absl::StatusOr<std::unique_ptr<Controller>> Create(Store* store, Clock* clock, ControllerOptions options);
   ~Controller();
 
-  // ---- Clients ----
-  // `spec` must have passed ValidateSpec. Returns the stored experiment.
-  absl::StatusOr<v1::Experiment> CreateExperiment(v1::ExperimentSpec spec, const std::string& owner = "");
+  // ---- Clients: changes, answered once durable ----
+  // `spec` must have passed ValidateSpec.
+  void CreateExperiment(v1::ExperimentSpec spec, const std::string& owner, Done<v1::Experiment> done);
+  void CancelExperiment(const std::string& id, Done<v1::Experiment> done);
+  void PauseExperiment(const std::string& id, Done<v1::Experiment> done);
+  void ResumeExperiment(const std::string& id, Done<v1::Experiment> done);
+
+  // ---- Clients: reads (what rungd holds now) ----
   absl::StatusOr<v1::Experiment> GetExperiment(const std::string& id);
   std::vector<v1::Experiment> ListExperiments();
-  absl::StatusOr<v1::Experiment> CancelExperiment(const std::string& id);
-  absl::StatusOr<v1::Experiment> PauseExperiment(const std::string& id);
-  absl::StatusOr<v1::Experiment> ResumeExperiment(const std::string& id);
   absl::StatusOr<std::vector<v1::Trial>> ListTrials(const std::string& experiment_id);
   absl::StatusOr<v1::Trial> GetTrial(const std::string& trial_id);
   absl::StatusOr<std::vector<v1::MetricReport>> GetTrialMetrics(const std::string& trial_id);
   // Completed trials, best first (ties: lower index first).
-  absl::StatusOr<std::vector<v1::Trial>> GetBestTrials(const std::string& experiment_id,
-                                                       int count);
-  // An ablation study's results (see AblationResults in experiment_service.proto).
-  // FAILED_PRECONDITION when the experiment is a search.
+  absl::StatusOr<std::vector<v1::Trial>> GetBestTrials(const std::string& experiment_id, int count);
+  // An ablation study's results. FAILED_PRECONDITION when the experiment is a search.
   absl::StatusOr<v1::AblationResults> GetAblation(const std::string& experiment_id);
   // Replays the experiment's searcher journal through a fresh searcher (see
-  // server/search/journal.h). Reads the store, not the controller's state: it does not hold
-  // up scheduling however long the journal is.
+  // server/search/journal.h). Reads the store, not the controller's state.
   absl::StatusOr<v1::ReplaySearchResponse> ReplaySearch(const std::string& experiment_id);
   // A checkpoint of the store in `dir` (see AdminService.Backup).
   absl::StatusOr<v1::BackupResponse> Backup(const std::string& dir);
 
-  // Sends the experiment and its trials to `sink` now, then every change until the
-  // experiment has ended and none of its trials runs any more (then Close()), or until
-  // Unwatch(). Returns a handle for Unwatch.
+  // Sends the experiment and its trials to `sink`, then every change until the experiment
+  // has ended and none of its trials runs any more (then Close()), or until Unwatch().
+  // Returns a handle for Unwatch.
   absl::StatusOr<int64_t> Watch(const std::string& experiment_id, WatchSink* sink);
   // After it returns, `sink` is never called again.
   void Unwatch(int64_t handle);
 
-  // The searcher configuration a (validated) spec describes, warm start aside.
-  static search::Config SearchConfig(const v1::ExperimentSpec& spec);
-
   // ---- Ask and tell (execution: external) ----
-  // Called once with the answer; with the controller's lock held, so it must not block and
-  // must not call back into the Controller.
-  using AskDone = std::function<void(absl::StatusOr<v1::AskTrialsResponse>)>;
   // Hands the client up to req.count trials: those it holds first, then new ones (RUNNING,
-  // client_id set, durable before `done`). Answers at once, or, when the client holds
-  // nothing and a model is proposing the next trial, once the model is done (or Tick() has
-  // fallen back to random parameters).
-  void AskTrials(const v1::AskTrialsRequest& req, AskDone done);
+  // client_id set). Answers at once, or, when the client holds nothing and a model is
+  // proposing the next trial, once the model is done (or Tick() has fallen back).
+  void AskTrials(const v1::AskTrialsRequest& req, Done<v1::AskTrialsResponse> done);
   // Stores the report of a trial the client holds and says whether it should stop. A trial
-  // it no longer holds (ended, paused, taken back after its lease) gets stop, and nothing is
-  // stored; one that another client holds is refused.
-  absl::StatusOr<v1::ReportTrialResponse> ReportTrial(const v1::ReportTrialRequest& req);
+  // it no longer holds gets stop, and nothing is stored; one another client holds is refused.
+  void ReportTrial(const v1::ReportTrialRequest& req, Done<v1::ReportTrialResponse> done);
   // Ends a held trial: completed (final values, else those reported), failed (retried while
   // max_restarts allows), or, when a stop is out, stopped. Repeating a completion is a no-op.
-  absl::StatusOr<v1::Trial> CompleteTrial(const v1::CompleteTrialRequest& req);
+  void CompleteTrial(const v1::CompleteTrialRequest& req, Done<v1::Trial> done);
 
   // ---- Workers ----
-  // A worker's stream opened with `reg`. `sink` stays valid until WorkerDisconnected(session).
-  // Returns the session handle.
+  // A worker's stream opened with `reg`; `sink` stays valid until WorkerDisconnected(session).
+  // Returns the session handle; ALREADY_EXISTS when another live worker has the name.
   absl::StatusOr<int64_t> WorkerConnected(const v1::Register& reg, WorkerSink* sink);
   // Handles one message of the session's stream. An error means the message was refused
   // (nothing of it applied) and the stream should end with that status.
   absl::Status HandleWorkerMessage(int64_t session, const v1::WorkerMessage& msg);
+  // After it returns, the session's sink is never called again.
   void WorkerDisconnected(int64_t session);
 
-  // Expires leases of silent workers, and falls back to random parameters for model
-  // proposals past their deadline. rungd calls it periodically; tests call it after moving a
-  // FakeClock.
+  // Expires leases of silent workers and clients, falls back to random parameters for model
+  // proposals past their deadline, and retries a failed store. rungd calls it periodically;
+  // tests call it after moving a FakeClock.
   void Tick();
 
   ControllerStats Stats();
 
-  // Answers every ask still waiting for a model (UNAVAILABLE). rungd calls it before its
-  // gRPC server shuts down, which waits for every call to be answered.
-  void AnswerWaitingAsks(const absl::Status& why);
+  // Answers every ask still waiting for a model with `why`, and ends every watch. rungd calls
+  // it before its gRPC server shuts down, which waits for every call to be answered.
+  void Shutdown(const absl::Status& why);
 
  private:
-  struct ExperimentRec {
-    v1::Experiment exp;
-    std::unique_ptr<search::Searcher> searcher;
-    std::vector<v1::Trial> trials;  // trials[i].index() == i + 1
-    std::deque<int> queue;          // indexes of PENDING trials, in order
-    std::map<int64_t, WatchSink*> watchers;
-    // A model job in flight for the next new trial (0: none), and when it must be done.
-    int64_t proposal_ticket = 0;
-    absl::Time proposal_started, proposal_deadline;
-    int64_t journal_next = 0;  // seq of the searcher journal's next entry
-    struct Ask {
-      std::string client_id;
-      int count = 0;
-      AskDone done;
-    };
-    std::vector<Ask> asks;  // waiting for the model's proposal, in arrival order
+  struct Ask {
+    std::string client_id;
+    int count = 0;
+    Done<v1::AskTrialsResponse> done;
   };
-  struct WorkerRec {
-    v1::Worker worker;
-    WorkerSink* sink = nullptr;  // null while disconnected
-    int64_t session = 0;
-    absl::Time last_seen;
-    std::set<int> offered;  // slots the worker said are free in its latest Pull
-    std::set<int> busy;     // slots that the controller's trials hold
+  // What LoadState builds: every experiment and worker as stored.
+  struct State {
+    std::map<std::string, std::unique_ptr<ExperimentRun>> runs;
+    std::vector<ExperimentRun*> fifo;  // by creation order
+    std::vector<v1::Worker> workers;
+    int64_t next_experiment = 1;
   };
 
   Controller(Store* store, Clock* clock, ControllerOptions options);
-  // Builds every experiment, trial and worker from the store.
-  absl::Status LoadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // After the store failed a write and works again: drops the in-memory state (which may be
-  // ahead of the disk), ends every watch and worker stream (they reconnect), and loads again.
-  absl::Status ReloadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The store's syncer: writes up to `durable` are on disk (or the fsync failed).
-  void OnDurable(uint64_t durable, const absl::Status& error);
-  void SendAcksLocked(uint64_t durable) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void LatchStoreErrorLocked(const absl::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  ExperimentRec* FindExperimentLocked(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<v1::Trial*> FindTrialLocked(const std::string& trial_id, ExperimentRec** rec)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // ---- State and recovery ----
+  // Reads everything from the store. Needs no lock: nothing writes while it runs (at start,
+  // or while writes are refused after a failure).
+  absl::StatusOr<State> LoadState();
+  // Makes `state` the controller's; every worker and client lease runs from now.
+  void Adopt(State state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // One experiment as stored, its searcher rebuilt (warm start from `runs`).
+  absl::StatusOr<std::unique_ptr<ExperimentRun>> LoadRun(v1::Experiment exp,
+                                                         const std::map<std::string, std::unique_ptr<ExperimentRun>>& runs);
   // The experiment's searcher, with the completed trials of its warm_start experiments
   // (which must exist and share its objective) given to the model.
-  absl::StatusOr<std::unique_ptr<search::Searcher>> NewSearcherLocked(const v1::ExperimentSpec& spec)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
+  absl::StatusOr<std::unique_ptr<search::Searcher>> NewSearcher(
+      const v1::ExperimentSpec& spec, const std::map<std::string, std::unique_ptr<ExperimentRun>>& runs);
   // kind: ablation: copies the base from base.from_experiment's best trial and sets the
   // budget to every variant `repeats` times.
   absl::Status PrepareAblationLocked(v1::ExperimentSpec* spec) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Applies the searcher's actions to `rec`, adding writes to `batch`.
-  void ApplyActionsLocked(ExperimentRec* rec, const std::vector<search::Action>& actions,
-                          Store::Batch* batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::vector<search::Action> SearchLocked(ExperimentRec* rec, const search::Event& event,
-                                           Store::Batch* batch)
+  // A write failed: no change is accepted until Tick() finds the store writable again.
+  void LatchStoreErrorLocked(const absl::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Reads the experiments `touched` back from the store (the change that altered them was
+  // not written) and recomputes which slots are busy.
+  void RollBackLocked(const std::set<std::string>& touched) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RecountBusyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Tick's part when writes fail: tries the store again (off the lock) and reloads.
+  void TryRecover();
+  // The store's syncer: writes up to `durable` are on disk (or the fsync failed).
+  void OnDurable(uint64_t durable, const absl::Status& error);
+
+  // ---- Commit ----
+  absl::Time Now() { return clock_->Now(); }
+  // A Change that knows who watches what.
+  std::unique_ptr<Change> NewChange();
+  // Writes c's batch; on success its effects go to the Outbox (TellWorker sessions resolved
+  // now) and its counters and released slots apply; on failure nothing of it remains.
+  absl::Status CommitLocked(Change* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Outside the lock: fsyncs now when `sync` (a caller waits) or when the store has no syncer,
+  // then lets out every effect that is durable.
+  void Flush(bool sync) ABSL_LOCKS_EXCLUDED(mu_);
+  // Adds an answer to `c`: `done(value)` once c is durable, `done(error)` if it never is.
+  template <typename T>
+  static void Answer(Change* c, Done<T> done, absl::StatusOr<T> value) {
+    c->Then([done = std::move(done), value = std::move(value)](const absl::Status& s) mutable {
+      if (s.ok()) {
+        done(std::move(value));
+      } else {
+        done(s);
+      }
+    });
+  }
+
+  // ---- Experiments ----
+  ExperimentRun* FindRunLocked(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<v1::Trial*> FindTrialLocked(const std::string& trial_id, ExperimentRun** run)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Hands free slots work, from the queue first, then from searchers with room.
-  void DispatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool TryAssignLocked(WorkerRec* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The next trial of `rec` to hand out, taken off its queue (asking the searcher when the
-  // queue is empty): its index, or 0 with `why` none can go out now.
-  int NextTrialLocked(ExperimentRec* rec, Store::Batch* batch, std::string* why)
+  absl::StatusOr<v1::Experiment> CreateLocked(v1::ExperimentSpec spec, const std::string& owner, Change* c)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Answers `ask` unless `may_wait` and it would be empty while a model proposes (then false).
-  bool ServeAskLocked(ExperimentRec* rec, ExperimentRec::Ask* ask, bool may_wait)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Answers what of rec->asks it can; `may_wait` false: all of them.
-  void ServeAsksLocked(ExperimentRec* rec, bool may_wait) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The trial `trial_id` that `client_id` may report on or complete.
-  absl::StatusOr<v1::Trial*> ClientTrialLocked(const std::string& trial_id, const std::string& client_id,
-                                               ExperimentRec** rec) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Queues the searcher's model job for the next trial of `rec`.
-  void StartProposalLocked(ExperimentRec* rec, std::function<search::Proposal()> job)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Cancel, pause or resume through `op`.
+  void ControlExperiment(const std::string& id, absl::Status (ExperimentRun::*op)(Change*),
+                         Done<v1::Experiment> done);
+
+  // ---- Dispatch ----
+  // Hands free slots work, experiments first in first out, and says on each experiment
+  // whether any connected worker could run it.
+  void DispatchLocked(Change* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool TryAssignLocked(WorkerRegistry::Worker* w, Change* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The next trial of `run` (see ExperimentRun::NextTrial), starting its model's job when
+  // it needs one.
+  int NextTrialLocked(ExperimentRun* run, Change* c, std::string* why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A model job finished: the next trial takes its parameters, unless Tick() gave up on it.
   void ProposalDone(const std::string& experiment_id, int64_t ticket, search::Proposal proposal);
-  bool Matches(const ExperimentRec& rec, const WorkerRec& w, std::vector<int>* slots)
+  void ExpireProposalsLocked(Change* c, std::vector<ExperimentRun*>* served) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ExpireWorkersLocked(Change* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ExpireClientsLocked(Change* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // ---- Ask and tell ----
+  // Answers `ask` unless `may_wait` and it would be empty while a model proposes (then false).
+  bool ServeAskLocked(ExperimentRun* run, Ask* ask, bool may_wait, Change* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Answers what of the experiment's waiting asks it can; `may_wait` false: all of them.
+  void ServeAsksLocked(ExperimentRun* run, bool may_wait, Change* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The trial `trial_id` that `client_id` may report on or complete.
+  absl::StatusOr<v1::Trial*> ClientTrialLocked(const std::string& trial_id, const std::string& client_id,
+                                               ExperimentRun** run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<v1::ReportTrialResponse> ReportLocked(const v1::ReportTrialRequest& req, Change* c)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  v1::Assignment MakeAssignmentLocked(const ExperimentRec& rec, const v1::Trial& t)
+  absl::StatusOr<v1::Trial> CompleteLocked(const v1::CompleteTrialRequest& req, Change* c)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  // A trial attempt ended without completing: relaunch it (PENDING, attempt + 1) while its
-  // failures allow, else fail it for good. `count_failure` false: a relaunch that is not the
-  // trial's fault (its assignment never reached the worker).
-  void RetryOrFailLocked(ExperimentRec* rec, v1::Trial* t, const std::string& reason,
-                         bool count_failure, Store::Batch* batch)
+  // ---- Workers ----
+  absl::Status HandleWorkerMessageLocked(WorkerRegistry::Worker* w, const v1::WorkerMessage& msg, Change* c)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A trial with a stop order out has ended: PAUSED when its experiment is paused (it runs
-  // again on resume), else STOPPED.
-  void EndStoppedLocked(ExperimentRec* rec, v1::Trial* t, Store::Batch* batch)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The trial reached a terminal state: tell the searcher, update counts and best.
-  void CloseTrialLocked(ExperimentRec* rec, v1::Trial* t, Store::Batch* batch)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ReleaseSlotsLocked(v1::Trial* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void SendStopLocked(const v1::Trial& t, const std::string& reason)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void MaybeFinishLocked(ExperimentRec* rec, Store::Batch* batch)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RecountLocked(ExperimentRec* rec) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void SetExperimentStateLocked(ExperimentRec* rec, v1::ExperimentState state,
-                                const std::string& message, Store::Batch* batch)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void PutTrialLocked(ExperimentRec* rec, const v1::Trial& t, Store::Batch* batch)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void PutExperimentLocked(ExperimentRec* rec, Store::Batch* batch)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Writes `batch`. On failure the in-memory state is ahead of the disk; the controller
-  // then stops accepting changes (see store_error_).
-  // Writes `batch`; `durable`: on disk before it returns (a client's request is answered
-  // right after), else under the store's group commit.
-  absl::Status CommitLocked(Store::Batch* batch, bool durable = false) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
-  absl::Status HandleStartedLocked(WorkerRec* w, const v1::TrialStarted& m, Store::Batch* batch)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status HandleReportsLocked(WorkerRec* w, const v1::ReportBatch& m, Store::Batch* batch)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Stores `r` (a new report of t's current attempt) and updates `t` and its searcher; the
-  // caller puts `t`.
-  void ApplyReportLocked(ExperimentRec* rec, v1::Trial* t, v1::MetricReport r, Store::Batch* batch)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The trial's run ended well (exit 0, or a client's completion) with every objective
-  // known: COMPLETED, or WAITING at its rung in promote mode.
-  void FinishTrialLocked(ExperimentRec* rec, v1::Trial* t, Store::Batch* batch)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status HandleExitedLocked(WorkerRec* w, const v1::TrialExited& m, Store::Batch* batch)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The trial the message is about, when it is the attempt that `w` currently runs.
-  v1::Trial* CurrentTrialLocked(WorkerRec* w, const v1::TrialRef& ref, ExperimentRec** rec)
+  // The trial a worker message is about, when it is the attempt that `w` currently runs.
+  v1::Trial* CurrentTrialLocked(const WorkerRegistry::Worker& w, const v1::TrialRef& ref, ExperimentRun** run)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Tells `w` to stop its copy `ref`, which is not the trial's current attempt there.
-  void StopStaleLocked(WorkerRec* w, const v1::TrialRef& ref) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status HandleWorkerMessageLocked(WorkerRec* w, const v1::WorkerMessage& msg)
+  void StopStale(const WorkerRegistry::Worker& w, const v1::TrialRef& ref, Change* c);
+  absl::Status HandleReportsLocked(const WorkerRegistry::Worker& w, const v1::ReportBatch& m, Change* c)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void BroadcastLocked(ExperimentRec* rec, const v1::WatchEvent& e)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Acknowledges worker message `seq` of `session` once everything written so far is durable.
+  void AckLocked(int64_t session, int64_t seq, Change* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Store* const store_;
   Clock* const clock_;
   const ControllerOptions options_;
+  Outbox outbox_;
 
   absl::Mutex mu_;
-  std::map<std::string, std::unique_ptr<ExperimentRec>> experiments_ ABSL_GUARDED_BY(mu_);
-  std::vector<ExperimentRec*> fifo_ ABSL_GUARDED_BY(mu_);  // by creation order
-  std::map<std::string, std::unique_ptr<WorkerRec>> workers_ ABSL_GUARDED_BY(mu_);
-  std::map<int64_t, WorkerRec*> sessions_ ABSL_GUARDED_BY(mu_);
-  std::map<int64_t, ExperimentRec*> watch_handles_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::unique_ptr<ExperimentRun>> runs_ ABSL_GUARDED_BY(mu_);
+  std::vector<ExperimentRun*> fifo_ ABSL_GUARDED_BY(mu_);  // by creation order
+  WorkerRegistry registry_ ABSL_GUARDED_BY(mu_);
+  // Asks waiting for a model's proposal, by experiment, in arrival order.
+  std::map<std::string, std::vector<Ask>> asks_ ABSL_GUARDED_BY(mu_);
   // Ask-and-tell clients: when each was last heard from (its lease).
   std::map<std::string, absl::Time> clients_ ABSL_GUARDED_BY(mu_);
   int64_t next_experiment_ ABSL_GUARDED_BY(mu_) = 1;
   int64_t next_handle_ ABSL_GUARDED_BY(mu_) = 1;
-  // Set when a write failed: memory may be ahead of disk, so no more changes are accepted
-  // until Tick() finds the store writable again and reloads everything from it.
+  int64_t next_ticket_ ABSL_GUARDED_BY(mu_) = 1;
+  // Set when a write failed: no more changes are accepted until Tick() finds the store
+  // writable again and reloads everything from it.
   absl::Status store_error_ ABSL_GUARDED_BY(mu_);
   absl::Time next_recovery_ ABSL_GUARDED_BY(mu_);
+  bool recovering_ ABSL_GUARDED_BY(mu_) = false;
   std::string last_recovery_error_ ABSL_GUARDED_BY(mu_);
+  // After a failed commit: answers to give and the Outbox to empty, by Flush, off the lock.
+  std::vector<std::function<void()>> unanswered_ ABSL_GUARDED_BY(mu_);
+  bool drop_pending_ ABSL_GUARDED_BY(mu_) = false;
+  // The set of connected workers changed, or an experiment came or resumed: DispatchLocked
+  // says again on each experiment whether a connected worker could run it.
+  bool recheck_unschedulable_ ABSL_GUARDED_BY(mu_) = true;
   int64_t store_recoveries_ ABSL_GUARDED_BY(mu_) = 0;
-  // Group commit: acknowledgements to workers wait until the store has their writes on disk.
-  struct PendingAck {
-    int64_t session;
-    int64_t seq;
-    uint64_t ticket;
-  };
-  std::deque<PendingAck> pending_acks_ ABSL_GUARDED_BY(mu_);
   int64_t reports_received_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t lease_expirations_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t next_ticket_ ABSL_GUARDED_BY(mu_) = 1;
   int64_t suggestions_ ABSL_GUARDED_BY(mu_) = 0;
   double suggestion_seconds_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t suggestion_fallbacks_ ABSL_GUARDED_BY(mu_) = 0;

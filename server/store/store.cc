@@ -1,5 +1,6 @@
 #include "server/store/store.h"
 
+#include <algorithm>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -143,7 +144,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir, Optio
 
 absl::Status Store::Write(Batch* batch, bool durable) {
   rocksdb::WriteOptions wo;
-  wo.sync = durable || !options_.group_commit;
+  wo.sync = durable;
   absl::ReaderMutexLock open(&db_mu_);
   // One writer at a time, so that tickets follow the WAL's order.
   absl::MutexLock l(&mu_);
@@ -159,6 +160,28 @@ absl::Status Store::Write(Batch* batch, bool durable) {
   } else if (synced_ + 1 == written_) {
     first_unsynced_ = absl::Now();
   }
+  return absl::OkStatus();
+}
+
+absl::Status Store::Sync() {
+  uint64_t upto;
+  {
+    absl::MutexLock l(&mu_);
+    if (failed_) return absl::UnavailableError("store: an earlier write failed and the store has not recovered");
+    upto = written_;
+    if (synced_ >= upto) return absl::OkStatus();
+  }
+  absl::Status s;
+  {
+    absl::ReaderMutexLock open(&db_mu_);
+    s = db_ == nullptr ? Closed() : FromRocks(db_->SyncWAL(), "store: fsync of the write-ahead log");
+  }
+  absl::MutexLock l(&mu_);
+  if (!s.ok()) {
+    failed_ = true;
+    return s;
+  }
+  synced_ = std::max(synced_, upto);
   return absl::OkStatus();
 }
 

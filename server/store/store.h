@@ -51,11 +51,11 @@ class Store {
 
   // How writes reach the disk (the WAL's fsync) before anything is acknowledged.
   struct Options {
-    // False: every Write fsyncs the WAL before it returns. True: group commit: Write returns
-    // as soon as the write is in the WAL, and a syncer thread fsyncs the WAL for every write
-    // made so far at most `group_delay` after the first unsynced one, then reports them
-    // durable (SetDurableCallback). Acknowledging only what is durable loses nothing on a
-    // power cut, at one fsync per group instead of one per write.
+    // True: group commit: a syncer thread fsyncs the WAL for every write made so far at most
+    // `group_delay` after the first unsynced one, then reports them durable
+    // (SetDurableCallback). Acknowledging only what is durable loses nothing on a power cut,
+    // at one fsync per group instead of one per write. False: no syncer; whoever writes
+    // calls Sync() (rungd's --wal-sync write: every change fsynced by its own caller).
     bool group_commit = true;
     absl::Duration group_delay = absl::ZeroDuration();
   };
@@ -66,10 +66,17 @@ class Store {
   static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& dir) { return Open(dir, Options()); }
   ~Store();
 
-  // Applies `batch` atomically. UNAVAILABLE (with RocksDB's words, e.g. "No space left on
-  // device") when it could not be written; nothing of it is then applied. `durable`: fsync
-  // before returning even under group commit. Thread-safe.
+  // Applies `batch` atomically, appending it to the write-ahead log. UNAVAILABLE (with
+  // RocksDB's words, e.g. "No space left on device") when it could not be written; nothing of
+  // it is then applied. `durable`: fsync before returning; else it is durable after Sync() or
+  // the syncer's next fsync. Thread-safe.
   absl::Status Write(Batch* batch, bool durable = false);
+
+  // Makes every write so far durable: fsyncs the write-ahead log now, from the calling
+  // thread (under group commit it need not wait for the syncer). Thread-safe.
+  absl::Status Sync();
+  // Whether a syncer thread makes writes durable (Options::group_commit).
+  bool group_commit() const { return options_.group_commit; }
 
   // Each successful Write has a ticket, 1, 2, ...: the last one's.
   uint64_t LastWrite() const;

@@ -63,7 +63,7 @@ budget: {max_trials: )", max_trials, ", max_concurrent: ", max_concurrent, R"(}
 trial: {command: [train, --x, "{x}"], max_restarts: )", max_restarts, "}\n"),
                               "/work");
     EXPECT_TRUE(spec.ok()) << spec.status();
-    auto e = controller_->CreateExperiment(*spec);
+    auto e = CreateExperiment(*spec);
     EXPECT_TRUE(e.ok()) << e.status();
     return e->id();
   }
@@ -116,6 +116,28 @@ trial: {command: [train, --x, "{x}"], max_restarts: )", max_restarts, "}\n"),
     m.mutable_exited()->set_exit_code(code);
     m.mutable_exited()->set_stderr_tail(tail);
     return Send(session, m);
+  }
+
+  // The controller's calls that change state answer once the change is durable; the store
+  // here fsyncs in the caller, so the answer has come when the call returns.
+  template <typename T, typename F>
+  static absl::StatusOr<T> Await(F&& call) {
+    std::optional<absl::StatusOr<T>> out;
+    call([&](absl::StatusOr<T> r) { out = std::move(r); });
+    EXPECT_TRUE(out.has_value()) << "not answered before the call returned";
+    return out.value_or(absl::InternalError("not answered"));
+  }
+  absl::StatusOr<v1::Experiment> CreateExperiment(const v1::ExperimentSpec& spec) {
+    return Await<v1::Experiment>([&](auto done) { controller_->CreateExperiment(spec, "", done); });
+  }
+  absl::StatusOr<v1::Experiment> CancelExperiment(const std::string& id) {
+    return Await<v1::Experiment>([&](auto done) { controller_->CancelExperiment(id, done); });
+  }
+  absl::StatusOr<v1::Experiment> PauseExperiment(const std::string& id) {
+    return Await<v1::Experiment>([&](auto done) { controller_->PauseExperiment(id, done); });
+  }
+  absl::StatusOr<v1::Experiment> ResumeExperiment(const std::string& id) {
+    return Await<v1::Experiment>([&](auto done) { controller_->ResumeExperiment(id, done); });
   }
 
   testing::TempDir dir_;
@@ -201,7 +223,13 @@ class AckSink : public WorkerSink {
   }
   v1::Assignment First() {
     absl::MutexLock l(&mu_);
+    auto any = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !assignments_.empty(); };
+    mu_.Await(absl::Condition(&any));
     return assignments_.at(0);
+  }
+  size_t Assignments() {
+    absl::MutexLock l(&mu_);
+    return assignments_.size();
   }
 
  private:
@@ -217,6 +245,11 @@ TEST_F(ControllerTest, GroupCommitAcknowledgesOnlyWhatIsOnDisk) {
   AckSink sink;
   int64_t s = Connect("w1", 1, &sink);
   ASSERT_TRUE(Pull(s, {0}).ok());
+  // Decided and written, not yet on disk: the assignment has not gone out.
+  EXPECT_EQ(sink.Assignments(), 0u);
+  EXPECT_GT(store_->LastWrite(), store_->Durable());
+  Create(1, 1);  // a client's request is fsynced before it is answered, and that covers it
+  ASSERT_EQ(sink.Assignments(), 1u);
   ASSERT_TRUE(Started(s, sink.First().trial()).ok());
   ASSERT_TRUE(Report(s, sink.First().trial(), 1, 0.5).ok());
   EXPECT_EQ(sink.Acked(), 0);  // applied and written, not yet on disk: not acknowledged
@@ -416,12 +449,12 @@ TEST_F(ControllerTest, StateSurvivesRestartAndSearchContinues) {
   EXPECT_EQ(a[0].trial().id(), id + "-3");
 
   testing::TempDir other;
-  auto store2 = Store::Open(other.path());
+  auto store2 = Store::Open(other.path(), {/*group_commit=*/false});  // answers before calls return
   FakeClock clock2;
   auto c2 = Controller::Create(store2->get(), &clock2, ControllerOptions());
   v1::ExperimentSpec same = controller_->GetExperiment(id)->spec();
   same.mutable_budget()->set_max_concurrent(4);  // all of the first three at once
-  ASSERT_TRUE((*c2)->CreateExperiment(same).ok());
+  ASSERT_TRUE(Await<v1::Experiment>([&](auto done) { (*c2)->CreateExperiment(same, "", done); }).ok());
   RecordingSink sink2;
   v1::Register reg;
   reg.set_worker_id("w");
@@ -443,7 +476,7 @@ TEST_F(ControllerTest, CancelStopsRunningAndPendingTrials) {
   auto a = sink.TakeAssignments();
   ASSERT_TRUE(Started(s, a[0].trial()).ok());
   sink.sent.clear();
-  auto e = controller_->CancelExperiment(id);
+  auto e = CancelExperiment(id);
   ASSERT_TRUE(e.ok());
   EXPECT_EQ(e->state(), v1::EXPERIMENT_CANCELLED);
   ASSERT_EQ(sink.sent.size(), 1u);
@@ -458,7 +491,7 @@ TEST_F(ControllerTest, CancelStopsRunningAndPendingTrials) {
   auto t = controller_->GetTrial(id + "-1");
   EXPECT_EQ(t->state(), v1::TRIAL_STOPPED);
   EXPECT_EQ(t->stop_reason(), "experiment cancelled");
-  EXPECT_EQ(controller_->CancelExperiment(id).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(CancelExperiment(id).status().code(), absl::StatusCode::kFailedPrecondition);
   ASSERT_TRUE(Pull(s, {0}).ok());
   EXPECT_TRUE(sink.TakeAssignments().empty());
 }
@@ -470,13 +503,13 @@ TEST_F(ControllerTest, PauseFreesSlotsAndResumeRequeues) {
   ASSERT_TRUE(Pull(s, {0}).ok());
   auto a = sink.TakeAssignments();
   ASSERT_TRUE(Started(s, a[0].trial()).ok());
-  ASSERT_TRUE(controller_->PauseExperiment(id).ok());
+  ASSERT_TRUE(PauseExperiment(id).ok());
   ASSERT_TRUE(Exited(s, a[0].trial(), 0).ok());  // exits after the stop order
   auto t = controller_->GetTrial(id + "-1");
   EXPECT_EQ(t->state(), v1::TRIAL_PAUSED);
   ASSERT_TRUE(Pull(s, {0}).ok());
   EXPECT_TRUE(sink.TakeAssignments().empty());
-  ASSERT_TRUE(controller_->ResumeExperiment(id).ok());
+  ASSERT_TRUE(ResumeExperiment(id).ok());
   ASSERT_TRUE(Pull(s, {0}).ok());
   auto b = sink.TakeAssignments();
   ASSERT_EQ(b.size(), 1u);
@@ -492,8 +525,8 @@ TEST_F(ControllerTest, ResumeBeforeThePausedTrialExitedRequeuesIt) {
   ASSERT_TRUE(Pull(s, {0}).ok());
   auto a = sink.TakeAssignments();
   ASSERT_TRUE(Started(s, a[0].trial()).ok());
-  ASSERT_TRUE(controller_->PauseExperiment(id).ok());
-  ASSERT_TRUE(controller_->ResumeExperiment(id).ok());
+  ASSERT_TRUE(PauseExperiment(id).ok());
+  ASSERT_TRUE(ResumeExperiment(id).ok());
   ASSERT_TRUE(Exited(s, a[0].trial(), 0).ok());  // the pause's stop lands after the resume
   auto t = controller_->GetTrial(id + "-1");
   EXPECT_EQ(t->state(), v1::TRIAL_PENDING);  // back in the queue, not stopped for good
@@ -541,7 +574,7 @@ resources: {gpus: 2, labels: {zone: a}}
 )",
                             "/w");
   ASSERT_TRUE(spec.ok()) << spec.status();
-  ASSERT_TRUE(controller_->CreateExperiment(*spec).ok());
+  ASSERT_TRUE(CreateExperiment(*spec).ok());
   auto reg = [](const std::string& id, const std::string& zone, int cpu, int gpus) {
     v1::Register r;
     r.set_worker_id(id);
@@ -618,12 +651,12 @@ trial: {command: [train]}
 )"),
                          "/w").value();
   };
-  auto ok = controller_->CreateExperiment(spec(first, "minimize"));
+  auto ok = CreateExperiment(spec(first, "minimize"));
   ASSERT_TRUE(ok.ok()) << ok.status();
-  auto missing = controller_->CreateExperiment(spec("e9", "minimize"));
+  auto missing = CreateExperiment(spec("e9", "minimize"));
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(missing.status().message(), "algorithm.warm_start: no experiment e9");
-  auto other = controller_->CreateExperiment(spec(first, "maximize"));
+  auto other = CreateExperiment(spec(first, "maximize"));
   EXPECT_THAT(std::string(other.status().message()),
               HasSubstr("optimises loss (MINIMIZE), this experiment loss (MAXIMIZE)"));
   // The warm-started experiment comes back after a restart.
@@ -649,7 +682,7 @@ trial: {command: [train]}
 )",
                             "/w");
   ASSERT_TRUE(spec.ok()) << spec.status();
-  const std::string id = controller_->CreateExperiment(*spec)->id();
+  const std::string id = CreateExperiment(*spec)->id();
   RecordingSink sink;
   int64_t s = Connect("w1", 1, &sink);
   auto finish = [&](const v1::Assignment& a) {
@@ -722,7 +755,7 @@ trial: {command: [train]}
         .value();
   };
   const std::string multi =
-      controller_->CreateExperiment(spec("objectives: [{metric: loss, goal: minimize}, {metric: acc, goal: maximize}]", 6))
+      CreateExperiment(spec("objectives: [{metric: loss, goal: minimize}, {metric: acc, goal: maximize}]", 6))
           ->id();
   RecordingSink sink;
   int64_t s = Connect("w1", 6, &sink);
@@ -759,7 +792,7 @@ trial: {command: [train]}
   EXPECT_FALSE(controller_->GetExperiment(multi)->has_best());  // no single best
 
   // One objective: the constraint breaker is never best, however low its loss.
-  const std::string single = controller_->CreateExperiment(spec("objective: {metric: loss, goal: minimize}", 2))->id();
+  const std::string single = CreateExperiment(spec("objective: {metric: loss, goal: minimize}", 2))->id();
   ASSERT_TRUE(Pull(s, {0, 1}).ok());
   a = sink.TakeAssignments();
   ASSERT_EQ(a.size(), 2u);
@@ -791,7 +824,7 @@ budget: {max_concurrent: 4}
 trial: {command: [train, --x, "{x}"]}
 )"), "/work");
   ASSERT_TRUE(spec.ok()) << spec.status();
-  auto e = controller_->CreateExperiment(*spec);
+  auto e = CreateExperiment(*spec);
   ASSERT_TRUE(e.ok()) << e.status();
   EXPECT_EQ(e->spec().budget().max_trials(), 8);  // (base + 3 components) x 2 repeats
   EXPECT_EQ(e->spec().ablation().base_params().at("x").float_value(), best_x);
@@ -826,7 +859,7 @@ trial: {command: [train, --x, "{x}"]}
   const std::string empty = Create(1, 1);
   spec->mutable_ablation()->set_base_from_experiment(empty);
   spec->mutable_ablation()->clear_base_params();
-  EXPECT_THAT(std::string(controller_->CreateExperiment(*spec).status().message()), HasSubstr("has no best trial yet"));
+  EXPECT_THAT(std::string(CreateExperiment(*spec).status().message()), HasSubstr("has no best trial yet"));
 }
 
 TEST_F(ControllerTest, BadInputGetsClearErrors) {
@@ -856,7 +889,7 @@ search_space:
 budget: {max_trials: )", max_trials, ", max_concurrent: ", max_concurrent, "}\n", extra),
                               "");
     EXPECT_TRUE(spec.ok()) << spec.status();
-    auto e = controller_->CreateExperiment(*spec);
+    auto e = CreateExperiment(*spec);
     EXPECT_TRUE(e.ok()) << e.status();
     return e->id();
   }
@@ -889,7 +922,7 @@ budget: {max_trials: )", max_trials, ", max_concurrent: ", max_concurrent, "}\n"
     req.set_seq(seq);
     req.set_step(static_cast<double>(seq));
     (*req.mutable_values())["loss"] = loss;
-    return controller_->ReportTrial(req);
+    return Await<v1::ReportTrialResponse>([&](auto done) { controller_->ReportTrial(req, done); });
   }
   absl::StatusOr<v1::Trial> Complete(const std::string& trial, const std::string& client,
                                      std::optional<double> loss, bool failed = false) {
@@ -899,7 +932,7 @@ budget: {max_trials: )", max_trials, ", max_concurrent: ", max_concurrent, "}\n"
     if (loss) (*req.mutable_values())["loss"] = *loss;
     req.set_failed(failed);
     req.set_message(failed ? "out of memory" : "");
-    return controller_->CompleteTrial(req);
+    return Await<v1::Trial>([&](auto done) { controller_->CompleteTrial(req, done); });
   }
 };
 
@@ -1035,7 +1068,7 @@ TEST_F(AskTellTest, AnAskWaitsForTheModelAndAPauseTellsTheClientToStop) {
 
   // A pause: the next report says stop; the completion leaves it PAUSED, and the resume
   // hands it out again as a new attempt.
-  ASSERT_TRUE(controller_->PauseExperiment(id).ok());
+  ASSERT_TRUE(PauseExperiment(id).ok());
   auto r = Tell(t2, "c", 1, 0.3);
   ASSERT_TRUE(r.ok());
   EXPECT_TRUE(r->stop());
@@ -1047,7 +1080,7 @@ TEST_F(AskTellTest, AnAskWaitsForTheModelAndAPauseTellsTheClientToStop) {
   auto c = Complete(t2, "c", std::nullopt);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->state(), v1::TRIAL_PAUSED);
-  ASSERT_TRUE(controller_->ResumeExperiment(id).ok());
+  ASSERT_TRUE(ResumeExperiment(id).ok());
   auto resumed = Ask(id, "c", 1);
   ASSERT_TRUE(resumed.ok());
   ASSERT_EQ(Ids(*resumed), std::vector<std::string>{t2});
@@ -1056,7 +1089,7 @@ TEST_F(AskTellTest, AnAskWaitsForTheModelAndAPauseTellsTheClientToStop) {
   ASSERT_TRUE(Complete(t2, "c", 0.2).ok());
   pending.reset();
   EXPECT_EQ(Ask(id, "c", 1, &pending).status().code(), absl::StatusCode::kDeadlineExceeded);
-  controller_->AnswerWaitingAsks(absl::UnavailableError("shutting down"));
+  controller_->Shutdown(absl::UnavailableError("shutting down"));
   ASSERT_TRUE(pending.has_value());
   EXPECT_EQ(pending->status().code(), absl::StatusCode::kUnavailable);
   controller_.reset();  // before `jobs`, which its options point into

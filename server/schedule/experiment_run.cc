@@ -1,0 +1,681 @@
+#include "server/schedule/experiment_run.h"
+
+#include <string.h>
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/spec.h"
+#include "common/status.h"
+#include "server/schedule/results.h"
+#include "server/schedule/search_config.h"
+#include "server/search/journal.h"
+
+namespace rung {
+namespace {
+
+using v1::Trial;
+
+constexpr char kPaused[] = "experiment paused";
+constexpr char kCancelled[] = "experiment cancelled";
+
+std::string FirstLine(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+std::string SignalName(int sig) {
+  const char* name = sigabbrev_np(sig);
+  return name ? absl::StrCat("SIG", name) : absl::StrCat("signal ", sig);
+}
+
+v1::WatchEvent TrialEvent(const Trial& t) {
+  v1::WatchEvent e;
+  *e.mutable_trial() = t;
+  return e;
+}
+
+// Back to the queue for another attempt: what the last attempt held is cleared.
+void Requeue(Trial* t) {
+  t->set_attempt(t->attempt() + 1);
+  t->set_last_report_seq(0);
+  t->clear_worker_id();
+  t->clear_client_id();
+  t->clear_slots();
+}
+
+}  // namespace
+
+bool TrialTerminal(v1::TrialState s) {
+  return s == v1::TRIAL_COMPLETED || s == v1::TRIAL_STOPPED || s == v1::TRIAL_FAILED;
+}
+bool TrialActive(v1::TrialState s) { return s == v1::TRIAL_ASSIGNED || s == v1::TRIAL_RUNNING; }
+bool ExperimentTerminal(v1::ExperimentState s) {
+  return s == v1::EXPERIMENT_COMPLETED || s == v1::EXPERIMENT_CANCELLED || s == v1::EXPERIMENT_FAILED;
+}
+
+ExperimentRun::ExperimentRun(v1::Experiment exp, std::unique_ptr<search::Searcher> searcher)
+    : exp_(std::move(exp)), searcher_(std::move(searcher)) {}
+
+absl::StatusOr<std::unique_ptr<ExperimentRun>> ExperimentRun::Load(Store* store, v1::Experiment exp,
+                                                                   std::unique_ptr<search::Searcher> searcher) {
+  auto run = std::make_unique<ExperimentRun>(std::move(exp), std::move(searcher));
+  const std::string id = run->id();
+  if (run->exp_.rung_levels().empty()) SetRungLevels(&run->exp_);  // stored before rungd kept them
+  auto state = store->GetSearcherState(id);
+  if (state.ok()) {
+    RETURN_IF_ERROR(run->searcher_->Restore(*state));
+  } else if (!absl::IsNotFound(state.status())) {
+    return state.status();
+  }
+  ASSIGN_OR_RETURN(run->journal_next_, store->JournalEnd(id));
+  if (run->journal_next_ == 0) {
+    // Made before searchers kept a journal: it starts from here.
+    Store::Batch batch;
+    batch.PutJournal(id, run->journal_next_++, "start", run->searcher_->Snapshot());
+    RETURN_IF_ERROR(store->Write(&batch, /*durable=*/true));
+  }
+  RETURN_IF_ERROR(store->ForEachTrial(id, [&](Trial t) {
+    run->trials_.resize(std::max<size_t>(run->trials_.size(), t.index()));
+    run->trials_[t.index() - 1] = std::move(t);
+  }));
+  for (const Trial& t : run->trials_) {
+    if (t.state() == v1::TRIAL_PENDING) run->queue_.push_back(t.index());
+  }
+  return run;
+}
+
+Trial* ExperimentRun::trial(int index) {
+  if (index < 1 || index > static_cast<int>(trials_.size()) || trials_[index - 1].id().empty()) return nullptr;
+  return &trials_[index - 1];
+}
+
+bool ExperimentRun::open() const {
+  return exp_.state() == v1::EXPERIMENT_PENDING || exp_.state() == v1::EXPERIMENT_RUNNING;
+}
+
+bool ExperimentRun::Settled() const {
+  if (!ExperimentTerminal(exp_.state())) return false;
+  for (const Trial& t : trials_) {
+    if (TrialActive(t.state())) return false;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------
+// Records and the searcher
+
+void ExperimentRun::PutTrial(const Trial& t, Change* c) {
+  c->touched.insert(id());
+  c->batch.PutTrial(t);
+  if (c->Watching(id())) c->Event(id(), TrialEvent(t));
+}
+
+void ExperimentRun::Recount() {
+  v1::TrialCounts n;
+  for (const Trial& t : trials_) {
+    switch (t.state()) {
+      case v1::TRIAL_PENDING:
+      case v1::TRIAL_PAUSED:
+        n.set_pending(n.pending() + 1);
+        break;
+      case v1::TRIAL_ASSIGNED:
+      case v1::TRIAL_RUNNING:
+        n.set_running(n.running() + 1);
+        break;
+      case v1::TRIAL_COMPLETED:
+        n.set_completed(n.completed() + 1);
+        break;
+      case v1::TRIAL_FAILED:
+        n.set_failed(n.failed() + 1);
+        break;
+      case v1::TRIAL_STOPPED:
+        n.set_stopped(n.stopped() + 1);
+        break;
+      case v1::TRIAL_WAITING:
+        n.set_waiting(n.waiting() + 1);
+        break;
+      default:
+        break;
+    }
+  }
+  *exp_.mutable_counts() = n;
+}
+
+void ExperimentRun::PutExperiment(Change* c) {
+  Recount();
+  exp_.set_updated_unix_ms(c->now_ms());
+  c->touched.insert(id());
+  c->batch.PutExperiment(exp_);
+  if (c->Watching(id())) {
+    v1::WatchEvent e;
+    *e.mutable_experiment() = exp_;
+    c->Event(id(), std::move(e));
+    if (Settled()) c->effects.emplace_back(CloseWatchers{id()});
+  }
+}
+
+void ExperimentRun::SetState(v1::ExperimentState state, const std::string& message, Change* c) {
+  Log(LogLevel::kInfo, absl::StrCat("experiment ", id(), " is now ", v1::ExperimentState_Name(state),
+                                    message.empty() ? "" : absl::StrCat(": ", message)));
+  exp_.set_state(state);
+  exp_.set_message(message);
+  if (ExperimentTerminal(state)) exp_.clear_unschedulable();
+  PutExperiment(c);
+}
+
+void ExperimentRun::SetUnschedulable(const std::string& why, Change* c) {
+  if (exp_.unschedulable() == why) return;
+  if (!why.empty()) {
+    Log(LogLevel::kWarning, absl::StrCat("experiment ", id(), " waits: ", why));
+  } else {
+    Log(LogLevel::kInfo, absl::StrCat("experiment ", id(), ": a connected worker can run its trials now"));
+  }
+  exp_.set_unschedulable(why);
+  PutExperiment(c);
+}
+
+void ExperimentRun::Start(Change* c) {
+  c->touched.insert(id());
+  c->batch.PutExperiment(exp_);
+  c->batch.PutSearcherState(id(), searcher_->Snapshot());
+  c->batch.PutJournal(id(), journal_next_++, "start", searcher_->Snapshot());
+}
+
+std::vector<search::Action> ExperimentRun::Search(const search::Event& event, Change* c) {
+  std::vector<search::Action> actions = searcher_->Handle(event);
+  c->touched.insert(id());
+  c->batch.PutSearcherState(id(), searcher_->Snapshot());
+  c->batch.PutJournal(id(), journal_next_++, search::EventText(event), search::ActionsText(actions));
+  return actions;
+}
+
+// Closing a trial may stop others (promote mode) but never creates one (only TrialsWanted
+// does), so trials_ does not grow under a caller that holds a Trial* across a close.
+void ExperimentRun::ApplyActions(const std::vector<search::Action>& actions, Change* c) {
+  for (const search::Action& a : actions) {
+    if (const auto* create = std::get_if<search::Create>(&a)) {
+      CreateTrial(*create, c);
+    } else if (const auto* stop = std::get_if<search::Stop>(&a)) {
+      StopTrial(*stop, c);
+    } else if (const auto* cont = std::get_if<search::Continue>(&a)) {
+      Trial* t = trial(cont->index + 1);
+      if (t == nullptr || t->state() != v1::TRIAL_WAITING) continue;
+      // Promoted: it runs again, resuming from its checkpoint folder, to the next rung.
+      t->set_state(v1::TRIAL_PENDING);
+      t->set_budget(cont->budget);
+      Requeue(t);
+      queue_.push_front(t->index());
+      PutTrial(*t, c);
+    } else if (std::holds_alternative<search::Done>(a)) {
+      exp_.set_search_done(true);
+    }
+  }
+  MaybeFinish(c);
+  PutExperiment(c);
+}
+
+void ExperimentRun::CreateTrial(const search::Create& create, Change* c) {
+  Trial t;
+  t.set_index(create.index + 1);
+  t.set_experiment_id(id());
+  t.set_id(TrialId(id(), t.index()));
+  for (const auto& [k, v] : create.params) (*t.mutable_params())[k] = FromSearch(v);
+  t.set_state(v1::TRIAL_PENDING);
+  t.set_attempt(1);
+  t.set_budget(create.budget);
+  t.set_created_unix_ms(c->now_ms());
+  if (spec().kind() == "ablation") {
+    const std::vector<search::Variant> variants = AblationVariants(spec());
+    t.set_ablation(variants[search::VariantOf(create.index, variants.size())].Json());
+    t.set_seed(search::RepeatOf(create.index, variants.size()) + 1);
+  }
+  trials_.resize(std::max<size_t>(trials_.size(), t.index()));
+  trials_[t.index() - 1] = t;
+  queue_.push_back(t.index());
+  exp_.set_trials_created(std::max(exp_.trials_created(), t.index()));
+  PutTrial(t, c);
+}
+
+void ExperimentRun::StopTrial(const search::Stop& stop, Change* c) {
+  Trial* t = trial(stop.index + 1);
+  if (t == nullptr || TrialTerminal(t->state())) return;
+  t->set_stop_reason(stop.reason);
+  ++c->stopped_early;
+  if (TrialActive(t->state())) {
+    t->set_stop_requested(true);
+    t->set_stop_decided_unix_us(absl::ToUnixMicros(c->now));
+    PutTrial(*t, c);
+    TellStop(*t, stop.reason, c);
+    return;
+  }
+  // Not running (queued for a retry, or waiting at a rung): it ends here.
+  queue_.erase(std::remove(queue_.begin(), queue_.end(), t->index()), queue_.end());
+  t->set_state(v1::TRIAL_STOPPED);
+  Close(t, c);
+}
+
+void ExperimentRun::MaybeFinish(Change* c) {
+  if (ExperimentTerminal(exp_.state()) || !exp_.search_done()) return;
+  for (const Trial& t : trials_) {
+    if (!TrialTerminal(t.state())) return;
+  }
+  Recount();
+  if (exp_.counts().completed() == 0 && exp_.counts().failed() > 0) {
+    SetState(v1::EXPERIMENT_FAILED,
+             absl::StrCat("all ", exp_.counts().failed(), " trials failed; see `rung trials ", id(), "`"), c);
+  } else {
+    SetState(v1::EXPERIMENT_COMPLETED, "", c);
+  }
+}
+
+void ExperimentRun::TellStop(const Trial& t, const std::string& reason, Change* c) {
+  if (!TrialActive(t.state()) || t.worker_id().empty()) return;
+  TellWorker tell;
+  tell.worker_id = t.worker_id();
+  tell.msg.mutable_stop()->mutable_trial()->set_trial_id(t.id());
+  tell.msg.mutable_stop()->mutable_trial()->set_attempt(t.attempt());
+  tell.msg.mutable_stop()->set_reason(reason);
+  c->Tell(std::move(tell));
+}
+
+// ---------------------------------------------------------------------------------------
+// Callers
+
+absl::Status ExperimentRun::Cancel(Change* c) {
+  if (ExperimentTerminal(exp_.state())) {
+    return absl::FailedPreconditionError(absl::StrCat("experiment ", id(), " has already ended (",
+                                                      v1::ExperimentState_Name(exp_.state()), ")"));
+  }
+  for (Trial& t : trials_) {
+    if (t.state() == v1::TRIAL_PENDING || t.state() == v1::TRIAL_PAUSED || t.state() == v1::TRIAL_WAITING) {
+      t.set_state(v1::TRIAL_STOPPED);
+      t.set_stop_reason(kCancelled);
+      t.set_ended_unix_ms(c->now_ms());
+      PutTrial(t, c);
+    } else if (TrialActive(t.state())) {
+      t.set_stop_requested(true);
+      t.set_stop_reason(kCancelled);
+      PutTrial(t, c);
+      TellStop(t, kCancelled, c);
+    }
+  }
+  queue_.clear();
+  SetState(v1::EXPERIMENT_CANCELLED, "cancelled by request", c);
+  return absl::OkStatus();
+}
+
+absl::Status ExperimentRun::Pause(Change* c) {
+  if (ExperimentTerminal(exp_.state()) || exp_.state() == v1::EXPERIMENT_PAUSED) {
+    return absl::FailedPreconditionError(absl::StrCat("experiment ", id(), " is ",
+                                                      v1::ExperimentState_Name(exp_.state()),
+                                                      "; only a pending or running experiment can be paused"));
+  }
+  // Running trials are stopped to free their slots and come back, from their checkpoint
+  // folder, on resume.
+  for (Trial& t : trials_) {
+    if (!TrialActive(t.state())) continue;
+    t.set_stop_requested(true);
+    t.set_stop_reason(kPaused);
+    PutTrial(t, c);
+    TellStop(t, kPaused, c);
+  }
+  SetState(v1::EXPERIMENT_PAUSED, "paused by request", c);
+  return absl::OkStatus();
+}
+
+absl::Status ExperimentRun::Resume(Change* c) {
+  if (exp_.state() != v1::EXPERIMENT_PAUSED) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("experiment ", id(), " is ", v1::ExperimentState_Name(exp_.state()), ", not paused"));
+  }
+  for (Trial& t : trials_) {
+    if (t.state() != v1::TRIAL_PAUSED) continue;
+    t.set_state(v1::TRIAL_PENDING);
+    t.set_attempt(t.attempt() + 1);
+    t.set_last_report_seq(0);
+    queue_.push_back(t.index());
+    PutTrial(t, c);
+  }
+  SetState(v1::EXPERIMENT_RUNNING, "", c);
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------
+// Handing out trials
+
+int ExperimentRun::NextTrial(Change* c, std::string* why, std::function<search::Proposal()>* job) {
+  if (queue_.empty()) {
+    // Ask the searcher for one trial now, so it decides with everything known so far.
+    int out = 0;  // trials that hold or want a slot
+    for (const Trial& t : trials_) out += !TrialTerminal(t.state()) && t.state() != v1::TRIAL_WAITING;
+    if (exp_.search_done()) {
+      *why = "the search has handed out every trial; the experiment ends when they do";
+      return 0;
+    }
+    const int max_concurrent = spec().budget().max_concurrent();
+    if (out >= max_concurrent) {
+      *why = absl::StrCat("budget.max_concurrent (", max_concurrent, ") trials are out; one must end first");
+      return 0;
+    }
+    *why = "the model is proposing the next trial";
+    if (proposal_ticket_ != 0) return 0;  // a model is already working it out
+    if (auto propose = searcher_->Propose()) {
+      // Propose() draws the job's seed from the searcher's generator: journalled and saved
+      // with `c`, before the job starts, so a restart cannot hand out the same seed twice.
+      c->touched.insert(id());
+      c->batch.PutSearcherState(id(), searcher_->Snapshot());
+      c->batch.PutJournal(id(), journal_next_++, "propose", "");
+      *job = std::move(propose);
+      return 0;
+    }
+    ApplyActions(Search(search::TrialsWanted{1}, c), c);
+    if (queue_.empty()) {
+      *why = "the searcher has no trial to give now";
+      return 0;
+    }
+  }
+  const int index = queue_.front();
+  queue_.pop_front();
+  return index;
+}
+
+void ExperimentRun::BeginProposal(int64_t ticket, absl::Time deadline, absl::Time now) {
+  proposal_ticket_ = ticket;
+  proposal_started_ = now;
+  proposal_deadline_ = deadline;
+}
+
+bool ExperimentRun::ProposalDone(int64_t ticket, search::Proposal proposal, Change* c, double* seconds) {
+  if (proposal_ticket_ != ticket || ticket == 0) return false;  // Tick() fell back already
+  proposal_ticket_ = 0;
+  if (!open()) return false;  // paused or ended meanwhile: a later slot asks the model again
+  *seconds = absl::ToDoubleSeconds(c->now - proposal_started_);
+  ApplyActions(Search(search::TrialsWanted{1, std::move(proposal), true}, c), c);
+  return true;
+}
+
+bool ExperimentRun::ProposalTimedOut(Change* c) {
+  proposal_ticket_ = 0;
+  if (!open()) return false;
+  Log(LogLevel::kWarning, absl::StrCat(id(), ": the ", spec().algorithm().name(), " model did not propose trial ",
+                                       TrialId(id(), exp_.trials_created() + 1), " within ",
+                                       absl::FormatDuration(proposal_deadline_ - proposal_started_),
+                                       " (--suggest-deadline); its parameters are drawn at random"));
+  ApplyActions(Search(search::TrialsWanted{1, std::nullopt, true}, c), c);
+  return true;
+}
+
+v1::Assignment ExperimentRun::MakeAssignment(const Trial& t, absl::Time lease_deadline) const {
+  v1::Assignment a;
+  *a.mutable_trial() = t;
+  const v1::TrialTemplate& tt = spec().trial();
+  // Placeholders were checked when the spec was accepted, so filling cannot fail here.
+  for (const std::string& arg : tt.command()) a.add_argv(FillPlaceholders(arg, t.params()).value_or(arg));
+  a.set_workdir(tt.workdir());
+  auto& env = *a.mutable_env();
+  for (const auto& [k, v] : tt.env()) env[k] = FillPlaceholders(v, t.params()).value_or(v);
+  env["RUNG_TRIAL_ID"] = t.id();
+  env["RUNG_EXPERIMENT_ID"] = t.experiment_id();
+  env["RUNG_ATTEMPT"] = absl::StrCat(t.attempt());
+  env["RUNG_PARAMS"] = ParamsToJson(t.params());
+  env["RUNG_OBJECTIVE"] = spec().objective().metric();
+  if (!t.ablation().empty()) {
+    env["RUNG_ABLATION"] = t.ablation();
+    env["RUNG_SEED"] = absl::StrCat(t.seed());
+  }
+  if (!tt.checkpoint_root().empty()) {
+    env["RUNG_CHECKPOINT_DIR"] = absl::StrCat(tt.checkpoint_root(), "/", t.experiment_id(), "/", t.id());
+  }
+  if (t.budget() > 0) {
+    env["RUNG_BUDGET"] = FormatDouble(t.budget());
+    env["RUNG_RESOURCE"] = spec().resource().metric();
+  }
+  a.set_lease_deadline_unix_ms(absl::ToUnixMillis(lease_deadline));
+  return a;
+}
+
+void ExperimentRun::Assign(int index, const std::string& worker_id, int64_t session, const std::vector<int>& slots,
+                           absl::Time lease_deadline, Change* c) {
+  Trial& t = trials_[index - 1];
+  t.set_state(v1::TRIAL_ASSIGNED);
+  t.set_worker_id(worker_id);
+  t.clear_slots();
+  for (int s : slots) t.add_slots(s);
+  t.set_stop_requested(false);
+  t.clear_stop_reason();
+  PutTrial(t, c);
+  if (exp_.state() == v1::EXPERIMENT_PENDING) exp_.set_state(v1::EXPERIMENT_RUNNING);
+  PutExperiment(c);
+  TellWorker tell{worker_id, session, {}};
+  *tell.msg.mutable_assignment() = MakeAssignment(t, lease_deadline);
+  c->Tell(std::move(tell));
+}
+
+void ExperimentRun::HandOut(int index, const std::string& client_id, Change* c) {
+  Trial& t = trials_[index - 1];
+  t.set_state(v1::TRIAL_RUNNING);
+  t.set_client_id(client_id);
+  t.clear_worker_id();
+  t.clear_slots();
+  t.set_started_unix_ms(c->now_ms());
+  t.set_stop_requested(false);
+  t.clear_stop_reason();
+  PutTrial(t, c);
+  if (exp_.state() == v1::EXPERIMENT_PENDING) exp_.set_state(v1::EXPERIMENT_RUNNING);
+}
+
+// ---------------------------------------------------------------------------------------
+// What happens to trials
+
+void ExperimentRun::Started(Trial* t, const v1::TrialStarted& m, Change* c) {
+  if (t->state() != v1::TRIAL_ASSIGNED) return;  // a resend
+  t->set_state(v1::TRIAL_RUNNING);
+  t->set_started_unix_ms(c->now_ms());
+  t->set_stdout_path(m.stdout_path());
+  t->set_stderr_path(m.stderr_path());
+  PutTrial(*t, c);
+  PutExperiment(c);
+}
+
+void ExperimentRun::Report(Trial* t, v1::MetricReport r, Change* c) {
+  if (r.unix_ms() == 0) r.set_unix_ms(c->now_ms());
+  c->touched.insert(id());
+  c->batch.PutReport(r);
+  ++c->reports;
+  t->set_last_report_seq(r.seq());
+  t->set_reports(t->reports() + 1);
+  t->set_last_step(r.step());
+  for (const auto& [k, v] : r.values()) (*t->mutable_last_metrics())[k] = v;
+  if (t->state() == v1::TRIAL_ASSIGNED) t->set_state(v1::TRIAL_RUNNING);
+  // Progress: the resource metric when the report names it, else its step.
+  auto res_it = r.values().find(spec().resource().metric());
+  const double resource = res_it != r.values().end() ? res_it->second : r.step();
+  t->set_resource_reached(std::max(t->resource_reached(), resource));
+  const v1::Objective& obj = spec().objective();
+  auto it = r.values().find(obj.metric());
+  if (it != r.values().end()) {
+    if (!t->has_best_value() || Better(obj.goal(), it->second, t->best_value())) {
+      t->set_has_best_value(true);
+      t->set_best_value(it->second);
+    }
+    if (r.final()) {
+      t->set_has_result(true);
+      t->set_result(it->second);
+    }
+    if (searcher_->WantsReports()) {
+      ApplyActions(Search(search::TrialReported{t->index() - 1, resource, it->second}, c), c);
+    }
+  }
+  if (c->Watching(id())) {
+    v1::WatchEvent e;
+    *e.mutable_report() = std::move(r);
+    c->Event(id(), std::move(e));
+  }
+}
+
+void ExperimentRun::Exited(Trial* t, const v1::TrialExited& m, const std::string& worker_id, Change* c) {
+  t->set_exited_unix_us(m.exit_unix_us());
+  if (t->stop_requested()) {
+    EndStopped(t, c);
+    return;
+  }
+  const std::string metric = MissingObjective(spec(), *t);
+  const std::string tail = m.stderr_tail().empty() ? "" : absl::StrCat("; stderr ends:\n", m.stderr_tail());
+  if (m.worker_shutdown()) {
+    RetryOrFail(t,
+                absl::StrCat("worker ", worker_id, m.message().empty() ? " shut down" : " stopped it: ", m.message()),
+                false, c);
+  } else if (m.launch_failed()) {
+    RetryOrFail(t, absl::StrCat("could not start: ", m.message()), true, c);
+  } else if (m.signal() != 0) {
+    RetryOrFail(t, absl::StrCat("killed by ", SignalName(m.signal()), tail), true, c);
+  } else if (m.exit_code() != 0) {
+    RetryOrFail(t, absl::StrCat("exited with code ", m.exit_code(), tail), true, c);
+  } else if (!metric.empty()) {
+    RetryOrFail(t,
+                absl::StrCat("exited 0 without reporting the objective metric '", metric, "' (report it with rung.report(",
+                             metric, "=...) or a stdout line @rung {\"", metric, "\": ...})", tail),
+                true, c);
+  } else {
+    Release(t, c);
+    Finish(t, c);
+  }
+}
+
+void ExperimentRun::Finish(Trial* t, Change* c) {
+  if (spec().algorithm().early_stopping().mode() == "promote" &&
+      t->budget() < spec().resource().max() * (1 - 1e-9)) {
+    // Promote mode: it trained to its rung's budget; it waits to be continued or stopped.
+    t->set_state(v1::TRIAL_WAITING);
+    PutTrial(*t, c);
+    ApplyActions(Search(search::TrialPaused{t->index() - 1}, c), c);
+    return;
+  }
+  if (!t->has_result()) {
+    t->set_has_result(true);
+    t->set_result(t->last_metrics().at(spec().objective().metric()));
+  }
+  t->clear_results();
+  for (const v1::Objective& o : spec().objectives()) t->add_results(t->last_metrics().at(o.metric()));
+  t->set_infeasible(BrokenConstraints(spec(), *t));
+  t->set_state(v1::TRIAL_COMPLETED);  // message keeps why an earlier attempt failed
+  Close(t, c);
+}
+
+void ExperimentRun::Release(Trial* t, Change* c) {
+  if (t->worker_id().empty() || t->slots().empty()) return;
+  c->released.emplace_back(t->worker_id(), std::vector<int>(t->slots().begin(), t->slots().end()));
+}
+
+void ExperimentRun::Close(Trial* t, Change* c) {
+  t->set_ended_unix_ms(c->now_ms());
+  PutTrial(*t, c);
+  const auto goal = spec().objective().goal();
+  // With several objectives there is no single best; `rung best` gives the Pareto set.
+  if (t->state() == v1::TRIAL_COMPLETED && t->infeasible().empty() && spec().objectives().empty() &&
+      (!exp_.has_best() || Better(goal, t->result(), exp_.best_value()))) {
+    exp_.set_has_best(true);
+    exp_.set_best_value(t->result());
+    exp_.set_best_trial_id(t->id());
+  }
+  if (ExperimentTerminal(exp_.state())) {
+    PutExperiment(c);
+    return;
+  }
+  search::TrialClosed closed;
+  closed.index = t->index() - 1;
+  closed.outcome = t->state() == v1::TRIAL_COMPLETED ? search::TrialClosed::Outcome::kCompleted
+                   : t->state() == v1::TRIAL_FAILED  ? search::TrialClosed::Outcome::kFailed
+                                                     : search::TrialClosed::Outcome::kStopped;
+  closed.has_result = t->has_result();
+  closed.result = t->result();
+  closed.results.assign(t->results().begin(), t->results().end());
+  closed.feasible = t->infeasible().empty();
+  ApplyActions(Search(closed, c), c);
+}
+
+void ExperimentRun::EndStopped(Trial* t, Change* c) {
+  Release(t, c);
+  if (t->stop_reason() == kPaused && !ExperimentTerminal(exp_.state())) {
+    // Stopped to free its slot for a pause: it waits for the resume, or, when the resume
+    // came before it exited, goes back to the queue now.
+    const bool paused = exp_.state() == v1::EXPERIMENT_PAUSED;
+    t->set_state(paused ? v1::TRIAL_PAUSED : v1::TRIAL_PENDING);
+    if (!paused) {
+      t->set_attempt(t->attempt() + 1);
+      t->set_last_report_seq(0);
+      queue_.push_back(t->index());
+    }
+    t->set_stop_requested(false);
+    t->clear_worker_id();
+    t->clear_client_id();
+    t->clear_slots();
+    PutTrial(*t, c);
+    PutExperiment(c);
+    return;
+  }
+  t->set_state(v1::TRIAL_STOPPED);
+  Close(t, c);
+}
+
+void ExperimentRun::RetryOrFail(Trial* t, const std::string& reason, bool count_failure, Change* c) {
+  Release(t, c);
+  if (count_failure) t->set_failures(t->failures() + 1);
+  t->set_message(reason);
+  const int max_restarts = spec().trial().max_restarts();
+  Log(LogLevel::kInfo, absl::StrCat("trial ", t->id(), " attempt ", t->attempt(), ": ", FirstLine(reason)));
+  if (t->failures() > max_restarts || ExperimentTerminal(exp_.state())) {
+    t->set_state(v1::TRIAL_FAILED);
+    if (count_failure && max_restarts > 0) {
+      t->set_message(
+          absl::StrCat(reason, " (failed ", t->failures(), " times; max_restarts is ", max_restarts, ")"));
+    }
+    Close(t, c);
+    return;
+  }
+  t->set_state(exp_.state() == v1::EXPERIMENT_PAUSED ? v1::TRIAL_PAUSED : v1::TRIAL_PENDING);
+  Requeue(t);
+  if (t->state() == v1::TRIAL_PENDING) queue_.push_back(t->index());
+  PutTrial(*t, c);
+  PutExperiment(c);
+}
+
+void ExperimentRun::Expire(Trial* t, const std::string& reason, Change* c) {
+  ++c->lease_expirations;
+  if (t->stop_requested()) {
+    EndStopped(t, c);
+  } else {
+    RetryOrFail(t, reason, true, c);
+  }
+}
+
+void ExperimentRun::Reconcile(const std::string& worker_id, int64_t session,
+                              const std::set<std::pair<std::string, int>>& reported, Change* c,
+                              std::set<std::pair<std::string, int>>* wanted, std::set<int>* busy) {
+  for (Trial& t : trials_) {
+    if (!TrialActive(t.state()) || t.worker_id() != worker_id) continue;
+    if (reported.count({t.id(), t.attempt()})) {
+      wanted->insert({t.id(), t.attempt()});
+      busy->insert(t.slots().begin(), t.slots().end());
+      if (t.stop_requested()) {
+        TellWorker tell{worker_id, session, {}};
+        tell.msg.mutable_stop()->mutable_trial()->set_trial_id(t.id());
+        tell.msg.mutable_stop()->mutable_trial()->set_attempt(t.attempt());
+        tell.msg.mutable_stop()->set_reason(t.stop_reason());
+        c->Tell(std::move(tell));
+      }
+      continue;
+    }
+    // We think it runs there but the worker does not know it: the worker restarted (the
+    // attempt is lost) or the assignment never arrived (no fault of the trial's).
+    const bool never_arrived = t.state() == v1::TRIAL_ASSIGNED;
+    if (t.stop_requested()) {
+      EndStopped(&t, c);
+      continue;
+    }
+    RetryOrFail(&t,
+                never_arrived ? "assignment lost in a reconnect" : absl::StrCat("worker ", worker_id, " restarted and lost it"),
+                !never_arrived, c);
+  }
+}
+
+}  // namespace rung

@@ -1,0 +1,147 @@
+// One experiment while rungd runs it: its record, its trials, its searcher and its queue of
+// trials waiting for a slot. It applies what happens to the experiment (a cancel, a trial
+// handed out, a report, a trial's end, a retry, the searcher's actions) to its own state.
+//
+// It sends nothing and locks nothing: every change goes into the Change it is given, as
+// writes (the store batch) and effects (stop orders, assignments, watch events) that the
+// Controller lets out once the batch is on disk. The Controller calls it with its lock held.
+// When a Change fails to commit, the Controller drops this object and loads it again from
+// the store, so its memory never runs ahead of the disk.
+#ifndef RUNG_SERVER_SCHEDULE_EXPERIMENT_RUN_H_
+#define RUNG_SERVER_SCHEDULE_EXPERIMENT_RUN_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "rung/v1/types.pb.h"
+#include "rung/v1/worker_service.pb.h"
+#include "server/schedule/change.h"
+#include "server/search/searcher.h"
+#include "server/store/store.h"
+
+namespace rung {
+
+bool TrialTerminal(v1::TrialState s);
+bool TrialActive(v1::TrialState s);  // assigned or running: it holds a slot or a client
+bool ExperimentTerminal(v1::ExperimentState s);
+
+class ExperimentRun {
+ public:
+  // A new experiment with its searcher; Start() writes it.
+  ExperimentRun(v1::Experiment exp, std::unique_ptr<search::Searcher> searcher);
+  // A stored experiment: its trials, queue, searcher state and journal position from `store`.
+  static absl::StatusOr<std::unique_ptr<ExperimentRun>> Load(Store* store, v1::Experiment exp,
+                                                             std::unique_ptr<search::Searcher> searcher);
+
+  const v1::Experiment& experiment() const { return exp_; }
+  const std::string& id() const { return exp_.id(); }
+  const v1::ExperimentSpec& spec() const { return exp_.spec(); }
+  // trials()[i].index() == i + 1.
+  const std::vector<v1::Trial>& trials() const { return trials_; }
+  // Trial `index` (1, 2, ...), or null.
+  v1::Trial* trial(int index);
+  // Pending or running: it may hand out trials.
+  bool open() const;
+  // Open, with trials left to hand out (queued, or still to come from the searcher).
+  bool wants_slots() const { return open() && (!queue_.empty() || !exp_.search_done()); }
+  // Clients ask for its trials (execution: external); no worker runs them.
+  bool external() const { return exp_.spec().execution() == "external"; }
+  // Nothing more will happen: it has ended and none of its trials still runs.
+  bool Settled() const;
+
+  // ---- Changes from callers ----
+  void Start(Change* c);  // the new experiment's record, searcher snapshot, journal start
+  absl::Status Cancel(Change* c);
+  absl::Status Pause(Change* c);
+  absl::Status Resume(Change* c);
+
+  // ---- Handing out trials ----
+  // The next trial to hand out, taken off the queue (asking the searcher when the queue is
+  // empty): its index, or 0 with `why` none can go out now. When the searcher needs a model
+  // to propose the next trial, `*job` gets the model's work: the caller runs it off its lock
+  // once `c` is durable (its seed is journalled in `c`) and brings the answer to
+  // ProposalDone() with the ticket it gave BeginProposal().
+  int NextTrial(Change* c, std::string* why, std::function<search::Proposal()>* job);
+  void BeginProposal(int64_t ticket, absl::Time deadline, absl::Time now);
+  int64_t proposal_ticket() const { return proposal_ticket_; }
+  absl::Time proposal_deadline() const { return proposal_deadline_; }
+  // The model's answer for `ticket`: the next trial takes its parameters. False (nothing
+  // changed) when the ticket is stale or the experiment no longer runs. `seconds`: how long
+  // the proposal took.
+  bool ProposalDone(int64_t ticket, search::Proposal proposal, Change* c, double* seconds);
+  // The model missed its deadline: the next trial's parameters are drawn at random. False
+  // when the experiment no longer runs.
+  bool ProposalTimedOut(Change* c);
+
+  // Trial `index` goes to a worker's slots: ASSIGNED, and the assignment (for `session`)
+  // is an effect of `c`.
+  void Assign(int index, const std::string& worker_id, int64_t session, const std::vector<int>& slots,
+              absl::Time lease_deadline, Change* c);
+  // Trial `index` goes to an ask-and-tell client: RUNNING, held by it.
+  void HandOut(int index, const std::string& client_id, Change* c);
+
+  // ---- What happens to a trial ----
+  void Started(v1::Trial* t, const v1::TrialStarted& m, Change* c);
+  // Stores `r` (a new report of t's current attempt) and updates `t` and the searcher; the
+  // caller puts `t` (PutTrial).
+  void Report(v1::Trial* t, v1::MetricReport r, Change* c);
+  // The worker says the attempt's process ended.
+  void Exited(v1::Trial* t, const v1::TrialExited& m, const std::string& worker_id, Change* c);
+  // The run ended well (exit 0, or a client's completion) with every objective known.
+  void Finish(v1::Trial* t, Change* c);
+  // A trial with a stop order out has ended: PAUSED when the experiment is paused, else STOPPED.
+  void EndStopped(v1::Trial* t, Change* c);
+  // An attempt ended without completing: relaunch it while its failures allow, else fail it.
+  // `count_failure` false: not the trial's fault (its assignment never reached the worker).
+  void RetryOrFail(v1::Trial* t, const std::string& reason, bool count_failure, Change* c);
+  // The trial's worker or client is gone (`reason`): a stopped trial ends, others are retried.
+  void Expire(v1::Trial* t, const std::string& reason, Change* c);
+  void PutTrial(const v1::Trial& t, Change* c);
+  void PutExperiment(Change* c);
+
+  // A worker registered (again) with the attempts in `reported`: those we also think it runs
+  // go into `wanted` and their slots into `busy`, and get their stop orders again; the others
+  // we thought it ran are lost (retried, or ended when a stop was out).
+  void Reconcile(const std::string& worker_id, int64_t session,
+                 const std::set<std::pair<std::string, int>>& reported, Change* c,
+                 std::set<std::pair<std::string, int>>* wanted, std::set<int>* busy);
+
+  // Why no connected worker can run its trials (empty when one can); written when it changes.
+  void SetUnschedulable(const std::string& why, Change* c);
+
+ private:
+  std::vector<search::Action> Search(const search::Event& event, Change* c);
+  void ApplyActions(const std::vector<search::Action>& actions, Change* c);
+  void CreateTrial(const search::Create& create, Change* c);
+  void StopTrial(const search::Stop& stop, Change* c);
+  void MaybeFinish(Change* c);
+  void Close(v1::Trial* t, Change* c);
+  void Release(v1::Trial* t, Change* c);
+  void SetState(v1::ExperimentState state, const std::string& message, Change* c);
+  void Recount();
+  // A stop order for an active trial, to its worker (none for a client: it hears on its next
+  // call).
+  void TellStop(const v1::Trial& t, const std::string& reason, Change* c);
+  v1::Assignment MakeAssignment(const v1::Trial& t, absl::Time lease_deadline) const;
+
+  v1::Experiment exp_;
+  std::unique_ptr<search::Searcher> searcher_;
+  std::vector<v1::Trial> trials_;
+  std::deque<int> queue_;  // indexes of PENDING trials, in order
+  int64_t journal_next_ = 0;
+  // A model job in flight for the next new trial (0: none), and when it must be done.
+  int64_t proposal_ticket_ = 0;
+  absl::Time proposal_started_, proposal_deadline_;
+};
+
+}  // namespace rung
+
+#endif  // RUNG_SERVER_SCHEDULE_EXPERIMENT_RUN_H_

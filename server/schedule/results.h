@@ -1,0 +1,38 @@
+// How trials compare: which is better, what a completed trial lacks or breaks, the best
+// trials of an experiment, and an ablation study's results. Pure functions of the records.
+#ifndef RUNG_SERVER_SCHEDULE_RESULTS_H_
+#define RUNG_SERVER_SCHEDULE_RESULTS_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "rung/v1/experiment_service.pb.h"
+#include "rung/v1/types.pb.h"
+
+namespace rung {
+
+// Whether `a` is a better objective value than `b`.
+bool Better(v1::Objective::Goal goal, double a, double b);
+
+// An objective metric the trial has no value of (its last report, or its declared result),
+// or "" when it has them all.
+std::string MissingObjective(const v1::ExperimentSpec& spec, const v1::Trial& t);
+
+// The constraints a completed trial breaks, judged on the last value of each metric, e.g.
+// "memory_gb 17.5 > max 16; never reported latency_ms"; empty when it keeps them all.
+std::string BrokenConstraints(const v1::ExperimentSpec& spec, const v1::Trial& t);
+
+// Completed trials within the constraints, best first (ties: lower index first): `count` of
+// them (0: 1), or with several objectives the Pareto set (`count` > 0 caps it).
+std::vector<v1::Trial> BestTrials(const v1::ExperimentSpec& spec, const std::vector<v1::Trial>& trials, int count);
+
+// An ablation study's results (AblationResults). FAILED_PRECONDITION for a search.
+absl::StatusOr<v1::AblationResults> AblationResultsOf(const v1::Experiment& e, const std::vector<v1::Trial>& trials);
+
+// "completed", "running", ...: the state's name as people read it.
+std::string StateText(v1::ExperimentState s);
+
+}  // namespace rung
+
+#endif  // RUNG_SERVER_SCHEDULE_RESULTS_H_

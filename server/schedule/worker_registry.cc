@@ -1,0 +1,216 @@
+#include "server/schedule/worker_registry.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/log.h"
+#include "common/status.h"
+
+namespace rung {
+namespace {
+
+int GpuSlots(const v1::Worker& w) {
+  int n = 0;
+  for (const v1::Slot& s : w.slots()) n += !s.gpu().empty();
+  return n;
+}
+
+bool HasLabels(const v1::TrialTemplate& tt, const v1::Worker& w) {
+  for (const auto& [k, v] : tt.labels()) {
+    auto it = w.labels().find(k);
+    if (it == w.labels().end() || it->second != v) return false;
+  }
+  return true;
+}
+
+std::string Labels(const google::protobuf::Map<std::string, std::string>& labels) {
+  std::map<std::string, std::string> sorted(labels.begin(), labels.end());
+  return absl::StrJoin(sorted, ",", absl::PairFormatter("="));
+}
+
+absl::Status CheckRegister(const v1::Register& reg) {
+  if (reg.worker_id().empty()) return absl::InvalidArgumentError("register.worker_id: must not be empty");
+  std::set<int> ids;
+  for (const v1::Slot& s : reg.slots()) {
+    if (!ids.insert(s.id()).second) {
+      return absl::InvalidArgumentError(absl::StrCat("register.slots: slot id ", s.id(), " appears twice"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void WorkerRegistry::Load(std::vector<v1::Worker> workers, absl::Time now) {
+  for (v1::Worker& info : workers) {
+    auto w = std::make_unique<Worker>();
+    w->info = std::move(info);
+    w->info.set_state(v1::WORKER_DISCONNECTED);
+    w->last_seen = now;
+    workers_[w->info.id()] = std::move(w);
+  }
+}
+
+absl::StatusOr<WorkerRegistry::Worker*> WorkerRegistry::Connect(const v1::Register& reg, int64_t session,
+                                                                Change* c) {
+  RETURN_IF_ERROR(CheckRegister(reg));
+  auto& slot = workers_[reg.worker_id()];
+  if (slot == nullptr) slot = std::make_unique<Worker>();
+  Worker* w = slot.get();
+  if (w->connected()) {
+    const bool same_process = w->session_id == reg.session_id() || reg.session_id().empty();
+    const absl::Duration silent = c->now - w->last_seen;
+    if (!same_process && silent <= live_within_) {
+      const std::string why = absl::StrCat(
+          "worker name '", reg.worker_id(), "' is already connected (host ", w->info.host(), ", heard from ",
+          absl::FormatDuration(absl::Trunc(silent, absl::Milliseconds(100))),
+          " ago): two rung-workers share one name; give each its own --name (the default is the host name)");
+      Log(LogLevel::kWarning, absl::StrCat("refused a worker from ", reg.host(), ": ", why));
+      return absl::AlreadyExistsError(why);
+    }
+    // The same process on a new stream (the old one broke before we noticed), or a new
+    // process after the old one went silent (it restarted): the newcomer takes over.
+    if (!same_process) {
+      Log(LogLevel::kInfo, absl::StrCat("worker ", reg.worker_id(), " came back as a new process (silent for ",
+                                        absl::FormatDuration(absl::Trunc(silent, absl::Seconds(1))),
+                                        "); its old session is dropped"));
+    }
+    sessions_.erase(w->session);
+  }
+  w->session = session;
+  w->session_id = reg.session_id();
+  w->last_seen = c->now;
+  w->offered.clear();
+  v1::Worker& info = w->info;
+  info.set_id(reg.worker_id());
+  info.set_host(reg.host());
+  *info.mutable_slots() = reg.slots();
+  *info.mutable_labels() = reg.labels();
+  info.set_version(reg.version());
+  info.set_state(v1::WORKER_CONNECTED);
+  info.set_last_heartbeat_unix_ms(c->now_ms());
+  c->batch.PutWorker(info);
+  sessions_[session] = w;
+  return w;
+}
+
+WorkerRegistry::Worker* WorkerRegistry::BySession(int64_t session) {
+  auto it = sessions_.find(session);
+  return it == sessions_.end() ? nullptr : it->second;
+}
+
+WorkerRegistry::Worker* WorkerRegistry::Find(const std::string& id) {
+  auto it = workers_.find(id);
+  return it == workers_.end() ? nullptr : it->second.get();
+}
+
+WorkerRegistry::Worker* WorkerRegistry::Disconnect(int64_t session) {
+  auto it = sessions_.find(session);
+  if (it == sessions_.end()) return nullptr;
+  Worker* w = it->second;
+  sessions_.erase(it);
+  w->session = 0;
+  w->offered.clear();
+  w->info.set_state(v1::WORKER_DISCONNECTED);
+  return w;
+}
+
+void WorkerRegistry::Seen(Worker* w, const Change& c) {
+  w->last_seen = c.now;
+  w->info.set_last_heartbeat_unix_ms(c.now_ms());
+  if (w->info.state() != v1::WORKER_CONNECTED) w->info.set_state(v1::WORKER_CONNECTED);
+}
+
+absl::Status WorkerRegistry::Offer(Worker* w, const google::protobuf::RepeatedField<int32_t>& free_slots) {
+  std::set<int> known;
+  for (const v1::Slot& s : w->info.slots()) known.insert(s.id());
+  std::set<int> offered;
+  for (int s : free_slots) {
+    if (!known.count(s)) {
+      return absl::InvalidArgumentError(absl::StrCat("pull.free_slots: slot ", s, " was not registered"));
+    }
+    offered.insert(s);
+  }
+  w->offered = std::move(offered);
+  return absl::OkStatus();
+}
+
+std::vector<int> WorkerRegistry::Match(const v1::TrialTemplate& tt, const Worker& w) const {
+  if (!HasLabels(tt, w.info)) return {};
+  std::vector<int> slots;
+  const int gpus = tt.gpus();
+  // A CPU trial prefers a CPU slot and takes a GPU slot only when no CPU slot is free.
+  for (int pass = 0; pass < 2; ++pass) {
+    for (const v1::Slot& s : w.info.slots()) {
+      if (!w.offered.count(s.id()) || w.busy.count(s.id())) continue;
+      const bool is_gpu = !s.gpu().empty();
+      if (gpus > 0) {
+        if (!is_gpu) continue;
+        slots.push_back(s.id());
+        if (static_cast<int>(slots.size()) == gpus) return slots;
+      } else if (is_gpu == (pass == 1)) {
+        return {s.id()};
+      }
+    }
+    if (gpus > 0) break;
+  }
+  return {};
+}
+
+void WorkerRegistry::Take(Worker* w, const std::vector<int>& slots) {
+  for (int s : slots) {
+    w->busy.insert(s);
+    w->offered.erase(s);
+  }
+}
+
+void WorkerRegistry::Release(const std::string& worker_id, const std::vector<int>& slots) {
+  Worker* w = Find(worker_id);
+  if (w == nullptr) return;
+  for (int s : slots) w->busy.erase(s);
+}
+
+std::vector<WorkerRegistry::Worker*> WorkerRegistry::Expired(absl::Duration lease_timeout, Change* c) {
+  std::vector<Worker*> out;
+  for (auto& [id, w] : workers_) {
+    if (c->now - w->last_seen <= lease_timeout) continue;
+    if (w->info.state() != v1::WORKER_LOST) {
+      Log(LogLevel::kWarning, absl::StrCat("worker ", id, " lost: silent for ",
+                                           absl::FormatDuration(absl::Trunc(c->now - w->last_seen, absl::Seconds(1)))));
+      w->info.set_state(v1::WORKER_LOST);
+      c->batch.PutWorker(w->info);
+    }
+    if (!w->busy.empty()) out.push_back(w.get());
+  }
+  return out;
+}
+
+std::string WorkerRegistry::Unschedulable(const v1::TrialTemplate& tt) const {
+  int connected = 0, labelled = 0, most_gpus = 0;
+  for (const auto& [id, w] : workers_) {
+    if (!w->connected()) continue;
+    ++connected;
+    if (!HasLabels(tt, w->info)) continue;
+    ++labelled;
+    if (tt.gpus() == 0 && w->info.slots_size() > 0) return "";
+    most_gpus = std::max(most_gpus, GpuSlots(w->info));
+  }
+  if (connected == 0) return "no worker is connected";
+  if (labelled == 0) {
+    return absl::StrCat("no connected worker has the labels ", Labels(tt.labels()), " (resources.labels)");
+  }
+  if (tt.gpus() == 0) return "no connected worker has a slot";
+  if (most_gpus >= tt.gpus()) return "";
+  return absl::StrCat("no connected worker has ", tt.gpus(), tt.gpus() == 1 ? " GPU" : " GPUs", "; the largest has ",
+                      most_gpus == 0 ? "none" : absl::StrCat(most_gpus));
+}
+
+void WorkerRegistry::SetBusy(const std::map<std::string, std::set<int>>& busy) {
+  for (auto& [id, w] : workers_) {
+    auto it = busy.find(id);
+    w->busy = it == busy.end() ? std::set<int>() : it->second;
+  }
+}
+
+}  // namespace rung
