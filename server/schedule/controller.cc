@@ -27,7 +27,16 @@ Controller::Controller(Store* store, Clock* clock, ControllerOptions options)
 Controller::~Controller() {
   store_->SetDurableCallback(nullptr);
   pool_.reset();  // its jobs finish while the rest still exists
-  Shutdown(absl::UnavailableError("rungd is shutting down; ask again"));
+  // Sinks may be gone by now (Shutdown is the orderly end); waiting callers are not left hanging.
+  std::vector<Ask> asks;
+  {
+    absl::MutexLock l(&mu_);
+    for (auto& [id, waiting] : asks_) {
+      for (Ask& a : waiting) asks.push_back(std::move(a));
+    }
+    asks_.clear();
+  }
+  for (Ask& a : asks) a.done(absl::UnavailableError("rungd is shutting down; ask again"));
 }
 
 absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(Store* store, Clock* clock, ControllerOptions options) {

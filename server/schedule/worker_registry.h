@@ -69,7 +69,11 @@ class WorkerRegistry {
 
   // Every busy set anew, from the slots that active trials hold: worker id -> slots.
   void SetBusy(const std::map<std::string, std::set<int>>& busy);
-  void Clear() { workers_.clear(); }
+  // Forgets every worker and session (their streams end on their next message).
+  void Clear() {
+    sessions_.clear();
+    workers_.clear();
+  }
 
   const std::map<std::string, std::unique_ptr<Worker>>& workers() const { return workers_; }
 

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -67,6 +68,52 @@ absl::Status ParseValue(const std::string& value, absl::string_view what, Msg* m
 
 }  // namespace
 
+// The Store on RocksDB.
+class RocksStore final : public Store {
+ public:
+  RocksStore(rocksdb::DB* db, std::string dir, Options options);
+  ~RocksStore() override;
+
+  absl::Status Write(Batch* batch, bool durable) override;
+  absl::Status Sync() override;
+  bool group_commit() const override { return options_.group_commit; }
+  uint64_t LastWrite() const override;
+  uint64_t Durable() const override;
+  void SetDurableCallback(std::function<void(uint64_t durable, const absl::Status& error)> fn) override;
+  absl::Status Recover() override;
+  uint64_t SizeOnDisk() const override;
+  absl::Status Checkpoint(const std::string& dir) override;
+  absl::StatusOr<int64_t> GetNextExperiment() override;
+  absl::Status ForEachExperiment(const std::function<void(v1::Experiment)>& fn) override;
+  absl::Status ForEachTrial(const std::string& experiment_id, const std::function<void(v1::Trial)>& fn) override;
+  absl::Status ForEachWorker(const std::function<void(v1::Worker)>& fn) override;
+  absl::StatusOr<std::vector<v1::MetricReport>> GetReports(const std::string& trial_id) override;
+  absl::StatusOr<std::string> GetSearcherState(const std::string& experiment_id) override;
+  absl::Status GetJournal(const std::string& experiment_id, std::vector<std::pair<std::string, std::string>>* entries,
+                          std::string* snapshot) override;
+  absl::StatusOr<int64_t> JournalEnd(const std::string& experiment_id) override;
+
+ private:
+  absl::Status Scan(const std::string& prefix, const std::function<absl::Status(const std::string&)>& fn);
+  void SyncLoop();
+
+  // Shared by every use of db_, exclusive while Recover() opens it again.
+  absl::Mutex db_mu_;
+  std::unique_ptr<rocksdb::DB> db_ ABSL_GUARDED_BY(db_mu_);
+  const std::string dir_;
+  const Options options_;
+  mutable absl::Mutex mu_;
+  uint64_t written_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t synced_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time first_unsynced_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // A write failed: RocksDB must not be asked to fsync until Recover() succeeded.
+  bool failed_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Mutex callback_mu_;
+  std::function<void(uint64_t, const absl::Status&)> callback_ ABSL_GUARDED_BY(callback_mu_);
+  std::thread syncer_;
+};
+
 bool ParseTrialId(const std::string& trial_id, std::string* experiment_id, int* index) {
   size_t dash = trial_id.rfind('-');
   if (dash == std::string::npos || dash == 0) return false;
@@ -125,11 +172,11 @@ static absl::StatusOr<rocksdb::DB*> OpenDb(const std::string& dir) {
   return db;
 }
 
-Store::Store(rocksdb::DB* db, std::string dir, Options options) : db_(db), dir_(std::move(dir)), options_(options) {
+RocksStore::RocksStore(rocksdb::DB* db, std::string dir, Options options) : db_(db), dir_(std::move(dir)), options_(options) {
   if (options_.group_commit) syncer_ = std::thread([this] { SyncLoop(); });
 }
 
-Store::~Store() {
+RocksStore::~RocksStore() {
   {
     absl::MutexLock l(&mu_);
     stopping_ = true;
@@ -139,17 +186,17 @@ Store::~Store() {
 
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir, Options store_options) {
   ASSIGN_OR_RETURN(rocksdb::DB* db, OpenDb(dir));
-  return std::unique_ptr<Store>(new Store(db, dir, store_options));
+  return std::unique_ptr<Store>(new RocksStore(db, dir, store_options));
 }
 
-absl::Status Store::Write(Batch* batch, bool durable) {
+absl::Status RocksStore::Write(Batch* batch, bool durable) {
   rocksdb::WriteOptions wo;
   wo.sync = durable;
   absl::ReaderMutexLock open(&db_mu_);
   // One writer at a time, so that tickets follow the WAL's order.
   absl::MutexLock l(&mu_);
   if (failed_ || db_ == nullptr) return absl::UnavailableError("store: an earlier write failed and the store has not recovered");
-  absl::Status s = FromRocks(db_->Write(wo, batch->wb_.get()), "store: write");
+  absl::Status s = FromRocks(db_->Write(wo, Rep(batch)), "store: write");
   if (!s.ok()) {
     failed_ = true;
     return s;
@@ -163,7 +210,7 @@ absl::Status Store::Write(Batch* batch, bool durable) {
   return absl::OkStatus();
 }
 
-absl::Status Store::Sync() {
+absl::Status RocksStore::Sync() {
   uint64_t upto;
   {
     absl::MutexLock l(&mu_);
@@ -185,22 +232,22 @@ absl::Status Store::Sync() {
   return absl::OkStatus();
 }
 
-uint64_t Store::LastWrite() const {
+uint64_t RocksStore::LastWrite() const {
   absl::MutexLock l(&mu_);
   return written_;
 }
 
-uint64_t Store::Durable() const {
+uint64_t RocksStore::Durable() const {
   absl::MutexLock l(&mu_);
   return synced_;
 }
 
-void Store::SetDurableCallback(std::function<void(uint64_t, const absl::Status&)> fn) {
+void RocksStore::SetDurableCallback(std::function<void(uint64_t, const absl::Status&)> fn) {
   absl::MutexLock l(&callback_mu_);
   callback_ = std::move(fn);
 }
 
-void Store::SyncLoop() {
+void RocksStore::SyncLoop() {
   for (;;) {
     uint64_t upto;
     {
@@ -236,7 +283,7 @@ void Store::SyncLoop() {
   }
 }
 
-absl::Status Store::Recover() {
+absl::Status RocksStore::Recover() {
   // RocksDB (7.8) cannot append to a WAL after a failed append, even once Resume() has
   // succeeded: close the database and open it again, which replays everything that reached
   // the WAL. Nothing reads or writes meanwhile.
@@ -266,7 +313,7 @@ absl::Status Store::Recover() {
   return absl::OkStatus();
 }
 
-uint64_t Store::SizeOnDisk() const {
+uint64_t RocksStore::SizeOnDisk() const {
   uint64_t bytes = 0;
   std::error_code ec;
   for (auto it = std::filesystem::recursive_directory_iterator(dir_, ec); !ec && it != std::filesystem::end(it);
@@ -278,7 +325,7 @@ uint64_t Store::SizeOnDisk() const {
   return bytes;
 }
 
-absl::Status Store::Checkpoint(const std::string& dir) {
+absl::Status RocksStore::Checkpoint(const std::string& dir) {
   absl::ReaderMutexLock open(&db_mu_);
   if (db_ == nullptr) return Closed();
   rocksdb::Checkpoint* raw = nullptr;
@@ -288,7 +335,7 @@ absl::Status Store::Checkpoint(const std::string& dir) {
   return FromRocks(checkpoint->CreateCheckpoint(dir, 0), absl::StrCat("store: checkpoint to ", dir));
 }
 
-absl::StatusOr<int64_t> Store::GetNextExperiment() {
+absl::StatusOr<int64_t> RocksStore::GetNextExperiment() {
   absl::ReaderMutexLock open(&db_mu_);
   if (db_ == nullptr) return Closed();
   std::string v;
@@ -300,7 +347,7 @@ absl::StatusOr<int64_t> Store::GetNextExperiment() {
   return n;
 }
 
-absl::Status Store::Scan(const std::string& prefix,
+absl::Status RocksStore::Scan(const std::string& prefix,
                          const std::function<absl::Status(const std::string&)>& fn) {
   absl::ReaderMutexLock open(&db_mu_);
   if (db_ == nullptr) return Closed();
@@ -311,7 +358,7 @@ absl::Status Store::Scan(const std::string& prefix,
   return FromRocks(it->status(), absl::StrCat("store: scanning ", prefix));
 }
 
-absl::Status Store::ForEachExperiment(const std::function<void(v1::Experiment)>& fn) {
+absl::Status RocksStore::ForEachExperiment(const std::function<void(v1::Experiment)>& fn) {
   return Scan("e/", [&](const std::string& v) {
     v1::Experiment e;
     RETURN_IF_ERROR(ParseValue(v, "experiment", &e));
@@ -320,7 +367,7 @@ absl::Status Store::ForEachExperiment(const std::function<void(v1::Experiment)>&
   });
 }
 
-absl::Status Store::ForEachTrial(const std::string& experiment_id,
+absl::Status RocksStore::ForEachTrial(const std::string& experiment_id,
                                  const std::function<void(v1::Trial)>& fn) {
   return Scan(absl::StrCat("t/", experiment_id, "/"), [&](const std::string& v) {
     v1::Trial t;
@@ -330,7 +377,7 @@ absl::Status Store::ForEachTrial(const std::string& experiment_id,
   });
 }
 
-absl::Status Store::ForEachWorker(const std::function<void(v1::Worker)>& fn) {
+absl::Status RocksStore::ForEachWorker(const std::function<void(v1::Worker)>& fn) {
   return Scan("w/", [&](const std::string& v) {
     v1::Worker w;
     RETURN_IF_ERROR(ParseValue(v, "worker", &w));
@@ -339,7 +386,7 @@ absl::Status Store::ForEachWorker(const std::function<void(v1::Worker)>& fn) {
   });
 }
 
-absl::StatusOr<std::vector<v1::MetricReport>> Store::GetReports(const std::string& trial_id) {
+absl::StatusOr<std::vector<v1::MetricReport>> RocksStore::GetReports(const std::string& trial_id) {
   std::string exp;
   int index;
   if (!ParseTrialId(trial_id, &exp, &index)) {
@@ -355,7 +402,7 @@ absl::StatusOr<std::vector<v1::MetricReport>> Store::GetReports(const std::strin
   return out;
 }
 
-absl::StatusOr<std::string> Store::GetSearcherState(const std::string& experiment_id) {
+absl::StatusOr<std::string> RocksStore::GetSearcherState(const std::string& experiment_id) {
   absl::ReaderMutexLock open(&db_mu_);
   if (db_ == nullptr) return Closed();
   std::string v;
@@ -364,7 +411,7 @@ absl::StatusOr<std::string> Store::GetSearcherState(const std::string& experimen
   return v;
 }
 
-absl::Status Store::GetJournal(const std::string& experiment_id,
+absl::Status RocksStore::GetJournal(const std::string& experiment_id,
                               std::vector<std::pair<std::string, std::string>>* entries, std::string* snapshot) {
   absl::ReaderMutexLock open(&db_mu_);
   if (db_ == nullptr) return Closed();
@@ -390,7 +437,7 @@ absl::Status Store::GetJournal(const std::string& experiment_id,
   return s;
 }
 
-absl::StatusOr<int64_t> Store::JournalEnd(const std::string& experiment_id) {
+absl::StatusOr<int64_t> RocksStore::JournalEnd(const std::string& experiment_id) {
   absl::ReaderMutexLock open(&db_mu_);
   if (db_ == nullptr) return Closed();
   const std::string prefix = JournalPrefix(experiment_id);

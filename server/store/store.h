@@ -5,7 +5,6 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -25,6 +24,8 @@ namespace rung {
 bool ParseTrialId(const std::string& trial_id, std::string* experiment_id, int* index);
 std::string TrialId(const std::string& experiment_id, int index);
 
+// rungd's persistent state: an interface, so that tests can wrap the real, RocksDB-backed
+// store (Store::Open) and fail what they need to.
 class Store {
  public:
   // A set of writes that land together or not at all.
@@ -60,82 +61,104 @@ class Store {
     absl::Duration group_delay = absl::ZeroDuration();
   };
 
-  // Opens (creating when missing) the database in `dir`. FAILED_PRECONDITION when another
-  // process holds it.
+  // Opens (creating when missing) the RocksDB database in `dir`. FAILED_PRECONDITION when
+  // another process holds it.
   static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& dir, Options options);
   static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& dir) { return Open(dir, Options()); }
-  ~Store();
+  virtual ~Store() = default;
 
   // Applies `batch` atomically, appending it to the write-ahead log. UNAVAILABLE (with
   // RocksDB's words, e.g. "No space left on device") when it could not be written; nothing of
   // it is then applied. `durable`: fsync before returning; else it is durable after Sync() or
   // the syncer's next fsync. Thread-safe.
-  absl::Status Write(Batch* batch, bool durable = false);
-
+  virtual absl::Status Write(Batch* batch, bool durable = false) = 0;
   // Makes every write so far durable: fsyncs the write-ahead log now, from the calling
   // thread (under group commit it need not wait for the syncer). Thread-safe.
-  absl::Status Sync();
+  virtual absl::Status Sync() = 0;
   // Whether a syncer thread makes writes durable (Options::group_commit).
-  bool group_commit() const { return options_.group_commit; }
+  virtual bool group_commit() const = 0;
 
   // Each successful Write has a ticket, 1, 2, ...: the last one's.
-  uint64_t LastWrite() const;
+  virtual uint64_t LastWrite() const = 0;
   // Every write with a ticket up to this is on disk.
-  uint64_t Durable() const;
+  virtual uint64_t Durable() const = 0;
   // Group commit: `fn` is called from the syncer thread after each fsync with the highest
   // durable ticket, or with the error when the fsync failed. Null stops the calls; it waits
   // for a call in progress to return, so a caller may clear it and then go away.
-  void SetDurableCallback(std::function<void(uint64_t durable, const absl::Status& error)> fn);
+  virtual void SetDurableCallback(std::function<void(uint64_t durable, const absl::Status& error)> fn) = 0;
 
   // After a failed write (a full disk): clears RocksDB's error state and proves with an
   // fsynced probe write that writes work again.
-  absl::Status Recover();
+  virtual absl::Status Recover() = 0;
 
   // Bytes of every file in the data folder. Thread-safe.
-  uint64_t SizeOnDisk() const;
+  virtual uint64_t SizeOnDisk() const = 0;
 
   // A consistent copy of the whole database, taken while it serves, in `dir` (which must not
   // exist; on the same filesystem its files are hard links). rungd opens it as a data folder.
-  absl::Status Checkpoint(const std::string& dir);
+  virtual absl::Status Checkpoint(const std::string& dir) = 0;
 
   // Reads; thread-safe.
-  absl::StatusOr<int64_t> GetNextExperiment();
-  absl::Status ForEachExperiment(const std::function<void(v1::Experiment)>& fn);
-  absl::Status ForEachTrial(const std::string& experiment_id,
-                            const std::function<void(v1::Trial)>& fn);
-  absl::Status ForEachWorker(const std::function<void(v1::Worker)>& fn);
+  virtual absl::StatusOr<int64_t> GetNextExperiment() = 0;
+  virtual absl::Status ForEachExperiment(const std::function<void(v1::Experiment)>& fn) = 0;
+  virtual absl::Status ForEachTrial(const std::string& experiment_id, const std::function<void(v1::Trial)>& fn) = 0;
+  virtual absl::Status ForEachWorker(const std::function<void(v1::Worker)>& fn) = 0;
   // Every report of the trial, all attempts, in (attempt, seq) order.
-  absl::StatusOr<std::vector<v1::MetricReport>> GetReports(const std::string& trial_id);
+  virtual absl::StatusOr<std::vector<v1::MetricReport>> GetReports(const std::string& trial_id) = 0;
   // NOT_FOUND when the experiment has none.
-  absl::StatusOr<std::string> GetSearcherState(const std::string& experiment_id);
+  virtual absl::StatusOr<std::string> GetSearcherState(const std::string& experiment_id) = 0;
   // The experiment's searcher journal in order, as (call, answer) pairs, and the searcher
   // snapshot written with its last entry, read at one moment.
-  absl::Status GetJournal(const std::string& experiment_id,
-                          std::vector<std::pair<std::string, std::string>>* entries, std::string* snapshot);
+  virtual absl::Status GetJournal(const std::string& experiment_id,
+                                  std::vector<std::pair<std::string, std::string>>* entries,
+                                  std::string* snapshot) = 0;
   // The seq the experiment's next journal entry takes: 0 when it has none.
-  absl::StatusOr<int64_t> JournalEnd(const std::string& experiment_id);
+  virtual absl::StatusOr<int64_t> JournalEnd(const std::string& experiment_id) = 0;
+
+ protected:
+  static rocksdb::WriteBatch* Rep(Batch* b) { return b->wb_.get(); }
+};
+
+// A Store that forwards every call to another: tests derive from it and override only what
+// they fake (leveldb's EnvWrapper).
+class StoreWrapper : public Store {
+ public:
+  explicit StoreWrapper(Store* target) : target_(target) {}
+  absl::Status Write(Batch* batch, bool durable = false) override { return target_->Write(batch, durable); }
+  absl::Status Sync() override { return target_->Sync(); }
+  bool group_commit() const override { return target_->group_commit(); }
+  uint64_t LastWrite() const override { return target_->LastWrite(); }
+  uint64_t Durable() const override { return target_->Durable(); }
+  void SetDurableCallback(std::function<void(uint64_t, const absl::Status&)> fn) override {
+    target_->SetDurableCallback(std::move(fn));
+  }
+  absl::Status Recover() override { return target_->Recover(); }
+  uint64_t SizeOnDisk() const override { return target_->SizeOnDisk(); }
+  absl::Status Checkpoint(const std::string& dir) override { return target_->Checkpoint(dir); }
+  absl::StatusOr<int64_t> GetNextExperiment() override { return target_->GetNextExperiment(); }
+  absl::Status ForEachExperiment(const std::function<void(v1::Experiment)>& fn) override {
+    return target_->ForEachExperiment(fn);
+  }
+  absl::Status ForEachTrial(const std::string& experiment_id, const std::function<void(v1::Trial)>& fn) override {
+    return target_->ForEachTrial(experiment_id, fn);
+  }
+  absl::Status ForEachWorker(const std::function<void(v1::Worker)>& fn) override { return target_->ForEachWorker(fn); }
+  absl::StatusOr<std::vector<v1::MetricReport>> GetReports(const std::string& trial_id) override {
+    return target_->GetReports(trial_id);
+  }
+  absl::StatusOr<std::string> GetSearcherState(const std::string& experiment_id) override {
+    return target_->GetSearcherState(experiment_id);
+  }
+  absl::Status GetJournal(const std::string& experiment_id, std::vector<std::pair<std::string, std::string>>* entries,
+                          std::string* snapshot) override {
+    return target_->GetJournal(experiment_id, entries, snapshot);
+  }
+  absl::StatusOr<int64_t> JournalEnd(const std::string& experiment_id) override {
+    return target_->JournalEnd(experiment_id);
+  }
 
  private:
-  Store(rocksdb::DB* db, std::string dir, Options options);
-  absl::Status Scan(const std::string& prefix,
-                    const std::function<absl::Status(const std::string&)>& fn);
-  void SyncLoop();
-
-  // Shared by every use of db_, exclusive while Recover() opens it again.
-  absl::Mutex db_mu_;
-  std::unique_ptr<rocksdb::DB> db_ ABSL_GUARDED_BY(db_mu_);
-  const std::string dir_;
-  const Options options_;
-  mutable absl::Mutex mu_;
-  uint64_t written_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t synced_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::Time first_unsynced_ ABSL_GUARDED_BY(mu_);
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  // A write failed: RocksDB must not be asked to fsync until Recover() succeeded.
-  bool failed_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Mutex callback_mu_;
-  std::function<void(uint64_t, const absl::Status&)> callback_ ABSL_GUARDED_BY(callback_mu_);
-  std::thread syncer_;
+  Store* const target_;
 };
 
 }  // namespace rung

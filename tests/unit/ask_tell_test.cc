@@ -1,0 +1,244 @@
+// Ask and tell on the controller (execution: external): clients ask for trials, report and
+// complete them; leases; waiting for a model; errors.
+#include "tests/unit/controller_fixture.h"
+
+namespace rung::testing {
+namespace {
+
+class AskTellTest : public ControllerTest {
+ protected:
+  std::string CreateExternal(const std::string& extra, int max_trials, int max_concurrent) {
+    auto spec = ParseSpecYaml(absl::StrCat(R"(
+execution: external
+objective: {metric: loss, goal: minimize}
+search_space:
+  x: {type: float, min: 0, max: 1}
+budget: {max_trials: )", max_trials, ", max_concurrent: ", max_concurrent, "}\n", extra),
+                              "");
+    EXPECT_TRUE(spec.ok()) << spec.status();
+    auto e = CreateExperiment(*spec);
+    EXPECT_TRUE(e.ok()) << e.status();
+    return e->id();
+  }
+  // The answer, or DEADLINE_EXCEEDED when the controller has not answered yet (`*pending`
+  // then gets it later).
+  absl::StatusOr<v1::AskTrialsResponse> Ask(const std::string& id, const std::string& client, int count,
+                                            std::optional<absl::StatusOr<v1::AskTrialsResponse>>* pending = nullptr) {
+    v1::AskTrialsRequest req;
+    req.set_experiment_id(id);
+    req.set_client_id(client);
+    req.set_count(count);
+    auto got = std::make_shared<std::optional<absl::StatusOr<v1::AskTrialsResponse>>>();
+    controller_->AskTrials(req, [got, pending](absl::StatusOr<v1::AskTrialsResponse> r) {
+      if (pending != nullptr) *pending = r;
+      *got = std::move(r);
+    });
+    if (!got->has_value()) return absl::DeadlineExceededError("not answered yet");
+    return **got;
+  }
+  static std::vector<std::string> Ids(const v1::AskTrialsResponse& r) {
+    std::vector<std::string> ids;
+    for (const auto& t : r.trials()) ids.push_back(t.id());
+    return ids;
+  }
+  absl::StatusOr<v1::ReportTrialResponse> Tell(const std::string& trial, const std::string& client, int64_t seq,
+                                               double loss) {
+    v1::ReportTrialRequest req;
+    req.set_trial_id(trial);
+    req.set_client_id(client);
+    req.set_seq(seq);
+    req.set_step(static_cast<double>(seq));
+    (*req.mutable_values())["loss"] = loss;
+    return Await<v1::ReportTrialResponse>([&](auto done) { controller_->ReportTrial(req, done); });
+  }
+  absl::StatusOr<v1::Trial> Complete(const std::string& trial, const std::string& client,
+                                     std::optional<double> loss, bool failed = false) {
+    v1::CompleteTrialRequest req;
+    req.set_trial_id(trial);
+    req.set_client_id(client);
+    if (loss) (*req.mutable_values())["loss"] = *loss;
+    req.set_failed(failed);
+    req.set_message(failed ? "out of memory" : "");
+    return Await<v1::Trial>([&](auto done) { controller_->CompleteTrial(req, done); });
+  }
+};
+
+TEST_F(AskTellTest, ClientsAskReportAndCompleteAndARetriedAskReturnsTheSameTrials) {
+  const std::string id = CreateExternal("", 3, 2);
+  // A connected worker with free slots never gets an external experiment's trials.
+  RecordingSink sink;
+  int64_t s = Connect("w1", 4, &sink);
+  ASSERT_TRUE(Pull(s, {0, 1, 2, 3}).ok());
+  EXPECT_TRUE(sink.TakeAssignments().empty());
+
+  auto a = Ask(id, "laptop", 2);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_EQ(a->trials_size(), 2);
+  EXPECT_EQ(a->trials(0).state(), v1::TRIAL_RUNNING);
+  EXPECT_EQ(a->trials(0).client_id(), "laptop");
+  EXPECT_EQ(a->lease_timeout_ms(), 600000);
+  // The answer was lost and the client asks again: the same trials, not new ones.
+  auto again = Ask(id, "laptop", 2);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(Ids(*again), Ids(*a));
+  // max_concurrent is 2: another client waits, and is told why.
+  auto other = Ask(id, "desktop", 1);
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(other->trials_size(), 0);
+  EXPECT_FALSE(other->done());
+  EXPECT_THAT(other->why(), HasSubstr("max_concurrent"));
+  EXPECT_EQ(controller_->GetExperiment(id)->state(), v1::EXPERIMENT_RUNNING);
+
+  const std::string t1 = a->trials(0).id(), t2 = a->trials(1).id();
+  auto r = Tell(t1, "laptop", 1, 0.5);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->stop());
+  ASSERT_TRUE(Tell(t1, "laptop", 1, 0.5).ok());  // a retried report is stored once
+  EXPECT_EQ(controller_->GetTrial(t1)->reports(), 1);
+  EXPECT_EQ(controller_->GetTrialMetrics(t1)->size(), 1u);
+  EXPECT_THAT(std::string(Tell(t1, "desktop", 2, 0.1).status().message()),
+              HasSubstr("held by client 'laptop', not 'desktop'"));
+  EXPECT_THAT(std::string(Tell(t1, "laptop", 2, std::nan("")).status().message()), HasSubstr("not a finite number"));
+
+  // Completed with what it reported; a repeated completion changes nothing.
+  auto c = Complete(t1, "laptop", std::nullopt);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->state(), v1::TRIAL_COMPLETED);
+  EXPECT_EQ(c->result(), 0.5);
+  ASSERT_TRUE(Complete(t1, "laptop", std::nullopt).ok());
+  // No objective yet: refused, and the trial keeps running.
+  auto no_obj = Complete(t2, "laptop", std::nullopt);
+  EXPECT_EQ(no_obj.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(no_obj.status().message()), HasSubstr("objective 'loss'"));
+  EXPECT_EQ(controller_->GetTrial(t2)->state(), v1::TRIAL_RUNNING);
+  // The client gives up on it: failed (max_restarts is 0), with its reason.
+  auto f = Complete(t2, "laptop", std::nullopt, /*failed=*/true);
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(f->state(), v1::TRIAL_FAILED);
+  EXPECT_THAT(f->message(), HasSubstr("out of memory"));
+
+  auto third = Ask(id, "desktop", 1);
+  ASSERT_TRUE(third.ok());
+  ASSERT_EQ(third->trials_size(), 1);
+  auto c3 = Complete(third->trials(0).id(), "desktop", 0.25);
+  ASSERT_TRUE(c3.ok()) << c3.status();
+  auto e = controller_->GetExperiment(id);
+  EXPECT_EQ(e->state(), v1::EXPERIMENT_COMPLETED);
+  EXPECT_EQ(e->best_trial_id(), third->trials(0).id());
+  auto last = Ask(id, "desktop", 1);
+  ASSERT_TRUE(last.ok());
+  EXPECT_TRUE(last->done());
+  EXPECT_THAT(last->why(), HasSubstr("EXPERIMENT_COMPLETED"));
+}
+
+TEST_F(AskTellTest, AnAbandonedTrialsLeaseExpiresAndAnotherClientGetsItEvenAfterARestart) {
+  const std::string id = CreateExternal("client_lease_seconds: 60\ntrial: {max_restarts: 1}\n", 2, 1);
+  auto a = Ask(id, "gone", 1);
+  ASSERT_TRUE(a.ok());
+  ASSERT_EQ(a->trials_size(), 1);
+  const std::string t1 = a->trials(0).id();
+  clock_.Advance(absl::Seconds(59));
+  controller_->Tick();
+  ASSERT_TRUE(Tell(t1, "gone", 1, 0.9).ok());  // a report renews the lease
+  clock_.Advance(absl::Seconds(59));
+  controller_->Tick();
+  EXPECT_EQ(controller_->GetTrial(t1)->state(), v1::TRIAL_RUNNING);
+  clock_.Advance(absl::Seconds(2));
+  controller_->Tick();
+  auto t = controller_->GetTrial(t1);
+  EXPECT_EQ(t->state(), v1::TRIAL_PENDING);
+  EXPECT_EQ(t->attempt(), 2);
+  EXPECT_EQ(t->client_id(), "");
+  EXPECT_THAT(t->message(), HasSubstr("lease expired: client 'gone' silent for 1m1s"));
+  EXPECT_EQ(controller_->Stats().lease_expirations, 1);
+  // The client comes back too late: told to stop; nothing it says is stored.
+  auto late = Tell(t1, "gone", 2, 0.1);
+  ASSERT_TRUE(late.ok());
+  EXPECT_TRUE(late->stop());
+  EXPECT_THAT(late->reason(), HasSubstr("no longer holds"));
+  EXPECT_EQ(Complete(t1, "gone", 0.1).status().code(), absl::StatusCode::kFailedPrecondition);
+
+  auto b = Ask(id, "new", 1);
+  ASSERT_TRUE(b.ok());
+  ASSERT_EQ(Ids(*b), std::vector<std::string>{t1});
+  EXPECT_EQ(b->trials(0).attempt(), 2);
+  // rungd restarts: the client's retried ask still returns the trial it holds.
+  Open();
+  auto after = Ask(id, "new", 1);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(Ids(*after), std::vector<std::string>{t1});
+  ASSERT_TRUE(Complete(t1, "new", 0.3).ok());
+}
+
+TEST_F(AskTellTest, AnAskWaitsForTheModelAndAPauseTellsTheClientToStop) {
+  std::vector<std::function<void()>> jobs;
+  ControllerOptions o;
+  o.run_job = [&](std::function<void()> job) { jobs.push_back(std::move(job)); };
+  Open(o);
+  const std::string id = CreateExternal("algorithm: {name: gp, startup_trials: 1, seed: 2}\n", 3, 1);
+  auto a = Ask(id, "c", 1);  // a start-up trial: random, at once
+  ASSERT_TRUE(a.ok());
+  ASSERT_EQ(a->trials_size(), 1);
+  ASSERT_TRUE(Complete(a->trials(0).id(), "c", 0.4).ok());
+  // The model proposes trial 2 off the lock: the ask is answered when it is done.
+  std::optional<absl::StatusOr<v1::AskTrialsResponse>> pending;
+  EXPECT_EQ(Ask(id, "c", 1, &pending).status().code(), absl::StatusCode::kDeadlineExceeded);
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_FALSE(pending.has_value());
+  jobs[0]();
+  jobs.clear();
+  ASSERT_TRUE(pending.has_value());
+  ASSERT_TRUE(pending->ok()) << pending->status();
+  ASSERT_EQ((*pending)->trials_size(), 1);
+  const std::string t2 = (*pending)->trials(0).id();
+  EXPECT_EQ(t2, id + "-2");
+
+  // A pause: the next report says stop; the completion leaves it PAUSED, and the resume
+  // hands it out again as a new attempt.
+  ASSERT_TRUE(PauseExperiment(id).ok());
+  auto r = Tell(t2, "c", 1, 0.3);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->stop());
+  EXPECT_EQ(r->reason(), "experiment paused");
+  auto paused = Ask(id, "c", 1);
+  ASSERT_TRUE(paused.ok());
+  EXPECT_EQ(paused->trials_size(), 0);
+  EXPECT_EQ(paused->why(), "the experiment is paused");
+  auto c = Complete(t2, "c", std::nullopt);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->state(), v1::TRIAL_PAUSED);
+  ASSERT_TRUE(ResumeExperiment(id).ok());
+  auto resumed = Ask(id, "c", 1);
+  ASSERT_TRUE(resumed.ok());
+  ASSERT_EQ(Ids(*resumed), std::vector<std::string>{t2});
+  EXPECT_EQ(resumed->trials(0).attempt(), 2);
+  // A waiting ask is answered when rungd shuts down, not left hanging.
+  ASSERT_TRUE(Complete(t2, "c", 0.2).ok());
+  pending.reset();
+  EXPECT_EQ(Ask(id, "c", 1, &pending).status().code(), absl::StatusCode::kDeadlineExceeded);
+  controller_->Shutdown(absl::UnavailableError("shutting down"));
+  ASSERT_TRUE(pending.has_value());
+  EXPECT_EQ(pending->status().code(), absl::StatusCode::kUnavailable);
+  controller_.reset();  // before `jobs`, which its options point into
+}
+
+TEST_F(AskTellTest, BadAsksGetClearErrors) {
+  const std::string workers = Create(2, 1);
+  EXPECT_THAT(std::string(Ask(workers, "c", 1).status().message()), HasSubstr("execution: external"));
+  const std::string id = CreateExternal("", 2, 1);
+  EXPECT_THAT(std::string(Ask(id, "", 1).status().message()), HasSubstr("client_id: must not be empty"));
+  EXPECT_EQ(Ask(id, "c", -1).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Ask("e99", "c", 1).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Tell("e99-1", "c", 1, 0).status().code(), absl::StatusCode::kNotFound);
+  auto spec = ParseSpecYaml(R"(
+execution: external
+objective: {metric: loss, goal: minimize}
+search_space: {x: {type: float, min: 0, max: 1}}
+budget: {max_trials: 2}
+trial: {command: [train]}
+)", "");
+  EXPECT_THAT(std::string(spec.status().message()), HasSubstr("run by the clients that ask for them"));
+}
+
+}  // namespace
+}  // namespace rung::testing
