@@ -219,7 +219,7 @@ class Client:
         when rungd answers UNAVAILABLE itself, until `retry_for` seconds have passed."""
         stub = getattr(self._stub, method)
         timeout = timeout or self.timeout
-        if not retry:
+        if not retry or self.retry_for <= 0:
             return self._once(stub, request, timeout)
         give_up = time.monotonic() + self.retry_for
         pause = _FIRST_PAUSE
