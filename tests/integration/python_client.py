@@ -139,4 +139,10 @@ try:
     raise AssertionError("no error for a bad spec")
 except rung.RungError as e:
     assert e.code == "INVALID_ARGUMENT" and "goal" in e.message, e
+try:
+    c.create_experiment("objective: {metric: loss, goal: minimize}\n# " + "x" * (1 << 20))
+    raise AssertionError("no error for an oversized spec")
+except rung.RungError as e:
+    assert e.code == "INVALID_ARGUMENT" and e.message == "spec: 1048620 bytes of YAML; at most 1048576", e
+assert len(c.list()) == 4  # it was never sent
 print("python client: OK")

@@ -165,6 +165,8 @@ _CHANNEL_OPTIONS = [
     ("grpc.max_reconnect_backoff_ms", 1000),
     ("grpc.max_receive_message_length", 64 << 20),  # a large experiment's trials
 ]
+# The most YAML a spec may have (rungd's limit, common/spec.h's kMaxSpecBytes).
+_MAX_SPEC_BYTES = 1 << 20
 # Between tries of a call that rungd itself answered UNAVAILABLE ("shutting down; ask again").
 _FIRST_PAUSE, _MAX_PAUSE = 0.05, 1.0
 
@@ -265,6 +267,9 @@ class Client:
             text, folder = spec, os.getcwd()
         else:
             raise TypeError("rung: spec is a path, a YAML string or a dict")
+        size = len(text.encode())
+        if size > _MAX_SPEC_BYTES:  # refused here, as rungd would, before it is sent
+            raise RungError("INVALID_ARGUMENT", f"spec: {size} bytes of YAML; at most {_MAX_SPEC_BYTES}")
         req = pb.CreateExperimentRequest(spec_yaml=text, base_dir=base_dir or folder)
         return Experiment(self._call("CreateExperiment", req, retry=False))
 
