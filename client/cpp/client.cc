@@ -3,119 +3,129 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <random>
 #include <sstream>
-#include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "client/cpp/convert.h"
 #include "common/connect.h"
+#include "common/spec.h"
+#include "rung/v1/admin_service.grpc.pb.h"
 #include "rung/v1/experiment_service.grpc.pb.h"
 
 namespace rung {
+
+static_assert(Client::kMaxSpecBytes == kMaxSpecBytes, "the client checks the size rungd checks (common/spec.h)");
+
 namespace {
 
-std::string Lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
+using client_internal::FromProto;
 
-Experiment FromProto(const v1::Experiment& e) {
-  Experiment x;
-  x.id = e.id();
-  x.name = e.spec().name();
-  x.state = Lower(v1::ExperimentState_Name(e.state()).substr(std::string("EXPERIMENT_").size()));
-  x.best_trial_id = e.best_trial_id();
-  if (e.has_best()) x.best_value = e.best_value();
-  x.pending = e.counts().pending();
-  x.running = e.counts().running();
-  x.completed = e.counts().completed();
-  x.failed = e.counts().failed();
-  x.stopped = e.counts().stopped();
-  x.message = e.message();
-  return x;
-}
+// Marks a status that says rungd could not be reached (IsUnreachable).
+constexpr char kUnreachableUrl[] = "rung.dev/unreachable";
 
-Trial FromProto(const v1::Trial& t) {
-  Trial x;
-  x.id = t.id();
-  x.experiment_id = t.experiment_id();
-  x.index = t.index();
-  x.state = Lower(v1::TrialState_Name(t.state()).substr(std::string("TRIAL_").size()));
-  for (const auto& [k, v] : t.params()) {
-    switch (v.kind_case()) {
-      case v1::ParamValue::kFloatValue: x.params[k] = v.float_value(); break;
-      case v1::ParamValue::kIntValue: x.params[k] = static_cast<int64_t>(v.int_value()); break;
-      case v1::ParamValue::kCategoricalValue: x.params[k] = v.categorical_value(); break;
-      default: break;
-    }
-  }
-  x.attempt = t.attempt();
-  if (t.has_result()) x.result = t.result();
-  x.metrics.insert(t.last_metrics().begin(), t.last_metrics().end());
-  x.budget = t.budget();
-  x.client_id = t.client_id();
-  x.worker_id = t.worker_id();
-  x.message = t.message();
-  return x;
-}
-
-Report FromProto(const v1::MetricReport& r) {
-  Report x;
-  x.trial_id = r.trial_id();
-  x.attempt = r.attempt();
-  x.step = r.step();
-  x.values.insert(r.values().begin(), r.values().end());
-  x.final = r.final();
-  return x;
-}
+// gRPC reconnects a lost channel with exponential backoff (default: from 1 s up to 2
+// minutes, so a client could go on failing for many seconds after rungd came back). These
+// keep the first attempts close together and at most about a second apart; gRPC adds its
+// own jitter of 20%.
+constexpr int kInitialReconnectBackoffMs = 100;
+constexpr int kMaxReconnectBackoffMs = 1000;
+// Between tries of a call that rungd itself answered UNAVAILABLE ("shutting down; ask again").
+constexpr absl::Duration kFirstPause = absl::Milliseconds(50);
+constexpr absl::Duration kMaxPause = absl::Seconds(1);
 
 absl::Status FromGrpc(const grpc::Status& s, const std::string& address) {
   if (s.ok()) return absl::OkStatus();
-  std::string message = s.error_message();
-  if (s.error_code() == grpc::StatusCode::UNAVAILABLE) message = absl::StrCat("cannot reach rungd at ", address, ": ", message);
-  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), message);
+  const auto code = static_cast<absl::StatusCode>(s.error_code());
+  // rungd's own refusals that say UNAVAILABLE ("rungd is not accepting changes: ...") start
+  // with "rungd "; any other UNAVAILABLE, and a call that got no answer in time, is the
+  // connection.
+  const bool unreachable =
+      (s.error_code() == grpc::StatusCode::UNAVAILABLE && !absl::StartsWith(s.error_message(), "rungd ")) ||
+      s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+  if (!unreachable) return absl::Status(code, s.error_message());
+  absl::Status out(code, absl::StrCat("cannot reach rungd at ", address, " (", s.error_message(), ")"));
+  out.SetPayload(kUnreachableUrl, absl::Cord(address));
+  return out;
+}
+
+bool Transient(const grpc::Status& s) {
+  return s.error_code() == grpc::StatusCode::UNAVAILABLE || s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+}
+
+absl::Status SpecTooLarge(size_t bytes) {
+  return absl::InvalidArgumentError(absl::StrCat("spec: ", bytes, " bytes of YAML; at most ", Client::kMaxSpecBytes));
 }
 
 }  // namespace
 
-std::optional<double> Trial::Number(const std::string& name) const {
-  auto it = params.find(name);
-  if (it == params.end()) return std::nullopt;
-  if (const double* d = std::get_if<double>(&it->second)) return *d;
-  if (const int64_t* i = std::get_if<int64_t>(&it->second)) return static_cast<double>(*i);
-  return std::nullopt;
+void FillFromEnvironment(ClientOptions* options) {
+  const std::pair<const char*, std::string*> vars[] = {{"RUNG_TOKEN", &options->token},
+                                                       {"RUNG_CA", &options->ca_file},
+                                                       {"RUNG_CERT", &options->cert_file},
+                                                       {"RUNG_KEY", &options->key_file}};
+  for (const auto& [name, field] : vars) {
+    const char* v = std::getenv(name);
+    if (field->empty() && v != nullptr) *field = v;
+  }
 }
+
+bool IsUnreachable(const absl::Status& status) { return status.GetPayload(kUnreachableUrl).has_value(); }
 
 struct Client::Impl {
   ClientOptions options;
   ConnectOptions connect;
+  std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<v1::ExperimentService::Stub> stub;
+  std::unique_ptr<v1::AdminService::Stub> admin;
   std::string client_id;
   std::mutex mu;
-  int64_t last_seq = 0;                          // of the last report
-  std::map<std::string, std::string> holder;     // trial id -> the client_id that asked for it
+  int64_t last_seq = 0;                       // of the last report
+  std::map<std::string, std::string> holder;  // trial id -> the client_id that asked for it
+  std::mt19937_64 jitter{std::random_device{}()};
 
-  // Calls `method`; a call that is safe to repeat is retried while rungd is unreachable.
-  template <typename Req, typename Resp>
-  absl::Status Call(grpc::Status (v1::ExperimentService::Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
-                    const Req& req, Resp* resp, bool retry = true) {
-    const absl::Time give_up = absl::Now() + absl::Seconds(retry ? options.retry_seconds : 0);
-    absl::Duration pause = absl::Milliseconds(50);
+  // Calls `method` with the options' timeout (or `timeout` when given). A call that is
+  // safe to repeat (`retry`) is tried again while rungd is unreachable or says UNAVAILABLE,
+  // for up to options.retry_seconds.
+  template <typename Stub, typename Req, typename Resp>
+  absl::Status Call(Stub* s, grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*), const Req& req,
+                    Resp* resp, bool retry = true, absl::Duration timeout = absl::ZeroDuration()) {
+    const absl::Duration per_call = timeout > absl::ZeroDuration() ? timeout : absl::Seconds(options.timeout_seconds);
+    const absl::Time give_up = absl::Now() + (retry ? absl::Seconds(options.retry_seconds) : absl::ZeroDuration());
+    absl::Duration pause = kFirstPause;
     for (;;) {
       grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::milliseconds(static_cast<int64_t>(options.timeout_seconds * 1000)));
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + per_call));
       AddToken(&ctx, connect);
-      grpc::Status s = (stub.get()->*method)(&ctx, req, resp);
-      const bool transient = s.error_code() == grpc::StatusCode::UNAVAILABLE ||
-                             s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
-      if (!retry || !transient || absl::Now() + pause > give_up) return FromGrpc(s, options.address);
-      absl::SleepFor(pause);  // rungd is down or restarting: try again shortly
-      pause = std::min(pause * 2, absl::Seconds(2));
+      const grpc::Status status = (s->*method)(&ctx, req, resp);
+      if (!retry || !Transient(status) || absl::Now() >= give_up) return FromGrpc(status, options.address);
+      WaitToRetry(give_up, &pause);
     }
+  }
+
+  // Between two tries of a call. While the channel is not connected, waits until it is (no
+  // sleeping past the moment rungd serves again, and no hammering: gRPC's reconnect
+  // attempts stay about a second apart). When it is connected, rungd itself answered
+  // UNAVAILABLE: pauses with jitter, doubling up to kMaxPause.
+  void WaitToRetry(absl::Time give_up, absl::Duration* pause) {
+    if (channel->GetState(/*try_to_connect=*/true) != GRPC_CHANNEL_READY) {
+      channel->WaitForConnected(absl::ToChronoTime(give_up));
+      return;
+    }
+    double factor;
+    {
+      std::lock_guard<std::mutex> l(mu);
+      factor = std::uniform_real_distribution<double>(0.5, 1.5)(jitter);
+    }
+    absl::SleepFor(std::min(*pause * factor, give_up - absl::Now()));
+    *pause = std::min(*pause * 2, kMaxPause);
   }
 
   std::string ClientFor(const std::string& trial_id, const std::string& given) {
@@ -136,9 +146,15 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ClientOptions& opt
   impl->connect.ca_file = options.ca_file;
   impl->connect.cert_file = options.cert_file;
   impl->connect.key_file = options.key_file;
-  auto channel = rung::Connect(options.address, impl->connect);
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);  // a large experiment's trials
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, kInitialReconnectBackoffMs);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, kMaxReconnectBackoffMs);
+  auto channel = rung::Connect(options.address, impl->connect, args);
   if (!channel.ok()) return channel.status();
-  impl->stub = v1::ExperimentService::NewStub(*channel);
+  impl->channel = *channel;
+  impl->stub = v1::ExperimentService::NewStub(impl->channel);
+  impl->admin = v1::AdminService::NewStub(impl->channel);
   char host[256] = {};
   gethostname(host, sizeof(host) - 1);
   impl->client_id = absl::StrCat(host, "-", getpid());
@@ -148,46 +164,50 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ClientOptions& opt
 const std::string& Client::client_id() const { return impl_->client_id; }
 
 absl::StatusOr<Experiment> Client::CreateExperiment(const std::string& spec_yaml, const std::string& base_dir) {
+  if (spec_yaml.size() > kMaxSpecBytes) return SpecTooLarge(spec_yaml.size());
   v1::CreateExperimentRequest req;
   req.set_spec_yaml(spec_yaml);
   if (!base_dir.empty()) {
     req.set_base_dir(base_dir);
   } else {
-    char cwd[4096];
-    if (getcwd(cwd, sizeof(cwd)) != nullptr) req.set_base_dir(cwd);
+    std::error_code ec;
+    const auto cwd = std::filesystem::current_path(ec);
+    if (!ec) req.set_base_dir(cwd.string());
   }
   v1::Experiment e;
-  if (absl::Status s = impl_->Call(&v1::ExperimentService::Stub::CreateExperiment, req, &e, /*retry=*/false); !s.ok()) {
+  auto* stub = impl_->stub.get();
+  if (absl::Status s = impl_->Call(stub, &v1::ExperimentService::Stub::CreateExperiment, req, &e, /*retry=*/false);
+      !s.ok()) {
     return s;
   }
   return FromProto(e);
 }
 
 absl::StatusOr<Experiment> Client::CreateExperimentFromFile(const std::string& path) {
+  std::error_code ec;
+  const uintmax_t size = std::filesystem::file_size(path, ec);
+  if (!ec && size > kMaxSpecBytes) return SpecTooLarge(size);  // without reading it all
   std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read spec file ", path));
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
   std::stringstream text;
   text << in.rdbuf();
-  std::string dir = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/'));
-  if (dir.empty()) dir = "/";
-  if (dir[0] != '/') {
-    char cwd[4096];
-    if (getcwd(cwd, sizeof(cwd)) != nullptr) dir = absl::StrCat(cwd, "/", dir);
-  }
-  return CreateExperiment(text.str(), dir);
+  return CreateExperiment(text.str(), std::filesystem::absolute(path).parent_path().lexically_normal().string());
 }
 
 absl::StatusOr<Experiment> Client::GetExperiment(const std::string& id) {
   v1::GetExperimentRequest req;
   req.set_id(id);
   v1::Experiment e;
-  if (absl::Status s = impl_->Call(&v1::ExperimentService::Stub::GetExperiment, req, &e); !s.ok()) return s;
+  if (absl::Status s = impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::GetExperiment, req, &e); !s.ok()) {
+    return s;
+  }
   return FromProto(e);
 }
 
 absl::StatusOr<std::vector<Experiment>> Client::ListExperiments() {
   v1::ListExperimentsResponse resp;
-  if (absl::Status s = impl_->Call(&v1::ExperimentService::Stub::ListExperiments, v1::ListExperimentsRequest(), &resp);
+  if (absl::Status s = impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::ListExperiments,
+                                   v1::ListExperimentsRequest(), &resp);
       !s.ok()) {
     return s;
   }
@@ -203,14 +223,14 @@ using ExperimentCall = grpc::Status (v1::ExperimentService::Stub::*)(grpc::Clien
 
 }  // namespace
 
-#define RUNG_EXPERIMENT_CALL(Name)                                                       \
-  absl::StatusOr<Experiment> Client::Name##Experiment(const std::string& id) {           \
-    v1::ExperimentRequest req;                                                           \
-    req.set_id(id);                                                                      \
-    v1::Experiment e;                                                                    \
-    ExperimentCall call = &v1::ExperimentService::Stub::Name##Experiment;                \
-    if (absl::Status s = impl_->Call(call, req, &e, /*retry=*/false); !s.ok()) return s; \
-    return FromProto(e);                                                                 \
+#define RUNG_EXPERIMENT_CALL(Name)                                                                         \
+  absl::StatusOr<Experiment> Client::Name##Experiment(const std::string& id) {                             \
+    v1::ExperimentRequest req;                                                                             \
+    req.set_id(id);                                                                                        \
+    v1::Experiment e;                                                                                      \
+    ExperimentCall call = &v1::ExperimentService::Stub::Name##Experiment;                                  \
+    if (absl::Status s = impl_->Call(impl_->stub.get(), call, req, &e, /*retry=*/false); !s.ok()) return s; \
+    return FromProto(e);                                                                                   \
   }
 RUNG_EXPERIMENT_CALL(Cancel)
 RUNG_EXPERIMENT_CALL(Pause)
@@ -221,10 +241,46 @@ absl::StatusOr<std::vector<Trial>> Client::ListTrials(const std::string& experim
   v1::ListTrialsRequest req;
   req.set_experiment_id(experiment_id);
   v1::ListTrialsResponse resp;
-  if (absl::Status s = impl_->Call(&v1::ExperimentService::Stub::ListTrials, req, &resp); !s.ok()) return s;
+  if (absl::Status s = impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::ListTrials, req, &resp); !s.ok()) {
+    return s;
+  }
   std::vector<Trial> out;
   for (const auto& t : resp.trials()) out.push_back(FromProto(t));
   return out;
+}
+
+absl::StatusOr<Trial> Client::GetTrial(const std::string& trial_id) {
+  v1::GetTrialRequest req;
+  req.set_id(trial_id);
+  v1::Trial t;
+  if (absl::Status s = impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::GetTrial, req, &t); !s.ok()) {
+    return s;
+  }
+  return FromProto(t);
+}
+
+absl::StatusOr<std::vector<rung::Report>> Client::TrialMetrics(const std::string& trial_id) {
+  v1::GetTrialMetricsRequest req;
+  req.set_trial_id(trial_id);
+  v1::GetTrialMetricsResponse resp;
+  if (absl::Status s = impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::GetTrialMetrics, req, &resp);
+      !s.ok()) {
+    return s;
+  }
+  std::vector<rung::Report> out;
+  for (const auto& r : resp.reports()) out.push_back(FromProto(r));
+  return out;
+}
+
+absl::StatusOr<TrialLogs> Client::GetTrialLogs(const std::string& trial_id) {
+  v1::GetTrialLogsRequest req;
+  req.set_trial_id(trial_id);
+  v1::GetTrialLogsResponse resp;
+  if (absl::Status s = impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::GetTrialLogs, req, &resp);
+      !s.ok()) {
+    return s;
+  }
+  return FromProto(resp);
 }
 
 absl::StatusOr<std::vector<Trial>> Client::BestTrials(const std::string& experiment_id, int count) {
@@ -232,10 +288,24 @@ absl::StatusOr<std::vector<Trial>> Client::BestTrials(const std::string& experim
   req.set_experiment_id(experiment_id);
   req.set_count(count);
   v1::GetBestTrialsResponse resp;
-  if (absl::Status s = impl_->Call(&v1::ExperimentService::Stub::GetBestTrials, req, &resp); !s.ok()) return s;
+  if (absl::Status s = impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::GetBestTrials, req, &resp);
+      !s.ok()) {
+    return s;
+  }
   std::vector<Trial> out;
   for (const auto& t : resp.trials()) out.push_back(FromProto(t));
   return out;
+}
+
+absl::StatusOr<AblationResults> Client::Ablation(const std::string& experiment_id) {
+  v1::GetAblationRequest req;
+  req.set_experiment_id(experiment_id);
+  v1::AblationResults resp;
+  if (absl::Status s = impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::GetAblation, req, &resp);
+      !s.ok()) {
+    return s;
+  }
+  return FromProto(resp);
 }
 
 absl::Status Client::Watch(const std::string& experiment_id, const std::function<bool(const Event&)>& on_event) {
@@ -268,7 +338,10 @@ absl::StatusOr<std::vector<Trial>> Client::Suggest(const std::string& experiment
   absl::Duration pause = absl::Milliseconds(100);
   for (;;) {
     v1::AskTrialsResponse resp;
-    if (absl::Status s = impl_->Call(&v1::ExperimentService::Stub::AskTrials, req, &resp); !s.ok()) return s;
+    if (absl::Status s = impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::AskTrials, req, &resp);
+        !s.ok()) {
+      return s;
+    }
     if (resp.trials_size() > 0 || resp.done() || !wait) {
       std::vector<Trial> out;
       std::lock_guard<std::mutex> l(impl_->mu);
@@ -298,7 +371,10 @@ absl::StatusOr<bool> Client::Report(const std::string& trial_id, double step,
     req.set_seq(impl_->last_seq);
   }
   v1::ReportTrialResponse resp;
-  if (absl::Status s = impl_->Call(&v1::ExperimentService::Stub::ReportTrial, req, &resp); !s.ok()) return s;
+  if (absl::Status s = impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::ReportTrial, req, &resp);
+      !s.ok()) {
+    return s;
+  }
   return resp.stop();
 }
 
@@ -309,7 +385,9 @@ absl::StatusOr<Trial> Client::Complete(const std::string& trial_id, const std::m
   req.set_client_id(impl_->ClientFor(trial_id, client_id));
   req.mutable_values()->insert(values.begin(), values.end());
   v1::Trial t;
-  if (absl::Status s = impl_->Call(&v1::ExperimentService::Stub::CompleteTrial, req, &t); !s.ok()) return s;
+  if (absl::Status s = impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::CompleteTrial, req, &t); !s.ok()) {
+    return s;
+  }
   return FromProto(t);
 }
 
@@ -320,8 +398,34 @@ absl::StatusOr<Trial> Client::Fail(const std::string& trial_id, const std::strin
   req.set_failed(true);
   req.set_message(message);
   v1::Trial t;
-  if (absl::Status s = impl_->Call(&v1::ExperimentService::Stub::CompleteTrial, req, &t); !s.ok()) return s;
+  if (absl::Status s = impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::CompleteTrial, req, &t); !s.ok()) {
+    return s;
+  }
   return FromProto(t);
+}
+
+absl::StatusOr<ReplayResult> Client::ReplaySearch(const std::string& experiment_id, double timeout_seconds) {
+  v1::ReplaySearchRequest req;
+  req.set_experiment_id(experiment_id);
+  v1::ReplaySearchResponse resp;
+  if (absl::Status s = impl_->Call(impl_->admin.get(), &v1::AdminService::Stub::ReplaySearch, req, &resp,
+                                   /*retry=*/false, absl::Seconds(timeout_seconds));
+      !s.ok()) {
+    return s;
+  }
+  return FromProto(resp);
+}
+
+absl::StatusOr<BackupResult> Client::Backup(const std::string& dir, double timeout_seconds) {
+  v1::BackupRequest req;
+  req.set_dir(dir);
+  v1::BackupResponse resp;
+  if (absl::Status s = impl_->Call(impl_->admin.get(), &v1::AdminService::Stub::Backup, req, &resp,
+                                   /*retry=*/false, absl::Seconds(timeout_seconds));
+      !s.ok()) {
+    return s;
+  }
+  return FromProto(resp);
 }
 
 }  // namespace rung

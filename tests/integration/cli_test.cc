@@ -299,5 +299,85 @@ trial: {command: [sh, -c, "sleep 0.5; echo '@rung {\"loss\": {x}}'"], workdir: .
   EXPECT_EQ(Rung(c, "ls").code, 0);
 }
 
+TEST(CliTest, LogsOfATrialThatCouldNotStartSayWhy) {
+  Cluster c;
+  c.StartRungd();
+  c.StartWorker("w1", 1);
+  const std::string spec = c.jobs_dir() + "/broken.yaml";
+  WriteFile(spec, R"(
+objective: {metric: loss, goal: minimize}
+search_space: {x: {type: categorical, values: [only]}}
+algorithm: {name: grid}
+trial: {command: [no-such-trainer-rung], workdir: ., max_restarts: 0}
+)");
+  ASSERT_EQ(Rung(c, "submit " + spec).code, 0);
+  EXPECT_EQ(Rung(c, "watch e1").code, 1);  // failed
+  CliRun logs = Rung(c, "logs e1-1");
+  EXPECT_EQ(logs.code, 1) << logs.out;
+  // rungd's reason, not "has not started yet".
+  EXPECT_THAT(logs.out, HasSubstr("rung: trial e1-1 never started, so it has no logs: could not start: "
+                                  "no-such-trainer-rung"));
+  EXPECT_THAT(logs.out, HasSubstr("No such file or directory"));
+  EXPECT_THAT(logs.out, ::testing::Not(HasSubstr("has not started yet")));
+}
+
+TEST(CliTest, ASpecOverTheSizeLimitIsRefusedBeforeItIsSent) {
+  Cluster c;
+  c.StartRungd();
+  const std::string spec = c.jobs_dir() + "/big.yaml";
+  // A valid spec padded with a comment: 1 byte over the limit, and 5 MiB (over gRPC's
+  // default message size, which rungd would have refused with "Received message larger
+  // than max").
+  const std::string head =
+      "objective: {metric: loss, goal: minimize}\nsearch_space: {x: {type: int, min: 1, max: 2}}\n"
+      "algorithm: {name: grid}\ntrial: {command: [\"true\"]}\n# ";
+  for (size_t size : {size_t{1048577}, size_t{5} << 20}) {
+    WriteFile(spec, head + std::string(size - head.size() - 1, 'x') + "\n");
+    ASSERT_EQ(std::filesystem::file_size(spec), size);
+    CliRun submit = Rung(c, "submit " + spec);
+    EXPECT_EQ(submit.code, 1) << submit.out;
+    EXPECT_EQ(submit.out, absl::StrCat("rung: ", spec, ": spec: ", size, " bytes of YAML; at most 1048576\n"));
+  }
+  // rungd never saw them.
+  EXPECT_THAT(HttpGet(c.metrics_url()), ::testing::Not(HasSubstr("ExperimentService.CreateExperiment")));
+  // One byte less goes through to rungd.
+  WriteFile(spec, head + std::string(1048576 - head.size() - 1, 'x') + "\n");
+  CliRun ok = Rung(c, "submit " + spec);
+  EXPECT_EQ(ok.code, 0) << ok.out.substr(0, 300);
+}
+
+TEST(CliTest, GlobalFlagsGoBeforeOrAfterTheCommand) {
+  Cluster c;
+  c.StartRungd();
+  c.StartWorker("w1", 2);
+  const std::string spec = c.jobs_dir() + "/grid.yaml";
+  WriteFile(spec, R"(
+objective: {metric: loss, goal: minimize}
+search_space: {x: {type: int, min: 1, max: 2}}
+algorithm: {name: grid}
+trial: {command: [sh, -c, "echo '@rung {\"loss\": {x}}'"], workdir: .}
+)");
+  const std::string rung = BinDir() + "/client/rung";
+  // No flag before the command at all.
+  ASSERT_EQ(Sh(absl::StrCat(rung, " submit ", spec, " --addr ", c.addr())).code, 0);
+  ASSERT_EQ(Sh(absl::StrCat(rung, " watch e1 --addr=", c.addr())).code, 0);
+  CliRun show = Sh(absl::StrCat(rung, " show e1 -o json --addr ", c.addr()));
+  EXPECT_EQ(show.code, 0) << show.out;
+  EXPECT_THAT(show.out, HasSubstr("\"id\": \"e1\""));
+  EXPECT_THAT(show.out, HasSubstr("\"state\": \"EXPERIMENT_COMPLETED\""));
+  CliRun trials = Rung(c, "trials e1 --sort loss --output json --top 1");
+  EXPECT_EQ(trials.code, 0) << trials.out;
+  EXPECT_THAT(trials.out, HasSubstr("\"id\": \"e1-1\""));
+  EXPECT_THAT(trials.out, ::testing::Not(HasSubstr("\"id\": \"e1-2\"")));
+  CliRun replay = Rung(c, "admin replay e1 -o json");
+  EXPECT_EQ(replay.code, 0) << replay.out;
+  EXPECT_THAT(replay.out, HasSubstr("\"identical\": true"));
+  // After the command the flags mean what they mean before it: a wrong address is
+  // unreachable, a bad value is bad usage.
+  EXPECT_EQ(Sh(absl::StrCat(rung, " ls --addr 127.0.0.1:1")).code, 3);
+  EXPECT_EQ(Rung(c, "show e1 -o xml").code, 2);
+  EXPECT_EQ(Rung(c, "show e1 --no-such-flag").code, 2);
+}
+
 }  // namespace
 }  // namespace rung::testing

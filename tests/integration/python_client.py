@@ -89,6 +89,45 @@ try:
 except rung.RungError as e:
     assert e.code == "FAILED_PRECONDITION" and "execution: external" in e.message, e
 
+# ---- an ablation study run by this client: rungd ranks what matters ----
+study = c.create_experiment({
+    "name": "py-ablation",
+    "kind": "ablation",
+    "execution": "external",
+    "objective": {"metric": "loss", "goal": "minimize"},
+    "base": {"params": {"lr": 0.01}},
+    "components": {"features": ["area", "floors"]},
+    "repeats": 3,
+})
+COST = {"area": 1.0, "floors": 0.0}
+runs = 0
+while True:
+    trials = c.suggest(study.id, count=3)
+    if not trials:
+        break
+    for t in trials:
+        dropped = t.ablation["dropped"] if t.ablation else []
+        noise = 0.01 * ((t.index * 7) % 5)  # differs between runs, so the t-test has a spread
+        c.complete(t, loss=0.5 + sum(COST[d] for d in dropped) + noise)
+        runs += 1
+assert runs == 9, runs  # (base + 2 features) x 3 repeats
+a = c.ablation(study.id)
+assert isinstance(a, rung.AblationResults), a
+assert (a.experiment_id, a.name, a.state, a.objective, a.goal, a.repeats) == \
+    (study.id, "py-ablation", "completed", "loss", "minimize", 3), a
+assert [v.name for v in a.variants] == ["base", "area", "floors"], a.variants
+base, area, floors = a.variants
+assert base.kind == "base" and base.rank == 0 and base.runs == 3 and base.delta is None, base
+assert area.kind == "feature" and area.dropped == ["area"] and area.rank == 1 and area.runs == 3, area
+assert abs(area.delta - 1.0) < 0.05 and area.harm > 0 and area.test == "paired t" and area.p is not None, area
+assert floors.rank == 2 and abs(floors.delta) < 0.05, floors
+try:
+    c.ablation(exp.id)
+    raise AssertionError("a search gave ablation results")
+except rung.RungError as e:
+    assert e.code == "FAILED_PRECONDITION" and "not an ablation study" in e.message, e
+print("ablation:", a, a.variants)
+
 # ---- errors name the problem ----
 try:
     c.get("e99")
@@ -100,4 +139,10 @@ try:
     raise AssertionError("no error for a bad spec")
 except rung.RungError as e:
     assert e.code == "INVALID_ARGUMENT" and "goal" in e.message, e
+try:
+    c.create_experiment("objective: {metric: loss, goal: minimize}\n# " + "x" * (1 << 20))
+    raise AssertionError("no error for an oversized spec")
+except rung.RungError as e:
+    assert e.code == "INVALID_ARGUMENT" and e.message == "spec: 1048620 bytes of YAML; at most 1048576", e
+assert len(c.list()) == 4  # it was never sent
 print("python client: OK")

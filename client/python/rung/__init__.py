@@ -121,6 +121,6 @@ def __getattr__(name):
     import importlib
     if name == "ablation":
         return importlib.import_module("rung.ablation")
-    if name in ("Client", "RungError", "Experiment", "Trial", "Report"):
+    if name in ("Client", "RungError", "Experiment", "Trial", "Report", "AblationResults", "AblationVariant"):
         return getattr(importlib.import_module("rung.client"), name)
     raise AttributeError(f"module 'rung' has no attribute '{name}'")

@@ -11,11 +11,14 @@
 Needs grpcio and protobuf (Debian: python3-grpcio, python3-protobuf). Calls that are safe to
 repeat (every read; ask, which returns the trials the client holds; report, which carries a
 sequence number; complete) are retried while rungd is unreachable, for up to `retry_for`
-seconds. Errors from rungd raise RungError with its words.
+seconds: they wait for the connection to come back (gRPC tries to reconnect at most about a
+second apart), so they get through within about a second of rungd serving again. Errors
+from rungd raise RungError with its words.
 """
 
 import json
 import os
+import random
 import socket
 import time
 
@@ -25,7 +28,7 @@ from rung.v1 import experiment_service_pb2 as pb
 from rung.v1 import experiment_service_pb2_grpc as pb_grpc
 from rung.v1 import types_pb2
 
-__all__ = ["Client", "RungError", "Experiment", "Trial", "Report"]
+__all__ = ["Client", "RungError", "Experiment", "Trial", "Report", "AblationResults", "AblationVariant"]
 
 
 class RungError(Exception):
@@ -112,8 +115,60 @@ class Report:
         return f"Report({self.trial_id}, step={self.step:g}, {self.values})"
 
 
-# Codes after which a call that is safe to repeat is tried again.
-_RETRY = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+class AblationVariant:
+    """One variant of an ablation study: the base with `dropped` left out. mean, stddev,
+    delta (against the base), harm (delta signed so that positive is worse) and p are None
+    when too few runs give them; rank 1 is the removal that hurts most, 0 the base or a
+    variant with no completed run."""
+
+    def __init__(self, proto):
+        self.proto = proto
+        self.kind = proto.kind
+        self.name = proto.name
+        self.dropped = list(proto.dropped)
+        self.runs = proto.runs
+        for field in ("mean", "stddev", "delta", "harm", "p"):
+            setattr(self, field, getattr(proto, field) if proto.HasField(field) else None)
+        self.test = proto.test or None  # "paired t", "Welch t", or None when untested
+        self.significant = proto.significant
+        self.rank = proto.rank
+
+    def __repr__(self):
+        delta = "" if self.delta is None else f", delta={self.delta:+.4g}"
+        return f"AblationVariant({self.name!r}, rank {self.rank}, {self.runs} runs{delta})"
+
+
+class AblationResults:
+    """An ablation study's results, as rungd computes them (rung.v1.AblationResults):
+    `variants` holds the base first, then the variants by rank, then those without runs."""
+
+    def __init__(self, proto):
+        self.proto = proto
+        self.experiment_id = proto.experiment
+        self.name = proto.name
+        self.state = proto.state
+        self.objective = proto.objective
+        self.goal = proto.goal
+        self.repeats = proto.repeats
+        self.alpha = proto.alpha
+        self.variants = [AblationVariant(v) for v in proto.variants]
+
+    def __repr__(self):
+        return f"AblationResults({self.experiment_id} {self.name!r}, {self.state}, {len(self.variants)} variants)"
+
+
+# gRPC reconnects a lost channel with exponential backoff, by default from 1 s up to 2
+# minutes, so a client could go on failing for seconds after rungd came back. These keep the
+# first attempts close together and at most about a second apart (gRPC adds 20% jitter).
+_CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.max_receive_message_length", 64 << 20),  # a large experiment's trials
+]
+# The most YAML a spec may have (rungd's limit, common/spec.h's kMaxSpecBytes).
+_MAX_SPEC_BYTES = 1 << 20
+# Between tries of a call that rungd itself answered UNAVAILABLE ("shutting down; ask again").
+_FIRST_PAUSE, _MAX_PAUSE = 0.05, 1.0
 
 
 class Client:
@@ -138,9 +193,9 @@ class Client:
             read = lambda path: open(path, "rb").read()
             creds = grpc.ssl_channel_credentials(read(ca), read(key) if key else None,
                                                  read(cert) if cert else None)
-            self._channel = grpc.secure_channel(self.address, creds)
+            self._channel = grpc.secure_channel(self.address, creds, options=_CHANNEL_OPTIONS)
         else:
-            self._channel = grpc.insecure_channel(self.address)
+            self._channel = grpc.insecure_channel(self.address, options=_CHANNEL_OPTIONS)
         self._stub = pb_grpc.ExperimentServiceStub(self._channel)
         self._metadata = (("authorization", "Bearer " + token),) if token else ()
         self.timeout = timeout
@@ -161,22 +216,39 @@ class Client:
     # ---- calls ----
 
     def _call(self, method, request, retry=True, timeout=None):
-        give_up = time.monotonic() + (self.retry_for if retry else 0)
-        pause = 0.05
+        """Calls `method`. With retry, a call that is safe to repeat waits for a connection
+        (wait_for_ready) instead of failing at once while rungd is down, and is tried again
+        when rungd answers UNAVAILABLE itself, until `retry_for` seconds have passed."""
+        stub = getattr(self._stub, method)
+        timeout = timeout or self.timeout
+        if not retry or self.retry_for <= 0:
+            return self._once(stub, request, timeout)
+        give_up = time.monotonic() + self.retry_for
+        pause = _FIRST_PAUSE
         while True:
+            left = give_up - time.monotonic()
             try:
-                return getattr(self._stub, method)(request, timeout=timeout or self.timeout,
-                                                   metadata=self._metadata)
+                return stub(request, timeout=max(min(timeout, left), 0.001), metadata=self._metadata,
+                            wait_for_ready=True)
             except grpc.RpcError as e:
                 code = e.code()
-                if retry and code in _RETRY and time.monotonic() + pause < give_up:
-                    time.sleep(pause)
-                    pause = min(pause * 2, 2.0)
+                if code == grpc.StatusCode.DEADLINE_EXCEEDED and time.monotonic() < give_up:
+                    continue  # it waited a whole timeout for the connection or the answer
+                if code == grpc.StatusCode.UNAVAILABLE and time.monotonic() + pause < give_up:
+                    time.sleep(pause * random.uniform(0.5, 1.5))  # rungd said so; jittered
+                    pause = min(pause * 2, _MAX_PAUSE)
                     continue
-                details = e.details() or ""
-                if code == grpc.StatusCode.UNAVAILABLE:
-                    details = f"cannot reach rungd at {self.address}: {details}"
-                raise RungError(code.name, details) from None
+                if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    # Out of time: one try without waiting, for gRPC's words on why it cannot
+                    # connect (or rungd's answer, if it came back just now).
+                    return self._once(stub, request, timeout)
+                raise _error(e, self.address) from None
+
+    def _once(self, stub, request, timeout):
+        try:
+            return stub(request, timeout=timeout, metadata=self._metadata)
+        except grpc.RpcError as e:
+            raise _error(e, self.address) from None
 
     # ---- experiments ----
 
@@ -195,6 +267,9 @@ class Client:
             text, folder = spec, os.getcwd()
         else:
             raise TypeError("rung: spec is a path, a YAML string or a dict")
+        size = len(text.encode())
+        if size > _MAX_SPEC_BYTES:  # refused here, as rungd would, before it is sent
+            raise RungError("INVALID_ARGUMENT", f"spec: {size} bytes of YAML; at most {_MAX_SPEC_BYTES}")
         req = pb.CreateExperimentRequest(spec_yaml=text, base_dir=base_dir or folder)
         return Experiment(self._call("CreateExperiment", req, retry=False))
 
@@ -232,6 +307,11 @@ class Client:
             return trials
         return trials[0] if trials else None
 
+    def ablation(self, experiment_id):
+        """An ablation study's results (AblationResults), as rungd computes them from the
+        completed runs; RungError FAILED_PRECONDITION for an experiment that is a search."""
+        return AblationResults(self._call("GetAblation", pb.GetAblationRequest(experiment_id=experiment_id)))
+
     def watch(self, experiment_id, timeout=None):
         """Yields the experiment and its trials now, then every change (Experiment, Trial or
         Report) until the experiment has ended and none of its trials runs any more."""
@@ -247,7 +327,7 @@ class Client:
                 elif kind == "report":
                     yield Report(event.report)
         except grpc.RpcError as e:
-            raise RungError(e.code().name, e.details() or "") from None
+            raise _error(e, self.address) from None
         finally:
             call.cancel()
 
@@ -306,6 +386,16 @@ class Client:
         if isinstance(trial, Trial) and trial.client_id:
             return trial.client_id
         return self._holder.get(_id(trial), self.client_id)
+
+
+def _error(e, address):
+    """RungError for a failed call: rungd's words, or why it could not be reached."""
+    code, details = e.code(), e.details() or ""
+    # rungd's own UNAVAILABLE answers start with "rungd " ("rungd is not accepting changes").
+    if (code == grpc.StatusCode.UNAVAILABLE and not details.startswith("rungd ")) or \
+            code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        details = f"cannot reach rungd at {address} ({details})"
+    return RungError(code.name, details)
 
 
 def _id(trial):

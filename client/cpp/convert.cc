@@ -1,0 +1,223 @@
+// The plain structs of rung/client.h from rungd's messages, their JSON, and the text the
+// rung CLI shows for parameters and results.
+#include "client/cpp/convert.h"
+
+#include <cctype>
+#include <charconv>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace rung {
+namespace {
+
+std::string Lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// "EXPERIMENT_RUNNING" -> "running", "TRIAL_WAITING" -> "waiting".
+std::string StateText(const std::string& enum_name) { return Lower(enum_name.substr(enum_name.find('_') + 1)); }
+
+std::string GoalText(v1::Objective::Goal g) { return g == v1::Objective::MAXIMIZE ? "maximize" : "minimize"; }
+
+std::optional<double> Optional(bool has, double v) { return has ? std::optional<double>(v) : std::nullopt; }
+
+// protobuf's JSON mapping of the `M` serialized in `bytes`, compact, with the .proto's field
+// names; `all_fields`: fields without presence too, at their defaults.
+template <typename M>
+std::string JsonOf(const std::string& bytes, bool all_fields = false) {
+  M m;
+  if (!m.ParseFromString(bytes)) return "{}";
+  google::protobuf::util::JsonPrintOptions o;
+  o.preserve_proto_field_names = true;
+  o.always_print_primitive_fields = all_fields;
+  std::string out;
+  if (!google::protobuf::util::MessageToJsonString(m, &out, o).ok()) return "{}";
+  return out;
+}
+
+std::string Num(double v) { return absl::StrFormat("%.6g", v); }
+
+}  // namespace
+
+std::string Experiment::Json() const { return JsonOf<v1::Experiment>(proto_bytes); }
+std::string Trial::Json() const { return JsonOf<v1::Trial>(proto_bytes); }
+std::string Report::Json() const { return JsonOf<v1::MetricReport>(proto_bytes); }
+std::string TrialLogs::Json() const { return JsonOf<v1::GetTrialLogsResponse>(proto_bytes); }
+std::string AblationResults::Json() const { return JsonOf<v1::AblationResults>(proto_bytes, /*all_fields=*/true); }
+std::string ReplayResult::Json() const { return JsonOf<v1::ReplaySearchResponse>(proto_bytes); }
+std::string BackupResult::Json() const { return JsonOf<v1::BackupResponse>(proto_bytes); }
+
+std::optional<double> Trial::Number(const std::string& name) const {
+  auto it = params.find(name);
+  if (it == params.end()) return std::nullopt;
+  if (const double* d = std::get_if<double>(&it->second)) return *d;
+  if (const int64_t* i = std::get_if<int64_t>(&it->second)) return static_cast<double>(*i);
+  return std::nullopt;
+}
+
+std::string FormatParam(const ParamValue& value) {
+  if (const double* d = std::get_if<double>(&value)) {
+    // The same text a trial's command line gets (common/spec.cc's FormatDouble).
+    char buf[64];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), *d);
+    if (ec != std::errc()) return absl::StrCat(*d);
+    return std::string(buf, end);
+  }
+  if (const int64_t* i = std::get_if<int64_t>(&value)) return absl::StrCat(*i);
+  return std::get<std::string>(value);
+}
+
+std::string FormatParams(const std::map<std::string, ParamValue>& params) {
+  std::vector<std::string> parts;
+  for (const auto& [k, v] : params) parts.push_back(absl::StrCat(k, "=", FormatParam(v)));
+  return absl::StrJoin(parts, " ");
+}
+
+std::string FormatResult(const Experiment& experiment, const Trial& trial) {
+  if (!trial.result.has_value()) return "-";
+  if (experiment.objectives.size() < 2 || trial.results.empty()) return Num(*trial.result);
+  std::vector<std::string> parts;
+  for (size_t i = 0; i < experiment.objectives.size() && i < trial.results.size(); ++i) {
+    parts.push_back(absl::StrCat(experiment.objectives[i].metric, "=", Num(trial.results[i])));
+  }
+  return absl::StrJoin(parts, " ");
+}
+
+namespace client_internal {
+
+Experiment FromProto(const v1::Experiment& e) {
+  Experiment x;
+  const v1::ExperimentSpec& s = e.spec();
+  x.id = e.id();
+  x.name = s.name();
+  x.kind = s.kind();
+  x.state = StateText(v1::ExperimentState_Name(e.state()));
+  x.owner = e.owner();
+  if (s.objectives().empty()) {
+    x.objectives.push_back({s.objective().metric(), GoalText(s.objective().goal())});
+  } else {
+    for (const auto& o : s.objectives()) x.objectives.push_back({o.metric(), GoalText(o.goal())});
+  }
+  for (const auto& c : s.constraints()) {
+    x.constraints.push_back({c.metric(), Optional(c.has_min(), c.min()), Optional(c.has_max(), c.max())});
+  }
+  x.algorithm.name = s.algorithm().name();
+  x.algorithm.seed = s.algorithm().seed();
+  x.algorithm.options.insert(s.algorithm().options().begin(), s.algorithm().options().end());
+  x.max_trials = s.budget().max_trials();
+  x.max_concurrent = s.budget().max_concurrent();
+  x.resource_metric = s.resource().metric();
+  x.rung_levels.assign(e.rung_levels().begin(), e.rung_levels().end());
+  x.best_trial_id = e.best_trial_id();
+  x.best_value = Optional(e.has_best(), e.best_value());
+  const v1::TrialCounts& c = e.counts();
+  x.pending = c.pending();
+  x.running = c.running();
+  x.completed = c.completed();
+  x.failed = c.failed();
+  x.stopped = c.stopped();
+  x.waiting = c.waiting();
+  x.message = e.message();
+  x.unschedulable = e.unschedulable();
+  x.created_unix_ms = e.created_unix_ms();
+  x.updated_unix_ms = e.updated_unix_ms();
+  x.proto_bytes = e.SerializeAsString();
+  return x;
+}
+
+Trial FromProto(const v1::Trial& t) {
+  Trial x;
+  x.id = t.id();
+  x.experiment_id = t.experiment_id();
+  x.index = t.index();
+  x.state = StateText(v1::TrialState_Name(t.state()));
+  for (const auto& [k, v] : t.params()) {
+    switch (v.kind_case()) {
+      case v1::ParamValue::kFloatValue: x.params[k] = v.float_value(); break;
+      case v1::ParamValue::kIntValue: x.params[k] = static_cast<int64_t>(v.int_value()); break;
+      case v1::ParamValue::kCategoricalValue: x.params[k] = v.categorical_value(); break;
+      default: break;
+    }
+  }
+  x.attempt = t.attempt();
+  x.failures = t.failures();
+  x.result = Optional(t.has_result(), t.result());
+  x.results.assign(t.results().begin(), t.results().end());
+  x.metrics.insert(t.last_metrics().begin(), t.last_metrics().end());
+  x.reports = t.reports();
+  x.last_step = t.last_step();
+  x.budget = t.budget();
+  x.resource_reached = t.resource_reached();
+  x.client_id = t.client_id();
+  x.worker_id = t.worker_id();
+  x.message = t.message();
+  x.stop_reason = t.stop_reason();
+  x.infeasible = t.infeasible();
+  x.stdout_path = t.stdout_path();
+  x.stderr_path = t.stderr_path();
+  x.created_unix_ms = t.created_unix_ms();
+  x.started_unix_ms = t.started_unix_ms();
+  x.ended_unix_ms = t.ended_unix_ms();
+  x.ablation = t.ablation();
+  x.seed = t.seed();
+  x.proto_bytes = t.SerializeAsString();
+  return x;
+}
+
+Report FromProto(const v1::MetricReport& r) {
+  Report x;
+  x.trial_id = r.trial_id();
+  x.attempt = r.attempt();
+  x.step = r.step();
+  x.values.insert(r.values().begin(), r.values().end());
+  x.final = r.final();
+  x.unix_ms = r.unix_ms();
+  x.proto_bytes = r.SerializeAsString();
+  return x;
+}
+
+TrialLogs FromProto(const v1::GetTrialLogsResponse& l) {
+  return {l.worker_id(), l.stdout_path(), l.stderr_path(), l.stderr_tail(), l.SerializeAsString()};
+}
+
+AblationResults FromProto(const v1::AblationResults& a) {
+  AblationResults x;
+  x.experiment_id = a.experiment();
+  x.name = a.name();
+  x.state = a.state();
+  x.objective = a.objective();
+  x.goal = a.goal();
+  x.repeats = a.repeats();
+  x.alpha = a.alpha();
+  for (const v1::AblationVariant& v : a.variants()) {
+    AblationVariant y;
+    y.kind = v.kind();
+    y.name = v.name();
+    y.dropped.assign(v.dropped().begin(), v.dropped().end());
+    y.runs = v.runs();
+    y.mean = Optional(v.has_mean(), v.mean());
+    y.stddev = Optional(v.has_stddev(), v.stddev());
+    y.delta = Optional(v.has_delta(), v.delta());
+    y.harm = Optional(v.has_harm(), v.harm());
+    y.p = Optional(v.has_p(), v.p());
+    y.test = v.test();
+    y.significant = v.significant();
+    y.rank = v.rank();
+    x.variants.push_back(std::move(y));
+  }
+  x.proto_bytes = a.SerializeAsString();
+  return x;
+}
+
+ReplayResult FromProto(const v1::ReplaySearchResponse& r) {
+  return {r.entries(), r.identical(), r.mismatch(), r.SerializeAsString()};
+}
+
+BackupResult FromProto(const v1::BackupResponse& b) { return {b.dir(), b.files(), b.bytes(), b.SerializeAsString()}; }
+
+}  // namespace client_internal
+}  // namespace rung

@@ -1,0 +1,180 @@
+// The text the C++ client and the rung CLI make: parameters and results (rung/client.h), and
+// the CLI's JSON, which must read exactly as protobuf's JSON printer wrote it when the CLI
+// printed generated messages itself.
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "client/cli/format.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "gtest/gtest.h"
+#include "rung/client.h"
+#include "rung/v1/experiment_service.pb.h"
+
+namespace rung {
+namespace {
+
+std::string ProtoJson(const google::protobuf::Message& m, bool whitespace) {
+  google::protobuf::util::JsonPrintOptions o;
+  o.add_whitespace = whitespace;
+  o.preserve_proto_field_names = true;
+  std::string out;
+  EXPECT_TRUE(google::protobuf::util::MessageToJsonString(m, &out, o).ok());
+  return out;
+}
+
+v1::Trial SomeTrial(const std::string& id) {
+  v1::Trial t;
+  t.set_id(id);
+  t.set_experiment_id("e1");
+  (*t.mutable_params())["lr"].set_float_value(0.001);
+  (*t.mutable_params())["depth"].set_int_value(4);
+  (*t.mutable_params())["opt"].set_categorical_value("sgd, \"momentum\" <fast>");
+  t.set_state(v1::TRIAL_FAILED);
+  t.set_message("exit code 1; stderr ends:\nTraceback {x: [1, 2]}\n\tline\x01 \xe2\x80\xa8 \xc3\xa9");
+  t.add_results(0.25);
+  t.add_results(-3);
+  (*t.mutable_last_metrics())["loss"] = 1.0 / 3;
+  t.set_reports(12);
+  t.set_created_unix_ms(1714564800123);
+  return t;
+}
+
+v1::Experiment SomeExperiment() {
+  v1::Experiment e;
+  e.set_id("e1");
+  e.set_state(v1::EXPERIMENT_RUNNING);
+  v1::ExperimentSpec* s = e.mutable_spec();
+  s->set_name("deep [nested] {json}");
+  s->mutable_objective()->set_metric("loss");
+  s->mutable_objective()->set_goal(v1::Objective::MINIMIZE);
+  v1::ParamSpec* p = s->add_search_space();
+  p->set_name("lr");
+  p->set_type(v1::ParamSpec::FLOAT);
+  p->set_min(1e-5);
+  p->set_max(0.1);
+  p->set_log(true);
+  s->add_search_space()->set_name("empty");
+  (*s->mutable_algorithm()->mutable_options())["startup_trials"] = "10";
+  s->mutable_trial();  // present but empty
+  s->mutable_trial()->add_command("python3");
+  s->mutable_trial()->add_command("train.py");
+  e.mutable_counts()->set_running(2);
+  e.add_rung_levels(1);
+  e.add_rung_levels(3);
+  e.set_unschedulable("no connected worker has 2 GPUs; the largest has 1");
+  return e;
+}
+
+TEST(CliJsonTest, IndentingCompactJsonGivesProtobufsOwnLayout) {
+  const v1::Experiment e = SomeExperiment();
+  EXPECT_EQ(cli::IndentJson(ProtoJson(e, false)), ProtoJson(e, true));
+  const v1::Trial t = SomeTrial("e1-1");
+  EXPECT_EQ(cli::IndentJson(ProtoJson(t, false)), ProtoJson(t, true));
+  EXPECT_EQ(cli::IndentJson("{}"), ProtoJson(v1::ListExperimentsResponse(), true));
+  EXPECT_EQ(cli::IndentJson("[]"), ProtoJson(google::protobuf::ListValue(), true));
+}
+
+TEST(CliJsonTest, AListOfTheClientsMessagesReadsAsTheResponseMessage) {
+  // `rung -o json trials` printed a ListTrialsResponse; it now joins the trials' own JSON.
+  // (A message's map fields come out in no fixed order, even between two copies of it, so the
+  // layout is compared on trials with one parameter and the content on whole ones.)
+  v1::ListTrialsResponse small, whole;
+  std::vector<std::string> small_items, whole_items;
+  for (const char* id : {"e1-1", "e1-2"}) {
+    v1::Trial t = SomeTrial(id);
+    *whole.add_trials() = t;
+    Trial x;
+    x.proto_bytes = t.SerializeAsString();
+    whole_items.push_back(x.Json());
+    t.mutable_params()->erase("lr");
+    t.mutable_params()->erase("opt");
+    *small.add_trials() = t;
+    x.proto_bytes = t.SerializeAsString();
+    small_items.push_back(x.Json());
+  }
+  EXPECT_EQ(cli::IndentJson(cli::JsonList("trials", small_items)), ProtoJson(small, true));
+  v1::ListTrialsResponse back;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(cli::IndentJson(cli::JsonList("trials", whole_items)), &back)
+                  .ok());
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(back, whole));
+  // An empty repeated field is left out, as protobuf leaves it out.
+  EXPECT_EQ(cli::IndentJson(cli::JsonList("experiments", {})), ProtoJson(v1::ListExperimentsResponse(), true));
+}
+
+TEST(CliJsonTest, StringsAndNumbersAreWrittenAsProtobufWritesThem) {
+  const std::string text = "a\"b\\c\b\f\n\r\t<tag> & \x01\x1f\x7f \xe2\x80\xa8\xe2\x80\xa9 caf\xc3\xa9 /";
+  google::protobuf::Value v;
+  v.set_string_value(text);
+  EXPECT_EQ(cli::JsonQuote(text), ProtoJson(v, false));
+  for (double d : {0.0, 1.0, -3.0, 0.1, 1.0 / 3, 0.30000000000000004, 1e20, 123456789012345678.0, 5e-324, 2.5e-7,
+                   std::numeric_limits<double>::max()}) {
+    v.set_number_value(d);
+    EXPECT_EQ(cli::JsonNumber(d), ProtoJson(v, false)) << d;
+  }
+}
+
+TEST(ClientFormatTest, ParametersAreTheShortestTextThatReadsBackTheSame) {
+  EXPECT_EQ(FormatParam(0.1), "0.1");
+  EXPECT_EQ(FormatParam(1.0 / 3), "0.3333333333333333");
+  EXPECT_EQ(FormatParam(1e-5), "1e-05");
+  EXPECT_EQ(FormatParam(int64_t{42}), "42");
+  EXPECT_EQ(FormatParam(std::string("gelu")), "gelu");
+  EXPECT_EQ(FormatParams({{"x", 2.5}, {"act", std::string("relu")}, {"depth", int64_t{3}}}), "act=relu depth=3 x=2.5");
+  EXPECT_EQ(FormatParams({}), "");
+}
+
+TEST(ClientFormatTest, AResultIsOneNumberOrOnePerObjective) {
+  Experiment one;
+  one.objectives = {{"loss", "minimize"}};
+  Trial t;
+  EXPECT_EQ(FormatResult(one, t), "-");
+  t.result = 0.123456789;
+  t.results = {0.123456789, 12};
+  EXPECT_EQ(FormatResult(one, t), "0.123457");
+  Experiment two;
+  two.objectives = {{"loss", "minimize"}, {"latency_ms", "minimize"}};
+  EXPECT_EQ(FormatResult(two, t), "loss=0.123457 latency_ms=12");
+}
+
+TEST(ClientFormatTest, JsonOfAStructIsItsWholeMessage) {
+  v1::Experiment e = SomeExperiment();
+  Experiment x;
+  x.proto_bytes = e.SerializeAsString();
+  EXPECT_EQ(x.Json(), ProtoJson(e, false));  // the fields the struct leaves out too
+  EXPECT_EQ(Experiment().Json(), "{}");
+  // Ablation results show every field of every variant, zeros and false included.
+  v1::AblationResults a;
+  a.set_experiment("e2");
+  a.add_variants()->set_name("base");
+  AblationResults r;
+  r.proto_bytes = a.SerializeAsString();
+  EXPECT_NE(r.Json().find(R"("variants":[{"kind":"","name":"base","dropped":[],"runs":0,"test":"",)"
+                          R"("significant":false,"rank":0}])"),
+            std::string::npos)
+      << r.Json();
+}
+
+TEST(CliFormatTest, SortingPutsTheBestFirstForAnObjectiveAndMissingValuesLast) {
+  Experiment e;
+  e.objectives = {{"acc", "maximize"}};
+  std::vector<Trial> trials(4);
+  for (int i = 0; i < 4; ++i) trials[i].id = absl::StrCat("e1-", i + 1);
+  trials[0].result = 0.5;
+  trials[1].result = 0.9;
+  trials[2].metrics["acc"] = 0.7;  // running: its last value
+  trials[0].metrics["speed"] = 3;
+  trials[1].metrics["speed"] = 1;
+  auto ids = [](const std::vector<Trial>& ts) {
+    std::vector<std::string> out;
+    for (const Trial& t : ts) out.push_back(t.id);
+    return out;
+  };
+  EXPECT_EQ(ids(cli::SortTrials(e, trials, "acc", 0)), (std::vector<std::string>{"e1-2", "e1-3", "e1-1", "e1-4"}));
+  EXPECT_EQ(ids(cli::SortTrials(e, trials, "-acc", 2)), (std::vector<std::string>{"e1-1", "e1-3"}));
+  EXPECT_EQ(ids(cli::SortTrials(e, trials, "speed", 0)), (std::vector<std::string>{"e1-2", "e1-1", "e1-3", "e1-4"}));
+}
+
+}  // namespace
+}  // namespace rung
