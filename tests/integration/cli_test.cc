@@ -30,6 +30,8 @@ TEST(CliTest, SubmitWatchBestAndErrors) {
   Cluster c;
   c.StartRungd();
   c.StartWorker("w1", 2);
+  // Registered before anything is submitted, so that submit has nothing to warn about.
+  ASSERT_FALSE(WaitForFileLine(c.dir().Sub("w1.log"), "registered with").empty());
   std::string dir = c.dir().Sub("spec");
   std::filesystem::create_directories(dir);
   WriteFile(dir + "/train.sh", "echo \"@rung {\\\"loss\\\": $1}\"\n");
@@ -377,6 +379,37 @@ trial: {command: [sh, -c, "echo '@rung {\"loss\": {x}}'"], workdir: .}
   EXPECT_EQ(Sh(absl::StrCat(rung, " ls --addr 127.0.0.1:1")).code, 3);
   EXPECT_EQ(Rung(c, "show e1 -o xml").code, 2);
   EXPECT_EQ(Rung(c, "show e1 --no-such-flag").code, 2);
+}
+
+TEST(CliTest, ASpecNoConnectedWorkerCanRunSaysWhyAtOnce) {
+  // A trial that asks for two GPUs, on a cluster whose only worker has none: it would wait
+  // forever. submit warns, show and -o json say why, /metrics counts it for the alert.
+  Cluster c;
+  c.StartRungd();
+  c.StartWorker("cpu-only", 2);
+  ASSERT_FALSE(WaitForFileLine(c.dir().Sub("cpu-only.log"), "registered with").empty());
+  const std::string dir = c.dir().Sub("spec");
+  std::filesystem::create_directories(dir);
+  WriteFile(dir + "/gpus.yaml", R"(
+objective: {metric: loss, goal: minimize}
+search_space: {x: {type: float, min: 0, max: 1}}
+budget: {max_trials: 2}
+resources: {gpus: 2}
+trial: {command: [python3, train.py]}
+)");
+  const std::string why = "no connected worker has 2 GPUs; the largest has none";
+  CliRun submit = Rung(c, "submit " + dir + "/gpus.yaml");
+  EXPECT_EQ(submit.code, 0) << submit.out;
+  EXPECT_EQ(submit.out, "rung: warning: e1 cannot run yet: " + why + "\ne1\n");
+  CliRun show = Rung(c, "show e1");
+  EXPECT_THAT(show.out, HasSubstr("cannot run  " + why));
+  EXPECT_THAT(Rung(c, "show e1 -o json").out, HasSubstr("\"unschedulable\": \"" + why + "\""));
+  EXPECT_THAT(HttpGet(c.metrics_url()), HasSubstr("rung_experiments_unschedulable 1"));
+  EXPECT_FALSE(WaitForFileLine(c.rungd_log(), "experiment e1 waits: " + why).empty());
+  // Its trials stay pending and none is lost; a cancel ends it and the count goes back.
+  EXPECT_EQ(c.Trials("e1").size(), 0u);
+  ASSERT_EQ(Rung(c, "cancel e1").code, 0);
+  EXPECT_THAT(HttpGet(c.metrics_url()), HasSubstr("rung_experiments_unschedulable 0"));
 }
 
 }  // namespace

@@ -94,7 +94,9 @@ TEST(SecurityTest, TlsAndTokensLetInOnlyWhoMayAndRefusalsChangeNothing) {
   // alice creates; bob can neither see nor touch it; a user may not use admin calls.
   CliRun submitted = Rung(c, as(kAlice) + "submit " + d + "/spec.yaml");
   ASSERT_EQ(submitted.code, 0) << submitted.out;
-  const std::string id(absl::StripAsciiWhitespace(submitted.out));
+  // No worker is connected yet: submit says so on stderr, and prints the id last.
+  EXPECT_THAT(submitted.out, HasSubstr("cannot run yet: no worker is connected"));
+  const std::string id(absl::StripAsciiWhitespace(submitted.out.substr(submitted.out.rfind('\n', submitted.out.size() - 2) + 1)));
   EXPECT_THAT(Rung(c, as(kAlice) + "ls").out, HasSubstr("alice-exp"));
   EXPECT_THAT(Rung(c, as(kBob) + "ls").out, Not(HasSubstr("alice-exp")));
   // Someone else's experiment gets the very answer a missing one gets: bob cannot tell which
