@@ -1,5 +1,6 @@
 // rungd: the controller. Parses flags, opens the store, wires the parts, serves.
 #include <signal.h>
+#include <string.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -227,11 +228,22 @@ int main(int argc, char** argv) {
 
   int sig = 0;
   sigwait(&sigs, &sig);
-  rung::Log(rung::LogLevel::kInfo, absl::StrCat("signal ", sig, ": shutting down"));
+  const absl::Time signalled = absl::Now();
+  rung::Log(rung::LogLevel::kInfo, absl::StrCat("SIG", sigabbrev_np(sig), ": shutting down"));
   stop.Notify();
   ticker.join();
-  (*controller)->Shutdown(absl::UnavailableError("rungd is shutting down; ask again"));
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  // Refuse changes, put what was written on disk and let its effects out, answer waiting
+  // asks, end every watch and worker stream (workers reconnect to the next rungd).
+  const rung::Controller::Ended ended =
+      (*controller)->Shutdown(absl::UnavailableError("rungd is shutting down; ask again"));
+  // No new calls. Every stream has been ended; a unary call still running gets a moment to
+  // finish. gRPC also waits for idle client connections to close, which a client notices only
+  // at its next poll (seconds): the short deadline closes them instead.
+  server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Milliseconds(250)));
   server->Wait();
+  rung::Log(rung::LogLevel::kInfo,
+            absl::StrCat("stopped in ", absl::ToInt64Milliseconds(absl::Now() - signalled),
+                         " ms; it ended worker streams: ", ended.workers, ", watches: ", ended.watches,
+                         ", waiting asks: ", ended.asks));
   return 0;
 }

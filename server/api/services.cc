@@ -93,6 +93,9 @@ class WorkerStream final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1:
 
   void OnCancel() override { FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled")); }
 
+  // rungd is shutting down: the stream ends after what is queued (the worker reconnects).
+  void End(const absl::Status& why) override { FinishOnce(ToGrpc(why)); }
+
   void OnDone() override {
     if (session_ != 0) controller_->WorkerDisconnected(session_);
     metrics_->CountRpc("WorkerService.Connect", final_status_.error_code());

@@ -51,19 +51,29 @@ absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(Store* store, Clo
   return c;
 }
 
-void Controller::Shutdown(const absl::Status& why) {
+Controller::Ended Controller::Shutdown(const absl::Status& why) {
+  Ended ended;
   std::vector<Ask> asks;
   {
     absl::MutexLock l(&mu_);
+    shutting_down_ = true;
+    if (store_error_.ok()) store_error_ = why;
     for (auto& [id, waiting] : asks_) {
       for (Ask& a : waiting) asks.push_back(std::move(a));
     }
     asks_.clear();
   }
+  ended.asks = static_cast<int>(asks.size());
   for (Ask& a : asks) a.done(why);
+  // What was written goes to disk, and what it decided goes out, before the streams end.
+  if (store_->LastWrite() > store_->Durable() && !store_->Sync().ok()) {
+    Log(LogLevel::kWarning, "shutting down: the last fsync failed; workers resend what was not acknowledged");
+  }
   outbox_.Deliver(store_->Durable());
   outbox_.Drop(why);
-  outbox_.CloseAllWatchers();
+  ended.watches = outbox_.CloseAllWatchers();
+  ended.workers = outbox_.EndAllWorkers(why);
+  return ended;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -209,7 +219,7 @@ void Controller::OnDurable(uint64_t durable, const absl::Status& error) {
 void Controller::TryRecover() {
   {
     absl::MutexLock l(&mu_);
-    if (store_error_.ok() || recovering_ || Now() < next_recovery_) return;
+    if (store_error_.ok() || shutting_down_ || recovering_ || Now() < next_recovery_) return;
     recovering_ = true;
     next_recovery_ = Now() + absl::Seconds(1);
   }

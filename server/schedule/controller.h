@@ -155,9 +155,14 @@ class Controller {
 
   ControllerStats Stats();
 
-  // Answers every ask still waiting for a model with `why`, and ends every watch. rungd calls
-  // it before its gRPC server shuts down, which waits for every call to be answered.
-  void Shutdown(const absl::Status& why);
+  // Stops accepting changes (they are refused with `why`), makes everything written durable
+  // and lets its effects out, answers every ask still waiting for a model with `why`, and ends
+  // every watch and worker stream. rungd calls it before its gRPC server shuts down, which
+  // waits for every call to end. Returns what it ended, for the log.
+  struct Ended {
+    int workers = 0, watches = 0, asks = 0;
+  };
+  Ended Shutdown(const absl::Status& why);
 
  private:
   struct Ask {
@@ -291,10 +296,11 @@ class Controller {
   int64_t next_handle_ ABSL_GUARDED_BY(mu_) = 1;
   int64_t next_ticket_ ABSL_GUARDED_BY(mu_) = 1;
   // Set when a write failed: no more changes are accepted until Tick() finds the store
-  // writable again and reloads everything from it.
+  // writable again and reloads everything from it. Also set (for good) by Shutdown().
   absl::Status store_error_ ABSL_GUARDED_BY(mu_);
   absl::Time next_recovery_ ABSL_GUARDED_BY(mu_);
   bool recovering_ ABSL_GUARDED_BY(mu_) = false;
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   std::string last_recovery_error_ ABSL_GUARDED_BY(mu_);
   // After a failed commit: answers to give and the Outbox to empty, by Flush, off the lock.
   std::vector<std::function<void()>> unanswered_ ABSL_GUARDED_BY(mu_);

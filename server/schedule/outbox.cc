@@ -146,13 +146,23 @@ void Outbox::Drop(const absl::Status& why) {
   }
 }
 
-void Outbox::CloseAllWatchers() {
+int Outbox::CloseAllWatchers() {
   absl::MutexLock d(&deliver_mu_);
+  const int n = static_cast<int>(watchers_.size());
   for (auto& [handle, watcher] : watchers_) {
     watcher.sink->Close();
     Unwatched(watcher.experiment_id);
   }
   watchers_.clear();
+  return n;
+}
+
+int Outbox::EndAllWorkers(const absl::Status& why) {
+  absl::MutexLock d(&deliver_mu_);
+  const int n = static_cast<int>(workers_.size());
+  for (auto& [session, sink] : workers_) sink->End(why);
+  workers_.clear();
+  return n;
 }
 
 }  // namespace rung

@@ -28,6 +28,8 @@ class WorkerSink {
  public:
   virtual ~WorkerSink() = default;
   virtual void Send(const v1::ControllerMessage& msg) = 0;
+  // Ends the stream with `why` after what was sent (rungd is shutting down).
+  virtual void End(const absl::Status& why) { (void)why; }
 };
 
 // One watcher's stream. Close() follows the last event.
@@ -71,7 +73,10 @@ class Outbox {
   // the rest is dropped. Workers resend what was not acknowledged.
   void Drop(const absl::Status& why);
   // Every watcher gets Close() and is forgotten (they watch again and see the reloaded state).
-  void CloseAllWatchers();
+  // Returns how many there were.
+  int CloseAllWatchers();
+  // Every worker stream gets End(why) and is forgotten. Returns how many there were.
+  int EndAllWorkers(const absl::Status& why);
   // Effects queued and not yet delivered, for tests and /metrics.
   size_t Pending() const;
 

@@ -41,7 +41,7 @@ struct World {
     so.group_commit = false;
     store = std::move(rung::Store::Open(dir, so).value());
     rung::ControllerOptions o;
-    o.run_job = [](std::function<void()> job) { job(); };
+    o.run_job = [](std::function<void()>) {};  // random sampling: no model jobs
     controller = std::move(rung::Controller::Create(store.get(), &clock, o).value());
     auto spec = rung::ParseSpecYaml(R"(
 objective: {metric: loss, goal: minimize}
@@ -52,7 +52,7 @@ budget: {max_trials: 1000000, max_concurrent: 4}
 trial: {command: [train], max_restarts: 3}
 )",
                                     "/base");
-    controller->CreateExperiment(spec.value()).value();
+    controller->CreateExperiment(spec.value(), "", [](absl::StatusOr<rung::v1::Experiment> e) { e.value(); });
     Register();
   }
 

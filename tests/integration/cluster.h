@@ -328,6 +328,22 @@ inline size_t ExpectEveryReportStoredOnce(Cluster& c, const v1::Trial& t, const 
   return stored.size();
 }
 
+// Waits up to `timeout_ms` for `p` to exit (SIGCHLD is blocked in tests, so this waits for
+// one rather than polling); true once it has, with its waitpid() status in `*status`.
+inline bool AwaitExit(Subprocess* p, int* status, int timeout_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  while (!p->Poll(status)) {
+    const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    const timespec wait{static_cast<time_t>(left.count() / 1000000000), static_cast<long>(left.count() % 1000000000)};
+    sigtimedwait(&chld, nullptr, &wait);
+  }
+  return true;
+}
+
 struct CliRun {
   int code;
   std::string out;  // stdout and stderr together

@@ -269,5 +269,39 @@ TEST(FaultTest, TrialsStopPastTheOrphanTimeoutAndRunAgainWhenRungdReturns) {
   EXPECT_THAT(t.message(), HasSubstr("unreachable longer than the worker's --orphan-timeout"));
 }
 
+TEST(FaultTest, RungdStopsPromptlyOnSigtermAndSaysHowLong) {
+  // The quickstart's cleanup, systemd's stop and Kubernetes' termination all wait on rungd.
+  // With a worker's stream and a watch open, SIGTERM ends both at once (rather than waiting
+  // on them until a deadline cuts them off), and the log says what it ended and how long it took.
+  Cluster c;
+  c.StartRungd();
+  c.StartWorker("w1", 1);
+  ASSERT_FALSE(WaitForFileLine(c.dir().Sub("w1.log"), "registered with").empty());
+  const v1::Experiment e = c.Submit(R"(
+objective: {metric: loss, goal: minimize}
+search_space: {x: {type: float, min: 0, max: 1}}
+budget: {max_trials: 1}
+trial: {command: [sleep, "60"]}
+)",
+                                    c.dir().path());
+  ASSERT_FALSE(WaitForFileLine(c.dir().Sub("w1.log"), "trial " + e.id() + "-1 attempt 1 started").empty());
+  SpawnOptions watch;
+  watch.argv = {BinDir() + "/client/rung", "--addr", c.addr(), "watch", e.id()};
+  watch.env = CurrentEnvironment();
+  watch.stderr_path = c.dir().Sub("watch.log");
+  auto watcher = Subprocess::Spawn(watch);
+  ASSERT_TRUE(watcher.ok()) << watcher.status();
+  ASSERT_FALSE(WaitForLine(watcher->get(), e.id()).empty());  // its first progress line: the watch is open
+
+  ASSERT_EQ(kill(c.rungd()->pid(), SIGTERM), 0);
+  int status = 0;
+  ASSERT_TRUE(AwaitExit(c.rungd(), &status, 30000)) << "rungd still runs 30 s after SIGTERM";
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  const std::string stopped = WaitForFileLine(c.rungd_log(), "stopped in ", 0);
+  EXPECT_THAT(stopped, HasSubstr(" ms; it ended worker streams: 1, watches: 1, waiting asks: 0"));
+  // The worker heard why its stream ended (and keeps its trial running, to reconnect).
+  EXPECT_FALSE(WaitForFileLine(c.dir().Sub("w1.log"), "rungd is shutting down").empty());
+}
+
 }  // namespace
 }  // namespace rung::testing
