@@ -1,9 +1,11 @@
 // rung-worker's agent: one stream to the controller, trial processes, the report socket.
 //
-// Threads: Run() is the event loop and owns all trial state; a second thread owns the gRPC
-// stream (connect with backoff, read) and hands what it reads to the loop. Messages that
-// change state go into an outbox with a sequence number and stay there until acknowledged,
-// so a reconnect resends them; handling on the controller is idempotent.
+// Threads: Run() is the event loop (poll on signals, the report socket and the trials'
+// stdout); the decisions are the Supervisor's (worker/supervisor.h), which the loop feeds
+// and whose queued messages it writes. A second thread owns the gRPC stream (connect with
+// backoff, read) and hands what it reads to the loop. Messages
+// that change state stay in an outbox until acknowledged, so a reconnect resends them;
+// handling on the controller is idempotent.
 #ifndef RUNG_WORKER_AGENT_H_
 #define RUNG_WORKER_AGENT_H_
 
@@ -14,8 +16,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/connect.h"
 #include "absl/time/time.h"
+#include "common/clock.h"
+#include "common/connect.h"
+#include "worker/launcher.h"
 
 namespace rung {
 
@@ -37,6 +41,12 @@ struct AgentOptions {
   absl::Duration orphan_timeout = absl::Hours(1);
 };
 
+// The world the agent works in (STYLE 3): real by default, fakes in tests.
+struct AgentEnv {
+  Clock* clock = Clock::Real();                         // must outlive the agent
+  ProcessLauncher* launcher = ProcessLauncher::Real();  // must outlive the agent
+};
+
 // Figures for the worker's /metrics, updated by the agent and read from any thread.
 struct AgentStats {
   std::atomic<int> slots{0};
@@ -51,7 +61,7 @@ class Agent {
  public:
   // Prepares the work folder and the report socket. SIGCHLD, SIGINT and SIGTERM must be
   // blocked in every thread before this is called (the agent takes them with signalfd).
-  static absl::StatusOr<std::unique_ptr<Agent>> Create(AgentOptions options);
+  static absl::StatusOr<std::unique_ptr<Agent>> Create(AgentOptions options, AgentEnv env = {});
   virtual ~Agent() = default;
   // Serves until SIGINT or SIGTERM, then stops its trials and returns.
   virtual absl::Status Run() = 0;
