@@ -14,6 +14,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -23,6 +24,7 @@
 #include "grpcpp/grpcpp.h"
 #include "rung/v1/worker_service.grpc.pb.h"
 #include "worker/python_module.h"
+#include "worker/reconnect.h"
 #include "worker/supervisor.h"
 
 namespace rung {
@@ -32,6 +34,12 @@ namespace fs = std::filesystem;
 using Stream = grpc::ClientReaderWriter<v1::WorkerMessage, v1::ControllerMessage>;
 
 constexpr size_t kMaxLine = 1 << 20;  // a longer report line closes its connection
+// How often a wait for the channel looks at whether the agent is stopping.
+constexpr absl::Duration kStopCheck = absl::Milliseconds(100);
+// gRPC's own reconnect backoff (per TCP connection attempt) is capped here, so that a worker
+// is back within about a second of rungd serving again: the cap plus gRPC's 20% jitter, and
+// a connection attempt to a daemon that is down is one refused SYN.
+constexpr int kMaxReconnectBackoffMs = 700;
 
 struct Conn {
   int fd;
@@ -54,7 +62,7 @@ absl::Status FromGrpc(const grpc::Status& s) {
 class AgentImpl final : public Agent {
  public:
   AgentImpl(AgentOptions o, AgentEnv env)
-      : o_(std::move(o)), clock_(env.clock), launcher_(env.launcher) {}
+      : o_(std::move(o)), clock_(env.clock), launcher_(env.launcher), seed_(env.seed) {}
   ~AgentImpl() override {
     for (int fd : {wake_r_, wake_w_, signal_fd_, listen_fd_}) {
       if (fd >= 0) close(fd);
@@ -76,6 +84,9 @@ class AgentImpl final : public Agent {
   // Opens one stream and reads it until it ends; returns how it ended. `registered`: rungd
   // sent at least one message on it.
   absl::Status RunStream(bool* registered);
+  // Waits up to `delay` before the next stream. Returns early (true) when the channel comes
+  // back after having been down, or at once when `go_if_ready` and it is ready now.
+  bool WaitBeforeRetry(absl::Duration delay, bool go_if_ready);
   // Writes to the stream of generation `gen`; false when that stream is gone.
   bool Write(const v1::WorkerMessage& m, uint64_t gen);
   void Wake() {
@@ -94,6 +105,7 @@ class AgentImpl final : public Agent {
   const AgentOptions o_;
   Clock* const clock_;
   ProcessLauncher* const launcher_;
+  uint64_t seed_;
   std::unique_ptr<Supervisor> sup_;
   std::string socket_path_, python_dir_;
   int wake_r_ = -1, wake_w_ = -1, signal_fd_ = -1, listen_fd_ = -1;
@@ -113,12 +125,15 @@ class AgentImpl final : public Agent {
   absl::Notification stop_stream_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::WorkerService::Stub> stub_;
+  std::unique_ptr<ReconnectPolicy> policy_;  // the stream thread's
 };
 
 absl::Status AgentImpl::Init() {
   if (o_.gpus.empty() && o_.cpu_slots <= 0) {
     return absl::InvalidArgumentError("no slots: give --slots N or --gpus LIST (no GPU was found)");
   }
+  if (seed_ == 0) seed_ = (uint64_t{std::random_device{}()} << 32) ^ std::random_device{}();
+  std::mt19937_64 rng(seed_);
   if (auto s = PrepareWorkDir(); !s.ok()) return s;
   if (auto s = OpenReportSocket(); !s.ok()) return s;
   sup_ = std::make_unique<Supervisor>(o_, SupervisorPaths{o_.work_dir, socket_path_, python_dir_},
@@ -135,6 +150,7 @@ absl::Status AgentImpl::Init() {
   sigaddset(&sigs, SIGTERM);
   signal_fd_ = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
   if (signal_fd_ < 0) return absl::InternalError(absl::StrCat("signalfd: ", strerror(errno)));
+  policy_ = std::make_unique<ReconnectPolicy>(clock_, o_.controller, ReconnectOptions(), rng());
   return OpenChannel();
 }
 
@@ -184,7 +200,7 @@ absl::Status AgentImpl::OpenChannel() {
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, kMaxReconnectBackoffMs);
   auto channel = Connect(o_.controller, o_.connect, args);
   if (!channel.ok()) return channel.status();
   channel_ = *channel;
@@ -196,19 +212,18 @@ absl::Status AgentImpl::OpenChannel() {
 // Stream thread
 
 void AgentImpl::StreamThread() {
-  absl::Duration backoff = absl::Milliseconds(100);
+  bool went_early = false;
   while (!stop_stream_.HasBeenNotified()) {
     bool registered = false;
     const absl::Status s = RunStream(&registered);
-    if (registered) {
-      Log(LogLevel::kWarning, absl::StrCat("lost the controller at ", o_.controller, ": ",
-                                           s.message(), "; reconnecting"));
-      backoff = absl::Milliseconds(100);
-    } else if (!s.ok() && s.code() != absl::StatusCode::kUnavailable) {
-      Log(LogLevel::kError, absl::StrCat("controller refused the stream: ", s.message()));
-    }
-    stop_stream_.WaitForNotificationWithTimeout(backoff);
-    backoff = std::min(backoff * 2, absl::Seconds(5));
+    if (stop_stream_.HasBeenNotified()) break;
+    const ReconnectDecision d = policy_->OnStreamEnded(s, registered);
+    if (!d.note.empty()) Log(d.level, d.note);
+    // rungd unreachable: go as soon as the channel is ready again. A ready channel whose
+    // stream failed anyway (rungd refusing with UNAVAILABLE) gets that at most every other
+    // time, so a daemon that is up but refusing is not hammered.
+    const bool unreachable = !registered && s.code() == absl::StatusCode::kUnavailable;
+    went_early = WaitBeforeRetry(d.delay, unreachable && !went_early);
   }
 }
 
@@ -258,6 +273,27 @@ absl::Status AgentImpl::RunStream(bool* registered) {
   }
   Wake();
   return FromGrpc(stream->Finish());
+}
+
+bool AgentImpl::WaitBeforeRetry(absl::Duration delay, bool go_if_ready) {
+  // Real time: this waits on gRPC, whose deadlines are real.
+  const absl::Time deadline = absl::Now() + delay;
+  grpc_connectivity_state state = channel_->GetState(/*try_to_connect=*/true);
+  if (state == GRPC_CHANNEL_READY) {
+    if (go_if_ready) return true;
+    stop_stream_.WaitForNotificationWithTimeout(delay);
+    return false;
+  }
+  while (!stop_stream_.HasBeenNotified()) {
+    const absl::Time now = absl::Now();
+    if (now >= deadline) return false;
+    const absl::Time until = std::min(deadline, now + kStopCheck);
+    if (channel_->WaitForStateChange(state, absl::ToChronoTime(until))) {
+      state = channel_->GetState(/*try_to_connect=*/true);
+      if (state == GRPC_CHANNEL_READY) return true;
+    }
+  }
+  return false;
 }
 
 bool AgentImpl::Write(const v1::WorkerMessage& m, uint64_t gen) {

@@ -2,8 +2,8 @@
 //
 // Threads: Run() is the event loop (poll on signals, the report socket and the trials'
 // stdout); the decisions are the Supervisor's (worker/supervisor.h), which the loop feeds
-// and whose queued messages it writes. A second thread owns the gRPC stream (connect with
-// backoff, read) and hands what it reads to the loop. Messages
+// and whose queued messages it writes. A second thread owns the gRPC stream (connect, read,
+// reconnect as worker/reconnect.h decides) and hands what it reads to the loop. Messages
 // that change state stay in an outbox until acknowledged, so a reconnect resends them;
 // handling on the controller is idempotent.
 #ifndef RUNG_WORKER_AGENT_H_
@@ -45,6 +45,8 @@ struct AgentOptions {
 struct AgentEnv {
   Clock* clock = Clock::Real();                         // must outlive the agent
   ProcessLauncher* launcher = ProcessLauncher::Real();  // must outlive the agent
+  // Drives the reconnect jitter; 0: from std::random_device.
+  uint64_t seed = 0;
 };
 
 // Figures for the worker's /metrics, updated by the agent and read from any thread.

@@ -237,8 +237,9 @@ class Cluster {
 };
 
 // Waits until the file at `path` has a line containing `needle` (woken by inotify, not by
-// polling); returns the line, or "" after `timeout_ms`.
-inline std::string WaitForFileLine(const std::string& path, const std::string& needle, int timeout_ms = 60000) {
+// polling); returns the line, or "" after `timeout_ms`. `nth`: the nth such line.
+inline std::string WaitForFileLine(const std::string& path, const std::string& needle, int timeout_ms = 60000,
+                                   int nth = 1) {
   const int fd = inotify_init1(IN_CLOEXEC);
   if (fd < 0) return "";
   inotify_add_watch(fd, path.c_str(), IN_MODIFY);
@@ -246,8 +247,9 @@ inline std::string WaitForFileLine(const std::string& path, const std::string& n
   std::string found;
   for (;;) {
     std::ifstream in(path);
+    int seen = 0;
     for (std::string line; found.empty() && std::getline(in, line);) {
-      if (line.find(needle) != std::string::npos) found = line;
+      if (line.find(needle) != std::string::npos && ++seen == nth) found = line;
     }
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (!found.empty() || left.count() <= 0) break;

@@ -1,0 +1,50 @@
+#include "worker/reconnect.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace rung {
+
+Backoff::Backoff(const BackoffOptions& options, uint64_t seed)
+    : options_(options), nominal_(options.initial), rng_(seed) {}
+
+absl::Duration Backoff::Next() {
+  const absl::Duration nominal = std::min(nominal_, options_.max);
+  nominal_ = std::min(nominal_ * options_.multiplier, options_.max);
+  std::uniform_real_distribution<double> factor(1.0 - options_.jitter, 1.0);
+  return nominal * factor(rng_);
+}
+
+ReconnectPolicy::ReconnectPolicy(Clock* clock, std::string controller,
+                                 const ReconnectOptions& options, uint64_t seed)
+    : clock_(clock),
+      controller_(std::move(controller)),
+      options_(options),
+      backoff_(options.backoff, seed) {}
+
+ReconnectDecision ReconnectPolicy::Retry(LogLevel level, std::string note) {
+  ReconnectDecision d;
+  d.delay = backoff_.Next();
+  d.level = level;
+  d.note = std::move(note);
+  return d;
+}
+
+ReconnectDecision ReconnectPolicy::OnStreamEnded(const absl::Status& status, bool registered) {
+  // rungd took us; whatever ends the stream now starts a fresh round of retries.
+  if (registered) backoff_.Reset();
+  const std::string msg(status.message());
+  if (registered) {
+    return Retry(LogLevel::kWarning, absl::StrCat("lost the controller at ", controller_, ": ",
+                                                  msg, "; reconnecting"));
+  }
+  if (!status.ok() && status.code() != absl::StatusCode::kUnavailable) {
+    return Retry(LogLevel::kError, absl::StrCat("controller refused the stream: ", msg));
+  }
+  return Retry(LogLevel::kDebug, absl::StrCat("cannot reach the controller at ", controller_,
+                                              ": ", msg.empty() ? "stream ended" : msg));
+}
+
+}  // namespace rung
