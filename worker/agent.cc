@@ -96,7 +96,7 @@ class AgentImpl final : public Agent {
   }
 
   // ---- loop ----
-  void TakeFromStream();
+  void TakeFromStream(absl::Status* fatal);
   void ServeReportSocket(const std::vector<pollfd>& fds, size_t conn_base, size_t conn_end);
   void HandleConn(Conn* c, bool* close_it);
   void WriteOutgoing();
@@ -111,12 +111,14 @@ class AgentImpl final : public Agent {
   int wake_r_ = -1, wake_w_ = -1, signal_fd_ = -1, listen_fd_ = -1;
   std::vector<Conn> conns_;
   uint64_t seen_gen_ = 0;
+  bool fatal_seen_ = false;
 
   // Shared with the stream thread.
   absl::Mutex mu_;
   std::deque<v1::ControllerMessage> inbox_ ABSL_GUARDED_BY(mu_);
   uint64_t gen_ ABSL_GUARDED_BY(mu_) = 0;  // raised by each new stream and each end of one
   bool connected_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status fatal_ ABSL_GUARDED_BY(mu_);  // rungd refused us for good
   absl::Mutex stream_mu_;
   Stream* stream_ ABSL_GUARDED_BY(stream_mu_) = nullptr;
   uint64_t stream_gen_ ABSL_GUARDED_BY(stream_mu_) = 0;
@@ -219,6 +221,14 @@ void AgentImpl::StreamThread() {
     if (stop_stream_.HasBeenNotified()) break;
     const ReconnectDecision d = policy_->OnStreamEnded(s, registered);
     if (!d.note.empty()) Log(d.level, d.note);
+    if (d.give_up) {
+      {
+        absl::MutexLock l(&mu_);
+        fatal_ = d.reason;
+      }
+      Wake();
+      return;
+    }
     // rungd unreachable: go as soon as the channel is ready again. A ready channel whose
     // stream failed anyway (rungd refusing with UNAVAILABLE) gets that at most every other
     // time, so a daemon that is up but refusing is not hammered.
@@ -312,16 +322,18 @@ void AgentImpl::StopStreamThread() {
 // ---------------------------------------------------------------------------------------
 // Loop
 
-// What the stream thread brought: a new or lost stream, controller messages.
-void AgentImpl::TakeFromStream() {
+// What the stream thread brought: a new or lost stream, controller messages, a refusal.
+void AgentImpl::TakeFromStream(absl::Status* fatal) {
   std::deque<v1::ControllerMessage> inbox;
   uint64_t gen;
   bool connected;
+  absl::Status refused;
   {
     absl::MutexLock l(&mu_);
     inbox.swap(inbox_);
     gen = gen_;
     connected = connected_;
+    refused = fatal_;
   }
   if (gen != seen_gen_) {
     seen_gen_ = gen;
@@ -332,6 +344,11 @@ void AgentImpl::TakeFromStream() {
     }
   }
   for (const auto& m : inbox) sup_->HandleControllerMessage(m);
+  if (!refused.ok() && !fatal_seen_) {
+    fatal_seen_ = true;
+    *fatal = refused;
+    sup_->BeginShutdown(/*deliver=*/false);  // nobody will acknowledge the trials' exits
+  }
 }
 
 void AgentImpl::HandleConn(Conn* c, bool* close_it) {
@@ -422,7 +439,7 @@ absl::Status AgentImpl::Run() {
       while (read(wake_r_, buf, sizeof(buf)) > 0) {
       }
     }
-    TakeFromStream();
+    TakeFromStream(&result);
     ServeReportSocket(fds, conn_base, trial_base);
     for (size_t i = trial_base; i < fds.size(); ++i) {
       if (fds[i].revents) sup_->ReadStdout(fds[i].fd);

@@ -65,7 +65,10 @@ class Agent {
   // blocked in every thread before this is called (the agent takes them with signalfd).
   static absl::StatusOr<std::unique_ptr<Agent>> Create(AgentOptions options, AgentEnv env = {});
   virtual ~Agent() = default;
-  // Serves until SIGINT or SIGTERM, then stops its trials and returns.
+  // Serves until SIGINT or SIGTERM, then stops its trials and returns OK. Returns an error
+  // with rungd's reason when rungd refuses the worker's token for good (UNAUTHENTICATED or
+  // PERMISSION_DENIED), after stopping its trials. rungd unreachable is retried for ever
+  // (trials stop past orphan_timeout).
   virtual absl::Status Run() = 0;
   virtual const AgentStats& stats() const = 0;
 };

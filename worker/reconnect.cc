@@ -36,6 +36,23 @@ ReconnectDecision ReconnectPolicy::OnStreamEnded(const absl::Status& status, boo
   // rungd took us; whatever ends the stream now starts a fresh round of retries.
   if (registered) backoff_.Reset();
   const std::string msg(status.message());
+  switch (status.code()) {
+    case absl::StatusCode::kUnauthenticated:
+    case absl::StatusCode::kPermissionDenied: {
+      // The token is wrong for good: retrying cannot help, and a worker that retries
+      // forever looks alive to whoever started it.
+      ReconnectDecision d;
+      d.give_up = true;
+      d.reason = absl::Status(status.code(), absl::StrCat("rungd at ", controller_,
+                                                          " refused this worker: ", msg,
+                                                          " (see --token or RUNG_TOKEN)"));
+      d.level = LogLevel::kError;
+      d.note = absl::StrCat("controller refused the stream: ", msg);
+      return d;
+    }
+    default:
+      break;
+  }
   if (registered) {
     return Retry(LogLevel::kWarning, absl::StrCat("lost the controller at ", controller_, ": ",
                                                   msg, "; reconnecting"));

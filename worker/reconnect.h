@@ -1,5 +1,5 @@
 // What rung-worker does when its stream to rungd ends: retry after a capped, jittered
-// backoff.
+// backoff, or give up for good (a refused token).
 //
 // Pure decisions on an injected clock, so that they are tested by moving a FakeClock. The
 // waiting itself is the stream thread's (worker/agent.cc): it waits for the gRPC channel to
@@ -49,8 +49,11 @@ struct ReconnectOptions {
 
 // The decision after a stream ended.
 struct ReconnectDecision {
-  // Open the next stream after this long at most (the stream thread goes earlier when the
-  // channel becomes ready after having been down).
+  bool give_up = false;
+  // give_up: why the worker exits, with rungd's own message; code as rungd sent it.
+  absl::Status reason;
+  // !give_up: open the next stream after this long at most (the stream thread goes earlier
+  // when the channel becomes ready after having been down).
   absl::Duration delay;
   // What to log about it ("" for nothing: rungd unreachable once more is not news).
   LogLevel level = LogLevel::kInfo;

@@ -134,6 +134,22 @@ class Cluster {
   // What worker `i` (in start order) printed once it served ("rung-worker: NAME serving ...").
   const std::string& worker_line(size_t i) const { return worker_lines_[i]; }
 
+  // Waits up to `timeout_ms` for worker `i` (in start order) to exit by itself; returns its
+  // waitpid() status, or -1 while it still runs.
+  int WaitWorkerExit(size_t i, int timeout_ms = 60000) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    int status = 0;
+    while (!workers_[i]->Poll(&status)) {
+      if (std::chrono::steady_clock::now() >= deadline) return -1;
+      sigset_t s;
+      sigemptyset(&s);
+      sigaddset(&s, SIGCHLD);
+      timespec ts{0, 50'000'000};
+      sigtimedwait(&s, nullptr, &ts);  // wakes when a child changes state
+    }
+    return status;
+  }
+
   // kill -9 of worker `i` (in start order); its trial processes die with it.
   void KillWorker(size_t i) {
     workers_[i]->SignalGroup(SIGKILL);

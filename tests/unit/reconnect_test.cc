@@ -1,4 +1,4 @@
-// When rung-worker retries rungd, on a fake clock.
+// When rung-worker retries rungd and when it gives up, on a fake clock.
 #include "worker/reconnect.h"
 
 #include <vector>
@@ -8,6 +8,8 @@
 
 namespace rung {
 namespace {
+
+using ::testing::HasSubstr;
 
 TEST(BackoffTest, GrowsToTheCapWithJitterThatNeverExceedsIt) {
   BackoffOptions o;  // 100 ms, doubling, 2 s cap, 20% jitter
@@ -52,6 +54,7 @@ TEST_F(ReconnectPolicyTest, UnreachableIsRetriedForEverWithBackoffThatResetsOnce
   std::vector<absl::Time> attempts = {clock_.Now()};
   while (clock_.Now() - attempts.front() < absl::Seconds(60)) {
     ReconnectDecision d = policy_.OnStreamEnded(down, /*registered=*/false);
+    ASSERT_FALSE(d.give_up);
     EXPECT_EQ(d.level, LogLevel::kDebug) << "rungd still down is not worth a line each time";
     clock_.Advance(d.delay);
     attempts.push_back(clock_.Now());
@@ -66,15 +69,34 @@ TEST_F(ReconnectPolicyTest, UnreachableIsRetriedForEverWithBackoffThatResetsOnce
   EXPECT_LE(attempts.size(), 44u);
 
   ReconnectDecision lost = policy_.OnStreamEnded(down, /*registered=*/true);
+  EXPECT_FALSE(lost.give_up);
   EXPECT_LE(lost.delay, absl::Milliseconds(100));
   EXPECT_EQ(lost.level, LogLevel::kWarning);
   EXPECT_EQ(lost.note,
             "lost the controller at rungd:7411: failed to connect to all addresses; reconnecting");
 }
 
+TEST_F(ReconnectPolicyTest, ARefusedTokenGivesUpAtOnceWithRungdsReason) {
+  ReconnectDecision d = policy_.OnStreamEnded(
+      absl::UnauthenticatedError("WorkerService.Connect: unknown token"), false);
+  EXPECT_TRUE(d.give_up);
+  EXPECT_EQ(d.reason.code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(d.reason.message(),
+            "rungd at rungd:7411 refused this worker: WorkerService.Connect: unknown token "
+            "(see --token or RUNG_TOKEN)");
+  EXPECT_EQ(d.note, "controller refused the stream: WorkerService.Connect: unknown token");
+
+  ReconnectDecision role = policy_.OnStreamEnded(
+      absl::PermissionDeniedError("WorkerService.Connect: alice has role user"), true);
+  EXPECT_TRUE(role.give_up);
+  EXPECT_EQ(role.reason.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(role.reason.message(), HasSubstr("alice has role user"));
+}
+
 TEST_F(ReconnectPolicyTest, OtherRefusalsAreRetriedAndLogged) {
   ReconnectDecision d = policy_.OnStreamEnded(
       absl::InvalidArgumentError("register.worker_id: must not be empty"), false);
+  EXPECT_FALSE(d.give_up);
   EXPECT_EQ(d.level, LogLevel::kError);
   EXPECT_EQ(d.note, "controller refused the stream: register.worker_id: must not be empty");
 }
