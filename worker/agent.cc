@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/log.h"
@@ -106,6 +107,7 @@ class AgentImpl final : public Agent {
   Clock* const clock_;
   ProcessLauncher* const launcher_;
   uint64_t seed_;
+  std::string session_id_;  // random, once per process: sent in every Register
   std::unique_ptr<Supervisor> sup_;
   std::string socket_path_, python_dir_;
   int wake_r_ = -1, wake_w_ = -1, signal_fd_ = -1, listen_fd_ = -1;
@@ -136,10 +138,11 @@ absl::Status AgentImpl::Init() {
   }
   if (seed_ == 0) seed_ = (uint64_t{std::random_device{}()} << 32) ^ std::random_device{}();
   std::mt19937_64 rng(seed_);
+  session_id_ = absl::StrFormat("%016x%016x", rng(), rng());
   if (auto s = PrepareWorkDir(); !s.ok()) return s;
   if (auto s = OpenReportSocket(); !s.ok()) return s;
   sup_ = std::make_unique<Supervisor>(o_, SupervisorPaths{o_.work_dir, socket_path_, python_dir_},
-                                      clock_, launcher_);
+                                      session_id_, clock_, launcher_);
 
   int p[2];
   if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0) return absl::InternalError(strerror(errno));
@@ -152,7 +155,9 @@ absl::Status AgentImpl::Init() {
   sigaddset(&sigs, SIGTERM);
   signal_fd_ = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
   if (signal_fd_ < 0) return absl::InternalError(absl::StrCat("signalfd: ", strerror(errno)));
-  policy_ = std::make_unique<ReconnectPolicy>(clock_, o_.controller, ReconnectOptions(), rng());
+  ReconnectOptions ro;
+  ro.name_clash_window = o_.name_clash_window;
+  policy_ = std::make_unique<ReconnectPolicy>(clock_, o_.controller, ro, rng());
   return OpenChannel();
 }
 

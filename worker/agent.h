@@ -39,13 +39,17 @@ struct AgentOptions {
   // once it is back) for this long; then the worker stops them (SIGTERM, SIGKILL after
   // kill_grace), and rungd runs them again, not counting it as their failure.
   absl::Duration orphan_timeout = absl::Hours(1);
+  // rungd refusing the name (ALREADY_EXISTS: another live worker has it) is retried this
+  // long, for a restarted worker whose old stream rungd has not seen close yet; then the
+  // worker exits.
+  absl::Duration name_clash_window = absl::Seconds(10);
 };
 
 // The world the agent works in (STYLE 3): real by default, fakes in tests.
 struct AgentEnv {
   Clock* clock = Clock::Real();                         // must outlive the agent
   ProcessLauncher* launcher = ProcessLauncher::Real();  // must outlive the agent
-  // Drives the reconnect jitter; 0: from std::random_device.
+  // Drives the reconnect jitter and the session id; 0: from std::random_device.
   uint64_t seed = 0;
 };
 
@@ -66,9 +70,9 @@ class Agent {
   static absl::StatusOr<std::unique_ptr<Agent>> Create(AgentOptions options, AgentEnv env = {});
   virtual ~Agent() = default;
   // Serves until SIGINT or SIGTERM, then stops its trials and returns OK. Returns an error
-  // with rungd's reason when rungd refuses the worker's token for good (UNAUTHENTICATED or
-  // PERMISSION_DENIED), after stopping its trials. rungd unreachable is retried for ever
-  // (trials stop past orphan_timeout).
+  // with rungd's reason when rungd refuses the worker for good (its token: UNAUTHENTICATED
+  // or PERMISSION_DENIED; its name, past name_clash_window: ALREADY_EXISTS), after stopping
+  // its trials. rungd unreachable is retried for ever (trials stop past orphan_timeout).
   virtual absl::Status Run() = 0;
   virtual const AgentStats& stats() const = 0;
 };

@@ -33,8 +33,12 @@ ReconnectDecision ReconnectPolicy::Retry(LogLevel level, std::string note) {
 }
 
 ReconnectDecision ReconnectPolicy::OnStreamEnded(const absl::Status& status, bool registered) {
-  // rungd took us; whatever ends the stream now starts a fresh round of retries.
-  if (registered) backoff_.Reset();
+  const absl::Time now = clock_->Now();
+  if (registered) {
+    // rungd took us; whatever ends the stream now starts a fresh round of retries.
+    backoff_.Reset();
+    clash_since_ = absl::InfiniteFuture();
+  }
   const std::string msg(status.message());
   switch (status.code()) {
     case absl::StatusCode::kUnauthenticated:
@@ -49,6 +53,25 @@ ReconnectDecision ReconnectPolicy::OnStreamEnded(const absl::Status& status, boo
       d.level = LogLevel::kError;
       d.note = absl::StrCat("controller refused the stream: ", msg);
       return d;
+    }
+    case absl::StatusCode::kAlreadyExists: {
+      if (clash_since_ == absl::InfiniteFuture()) clash_since_ = now;
+      if (now - clash_since_ >= options_.name_clash_window) {
+        ReconnectDecision d;
+        d.give_up = true;
+        d.reason = absl::AlreadyExistsError(absl::StrCat(
+            "rungd at ", controller_, " refused this worker's name for ",
+            absl::FormatDuration(options_.name_clash_window), ": ", msg,
+            "; give each worker its own --name"));
+        d.level = LogLevel::kError;
+        d.note = absl::StrCat("controller refused the stream: ", msg);
+        return d;
+      }
+      const absl::Duration left = clash_since_ + options_.name_clash_window - now;
+      return Retry(LogLevel::kWarning,
+                   absl::StrCat("controller refused the stream: ", msg, "; retrying for up to ",
+                                absl::FormatDuration(left),
+                                " (a restarted worker's old stream may not have closed yet)"));
     }
     default:
       break;

@@ -1,5 +1,5 @@
 // What rung-worker does when its stream to rungd ends: retry after a capped, jittered
-// backoff, or give up for good (a refused token).
+// backoff, or give up for good (a refused token, a name another live worker holds).
 //
 // Pure decisions on an injected clock, so that they are tested by moving a FakeClock. The
 // waiting itself is the stream thread's (worker/agent.cc): it waits for the gRPC channel to
@@ -45,6 +45,9 @@ class Backoff {
 
 struct ReconnectOptions {
   BackoffOptions backoff;
+  // How long a name refused with ALREADY_EXISTS is retried before the worker gives up. It
+  // covers a worker restarted (after a crash) before rungd noticed that its old stream died.
+  absl::Duration name_clash_window = absl::Seconds(10);
 };
 
 // The decision after a stream ended.
@@ -78,6 +81,8 @@ class ReconnectPolicy {
   const std::string controller_;
   const ReconnectOptions options_;
   Backoff backoff_;
+  // Since when rungd has refused our name without a stream accepted in between.
+  absl::Time clash_since_ = absl::InfiniteFuture();
 };
 
 }  // namespace rung

@@ -80,10 +80,11 @@ struct Supervisor::TrialRun {
   }
 };
 
-Supervisor::Supervisor(const AgentOptions& options, SupervisorPaths paths, Clock* clock,
-                       ProcessLauncher* launcher)
+Supervisor::Supervisor(const AgentOptions& options, SupervisorPaths paths,
+                       std::string session_id, Clock* clock, ProcessLauncher* launcher)
     : o_(options),
       paths_(std::move(paths)),
+      session_id_(std::move(session_id)),
       clock_(clock),
       launcher_(launcher),
       unregistered_since_(clock->Now()) {
@@ -138,6 +139,7 @@ void Supervisor::OnStreamStarted() {
   for (const auto& [k, v] : o_.labels) (*r->mutable_labels())[k] = v;
   r->set_version(RUNG_VERSION);
   r->set_work_dir(paths_.work_dir);
+  r->set_session_id(session_id_);
   for (const auto& [id, run] : trials_) {
     if (!run->discard) SetRef(r->add_trials(), run->id, run->attempt);
   }
@@ -184,8 +186,9 @@ void Supervisor::OnRegistered(const v1::RegisterReply& r) {
   }
   registered_ = true;
   unregistered_since_ = absl::InfiniteFuture();
-  Log(LogLevel::kInfo, absl::StrCat("registered with ", o_.controller, " as ", o_.name, " (",
-                                    slots_.size(), " slots, ", trials_.size(), " trials known)"));
+  Log(LogLevel::kInfo, absl::StrCat("registered with ", o_.controller, " as ", o_.name,
+                                    " (session ", session_id_, ", ", slots_.size(), " slots, ",
+                                    trials_.size(), " trials known)"));
   for (const auto& msg : outbox_) outgoing_.push_back(msg);
   last_pull_.clear();
   last_pull_.insert(-1);  // force a pull

@@ -42,9 +42,9 @@ struct SupervisorPaths {
 class Supervisor {
  public:
   // `options.work_dir` is not used (paths.work_dir is). `clock` and `launcher` must outlive
-  // the supervisor.
-  Supervisor(const AgentOptions& options, SupervisorPaths paths, Clock* clock,
-             ProcessLauncher* launcher);
+  // the supervisor. `session_id` goes into every Register.
+  Supervisor(const AgentOptions& options, SupervisorPaths paths, std::string session_id,
+             Clock* clock, ProcessLauncher* launcher);
   ~Supervisor();
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;
@@ -115,6 +115,7 @@ class Supervisor {
 
   const AgentOptions o_;
   const SupervisorPaths paths_;
+  const std::string session_id_;
   Clock* const clock_;
   ProcessLauncher* const launcher_;
   std::map<std::string, std::string> base_env_;

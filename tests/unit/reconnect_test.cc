@@ -101,5 +101,43 @@ TEST_F(ReconnectPolicyTest, OtherRefusalsAreRetriedAndLogged) {
   EXPECT_EQ(d.note, "controller refused the stream: register.worker_id: must not be empty");
 }
 
+// Another live worker has the name: retried for name_clash_window (10 s), then given up.
+TEST_F(ReconnectPolicyTest, ANameClashIsRetriedForItsWindowThenGivenUp) {
+  const absl::Status clash =
+      absl::AlreadyExistsError("worker w1 is connected from another process (session 9f2c)");
+  const absl::Time t0 = clock_.Now();
+  int retries = 0;
+  ReconnectDecision d;
+  while (true) {
+    d = policy_.OnStreamEnded(clash, false);
+    if (d.give_up) break;
+    ++retries;
+    EXPECT_EQ(d.level, LogLevel::kWarning);
+    EXPECT_THAT(d.note, HasSubstr("worker w1 is connected from another process (session 9f2c)"));
+    EXPECT_LT(clock_.Now() - t0, absl::Seconds(10));
+    clock_.Advance(d.delay);
+  }
+  EXPECT_GE(clock_.Now() - t0, absl::Seconds(10));
+  EXPECT_LT(clock_.Now() - t0, absl::Seconds(12));  // no later than one delay past it
+  EXPECT_GE(retries, 5);
+  EXPECT_EQ(d.reason.code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(d.reason.message(),
+            "rungd at rungd:7411 refused this worker's name for 10s: worker w1 is connected "
+            "from another process (session 9f2c); give each worker its own --name");
+}
+
+TEST_F(ReconnectPolicyTest, TheClashWindowStartsOverOnceAStreamWasAccepted) {
+  const absl::Status clash = absl::AlreadyExistsError("w1 is taken");
+  for (int round = 0; round < 3; ++round) {
+    const absl::Time start = clock_.Now();
+    while (clock_.Now() - start < absl::Seconds(8)) {
+      ReconnectDecision d = policy_.OnStreamEnded(clash, false);
+      ASSERT_FALSE(d.give_up) << "round " << round;
+      clock_.Advance(d.delay);
+    }
+    policy_.OnStreamEnded(absl::UnavailableError("rungd restarted"), /*registered=*/true);
+  }
+}
+
 }  // namespace
 }  // namespace rung

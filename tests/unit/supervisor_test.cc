@@ -42,7 +42,7 @@ class SupervisorTest : public ::testing::Test {
     o_.orphan_timeout = absl::Hours(1);
     sup_ = std::make_unique<Supervisor>(
         o_, SupervisorPaths{dir_.path(), dir_.Sub("report.sock"), dir_.Sub("python")},
-        &clock_, &launcher_);
+        "session-1", &clock_, &launcher_);
     unsetenv("RUNG_TOKEN");
   }
 
@@ -110,12 +110,13 @@ class SupervisorTest : public ::testing::Test {
   v1::Register last_register_;
 };
 
-TEST_F(SupervisorTest, RegistersThenPullsForItsFreeSlots) {
+TEST_F(SupervisorTest, RegistersWithItsSessionThenPullsForItsFreeSlots) {
   sup_->OnStreamStarted();
   std::vector<v1::WorkerMessage> out = sup_->TakeOutgoing();
   ASSERT_THAT(Kinds(out), ElementsAre(Kind::kRegister));
   const v1::Register& r = out[0].register_();
   EXPECT_EQ(r.worker_id(), "w1");
+  EXPECT_EQ(r.session_id(), "session-1");
   EXPECT_EQ(r.work_dir(), dir_.path());
   EXPECT_EQ(r.slots_size(), 2);
   // Nothing but Register until rungd answers.
