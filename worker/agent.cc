@@ -27,6 +27,7 @@
 #include "worker/python_module.h"
 #include "worker/reconnect.h"
 #include "worker/supervisor.h"
+#include "worker/work_dir_lock.h"
 
 namespace rung {
 namespace {
@@ -108,6 +109,7 @@ class AgentImpl final : public Agent {
   ProcessLauncher* const launcher_;
   uint64_t seed_;
   std::string session_id_;  // random, once per process: sent in every Register
+  std::unique_ptr<WorkDirLock> lock_;
   std::unique_ptr<Supervisor> sup_;
   std::string socket_path_, python_dir_;
   int wake_r_ = -1, wake_w_ = -1, signal_fd_ = -1, listen_fd_ = -1;
@@ -161,12 +163,16 @@ absl::Status AgentImpl::Init() {
   return OpenChannel();
 }
 
+// The folder, locked before anything in it is touched (the report socket, the module).
 absl::Status AgentImpl::PrepareWorkDir() {
   std::error_code ec;
   fs::create_directories(fs::path(o_.work_dir) / "trials", ec);
   if (ec) {
     return absl::UnavailableError(absl::StrCat("--work-dir ", o_.work_dir, ": ", ec.message()));
   }
+  auto lock = WorkDirLock::Acquire(o_.work_dir);
+  if (!lock.ok()) return lock.status();
+  lock_ = std::move(*lock);
   python_dir_ = (fs::path(o_.work_dir) / "python").string();
   fs::create_directories(fs::path(python_dir_) / "rung", ec);
   for (int i = 0; i < kPythonModuleFiles; ++i) {
@@ -188,7 +194,7 @@ absl::Status AgentImpl::OpenReportSocket() {
                                                    " is longer than ",
                                                    sizeof(addr.sun_path) - 1, " bytes"));
   }
-  unlink(socket_path_.c_str());
+  unlink(socket_path_.c_str());  // a dead worker's (we hold the folder's lock)
   listen_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   addr.sun_family = AF_UNIX;
   memcpy(addr.sun_path, socket_path_.c_str(), socket_path_.size() + 1);

@@ -65,8 +65,10 @@ struct AgentStats {
 
 class Agent {
  public:
-  // Prepares the work folder and the report socket. SIGCHLD, SIGINT and SIGTERM must be
-  // blocked in every thread before this is called (the agent takes them with signalfd).
+  // Locks the work folder (FAILED_PRECONDITION naming the other worker's pid when another
+  // rung-worker holds it), prepares it and the report socket. SIGCHLD, SIGINT and SIGTERM
+  // must be blocked in every thread before this is called (the agent takes them with
+  // signalfd).
   static absl::StatusOr<std::unique_ptr<Agent>> Create(AgentOptions options, AgentEnv env = {});
   virtual ~Agent() = default;
   // Serves until SIGINT or SIGTERM, then stops its trials and returns OK. Returns an error

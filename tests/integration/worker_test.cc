@@ -1,5 +1,5 @@
 // rung-worker as a process: back soon after rungd restarts, refused names (against a stand-in
-// for rungd's worker service, which answers as rungd does).
+// for rungd's worker service, which answers as rungd does), one worker per --work-dir.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -142,6 +142,28 @@ TEST(WorkerTest, ANameClashThatClearsEndsInARegistrationWithTheSameSession) {
   EXPECT_NE(w1, w2) << "each worker process has its own session";
   EXPECT_THAT(registered, HasSubstr(absl::StrCat("as w1 (session ", w1, ", 1 slots")));
   EXPECT_EQ(c.WaitWorkerExit(0, 0), -1);
+}
+
+TEST(WorkerTest, TwoWorkersCannotShareAWorkDir) {
+  Cluster c;
+  c.StartRungd();
+  c.StartWorker("w1", 1);
+  const std::string dir = c.dir().Sub("w1");
+  CliRun second = Sh(absl::StrCat(BinDir(), "/worker/rung-worker --controller ", c.addr(),
+                                  " --slots 1 --gpus none --name w2 --work-dir ", dir));
+  EXPECT_EQ(second.code, 1) << second.out;
+  EXPECT_THAT(second.out, HasSubstr(absl::StrCat("rung-worker: --work-dir ", dir,
+                                                 " is in use by another rung-worker (pid ", c.WorkerPid(0),
+                                                 "); give each worker its own --work-dir and --name")));
+  // The first worker kept its report socket: its trials report through it.
+  auto e = c.Submit(ReportModuleSpec("shared-dir", 2, 3, "0.01"), c.jobs_dir());
+  e = c.Watch(e.id());
+  EXPECT_EQ(e.state(), v1::EXPERIMENT_COMPLETED) << e.message();
+  for (const auto& t : c.Trials(e.id())) EXPECT_EQ(c.Metrics(t.id()).size(), 3u) << t.id();
+  // However the holder ends (here kill -9), the folder is free for the next worker.
+  c.KillWorker(0);
+  c.StartWorker("w1", 1);
+  EXPECT_FALSE(WaitForFileLine(c.dir().Sub("w1.log"), "registered with", 30000, 2).empty());
 }
 
 // rungd killed and started again on its port, after down times from 0.2 s to 5 s: the worker
