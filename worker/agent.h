@@ -1,9 +1,11 @@
 // rung-worker's agent: one stream to the controller, trial processes, the report socket.
 //
-// Threads: Run() is the event loop and owns all trial state; a second thread owns the gRPC
-// stream (connect with backoff, read) and hands what it reads to the loop. Messages that
-// change state go into an outbox with a sequence number and stay there until acknowledged,
-// so a reconnect resends them; handling on the controller is idempotent.
+// Threads: Run() is the event loop (poll on signals, the report socket and the trials'
+// stdout); the decisions are the Supervisor's (worker/supervisor.h), which the loop feeds
+// and whose queued messages it writes. A second thread owns the gRPC stream (connect, read,
+// reconnect as worker/reconnect.h decides) and hands what it reads to the loop. Messages
+// that change state stay in an outbox until acknowledged, so a reconnect resends them;
+// handling on the controller is idempotent.
 #ifndef RUNG_WORKER_AGENT_H_
 #define RUNG_WORKER_AGENT_H_
 
@@ -14,8 +16,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/connect.h"
 #include "absl/time/time.h"
+#include "common/clock.h"
+#include "common/connect.h"
+#include "worker/launcher.h"
 
 namespace rung {
 
@@ -35,6 +39,18 @@ struct AgentOptions {
   // once it is back) for this long; then the worker stops them (SIGTERM, SIGKILL after
   // kill_grace), and rungd runs them again, not counting it as their failure.
   absl::Duration orphan_timeout = absl::Hours(1);
+  // rungd refusing the name (ALREADY_EXISTS: another live worker has it) is retried this
+  // long, for a restarted worker whose old stream rungd has not seen close yet; then the
+  // worker exits.
+  absl::Duration name_clash_window = absl::Seconds(10);
+};
+
+// The world the agent works in (STYLE 3): real by default, fakes in tests.
+struct AgentEnv {
+  Clock* clock = Clock::Real();                         // must outlive the agent
+  ProcessLauncher* launcher = ProcessLauncher::Real();  // must outlive the agent
+  // Drives the reconnect jitter and the session id; 0: from std::random_device.
+  uint64_t seed = 0;
 };
 
 // Figures for the worker's /metrics, updated by the agent and read from any thread.
@@ -49,11 +65,16 @@ struct AgentStats {
 
 class Agent {
  public:
-  // Prepares the work folder and the report socket. SIGCHLD, SIGINT and SIGTERM must be
-  // blocked in every thread before this is called (the agent takes them with signalfd).
-  static absl::StatusOr<std::unique_ptr<Agent>> Create(AgentOptions options);
+  // Locks the work folder (FAILED_PRECONDITION naming the other worker's pid when another
+  // rung-worker holds it), prepares it and the report socket. SIGCHLD, SIGINT and SIGTERM
+  // must be blocked in every thread before this is called (the agent takes them with
+  // signalfd).
+  static absl::StatusOr<std::unique_ptr<Agent>> Create(AgentOptions options, AgentEnv env = {});
   virtual ~Agent() = default;
-  // Serves until SIGINT or SIGTERM, then stops its trials and returns.
+  // Serves until SIGINT or SIGTERM, then stops its trials and returns OK. Returns an error
+  // with rungd's reason when rungd refuses the worker for good (its token: UNAUTHENTICATED
+  // or PERMISSION_DENIED; its name, past name_clash_window: ALREADY_EXISTS), after stopping
+  // its trials. rungd unreachable is retried for ever (trials stop past orphan_timeout).
   virtual absl::Status Run() = 0;
   virtual const AgentStats& stats() const = 0;
 };

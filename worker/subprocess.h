@@ -11,16 +11,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "worker/launcher.h"
 
 namespace rung {
-
-struct SpawnOptions {
-  std::vector<std::string> argv;            // argv[0] is looked up in PATH
-  std::map<std::string, std::string> env;   // the whole environment of the child
-  std::string workdir;
-  std::string stderr_path;                  // stderr is appended to this file
-  bool pipe_stdout = true;                  // stdout through a pipe (stdout_fd()), else /dev/null
-};
 
 // This process's environment as a map (the usual base of SpawnOptions::env).
 class Subprocess;
@@ -32,24 +25,25 @@ std::map<std::string, std::string> CurrentEnvironment();
 // daemon's "ready" line. Blocks.
 std::string WaitForLine(Subprocess* p, const std::string& needle, int timeout_ms = 60000);
 
-class Subprocess {
+// The real Process (ProcessLauncher::Real() returns these).
+class Subprocess final : public Process {
  public:
   // Starts the child. Fails (with the reason, e.g. "python4: No such file or directory")
   // when it could not be executed; then no child is left behind.
   static absl::StatusOr<std::unique_ptr<Subprocess>> Spawn(const SpawnOptions& options);
   // Kills the group with SIGKILL and reaps the child if it is still running.
-  ~Subprocess();
+  ~Subprocess() override;
 
-  pid_t pid() const { return pid_; }
+  pid_t pid() const override { return pid_; }
   // Read end of the child's stdout, non-blocking; owned by this object (-1 once closed).
-  int stdout_fd() const { return stdout_fd_; }
-  void CloseStdout();
+  int stdout_fd() const override { return stdout_fd_; }
+  void CloseStdout() override;
 
   // Sends `sig` to the whole process group. Harmless after the child exited.
-  void SignalGroup(int sig);
+  void SignalGroup(int sig) override;
   // Reaps the child without blocking. True once it has exited; then `status` holds the
   // waitpid() status.
-  bool Poll(int* status);
+  bool Poll(int* status) override;
   bool exited() const { return exited_; }
 
  private:

@@ -134,6 +134,22 @@ class Cluster {
   // What worker `i` (in start order) printed once it served ("rung-worker: NAME serving ...").
   const std::string& worker_line(size_t i) const { return worker_lines_[i]; }
 
+  // Waits up to `timeout_ms` for worker `i` (in start order) to exit by itself; returns its
+  // waitpid() status, or -1 while it still runs.
+  int WaitWorkerExit(size_t i, int timeout_ms = 60000) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    int status = 0;
+    while (!workers_[i]->Poll(&status)) {
+      if (std::chrono::steady_clock::now() >= deadline) return -1;
+      sigset_t s;
+      sigemptyset(&s);
+      sigaddset(&s, SIGCHLD);
+      timespec ts{0, 50'000'000};
+      sigtimedwait(&s, nullptr, &ts);  // wakes when a child changes state
+    }
+    return status;
+  }
+
   // kill -9 of worker `i` (in start order); its trial processes die with it.
   void KillWorker(size_t i) {
     workers_[i]->SignalGroup(SIGKILL);
@@ -237,8 +253,9 @@ class Cluster {
 };
 
 // Waits until the file at `path` has a line containing `needle` (woken by inotify, not by
-// polling); returns the line, or "" after `timeout_ms`.
-inline std::string WaitForFileLine(const std::string& path, const std::string& needle, int timeout_ms = 60000) {
+// polling); returns the line, or "" after `timeout_ms`. `nth`: the nth such line.
+inline std::string WaitForFileLine(const std::string& path, const std::string& needle, int timeout_ms = 60000,
+                                   int nth = 1) {
   const int fd = inotify_init1(IN_CLOEXEC);
   if (fd < 0) return "";
   inotify_add_watch(fd, path.c_str(), IN_MODIFY);
@@ -246,8 +263,9 @@ inline std::string WaitForFileLine(const std::string& path, const std::string& n
   std::string found;
   for (;;) {
     std::ifstream in(path);
+    int seen = 0;
     for (std::string line; found.empty() && std::getline(in, line);) {
-      if (line.find(needle) != std::string::npos) found = line;
+      if (line.find(needle) != std::string::npos && ++seen == nth) found = line;
     }
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (!found.empty() || left.count() <= 0) break;

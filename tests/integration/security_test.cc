@@ -123,6 +123,11 @@ TEST(SecurityTest, TlsAndTokensLetInOnlyWhoMayAndRefusalsChangeNothing) {
   c.StartWorker("impostor", 1);
   EXPECT_THAT(WaitForFileLine(c.dir().Sub("impostor.log"), "controller refused the stream"),
               HasSubstr("WorkerService.Connect: alice has role user"));
+  // Refused for good: it exits with rungd's reason rather than retry for ever.
+  const int impostor = c.WaitWorkerExit(0);
+  EXPECT_TRUE(WIFEXITED(impostor) && WEXITSTATUS(impostor) == 1) << "status " << impostor;
+  EXPECT_THAT(WaitForFileLine(c.dir().Sub("impostor.log"), "rung-worker: rungd at", 1000),
+              HasSubstr("refused this worker: WorkerService.Connect: alice has role user"));
   c.KillWorker(0);
   c.set_worker_flags({"--ca", d + "/ca.pem", "--token", kWorker});
   c.StartWorker("gpu-node", 2);
@@ -132,6 +137,43 @@ TEST(SecurityTest, TlsAndTokensLetInOnlyWhoMayAndRefusalsChangeNothing) {
   EXPECT_EQ(e.counts().completed(), 2);
   CliRun replay = Rung(c, as(kAdmin) + "admin replay " + id);
   EXPECT_EQ(replay.code, 0) << replay.out;
+}
+
+// rungd refusing a worker's token is for good: no token or an unknown one (UNAUTHENTICATED),
+// a user's token (PERMISSION_DENIED). The worker exits non-zero with rungd's reason on
+// stderr; a worker with a worker token on the same rungd serves.
+TEST(SecurityTest, AWorkerWhoseTokenIsRefusedExitsWithRungdsReason) {
+  Cluster c;
+  WriteFile(c.dir().Sub("tokens"), absl::StrCat(kAlice, " alice user\n", kWorker, " gpu-node worker\n"));
+  c.set_rungd_flags({"--auth-tokens", c.dir().Sub("tokens")});
+  ConnectOptions alice;
+  alice.token = kAlice;
+  c.set_connect(alice);
+  c.StartRungd();
+  const struct {
+    const char* name;
+    std::vector<std::string> flags;
+    const char* reason;
+  } refused[] = {
+      {"stranger", {"--token", "not-a-token-at-all-0000"}, "WorkerService.Connect: unknown token"},
+      {"tokenless", {}, "WorkerService.Connect: no bearer token"},
+      {"alice-box", {"--token", kAlice}, "WorkerService.Connect: alice has role user"},
+  };
+  for (size_t i = 0; i < std::size(refused); ++i) {
+    c.set_worker_flags(refused[i].flags);
+    c.StartWorker(refused[i].name, 1);
+    const int status = c.WaitWorkerExit(i);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << refused[i].name << ": status " << status;
+    EXPECT_THAT(WaitForFileLine(c.dir().Sub(absl::StrCat(refused[i].name, ".log")), "rung-worker: rungd at", 1000),
+                HasSubstr(absl::StrCat("rung-worker: rungd at ", c.addr(), " refused this worker: ", refused[i].reason)))
+        << refused[i].name;
+  }
+  c.set_worker_flags({"--token", kWorker});
+  c.StartWorker("gpu-node", 2);
+  auto e = c.Submit(QuickSpec("served"), c.dir().path());
+  e = c.Watch(e.id());
+  EXPECT_EQ(e.state(), v1::EXPERIMENT_COMPLETED) << e.message();
+  EXPECT_EQ(c.WaitWorkerExit(std::size(refused), 0), -1) << "the worker with a worker token stopped";
 }
 
 TEST(SecurityTest, MutualTlsRequiresAClientCertificateFromTheCa) {

@@ -6,12 +6,14 @@
 
 #include <fstream>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 #include "worker/gpus.h"
 #include "worker/report_parse.h"
 #include "worker/subprocess.h"
+#include "worker/work_dir_lock.h"
 
 namespace rung {
 namespace {
@@ -153,6 +155,38 @@ TEST_F(SubprocessTest, DestructorKillsARunningChild) {
     pid = (*p)->pid();
   }
   EXPECT_NE(kill(pid, 0), 0);  // reaped and gone
+}
+
+TEST(WorkDirLockTest, OneHolderAtATimeAndTheRefusalNamesFolderAndPid) {
+  testing::TempDir dir;
+  auto first = WorkDirLock::Acquire(dir.path());
+  ASSERT_TRUE(first.ok()) << first.status();
+  // flock locks belong to the open file, so a second open in this process is refused too.
+  auto second = WorkDirLock::Acquire(dir.path());
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(second.status().message(),
+            absl::StrCat("--work-dir ", dir.path(), " is in use by another rung-worker (pid ",
+                         getpid(), "); give each worker its own --work-dir and --name"));
+  first->reset();
+  EXPECT_TRUE(WorkDirLock::Acquire(dir.path()).ok());
+}
+
+TEST(WorkDirLockTest, ChildProcessesDoNotKeepTheLock) {
+  sigset_t s;
+  sigemptyset(&s);
+  sigaddset(&s, SIGCHLD);
+  pthread_sigmask(SIG_BLOCK, &s, nullptr);
+  testing::TempDir dir;
+  auto lock = WorkDirLock::Acquire(dir.path());
+  ASSERT_TRUE(lock.ok()) << lock.status();
+  SpawnOptions o;
+  o.argv = {"sleep", "300"};
+  o.env = {{"PATH", "/usr/bin:/bin"}};
+  auto child = Subprocess::Spawn(o);  // a trial that outlives its worker's lock
+  ASSERT_TRUE(child.ok()) << child.status();
+  lock->reset();
+  EXPECT_TRUE(WorkDirLock::Acquire(dir.path()).ok());
 }
 
 }  // namespace

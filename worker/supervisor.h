@@ -1,0 +1,142 @@
+// The worker's state machine: its slots, its trial processes and what it tells rungd.
+//
+// It does no waiting and owns no socket: the agent's I/O loop (worker/agent.cc) hands it
+// what happened (a stream opened or was lost, a controller message, a trial's stdout is
+// readable, a report line on the socket) and calls Tick() when timers may be due; it
+// decides, signals processes through the injected launcher's Process objects, and queues
+// the messages for rungd, which the loop takes with TakeOutgoing() and writes to the
+// stream. Time is the injected clock's, so a test drives stop grace, SIGTERM, SIGKILL and
+// --orphan-timeout by moving a FakeClock and calling Tick().
+//
+// Messages that change state (started, reports, exited) get a sequence number and stay in
+// an outbox until rungd acknowledges them; each new registration resends them.
+//
+// Not thread-safe: one thread (the agent's loop) calls everything.
+#ifndef RUNG_WORKER_SUPERVISOR_H_
+#define RUNG_WORKER_SUPERVISOR_H_
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "rung/v1/worker_service.pb.h"
+#include "worker/agent.h"
+#include "worker/launcher.h"
+#include "worker/report_parse.h"
+
+namespace rung {
+
+// Where the supervisor's trials find the worker's parts (prepared by the agent).
+struct SupervisorPaths {
+  std::string work_dir;     // absolute; trials live in work_dir/trials/ID/
+  std::string socket_path;  // the report socket (RUNG_REPORT_SOCKET)
+  std::string python_dir;   // the rung module, put on every trial's PYTHONPATH
+};
+
+class Supervisor {
+ public:
+  // `options.work_dir` is not used (paths.work_dir is). `clock` and `launcher` must outlive
+  // the supervisor. `session_id` goes into every Register.
+  Supervisor(const AgentOptions& options, SupervisorPaths paths, std::string session_id,
+             Clock* clock, ProcessLauncher* launcher);
+  ~Supervisor();
+  Supervisor(const Supervisor&) = delete;
+  Supervisor& operator=(const Supervisor&) = delete;
+
+  // ---- the stream ----
+  // A new stream is open: queues Register (not registered until rungd answers).
+  void OnStreamStarted();
+  // The stream is gone: nothing is sent until the next registration. Since now, trials run
+  // orphaned (--orphan-timeout).
+  void OnStreamLost();
+  void HandleControllerMessage(const v1::ControllerMessage& m);
+  // The messages to write to the current stream, in order; empties the queue.
+  std::vector<v1::WorkerMessage> TakeOutgoing();
+
+  // ---- trial processes and the report socket ----
+  // The stdout pipes of running trials, for the loop to poll.
+  std::vector<int> StdoutFds() const;
+  // `fd` (one of StdoutFds()) is readable: reads it, handles its report lines.
+  void ReadStdout(int fd);
+  // One line from the report socket; returns the reply line (with its '\n').
+  std::string HandleReportLine(absl::string_view line);
+
+  // ---- time ----
+  // Reaps exited trials, runs due timers (stop grace, SIGTERM, SIGKILL, orphan timeout,
+  // heartbeat), sends pending reports, asks for work for free slots.
+  void Tick();
+  // When Tick() next has a timer due (InfiniteFuture: none).
+  absl::Time NextWake() const;
+
+  // ---- shutdown ----
+  // SIGTERM to every trial, SIGKILL after kill grace. `deliver`: wait for rungd to
+  // acknowledge the trials' exits (false when there is no rungd to tell).
+  void BeginShutdown(bool deliver = true);
+  bool shutting_down() const { return shutting_down_; }
+  // Every trial has exited and (if delivering) rungd has acknowledged everything, or the
+  // shutdown deadline passed.
+  bool ShutdownComplete() const;
+
+  // ---- for /metrics and tests ----
+  const AgentStats& stats() const { return stats_; }
+  bool registered() const { return registered_; }
+  size_t outbox_size() const { return outbox_.size(); }
+  size_t trials_known() const { return trials_.size(); }
+  const std::map<std::string, std::string>& base_env() const { return base_env_; }
+
+ private:
+  struct TrialRun;
+
+  void SendState(v1::WorkerMessage m);  // gives it a seq, keeps it until acknowledged
+  void Queue(v1::WorkerMessage m);      // to the current stream, if registered
+  void OnRegistered(const v1::RegisterReply& r);
+  void OnAck(int64_t seq);
+  void OnStop(const v1::StopTrial& s);
+  void Launch(const v1::Assignment& a);
+  SpawnOptions TrialSpawnOptions(const v1::Assignment& a, const TrialRun& run,
+                                 const std::vector<std::string>& gpus);
+  void LaunchFailed(TrialRun* run, const SpawnOptions& so, const absl::Status& why);
+  void Pull();
+  void ReadStdout(TrialRun* run);
+  void HandleStdoutLine(TrialRun* run, absl::string_view line);
+  void QueueReport(TrialRun* run, const ParsedReport& r);
+  void FlushReports();
+  void Reap();
+  void Finish(TrialRun* run, int status);
+  void RunTimers();
+  void UpdateStats();
+  TrialRun* Find(const std::string& id, int attempt);
+
+  const AgentOptions o_;
+  const SupervisorPaths paths_;
+  const std::string session_id_;
+  Clock* const clock_;
+  ProcessLauncher* const launcher_;
+  std::map<std::string, std::string> base_env_;
+  std::vector<v1::Slot> slots_;
+  std::set<int> free_;
+  std::set<int> last_pull_;
+  std::map<std::string, std::unique_ptr<TrialRun>> trials_;  // by trial id
+  std::deque<v1::WorkerMessage> outbox_;
+  std::vector<v1::WorkerMessage> outgoing_;
+  int64_t next_seq_ = 1;
+  v1::ReportBatch pending_;
+  bool registered_ = false;
+  absl::Time unregistered_since_;  // while not registered: since when
+  bool shutting_down_ = false;
+  bool deliver_on_shutdown_ = true;
+  absl::Time shutdown_deadline_ = absl::InfiniteFuture();
+  absl::Duration heartbeat_ = absl::Seconds(5);
+  absl::Time next_heartbeat_ = absl::InfiniteFuture();
+  AgentStats stats_;
+};
+
+}  // namespace rung
+
+#endif  // RUNG_WORKER_SUPERVISOR_H_
