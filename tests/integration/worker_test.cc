@@ -205,5 +205,43 @@ TEST(WorkerTest, TheWorkerRegistersAgainAfterEachRestartOfRungdAndRunsTrials) {
               absl::StrJoin(delays_ms, ", ", [](std::string* out, double d) { absl::StrAppend(out, d); }).c_str());
 }
 
+TEST(WorkerTest, ASecondLiveWorkerUnderANameRungdHoldsIsRefusedAndTheFirstKeepsItsTrials) {
+  // Two workers on one host, both named after it (the default --name), with their own work
+  // folders: the second is refused by the real rungd and exits; the first runs every trial
+  // to the end without one being killed or retried.
+  Cluster c;
+  c.StartRungd();
+  c.StartWorker("vm", 1);
+  ASSERT_FALSE(WaitForFileLine(c.dir().Sub("vm.log"), "registered with", 30000).empty());
+  const v1::Experiment e = c.Submit(R"(
+objective: {metric: loss, goal: minimize}
+search_space: {x: {type: float, min: 0, max: 1}}
+budget: {max_trials: 3, max_concurrent: 1}
+trial: {command: [sh, -c, "sleep 2; echo '@rung {\"loss\": 0.5}'"]}
+)",
+                                    c.dir().path());
+  ASSERT_FALSE(WaitForFileLine(c.dir().Sub("vm.log"), "trial " + e.id() + "-1 attempt 1 started", 30000).empty());
+  SpawnOptions o;
+  o.argv = {BinDir() + "/worker/rung-worker", "--controller", c.addr(), "--slots", "1", "--gpus", "none",
+            "--name", "vm", "--work-dir", "vm-twin"};
+  o.env = CurrentEnvironment();
+  o.workdir = c.dir().path();
+  o.stderr_path = c.dir().Sub("vm-twin.log");
+  auto twin = Subprocess::Spawn(o);
+  ASSERT_TRUE(twin.ok()) << twin.status();
+  int status = 0;
+  ASSERT_TRUE(AwaitExit(twin->get(), &status, 60000)) << "the second worker did not give up";
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << "status " << status;
+  EXPECT_FALSE(WaitForFileLine(c.dir().Sub("vm-twin.log"), "worker name 'vm' is already connected", 0).empty());
+  EXPECT_FALSE(WaitForFileLine(c.rungd_log(), "refused a worker from", 0).empty());
+  const v1::Experiment done = c.Watch(e.id());
+  EXPECT_EQ(done.state(), v1::EXPERIMENT_COMPLETED) << done.message();
+  EXPECT_EQ(done.counts().completed(), 3);
+  for (const v1::Trial& t : c.Trials(e.id())) {
+    EXPECT_EQ(t.attempt(), 1) << t.id() << " " << t.message();
+    EXPECT_EQ(t.failures(), 0) << t.id() << " " << t.message();
+  }
+}
+
 }  // namespace
 }  // namespace rung::testing
