@@ -195,10 +195,14 @@ void Controller::RollBackLocked(const std::set<std::string>& touched) {
 
 void Controller::LatchStoreErrorLocked(const absl::Status& s) {
   if (!store_error_.ok()) return;
+  std::string when = "once its data folder can be written again";
+  if (auto space = store_->FreeSpace(); space.ok()) {
+    when = absl::StrCat("once ", Mebibytes(space->resume), " are free on its data folder's volume (",
+                        Mebibytes(space->free), " now)");
+  }
   store_error_ = absl::UnavailableError(absl::StrCat(
       "rungd is not accepting changes: a write to its data folder failed (", s.message(),
-      "); reads still work, nothing acknowledged is lost, and rungd resumes by itself once the "
-      "write succeeds again (free disk space)"));
+      "); reads still work, nothing acknowledged is lost, and rungd resumes by itself ", when));
   next_recovery_ = Now() + absl::Seconds(1);
   Log(LogLevel::kError, std::string(store_error_.message()));
 }

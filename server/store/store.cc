@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -80,6 +81,7 @@ class RocksStore final : public Store {
   uint64_t LastWrite() const override;
   uint64_t Durable() const override;
   void SetDurableCallback(std::function<void(uint64_t durable, const absl::Status& error)> fn) override;
+  absl::StatusOr<Space> FreeSpace() const override;
   absl::Status Recover() override;
   uint64_t SizeOnDisk() const override;
   absl::Status Checkpoint(const std::string& dir) override;
@@ -162,7 +164,9 @@ static absl::StatusOr<rocksdb::DB*> OpenDb(const std::string& dir) {
   rocksdb::Options options;
   options.create_if_missing = true;
   options.IncreaseParallelism(2);
-  options.OptimizeLevelStyleCompaction();
+  // A 64 MiB memtable budget (16 MiB write buffers): rung's records are small, and a smaller
+  // write-ahead log is less to replay after a crash and less to find room for after a full disk.
+  options.OptimizeLevelStyleCompaction(64 << 20);
   options.info_log = std::make_shared<RocksLogger>();
   // No preallocation: a full disk shows at the next write, not tens of megabytes later when
   // a preallocated WAL runs out.
@@ -186,7 +190,14 @@ RocksStore::~RocksStore() {
 
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir, Options store_options) {
   ASSIGN_OR_RETURN(rocksdb::DB* db, OpenDb(dir));
-  return std::unique_ptr<Store>(new RocksStore(db, dir, store_options));
+  auto store = std::make_unique<RocksStore>(db, dir, store_options);
+  if (auto space = store->FreeSpace(); space.ok() && space->volume < kMinDataVolume) {
+    Log(LogLevel::kWarning,
+        absl::StrCat("the volume of ", dir, " holds ", Mebibytes(space->volume), "; rungd needs at least ",
+                     Mebibytes(kMinDataVolume), " for its write-ahead log, tables and compactions, and may refuse "
+                     "changes for lack of room (it resumes once ", Mebibytes(space->resume), " are free)"));
+  }
+  return std::unique_ptr<Store>(std::move(store));
 }
 
 absl::Status RocksStore::Write(Batch* batch, bool durable) {
@@ -283,17 +294,41 @@ void RocksStore::SyncLoop() {
   }
 }
 
+std::string Mebibytes(uint64_t bytes) { return absl::StrFormat("%.1f MiB", static_cast<double>(bytes) / (1 << 20)); }
+
+absl::StatusOr<Store::Space> RocksStore::FreeSpace() const {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::space_info info = fs::space(dir_, ec);
+  if (ec) return absl::UnavailableError(absl::StrCat("store: free space of ", dir_, ": ", ec.message()));
+  Space out;
+  out.volume = info.capacity;
+  out.free = info.available;
+  // What RocksDB writes when it opens: its log replayed into a table, a new manifest, a new log.
+  uint64_t reopen = 1 << 20;
+  for (const auto& f : fs::directory_iterator(dir_, ec)) {
+    const std::string name = f.path().filename().string();
+    std::error_code size_ec;
+    const uintmax_t size = f.is_regular_file(size_ec) ? f.file_size(size_ec) : 0;
+    if (size_ec) continue;
+    if (absl::EndsWith(name, ".log") || absl::StartsWith(name, "MANIFEST-")) reopen += size;
+  }
+  const uint64_t margin = std::clamp<uint64_t>(out.volume / 100, 1 << 20, 64 << 20);
+  out.resume = reopen + margin;
+  return out;
+}
+
 absl::Status RocksStore::Recover() {
   // RocksDB (7.8) cannot append to a WAL after a failed append, even once Resume() has
   // succeeded: close the database and open it again, which replays everything that reached
-  // the WAL. Nothing reads or writes meanwhile.
-  // While the disk is still full, keep the open database for reads.
-  std::error_code ec;
-  const std::filesystem::space_info space = std::filesystem::space(dir_, ec);
-  constexpr uintmax_t kEnough = 16 << 20;
-  if (!ec && space.available < kEnough) {
-    return absl::ResourceExhaustedError(absl::StrCat("store: ", space.available, " bytes free in ", dir_,
-                                                     "; waiting for at least ", kEnough));
+  // the WAL. Nothing reads or writes meanwhile. While there is too little room to open it
+  // again, keep the open database for reads.
+  ASSIGN_OR_RETURN(const Space space, FreeSpace());
+  if (space.free < space.resume) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "store: ", Mebibytes(space.free), " free in ", dir_, "; rungd resumes once ", Mebibytes(space.resume),
+        " are free (what RocksDB writes to open the database again, and 1% of the ", Mebibytes(space.volume),
+        " volume)"));
   }
   absl::WriterMutexLock open(&db_mu_);
   absl::MutexLock l(&mu_);

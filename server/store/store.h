@@ -20,6 +20,13 @@ class WriteBatch;
 
 namespace rung {
 
+// A volume smaller than this cannot hold what rungd keeps while it runs: up to 96 MiB of
+// write-ahead log (six 16 MiB memtables), the tables they become, and room to compact them.
+constexpr uint64_t kMinDataVolume = 256ull << 20;
+
+// "12.5 MiB": bytes as people read them.
+std::string Mebibytes(uint64_t bytes);
+
 // Splits "e3-17" into ("e3", 17). False when `trial_id` is not of that form.
 bool ParseTrialId(const std::string& trial_id, std::string* experiment_id, int* index);
 std::string TrialId(const std::string& experiment_id, int index);
@@ -87,8 +94,21 @@ class Store {
   // for a call in progress to return, so a caller may clear it and then go away.
   virtual void SetDurableCallback(std::function<void(uint64_t durable, const absl::Status& error)> fn) = 0;
 
-  // After a failed write (a full disk): clears RocksDB's error state and proves with an
-  // fsynced probe write that writes work again.
+  // Room on the data folder's volume, in bytes.
+  struct Space {
+    uint64_t volume = 0;  // the volume's size
+    uint64_t free = 0;    // available to rungd now
+    // What rungd needs free before it opens the database again after a failed write:
+    // RocksDB's own reserve (it replays its write-ahead log into a table and writes a new
+    // manifest when it opens: as much as both take now, and a MiB more) and a margin of 1% of
+    // the volume (at least 1 MiB, at most 64 MiB), so that it does not fill the disk again at once.
+    uint64_t resume = 0;
+  };
+  virtual absl::StatusOr<Space> FreeSpace() const = 0;
+
+  // After a failed write (a full disk): once FreeSpace().resume bytes are free, opens the
+  // database again and proves with an fsynced probe write that writes work again.
+  // RESOURCE_EXHAUSTED saying both figures while there is less room.
   virtual absl::Status Recover() = 0;
 
   // Bytes of every file in the data folder. Thread-safe.
@@ -132,6 +152,7 @@ class StoreWrapper : public Store {
   void SetDurableCallback(std::function<void(uint64_t, const absl::Status&)> fn) override {
     target_->SetDurableCallback(std::move(fn));
   }
+  absl::StatusOr<Space> FreeSpace() const override { return target_->FreeSpace(); }
   absl::Status Recover() override { return target_->Recover(); }
   uint64_t SizeOnDisk() const override { return target_->SizeOnDisk(); }
   absl::Status Checkpoint(const std::string& dir) override { return target_->Checkpoint(dir); }

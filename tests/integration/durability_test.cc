@@ -24,30 +24,51 @@ namespace {
 
 using ::testing::HasSubstr;
 
-TEST(DurabilityTest, AFullDiskIsRefusedClearlyAndRungdRecoversWhenSpaceReturns) {
-  Cluster c;
-  // rungd's data folder is a 256 MiB tmpfs that only rungd's mount namespace sees; the
-  // test reaches it through /proc/PID/root. Root in a new user namespace when not root.
-  const std::string data = c.dir().Sub("small-disk");
-  std::filesystem::create_directories(data);
+// Makes rungd's data folder a tmpfs of `size` (e.g. "256m") that only rungd's mount
+// namespace sees (root in a new user namespace when not root); the test reaches it through
+// /proc/PID/root. False when this machine refuses the namespace.
+bool UseSmallDisk(Cluster* c, const std::string& size, std::string* data) {
+  *data = c->dir().Sub("small-disk");
+  std::filesystem::create_directories(*data);
   std::vector<std::string> prefix = {"/usr/bin/unshare"};
   if (geteuid() != 0) {
     prefix.push_back("--user");
     prefix.push_back("--map-root-user");
   }
-  for (const char* a : {"--mount", "--propagation", "private", "/bin/sh", "-c",
-                        "mount -t tmpfs -o size=256m tmpfs \"$0\" && exec \"$@\""}) {
+  for (const std::string& a : {std::string("--mount"), std::string("--propagation"), std::string("private"),
+                               std::string("/bin/sh"), std::string("-c"),
+                               "mount -t tmpfs -o size=" + size + " tmpfs \"$0\" && exec \"$@\""}) {
     prefix.push_back(a);
   }
-  prefix.push_back(data);
+  prefix.push_back(*data);
   if (system(absl::StrCat(absl::StrJoin(prefix, " ", [](std::string* out, const std::string& a) {
                             absl::StrAppend(out, "'", a, "'");
                           }),
                           " /bin/true").c_str()) != 0) {
+    return false;
+  }
+  c->set_rungd_prefix(prefix);
+  c->set_data_dir(*data);
+  return true;
+}
+
+// Writes `path` until the disk is full (or `bytes` when not 0); ENOSPC expected in the first case.
+void Fill(const std::string& path, size_t bytes = 0) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  ASSERT_GE(fd, 0) << path << ": " << strerror(errno);
+  std::vector<char> block(1 << 20, 'x');
+  size_t written = 0;
+  while ((bytes == 0 || written < bytes) && write(fd, block.data(), block.size()) > 0) written += block.size();
+  if (bytes == 0) EXPECT_EQ(errno, ENOSPC);
+  close(fd);
+}
+
+TEST(DurabilityTest, AFullDiskIsRefusedClearlyAndRungdRecoversWhenSpaceReturns) {
+  Cluster c;
+  std::string data;
+  if (!UseSmallDisk(&c, "256m", &data)) {
     GTEST_SKIP() << "cannot mount a tmpfs in a private mount namespace here (unshare refused)";
   }
-  c.set_rungd_prefix(prefix);
-  c.set_data_dir(data);
   c.StartRungd(0, "30s");
   c.StartWorker("w1", 2);
   auto e = c.Submit(ReportModuleSpec("full-disk", 2, 60, "0.05"), c.jobs_dir());
@@ -60,15 +81,7 @@ TEST(DurabilityTest, AFullDiskIsRefusedClearlyAndRungdRecoversWhenSpaceReturns) 
 
   // Fill the disk.
   const std::string filler = absl::StrCat("/proc/", c.rungd()->pid(), "/root", data, "/filler");
-  {
-    int fd = open(filler.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ASSERT_GE(fd, 0) << filler << ": " << strerror(errno);
-    std::vector<char> block(1 << 20, 'x');
-    while (write(fd, block.data(), block.size()) > 0) {
-    }
-    EXPECT_EQ(errno, ENOSPC);
-    close(fd);
-  }
+  Fill(filler);
   // The trials' next reports need a new page of the WAL, and fail.
   ASSERT_THAT(WaitForFileLine(c.rungd_log(), "not accepting changes"), HasSubstr("No space left on device"));
   // A change is refused, naming the problem; reads still work.
@@ -81,7 +94,7 @@ TEST(DurabilityTest, AFullDiskIsRefusedClearlyAndRungdRecoversWhenSpaceReturns) 
   EXPECT_EQ(show.code, 0) << show.out;
   EXPECT_THAT(show.out, HasSubstr("full-disk"));
   // rungd has tried to recover and found the disk still full; the trials still run.
-  ASSERT_THAT(WaitForFileLine(c.rungd_log(), "still cannot write"), HasSubstr("bytes free"));
+  ASSERT_THAT(WaitForFileLine(c.rungd_log(), "still cannot write"), HasSubstr("rungd resumes once "));
   for (const std::string& id : reported) {
     const std::string started = WaitForFileLine(c.dir().Sub("w1.log"), "trial " + id + " attempt 1 started, pid ");
     const int pid = std::atoi(started.substr(started.rfind(' ') + 1).c_str());
@@ -103,6 +116,42 @@ TEST(DurabilityTest, AFullDiskIsRefusedClearlyAndRungdRecoversWhenSpaceReturns) 
   EXPECT_EQ(again.code, 0) << again.out;
   CliRun ls = Rung(c, "ls");
   EXPECT_EQ(std::count(ls.out.begin(), ls.out.end(), '\n'), 3) << ls.out;  // header, e1, e2: the refused one never existed
+}
+
+TEST(DurabilityTest, OnASmallVolumeRungdSaysWhatItNeedsAndResumesWithLittleRoomFree) {
+  // A 64 MiB volume: rungd warns at start-up that it is smaller than it needs. Filled, rungd
+  // says in its error how much room it waits for, a figure relative to the volume and to what
+  // RocksDB must write to open again (not a fixed 16 MiB); 4 MiB freed is enough.
+  Cluster c;
+  std::string data;
+  if (!UseSmallDisk(&c, "64m", &data)) {
+    GTEST_SKIP() << "cannot mount a tmpfs in a private mount namespace here (unshare refused)";
+  }
+  c.StartRungd(0, "30s");
+  EXPECT_THAT(WaitForFileLine(c.rungd_log(), "rungd needs at least", 0),
+              HasSubstr("holds 64.0 MiB; rungd needs at least 256.0 MiB"));
+  c.StartWorker("w1", 2);
+  auto e = c.Submit(ReportModuleSpec("small-disk", 2, 60, "0.05"), c.jobs_dir());
+  std::set<std::string> reported;
+  c.WatchEvents(e.id(), [&](const v1::WatchEvent& ev) {
+    if (ev.has_report()) reported.insert(ev.report().trial_id());
+    return reported.size() == 2;
+  });
+  const std::string root = absl::StrCat("/proc/", c.rungd()->pid(), "/root", data);
+  Fill(root + "/spare", 4 << 20);  // given back later: 4 MiB, less than the 16 MiB rungd once waited for
+  Fill(root + "/filler");
+  const std::string refused = WaitForFileLine(c.rungd_log(), "not accepting changes");
+  ASSERT_THAT(refused, HasSubstr("No space left on device"));
+  EXPECT_THAT(refused, ::testing::ContainsRegex("rungd resumes by itself once [0-9.]+ MiB are free on its data "
+                                                "folder's volume \\([0-9.]+ MiB now\\)"));
+  EXPECT_THAT(WaitForFileLine(c.rungd_log(), "still cannot write"),
+              ::testing::ContainsRegex("rungd resumes once [0-9.]+ MiB are free .* 64.0 MiB volume"));
+  ASSERT_EQ(unlink((root + "/spare").c_str()), 0) << strerror(errno);
+  ASSERT_THAT(WaitForFileLine(c.rungd_log(), "work again"), HasSubstr("accepts changes"));
+  ASSERT_EQ(unlink((root + "/filler").c_str()), 0) << strerror(errno);
+  e = c.Watch(e.id());
+  EXPECT_EQ(e.state(), v1::EXPERIMENT_COMPLETED) << e.message();
+  for (const auto& t : c.Trials(e.id())) ExpectEveryReportStoredOnce(c, t, {"w1"});
 }
 
 TEST(DurabilityTest, ABackupTakenWhileServingRestoresAsADataFolder) {
