@@ -9,6 +9,8 @@ packages=(
   protobuf-compiler libprotobuf-dev protobuf-compiler-grpc libgrpc++-dev
   libabsl-dev librocksdb-dev prometheus-cpp-dev libcli11-dev libyaml-cpp-dev libeigen3-dev
   libgtest-dev libgmock-dev
+  # clang checks the lock annotations (scripts/thread-safety.sh, part of scripts/test.sh)
+  clang
   python3 curl procps openssl util-linux
   # the Python client (client/python): Debian's interpreter with gRPC, and venv + pip to install it
   python3-grpcio python3-protobuf python3-venv
@@ -22,9 +24,9 @@ packages=(
 if [ "${1:-}" = "--bench" ]; then
   packages+=(python3-optuna)
 fi
-# --fuzz: clang and its libFuzzer runtime, for scripts/fuzz.sh.
+# --fuzz: clang's libFuzzer runtime, for scripts/fuzz.sh (clang itself is always installed).
 if [ "${1:-}" = "--fuzz" ]; then
-  packages+=(clang libclang-rt-dev)
+  packages+=(libclang-rt-dev)
 fi
 
 missing=()
