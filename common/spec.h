@@ -1,4 +1,6 @@
-// The experiment spec: YAML for people, rung.v1.ExperimentSpec on the wire.
+// The experiment spec's limits and the text its values take, for everything that handles a
+// spec: rungd, rung-worker, the CLI and the clients. Parsing and validation are rungd's
+// (server/spec/spec.h).
 #ifndef RUNG_COMMON_SPEC_H_
 #define RUNG_COMMON_SPEC_H_
 
@@ -27,15 +29,6 @@ constexpr int kMaxTrials = 10000000;
 absl::Status CheckSizes(const google::protobuf::Message& m, const std::string& path, size_t max_string,
                         int max_repeated);
 
-// Parses YAML text into a spec and validates it (ValidateSpec). `base_dir` is the folder a
-// relative trial.workdir is relative to. Errors are INVALID_ARGUMENT and name the field and
-// the value, e.g. "search_space.x1: min (10) must be below max (-5)".
-absl::StatusOr<v1::ExperimentSpec> ParseSpecYaml(absl::string_view yaml, absl::string_view base_dir);
-
-// Checks a spec however it arrived and fills defaults: algorithm, absolute workdir,
-// max_concurrent (when max_trials is known). Same error form as ParseSpecYaml.
-absl::Status ValidateSpec(v1::ExperimentSpec* spec, absl::string_view base_dir);
-
 // That every "{name}" in the trial's command and env names one of `params`, and no command
 // placeholder a `conditional` one; INVALID_ARGUMENT naming the field otherwise.
 absl::Status CheckPlaceholders(const v1::TrialTemplate& t,
@@ -46,6 +39,10 @@ absl::Status CheckPlaceholders(const v1::TrialTemplate& t,
 // decimal for floats.
 std::string FormatParam(const v1::ParamValue& v);
 std::string FormatDouble(double d);
+
+// Whether `c` may appear in a parameter's name (`first`: as its first character), so that
+// "{name}" in a command names it: letters and '_', then digits, '.' and '-' too.
+bool IsParamNameChar(char c, bool first);
 
 // Replaces each "{name}" in `arg` with the parameter's value. Braces around anything that is
 // not an identifier are left alone. Fails when a placeholder names no parameter.

@@ -5,6 +5,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/spec.h"
+#include "server/schedule/search_config.h"
+#include "server/spec/spec.h"
 
 namespace rung {
 
@@ -280,6 +282,7 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::CreateExperiment(
   absl::StatusOr<v1::ExperimentSpec> spec;
   if (req->has_spec()) {
     v1::ExperimentSpec s = req->spec();
+    MigrateLegacyAlgorithm(&s);  // a client of rung 0.1 may still set the typed fields
     absl::Status valid = ValidateSpec(&s, req->base_dir());
     spec = valid.ok() ? absl::StatusOr<v1::ExperimentSpec>(std::move(s))
                       : absl::StatusOr<v1::ExperimentSpec>(valid);

@@ -59,6 +59,7 @@ absl::StatusOr<std::unique_ptr<ExperimentRun>> ExperimentRun::Load(Store* store,
                                                                    std::unique_ptr<search::Searcher> searcher) {
   auto run = std::make_unique<ExperimentRun>(std::move(exp), std::move(searcher));
   const std::string id = run->id();
+  MigrateLegacyAlgorithm(run->exp_.mutable_spec());  // rung 0.1 kept the options in typed fields
   if (run->exp_.rung_levels().empty()) SetRungLevels(&run->exp_);  // stored before rungd kept them
   auto state = store->GetSearcherState(id);
   if (state.ok()) {

@@ -1,8 +1,55 @@
 #include "server/schedule/search_config.h"
 
+#include <map>
+#include <string>
 #include <variant>
 
+#include "absl/strings/str_cat.h"
+#include "server/search/algorithm.h"
+
 namespace rung {
+namespace {
+
+// Option text of a legacy field that is set; nothing for one at its default.
+void MoveLegacy(bool set, std::string text, const char* option, v1::Algorithm* alg) {
+  if (set) alg->mutable_options()->insert({option, std::move(text)});
+}
+
+// The only reader of the deprecated fields (see MigrateLegacyAlgorithm).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+void MoveLegacyFields(v1::Algorithm* alg) {
+  MoveLegacy(alg->startup_trials() != 0, absl::StrCat(alg->startup_trials()), "startup_trials",
+             alg);
+  MoveLegacy(alg->multivariate(), "true", "multivariate", alg);
+  MoveLegacy(!alg->acquisition().empty(), alg->acquisition(), "acquisition", alg);
+  MoveLegacy(alg->reduction_factor() != 0, absl::StrCat(alg->reduction_factor()),
+             "reduction_factor", alg);
+  MoveLegacy(!alg->mode().empty(), alg->mode(), "mode", alg);
+  MoveLegacy(alg->max_rungs() != 0, absl::StrCat(alg->max_rungs()), "max_rungs", alg);
+  alg->clear_startup_trials();
+  alg->clear_multivariate();
+  alg->clear_acquisition();
+  alg->clear_reduction_factor();
+  alg->clear_mode();
+  alg->clear_max_rungs();
+}
+#pragma GCC diagnostic pop
+
+}  // namespace
+
+void MigrateLegacyAlgorithm(v1::ExperimentSpec* spec) {
+  v1::Algorithm* alg = spec->mutable_algorithm();
+  MoveLegacyFields(alg);
+  absl::StatusOr<const search::AlgorithmInfo*> info = search::FindAlgorithm(alg->name());
+  if (!info.ok()) return;  // an ablation study, or a spec that will be refused
+  std::map<std::string, std::string> options(alg->options().begin(), alg->options().end());
+  // Rung 0.1 checked these settings; should one not pass today, it stays as it was and the
+  // searcher takes the defaults (SearchConfig).
+  if (!search::ValidateOptions(**info, "algorithm", &options).ok()) return;
+  alg->mutable_options()->clear();
+  alg->mutable_options()->insert(options.begin(), options.end());
+}
 
 search::ParamValue ToSearch(const v1::ParamValue& v) {
   switch (v.kind_case()) {
@@ -51,15 +98,6 @@ search::Config SearchConfig(const v1::ExperimentSpec& spec) {
   c.max_trials = spec.budget().max_trials();
   c.seed = spec.algorithm().seed();
   for (const auto& [k, v] : spec.ablation().base_params()) c.fixed[k] = ToSearch(v);
-  c.sampler = spec.kind() == "ablation"          ? search::Config::Sampler::kFixed
-              : spec.algorithm().name() == "grid"  ? search::Config::Sampler::kGrid
-              : spec.algorithm().name() == "tpe" || spec.algorithm().name() == "bohb"
-                  ? search::Config::Sampler::kTpe
-              : spec.algorithm().name() == "gp"  ? search::Config::Sampler::kGp
-                                                 : search::Config::Sampler::kRandom;
-  if (spec.algorithm().startup_trials() > 0) c.tpe_startup = spec.algorithm().startup_trials();
-  c.tpe_multivariate = spec.algorithm().multivariate();
-  c.gp_ucb = spec.algorithm().acquisition() == "ucb";
   c.resource_min = spec.resource().min();
   c.resource_max = spec.resource().max();
   const v1::EarlyStopping& es = spec.algorithm().early_stopping();
@@ -72,6 +110,21 @@ search::Config SearchConfig(const v1::ExperimentSpec& spec) {
   c.stopping.promote = es.mode() == "promote";
   if (es.min_trials() > 0) c.stopping.min_trials = es.min_trials();
   c.stopping.grace = es.grace();
+  // After early_stopping: an algorithm that stops trials itself sets the rule from its options
+  // (which ValidateSpec copied into early_stopping too).
+  if (spec.kind() == "ablation") {
+    c.sampler = search::Config::Sampler::kFixed;
+  } else if (absl::StatusOr<const search::AlgorithmInfo*> info =
+                 search::FindAlgorithm(spec.algorithm().name());
+             info.ok()) {
+    v1::ExperimentSpec migrated;
+    *migrated.mutable_algorithm() = spec.algorithm();
+    MigrateLegacyAlgorithm(&migrated);  // a no-op unless rung 0.1 stored the spec
+    const auto& options = migrated.algorithm().options();
+    if (!search::Configure(**info, {options.begin(), options.end()}, &c).ok()) {
+      search::Configure(**info, {}, &c).IgnoreError();  // the defaults: see MigrateLegacyAlgorithm
+    }
+  }
   return c;
 }
 

@@ -6,9 +6,9 @@
 #include <cstdint>
 #include <string>
 
-#include "common/spec.h"
-#include "server/schedule/controller.h"
+#include "server/schedule/search_config.h"
 #include "server/search/searcher.h"
+#include "server/spec/spec.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto spec = rung::ParseSpecYaml(std::string(reinterpret_cast<const char*>(data), size), "/base");
@@ -16,7 +16,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (spec.status().code() != absl::StatusCode::kInvalidArgument) __builtin_trap();
     return 0;
   }
-  rung::search::Config c = rung::Controller::SearchConfig(*spec);
+  rung::search::Config c = rung::SearchConfig(*spec);
   c.max_trials = std::min(c.max_trials, 20);
   auto searcher = rung::search::NewSearcher(c);
   if (!searcher.ok()) return 0;

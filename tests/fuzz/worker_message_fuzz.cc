@@ -11,7 +11,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
-#include "common/spec.h"
+#include "server/spec/spec.h"
 #include "server/schedule/controller.h"
 #include "server/store/store.h"
 

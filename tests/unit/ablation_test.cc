@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "common/spec.h"
+#include "server/spec/spec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

@@ -10,7 +10,7 @@
 #include <optional>
 
 #include "common/log.h"
-#include "common/spec.h"
+#include "server/spec/spec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/schedule/controller.h"

@@ -1,4 +1,4 @@
-#include "common/spec.h"
+#include "server/spec/spec.h"
 
 #include <filesystem>
 #include <fstream>
@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_replace.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 
 namespace rung {
@@ -209,17 +210,17 @@ trial: {command: [train]}
 TEST(SpecTest, TpeWithDefaultsAndWithEarlyStopping) {
   auto tpe = ParseSpecYaml(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: tpe, seed: 7}"), "/b");
   ASSERT_TRUE(tpe.ok()) << tpe.status();
-  EXPECT_EQ(tpe->algorithm().startup_trials(), 10);
+  EXPECT_EQ(tpe->algorithm().options().at("startup_trials"), "10");
   auto bohb_like = ParseSpecYaml(
       "resource: {metric: epoch, min: 1, max: 27}\n" +
           Edit("algorithm: {name: random, seed: 7}",
                "algorithm: {name: tpe, startup_trials: 5, early_stopping: {rule: asha}}"),
       "/b");
   ASSERT_TRUE(bohb_like.ok()) << bohb_like.status();
-  EXPECT_EQ(bohb_like->algorithm().startup_trials(), 5);
+  EXPECT_EQ(bohb_like->algorithm().options().at("startup_trials"), "5");
   EXPECT_EQ(bohb_like->algorithm().early_stopping().rule(), "asha");
   EXPECT_EQ(Error(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: random, startup_trials: 3}")),
-            "algorithm.startup_trials: applies to tpe, gp and bohb only");
+            "algorithm.startup_trials: applies to tpe, gp and bohb only (random has no options)");
   auto warm = ParseSpecYaml(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: gp, warm_start: [e1, e4]}"), "/b");
   ASSERT_TRUE(warm.ok()) << warm.status();
   EXPECT_THAT(warm->algorithm().warm_start(), ::testing::ElementsAre("e1", "e4"));
@@ -274,26 +275,26 @@ TEST(SpecTest, BohbIsMultivariateTpeWithHyperband) {
                             "/b");
   ASSERT_TRUE(bohb.ok()) << bohb.status();
   EXPECT_EQ(bohb->algorithm().name(), "bohb");
-  EXPECT_TRUE(bohb->algorithm().multivariate());
-  EXPECT_EQ(bohb->algorithm().startup_trials(), 10);
+  EXPECT_EQ(bohb->algorithm().options().at("multivariate"), "true");
+  EXPECT_EQ(bohb->algorithm().options().at("startup_trials"), "10");
   EXPECT_EQ(bohb->algorithm().early_stopping().rule(), "hyperband");
   EXPECT_EQ(bohb->algorithm().early_stopping().mode(), "promote");
   EXPECT_EQ(Error(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: bohb}")),
             "resource: is required for hyperband (e.g. resource: {metric: epoch, min: 1, max: 81})");
   auto mv = ParseSpecYaml(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: tpe, multivariate: true}"), "/b");
   ASSERT_TRUE(mv.ok()) << mv.status();
-  EXPECT_TRUE(mv->algorithm().multivariate());
+  EXPECT_EQ(mv->algorithm().options().at("multivariate"), "true");
   EXPECT_EQ(Error(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: gp, multivariate: true}")),
-            "algorithm.multivariate: applies to tpe (and bohb, which is always multivariate)");
+            "algorithm.multivariate: applies to tpe and bohb only (gp's options: startup_trials, acquisition)");
   EXPECT_EQ(Error(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: tpe, multivariate: maybe}")),
-            "algorithm.multivariate: expected true or false");
+            "algorithm.multivariate: must be true or false (got \"maybe\")");
   auto gp = ParseSpecYaml(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: gp}"), "/b");
   ASSERT_TRUE(gp.ok()) << gp.status();
-  EXPECT_EQ(gp->algorithm().acquisition(), "ei");
+  EXPECT_EQ(gp->algorithm().options().at("acquisition"), "ei");
   EXPECT_EQ(Error(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: gp, acquisition: pi}")),
             "algorithm.acquisition: unknown acquisition 'pi' (known: ei, ucb)");
   EXPECT_EQ(Error(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: tpe, acquisition: ucb}")),
-            "algorithm.acquisition: applies to gp only");
+            "algorithm.acquisition: applies to gp only (tpe's options: startup_trials, multivariate)");
 }
 
 TEST(SpecTest, ConditionalParametersAsInTheIssue) {
@@ -333,7 +334,7 @@ TEST(SpecTest, EarlyStoppingRejections) {
   EXPECT_THAT(Error("resource: {min: 5, max: 1}\n" + Edit(random, asha)),
               HasSubstr("resource: need 0 < min < max (got min 5, max 1)"));
   EXPECT_THAT(Error(res + Edit(random, "algorithm: {name: asha, reduction_factor: 1}")),
-              HasSubstr("algorithm.reduction_factor: must be at least 2 (got 1)"));
+              HasSubstr("algorithm.reduction_factor: must be an integer of at least 2 (got \"1\")"));
   auto promote = ParseSpecYaml(res + Edit(random, "algorithm: {name: asha, mode: promote}"), "/b");
   ASSERT_TRUE(promote.ok()) << promote.status();
   EXPECT_EQ(promote->algorithm().early_stopping().mode(), "promote");
@@ -349,6 +350,75 @@ TEST(SpecTest, EarlyStoppingRejections) {
               HasSubstr("apply to asha and hyperband"));
   EXPECT_THAT(Error(res + Edit(random, "algorithm: {name: random, early_stopping: {rule: median, grace: -1}}")),
               HasSubstr("grace: must not be negative (got -1)"));
+}
+
+// Every key of algorithm: other than name, seed, warm_start and early_stopping is an option of
+// the named algorithm, checked against its registration and written back in full.
+TEST(SpecTest, AlgorithmOptionsAreCheckedAndWrittenBackWithDefaults) {
+  const std::string random = "algorithm: {name: random, seed: 7}";
+  using ::testing::Pair;
+  using ::testing::UnorderedElementsAre;
+  auto tpe = ParseSpecYaml(
+      Edit(random, "algorithm: {name: tpe, startup_trials: 05, multivariate: yes, seed: 3}"), "/b");
+  ASSERT_TRUE(tpe.ok()) << tpe.status();
+  EXPECT_EQ(tpe->algorithm().seed(), 3u);
+  EXPECT_THAT(tpe->algorithm().options(),
+              UnorderedElementsAre(Pair("startup_trials", "5"), Pair("multivariate", "true")));
+  auto rand = ParseSpecYaml(kQuickstart, "/b");
+  ASSERT_TRUE(rand.ok());
+  EXPECT_TRUE(rand->algorithm().options().empty());  // random takes none
+
+  const std::string res = "resource: {metric: epoch, min: 1, max: 81}\n";
+  auto asha = ParseSpecYaml(res + Edit(random, "algorithm: {name: asha, mode: promote}"), "/b");
+  ASSERT_TRUE(asha.ok()) << asha.status();
+  EXPECT_THAT(asha->algorithm().options(),
+              UnorderedElementsAre(Pair("reduction_factor", "3"), Pair("mode", "promote"),
+                                   Pair("max_rungs", "0")));
+  EXPECT_EQ(asha->algorithm().early_stopping().rule(), "asha");  // the rule, from the options
+  EXPECT_EQ(asha->algorithm().early_stopping().reduction_factor(), 3);
+  EXPECT_EQ(asha->algorithm().early_stopping().max_rungs(), 0);
+
+  EXPECT_EQ(Error(Edit(random, "algorithm: {name: tpe, startup_trails: 5}")),
+            "algorithm.startup_trails: unknown option (tpe's options: startup_trials, "
+            "multivariate)");
+  EXPECT_EQ(Error(Edit(random, "algorithm: {name: tpe, startup_trials: 0}")),
+            "algorithm.startup_trials: must be an integer of at least 1 (got \"0\")");
+  EXPECT_EQ(Error(Edit(random, "algorithm: {name: tpe, startup_trials: [1]}")),
+            "algorithm.startup_trials: expected a single value, got a list");
+  EXPECT_EQ(Error(res + Edit(random, "algorithm: {name: bohb, multivariate: false}")),
+            "algorithm.multivariate: is always true with bohb (got \"false\")");
+  EXPECT_EQ(Error(res + Edit(random, "algorithm: {name: hyperband, min_trials: 3}")),
+            "algorithm.min_trials: unknown option (hyperband's options: reduction_factor, mode, "
+            "max_rungs)");
+  EXPECT_EQ(Error(res + Edit(random, "algorithm: {name: bohb, early_stopping: {rule: asha}}")),
+            "algorithm.early_stopping: bohb stops trials itself; early_stopping goes with random, "
+            "grid, tpe or gp");
+  EXPECT_EQ(Error(res + Edit(random, "algorithm: {name: random, mode: promote}")),
+            "algorithm.mode: applies to asha, hyperband and bohb only (random has no options); "
+            "with random put them under early_stopping");
+}
+
+TEST(SpecTest, ValidatingAgainKeepsTheOptions) {
+  auto gp = ParseSpecYaml(
+      Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: gp, acquisition: ucb}"), "/b");
+  ASSERT_TRUE(gp.ok()) << gp.status();
+  v1::ExperimentSpec again = *gp;
+  ASSERT_TRUE(ValidateSpec(&again, "/b").ok());
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(again, *gp))
+      << again.ShortDebugString();
+}
+
+TEST(SpecTest, AnAblationStudyTakesNoAlgorithmOptions) {
+  EXPECT_EQ(Error(R"(
+kind: ablation
+objective: {metric: loss, goal: minimize}
+base: {params: {lr: 0.1}}
+components: {features: [age]}
+algorithm: {startup_trials: 3}
+trial: {command: [train]}
+)"),
+            "algorithm: an ablation study runs every variant; it has no search algorithm or early "
+            "stopping");
 }
 
 TEST(SpecTest, FillPlaceholdersFormatsEachType) {
