@@ -78,8 +78,8 @@ absl::Status Controller::PrepareAblationLocked(v1::ExperimentSpec* spec) {
 absl::StatusOr<Experiment> Controller::CreateLocked(v1::ExperimentSpec spec, const std::string& owner, Change* c) {
   RETURN_IF_ERROR(store_error_);
   if (spec.kind() == "ablation") RETURN_IF_ERROR(PrepareAblationLocked(&spec));
-  if (spec.algorithm().name() == "grid") {
-    const int64_t size = search::GridSize(SearchConfig(spec).space);
+  if (const search::Config config = SearchConfig(spec); config.sampler == search::Config::Sampler::kGrid) {
+    const int64_t size = search::GridSize(config.space);
     if (spec.budget().max_trials() == 0 || spec.budget().max_trials() > size) {
       spec.mutable_budget()->set_max_trials(static_cast<int32_t>(size));
     }
