@@ -6,6 +6,7 @@
 // of the best, and the kriging believer for running trials. Past kMaxObservations it keeps
 // the best half and the most recent half.
 #include <algorithm>
+#include <functional>
 #include <cmath>
 #include <limits>
 
@@ -305,17 +306,111 @@ class GpSampler final : public ModelSampler {
     return (w.array() - mean) / sd;
   }
 
-  Params Suggest(std::vector<const Trial*> done, const std::vector<const Trial*>& running) {
-    // Past the cap: the best half and the most recent half (done is in index order).
-    if (static_cast<int>(done.size()) > kMaxObservations) {
-      std::vector<const History::Trial*> by_value = done;
-      std::stable_sort(by_value.begin(), by_value.end(), [&](auto* a, auto* b) { return Sign() * a->value < Sign() * b->value; });
-      std::vector<const History::Trial*> keep(by_value.begin(), by_value.begin() + kMaxObservations / 2);
-      for (auto it = done.rbegin(); it != done.rend() && static_cast<int>(keep.size()) < kMaxObservations; ++it) {
-        if (std::find(keep.begin(), keep.end(), *it) == keep.end()) keep.push_back(*it);
-      }
-      done = keep;
+  // Past the cap: the best half and the most recent half (done is in index order).
+  std::vector<const Trial*> Capped(std::vector<const Trial*> done) const {
+    if (static_cast<int>(done.size()) <= kMaxObservations) return done;
+    std::vector<const History::Trial*> by_value = done;
+    std::stable_sort(by_value.begin(), by_value.end(), [&](auto* a, auto* b) { return Sign() * a->value < Sign() * b->value; });
+    std::vector<const History::Trial*> keep(by_value.begin(), by_value.begin() + kMaxObservations / 2);
+    for (auto it = done.rbegin(); it != done.rend() && static_cast<int>(keep.size()) < kMaxObservations; ++it) {
+      if (std::find(keep.begin(), keep.end(), *it) == keep.end()) keep.push_back(*it);
     }
+    return keep;
+  }
+
+  // Fits the kernel's hyperparameters (and whether to warp the outputs) to the observations
+  // `x`, `raw`: at most kFitObservations of them, the best half, then an even spread over the
+  // rest in trial order (the same ones for either warp, which keeps the order of outputs).
+  void Refit(const Eigen::MatrixXd& x, const Eigen::VectorXd& raw) {
+    const Eigen::Index n = x.rows();
+    std::vector<Eigen::Index> keep(static_cast<size_t>(n));
+    for (Eigen::Index i = 0; i < n; ++i) keep[static_cast<size_t>(i)] = i;
+    if (n > kFitObservations) {
+      std::vector<Eigen::Index> order = keep;
+      std::stable_sort(order.begin(), order.end(), [&](auto a, auto b) { return raw(a) < raw(b); });
+      keep.assign(order.begin(), order.begin() + kFitObservations / 2);
+      std::vector<Eigen::Index> rest(order.begin() + kFitObservations / 2, order.end());
+      std::sort(rest.begin(), rest.end());
+      const size_t want = kFitObservations - keep.size();
+      for (size_t k = 0; k < want; ++k) keep.push_back(rest[k * rest.size() / want]);
+    }
+    Eigen::MatrixXd xs(static_cast<Eigen::Index>(keep.size()), dims_);
+    Eigen::VectorXd raws(xs.rows());
+    for (Eigen::Index i = 0; i < xs.rows(); ++i) {
+      xs.row(i) = x.row(keep[static_cast<size_t>(i)]);
+      raws(i) = raw(keep[static_cast<size_t>(i)]);
+    }
+    double best_score = -std::numeric_limits<double>::infinity();
+    GpHyper best_h;
+    for (bool log : {false, true}) {
+      Eigen::VectorXd dlog;
+      const Eigen::VectorXd ys = Transform(raws, log, &dlog);
+      GpHyper h;
+      const double score = FitHyper(xs, ys, &h) + dlog.sum();
+      if (score > best_score) {
+        best_score = score;
+        best_h = h;
+        log_warp_ = log;
+      }
+    }
+    hyper_ = best_h;
+    fitted_ = true;
+    fitted_at_ = static_cast<int>(n);
+  }
+
+  // Kriging believer: running trials join `gp` at the model's own mean, which shrinks the
+  // variance around them so concurrent suggestions spread out.
+  void Believe(const Eigen::MatrixXd& x, const Eigen::VectorXd& y, const std::vector<const Trial*>& running,
+               GaussianProcess* gp) {
+    if (running.empty()) return;
+    const Eigen::Index n = x.rows();
+    Eigen::MatrixXd xa(n + static_cast<Eigen::Index>(running.size()), dims_);
+    Eigen::VectorXd ya(xa.rows());
+    xa.topRows(n) = x;
+    ya.head(n) = y;
+    for (size_t r = 0; r < running.size(); ++r) {
+      Eigen::VectorXd f = Features(running[r]->values);
+      double m, v;
+      gp->Predict(f, &m, &v);
+      xa.row(n + static_cast<Eigen::Index>(r)) = f;
+      ya(n + static_cast<Eigen::Index>(r)) = m;
+    }
+    GaussianProcess believer;
+    if (believer.Fit(xa, ya, hyper_)) *gp = std::move(believer);
+  }
+
+  // A pattern search over the numeric parameters around `at`, with shrinking steps (5%, 1%,
+  // 0.2% of each range), for precision near an optimum of `acquisition`.
+  std::pair<double, Params> Refine(std::pair<double, Params> at,
+                                   const std::function<double(const Params&)>& acquisition) {
+    std::vector<double> e = EncodeAll(at.second);
+    for (double step : {0.05, 0.01, 0.002}) {
+      for (bool moved = true; moved;) {
+        moved = false;
+        for (size_t j = 0; j < space_.size(); ++j) {
+          if (std::isnan(e[j]) || IsCategory(space_[j])) continue;
+          double lo, hi;
+          ContinuousDomain(space_[j], &lo, &hi);
+          for (double dir : {step, -step}) {
+            std::vector<double> t = e;
+            t[j] = std::clamp(t[j] + dir * (hi - lo), lo, hi);
+            Params p = history_.Decode(t);
+            const double s = acquisition(p);
+            if (s > at.first + 1e-12) {
+              at = {s, std::move(p)};
+              e = EncodeAll(at.second);
+              moved = true;
+              break;
+            }
+          }
+        }
+      }
+    }
+    return at;
+  }
+
+  Params Suggest(std::vector<const Trial*> done, const std::vector<const Trial*>& running) {
+    done = Capped(std::move(done));
     const Eigen::Index n = static_cast<Eigen::Index>(done.size());
     Eigen::MatrixXd x(n, dims_);
     Eigen::VectorXd raw(n);
@@ -326,65 +421,13 @@ class GpSampler final : public ModelSampler {
     // Refit the kernel after each observation while they are few, then every 5; in between,
     // the last fit serves. Each refit also chooses, by the evidence, whether to warp.
     const int every = n < 50 ? 1 : 5;
-    if (!fitted_ || n >= fitted_at_ + every || n < fitted_at_) {
-      // At most kFitObservations: the best half, then an even spread over the rest in trial
-      // order (the same ones for either warp, which keeps the order of outputs).
-      std::vector<Eigen::Index> keep(static_cast<size_t>(n));
-      for (Eigen::Index i = 0; i < n; ++i) keep[static_cast<size_t>(i)] = i;
-      if (n > kFitObservations) {
-        std::vector<Eigen::Index> order = keep;
-        std::stable_sort(order.begin(), order.end(), [&](auto a, auto b) { return raw(a) < raw(b); });
-        keep.assign(order.begin(), order.begin() + kFitObservations / 2);
-        std::vector<Eigen::Index> rest(order.begin() + kFitObservations / 2, order.end());
-        std::sort(rest.begin(), rest.end());
-        const size_t want = kFitObservations - keep.size();
-        for (size_t k = 0; k < want; ++k) keep.push_back(rest[k * rest.size() / want]);
-      }
-      Eigen::MatrixXd xs(static_cast<Eigen::Index>(keep.size()), dims_);
-      Eigen::VectorXd raws(xs.rows());
-      for (Eigen::Index i = 0; i < xs.rows(); ++i) {
-        xs.row(i) = x.row(keep[static_cast<size_t>(i)]);
-        raws(i) = raw(keep[static_cast<size_t>(i)]);
-      }
-      double best_score = -std::numeric_limits<double>::infinity();
-      GpHyper best_h;
-      for (bool log : {false, true}) {
-        Eigen::VectorXd dlog;
-        const Eigen::VectorXd ys = Transform(raws, log, &dlog);
-        GpHyper h;
-        const double score = FitHyper(xs, ys, &h) + dlog.sum();
-        if (score > best_score) {
-          best_score = score;
-          best_h = h;
-          log_warp_ = log;
-        }
-      }
-      hyper_ = best_h;
-      fitted_ = true;
-      fitted_at_ = static_cast<int>(n);
-    }
+    if (!fitted_ || n >= fitted_at_ + every || n < fitted_at_) Refit(x, raw);
     Eigen::VectorXd dlog;
     Eigen::VectorXd y = Transform(raw, log_warp_, &dlog);
     const double best_y = y.minCoeff();
     GaussianProcess gp;
     if (!gp.Fit(x, y, hyper_)) return RandomValid();
-    // Kriging believer: running trials join at the model's own mean, which shrinks the
-    // variance around them so concurrent suggestions spread out.
-    if (!running.empty()) {
-      Eigen::MatrixXd xa(n + static_cast<Eigen::Index>(running.size()), dims_);
-      Eigen::VectorXd ya(xa.rows());
-      xa.topRows(n) = x;
-      ya.head(n) = y;
-      for (size_t r = 0; r < running.size(); ++r) {
-        Eigen::VectorXd f = Features(running[r]->values);
-        double m, v;
-        gp.Predict(f, &m, &v);
-        xa.row(n + static_cast<Eigen::Index>(r)) = f;
-        ya(n + static_cast<Eigen::Index>(r)) = m;
-      }
-      GaussianProcess believer;
-      if (believer.Fit(xa, ya, hyper_)) gp = std::move(believer);
-    }
+    Believe(x, y, running, &gp);
     // The acquisition, higher is better: log expected improvement, or the lower confidence
     // bound negated.
     auto log_ei = [&](const Params& p) {
@@ -415,34 +458,10 @@ class GpSampler final : public ModelSampler {
       }
     }
     std::stable_sort(scored.begin(), scored.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-    // Local refinement of the best three: a pattern search over the numeric parameters
-    // with shrinking steps (5%, 1%, 0.2% of each range), for precision near an optimum.
+    // Local refinement of the best three.
     std::pair<double, Params> best = scored.front();
     for (size_t top = 0; top < 3 && top < scored.size(); ++top) {
-      std::pair<double, Params> at = scored[top];
-      std::vector<double> e = EncodeAll(at.second);
-      for (double step : {0.05, 0.01, 0.002}) {
-        for (bool moved = true; moved;) {
-          moved = false;
-          for (size_t j = 0; j < space_.size(); ++j) {
-            if (std::isnan(e[j]) || IsCategory(space_[j])) continue;
-            double lo, hi;
-            ContinuousDomain(space_[j], &lo, &hi);
-            for (double dir : {step, -step}) {
-              std::vector<double> t = e;
-              t[j] = std::clamp(t[j] + dir * (hi - lo), lo, hi);
-              Params p = history_.Decode(t);
-              const double s = log_ei(p);
-              if (s > at.first + 1e-12) {
-                at = {s, std::move(p)};
-                e = EncodeAll(at.second);
-                moved = true;
-                break;
-              }
-            }
-          }
-        }
-      }
+      std::pair<double, Params> at = Refine(scored[top], log_ei);
       if (at.first > best.first) best = std::move(at);
     }
     return best.second;

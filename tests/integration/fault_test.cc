@@ -50,6 +50,52 @@ int Field(const google::protobuf::Struct& s, const char* name) {
   return static_cast<int>(s.fields().at(name).number_value());
 }
 
+// What the workers' ledgers say trial `t` launched and reported, against what rungd stored:
+// no attempt launched twice or past the last; every report stored exactly once, all of them
+// unless the worker died under them, none invented. Adds the attempts and points it checked.
+void CheckLaunchesAndReports(Cluster& c, const v1::Trial& t, const std::vector<std::string>& names,
+                             const std::set<pid_t>& killed_worker_pids, size_t* attempts_launched, size_t* points) {
+  // Launches, from every worker's folder: no attempt twice, none past the last.
+  std::map<int, int> launches;           // attempt -> times launched
+  std::set<int> lost_with_worker;        // attempts whose worker was killed under them
+  std::map<std::pair<int, int>, double> made;
+  for (const auto& n : names) {
+    const std::string dir = c.dir().Sub(absl::StrCat(n, "/trials/", t.id()));
+    for (const auto& l : Ledger(dir + "/launches.jsonl")) {
+      ++launches[Field(l, "attempt")];
+      if (killed_worker_pids.count(Field(l, "worker_pid"))) lost_with_worker.insert(Field(l, "attempt"));
+    }
+    for (const auto& m : Ledger(dir + "/made.jsonl")) {
+      made[{Field(m, "attempt"), Field(m, "epoch")}] = m.fields().at("loss").number_value();
+    }
+  }
+  for (const auto& [attempt, n] : launches) {
+    EXPECT_EQ(n, 1) << t.id() << " attempt " << attempt << " was launched " << n << " times";
+    EXPECT_LE(attempt, t.attempt()) << t.id();
+  }
+  *attempts_launched += launches.size();
+  // Reports: stored exactly once each, all of them unless the worker died under them.
+  std::map<std::pair<int, int>, double> stored;
+  for (const auto& r : c.Metrics(t.id())) {
+    auto key = std::make_pair(r.attempt(), static_cast<int>(r.values().at("epoch")));
+    EXPECT_EQ(stored.count(key), 0u) << t.id() << " duplicate report " << key.first << "/" << key.second;
+    stored[key] = r.values().at("loss");
+  }
+  for (const auto& [key, loss] : made) {
+    auto it = stored.find(key);
+    if (it == stored.end()) {
+      EXPECT_TRUE(lost_with_worker.count(key.first))
+          << t.id() << " attempt " << key.first << " epoch " << key.second << " was reported and is missing";
+      continue;
+    }
+    EXPECT_EQ(it->second, loss) << t.id();
+    ++*points;
+  }
+  for (const auto& [key, loss] : stored) {
+    EXPECT_TRUE(made.count(key)) << t.id() << " stored a report its trial never made";
+  }
+}
+
 TEST(FaultTest, KillsOfRungdAndWorkersLoseNothingAndChangeNoDecision) {
   const int kills = EnvInt("RUNG_FAULT_KILLS", 3);
   const int max_trials = EnvInt("RUNG_FAULT_TRIALS", 30);
@@ -139,45 +185,7 @@ trial:
         << t.id() << ": " << v1::TrialState_Name(t.state()) << " " << t.message();
     stopped += t.state() == v1::TRIAL_STOPPED;
     EXPECT_LE(t.failures(), max_restarts) << t.id();
-    // Launches, from every worker's folder: no attempt twice, none past the last.
-    std::map<int, int> launches;           // attempt -> times launched
-    std::set<int> lost_with_worker;        // attempts whose worker was killed under them
-    std::map<std::pair<int, int>, double> made;
-    for (const auto& n : names) {
-      const std::string dir = c.dir().Sub(absl::StrCat(n, "/trials/", t.id()));
-      for (const auto& l : Ledger(dir + "/launches.jsonl")) {
-        ++launches[Field(l, "attempt")];
-        if (killed_worker_pids.count(Field(l, "worker_pid"))) lost_with_worker.insert(Field(l, "attempt"));
-      }
-      for (const auto& m : Ledger(dir + "/made.jsonl")) {
-        made[{Field(m, "attempt"), Field(m, "epoch")}] = m.fields().at("loss").number_value();
-      }
-    }
-    for (const auto& [attempt, n] : launches) {
-      EXPECT_EQ(n, 1) << t.id() << " attempt " << attempt << " was launched " << n << " times";
-      EXPECT_LE(attempt, t.attempt()) << t.id();
-    }
-    attempts_launched += launches.size();
-    // Reports: stored exactly once each, all of them unless the worker died under them.
-    std::map<std::pair<int, int>, double> stored;
-    for (const auto& r : c.Metrics(t.id())) {
-      auto key = std::make_pair(r.attempt(), static_cast<int>(r.values().at("epoch")));
-      EXPECT_EQ(stored.count(key), 0u) << t.id() << " duplicate report " << key.first << "/" << key.second;
-      stored[key] = r.values().at("loss");
-    }
-    for (const auto& [key, loss] : made) {
-      auto it = stored.find(key);
-      if (it == stored.end()) {
-        EXPECT_TRUE(lost_with_worker.count(key.first))
-            << t.id() << " attempt " << key.first << " epoch " << key.second << " was reported and is missing";
-        continue;
-      }
-      EXPECT_EQ(it->second, loss) << t.id();
-      ++points;
-    }
-    for (const auto& [key, loss] : stored) {
-      EXPECT_TRUE(made.count(key)) << t.id() << " stored a report its trial never made";
-    }
+    CheckLaunchesAndReports(c, t, names, killed_worker_pids, &attempts_launched, &points);
   }
   EXPECT_GT(stopped, 0) << "ASHA stopped nothing: the harness did not exercise early stopping";
 

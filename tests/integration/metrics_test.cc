@@ -105,6 +105,68 @@ std::string HostPort(const std::string& url) {  // http://HOST:PORT/metrics -> H
   return rest.substr(0, rest.find('/'));
 }
 
+// Every expression of the dashboard and of the alert rules evaluates in `prom` and names only
+// metrics that rung exports; every alert rule is loaded and evaluated, and none fires.
+void ExpectDashboardAndAlertsEvaluate(Prometheus& prom, const std::string& alerts) {
+  // Every metric name the dashboard and the alerts use is one that rung exports.
+  std::set<std::string> exported;
+  const google::protobuf::Struct names = prom.Api("label/__name__/values");
+  for (const auto& v : names.fields().at("data").list_value().values()) {
+    exported.insert(v.string_value());
+  }
+  auto check_expr = [&](const std::string& where, const std::string& expr) {
+    auto q = prom.Query(expr);
+    EXPECT_EQ(q.fields().at("status").string_value(), "success") << where << ": " << expr;
+    for (size_t at = 0; (at = expr.find("rung_", at)) != std::string::npos;) {
+      size_t end = at;
+      while (end < expr.size() && (std::islower(static_cast<unsigned char>(expr[end])) || expr[end] == '_')) ++end;
+      const std::string metric = expr.substr(at, end - at);
+      EXPECT_TRUE(exported.count(metric)) << where << " uses " << metric << ", which nothing exports";
+      at = end;
+    }
+  };
+  google::protobuf::Struct dashboard;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(ReadAll(SourceDir() + "/deploy/grafana/rung-dashboard.json"),
+                                                          &dashboard).ok());
+  int exprs = 0;
+  for (const auto& panel : dashboard.fields().at("panels").list_value().values()) {
+    const auto& p = panel.struct_value().fields();
+    for (const auto& target : p.at("targets").list_value().values()) {
+      check_expr("dashboard panel '" + p.at("title").string_value() + "'",
+                 target.struct_value().fields().at("expr").string_value());
+      ++exprs;
+    }
+  }
+  EXPECT_GE(exprs, 16);
+
+  // The alert rules: all loaded, all evaluated without error, and none fires on a healthy cluster.
+  const std::string alert_text = ReadAll(alerts);
+  int declared = 0;
+  for (size_t at = 0; (at = alert_text.find("- alert: ", at)) != std::string::npos; ++at) ++declared;
+  int evaluated = 0;
+  for (int i = 0; i < 600 && evaluated < declared; ++i) {
+    evaluated = 0;
+    const google::protobuf::Struct rules = prom.Api("rules");
+    for (const auto& g : rules.fields().at("data").struct_value().fields().at("groups").list_value().values()) {
+      for (const auto& r : g.struct_value().fields().at("rules").list_value().values()) {
+        const auto& f = r.struct_value().fields();
+        evaluated += f.at("health").string_value() == "ok" && f.at("lastEvaluation").string_value().rfind("0001-", 0) != 0;
+      }
+    }
+    if (evaluated < declared) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(evaluated, declared) << "some alert rules did not evaluate";
+  EXPECT_EQ(declared, 10);
+  const google::protobuf::Struct rules = prom.Api("rules");
+  for (const auto& g : rules.fields().at("data").struct_value().fields().at("groups").list_value().values()) {
+    for (const auto& r : g.struct_value().fields().at("rules").list_value().values()) {
+      const auto& f = r.struct_value().fields();
+      check_expr("alert " + f.at("name").string_value(), f.at("query").string_value());
+      EXPECT_EQ(f.at("state").string_value(), "inactive") << f.at("name").string_value();
+    }
+  }
+}
+
 TEST(MetricsTest, ARealPrometheusScrapesRungdAndAWorkerAndEvaluatesTheDashboardAndAlerts) {
   Cluster c;
   c.StartRungd();
@@ -169,63 +231,9 @@ scrape_configs:
   EXPECT_EQ(prom.Value("rung_worker_launch_failures_total{worker=\"w1\"}"), 0);
   EXPECT_EQ(prom.Value("rung_worker_report_queue{worker=\"w1\"}"), 0);
 
-  // Every metric name the dashboard and the alerts use is one that rung exports.
-  std::set<std::string> exported;
-  const google::protobuf::Struct names = prom.Api("label/__name__/values");
-  for (const auto& v : names.fields().at("data").list_value().values()) {
-    exported.insert(v.string_value());
-  }
-  auto check_expr = [&](const std::string& where, const std::string& expr) {
-    auto q = prom.Query(expr);
-    EXPECT_EQ(q.fields().at("status").string_value(), "success") << where << ": " << expr;
-    for (size_t at = 0; (at = expr.find("rung_", at)) != std::string::npos;) {
-      size_t end = at;
-      while (end < expr.size() && (std::islower(static_cast<unsigned char>(expr[end])) || expr[end] == '_')) ++end;
-      const std::string metric = expr.substr(at, end - at);
-      EXPECT_TRUE(exported.count(metric)) << where << " uses " << metric << ", which nothing exports";
-      at = end;
-    }
-  };
-  google::protobuf::Struct dashboard;
-  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(ReadAll(SourceDir() + "/deploy/grafana/rung-dashboard.json"),
-                                                          &dashboard).ok());
-  int exprs = 0;
-  for (const auto& panel : dashboard.fields().at("panels").list_value().values()) {
-    const auto& p = panel.struct_value().fields();
-    for (const auto& target : p.at("targets").list_value().values()) {
-      check_expr("dashboard panel '" + p.at("title").string_value() + "'",
-                 target.struct_value().fields().at("expr").string_value());
-      ++exprs;
-    }
-  }
-  EXPECT_GE(exprs, 16);
-
-  // The alert rules: all loaded, all evaluated without error, and none fires on a healthy cluster.
-  const std::string alert_text = ReadAll(alerts);
-  int declared = 0;
-  for (size_t at = 0; (at = alert_text.find("- alert: ", at)) != std::string::npos; ++at) ++declared;
-  int evaluated = 0;
-  for (int i = 0; i < 600 && evaluated < declared; ++i) {
-    evaluated = 0;
-    const google::protobuf::Struct rules = prom.Api("rules");
-    for (const auto& g : rules.fields().at("data").struct_value().fields().at("groups").list_value().values()) {
-      for (const auto& r : g.struct_value().fields().at("rules").list_value().values()) {
-        const auto& f = r.struct_value().fields();
-        evaluated += f.at("health").string_value() == "ok" && f.at("lastEvaluation").string_value().rfind("0001-", 0) != 0;
-      }
-    }
-    if (evaluated < declared) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  EXPECT_EQ(evaluated, declared) << "some alert rules did not evaluate";
-  EXPECT_EQ(declared, 10);
-  const google::protobuf::Struct rules = prom.Api("rules");
-  for (const auto& g : rules.fields().at("data").struct_value().fields().at("groups").list_value().values()) {
-    for (const auto& r : g.struct_value().fields().at("rules").list_value().values()) {
-      const auto& f = r.struct_value().fields();
-      check_expr("alert " + f.at("name").string_value(), f.at("query").string_value());
-      EXPECT_EQ(f.at("state").string_value(), "inactive") << f.at("name").string_value();
-    }
-  }
+  EXPECT_EQ(prom.Value("rung_experiments_unschedulable"), 0);
+  EXPECT_EQ(prom.Value("rung_store_recoveries_total"), 0);
+  ExpectDashboardAndAlertsEvaluate(prom, alerts);
 }
 
 }  // namespace
