@@ -28,8 +28,10 @@ int main(int argc, char** argv) {
   int trials = 2000, clients = 4, reports = 3;
   app.add_option("--bin-dir", bin_dir, "the build folder")->capture_default_str();
   app.add_option("--trials", trials, "trials in the experiment")->capture_default_str();
-  app.add_option("--clients", clients, "client threads, each with its own Client and client_id")->capture_default_str();
-  app.add_option("--reports", reports, "reports per trial before it completes")->capture_default_str();
+  app.add_option("--clients", clients, "client threads, each with its own Client and client_id")
+      ->capture_default_str();
+  app.add_option("--reports", reports, "reports per trial before it completes")
+      ->capture_default_str();
   app.add_option("--algorithm", algorithm, "random or tpe")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -41,8 +43,10 @@ int main(int argc, char** argv) {
 execution: external
 objective: {metric: loss, goal: minimize}
 search_space: {x: {type: float, min: 0, max: 1}, y: {type: int, min: 1, max: 8}}
-algorithm: {name: )", algorithm, R"(, seed: 1}
-budget: {max_trials: )", trials, ", max_concurrent: ", clients, "}\n"));
+algorithm: {name: )",
+                                                     algorithm, R"(, seed: 1}
+budget: {max_trials: )",
+                                                     trials, ", max_concurrent: ", clients, "}\n"));
   if (!exp.ok()) {
     std::fprintf(stderr, "%s\n", exp.status().ToString().c_str());
     return 1;
@@ -85,11 +89,14 @@ budget: {max_trials: )", trials, ", max_concurrent: ", clients, "}\n"));
   const double seconds = ms_since(start) / 1000;
   auto done = (*admin)->GetExperiment(exp->id);
   const size_t calls = ask_ms.size() + report_ms.size() + complete_ms.size();
-  std::printf("ask/tell (%s): %d trials, %d clients, %d reports each: %s in %.2f s; %.0f trials/s, %.0f calls/s\n",
-              algorithm.c_str(), trials, clients, reports, done.ok() ? done->state.c_str() : "?", seconds,
-              done.ok() ? done->completed / seconds : 0, static_cast<double>(calls) / seconds);
-  std::printf("  latency ms p50/p99: ask %.2f/%.2f, report %.2f/%.2f, complete %.2f/%.2f\n", Percentile(ask_ms, 0.5),
-              Percentile(ask_ms, 0.99), Percentile(report_ms, 0.5), Percentile(report_ms, 0.99),
-              Percentile(complete_ms, 0.5), Percentile(complete_ms, 0.99));
+  std::printf(
+      "ask/tell (%s): %d trials, %d clients, %d reports each: %s in %.2f s; %.0f trials/s, %.0f "
+      "calls/s\n",
+      algorithm.c_str(), trials, clients, reports, done.ok() ? done->state.c_str() : "?", seconds,
+      done.ok() ? done->completed / seconds : 0, static_cast<double>(calls) / seconds);
+  std::printf("  latency ms p50/p99: ask %.2f/%.2f, report %.2f/%.2f, complete %.2f/%.2f\n",
+              Percentile(ask_ms, 0.5), Percentile(ask_ms, 0.99), Percentile(report_ms, 0.5),
+              Percentile(report_ms, 0.99), Percentile(complete_ms, 0.5),
+              Percentile(complete_ms, 0.99));
   return done.ok() && done->state == "completed" ? 0 : 1;
 }

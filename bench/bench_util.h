@@ -35,8 +35,15 @@ struct Rungd {
     char tmpl[] = "/tmp/rung-bench-XXXXXX";
     dir = mkdtemp(tmpl);
     SpawnOptions o;
-    o.argv = {bin_dir + "/server/rungd", "--listen", "127.0.0.1:0", "--metrics-listen",
-              "127.0.0.1:0", "--data-dir", dir + "/data", "--log-level", "warning"};
+    o.argv = {bin_dir + "/server/rungd",
+              "--listen",
+              "127.0.0.1:0",
+              "--metrics-listen",
+              "127.0.0.1:0",
+              "--data-dir",
+              dir + "/data",
+              "--log-level",
+              "warning"};
     o.argv.insert(o.argv.end(), extra.begin(), extra.end());
     o.env = CurrentEnvironment();
     o.stderr_path = dir + "/rungd.log";
@@ -54,9 +61,19 @@ struct Rungd {
   std::unique_ptr<Subprocess> StartWorker(const std::string& bin_dir, int slots,
                                           const std::vector<std::string>& extra = {}) {
     SpawnOptions o;
-    o.argv = {bin_dir + "/worker/rung-worker", "--controller", addr, "--slots",
-              absl::StrCat(slots), "--gpus", "none", "--name", "bench", "--work-dir",
-              dir + "/worker", "--log-level", "warning"};
+    o.argv = {bin_dir + "/worker/rung-worker",
+              "--controller",
+              addr,
+              "--slots",
+              absl::StrCat(slots),
+              "--gpus",
+              "none",
+              "--name",
+              "bench",
+              "--work-dir",
+              dir + "/worker",
+              "--log-level",
+              "warning"};
     o.argv.insert(o.argv.end(), extra.begin(), extra.end());
     o.env = CurrentEnvironment();
     o.stderr_path = dir + "/worker.log";
@@ -69,7 +86,8 @@ struct Rungd {
   }
 
   std::unique_ptr<v1::ExperimentService::Stub> Stub() const {
-    return v1::ExperimentService::NewStub(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()));
+    return v1::ExperimentService::NewStub(
+        grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()));
   }
 
   ~Rungd() {

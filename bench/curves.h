@@ -21,8 +21,9 @@ inline double Floor(const double* x) {
 
 // Deterministic noise in [-1, 1) from the configuration and the epoch.
 inline double Noise(const double* x, int epoch) {
-  double s = std::sin(12.9898 * x[0] + 78.233 * x[1] + 37.719 * x[2] + 4.581 * x[3] + 0.917 * epoch) *
-             43758.5453;
+  double s =
+      std::sin(12.9898 * x[0] + 78.233 * x[1] + 37.719 * x[2] + 4.581 * x[3] + 0.917 * epoch) *
+      43758.5453;
   return 2 * (s - std::floor(s)) - 1;
 }
 

@@ -27,7 +27,8 @@ int main(int argc, char** argv) {
 objective: {metric: loss, goal: minimize}
 search_space: {x: {type: float, min: 0, max: 1}}
 algorithm: {name: random, seed: 1}
-budget: {max_trials: )", trials, ", max_concurrent: ", slots, R"(}
+budget: {max_trials: )",
+                                                          trials, ", max_concurrent: ", slots, R"(}
 trial: {command: [/bin/echo, '@rung {"loss": {x}}']}
 )"));
   auto list = rung::bench::WaitForEnd(stub.get(), exp.id());
@@ -48,8 +49,10 @@ trial: {command: [/bin/echo, '@rung {"loss": {x}}']}
   }
   printf("dispatch: %d trivial trials on %d slots of one worker\n", trials, slots);
   printf("  completed %d in %.2f s = %.1f trials/s\n", completed, elapsed, completed / elapsed);
-  printf("  slot idle between trials (end of one to start of next, ms resolution): p50 %.0f ms, p99 %.0f ms\n",
-         rung::bench::Percentile(gaps, 0.5), rung::bench::Percentile(gaps, 0.99));
+  printf(
+      "  slot idle between trials (end of one to start of next, ms resolution): p50 %.0f ms, p99 "
+      "%.0f ms\n",
+      rung::bench::Percentile(gaps, 0.5), rung::bench::Percentile(gaps, 0.99));
   printf("  trial start to end as the controller saw it: p50 %.0f ms, p99 %.0f ms\n",
          rung::bench::Percentile(runs, 0.5), rung::bench::Percentile(runs, 0.99));
   return completed == trials ? 0 : 1;

@@ -89,7 +89,8 @@ void SimulateWorker(const Setup& setup, Shared* shared, int w) {
       absl::MutexLock l(&mu);
       for (auto it = pending.begin(); it != pending.end() && it->first <= msg.ack().seq();) {
         if (shared->measuring) {
-          local.push_back(std::chrono::duration<double, std::micro>(now - it->second.first).count());
+          local.push_back(
+              std::chrono::duration<double, std::micro>(now - it->second.first).count());
           shared->acked_reports += it->second.second;
         }
         it = pending.erase(it);
@@ -142,10 +143,12 @@ int main(int argc, char** argv) {
   app.add_option("--workers", setup.workers)->capture_default_str();
   app.add_option("--slots", setup.slots, "trials per simulated worker")->capture_default_str();
   app.add_option("--batch", setup.batch, "reports per stream message")->capture_default_str();
-  app.add_option("--inflight", setup.inflight, "unacknowledged messages per worker")->capture_default_str();
+  app.add_option("--inflight", setup.inflight, "unacknowledged messages per worker")
+      ->capture_default_str();
   app.add_option("--seconds", seconds)->capture_default_str();
   std::string wal_sync = "0s";
-  app.add_option("--wal-sync", wal_sync, "rungd's --wal-sync: write, or a group-commit delay")->capture_default_str();
+  app.add_option("--wal-sync", wal_sync, "rungd's --wal-sync: write, or a group-commit delay")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   rung::bench::Rungd rungd(bin_dir, {"--wal-sync", wal_sync});
@@ -157,7 +160,8 @@ int main(int argc, char** argv) {
 objective: {metric: loss, goal: minimize}
 search_space: {x: {type: float, min: 0, max: 1}}
 algorithm: {name: random, seed: 1}
-budget: {max_trials: )", setup.workers * setup.slots, R"(}
+budget: {max_trials: )",
+                                 setup.workers * setup.slots, R"(}
 trial: {command: [unused]}
 )"));
   req.set_base_dir("/tmp");
@@ -173,8 +177,10 @@ trial: {command: [unused]}
 
   Shared shared;
   std::vector<std::thread> threads;
-  for (int w = 0; w < setup.workers; ++w) threads.emplace_back([&, w] { SimulateWorker(setup, &shared, w); });
-  while (shared.ready.load() < setup.workers) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int w = 0; w < setup.workers; ++w)
+    threads.emplace_back([&, w] { SimulateWorker(setup, &shared, w); });
+  while (shared.ready.load() < setup.workers)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   std::this_thread::sleep_for(std::chrono::seconds(1));  // warm-up
   shared.acked_reports = 0;
   shared.measuring = true;
@@ -187,10 +193,12 @@ trial: {command: [unused]}
   for (auto& t : threads) t.join();
 
   // Per report: a report waits for its batch's acknowledgement.
-  printf("ingest (--wal-sync %s): %d workers x %d trials, %d reports/message, %d messages in flight each\n",
-         wal_sync.c_str(), setup.workers, setup.slots, setup.batch, setup.inflight);
-  printf("  reports acknowledged: %lld in %.2f s = %.0f reports/s\n", static_cast<long long>(total), elapsed,
-         static_cast<double>(total) / elapsed);
+  printf(
+      "ingest (--wal-sync %s): %d workers x %d trials, %d reports/message, %d messages in flight "
+      "each\n",
+      wal_sync.c_str(), setup.workers, setup.slots, setup.batch, setup.inflight);
+  printf("  reports acknowledged: %lld in %.2f s = %.0f reports/s\n", static_cast<long long>(total),
+         elapsed, static_cast<double>(total) / elapsed);
   absl::MutexLock l(&shared.lat_mu);
   printf("  report -> ack latency: p50 %.2f ms, p99 %.2f ms (%zu messages)\n",
          rung::bench::Percentile(shared.latencies_us, 0.50) / 1000,

@@ -40,7 +40,8 @@ constexpr int kEta = 3;
 Config BaseConfig(uint64_t seed) {
   Config c;
   for (int i = 0; i < kDims; ++i) {
-    c.space.push_back({"x" + std::to_string(i), search::Param::Kind::kFloat, 0, 1, false, {}, {}, 0, "", {}});
+    c.space.push_back(
+        {"x" + std::to_string(i), search::Param::Kind::kFloat, 0, 1, false, {}, {}, 0, "", {}});
   }
   c.max_trials = 1'000'000;  // time, not trials, bounds each run
   c.seed = seed;
@@ -123,9 +124,7 @@ Result SimulateSearcher(const Config& config, int workers, double horizon, doubl
   struct Ev {
     double time;
     int worker, trial;
-    bool operator>(const Ev& o) const {
-      return time != o.time ? time > o.time : worker > o.worker;
-    }
+    bool operator>(const Ev& o) const { return time != o.time ? time > o.time : worker > o.worker; }
   };
   std::priority_queue<Ev, std::vector<Ev>, std::greater<Ev>> events;
   std::set<int> idle;
@@ -144,9 +143,10 @@ Result SimulateSearcher(const Config& config, int workers, double horizon, doubl
         if (t.closed) continue;
         if (t.running) {
           t.budget = -1;  // ends at its next epoch event; the worker frees then
-        } else {        // waiting at a rung
+        } else {          // waiting at a rung
           t.closed = true;
-          apply(searcher->Handle(search::TrialClosed{s->index, search::TrialClosed::Outcome::kStopped, false, 0}));
+          apply(searcher->Handle(
+              search::TrialClosed{s->index, search::TrialClosed::Outcome::kStopped, false, 0}));
         }
       } else if (std::holds_alternative<search::Done>(a)) {
         done = true;
@@ -166,7 +166,8 @@ Result SimulateSearcher(const Config& config, int workers, double horizon, doubl
       for (const Action& a : actions) {
         if (const auto* c = std::get_if<search::Create>(&a)) {
           TrialSim t;
-          for (int i = 0; i < kDims; ++i) t.x[i] = std::get<double>(c->params.at("x" + std::to_string(i)));
+          for (int i = 0; i < kDims; ++i)
+            t.x[i] = std::get<double>(c->params.at("x" + std::to_string(i)));
           t.budget = c->budget;
           trials[c->index] = t;
           job = c->index;
@@ -193,24 +194,28 @@ Result SimulateSearcher(const Config& config, int workers, double horizon, doubl
     t.epoch += 1;
     const double value = Loss(t.x, t.epoch);
     bool ended = false;
-    auto acts = searcher->Handle(search::TrialReported{ev.trial, static_cast<double>(t.epoch), value});
+    auto acts =
+        searcher->Handle(search::TrialReported{ev.trial, static_cast<double>(t.epoch), value});
     bool stopped_now = false;
     for (const Action& a : acts) {
-      if (const auto* s = std::get_if<search::Stop>(&a); s && s->index == ev.trial) stopped_now = true;
+      if (const auto* s = std::get_if<search::Stop>(&a); s && s->index == ev.trial)
+        stopped_now = true;
     }
     apply(acts);
     if (stopped_now || t.budget < 0) {
       t.running = false;
       t.closed = true;
       ended = true;
-      apply(searcher->Handle(search::TrialClosed{ev.trial, search::TrialClosed::Outcome::kStopped, false, 0}));
+      apply(searcher->Handle(
+          search::TrialClosed{ev.trial, search::TrialClosed::Outcome::kStopped, false, 0}));
     } else if (t.epoch >= t.budget - 1e-9) {
       t.running = false;
       ended = true;
       if (t.budget >= kMax - 1e-9) {
         t.closed = true;
         inc.Offer(t.x, value, now);
-        apply(searcher->Handle(search::TrialClosed{ev.trial, search::TrialClosed::Outcome::kCompleted, true, value}));
+        apply(searcher->Handle(
+            search::TrialClosed{ev.trial, search::TrialClosed::Outcome::kCompleted, true, value}));
       } else {
         apply(searcher->Handle(search::TrialPaused{ev.trial}));
       }
@@ -234,8 +239,7 @@ Result SimulateSearcher(const Config& config, int workers, double horizon, doubl
 // Synchronous successive halving: brackets of n configurations at 1 epoch; after each rung
 // every worker waits until the whole rung is done, then the top 1/eta continue (from their
 // checkpoints) with eta times the epochs. A new bracket starts when the last one ends.
-Result SimulateSyncSH(uint64_t seed, int workers, double horizon, double target,
-                      double reference) {
+Result SimulateSyncSH(uint64_t seed, int workers, double horizon, double target, double reference) {
   search::Config c = BaseConfig(seed);
   auto sampler = std::move(search::NewSearcher(c).value());
   const int n0 = 81 * ((workers + 80) / 81);
@@ -282,7 +286,8 @@ Result SimulateSyncSH(uint64_t seed, int workers, double horizon, double target,
         break;
       }
       alive.clear();
-      for (size_t j = 0; j < std::max<size_t>(1, ranked.size() / kEta); ++j) alive.push_back(ranked[j].second);
+      for (size_t j = 0; j < std::max<size_t>(1, ranked.size() / kEta); ++j)
+        alive.push_back(ranked[j].second);
     }
   }
   return Summarise(busy, workers, horizon, inc, created);
@@ -300,8 +305,10 @@ int main(int argc, char** argv) {
   int seeds = 5;
   app.add_option("--workers", ks, "cluster sizes")->capture_default_str();
   app.add_option("--target", target, "target regret")->capture_default_str();
-  app.add_option("--seeds", seeds, "runs per method and K (median reported)")->capture_default_str();
-  app.add_option("--work", horizon_work, "simulated seconds x workers per run")->capture_default_str();
+  app.add_option("--seeds", seeds, "runs per method and K (median reported)")
+      ->capture_default_str();
+  app.add_option("--work", horizon_work, "simulated seconds x workers per run")
+      ->capture_default_str();
   std::vector<std::string> only;
   app.add_option("--methods", only, "run only these methods");
   CLI11_PARSE(app, argc, argv);
@@ -327,17 +334,19 @@ int main(int argc, char** argv) {
       {"hyperband-stop", rule(rung::search::Stopping::Rule::kHyperband, false)},
       {"hyperband-promote", rule(rung::search::Stopping::Rule::kHyperband, true)},
       {"median", rule(rung::search::Stopping::Rule::kMedian, false)},
-      {"sync-sh", [&](uint64_t seed, int k, double h) { return SimulateSyncSH(seed, k, h, target, reference); }},
+      {"sync-sh", [&](uint64_t seed, int k,
+                      double h) { return SimulateSyncSH(seed, k, h, target, reference); }},
       {"random-full", rule(rung::search::Stopping::Rule::kNone, false)},
   };
   auto median = [](std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v.empty() ? -1 : v[v.size() / 2];
   };
-  std::printf("curves: 4 parameters, resource 1..81 epochs, eta 3; best expected loss at 81 "
-              "epochs %.6f; target regret %.3g; median of %d seeds; horizon = %.0f "
-              "worker-seconds / K\n",
-              reference, target, seeds, horizon_work);
+  std::printf(
+      "curves: 4 parameters, resource 1..81 epochs, eta 3; best expected loss at 81 "
+      "epochs %.6f; target regret %.3g; median of %d seeds; horizon = %.0f "
+      "worker-seconds / K\n",
+      reference, target, seeds, horizon_work);
   std::printf("%-6s %-18s %12s %16s %10s %12s\n", "K", "method", "utilisation", "time-to-target",
               "trials", "end-regret");
   std::map<std::string, std::map<int, double>> ttt;
@@ -361,10 +370,11 @@ int main(int argc, char** argv) {
       }
       double t = median(time);
       ttt[m.name][k] = t;
-      std::printf("%-6d %-18s %11.2f%% %16s %10.0f %12.4f\n", k, m.name.c_str(),
-                  100 * median(util), t >= 1e299 ? "not reached" : std::to_string(static_cast<int>(t)).c_str(),
+      std::printf("%-6d %-18s %11.2f%% %16s %10.0f %12.4f\n", k, m.name.c_str(), 100 * median(util),
+                  t >= 1e299 ? "not reached" : std::to_string(static_cast<int>(t)).c_str(),
                   median(trials), median(regret));
-      if (missed) std::printf("%-6s   (%d of %d seeds did not reach the target)\n", "", missed, seeds);
+      if (missed)
+        std::printf("%-6s   (%d of %d seeds did not reach the target)\n", "", missed, seeds);
     }
   }
   if (ks.size() >= 2) {
@@ -377,7 +387,8 @@ int main(int argc, char** argv) {
     }
     for (int k : ks) {
       double a = ttt["asha-stop"][k], s = ttt["sync-sh"][k];
-      if (a < 1e299 && s < 1e299) std::printf("K=%d: asha-stop time-to-target / sync-sh = %.2f\n", k, a / s);
+      if (a < 1e299 && s < 1e299)
+        std::printf("K=%d: asha-stop time-to-target / sync-sh = %.2f\n", k, a / s);
     }
   }
   return 0;

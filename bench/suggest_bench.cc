@@ -23,7 +23,8 @@ int main(int argc, char** argv) {
     Config c;
     c.sampler = s;
     for (int i = 0; i < 10; ++i) {
-      c.space.push_back({"x" + std::to_string(i), Param::Kind::kFloat, 0, 1, false, {}, {}, 0, "", {}});
+      c.space.push_back(
+          {"x" + std::to_string(i), Param::Kind::kFloat, 0, 1, false, {}, {}, 0, "", {}});
     }
     c.max_trials = 1'000'000;
     c.seed = 1;
@@ -35,10 +36,9 @@ int main(int argc, char** argv) {
     return s;
   };
   printf("%-8s %12s %12s %12s %12s\n", "sampler", "observations", "p50 ms", "p90 ms", "max ms");
-  for (auto [name, sampler] : {std::pair{"random", Config::Sampler::kRandom},
-                               std::pair{"tpe", Config::Sampler::kTpe},
-                               std::pair{"tpe-mv", Config::Sampler::kTpe},
-                               std::pair{"gp", Config::Sampler::kGp}}) {
+  for (auto [name, sampler] :
+       {std::pair{"random", Config::Sampler::kRandom}, std::pair{"tpe", Config::Sampler::kTpe},
+        std::pair{"tpe-mv", Config::Sampler::kTpe}, std::pair{"gp", Config::Sampler::kGp}}) {
     for (int n : sizes) {
       Config c = space(sampler);
       c.tpe_multivariate = std::string(name) == "tpe-mv";
@@ -52,11 +52,15 @@ int main(int argc, char** argv) {
       for (int i = 0; i < suggestions; ++i) {
         auto t0 = std::chrono::steady_clock::now();
         auto t = std::get<Create>(s->Handle(TrialsWanted{1}).at(0));
-        ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-        s->Handle(TrialClosed{t.index, TrialClosed::Outcome::kCompleted, true, objective(t.params)});
+        ms.push_back(
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                .count());
+        s->Handle(
+            TrialClosed{t.index, TrialClosed::Outcome::kCompleted, true, objective(t.params)});
       }
       std::sort(ms.begin(), ms.end());
-      printf("%-8s %12d %12.2f %12.2f %12.2f\n", name, n, ms[ms.size() / 2], ms[ms.size() * 9 / 10], ms.back());
+      printf("%-8s %12d %12.2f %12.2f %12.2f\n", name, n, ms[ms.size() / 2], ms[ms.size() * 9 / 10],
+             ms.back());
       fflush(stdout);
     }
   }

@@ -9,8 +9,10 @@
 namespace rung {
 
 void ConnectFromEnvironment(ConnectOptions* o) {
-  const std::pair<const char*, std::string*> vars[] = {
-      {"RUNG_TOKEN", &o->token}, {"RUNG_CA", &o->ca_file}, {"RUNG_CERT", &o->cert_file}, {"RUNG_KEY", &o->key_file}};
+  const std::pair<const char*, std::string*> vars[] = {{"RUNG_TOKEN", &o->token},
+                                                       {"RUNG_CA", &o->ca_file},
+                                                       {"RUNG_CERT", &o->cert_file},
+                                                       {"RUNG_KEY", &o->key_file}};
   for (const auto& [name, field] : vars) {
     const char* v = std::getenv(name);
     if (field->empty() && v != nullptr) *field = v;
@@ -25,13 +27,16 @@ absl::StatusOr<std::string> ReadFileFor(const std::string& flag, const std::stri
   return ss.str();
 }
 
-absl::StatusOr<std::shared_ptr<grpc::Channel>> Connect(const std::string& addr, const ConnectOptions& o,
+absl::StatusOr<std::shared_ptr<grpc::Channel>> Connect(const std::string& addr,
+                                                       const ConnectOptions& o,
                                                        const grpc::ChannelArguments& args) {
   if (o.cert_file.empty() != o.key_file.empty()) {
-    return absl::InvalidArgumentError("--cert and --key: give both (a client certificate and its key) or neither");
+    return absl::InvalidArgumentError(
+        "--cert and --key: give both (a client certificate and its key) or neither");
   }
   if (o.ca_file.empty()) {
-    if (!o.cert_file.empty()) return absl::InvalidArgumentError("--cert: needs --ca (a client certificate is for TLS)");
+    if (!o.cert_file.empty())
+      return absl::InvalidArgumentError("--cert: needs --ca (a client certificate is for TLS)");
     return grpc::CreateCustomChannel(addr, grpc::InsecureChannelCredentials(), args);
   }
   grpc::SslCredentialsOptions ssl;

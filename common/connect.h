@@ -23,7 +23,8 @@ void ConnectFromEnvironment(ConnectOptions* o);
 
 // A channel to `addr`: TLS when ca_file is set, else plaintext. INVALID_ARGUMENT naming the
 // flag when a file cannot be read, or when a certificate comes without its key.
-absl::StatusOr<std::shared_ptr<grpc::Channel>> Connect(const std::string& addr, const ConnectOptions& o,
+absl::StatusOr<std::shared_ptr<grpc::Channel>> Connect(const std::string& addr,
+                                                       const ConnectOptions& o,
                                                        const grpc::ChannelArguments& args = {});
 
 // Adds the bearer token (if any) to a call.

@@ -49,11 +49,21 @@ std::string JsonQuote(absl::string_view s) {
   std::string out = "\"";
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           char buf[8];
@@ -110,8 +120,8 @@ absl::StatusOr<std::string> FillPlaceholders(
   return out;
 }
 
-absl::Status CheckSizes(const google::protobuf::Message& m, const std::string& path, size_t max_string,
-                        int max_repeated) {
+absl::Status CheckSizes(const google::protobuf::Message& m, const std::string& path,
+                        size_t max_string, int max_repeated) {
   const google::protobuf::Reflection* r = m.GetReflection();
   std::vector<const google::protobuf::FieldDescriptor*> fields;
   r->ListFields(m, &fields);
@@ -119,17 +129,19 @@ absl::Status CheckSizes(const google::protobuf::Message& m, const std::string& p
     const std::string name = path.empty() ? f->name() : absl::StrCat(path, ".", f->name());
     if (f->is_repeated()) {
       const int n = r->FieldSize(m, f);
-      if (n > max_repeated) return Invalid(name, absl::StrCat("has ", n, " entries; at most ", max_repeated));
+      if (n > max_repeated)
+        return Invalid(name, absl::StrCat("has ", n, " entries; at most ", max_repeated));
       for (int i = 0; i < n; ++i) {
         if (f->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_STRING) {
           std::string scratch;
           const std::string& v = r->GetRepeatedStringReference(m, f, i, &scratch);
           if (v.size() > max_string) {
-            return Invalid(absl::StrCat(name, "[", i, "]"), absl::StrCat("is ", v.size(), " bytes; at most ", max_string));
+            return Invalid(absl::StrCat(name, "[", i, "]"),
+                           absl::StrCat("is ", v.size(), " bytes; at most ", max_string));
           }
         } else if (f->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) {
-          RETURN_IF_ERROR(
-              CheckSizes(r->GetRepeatedMessage(m, f, i), absl::StrCat(name, "[", i, "]"), max_string, max_repeated));
+          RETURN_IF_ERROR(CheckSizes(r->GetRepeatedMessage(m, f, i),
+                                     absl::StrCat(name, "[", i, "]"), max_string, max_repeated));
         }
       }
     } else if (f->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_STRING) {

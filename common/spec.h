@@ -18,16 +18,16 @@ namespace rung {
 // What a spec may hold at most, so that a mistaken or hostile one cannot exhaust rungd.
 constexpr size_t kMaxSpecBytes = 1 << 20;  // the YAML text
 constexpr int kMaxParameters = 256;
-constexpr int kMaxRepeated = 10000;        // entries of any list (values, arguments, objectives...)
-constexpr size_t kMaxNameBytes = 128;      // the experiment's, parameters', metrics' names
-constexpr size_t kMaxStringBytes = 4096;   // any other string
+constexpr int kMaxRepeated = 10000;       // entries of any list (values, arguments, objectives...)
+constexpr size_t kMaxNameBytes = 128;     // the experiment's, parameters', metrics' names
+constexpr size_t kMaxStringBytes = 4096;  // any other string
 constexpr int kMaxTrials = 10000000;
 
 // OK when every string in `m` (recursively) has at most `max_string` bytes and every list or
 // map at most `max_repeated` entries; else INVALID_ARGUMENT naming the field by its path
 // under `path` ("trial.command[3]").
-absl::Status CheckSizes(const google::protobuf::Message& m, const std::string& path, size_t max_string,
-                        int max_repeated);
+absl::Status CheckSizes(const google::protobuf::Message& m, const std::string& path,
+                        size_t max_string, int max_repeated);
 
 // That every "{name}" in the trial's command and env names one of `params`, and no command
 // placeholder a `conditional` one; INVALID_ARGUMENT naming the field otherwise.

@@ -9,10 +9,10 @@
 #define RUNG_CONCAT(a, b) RUNG_CONCAT_INNER(a, b)
 
 // Returns from the calling function when `expr` (an absl::Status) is not OK.
-#define RETURN_IF_ERROR(expr)                         \
-  do {                                                \
-    ::absl::Status rung_status_ = (expr);             \
-    if (!rung_status_.ok()) return rung_status_;      \
+#define RETURN_IF_ERROR(expr)                    \
+  do {                                           \
+    ::absl::Status rung_status_ = (expr);        \
+    if (!rung_status_.ok()) return rung_status_; \
   } while (0)
 
 // `lhs = value of expr` when the StatusOr `expr` is OK; returns its status otherwise.

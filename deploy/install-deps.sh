@@ -9,8 +9,8 @@ packages=(
   protobuf-compiler libprotobuf-dev protobuf-compiler-grpc libgrpc++-dev
   libabsl-dev librocksdb-dev prometheus-cpp-dev libcli11-dev libyaml-cpp-dev libeigen3-dev
   libgtest-dev libgmock-dev
-  # clang checks the lock annotations (scripts/thread-safety.sh, part of scripts/test.sh)
-  clang
+  # clang checks the lock annotations and clang-format the layout (both in scripts/test.sh)
+  clang clang-format
   python3 curl procps openssl util-linux
   # the Python client (client/python): Debian's interpreter with gRPC, and venv + pip to install it
   python3-grpcio python3-protobuf python3-venv

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The README's test command: install what is missing, build, check the lock annotations with
-# clang, run every test (CTest).
+# The README's test command: install what is missing, build, check the lock annotations and
+# the layout with clang's tools, run every test (CTest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh
-# gcc builds rung; clang checks its lock annotations (ABSL_GUARDED_BY and friends).
+# gcc builds rung; clang checks its lock annotations (ABSL_GUARDED_BY and friends), and
+# clang-format that the sources are laid out as .clang-format says.
 bash scripts/thread-safety.sh
+bash scripts/format.sh --check
 cd "${RUNG_BUILD_DIR:-build}"
 ctest --output-on-failure -j "$(nproc)"

@@ -34,16 +34,17 @@ std::string DefaultDataDir() {
 // The flags as given, and each one's option (a --config key sets a flag not given).
 struct Flags {
   std::string config_file, listen = "127.0.0.1:7411", data_dir = DefaultDataDir(),
-                           metrics_listen = "127.0.0.1:9411", lease_timeout = "30s", heartbeat = "5s",
-                           suggest_deadline = "2s", log_level = "info", wal_sync = "0s", tls_cert, tls_key,
-                           client_ca, auth_tokens, metrics_auth;
+                           metrics_listen = "127.0.0.1:9411", lease_timeout = "30s",
+                           heartbeat = "5s", suggest_deadline = "2s", log_level = "info",
+                           wal_sync = "0s", tls_cert, tls_key, client_ca, auth_tokens, metrics_auth;
   // --config key -> (its flag's option, its value).
   std::vector<std::pair<std::string, std::pair<CLI::Option*, std::string*>>> keys;
 };
 
 void AddFlags(CLI::App* app, Flags* f) {
   app->add_option("--config", f->config_file, "YAML file with any of the flags below as keys");
-  auto add = [&](const char* name, std::string* value, const std::string& help, bool show_default = true) {
+  auto add = [&](const char* name, std::string* value, const std::string& help,
+                 bool show_default = true) {
     CLI::Option* o = app->add_option(absl::StrCat("--", name), *value, help);
     if (show_default) o->capture_default_str();
     f->keys.push_back({name, {o, value}});
@@ -51,24 +52,29 @@ void AddFlags(CLI::App* app, Flags* f) {
   add("listen", &f->listen, "gRPC address");
   add("data-dir", &f->data_dir, "RocksDB folder");
   add("metrics-listen", &f->metrics_listen, "Prometheus /metrics address");
-  add("lease-timeout", &f->lease_timeout, "a worker silent this long loses its trials (e.g. 30s, 2m)");
+  add("lease-timeout", &f->lease_timeout,
+      "a worker silent this long loses its trials (e.g. 30s, 2m)");
   add("heartbeat-interval", &f->heartbeat, "how often workers heartbeat");
   add("suggest-deadline", &f->suggest_deadline,
       "how long tpe or gp may take to propose a trial before it is drawn at random instead");
   add("wal-sync", &f->wal_sync,
-      "when acknowledged writes reach the disk: 'write' fsyncs each change; a duration is group commit, one "
-      "fsync for every write of up to that long (0s: as soon as the previous fsync ends); either way nothing "
+      "when acknowledged writes reach the disk: 'write' fsyncs each change; a duration is group "
+      "commit, one "
+      "fsync for every write of up to that long (0s: as soon as the previous fsync ends); either "
+      "way nothing "
       "is acknowledged before it is on disk");
   add("tls-cert", &f->tls_cert, "PEM certificate (chain): serve gRPC over TLS", false);
   add("tls-key", &f->tls_key, "PEM private key of --tls-cert", false);
   add("client-ca", &f->client_ca,
-      "PEM CA: require every client and worker to present a certificate it signed (mutual TLS)", false);
+      "PEM CA: require every client and worker to present a certificate it signed (mutual TLS)",
+      false);
   add("auth-tokens", &f->auth_tokens,
-      "token file, one 'TOKEN NAME ROLE' per line (admin|user|worker; # comments): every call needs a bearer "
+      "token file, one 'TOKEN NAME ROLE' per line (admin|user|worker; # comments): every call "
+      "needs a bearer "
       "token",
       false);
-  add("metrics-auth", &f->metrics_auth, "file with one 'USER:PASSWORD' line: /metrics requires HTTP basic auth",
-      false);
+  add("metrics-auth", &f->metrics_auth,
+      "file with one 'USER:PASSWORD' line: /metrics requires HTTP basic auth", false);
   add("log-level", &f->log_level, "debug|info|warning|error");
 }
 
@@ -81,12 +87,16 @@ absl::Status ApplyConfigFile(Flags* f) {
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("--config ", f->config_file, ": ", e.what()));
   }
-  if (!cfg.IsMap()) return absl::InvalidArgumentError(absl::StrCat("--config ", f->config_file, ": expected a mapping"));
+  if (!cfg.IsMap())
+    return absl::InvalidArgumentError(
+        absl::StrCat("--config ", f->config_file, ": expected a mapping"));
   for (const auto& kv : cfg) {
     const std::string key = kv.first.Scalar();
-    auto it = std::find_if(f->keys.begin(), f->keys.end(), [&](const auto& k) { return k.first == key; });
+    auto it =
+        std::find_if(f->keys.begin(), f->keys.end(), [&](const auto& k) { return k.first == key; });
     if (it == f->keys.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("--config ", f->config_file, ": unknown key '", key, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--config ", f->config_file, ": unknown key '", key, "'"));
     }
     if (it->second.first->count() == 0) *it->second.second = kv.second.Scalar();  // flags win
   }
@@ -96,7 +106,8 @@ absl::Status ApplyConfigFile(Flags* f) {
 absl::StatusOr<absl::Duration> PositiveDuration(const char* flag, const std::string& text) {
   absl::Duration d;
   if (!absl::ParseDuration(text, &d) || d <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(absl::StrCat(flag, ": '", text, "' is not a positive duration"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": '", text, "' is not a positive duration"));
   }
   return d;
 }
@@ -111,19 +122,23 @@ struct Settings {
 };
 
 absl::Status CheckTimes(const Flags& f, Settings* s) {
-  ASSIGN_OR_RETURN(s->controller.lease_timeout, PositiveDuration("--lease-timeout", f.lease_timeout));
+  ASSIGN_OR_RETURN(s->controller.lease_timeout,
+                   PositiveDuration("--lease-timeout", f.lease_timeout));
   absl::StatusOr<absl::Duration> heartbeat = PositiveDuration("--heartbeat-interval", f.heartbeat);
   if (!heartbeat.ok() || *heartbeat >= s->controller.lease_timeout) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--heartbeat-interval: '", f.heartbeat, "' must be a positive duration below --lease-timeout"));
+        absl::StrCat("--heartbeat-interval: '", f.heartbeat,
+                     "' must be a positive duration below --lease-timeout"));
   }
   s->controller.heartbeat_interval = *heartbeat;
-  ASSIGN_OR_RETURN(s->controller.suggest_deadline, PositiveDuration("--suggest-deadline", f.suggest_deadline));
+  ASSIGN_OR_RETURN(s->controller.suggest_deadline,
+                   PositiveDuration("--suggest-deadline", f.suggest_deadline));
   if (f.wal_sync == "write") {
     s->store.group_commit = false;
-  } else if (!absl::ParseDuration(f.wal_sync, &s->store.group_delay) || s->store.group_delay < absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--wal-sync: '", f.wal_sync, "' is neither 'write' nor a duration such as 0s or 5ms"));
+  } else if (!absl::ParseDuration(f.wal_sync, &s->store.group_delay) ||
+             s->store.group_delay < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--wal-sync: '", f.wal_sync, "' is neither 'write' nor a duration such as 0s or 5ms"));
   }
   return absl::OkStatus();
 }
@@ -137,9 +152,9 @@ absl::Status CheckSecurity(const Flags& f, Settings* s) {
     return absl::InvalidArgumentError("--client-ca: needs --tls-cert and --tls-key");
   }
   if (!f.tls_cert.empty()) {
-    grpc::SslServerCredentialsOptions ssl(f.client_ca.empty()
-                                              ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
-                                              : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    grpc::SslServerCredentialsOptions ssl(
+        f.client_ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                            : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
     ASSIGN_OR_RETURN(std::string cert, rung::ReadFileFor("--tls-cert", f.tls_cert));
     ASSIGN_OR_RETURN(std::string key, rung::ReadFileFor("--tls-key", f.tls_key));
     ssl.pem_key_cert_pairs.push_back({key, cert});
@@ -152,7 +167,8 @@ absl::Status CheckSecurity(const Flags& f, Settings* s) {
     ASSIGN_OR_RETURN(s->auth, rung::Auth::FromFile(f.auth_tokens));
     if (f.tls_cert.empty()) {
       rung::Log(rung::LogLevel::kWarning,
-                "--auth-tokens without --tls-cert: tokens cross the network in clear text; use TLS beyond loopback");
+                "--auth-tokens without --tls-cert: tokens cross the network in clear text; use TLS "
+                "beyond loopback");
     }
   }
   if (!f.metrics_auth.empty()) {
@@ -170,12 +186,14 @@ absl::Status CheckSecurity(const Flags& f, Settings* s) {
 absl::Status Serve(const Flags& f, Settings s, const sigset_t& sigs) {
   std::error_code ec;
   std::filesystem::create_directories(f.data_dir, ec);
-  if (ec) return absl::InvalidArgumentError(absl::StrCat("--data-dir ", f.data_dir, ": ", ec.message()));
+  if (ec)
+    return absl::InvalidArgumentError(absl::StrCat("--data-dir ", f.data_dir, ": ", ec.message()));
   ASSIGN_OR_RETURN(std::unique_ptr<rung::Store> store, rung::Store::Open(f.data_dir, s.store));
   ASSIGN_OR_RETURN(std::unique_ptr<rung::Controller> controller,
                    rung::Controller::Create(store.get(), rung::Clock::Real(), s.controller));
-  ASSIGN_OR_RETURN(std::unique_ptr<rung::ServerMetrics> metrics,
-                   rung::ServerMetrics::Start(f.metrics_listen, controller.get(), s.metrics_user_password));
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<rung::ServerMetrics> metrics,
+      rung::ServerMetrics::Start(f.metrics_listen, controller.get(), s.metrics_user_password));
   rung::ExperimentServiceImpl experiments(controller.get(), metrics.get(), &s.auth);
   rung::WorkerServiceImpl workers(controller.get(), metrics.get(), &s.auth);
   rung::AdminServiceImpl admin(controller.get(), metrics.get(), &s.auth);
@@ -191,20 +209,21 @@ absl::Status Serve(const Flags& f, Settings s, const sigset_t& sigs) {
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.SetMaxReceiveMessageSize(16 << 20);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (!server || port == 0) return absl::UnavailableError(absl::StrCat("--listen ", f.listen, ": cannot listen"));
+  if (!server || port == 0)
+    return absl::UnavailableError(absl::StrCat("--listen ", f.listen, ": cannot listen"));
 
   absl::Notification stop;
   std::thread ticker([&] {
-    const absl::Duration every =
-        std::min({s.controller.lease_timeout / 4, s.controller.suggest_deadline / 4, absl::Seconds(1)});
+    const absl::Duration every = std::min(
+        {s.controller.lease_timeout / 4, s.controller.suggest_deadline / 4, absl::Seconds(1)});
     while (!stop.WaitForNotificationWithTimeout(every)) controller->Tick();
   });
   // Tests and scripts wait for this line.
   std::cout << "rungd: listening on " << f.listen.substr(0, f.listen.rfind(':')) << ":" << port
-            << ", metrics on http://" << f.metrics_listen.substr(0, f.metrics_listen.rfind(':')) << ":"
-            << metrics->port() << "/metrics, data in " << f.data_dir << std::endl;
-  rung::Log(rung::LogLevel::kInfo,
-            absl::StrCat("ready; lease timeout ", absl::FormatDuration(s.controller.lease_timeout)));
+            << ", metrics on http://" << f.metrics_listen.substr(0, f.metrics_listen.rfind(':'))
+            << ":" << metrics->port() << "/metrics, data in " << f.data_dir << std::endl;
+  rung::Log(rung::LogLevel::kInfo, absl::StrCat("ready; lease timeout ",
+                                                absl::FormatDuration(s.controller.lease_timeout)));
 
   int sig = 0;
   sigwait(&sigs, &sig);
@@ -223,8 +242,8 @@ absl::Status Serve(const Flags& f, Settings s, const sigset_t& sigs) {
   server->Wait();
   rung::Log(rung::LogLevel::kInfo,
             absl::StrCat("stopped in ", absl::ToInt64Milliseconds(absl::Now() - signalled),
-                         " ms; it ended worker streams: ", ended.workers, ", watches: ", ended.watches,
-                         ", waiting asks: ", ended.asks));
+                         " ms; it ended worker streams: ", ended.workers,
+                         ", watches: ", ended.watches, ", waiting asks: ", ended.asks));
   return absl::OkStatus();
 }
 

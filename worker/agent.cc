@@ -189,17 +189,15 @@ absl::Status AgentImpl::OpenReportSocket() {
   socket_path_ = (fs::path(o_.work_dir) / "report.sock").string();
   sockaddr_un addr{};
   if (socket_path_.size() >= sizeof(addr.sun_path)) {
-    return absl::InvalidArgumentError(absl::StrCat("--work-dir ", o_.work_dir,
-                                                   ": the socket path ", socket_path_,
-                                                   " is longer than ",
+    return absl::InvalidArgumentError(absl::StrCat("--work-dir ", o_.work_dir, ": the socket path ",
+                                                   socket_path_, " is longer than ",
                                                    sizeof(addr.sun_path) - 1, " bytes"));
   }
   unlink(socket_path_.c_str());  // a dead worker's (we hold the folder's lock)
   listen_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   addr.sun_family = AF_UNIX;
   memcpy(addr.sun_path, socket_path_.c_str(), socket_path_.size() + 1);
-  if (listen_fd_ < 0 ||
-      bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+  if (listen_fd_ < 0 || bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
       listen(listen_fd_, 128) != 0) {
     return absl::UnavailableError(
         absl::StrCat("report socket ", socket_path_, ": ", strerror(errno)));
@@ -430,8 +428,8 @@ absl::Status AgentImpl::Run() {
     const absl::Time next = sup_->NextWake();
     int timeout = -1;
     if (next != absl::InfiniteFuture()) {
-      timeout = static_cast<int>(std::clamp<int64_t>(
-          absl::ToInt64Milliseconds(next - clock_->Now()) + 1, 0, 60000));
+      timeout = static_cast<int>(
+          std::clamp<int64_t>(absl::ToInt64Milliseconds(next - clock_->Now()) + 1, 0, 60000));
     }
     int n = poll(fds.data(), fds.size(), timeout);
     if (n < 0 && errno != EINTR) {

@@ -25,11 +25,11 @@ namespace rung {
 
 struct AgentOptions {
   std::string controller = "127.0.0.1:7411";
-  ConnectOptions connect;                 // TLS, client certificate, token
-  std::string name;                       // worker id; stable across restarts
-  std::string work_dir;                   // trial folders, logs, the report socket
+  ConnectOptions connect;  // TLS, client certificate, token
+  std::string name;        // worker id; stable across restarts
+  std::string work_dir;    // trial folders, logs, the report socket
   int cpu_slots = 0;
-  std::vector<std::string> gpus;          // one slot each
+  std::vector<std::string> gpus;  // one slot each
   std::map<std::string, std::string> labels;
   // A stopped trial gets this long to notice (rung.report() returns True) before SIGTERM,
   // then kill_grace before SIGKILL.
@@ -59,7 +59,7 @@ struct AgentStats {
   std::atomic<int> slots_busy{0};
   std::atomic<int> trials_running{0};
   std::atomic<int64_t> launch_failures{0};  // trial processes that could not be started
-  std::atomic<int64_t> outbox{0};           // messages not yet acknowledged by rungd (the report queue)
+  std::atomic<int64_t> outbox{0};  // messages not yet acknowledged by rungd (the report queue)
   std::atomic<bool> connected{false};
 };
 

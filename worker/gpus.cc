@@ -39,7 +39,8 @@ absl::StatusOr<std::vector<std::string>> ParseGpuList(absl::string_view flag) {
   std::set<std::string> seen;
   for (absl::string_view g : absl::StrSplit(flag, ',')) {
     g = absl::StripAsciiWhitespace(g);
-    if (g.empty()) return absl::InvalidArgumentError(absl::StrCat("--gpus '", flag, "': empty entry"));
+    if (g.empty())
+      return absl::InvalidArgumentError(absl::StrCat("--gpus '", flag, "': empty entry"));
     if (!seen.insert(std::string(g)).second) {
       return absl::InvalidArgumentError(absl::StrCat("--gpus '", flag, "': ", g, " appears twice"));
     }

@@ -21,11 +21,11 @@
 namespace rung {
 
 struct SpawnOptions {
-  std::vector<std::string> argv;            // argv[0] is looked up in the child's PATH
-  std::map<std::string, std::string> env;   // the whole environment of the child
+  std::vector<std::string> argv;           // argv[0] is looked up in the child's PATH
+  std::map<std::string, std::string> env;  // the whole environment of the child
   std::string workdir;
-  std::string stderr_path;                  // stderr is appended to this file
-  bool pipe_stdout = true;                  // stdout through a pipe (stdout_fd()), else /dev/null
+  std::string stderr_path;  // stderr is appended to this file
+  bool pipe_stdout = true;  // stdout through a pipe (stdout_fd()), else /dev/null
 };
 
 // A started child process. Owned by whoever Spawn() returned it to; called from one thread.

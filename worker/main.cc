@@ -10,8 +10,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/log.h"
-#include "worker/agent.h"
 #include "prometheus/exposer.h"
+#include "worker/agent.h"
 #include "worker/gpus.h"
 #include "worker/metrics.h"
 
@@ -36,25 +36,35 @@ int main(int argc, char** argv) {
   }
   if (const char* a = std::getenv("RUNG_ADDR"); a && *a) o.controller = a;
   int slots = -1;
-  std::string gpus, labels, stop_grace = "5s", kill_grace = "10s", orphan_timeout = "1h", log_level = "info";
-  app.add_option("--controller", o.controller, "rungd address (or RUNG_ADDR)")->capture_default_str();
+  std::string gpus, labels, stop_grace = "5s", kill_grace = "10s", orphan_timeout = "1h",
+                            log_level = "info";
+  app.add_option("--controller", o.controller, "rungd address (or RUNG_ADDR)")
+      ->capture_default_str();
   app.add_option("--slots", slots, "CPU slots (default: 1 without GPUs, 0 with)");
-  app.add_option("--gpus", gpus, "GPUs to use, e.g. 0,1 (default: all that nvidia-smi lists; 'none')");
-  app.add_option("--work-dir", o.work_dir, "trial folders, logs and the report socket")->capture_default_str();
+  app.add_option("--gpus", gpus,
+                 "GPUs to use, e.g. 0,1 (default: all that nvidia-smi lists; 'none')");
+  app.add_option("--work-dir", o.work_dir, "trial folders, logs and the report socket")
+      ->capture_default_str();
   app.add_option("--labels", labels, "k=v,... matched against a spec's resources.labels");
   app.add_option("--name", o.name, "worker id, stable across restarts")->capture_default_str();
-  app.add_option("--stop-grace", stop_grace, "time a stopped trial gets before SIGTERM")->capture_default_str();
-  app.add_option("--kill-grace", kill_grace, "time between SIGTERM and SIGKILL")->capture_default_str();
-  app.add_option("--orphan-timeout", orphan_timeout,
-                 "how long trials keep running while rungd is unreachable; then they are stopped and "
-                 "rungd runs them again")
+  app.add_option("--stop-grace", stop_grace, "time a stopped trial gets before SIGTERM")
+      ->capture_default_str();
+  app.add_option("--kill-grace", kill_grace, "time between SIGTERM and SIGKILL")
+      ->capture_default_str();
+  app.add_option(
+         "--orphan-timeout", orphan_timeout,
+         "how long trials keep running while rungd is unreachable; then they are stopped and "
+         "rungd runs them again")
       ->capture_default_str();
   std::string metrics_listen;
   app.add_option("--metrics-listen", metrics_listen,
-                 "serve Prometheus /metrics on HOST:PORT (slots, running trials, launch failures, report queue)");
+                 "serve Prometheus /metrics on HOST:PORT (slots, running trials, launch failures, "
+                 "report queue)");
   app.add_option("--token", o.connect.token, "bearer token with role worker (or RUNG_TOKEN)");
-  app.add_option("--ca", o.connect.ca_file, "PEM CA that signed rungd's certificate: connect with TLS (or RUNG_CA)");
-  app.add_option("--cert", o.connect.cert_file, "PEM client certificate, for mutual TLS (or RUNG_CERT)");
+  app.add_option("--ca", o.connect.ca_file,
+                 "PEM CA that signed rungd's certificate: connect with TLS (or RUNG_CA)");
+  app.add_option("--cert", o.connect.cert_file,
+                 "PEM client certificate, for mutual TLS (or RUNG_CERT)");
   app.add_option("--key", o.connect.key_file, "its PEM private key (or RUNG_KEY)");
   app.add_option("--log-level", log_level, "debug|info|warning|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -67,8 +77,10 @@ int main(int argc, char** argv) {
   if (!absl::ParseDuration(stop_grace, &o.stop_grace) || o.stop_grace < absl::ZeroDuration()) {
     return Fail(absl::StrCat("--stop-grace: '", stop_grace, "' is not a duration"));
   }
-  if (!absl::ParseDuration(orphan_timeout, &o.orphan_timeout) || o.orphan_timeout <= absl::ZeroDuration()) {
-    return Fail(absl::StrCat("--orphan-timeout: '", orphan_timeout, "' is not a positive duration"));
+  if (!absl::ParseDuration(orphan_timeout, &o.orphan_timeout) ||
+      o.orphan_timeout <= absl::ZeroDuration()) {
+    return Fail(
+        absl::StrCat("--orphan-timeout: '", orphan_timeout, "' is not a positive duration"));
   }
   if (!absl::ParseDuration(kill_grace, &o.kill_grace) || o.kill_grace < absl::ZeroDuration()) {
     return Fail(absl::StrCat("--kill-grace: '", kill_grace, "' is not a duration"));
@@ -115,8 +127,9 @@ int main(int argc, char** argv) {
     collectable = rung::WorkerCollectable(&(*agent)->stats(), o.name);
     exposer->RegisterCollectable(collectable);
     const auto ports = exposer->GetListeningPorts();
-    metrics_url = absl::StrCat(", metrics on http://", metrics_listen.substr(0, metrics_listen.rfind(':')), ":",
-                               ports.empty() ? 0 : ports[0], "/metrics");
+    metrics_url =
+        absl::StrCat(", metrics on http://", metrics_listen.substr(0, metrics_listen.rfind(':')),
+                     ":", ports.empty() ? 0 : ports[0], "/metrics");
   }
   std::cout << "rung-worker: " << o.name << " serving " << o.cpu_slots << " CPU slots"
             << (o.gpus.empty() ? "" : absl::StrCat(" and GPUs ", absl::StrJoin(o.gpus, ",")))

@@ -9,7 +9,8 @@ namespace {
 
 class WorkerMetrics final : public prometheus::Collectable {
  public:
-  WorkerMetrics(const AgentStats* stats, std::string worker) : stats_(stats), worker_(std::move(worker)) {}
+  WorkerMetrics(const AgentStats* stats, std::string worker)
+      : stats_(stats), worker_(std::move(worker)) {}
 
   std::vector<prometheus::MetricFamily> Collect() const override {
     std::vector<prometheus::MetricFamily> out;
@@ -27,10 +28,10 @@ class WorkerMetrics final : public prometheus::Collectable {
       out.back().metric.push_back(std::move(m));
     };
     const int slots = stats_->slots, busy = stats_->slots_busy;
-    add("rung_worker_slots", "This worker's slots, busy or free.", prometheus::MetricType::Gauge, busy,
-        {{"state", "busy"}});
-    add("rung_worker_slots", "This worker's slots, busy or free.", prometheus::MetricType::Gauge, slots - busy,
-        {{"state", "free"}});
+    add("rung_worker_slots", "This worker's slots, busy or free.", prometheus::MetricType::Gauge,
+        busy, {{"state", "busy"}});
+    add("rung_worker_slots", "This worker's slots, busy or free.", prometheus::MetricType::Gauge,
+        slots - busy, {{"state", "free"}});
     add("rung_worker_trials_running", "Trial processes running now.", prometheus::MetricType::Gauge,
         stats_->trials_running);
     add("rung_worker_launch_failures_total", "Trial processes that could not be started.",
@@ -49,7 +50,8 @@ class WorkerMetrics final : public prometheus::Collectable {
 
 }  // namespace
 
-std::shared_ptr<prometheus::Collectable> WorkerCollectable(const AgentStats* stats, const std::string& worker) {
+std::shared_ptr<prometheus::Collectable> WorkerCollectable(const AgentStats* stats,
+                                                           const std::string& worker) {
   return std::make_shared<WorkerMetrics>(stats, worker);
 }
 

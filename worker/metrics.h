@@ -11,7 +11,8 @@
 namespace rung {
 
 // Reads `stats` (which must outlive it) at each scrape; every metric has a worker="NAME" label.
-std::shared_ptr<prometheus::Collectable> WorkerCollectable(const AgentStats* stats, const std::string& worker);
+std::shared_ptr<prometheus::Collectable> WorkerCollectable(const AgentStats* stats,
+                                                           const std::string& worker);
 
 }  // namespace rung
 

@@ -5,7 +5,7 @@ namespace rung {
 // The files of client/python/rung that need only the standard library (the reporter and
 // rung.ablation), embedded at build time.
 struct PythonFile {
-  const char* name;    // e.g. "__init__.py"
+  const char* name;  // e.g. "__init__.py"
   const char* source;
 };
 extern const PythonFile kPythonModule[];

@@ -47,9 +47,9 @@ ReconnectDecision ReconnectPolicy::OnStreamEnded(const absl::Status& status, boo
       // forever looks alive to whoever started it.
       ReconnectDecision d;
       d.give_up = true;
-      d.reason = absl::Status(status.code(), absl::StrCat("rungd at ", controller_,
-                                                          " refused this worker: ", msg,
-                                                          " (see --token or RUNG_TOKEN)"));
+      d.reason = absl::Status(status.code(),
+                              absl::StrCat("rungd at ", controller_, " refused this worker: ", msg,
+                                           " (see --token or RUNG_TOKEN)"));
       d.level = LogLevel::kError;
       d.note = absl::StrCat("controller refused the stream: ", msg);
       return d;
@@ -59,10 +59,10 @@ ReconnectDecision ReconnectPolicy::OnStreamEnded(const absl::Status& status, boo
       if (now - clash_since_ >= options_.name_clash_window) {
         ReconnectDecision d;
         d.give_up = true;
-        d.reason = absl::AlreadyExistsError(absl::StrCat(
-            "rungd at ", controller_, " refused this worker's name for ",
-            absl::FormatDuration(options_.name_clash_window), ": ", msg,
-            "; give each worker its own --name"));
+        d.reason = absl::AlreadyExistsError(
+            absl::StrCat("rungd at ", controller_, " refused this worker's name for ",
+                         absl::FormatDuration(options_.name_clash_window), ": ", msg,
+                         "; give each worker its own --name"));
         d.level = LogLevel::kError;
         d.note = absl::StrCat("controller refused the stream: ", msg);
         return d;
@@ -77,14 +77,14 @@ ReconnectDecision ReconnectPolicy::OnStreamEnded(const absl::Status& status, boo
       break;
   }
   if (registered) {
-    return Retry(LogLevel::kWarning, absl::StrCat("lost the controller at ", controller_, ": ",
-                                                  msg, "; reconnecting"));
+    return Retry(LogLevel::kWarning,
+                 absl::StrCat("lost the controller at ", controller_, ": ", msg, "; reconnecting"));
   }
   if (!status.ok() && status.code() != absl::StatusCode::kUnavailable) {
     return Retry(LogLevel::kError, absl::StrCat("controller refused the stream: ", msg));
   }
-  return Retry(LogLevel::kDebug, absl::StrCat("cannot reach the controller at ", controller_,
-                                              ": ", msg.empty() ? "stream ended" : msg));
+  return Retry(LogLevel::kDebug, absl::StrCat("cannot reach the controller at ", controller_, ": ",
+                                              msg.empty() ? "stream ended" : msg));
 }
 
 }  // namespace rung

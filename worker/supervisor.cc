@@ -80,8 +80,8 @@ struct Supervisor::TrialRun {
   }
 };
 
-Supervisor::Supervisor(const AgentOptions& options, SupervisorPaths paths,
-                       std::string session_id, Clock* clock, ProcessLauncher* launcher)
+Supervisor::Supervisor(const AgentOptions& options, SupervisorPaths paths, std::string session_id,
+                       Clock* clock, ProcessLauncher* launcher)
     : o_(options),
       paths_(std::move(paths)),
       session_id_(std::move(session_id)),
@@ -186,9 +186,9 @@ void Supervisor::OnRegistered(const v1::RegisterReply& r) {
   }
   registered_ = true;
   unregistered_since_ = absl::InfiniteFuture();
-  Log(LogLevel::kInfo, absl::StrCat("registered with ", o_.controller, " as ", o_.name,
-                                    " (session ", session_id_, ", ", slots_.size(), " slots, ",
-                                    trials_.size(), " trials known)"));
+  Log(LogLevel::kInfo,
+      absl::StrCat("registered with ", o_.controller, " as ", o_.name, " (session ", session_id_,
+                   ", ", slots_.size(), " slots, ", trials_.size(), " trials known)"));
   for (const auto& msg : outbox_) outgoing_.push_back(msg);
   last_pull_.clear();
   last_pull_.insert(-1);  // force a pull
@@ -259,8 +259,8 @@ SpawnOptions Supervisor::TrialSpawnOptions(const v1::Assignment& a, const TrialR
   if (ckpt != a.env().end()) {
     fs::create_directories(ckpt->second, ec);
     if (ec) {
-      Log(LogLevel::kWarning, absl::StrCat("trial ", t.id(), ": cannot create ", ckpt->second,
-                                           ": ", ec.message()));
+      Log(LogLevel::kWarning,
+          absl::StrCat("trial ", t.id(), ": cannot create ", ckpt->second, ": ", ec.message()));
     }
   } else {
     so.env["RUNG_CHECKPOINT_DIR"] = checkpoint.string();
@@ -303,8 +303,7 @@ void Supervisor::Launch(const v1::Assignment& a) {
   run->stdout_path = (attempt_dir / "stdout.log").string();
   run->stderr_path = (attempt_dir / "stderr.log").string();
   const SpawnOptions so = TrialSpawnOptions(a, *run, gpus);
-  run->stdout_log =
-      open(run->stdout_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  run->stdout_log = open(run->stdout_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   auto proc = launcher_->Spawn(so);
   TrialRun* r = run.get();
   trials_[t.id()] = std::move(run);
@@ -367,8 +366,8 @@ void Supervisor::HandleStdoutLine(TrialRun* run, absl::string_view line) {
   if (line.substr(0, kReportLinePrefix.size()) != kReportLinePrefix) return;
   auto parsed = ParseReportJson(line.substr(kReportLinePrefix.size()));
   if (!parsed.ok()) {
-    std::string note = absl::StrCat("rung-worker: ignored a report line: ",
-                                    parsed.status().message(), "\n");
+    std::string note =
+        absl::StrCat("rung-worker: ignored a report line: ", parsed.status().message(), "\n");
     int fd = open(run->stderr_path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
     if (fd >= 0) {
       WriteAll(fd, note);
@@ -429,8 +428,7 @@ void Supervisor::ReadStdout(TrialRun* run) {
 std::string Supervisor::HandleReportLine(absl::string_view line) {
   auto parsed = ParseReportJson(line);
   if (!parsed.ok()) {
-    return absl::StrCat("{\"stop\": false, \"error\": ", "\"", parsed.status().message(),
-                        "\"}\n");
+    return absl::StrCat("{\"stop\": false, \"error\": ", "\"", parsed.status().message(), "\"}\n");
   }
   TrialRun* run = Find(parsed->trial_id, parsed->attempt);
   if (run == nullptr || run->exited || run->discard) {
@@ -458,8 +456,8 @@ void Supervisor::Finish(TrialRun* run, int status) {
   FlushReports();  // its reports go before its exit
   std::string how = WIFSIGNALED(status) ? absl::StrCat("signal ", WTERMSIG(status))
                                         : absl::StrCat("code ", WEXITSTATUS(status));
-  Log(LogLevel::kInfo, absl::StrCat("trial ", run->id, " attempt ", run->attempt, " exited (",
-                                    how, ")", run->discard ? ", dropped" : ""));
+  Log(LogLevel::kInfo, absl::StrCat("trial ", run->id, " attempt ", run->attempt, " exited (", how,
+                                    ")", run->discard ? ", dropped" : ""));
   if (run->discard) return;
   v1::WorkerMessage m;
   v1::TrialExited* ex = m.mutable_exited();
@@ -498,8 +496,7 @@ void Supervisor::RunTimers() {
       run->kill_at = now + o_.kill_grace;
     }
     if (now >= run->kill_at) {
-      Log(LogLevel::kWarning,
-          absl::StrCat("trial ", run->id, " ignored SIGTERM; sending SIGKILL"));
+      Log(LogLevel::kWarning, absl::StrCat("trial ", run->id, " ignored SIGTERM; sending SIGKILL"));
       run->proc->SignalGroup(SIGKILL);
       run->kill_at = absl::InfiniteFuture();
     }

@@ -29,8 +29,8 @@ absl::StatusOr<std::unique_ptr<WorkDirLock>> WorkDirLock::Acquire(const std::str
   std::string path = absl::StrCat(dir, "/rung-worker.lock");
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) {
-    return absl::UnavailableError(absl::StrCat("--work-dir ", dir, ": cannot open ", path, ": ",
-                                               strerror(errno)));
+    return absl::UnavailableError(
+        absl::StrCat("--work-dir ", dir, ": cannot open ", path, ": ", strerror(errno)));
   }
   int r;
   while ((r = flock(fd, LOCK_EX | LOCK_NB)) != 0 && errno == EINTR) {
@@ -40,21 +40,21 @@ absl::StatusOr<std::unique_ptr<WorkDirLock>> WorkDirLock::Acquire(const std::str
     const std::string pid = HolderPid(fd);
     close(fd);
     if (err != EWOULDBLOCK) {
-      return absl::UnavailableError(absl::StrCat("--work-dir ", dir, ": cannot lock ", path, ": ",
-                                                 strerror(err)));
+      return absl::UnavailableError(
+          absl::StrCat("--work-dir ", dir, ": cannot lock ", path, ": ", strerror(err)));
     }
-    return absl::FailedPreconditionError(absl::StrCat(
-        "--work-dir ", dir, " is in use by another rung-worker (",
-        pid.empty() ? "pid unknown" : absl::StrCat("pid ", pid),
-        "); give each worker its own --work-dir and --name"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("--work-dir ", dir, " is in use by another rung-worker (",
+                     pid.empty() ? "pid unknown" : absl::StrCat("pid ", pid),
+                     "); give each worker its own --work-dir and --name"));
   }
   const std::string text = absl::StrCat(getpid(), "\n");
   if (ftruncate(fd, 0) != 0 ||
       pwrite(fd, text.data(), text.size(), 0) != static_cast<ssize_t>(text.size())) {
     const int err = errno;
     close(fd);
-    return absl::UnavailableError(absl::StrCat("--work-dir ", dir, ": cannot write ", path, ": ",
-                                               strerror(err)));
+    return absl::UnavailableError(
+        absl::StrCat("--work-dir ", dir, ": cannot write ", path, ": ", strerror(err)));
   }
   return std::unique_ptr<WorkDirLock>(new WorkDirLock(std::move(path), fd));
 }

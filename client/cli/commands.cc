@@ -41,7 +41,8 @@ using Row = std::vector<std::pair<std::string, std::string>>;  // column -> cell
 
 // A trial as export's cells: its id, state, attempt, worker, result, then each of `params`
 // and `metrics` (in name order).
-Row ExportRow(const Trial& t, const std::set<std::string>& params, const std::set<std::string>& metrics) {
+Row ExportRow(const Trial& t, const std::set<std::string>& params,
+              const std::set<std::string>& metrics) {
   Row cells = {{"trial", t.id},
                {"state", t.state},
                {"attempt", absl::StrCat(t.attempt)},
@@ -66,8 +67,8 @@ std::string ExportJson(const std::vector<Row>& rows) {
     for (const auto& [k, v] : row) {
       if (v.empty()) continue;
       double d;
-      const bool number =
-          k != "trial" && k != "state" && k != "worker" && absl::SimpleAtod(v, &d) && std::isfinite(d);
+      const bool number = k != "trial" && k != "state" && k != "worker" &&
+                          absl::SimpleAtod(v, &d) && std::isfinite(d);
       fields.push_back(absl::StrCat(JsonQuote(k), ":", number ? JsonNumber(d) : JsonQuote(v)));
     }
     objects.push_back(absl::StrCat("{", absl::StrJoin(fields, ","), "}"));
@@ -89,22 +90,25 @@ void PrintAblationTable(const AblationResults& a) {
       "change against the base: a two-sided t-test, paired on the repeats' shared seeds "
       "(Welch's when runs do not pair), significant at p < %.2g\n\n",
       a.experiment_id, a.name, a.state, a.variants.size(), a.repeats, a.objective, a.goal, a.alpha);
-  std::printf("%-5s %-22s %-8s %-5s %-12s %-10s %-12s %-10s %s\n", "RANK", "LEFT OUT", "KIND", "RUNS", "MEAN", "SD",
-              "CHANGE", "P", "SIGNIFICANT");
+  std::printf("%-5s %-22s %-8s %-5s %-12s %-10s %-12s %-10s %s\n", "RANK", "LEFT OUT", "KIND",
+              "RUNS", "MEAN", "SD", "CHANGE", "P", "SIGNIFICANT");
   for (size_t i = 0; i < a.variants.size(); ++i) {
     const AblationVariant& v = a.variants[i];
     const bool base = i == 0;  // rungd lists the base first
     const std::string significant =
-        base || v.test.empty() ? "-" : absl::StrCat(v.significant ? "yes" : "no", " (", v.test, ")");
-    std::printf("%-5s %-22s %-8s %-5d %-12s %-10s %-12s %-10s %s\n", v.rank > 0 ? absl::StrCat(v.rank).c_str() : "-",
-                v.name.substr(0, 22).c_str(), v.kind.c_str(), v.runs, OrDash(v.mean, Num).c_str(),
+        base || v.test.empty() ? "-"
+                               : absl::StrCat(v.significant ? "yes" : "no", " (", v.test, ")");
+    std::printf("%-5s %-22s %-8s %-5d %-12s %-10s %-12s %-10s %s\n",
+                v.rank > 0 ? absl::StrCat(v.rank).c_str() : "-", v.name.substr(0, 22).c_str(),
+                v.kind.c_str(), v.runs, OrDash(v.mean, Num).c_str(),
                 OrDash(v.stddev, Spread).c_str(), base ? "-" : OrDash(v.delta, Change).c_str(),
                 base ? "-" : OrDash(v.p, Spread).c_str(), significant.c_str());
   }
   if (a.variants.size() > 1 && a.variants[1].rank == 1) {
     const AblationVariant& top = a.variants[1];
-    std::cout << "\nmost important: " << top.name << " (" << top.kind << "): without it " << a.objective << " is "
-              << (top.harm.value_or(0) > 0 ? "worse" : "no worse") << " by "
+    std::cout << "\nmost important: " << top.name << " (" << top.kind << "): without it "
+              << a.objective << " is " << (top.harm.value_or(0) > 0 ? "worse" : "no worse")
+              << " by "
               << OrDash(top.delta, [](double d) { return absl::StrFormat("%.4g", std::fabs(d)); })
               << (top.significant ? "" : ", within the noise of these repeats") << "\n";
   }
@@ -135,11 +139,13 @@ absl::StatusOr<int> Ls(const Context& c) {
     PrintJson(JsonList("experiments", JsonOfEach(experiments)));
     return kExitOk;
   }
-  std::printf("%-6s %-20s %-10s %-8s %-12s %s\n", "ID", "NAME", "STATE", "TRIALS", "BEST", "CREATED");
+  std::printf("%-6s %-20s %-10s %-8s %-12s %s\n", "ID", "NAME", "STATE", "TRIALS", "BEST",
+              "CREATED");
   for (const Experiment& e : experiments) {
-    std::printf("%-6s %-20s %-10s %-8s %-12s %s\n", e.id.c_str(), e.name.substr(0, 20).c_str(), e.state.c_str(),
-                absl::StrCat(e.ended(), "/", e.max_trials).c_str(),
-                e.best_value.has_value() ? Num(*e.best_value).c_str() : "-", Time(e.created_unix_ms).c_str());
+    std::printf("%-6s %-20s %-10s %-8s %-12s %s\n", e.id.c_str(), e.name.substr(0, 20).c_str(),
+                e.state.c_str(), absl::StrCat(e.ended(), "/", e.max_trials).c_str(),
+                e.best_value.has_value() ? Num(*e.best_value).c_str() : "-",
+                Time(e.created_unix_ms).c_str());
   }
   return kExitOk;
 }
@@ -164,7 +170,8 @@ absl::StatusOr<int> Show(const Context& c, const std::string& id) {
   return kExitOk;
 }
 
-absl::StatusOr<int> Trials(const Context& c, const std::string& id, const std::string& sort, int top) {
+absl::StatusOr<int> Trials(const Context& c, const std::string& id, const std::string& sort,
+                           int top) {
   ASSIGN_OR_RETURN(const Experiment e, c.client->GetExperiment(id));
   ASSIGN_OR_RETURN(std::vector<Trial> all, c.client->ListTrials(id));
   const std::vector<Trial> trials = SortTrials(e, std::move(all), sort, top);
@@ -172,16 +179,18 @@ absl::StatusOr<int> Trials(const Context& c, const std::string& id, const std::s
     PrintJson(JsonList("trials", JsonOfEach(trials)));
     return kExitOk;
   }
-  std::printf("%-10s %-10s %-7s %-12s %-8s %-16s %s\n", "TRIAL", "STATE", "ATTEMPT", "RESULT", "REACHED", "RUN BY",
-              "PARAMS");
+  std::printf("%-10s %-10s %-7s %-12s %-8s %-16s %s\n", "TRIAL", "STATE", "ATTEMPT", "RESULT",
+              "REACHED", "RUN BY", "PARAMS");
   for (const Trial& t : trials) {
     const std::string run_by = RunBy(t);
-    std::printf("%-10s %-10s %-7d %-12s %-8s %-16s %s\n", t.id.c_str(), t.state.c_str(), t.attempt,
-                FormatResult(e, t).c_str(), t.resource_reached > 0 ? Num(t.resource_reached).c_str() : "-",
-                run_by.empty() ? "-" : run_by.substr(0, 16).c_str(), FormatParams(t.params).c_str());
+    std::printf(
+        "%-10s %-10s %-7d %-12s %-8s %-16s %s\n", t.id.c_str(), t.state.c_str(), t.attempt,
+        FormatResult(e, t).c_str(), t.resource_reached > 0 ? Num(t.resource_reached).c_str() : "-",
+        run_by.empty() ? "-" : run_by.substr(0, 16).c_str(), FormatParams(t.params).c_str());
     if (t.state == "failed") std::printf("%10s %s\n", "", OneLine(t.message).c_str());
     if (t.state == "stopped") std::printf("%10s stopped: %s\n", "", t.stop_reason.c_str());
-    if (!t.infeasible.empty()) std::printf("%10s breaks constraints: %s\n", "", t.infeasible.c_str());
+    if (!t.infeasible.empty())
+      std::printf("%10s breaks constraints: %s\n", "", t.infeasible.c_str());
   }
   return kExitOk;
 }
@@ -225,8 +234,10 @@ absl::StatusOr<int> Best(const Context& c, const std::string& id, int count) {
         absl::StrCat("experiment ", id, " has no completed trial within its constraints yet"));
   }
   ASSIGN_OR_RETURN(const Experiment e, c.client->GetExperiment(id));
-  if (e.objectives.size() > 1) std::cout << "Pareto set (" << Objectives(e) << "): " << best.size() << " trials\n";
-  for (const Trial& t : best) std::cout << t.id << "  " << FormatResult(e, t) << "  " << FormatParams(t.params) << "\n";
+  if (e.objectives.size() > 1)
+    std::cout << "Pareto set (" << Objectives(e) << "): " << best.size() << " trials\n";
+  for (const Trial& t : best)
+    std::cout << t.id << "  " << FormatResult(e, t) << "  " << FormatParams(t.params) << "\n";
   return kExitOk;
 }
 
@@ -252,23 +263,24 @@ absl::StatusOr<int> Logs(const Context& c, const std::string& trial_id) {
     // No attempt started. rungd keeps why the last one could not ("could not start:
     // python4: No such file or directory").
     if (!logs.stderr_tail.empty()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("trial ", trial_id, " never started, so it has no logs: ", logs.stderr_tail));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "trial ", trial_id, " never started, so it has no logs: ", logs.stderr_tail));
     }
-    return absl::FailedPreconditionError(absl::StrCat("trial ", trial_id, " has not started yet: no logs"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("trial ", trial_id, " has not started yet: no logs"));
   }
   bool printed = false;
-  for (const auto& [label, path] :
-       {std::pair<std::string, std::string>{"stdout", logs.stdout_path}, {"stderr", logs.stderr_path}}) {
+  for (const auto& [label, path] : {std::pair<std::string, std::string>{"stdout", logs.stdout_path},
+                                    {"stderr", logs.stderr_path}}) {
     std::ifstream in(path);
     if (!in) continue;
     printed = true;
     std::cout << "==> " << label << " (" << path << ") <==\n" << in.rdbuf() << "\n";
   }
   if (!printed) {
-    return absl::FailedPreconditionError(absl::StrCat("the logs of ", trial_id, " are on worker ", logs.worker_id,
-                                                      " at ", logs.stdout_path, " and ", logs.stderr_path,
-                                                      ", not readable from here"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("the logs of ", trial_id, " are on worker ", logs.worker_id, " at ",
+                     logs.stdout_path, " and ", logs.stderr_path, ", not readable from here"));
   }
   return kExitOk;
 }
@@ -293,7 +305,8 @@ absl::StatusOr<int> Replay(const Context& c, const std::string& id) {
   } else if (r.identical) {
     std::cout << id << ": all " << r.entries << " searcher decisions replay identically\n";
   } else {
-    std::cout << id << ": the replay differs after " << r.entries << " identical decisions: " << r.mismatch << "\n";
+    std::cout << id << ": the replay differs after " << r.entries
+              << " identical decisions: " << r.mismatch << "\n";
   }
   return r.identical ? kExitOk : kExitFailed;
 }

@@ -12,8 +12,8 @@ namespace rung::cli {
 
 // Exit codes, the same for every command.
 constexpr int kExitOk = 0;
-constexpr int kExitFailed = 1;       // rungd refused or the operation failed (not found, invalid...)
-constexpr int kExitUsage = 2;        // bad command line
+constexpr int kExitFailed = 1;  // rungd refused or the operation failed (not found, invalid...)
+constexpr int kExitUsage = 2;   // bad command line
 constexpr int kExitUnreachable = 3;  // rungd could not be reached
 
 // What every command works with. `client` is owned by main and outlives the commands.
@@ -26,7 +26,8 @@ absl::StatusOr<int> Submit(const Context& c, const std::string& file);
 absl::StatusOr<int> Ls(const Context& c);
 // An experiment ("e1") or a trial ("e1-3").
 absl::StatusOr<int> Show(const Context& c, const std::string& id);
-absl::StatusOr<int> Trials(const Context& c, const std::string& id, const std::string& sort, int top);
+absl::StatusOr<int> Trials(const Context& c, const std::string& id, const std::string& sort,
+                           int top);
 absl::StatusOr<int> Export(const Context& c, const std::string& id, const std::string& format);
 absl::StatusOr<int> Best(const Context& c, const std::string& id, int count);
 // verb: cancel, pause or resume.

@@ -17,7 +17,8 @@ std::string Num(double v) { return absl::StrFormat("%.6g", v); }
 
 std::string Time(int64_t unix_ms) {
   if (unix_ms == 0) return "-";
-  return absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMillis(unix_ms), absl::LocalTimeZone());
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMillis(unix_ms),
+                          absl::LocalTimeZone());
 }
 
 std::string OneLine(const std::string& s) {
@@ -26,7 +27,9 @@ std::string OneLine(const std::string& s) {
   return absl::StrCat(s.substr(0, s.find('\n')), " ", s.substr(last + 1));
 }
 
-std::string RunBy(const Trial& t) { return t.client_id.empty() ? t.worker_id : absl::StrCat("client:", t.client_id); }
+std::string RunBy(const Trial& t) {
+  return t.client_id.empty() ? t.worker_id : absl::StrCat("client:", t.client_id);
+}
 
 std::string Objectives(const Experiment& e) {
   std::vector<std::string> parts;
@@ -35,12 +38,14 @@ std::string Objectives(const Experiment& e) {
 }
 
 std::string Progress(const Experiment& e) {
-  std::string best = e.best_value.has_value() ? absl::StrCat("best ", Num(*e.best_value), " (", e.best_trial_id, ")")
+  std::string best = e.best_value.has_value()
+                         ? absl::StrCat("best ", Num(*e.best_value), " (", e.best_trial_id, ")")
                      : e.objectives.size() > 1 ? absl::StrCat("Pareto set: rung best ", e.id)
                                                : "no result yet";
   std::string waiting = e.waiting > 0 ? absl::StrCat(", ", e.waiting, " waiting at a rung") : "";
-  return absl::StrFormat("%s %-9s %d/%d done: %d completed, %d running, %d failed, %d stopped%s; %s", e.id, e.state,
-                         e.ended(), e.max_trials, e.completed, e.running, e.failed, e.stopped, waiting, best);
+  return absl::StrFormat(
+      "%s %-9s %d/%d done: %d completed, %d running, %d failed, %d stopped%s; %s", e.id, e.state,
+      e.ended(), e.max_trials, e.completed, e.running, e.failed, e.stopped, waiting, best);
 }
 
 std::string RungCounts(const Experiment& e, const std::map<std::string, Trial>& trials) {
@@ -56,7 +61,8 @@ std::string RungCounts(const Experiment& e, const std::map<std::string, Trial>& 
     }
   }
   std::string out = e.resource_metric;
-  for (size_t k = 0; k < levels.size(); ++k) absl::StrAppend(&out, " ", Num(levels[k]), ":", count[k]);
+  for (size_t k = 0; k < levels.size(); ++k)
+    absl::StrAppend(&out, " ", Num(levels[k]), ":", count[k]);
   return out;
 }
 
@@ -68,19 +74,21 @@ void PrintTrial(const Trial& t) {
             << "params      " << FormatParams(t.params) << "\n"
             << "result      " << (t.result.has_value() ? Num(*t.result) : "-") << "\n"
             << "reports     " << t.reports << " (last step " << Num(t.last_step) << ")\n"
-            << "budget      " << (t.budget > 0 ? Num(t.budget) : "-") << ", reached " << Num(t.resource_reached)
-            << "\n"
+            << "budget      " << (t.budget > 0 ? Num(t.budget) : "-") << ", reached "
+            << Num(t.resource_reached) << "\n"
             << "run by      " << (run_by.empty() ? "-" : run_by) << "\n"
             << "started     " << Time(t.started_unix_ms) << "\n"
             << "ended       " << Time(t.ended_unix_ms) << "\n";
   if (!t.stop_reason.empty()) std::cout << "stopped     " << t.stop_reason << "\n";
-  if (!t.message.empty()) std::cout << (t.state == "failed" ? "reason      " : "last failure ") << t.message << "\n";
+  if (!t.message.empty())
+    std::cout << (t.state == "failed" ? "reason      " : "last failure ") << t.message << "\n";
   if (!t.stdout_path.empty()) std::cout << "logs        " << t.stdout_path << "\n";
 }
 
 void PrintExperiment(const Experiment& e, const std::vector<Trial>& trials) {
   std::cout << "experiment  " << e.id << " (" << e.name << ")\n"
-            << "state       " << e.state << (e.message.empty() ? "" : absl::StrCat(": ", e.message)) << "\n";
+            << "state       " << e.state << (e.message.empty() ? "" : absl::StrCat(": ", e.message))
+            << "\n";
   if (!e.unschedulable.empty()) std::cout << "cannot run  " << e.unschedulable << "\n";
   std::cout << "objective   " << Objectives(e) << "\n"
             << "algorithm   " << e.algorithm.name << " (seed " << e.algorithm.seed << ")\n"
@@ -88,7 +96,8 @@ void PrintExperiment(const Experiment& e, const std::vector<Trial>& trials) {
             << "progress    " << Progress(e) << "\n"
             << "created     " << Time(e.created_unix_ms) << "\n";
   for (const Constraint& c : e.constraints) {
-    std::cout << "constraint  " << c.metric << (c.min.has_value() ? absl::StrCat(" >= ", Num(*c.min)) : "")
+    std::cout << "constraint  " << c.metric
+              << (c.min.has_value() ? absl::StrCat(" >= ", Num(*c.min)) : "")
               << (c.max.has_value() ? absl::StrCat(" <= ", Num(*c.max)) : "") << "\n";
   }
   if (e.best_value.has_value()) {
@@ -101,7 +110,8 @@ void PrintExperiment(const Experiment& e, const std::vector<Trial>& trials) {
     if (t.state != "failed" && t.failures == 0) continue;
     if (!header) std::cout << "failures:\n";
     header = true;
-    std::cout << "  " << t.id << " (" << t.state << ", " << t.failures << " failed attempts): " << t.message << "\n";
+    std::cout << "  " << t.id << " (" << t.state << ", " << t.failures
+              << " failed attempts): " << t.message << "\n";
   }
 }
 
@@ -120,7 +130,8 @@ std::optional<double> MetricOf(const Experiment& e, const Trial& t, const std::s
   return std::nullopt;
 }
 
-std::vector<Trial> SortTrials(const Experiment& e, std::vector<Trial> trials, std::string sort, int top) {
+std::vector<Trial> SortTrials(const Experiment& e, std::vector<Trial> trials, std::string sort,
+                              int top) {
   if (!sort.empty()) {
     const bool reverse = sort[0] == '-';
     if (reverse) sort.erase(0, 1);
@@ -150,19 +161,38 @@ std::string JsonQuote(std::string_view s) {
   for (size_t i = 0; i < s.size(); ++i) {
     const unsigned char c = static_cast<unsigned char>(s[i]);
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '<': out += "\\u003c"; break;
-      case '>': out += "\\u003e"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '<':
+        out += "\\u003c";
+        break;
+      case '>':
+        out += "\\u003e";
+        break;
       default:
         if (c < 0x20 || c == 0x7f) {
           absl::StrAppendFormat(&out, "\\u%04x", c);
-        } else if (c == 0xe2 && i + 2 < s.size() && s[i + 1] == '\x80' && (s[i + 2] == '\xa8' || s[i + 2] == '\xa9')) {
+        } else if (c == 0xe2 && i + 2 < s.size() && s[i + 1] == '\x80' &&
+                   (s[i + 2] == '\xa8' || s[i + 2] == '\xa9')) {
           out += s[i + 2] == '\xa8' ? "\\u2028" : "\\u2029";  // line and paragraph separators
           i += 2;
         } else {

@@ -42,7 +42,8 @@ void PrintExperiment(const Experiment& e, const std::vector<Trial>& trials);
 std::optional<double> MetricOf(const Experiment& e, const Trial& t, const std::string& metric);
 // Sorts by `sort` ("loss": best first for an objective, else ascending; "-loss" the other
 // way), trials without the metric last; keeps the first `top` (0: all).
-std::vector<Trial> SortTrials(const Experiment& e, std::vector<Trial> trials, std::string sort, int top);
+std::vector<Trial> SortTrials(const Experiment& e, std::vector<Trial> trials, std::string sort,
+                              int top);
 
 // RFC 4180: quoted when it holds a comma, a quote or a line break.
 std::string CsvField(const std::string& s);

@@ -27,8 +27,8 @@ struct Args {
 
 // The subcommands, to see which one was given.
 struct Commands {
-  CLI::App *submit, *ls, *show, *trials, *export_cmd, *completion, *watch, *best, *ablation, *logs, *replay,
-      *backup;
+  CLI::App *submit, *ls, *show, *trials, *export_cmd, *completion, *watch, *best, *ablation, *logs,
+      *replay, *backup;
   std::vector<std::pair<std::string, CLI::App*>> controls;  // cancel, pause, resume
 };
 
@@ -38,8 +38,10 @@ void AddGlobalFlags(CLI::App& app, Args& a) {
   app.fallthrough();
   app.add_option("--addr", a.addr, "rungd address (or RUNG_ADDR)")->capture_default_str();
   app.add_option("--token", a.client.token, "bearer token (or RUNG_TOKEN)");
-  app.add_option("--ca", a.client.ca_file, "PEM CA that signed rungd's certificate: connect with TLS (or RUNG_CA)");
-  app.add_option("--cert", a.client.cert_file, "PEM client certificate, for mutual TLS (or RUNG_CERT)");
+  app.add_option("--ca", a.client.ca_file,
+                 "PEM CA that signed rungd's certificate: connect with TLS (or RUNG_CA)");
+  app.add_option("--cert", a.client.cert_file,
+                 "PEM client certificate, for mutual TLS (or RUNG_CERT)");
   app.add_option("--key", a.client.key_file, "its PEM private key (or RUNG_KEY)");
   app.add_option("-o,--output", a.output, "table or json (protobuf's JSON mapping)")
       ->check(CLI::IsMember({"table", "json"}))
@@ -55,11 +57,13 @@ Commands AddCommands(CLI::App& app, Args& a) {
   c.show->add_option("ID", a.id)->required();
   c.trials = app.add_subcommand("trials", "list an experiment's trials");
   c.trials->add_option("ID", a.id)->required();
-  c.trials->add_option("--sort", a.sort,
-                       "order by this metric, best first for an objective, else ascending; -METRIC reverses");
-  c.trials->add_option("--top", a.top, "only the first N (after --sort)")->check(CLI::NonNegativeNumber);
-  c.export_cmd =
-      app.add_subcommand("export", "every trial with every parameter and metric, for a spreadsheet or pandas");
+  c.trials->add_option(
+      "--sort", a.sort,
+      "order by this metric, best first for an objective, else ascending; -METRIC reverses");
+  c.trials->add_option("--top", a.top, "only the first N (after --sort)")
+      ->check(CLI::NonNegativeNumber);
+  c.export_cmd = app.add_subcommand(
+      "export", "every trial with every parameter and metric, for a spreadsheet or pandas");
   c.export_cmd->add_option("ID", a.id)->required();
   c.export_cmd->add_option("--format", a.format, "csv or json")
       ->check(CLI::IsMember({"csv", "json"}))
@@ -69,7 +73,8 @@ Commands AddCommands(CLI::App& app, Args& a) {
   c.watch = app.add_subcommand("watch", "follow an experiment until it ends");
   c.watch->add_option("ID", a.id)->required();
   c.best = app.add_subcommand(
-      "best", "the best completed trials within the constraints (several objectives: the Pareto set)");
+      "best",
+      "the best completed trials within the constraints (several objectives: the Pareto set)");
   c.best->add_option("ID", a.id)->required();
   c.best->add_option("-n,--count", a.count, "how many (default: 1, or the whole Pareto set)");
   for (const char* verb : {"cancel", "pause", "resume"}) {
@@ -77,20 +82,23 @@ Commands AddCommands(CLI::App& app, Args& a) {
     sub->add_option("ID", a.id)->required();
     c.controls.emplace_back(verb, sub);
   }
-  c.ablation = app.add_subcommand(
-      "ablation", "an ablation study's results: each variant against the base, ranked by how much its removal hurts");
+  c.ablation = app.add_subcommand("ablation",
+                                  "an ablation study's results: each variant against the base, "
+                                  "ranked by how much its removal hurts");
   c.ablation->add_option("ID", a.id)->required();
   c.logs = app.add_subcommand("logs", "print a trial's stdout and stderr");
   c.logs->add_option("TRIAL_ID", a.id)->required();
   auto* admin = app.add_subcommand("admin", "operations for whoever runs rungd");
   admin->require_subcommand(1);
   c.replay = admin->add_subcommand(
-      "replay", "replay an experiment's searcher journal through a fresh searcher; exit 0 when every "
-                "decision comes out the same (restarts and crashes changed none)");
+      "replay",
+      "replay an experiment's searcher journal through a fresh searcher; exit 0 when every "
+      "decision comes out the same (restarts and crashes changed none)");
   c.replay->add_option("ID", a.id)->required();
   c.backup = admin->add_subcommand(
-      "backup", "copy rungd's data folder, consistently, while it serves, to DIR on rungd's machine "
-                "(DIR must not exist)");
+      "backup",
+      "copy rungd's data folder, consistently, while it serves, to DIR on rungd's machine "
+      "(DIR must not exist)");
   c.backup->add_option("DIR", a.file)->required();
   return c;
 }
@@ -112,10 +120,12 @@ void AddExamples(CLI::App& app, const Commands& c) {
       {c.completion, "source <(rung completion bash)"},
   };
   for (const auto& [cmd, text] : examples) cmd->footer(absl::StrCat("\nExample:\n  ", text));
-  for (const auto& [verb, cmd] : c.controls) cmd->footer(absl::StrCat("\nExample:\n  rung ", verb, " e1"));
+  for (const auto& [verb, cmd] : c.controls)
+    cmd->footer(absl::StrCat("\nExample:\n  rung ", verb, " e1"));
   app.footer(
       "\nGlobal flags (--addr, --token, --ca, --cert, --key, -o) go before or after the command.\n"
-      "Exit codes: 0 done; 1 rungd refused or the operation failed; 2 bad usage; 3 rungd unreachable.\n"
+      "Exit codes: 0 done; 1 rungd refused or the operation failed; 2 bad usage; 3 rungd "
+      "unreachable.\n"
       "Example:\n  rung submit config/examples/quickstart.yaml && rung watch e1");
 }
 
@@ -130,7 +140,8 @@ std::string BashCompletion(const CLI::App& app) {
       for (const std::string& n : o->get_lnames()) words.push_back("--" + n);
     }
     for (const CLI::App* subsub : sub->get_subcommands({})) words.push_back(subsub->get_name());
-    absl::StrAppend(&cases, "    ", sub->get_name(), ") words=\"", absl::StrJoin(words, " "), "\" ;;\n");
+    absl::StrAppend(&cases, "    ", sub->get_name(), ") words=\"", absl::StrJoin(words, " "),
+                    "\" ;;\n");
   }
   std::vector<std::string> globals;
   for (const CLI::Option* o : app.get_options()) {
@@ -143,7 +154,9 @@ _rung() {
     case "${COMP_WORDS[i]}" in -*) ;; *) cmd="${COMP_WORDS[i]}"; break ;; esac
   done
   case "$cmd" in
-)", cases, R"(    *) words=")", absl::StrJoin(commands, " "), " ", absl::StrJoin(globals, " "), R"(" ;;
+)",
+                      cases, R"(    *) words=")", absl::StrJoin(commands, " "), " ",
+                      absl::StrJoin(globals, " "), R"(" ;;
   esac
   COMPREPLY=($(compgen -W "$words" -- "$cur"))
 }
@@ -202,7 +215,8 @@ int main(int argc, char** argv) {
   absl::StatusOr<int> code = Run(cmd, a, context);
   if (code.ok()) return *code;
   if (rung::IsUnreachable(code.status())) {
-    std::cerr << "rung: " << code.status().message() << "; is it running? set --addr or RUNG_ADDR\n";
+    std::cerr << "rung: " << code.status().message()
+              << "; is it running? set --addr or RUNG_ADDR\n";
     return kExitUnreachable;
   }
   std::cerr << "rung: " << code.status().message() << "\n";

@@ -70,9 +70,11 @@ class Watcher {
 
   // The event as protobuf's JSON mapping of rung.v1.WatchEvent, on one line.
   static void PrintJsonEvent(const Event& ev) {
-    if (const Experiment* e = std::get_if<Experiment>(&ev)) std::cout << "{\"experiment\":" << e->Json() << "}";
+    if (const Experiment* e = std::get_if<Experiment>(&ev))
+      std::cout << "{\"experiment\":" << e->Json() << "}";
     if (const Trial* t = std::get_if<Trial>(&ev)) std::cout << "{\"trial\":" << t->Json() << "}";
-    if (const rung::Report* r = std::get_if<rung::Report>(&ev)) std::cout << "{\"report\":" << r->Json() << "}";
+    if (const rung::Report* r = std::get_if<rung::Report>(&ev))
+      std::cout << "{\"report\":" << r->Json() << "}";
     std::cout << std::endl;
   }
 
@@ -88,18 +90,19 @@ class Watcher {
       if (t.state == "running" || t.state == "assigned") live.push_back(&t);
     }
     if (!live.empty()) {
-      absl::StrAppend(&frame,
-                      absl::StrFormat("  %-10s %-9s %-8s %-12s %s\n", "TRIAL", "STATE", "REACHED", objective(), "WORKER"));
+      absl::StrAppend(&frame, absl::StrFormat("  %-10s %-9s %-8s %-12s %s\n", "TRIAL", "STATE",
+                                              "REACHED", objective(), "WORKER"));
     }
     const size_t shown = std::min<size_t>(live.size(), 15);
     for (size_t i = 0; i < shown; ++i) {
       const Trial& t = *live[i];
       auto m = t.metrics.find(objective());
       const std::string run_by = RunBy(t);
-      absl::StrAppend(&frame, absl::StrFormat("  %-10s %-9s %-8s %-12s %s\n", t.id, t.state,
-                                              t.resource_reached > 0 ? Num(t.resource_reached) : "-",
-                                              m != t.metrics.end() ? Num(m->second) : "-",
-                                              run_by.empty() ? "-" : run_by));
+      absl::StrAppend(&frame,
+                      absl::StrFormat("  %-10s %-9s %-8s %-12s %s\n", t.id, t.state,
+                                      t.resource_reached > 0 ? Num(t.resource_reached) : "-",
+                                      m != t.metrics.end() ? Num(m->second) : "-",
+                                      run_by.empty() ? "-" : run_by));
     }
     if (live.size() > shown) absl::StrAppend(&frame, "  ... and ", live.size() - shown, " more\n");
     // Up over the last frame, clear to the end of the screen, draw.
@@ -111,7 +114,8 @@ class Watcher {
   // Without a terminal: a line only when trials end or the state or best changes, not each
   // time the running count moves.
   void PrintIfChanged(const std::string& line, const std::string& rungs) {
-    std::string key = absl::StrCat(last_.state, "/", last_.ended(), "/", last_.best_trial_id, "/", rungs);
+    std::string key =
+        absl::StrCat(last_.state, "/", last_.ended(), "/", last_.best_trial_id, "/", rungs);
     if (key == last_line_) return;
     last_line_ = std::move(key);
     std::cout << line << "\n" << std::flush;
@@ -134,8 +138,8 @@ absl::StatusOr<int> Watch(const Context& c, const std::string& id) {
   if (!c.json && last.best_value.has_value()) {
     absl::StatusOr<Trial> t = c.client->GetTrial(last.best_trial_id);
     if (t.ok()) {
-      std::cout << "best trial " << t->id << ": " << w.objective() << " = " << Num(t->result.value_or(0)) << "  "
-                << FormatParams(t->params) << "\n";
+      std::cout << "best trial " << t->id << ": " << w.objective() << " = "
+                << Num(t->result.value_or(0)) << "  " << FormatParams(t->params) << "\n";
     }
   }
   return last.state == "completed" ? kExitOk : kExitFailed;

@@ -22,7 +22,8 @@
 
 namespace rung {
 
-static_assert(Client::kMaxSpecBytes == kMaxSpecBytes, "the client checks the size rungd checks (common/spec.h)");
+static_assert(Client::kMaxSpecBytes == kMaxSpecBytes,
+              "the client checks the size rungd checks (common/spec.h)");
 
 namespace {
 
@@ -47,21 +48,24 @@ absl::Status FromGrpc(const grpc::Status& s, const std::string& address) {
   // rungd's own refusals that say UNAVAILABLE ("rungd is not accepting changes: ...") start
   // with "rungd "; any other UNAVAILABLE, and a call that got no answer in time, is the
   // connection.
-  const bool unreachable =
-      (s.error_code() == grpc::StatusCode::UNAVAILABLE && !absl::StartsWith(s.error_message(), "rungd ")) ||
-      s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+  const bool unreachable = (s.error_code() == grpc::StatusCode::UNAVAILABLE &&
+                            !absl::StartsWith(s.error_message(), "rungd ")) ||
+                           s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
   if (!unreachable) return absl::Status(code, s.error_message());
-  absl::Status out(code, absl::StrCat("cannot reach rungd at ", address, " (", s.error_message(), ")"));
+  absl::Status out(code,
+                   absl::StrCat("cannot reach rungd at ", address, " (", s.error_message(), ")"));
   out.SetPayload(kUnreachableUrl, absl::Cord(address));
   return out;
 }
 
 bool Transient(const grpc::Status& s) {
-  return s.error_code() == grpc::StatusCode::UNAVAILABLE || s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+  return s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+         s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
 }
 
 absl::Status SpecTooLarge(size_t bytes) {
-  return absl::InvalidArgumentError(absl::StrCat("spec: ", bytes, " bytes of YAML; at most ", Client::kMaxSpecBytes));
+  return absl::InvalidArgumentError(
+      absl::StrCat("spec: ", bytes, " bytes of YAML; at most ", Client::kMaxSpecBytes));
 }
 
 }  // namespace
@@ -77,7 +81,9 @@ void FillFromEnvironment(ClientOptions* options) {
   }
 }
 
-bool IsUnreachable(const absl::Status& status) { return status.GetPayload(kUnreachableUrl).has_value(); }
+bool IsUnreachable(const absl::Status& status) {
+  return status.GetPayload(kUnreachableUrl).has_value();
+}
 
 struct Client::Impl {
   ClientOptions options;
@@ -95,17 +101,21 @@ struct Client::Impl {
   // safe to repeat (`retry`) is tried again while rungd is unreachable or says UNAVAILABLE,
   // for up to options.retry_seconds.
   template <typename Stub, typename Req, typename Resp>
-  absl::Status Call(Stub* s, grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*), const Req& req,
-                    Resp* resp, bool retry = true, absl::Duration timeout = absl::ZeroDuration()) {
-    const absl::Duration per_call = timeout > absl::ZeroDuration() ? timeout : absl::Seconds(options.timeout_seconds);
-    const absl::Time give_up = absl::Now() + (retry ? absl::Seconds(options.retry_seconds) : absl::ZeroDuration());
+  absl::Status Call(Stub* s, grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
+                    const Req& req, Resp* resp, bool retry = true,
+                    absl::Duration timeout = absl::ZeroDuration()) {
+    const absl::Duration per_call =
+        timeout > absl::ZeroDuration() ? timeout : absl::Seconds(options.timeout_seconds);
+    const absl::Time give_up =
+        absl::Now() + (retry ? absl::Seconds(options.retry_seconds) : absl::ZeroDuration());
     absl::Duration pause = kFirstPause;
     for (;;) {
       grpc::ClientContext ctx;
       ctx.set_deadline(absl::ToChronoTime(absl::Now() + per_call));
       AddToken(&ctx, connect);
       const grpc::Status status = (s->*method)(&ctx, req, resp);
-      if (!retry || !Transient(status) || absl::Now() >= give_up) return FromGrpc(status, options.address);
+      if (!retry || !Transient(status) || absl::Now() >= give_up)
+        return FromGrpc(status, options.address);
       WaitToRetry(give_up, &pause);
     }
   }
@@ -163,7 +173,8 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ClientOptions& opt
 
 const std::string& Client::client_id() const { return impl_->client_id; }
 
-absl::StatusOr<Experiment> Client::CreateExperiment(const std::string& spec_yaml, const std::string& base_dir) {
+absl::StatusOr<Experiment> Client::CreateExperiment(const std::string& spec_yaml,
+                                                    const std::string& base_dir) {
   if (spec_yaml.size() > kMaxSpecBytes) return SpecTooLarge(spec_yaml.size());
   v1::CreateExperimentRequest req;
   req.set_spec_yaml(spec_yaml);
@@ -176,7 +187,8 @@ absl::StatusOr<Experiment> Client::CreateExperiment(const std::string& spec_yaml
   }
   v1::Experiment e;
   auto* stub = impl_->stub.get();
-  if (absl::Status s = impl_->Call(stub, &v1::ExperimentService::Stub::CreateExperiment, req, &e, /*retry=*/false);
+  if (absl::Status s = impl_->Call(stub, &v1::ExperimentService::Stub::CreateExperiment, req, &e,
+                                   /*retry=*/false);
       !s.ok()) {
     return s;
   }
@@ -191,14 +203,17 @@ absl::StatusOr<Experiment> Client::CreateExperimentFromFile(const std::string& p
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
   std::stringstream text;
   text << in.rdbuf();
-  return CreateExperiment(text.str(), std::filesystem::absolute(path).parent_path().lexically_normal().string());
+  return CreateExperiment(
+      text.str(), std::filesystem::absolute(path).parent_path().lexically_normal().string());
 }
 
 absl::StatusOr<Experiment> Client::GetExperiment(const std::string& id) {
   v1::GetExperimentRequest req;
   req.set_id(id);
   v1::Experiment e;
-  if (absl::Status s = impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::GetExperiment, req, &e); !s.ok()) {
+  if (absl::Status s =
+          impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::GetExperiment, req, &e);
+      !s.ok()) {
     return s;
   }
   return FromProto(e);
@@ -218,19 +233,21 @@ absl::StatusOr<std::vector<Experiment>> Client::ListExperiments() {
 
 namespace {
 
-using ExperimentCall = grpc::Status (v1::ExperimentService::Stub::*)(grpc::ClientContext*, const v1::ExperimentRequest&,
+using ExperimentCall = grpc::Status (v1::ExperimentService::Stub::*)(grpc::ClientContext*,
+                                                                     const v1::ExperimentRequest&,
                                                                      v1::Experiment*);
 
 }  // namespace
 
-#define RUNG_EXPERIMENT_CALL(Name)                                                                         \
-  absl::StatusOr<Experiment> Client::Name##Experiment(const std::string& id) {                             \
-    v1::ExperimentRequest req;                                                                             \
-    req.set_id(id);                                                                                        \
-    v1::Experiment e;                                                                                      \
-    ExperimentCall call = &v1::ExperimentService::Stub::Name##Experiment;                                  \
-    if (absl::Status s = impl_->Call(impl_->stub.get(), call, req, &e, /*retry=*/false); !s.ok()) return s; \
-    return FromProto(e);                                                                                   \
+#define RUNG_EXPERIMENT_CALL(Name)                                                                \
+  absl::StatusOr<Experiment> Client::Name##Experiment(const std::string& id) {                    \
+    v1::ExperimentRequest req;                                                                    \
+    req.set_id(id);                                                                               \
+    v1::Experiment e;                                                                             \
+    ExperimentCall call = &v1::ExperimentService::Stub::Name##Experiment;                         \
+    if (absl::Status s = impl_->Call(impl_->stub.get(), call, req, &e, /*retry=*/false); !s.ok()) \
+      return s;                                                                                   \
+    return FromProto(e);                                                                          \
   }
 RUNG_EXPERIMENT_CALL(Cancel)
 RUNG_EXPERIMENT_CALL(Pause)
@@ -241,7 +258,9 @@ absl::StatusOr<std::vector<Trial>> Client::ListTrials(const std::string& experim
   v1::ListTrialsRequest req;
   req.set_experiment_id(experiment_id);
   v1::ListTrialsResponse resp;
-  if (absl::Status s = impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::ListTrials, req, &resp); !s.ok()) {
+  if (absl::Status s =
+          impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::ListTrials, req, &resp);
+      !s.ok()) {
     return s;
   }
   std::vector<Trial> out;
@@ -253,7 +272,9 @@ absl::StatusOr<Trial> Client::GetTrial(const std::string& trial_id) {
   v1::GetTrialRequest req;
   req.set_id(trial_id);
   v1::Trial t;
-  if (absl::Status s = impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::GetTrial, req, &t); !s.ok()) {
+  if (absl::Status s =
+          impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::GetTrial, req, &t);
+      !s.ok()) {
     return s;
   }
   return FromProto(t);
@@ -263,7 +284,8 @@ absl::StatusOr<std::vector<rung::Report>> Client::TrialMetrics(const std::string
   v1::GetTrialMetricsRequest req;
   req.set_trial_id(trial_id);
   v1::GetTrialMetricsResponse resp;
-  if (absl::Status s = impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::GetTrialMetrics, req, &resp);
+  if (absl::Status s =
+          impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::GetTrialMetrics, req, &resp);
       !s.ok()) {
     return s;
   }
@@ -276,7 +298,8 @@ absl::StatusOr<TrialLogs> Client::GetTrialLogs(const std::string& trial_id) {
   v1::GetTrialLogsRequest req;
   req.set_trial_id(trial_id);
   v1::GetTrialLogsResponse resp;
-  if (absl::Status s = impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::GetTrialLogs, req, &resp);
+  if (absl::Status s =
+          impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::GetTrialLogs, req, &resp);
       !s.ok()) {
     return s;
   }
@@ -288,7 +311,8 @@ absl::StatusOr<std::vector<Trial>> Client::BestTrials(const std::string& experim
   req.set_experiment_id(experiment_id);
   req.set_count(count);
   v1::GetBestTrialsResponse resp;
-  if (absl::Status s = impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::GetBestTrials, req, &resp);
+  if (absl::Status s =
+          impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::GetBestTrials, req, &resp);
       !s.ok()) {
     return s;
   }
@@ -301,14 +325,16 @@ absl::StatusOr<AblationResults> Client::Ablation(const std::string& experiment_i
   v1::GetAblationRequest req;
   req.set_experiment_id(experiment_id);
   v1::AblationResults resp;
-  if (absl::Status s = impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::GetAblation, req, &resp);
+  if (absl::Status s =
+          impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::GetAblation, req, &resp);
       !s.ok()) {
     return s;
   }
   return FromProto(resp);
 }
 
-absl::Status Client::Watch(const std::string& experiment_id, const std::function<bool(const Event&)>& on_event) {
+absl::Status Client::Watch(const std::string& experiment_id,
+                           const std::function<bool(const Event&)>& on_event) {
   v1::WatchExperimentRequest req;
   req.set_id(experiment_id);
   grpc::ClientContext ctx;
@@ -338,7 +364,8 @@ absl::StatusOr<std::vector<Trial>> Client::Suggest(const std::string& experiment
   absl::Duration pause = absl::Milliseconds(100);
   for (;;) {
     v1::AskTrialsResponse resp;
-    if (absl::Status s = impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::AskTrials, req, &resp);
+    if (absl::Status s =
+            impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::AskTrials, req, &resp);
         !s.ok()) {
       return s;
     }
@@ -357,7 +384,8 @@ absl::StatusOr<std::vector<Trial>> Client::Suggest(const std::string& experiment
 }
 
 absl::StatusOr<bool> Client::Report(const std::string& trial_id, double step,
-                                    const std::map<std::string, double>& values, const std::string& client_id) {
+                                    const std::map<std::string, double>& values,
+                                    const std::string& client_id) {
   v1::ReportTrialRequest req;
   req.set_trial_id(trial_id);
   req.set_client_id(impl_->ClientFor(trial_id, client_id));
@@ -371,45 +399,54 @@ absl::StatusOr<bool> Client::Report(const std::string& trial_id, double step,
     req.set_seq(impl_->last_seq);
   }
   v1::ReportTrialResponse resp;
-  if (absl::Status s = impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::ReportTrial, req, &resp);
+  if (absl::Status s =
+          impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::ReportTrial, req, &resp);
       !s.ok()) {
     return s;
   }
   return resp.stop();
 }
 
-absl::StatusOr<Trial> Client::Complete(const std::string& trial_id, const std::map<std::string, double>& values,
+absl::StatusOr<Trial> Client::Complete(const std::string& trial_id,
+                                       const std::map<std::string, double>& values,
                                        const std::string& client_id) {
   v1::CompleteTrialRequest req;
   req.set_trial_id(trial_id);
   req.set_client_id(impl_->ClientFor(trial_id, client_id));
   req.mutable_values()->insert(values.begin(), values.end());
   v1::Trial t;
-  if (absl::Status s = impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::CompleteTrial, req, &t); !s.ok()) {
+  if (absl::Status s =
+          impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::CompleteTrial, req, &t);
+      !s.ok()) {
     return s;
   }
   return FromProto(t);
 }
 
-absl::StatusOr<Trial> Client::Fail(const std::string& trial_id, const std::string& message, const std::string& client_id) {
+absl::StatusOr<Trial> Client::Fail(const std::string& trial_id, const std::string& message,
+                                   const std::string& client_id) {
   v1::CompleteTrialRequest req;
   req.set_trial_id(trial_id);
   req.set_client_id(impl_->ClientFor(trial_id, client_id));
   req.set_failed(true);
   req.set_message(message);
   v1::Trial t;
-  if (absl::Status s = impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::CompleteTrial, req, &t); !s.ok()) {
+  if (absl::Status s =
+          impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::CompleteTrial, req, &t);
+      !s.ok()) {
     return s;
   }
   return FromProto(t);
 }
 
-absl::StatusOr<ReplayResult> Client::ReplaySearch(const std::string& experiment_id, double timeout_seconds) {
+absl::StatusOr<ReplayResult> Client::ReplaySearch(const std::string& experiment_id,
+                                                  double timeout_seconds) {
   v1::ReplaySearchRequest req;
   req.set_experiment_id(experiment_id);
   v1::ReplaySearchResponse resp;
-  if (absl::Status s = impl_->Call(impl_->admin.get(), &v1::AdminService::Stub::ReplaySearch, req, &resp,
-                                   /*retry=*/false, absl::Seconds(timeout_seconds));
+  if (absl::Status s =
+          impl_->Call(impl_->admin.get(), &v1::AdminService::Stub::ReplaySearch, req, &resp,
+                      /*retry=*/false, absl::Seconds(timeout_seconds));
       !s.ok()) {
     return s;
   }

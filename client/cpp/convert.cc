@@ -19,11 +19,17 @@ std::string Lower(std::string s) {
 }
 
 // "EXPERIMENT_RUNNING" -> "running", "TRIAL_WAITING" -> "waiting".
-std::string StateText(const std::string& enum_name) { return Lower(enum_name.substr(enum_name.find('_') + 1)); }
+std::string StateText(const std::string& enum_name) {
+  return Lower(enum_name.substr(enum_name.find('_') + 1));
+}
 
-std::string GoalText(v1::Objective::Goal g) { return g == v1::Objective::MAXIMIZE ? "maximize" : "minimize"; }
+std::string GoalText(v1::Objective::Goal g) {
+  return g == v1::Objective::MAXIMIZE ? "maximize" : "minimize";
+}
 
-std::optional<double> Optional(bool has, double v) { return has ? std::optional<double>(v) : std::nullopt; }
+std::optional<double> Optional(bool has, double v) {
+  return has ? std::optional<double>(v) : std::nullopt;
+}
 
 // protobuf's JSON mapping of the `M` serialized in `bytes`, compact, with the .proto's field
 // names; `all_fields`: fields without presence too, at their defaults.
@@ -47,7 +53,9 @@ std::string Experiment::Json() const { return JsonOf<v1::Experiment>(proto_bytes
 std::string Trial::Json() const { return JsonOf<v1::Trial>(proto_bytes); }
 std::string Report::Json() const { return JsonOf<v1::MetricReport>(proto_bytes); }
 std::string TrialLogs::Json() const { return JsonOf<v1::GetTrialLogsResponse>(proto_bytes); }
-std::string AblationResults::Json() const { return JsonOf<v1::AblationResults>(proto_bytes, /*all_fields=*/true); }
+std::string AblationResults::Json() const {
+  return JsonOf<v1::AblationResults>(proto_bytes, /*all_fields=*/true);
+}
 std::string ReplayResult::Json() const { return JsonOf<v1::ReplaySearchResponse>(proto_bytes); }
 std::string BackupResult::Json() const { return JsonOf<v1::BackupResponse>(proto_bytes); }
 
@@ -103,7 +111,8 @@ Experiment FromProto(const v1::Experiment& e) {
     for (const auto& o : s.objectives()) x.objectives.push_back({o.metric(), GoalText(o.goal())});
   }
   for (const auto& c : s.constraints()) {
-    x.constraints.push_back({c.metric(), Optional(c.has_min(), c.min()), Optional(c.has_max(), c.max())});
+    x.constraints.push_back(
+        {c.metric(), Optional(c.has_min(), c.min()), Optional(c.has_max(), c.max())});
   }
   x.algorithm.name = s.algorithm().name();
   x.algorithm.seed = s.algorithm().seed();
@@ -137,10 +146,17 @@ Trial FromProto(const v1::Trial& t) {
   x.state = StateText(v1::TrialState_Name(t.state()));
   for (const auto& [k, v] : t.params()) {
     switch (v.kind_case()) {
-      case v1::ParamValue::kFloatValue: x.params[k] = v.float_value(); break;
-      case v1::ParamValue::kIntValue: x.params[k] = static_cast<int64_t>(v.int_value()); break;
-      case v1::ParamValue::kCategoricalValue: x.params[k] = v.categorical_value(); break;
-      default: break;
+      case v1::ParamValue::kFloatValue:
+        x.params[k] = v.float_value();
+        break;
+      case v1::ParamValue::kIntValue:
+        x.params[k] = static_cast<int64_t>(v.int_value());
+        break;
+      case v1::ParamValue::kCategoricalValue:
+        x.params[k] = v.categorical_value();
+        break;
+      default:
+        break;
     }
   }
   x.attempt = t.attempt();
@@ -217,7 +233,9 @@ ReplayResult FromProto(const v1::ReplaySearchResponse& r) {
   return {r.entries(), r.identical(), r.mismatch(), r.SerializeAsString()};
 }
 
-BackupResult FromProto(const v1::BackupResponse& b) { return {b.dir(), b.files(), b.bytes(), b.SerializeAsString()}; }
+BackupResult FromProto(const v1::BackupResponse& b) {
+  return {b.dir(), b.files(), b.bytes(), b.SerializeAsString()};
+}
 
 }  // namespace client_internal
 }  // namespace rung

@@ -23,9 +23,12 @@ bool SameSecret(absl::string_view a, absl::string_view b) {
 
 const char* RoleName(Role r) {
   switch (r) {
-    case Role::kAdmin: return "admin";
-    case Role::kUser: return "user";
-    case Role::kWorker: return "worker";
+    case Role::kAdmin:
+      return "admin";
+    case Role::kUser:
+      return "user";
+    case Role::kWorker:
+      return "worker";
   }
   return "?";
 }
@@ -44,10 +47,12 @@ absl::StatusOr<Auth> Auth::FromText(const std::string& text, const std::string& 
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     ++n;
     line = line.substr(0, line.find('#'));
-    std::vector<absl::string_view> w = absl::StrSplit(line, absl::ByAnyChar(" \t\r"), absl::SkipEmpty());
+    std::vector<absl::string_view> w =
+        absl::StrSplit(line, absl::ByAnyChar(" \t\r"), absl::SkipEmpty());
     if (w.empty()) continue;
     auto bad = [&](absl::string_view why) {
-      return absl::InvalidArgumentError(absl::StrCat("--auth-tokens ", source, " line ", n, ": ", why));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--auth-tokens ", source, " line ", n, ": ", why));
     };
     if (w.size() != 3) return bad("expected TOKEN NAME ROLE");
     Token t;
@@ -64,26 +69,31 @@ absl::StatusOr<Auth> Auth::FromText(const std::string& text, const std::string& 
     }
     if (t.secret.size() < 16) return bad("a token must have at least 16 characters");
     for (const Token& o : a.tokens_) {
-      if (o.secret == t.secret) return bad(absl::StrCat("the token of ", t.caller.name, " is also ", o.caller.name, "'s"));
+      if (o.secret == t.secret)
+        return bad(absl::StrCat("the token of ", t.caller.name, " is also ", o.caller.name, "'s"));
     }
     a.tokens_.push_back(std::move(t));
   }
   if (a.tokens_.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("--auth-tokens ", source, ": no tokens (every caller would be refused)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--auth-tokens ", source, ": no tokens (every caller would be refused)"));
   }
   return a;
 }
 
-absl::StatusOr<Caller> Auth::Check(const grpc::ServerContextBase& ctx, const char* method, Role need) const {
+absl::StatusOr<Caller> Auth::Check(const grpc::ServerContextBase& ctx, const char* method,
+                                   Role need) const {
   if (tokens_.empty()) return Caller{};
   const auto& md = ctx.client_metadata();
   auto it = md.find("authorization");
   if (it == md.end()) {
-    return absl::UnauthenticatedError(absl::StrCat(method, ": no bearer token (give --token or RUNG_TOKEN)"));
+    return absl::UnauthenticatedError(
+        absl::StrCat(method, ": no bearer token (give --token or RUNG_TOKEN)"));
   }
   absl::string_view value(it->second.data(), it->second.size());
   if (!absl::ConsumePrefix(&value, "Bearer ")) {
-    return absl::UnauthenticatedError(absl::StrCat(method, ": the authorization header is not \"Bearer TOKEN\""));
+    return absl::UnauthenticatedError(
+        absl::StrCat(method, ": the authorization header is not \"Bearer TOKEN\""));
   }
   const Token* found = nullptr;
   for (const Token& t : tokens_) {
@@ -92,8 +102,9 @@ absl::StatusOr<Caller> Auth::Check(const grpc::ServerContextBase& ctx, const cha
   if (found == nullptr) return absl::UnauthenticatedError(absl::StrCat(method, ": unknown token"));
   const Role have = found->caller.role;
   if (have != Role::kAdmin && have != need) {
-    return absl::PermissionDeniedError(absl::StrCat(method, ": ", found->caller.name, " has role ", RoleName(have),
-                                                    ", which may not call it (it needs ", RoleName(need), ")"));
+    return absl::PermissionDeniedError(
+        absl::StrCat(method, ": ", found->caller.name, " has role ", RoleName(have),
+                     ", which may not call it (it needs ", RoleName(need), ")"));
   }
   return found->caller;
 }

@@ -33,7 +33,8 @@ class Auth {
 
   // The caller of `method` (e.g. "AdminService.Backup"), which needs `need`: UNAUTHENTICATED
   // without a known bearer token, PERMISSION_DENIED when its role may not call it.
-  absl::StatusOr<Caller> Check(const grpc::ServerContextBase& ctx, const char* method, Role need) const;
+  absl::StatusOr<Caller> Check(const grpc::ServerContextBase& ctx, const char* method,
+                               Role need) const;
 
  private:
   struct Token {

@@ -7,9 +7,9 @@
 #include "absl/strings/str_cat.h"
 #include "prometheus/collectable.h"
 #include "prometheus/counter.h"
-#include "prometheus/histogram.h"
 #include "prometheus/exposer.h"
 #include "prometheus/family.h"
+#include "prometheus/histogram.h"
 #include "prometheus/metric_family.h"
 #include "prometheus/registry.h"
 
@@ -17,12 +17,23 @@ namespace rung {
 namespace {
 
 const char* CodeName(grpc::StatusCode code) {
-  static const char* const kNames[] = {
-      "OK",           "CANCELLED",          "UNKNOWN",           "INVALID_ARGUMENT",
-      "DEADLINE_EXCEEDED", "NOT_FOUND",     "ALREADY_EXISTS",    "PERMISSION_DENIED",
-      "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",    "OUT_OF_RANGE",
-      "UNIMPLEMENTED", "INTERNAL",          "UNAVAILABLE",       "DATA_LOSS",
-      "UNAUTHENTICATED"};
+  static const char* const kNames[] = {"OK",
+                                       "CANCELLED",
+                                       "UNKNOWN",
+                                       "INVALID_ARGUMENT",
+                                       "DEADLINE_EXCEEDED",
+                                       "NOT_FOUND",
+                                       "ALREADY_EXISTS",
+                                       "PERMISSION_DENIED",
+                                       "RESOURCE_EXHAUSTED",
+                                       "FAILED_PRECONDITION",
+                                       "ABORTED",
+                                       "OUT_OF_RANGE",
+                                       "UNIMPLEMENTED",
+                                       "INTERNAL",
+                                       "UNAVAILABLE",
+                                       "DATA_LOSS",
+                                       "UNAUTHENTICATED"};
   int i = static_cast<int>(code);
   return i >= 0 && i < 17 ? kNames[i] : "UNKNOWN";
 }
@@ -67,12 +78,13 @@ class ControllerCollectable : public prometheus::Collectable {
     auto* trials = family("rung_trials", "Trials by state.", prometheus::MetricType::Gauge);
     for (int st = v1::TRIAL_PENDING; st <= v1::TrialState_MAX; ++st) {
       auto it = s.trials.find(static_cast<v1::TrialState>(st));
-      trials->metric.push_back(
-          Value(it == s.trials.end() ? 0 : it->second,
-                {{"state", StateLabel(v1::TrialState_Name(st), "TRIAL_")}}, false));
+      trials->metric.push_back(Value(it == s.trials.end() ? 0 : it->second,
+                                     {{"state", StateLabel(v1::TrialState_Name(st), "TRIAL_")}},
+                                     false));
     }
     family("rung_experiments_unschedulable",
-           "Running experiments whose trials no connected worker can run (too few GPUs, missing labels, no "
+           "Running experiments whose trials no connected worker can run (too few GPUs, missing "
+           "labels, no "
            "worker); `rung show` says why.",
            prometheus::MetricType::Gauge)
         ->metric.push_back(Value(s.experiments_unschedulable, {}, false));
@@ -89,15 +101,17 @@ class ControllerCollectable : public prometheus::Collectable {
     family("rung_metric_reports_received_total", "Metric reports stored.",
            prometheus::MetricType::Counter)
         ->metric.push_back(Value(static_cast<double>(s.reports_received), {}, true));
-    family("rung_lease_expirations_total", "Trial leases that expired with a silent worker or ask-and-tell client.",
+    family("rung_lease_expirations_total",
+           "Trial leases that expired with a silent worker or ask-and-tell client.",
            prometheus::MetricType::Counter)
         ->metric.push_back(Value(static_cast<double>(s.lease_expirations), {}, true));
     family("rung_suggestions_total", "New trials whose parameters a model (tpe, gp) proposed.",
            prometheus::MetricType::Counter)
         ->metric.push_back(Value(static_cast<double>(s.suggestions), {}, true));
-    family("rung_suggestion_seconds_total",
-           "Time from asking a model for a trial to its proposal, summed over rung_suggestions_total.",
-           prometheus::MetricType::Counter)
+    family(
+        "rung_suggestion_seconds_total",
+        "Time from asking a model for a trial to its proposal, summed over rung_suggestions_total.",
+        prometheus::MetricType::Counter)
         ->metric.push_back(Value(s.suggestion_seconds, {}, true));
     family("rung_suggestion_fallbacks_total",
            "Model proposals that missed --suggest-deadline; those trials were drawn at random.",
@@ -107,22 +121,27 @@ class ControllerCollectable : public prometheus::Collectable {
            "Invalid messages from workers, acknowledged so that they are not resent, and ignored.",
            prometheus::MetricType::Counter)
         ->metric.push_back(Value(static_cast<double>(s.worker_messages_dropped), {}, true));
-    family("rung_trials_stopped_early_total", "Trials that a stopping rule (ASHA, Hyperband, median) ended.",
+    family("rung_trials_stopped_early_total",
+           "Trials that a stopping rule (ASHA, Hyperband, median) ended.",
            prometheus::MetricType::Counter)
         ->metric.push_back(Value(static_cast<double>(s.trials_stopped_early), {}, true));
     family("rung_slot_utilisation", "Busy slots over all slots of connected workers (0 to 1).",
            prometheus::MetricType::Gauge)
-        ->metric.push_back(Value(s.slots_busy + s.slots_free > 0
-                                     ? static_cast<double>(s.slots_busy) / (s.slots_busy + s.slots_free)
-                                     : 0,
-                                 {}, false));
-    family("rung_store_size_bytes", "Size on disk of rungd's data folder.", prometheus::MetricType::Gauge)
+        ->metric.push_back(
+            Value(s.slots_busy + s.slots_free > 0
+                      ? static_cast<double>(s.slots_busy) / (s.slots_busy + s.slots_free)
+                      : 0,
+                  {}, false));
+    family("rung_store_size_bytes", "Size on disk of rungd's data folder.",
+           prometheus::MetricType::Gauge)
         ->metric.push_back(Value(static_cast<double>(s.store_bytes), {}, false));
-    family("rung_build_info", "rungd's version, as a label; the value is always 1.", prometheus::MetricType::Gauge)
+    family("rung_build_info", "rungd's version, as a label; the value is always 1.",
+           prometheus::MetricType::Gauge)
         ->metric.push_back(Value(1, {{"version", RUNG_VERSION}}, false));
-    auto* hist = family("rung_suggestion_duration_seconds",
-                        "Time from asking a model (tpe, gp, bohb) for a trial to its proposal, by algorithm.",
-                        prometheus::MetricType::Histogram);
+    auto* hist = family(
+        "rung_suggestion_duration_seconds",
+        "Time from asking a model (tpe, gp, bohb) for a trial to its proposal, by algorithm.",
+        prometheus::MetricType::Histogram);
     for (const auto& [algorithm, h] : s.suggestion_seconds_by_algorithm) {
       prometheus::ClientMetric m;
       m.label = {{"algorithm", algorithm}};
@@ -148,19 +167,19 @@ class ControllerCollectable : public prometheus::Collectable {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<ServerMetrics>> ServerMetrics::Start(const std::string& listen,
-                                                                    Controller* controller,
-                                                                    const std::string& user_password) {
+absl::StatusOr<std::unique_ptr<ServerMetrics>> ServerMetrics::Start(
+    const std::string& listen, Controller* controller, const std::string& user_password) {
   std::unique_ptr<ServerMetrics> m(new ServerMetrics());
   m->registry_ = std::make_shared<prometheus::Registry>();
   m->rpcs_ = &prometheus::BuildCounter()
                   .Name("rung_rpcs_total")
                   .Help("Finished RPCs by method and status code.")
                   .Register(*m->registry_);
-  m->rpc_seconds_ = &prometheus::BuildHistogram()
-                         .Name("rung_rpc_duration_seconds")
-                         .Help("Time from an RPC's arrival to its status, by method (streams: their whole life).")
-                         .Register(*m->registry_);
+  m->rpc_seconds_ =
+      &prometheus::BuildHistogram()
+           .Name("rung_rpc_duration_seconds")
+           .Help("Time from an RPC's arrival to its status, by method (streams: their whole life).")
+           .Register(*m->registry_);
   m->state_ = std::make_shared<ControllerCollectable>(controller);
   try {
     m->exposer_ = std::make_unique<prometheus::Exposer>(listen, 2);
@@ -171,9 +190,11 @@ absl::StatusOr<std::unique_ptr<ServerMetrics>> ServerMetrics::Start(const std::s
   if (!user_password.empty()) {
     const std::string user = user_password.substr(0, user_password.find(':'));
     const std::string password = user_password.substr(user_password.find(':') + 1);
-    m->exposer_->RegisterAuth([user, password](const std::string& u, const std::string& p) {
-      return u == user && p == password;
-    }, "rungd");
+    m->exposer_->RegisterAuth(
+        [user, password](const std::string& u, const std::string& p) {
+          return u == user && p == password;
+        },
+        "rungd");
   }
   m->exposer_->RegisterCollectable(m->registry_);
   m->exposer_->RegisterCollectable(m->state_);
@@ -188,10 +209,14 @@ namespace {
 
 class RpcTimer final : public grpc::experimental::Interceptor {
  public:
-  RpcTimer(ServerMetrics* metrics, std::string method) : metrics_(metrics), method_(std::move(method)) {}
+  RpcTimer(ServerMetrics* metrics, std::string method)
+      : metrics_(metrics), method_(std::move(method)) {}
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
-    if (methods->QueryInterceptionHookPoint(grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
-      metrics_->ObserveRpc(method_, std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
+      metrics_->ObserveRpc(
+          method_,
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
     }
     methods->Proceed();
   }
@@ -205,7 +230,8 @@ class RpcTimer final : public grpc::experimental::Interceptor {
 class RpcTimerFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
   explicit RpcTimerFactory(ServerMetrics* metrics) : metrics_(metrics) {}
-  grpc::experimental::Interceptor* CreateServerInterceptor(grpc::experimental::ServerRpcInfo* info) override {
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
     // "/rung.v1.ExperimentService/GetExperiment" -> "ExperimentService.GetExperiment"
     std::string m = info->method() == nullptr ? "" : info->method();
     const size_t slash = m.rfind('/');
@@ -225,8 +251,8 @@ std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> ServerMet
 }
 
 void ServerMetrics::ObserveRpc(const std::string& method, double seconds) {
-  static const prometheus::Histogram::BucketBoundaries kBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                                                   0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+  static const prometheus::Histogram::BucketBoundaries kBuckets = {
+      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
   rpc_seconds_->Add({{"method", method}}, kBuckets).Observe(seconds);
 }
 

@@ -29,9 +29,8 @@ class ServerMetrics {
  public:
   // Serves /metrics on `listen` (host:port; port 0 picks a free one), behind HTTP basic auth
   // when `user_password` ("USER:PASSWORD") is not empty. `controller` must outlive this object.
-  static absl::StatusOr<std::unique_ptr<ServerMetrics>> Start(const std::string& listen,
-                                                              Controller* controller,
-                                                              const std::string& user_password = "");
+  static absl::StatusOr<std::unique_ptr<ServerMetrics>> Start(
+      const std::string& listen, Controller* controller, const std::string& user_password = "");
   ~ServerMetrics();
 
   // Counts one finished RPC. Thread-safe.

@@ -21,7 +21,8 @@ namespace {
 absl::Status NeedId(const std::string& id, const char* field) {
   if (id.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": must not be empty"));
   if (id.size() > 64) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": ", id.size(), " bytes is too long for an id"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": ", id.size(), " bytes is too long for an id"));
   }
   return absl::OkStatus();
 }
@@ -225,8 +226,10 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::Done(grpc::CallbackServerContex
   return reactor;
 }
 
-absl::StatusOr<Caller> ExperimentServiceImpl::Allow(grpc::CallbackServerContext* ctx, const char* method,
-                                                    const std::string& experiment_id, const std::string& trial_id) {
+absl::StatusOr<Caller> ExperimentServiceImpl::Allow(grpc::CallbackServerContext* ctx,
+                                                    const char* method,
+                                                    const std::string& experiment_id,
+                                                    const std::string& trial_id) {
   auto caller = auth_->Check(*ctx, method, Role::kUser);
   if (!caller.ok() || caller->role != Role::kUser || experiment_id.empty()) return caller;
   auto e = controller_->GetExperiment(experiment_id);
@@ -247,19 +250,19 @@ static std::string ExperimentOf(const std::string& trial_id) {
 }
 
 // Checks the caller; returns from the handler with the refusal when it may not.
-#define RUNG_ALLOW(method, experiment_id)                                        \
-  auto caller = Allow(ctx, "ExperimentService." method, (experiment_id), "");    \
+#define RUNG_ALLOW(method, experiment_id)                                     \
+  auto caller = Allow(ctx, "ExperimentService." method, (experiment_id), ""); \
   if (!caller.ok()) return Done(ctx, "ExperimentService." method, caller.status())
 // The same for a call about one trial.
-#define RUNG_ALLOW_TRIAL(method, trial_id)                                                    \
-  auto caller = Allow(ctx, "ExperimentService." method, ExperimentOf(trial_id), (trial_id));  \
+#define RUNG_ALLOW_TRIAL(method, trial_id)                                                   \
+  auto caller = Allow(ctx, "ExperimentService." method, ExperimentOf(trial_id), (trial_id)); \
   if (!caller.ok()) return Done(ctx, "ExperimentService." method, caller.status())
 
 // Finishes `reactor` with the controller's answer, counting the call. For the controller's
 // asynchronous calls, whose answer comes once the change is durable.
 template <typename T>
-std::function<void(absl::StatusOr<T>)> Reply(grpc::ServerUnaryReactor* reactor, T* resp, ServerMetrics* metrics,
-                                             const char* method) {
+std::function<void(absl::StatusOr<T>)> Reply(grpc::ServerUnaryReactor* reactor, T* resp,
+                                             ServerMetrics* metrics, const char* method) {
   return [reactor, resp, metrics, method](absl::StatusOr<T> r) {
     if (r.ok()) *resp = std::move(*r);
     grpc::Status gs = ToGrpc(r.status());
@@ -269,15 +272,16 @@ std::function<void(absl::StatusOr<T>)> Reply(grpc::ServerUnaryReactor* reactor, 
 }
 
 // Runs `expr` (an absl::StatusOr<T>); on success moves its value into *resp.
-#define RUNG_UNARY(method, expr)                                 \
-  do {                                                           \
-    auto result = (expr);                                        \
-    if (result.ok()) *resp = std::move(result).value();          \
+#define RUNG_UNARY(method, expr)                                    \
+  do {                                                              \
+    auto result = (expr);                                           \
+    if (result.ok()) *resp = std::move(result).value();             \
     return Done(ctx, "ExperimentService." method, result.status()); \
   } while (0)
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::CreateExperiment(
-    grpc::CallbackServerContext* ctx, const v1::CreateExperimentRequest* req, v1::Experiment* resp) {
+    grpc::CallbackServerContext* ctx, const v1::CreateExperimentRequest* req,
+    v1::Experiment* resp) {
   RUNG_ALLOW("CreateExperiment", "");
   absl::StatusOr<v1::ExperimentSpec> spec;
   if (req->has_spec()) {
@@ -292,19 +296,23 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::CreateExperiment(
     spec = absl::InvalidArgumentError("spec: give spec or spec_yaml");
   }
   if (req->base_dir().size() > 4096) {
-    spec = absl::InvalidArgumentError(absl::StrCat("base_dir: ", req->base_dir().size(), " bytes; at most 4096"));
+    spec = absl::InvalidArgumentError(
+        absl::StrCat("base_dir: ", req->base_dir().size(), " bytes; at most 4096"));
   }
   if (!spec.ok()) return Done(ctx, "ExperimentService.CreateExperiment", spec.status());
   auto* reactor = ctx->DefaultReactor();
-  controller_->CreateExperiment(std::move(spec).value(), caller->name,
-                                Reply(reactor, resp, metrics_, "ExperimentService.CreateExperiment"));
+  controller_->CreateExperiment(
+      std::move(spec).value(), caller->name,
+      Reply(reactor, resp, metrics_, "ExperimentService.CreateExperiment"));
   return reactor;
 }
 
-grpc::ServerUnaryReactor* ExperimentServiceImpl::GetExperiment(
-    grpc::CallbackServerContext* ctx, const v1::GetExperimentRequest* req, v1::Experiment* resp) {
+grpc::ServerUnaryReactor* ExperimentServiceImpl::GetExperiment(grpc::CallbackServerContext* ctx,
+                                                               const v1::GetExperimentRequest* req,
+                                                               v1::Experiment* resp) {
   RUNG_ALLOW("GetExperiment", req->id());
-  if (auto s = NeedId(req->id(), "id"); !s.ok()) return Done(ctx, "ExperimentService.GetExperiment", s);
+  if (auto s = NeedId(req->id(), "id"); !s.ok())
+    return Done(ctx, "ExperimentService.GetExperiment", s);
   RUNG_UNARY("GetExperiment", controller_->GetExperiment(req->id()));
 }
 
@@ -319,30 +327,39 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::ListExperiments(
   return Done(ctx, "ExperimentService.ListExperiments", absl::OkStatus());
 }
 
-grpc::ServerUnaryReactor* ExperimentServiceImpl::CancelExperiment(
-    grpc::CallbackServerContext* ctx, const v1::ExperimentRequest* req, v1::Experiment* resp) {
+grpc::ServerUnaryReactor* ExperimentServiceImpl::CancelExperiment(grpc::CallbackServerContext* ctx,
+                                                                  const v1::ExperimentRequest* req,
+                                                                  v1::Experiment* resp) {
   RUNG_ALLOW("CancelExperiment", req->id());
-  if (auto s = NeedId(req->id(), "id"); !s.ok()) return Done(ctx, "ExperimentService.CancelExperiment", s);
+  if (auto s = NeedId(req->id(), "id"); !s.ok())
+    return Done(ctx, "ExperimentService.CancelExperiment", s);
   auto* reactor = ctx->DefaultReactor();
-  controller_->CancelExperiment(req->id(), Reply(reactor, resp, metrics_, "ExperimentService.CancelExperiment"));
+  controller_->CancelExperiment(
+      req->id(), Reply(reactor, resp, metrics_, "ExperimentService.CancelExperiment"));
   return reactor;
 }
 
-grpc::ServerUnaryReactor* ExperimentServiceImpl::PauseExperiment(
-    grpc::CallbackServerContext* ctx, const v1::ExperimentRequest* req, v1::Experiment* resp) {
+grpc::ServerUnaryReactor* ExperimentServiceImpl::PauseExperiment(grpc::CallbackServerContext* ctx,
+                                                                 const v1::ExperimentRequest* req,
+                                                                 v1::Experiment* resp) {
   RUNG_ALLOW("PauseExperiment", req->id());
-  if (auto s = NeedId(req->id(), "id"); !s.ok()) return Done(ctx, "ExperimentService.PauseExperiment", s);
+  if (auto s = NeedId(req->id(), "id"); !s.ok())
+    return Done(ctx, "ExperimentService.PauseExperiment", s);
   auto* reactor = ctx->DefaultReactor();
-  controller_->PauseExperiment(req->id(), Reply(reactor, resp, metrics_, "ExperimentService.PauseExperiment"));
+  controller_->PauseExperiment(req->id(),
+                               Reply(reactor, resp, metrics_, "ExperimentService.PauseExperiment"));
   return reactor;
 }
 
-grpc::ServerUnaryReactor* ExperimentServiceImpl::ResumeExperiment(
-    grpc::CallbackServerContext* ctx, const v1::ExperimentRequest* req, v1::Experiment* resp) {
+grpc::ServerUnaryReactor* ExperimentServiceImpl::ResumeExperiment(grpc::CallbackServerContext* ctx,
+                                                                  const v1::ExperimentRequest* req,
+                                                                  v1::Experiment* resp) {
   RUNG_ALLOW("ResumeExperiment", req->id());
-  if (auto s = NeedId(req->id(), "id"); !s.ok()) return Done(ctx, "ExperimentService.ResumeExperiment", s);
+  if (auto s = NeedId(req->id(), "id"); !s.ok())
+    return Done(ctx, "ExperimentService.ResumeExperiment", s);
   auto* reactor = ctx->DefaultReactor();
-  controller_->ResumeExperiment(req->id(), Reply(reactor, resp, metrics_, "ExperimentService.ResumeExperiment"));
+  controller_->ResumeExperiment(
+      req->id(), Reply(reactor, resp, metrics_, "ExperimentService.ResumeExperiment"));
   return reactor;
 }
 
@@ -350,7 +367,8 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::ListTrials(grpc::CallbackServer
                                                             const v1::ListTrialsRequest* req,
                                                             v1::ListTrialsResponse* resp) {
   RUNG_ALLOW("ListTrials", req->experiment_id());
-  if (auto s = NeedId(req->experiment_id(), "experiment_id"); !s.ok()) return Done(ctx, "ExperimentService.ListTrials", s);
+  if (auto s = NeedId(req->experiment_id(), "experiment_id"); !s.ok())
+    return Done(ctx, "ExperimentService.ListTrials", s);
   auto trials = controller_->ListTrials(req->experiment_id());
   if (trials.ok()) {
     for (auto& t : *trials) *resp->add_trials() = std::move(t);
@@ -370,7 +388,8 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::GetTrialMetrics(
     grpc::CallbackServerContext* ctx, const v1::GetTrialMetricsRequest* req,
     v1::GetTrialMetricsResponse* resp) {
   RUNG_ALLOW_TRIAL("GetTrialMetrics", req->trial_id());
-  if (auto s = NeedId(req->trial_id(), "trial_id"); !s.ok()) return Done(ctx, "ExperimentService.GetTrialMetrics", s);
+  if (auto s = NeedId(req->trial_id(), "trial_id"); !s.ok())
+    return Done(ctx, "ExperimentService.GetTrialMetrics", s);
   auto reports = controller_->GetTrialMetrics(req->trial_id());
   if (reports.ok()) {
     for (auto& r : *reports) *resp->add_reports() = std::move(r);
@@ -378,15 +397,16 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::GetTrialMetrics(
   return Done(ctx, "ExperimentService.GetTrialMetrics", reports.status());
 }
 
-grpc::ServerUnaryReactor* ExperimentServiceImpl::GetBestTrials(
-    grpc::CallbackServerContext* ctx, const v1::GetBestTrialsRequest* req,
-    v1::GetBestTrialsResponse* resp) {
+grpc::ServerUnaryReactor* ExperimentServiceImpl::GetBestTrials(grpc::CallbackServerContext* ctx,
+                                                               const v1::GetBestTrialsRequest* req,
+                                                               v1::GetBestTrialsResponse* resp) {
   RUNG_ALLOW("GetBestTrials", req->experiment_id());
-  if (auto s = NeedId(req->experiment_id(), "experiment_id"); !s.ok()) return Done(ctx, "ExperimentService.GetBestTrials", s);
+  if (auto s = NeedId(req->experiment_id(), "experiment_id"); !s.ok())
+    return Done(ctx, "ExperimentService.GetBestTrials", s);
   if (req->count() < 0) {
     return Done(ctx, "ExperimentService.GetBestTrials",
-                absl::InvalidArgumentError(absl::StrCat("count: must not be negative (got ",
-                                                        req->count(), ")")));
+                absl::InvalidArgumentError(
+                    absl::StrCat("count: must not be negative (got ", req->count(), ")")));
   }
   auto best = controller_->GetBestTrials(req->experiment_id(), req->count());
   if (best.ok()) {
@@ -399,7 +419,8 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::GetTrialLogs(grpc::CallbackServ
                                                               const v1::GetTrialLogsRequest* req,
                                                               v1::GetTrialLogsResponse* resp) {
   RUNG_ALLOW_TRIAL("GetTrialLogs", req->trial_id());
-  if (auto s = NeedId(req->trial_id(), "trial_id"); !s.ok()) return Done(ctx, "ExperimentService.GetTrialLogs", s);
+  if (auto s = NeedId(req->trial_id(), "trial_id"); !s.ok())
+    return Done(ctx, "ExperimentService.GetTrialLogs", s);
   auto t = controller_->GetTrial(req->trial_id());
   if (t.ok()) {
     resp->set_worker_id(t->worker_id());
@@ -414,7 +435,8 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::GetAblation(grpc::CallbackServe
                                                              const v1::GetAblationRequest* req,
                                                              v1::AblationResults* resp) {
   RUNG_ALLOW("GetAblation", req->experiment_id());
-  if (auto s = NeedId(req->experiment_id(), "experiment_id"); !s.ok()) return Done(ctx, "ExperimentService.GetAblation", s);
+  if (auto s = NeedId(req->experiment_id(), "experiment_id"); !s.ok())
+    return Done(ctx, "ExperimentService.GetAblation", s);
   RUNG_UNARY("GetAblation", controller_->GetAblation(req->experiment_id()));
 }
 
@@ -422,7 +444,8 @@ grpc::ServerWriteReactor<v1::WatchEvent>* ExperimentServiceImpl::WatchExperiment
     grpc::CallbackServerContext* ctx, const v1::WatchExperimentRequest* req) {
   const absl::Status id_ok = NeedId(req->id(), "id");
   absl::StatusOr<Caller> caller =
-      id_ok.ok() ? Allow(ctx, "ExperimentService.WatchExperiment", req->id(), "") : absl::StatusOr<Caller>(id_ok);
+      id_ok.ok() ? Allow(ctx, "ExperimentService.WatchExperiment", req->id(), "")
+                 : absl::StatusOr<Caller>(id_ok);
   if (!caller.ok()) {
     grpc::Status gs = ToGrpc(caller.status());
     metrics_->CountRpc("ExperimentService.WatchExperiment", gs.error_code());
@@ -435,7 +458,8 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::AskTrials(grpc::CallbackServerC
                                                            const v1::AskTrialsRequest* req,
                                                            v1::AskTrialsResponse* resp) {
   RUNG_ALLOW("AskTrials", req->experiment_id());
-  if (auto s = NeedId(req->experiment_id(), "experiment_id"); !s.ok()) return Done(ctx, "ExperimentService.AskTrials", s);
+  if (auto s = NeedId(req->experiment_id(), "experiment_id"); !s.ok())
+    return Done(ctx, "ExperimentService.AskTrials", s);
   // The answer may wait for a model's proposal: the controller finishes the call then.
   auto* reactor = ctx->DefaultReactor();
   controller_->AskTrials(*req, Reply(reactor, resp, metrics_, "ExperimentService.AskTrials"));
@@ -446,7 +470,8 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::ReportTrial(grpc::CallbackServe
                                                              const v1::ReportTrialRequest* req,
                                                              v1::ReportTrialResponse* resp) {
   RUNG_ALLOW_TRIAL("ReportTrial", req->trial_id());
-  if (auto s = NeedId(req->trial_id(), "trial_id"); !s.ok()) return Done(ctx, "ExperimentService.ReportTrial", s);
+  if (auto s = NeedId(req->trial_id(), "trial_id"); !s.ok())
+    return Done(ctx, "ExperimentService.ReportTrial", s);
   if (auto s = CheckSizes(*req, "", /*max_string=*/4096, /*max_repeated=*/10000); !s.ok()) {
     return Done(ctx, "ExperimentService.ReportTrial", s);
   }
@@ -459,12 +484,14 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::CompleteTrial(grpc::CallbackSer
                                                                const v1::CompleteTrialRequest* req,
                                                                v1::Trial* resp) {
   RUNG_ALLOW_TRIAL("CompleteTrial", req->trial_id());
-  if (auto s = NeedId(req->trial_id(), "trial_id"); !s.ok()) return Done(ctx, "ExperimentService.CompleteTrial", s);
+  if (auto s = NeedId(req->trial_id(), "trial_id"); !s.ok())
+    return Done(ctx, "ExperimentService.CompleteTrial", s);
   if (auto s = CheckSizes(*req, "", /*max_string=*/64 << 10, /*max_repeated=*/10000); !s.ok()) {
     return Done(ctx, "ExperimentService.CompleteTrial", s);
   }
   auto* reactor = ctx->DefaultReactor();
-  controller_->CompleteTrial(*req, Reply(reactor, resp, metrics_, "ExperimentService.CompleteTrial"));
+  controller_->CompleteTrial(*req,
+                             Reply(reactor, resp, metrics_, "ExperimentService.CompleteTrial"));
   return reactor;
 }
 
@@ -488,17 +515,19 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ReplaySearch(grpc::CallbackServerCon
                                                          const v1::ReplaySearchRequest* req,
                                                          v1::ReplaySearchResponse* resp) {
   if (auto c = auth_->Check(*ctx, "AdminService.ReplaySearch", Role::kAdmin); !c.ok()) {
-    return FinishAdmin(ctx, metrics_, "AdminService.ReplaySearch", absl::StatusOr<v1::ReplaySearchResponse>(c.status()),
-                       resp);
+    return FinishAdmin(ctx, metrics_, "AdminService.ReplaySearch",
+                       absl::StatusOr<v1::ReplaySearchResponse>(c.status()), resp);
   }
-  return FinishAdmin(ctx, metrics_, "AdminService.ReplaySearch", controller_->ReplaySearch(req->experiment_id()),
-                     resp);
+  return FinishAdmin(ctx, metrics_, "AdminService.ReplaySearch",
+                     controller_->ReplaySearch(req->experiment_id()), resp);
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::Backup(grpc::CallbackServerContext* ctx, const v1::BackupRequest* req,
+grpc::ServerUnaryReactor* AdminServiceImpl::Backup(grpc::CallbackServerContext* ctx,
+                                                   const v1::BackupRequest* req,
                                                    v1::BackupResponse* resp) {
   if (auto c = auth_->Check(*ctx, "AdminService.Backup", Role::kAdmin); !c.ok()) {
-    return FinishAdmin(ctx, metrics_, "AdminService.Backup", absl::StatusOr<v1::BackupResponse>(c.status()), resp);
+    return FinishAdmin(ctx, metrics_, "AdminService.Backup",
+                       absl::StatusOr<v1::BackupResponse>(c.status()), resp);
   }
   return FinishAdmin(ctx, metrics_, "AdminService.Backup", controller_->Backup(req->dir()), resp);
 }

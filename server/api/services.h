@@ -54,15 +54,19 @@ class ExperimentServiceImpl final : public v1::ExperimentService::CallbackServic
   grpc::ServerUnaryReactor* GetTrialLogs(grpc::CallbackServerContext* ctx,
                                          const v1::GetTrialLogsRequest* req,
                                          v1::GetTrialLogsResponse* resp) override;
-  grpc::ServerUnaryReactor* GetAblation(grpc::CallbackServerContext* ctx, const v1::GetAblationRequest* req,
+  grpc::ServerUnaryReactor* GetAblation(grpc::CallbackServerContext* ctx,
+                                        const v1::GetAblationRequest* req,
                                         v1::AblationResults* resp) override;
   grpc::ServerWriteReactor<v1::WatchEvent>* WatchExperiment(
       grpc::CallbackServerContext* ctx, const v1::WatchExperimentRequest* req) override;
-  grpc::ServerUnaryReactor* AskTrials(grpc::CallbackServerContext* ctx, const v1::AskTrialsRequest* req,
+  grpc::ServerUnaryReactor* AskTrials(grpc::CallbackServerContext* ctx,
+                                      const v1::AskTrialsRequest* req,
                                       v1::AskTrialsResponse* resp) override;
-  grpc::ServerUnaryReactor* ReportTrial(grpc::CallbackServerContext* ctx, const v1::ReportTrialRequest* req,
+  grpc::ServerUnaryReactor* ReportTrial(grpc::CallbackServerContext* ctx,
+                                        const v1::ReportTrialRequest* req,
                                         v1::ReportTrialResponse* resp) override;
-  grpc::ServerUnaryReactor* CompleteTrial(grpc::CallbackServerContext* ctx, const v1::CompleteTrialRequest* req,
+  grpc::ServerUnaryReactor* CompleteTrial(grpc::CallbackServerContext* ctx,
+                                          const v1::CompleteTrialRequest* req,
                                           v1::Trial* resp) override;
 
  private:

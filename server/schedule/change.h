@@ -15,8 +15,8 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "rung/v1/worker_service.pb.h"
 #include "rung/v1/experiment_service.pb.h"
+#include "rung/v1/worker_service.pb.h"
 #include "server/store/store.h"
 
 namespace rung {
@@ -73,11 +73,15 @@ struct Change {
   int64_t lease_expirations = 0;
 
   void Tell(TellWorker t) { effects.emplace_back(std::move(t)); }
-  bool Watching(const std::string& experiment_id) const { return !watched || watched(experiment_id); }
+  bool Watching(const std::string& experiment_id) const {
+    return !watched || watched(experiment_id);
+  }
   void Event(const std::string& experiment_id, v1::WatchEvent e) {
     if (Watching(experiment_id)) effects.emplace_back(TellWatchers{experiment_id, std::move(e)});
   }
-  void Then(std::function<void(const absl::Status&)> fn) { effects.emplace_back(Call{std::move(fn)}); }
+  void Then(std::function<void(const absl::Status&)> fn) {
+    effects.emplace_back(Call{std::move(fn)});
+  }
 };
 
 }  // namespace rung

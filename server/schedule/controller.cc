@@ -19,7 +19,8 @@ using v1::Trial;
 Controller::Controller(Store* store, Clock* clock, ControllerOptions options)
     : store_(store), clock_(clock), options_(options), registry_(2 * options.heartbeat_interval) {
   if (!options_.run_job) {
-    const int threads = static_cast<int>(std::clamp(std::thread::hardware_concurrency() / 2, 1u, 4u));
+    const int threads =
+        static_cast<int>(std::clamp(std::thread::hardware_concurrency() / 2, 1u, 4u));
     pool_ = std::make_unique<JobPool>(threads);
   }
 }
@@ -39,7 +40,8 @@ Controller::~Controller() {
   for (Ask& a : asks) a.done(absl::UnavailableError("rungd is shutting down; ask again"));
 }
 
-absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(Store* store, Clock* clock, ControllerOptions options) {
+absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(Store* store, Clock* clock,
+                                                               ControllerOptions options) {
   std::unique_ptr<Controller> c(new Controller(store, clock, options));
   ASSIGN_OR_RETURN(State state, c->LoadState());
   {
@@ -47,7 +49,8 @@ absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(Store* store, Clo
     c->Adopt(std::move(state));
   }
   Controller* raw = c.get();
-  store->SetDurableCallback([raw](uint64_t durable, const absl::Status& error) { raw->OnDurable(durable, error); });
+  store->SetDurableCallback(
+      [raw](uint64_t durable, const absl::Status& error) { raw->OnDurable(durable, error); });
   return c;
 }
 
@@ -67,7 +70,8 @@ Controller::Ended Controller::Shutdown(const absl::Status& why) {
   for (Ask& a : asks) a.done(why);
   // What was written goes to disk, and what it decided goes out, before the streams end.
   if (store_->LastWrite() > store_->Durable() && !store_->Sync().ok()) {
-    Log(LogLevel::kWarning, "shutting down: the last fsync failed; workers resend what was not acknowledged");
+    Log(LogLevel::kWarning,
+        "shutting down: the last fsync failed; workers resend what was not acknowledged");
   }
   outbox_.Deliver(store_->Durable());
   outbox_.Drop(why);
@@ -80,17 +84,20 @@ Controller::Ended Controller::Shutdown(const absl::Status& why) {
 // State and recovery
 
 absl::StatusOr<std::unique_ptr<search::Searcher>> Controller::NewSearcher(
-    const v1::ExperimentSpec& spec, const std::map<std::string, std::unique_ptr<ExperimentRun>>& runs) {
+    const v1::ExperimentSpec& spec,
+    const std::map<std::string, std::unique_ptr<ExperimentRun>>& runs) {
   search::Config c = SearchConfig(spec);
   for (const std::string& id : spec.algorithm().warm_start()) {
     auto src = runs.find(id);
-    if (src == runs.end()) return absl::InvalidArgumentError(absl::StrCat("algorithm.warm_start: no experiment ", id));
+    if (src == runs.end())
+      return absl::InvalidArgumentError(absl::StrCat("algorithm.warm_start: no experiment ", id));
     const auto& a = src->second->spec().objective();
     const auto& b = spec.objective();
     if (a.metric() != b.metric() || a.goal() != b.goal()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "algorithm.warm_start: ", id, " optimises ", a.metric(), " (", v1::Objective::Goal_Name(a.goal()),
-          "), this experiment ", b.metric(), " (", v1::Objective::Goal_Name(b.goal()), ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("algorithm.warm_start: ", id, " optimises ", a.metric(), " (",
+                       v1::Objective::Goal_Name(a.goal()), "), this experiment ", b.metric(), " (",
+                       v1::Objective::Goal_Name(b.goal()), ")"));
     }
     // A trial helps when every parameter this space gives it has a value that fits here.
     for (const Trial& t : src->second->trials()) {
@@ -116,8 +123,8 @@ absl::StatusOr<std::unique_ptr<ExperimentRun>> Controller::LoadRun(
     Experiment exp, const std::map<std::string, std::unique_ptr<ExperimentRun>>& runs) {
   auto searcher = NewSearcher(exp.spec(), runs);
   if (!searcher.ok()) {
-    return absl::DataLossError(
-        absl::StrCat("experiment ", exp.id(), ": cannot rebuild its searcher: ", searcher.status().message()));
+    return absl::DataLossError(absl::StrCat(
+        "experiment ", exp.id(), ": cannot rebuild its searcher: ", searcher.status().message()));
   }
   return ExperimentRun::Load(store_, std::move(exp), std::move(*searcher));
 }
@@ -127,14 +134,16 @@ absl::StatusOr<Controller::State> Controller::LoadState() {
   ASSIGN_OR_RETURN(state.next_experiment, store_->GetNextExperiment());
   std::vector<Experiment> exps;
   RETURN_IF_ERROR(store_->ForEachExperiment([&](Experiment e) { exps.push_back(std::move(e)); }));
-  std::sort(exps.begin(), exps.end(), [](const Experiment& a, const Experiment& b) { return a.seq() < b.seq(); });
+  std::sort(exps.begin(), exps.end(),
+            [](const Experiment& a, const Experiment& b) { return a.seq() < b.seq(); });
   for (Experiment& e : exps) {
     const std::string id = e.id();
     ASSIGN_OR_RETURN(std::unique_ptr<ExperimentRun> run, LoadRun(std::move(e), state.runs));
     state.fifo.push_back(run.get());
     state.runs[id] = std::move(run);
   }
-  RETURN_IF_ERROR(store_->ForEachWorker([&](v1::Worker w) { state.workers.push_back(std::move(w)); }));
+  RETURN_IF_ERROR(
+      store_->ForEachWorker([&](v1::Worker w) { state.workers.push_back(std::move(w)); }));
   return state;
 }
 
@@ -160,7 +169,8 @@ void Controller::RecountBusyLocked() {
   std::map<std::string, std::set<int>> busy;
   for (ExperimentRun* run : fifo_) {
     for (const Trial& t : run->trials()) {
-      if (TrialActive(t.state()) && !t.worker_id().empty()) busy[t.worker_id()].insert(t.slots().begin(), t.slots().end());
+      if (TrialActive(t.state()) && !t.worker_id().empty())
+        busy[t.worker_id()].insert(t.slots().begin(), t.slots().end());
     }
   }
   registry_.SetBusy(busy);
@@ -182,8 +192,9 @@ void Controller::RollBackLocked(const std::set<std::string>& touched) {
         s.ok() && found ? LoadRun(std::move(stored), runs_) : absl::DataLossError("not readable");
     if (!run.ok()) {
       // Reads fail too: the full reload after recovery puts it right.
-      Log(LogLevel::kError, absl::StrCat("experiment ", id, ": cannot read it back after a failed write: ",
-                                         run.status().message()));
+      Log(LogLevel::kError,
+          absl::StrCat("experiment ", id,
+                       ": cannot read it back after a failed write: ", run.status().message()));
       continue;
     }
     std::replace(fifo_.begin(), fifo_.end(), it->second.get(), run->get());
@@ -197,8 +208,8 @@ void Controller::LatchStoreErrorLocked(const absl::Status& s) {
   if (!store_error_.ok()) return;
   std::string when = "once its data folder can be written again";
   if (auto space = store_->FreeSpace(); space.ok()) {
-    when = absl::StrCat("once ", Mebibytes(space->resume), " are free on its data folder's volume (",
-                        Mebibytes(space->free), " now)");
+    when = absl::StrCat("once ", Mebibytes(space->resume),
+                        " are free on its data folder's volume (", Mebibytes(space->free), " now)");
   }
   store_error_ = absl::UnavailableError(absl::StrCat(
       "rungd is not accepting changes: a write to its data folder failed (", s.message(),
@@ -214,7 +225,8 @@ void Controller::OnDurable(uint64_t durable, const absl::Status& error) {
       LatchStoreErrorLocked(error);
     }
     outbox_.Deliver(durable);
-    outbox_.Drop(absl::UnavailableError(absl::StrCat("rungd could not make the change durable: ", error.message())));
+    outbox_.Drop(absl::UnavailableError(
+        absl::StrCat("rungd could not make the change durable: ", error.message())));
     return;
   }
   outbox_.Deliver(durable);
@@ -237,13 +249,15 @@ void Controller::TryRecover() {
     recovering_ = false;
     if (!s.ok()) {
       if (s.message() != last_recovery_error_) {
-        Log(LogLevel::kWarning, absl::StrCat("rungd still cannot write to its data folder: ", s.message()));
+        Log(LogLevel::kWarning,
+            absl::StrCat("rungd still cannot write to its data folder: ", s.message()));
       }
       last_recovery_error_ = std::string(s.message());
       return;
     }
     if (!state.ok()) {
-      Log(LogLevel::kError, absl::StrCat("rungd could write again but not reload its state: ", state.status().message()));
+      Log(LogLevel::kError, absl::StrCat("rungd could write again but not reload its state: ",
+                                         state.status().message()));
       return;
     }
     for (auto& [id, waiting] : asks_) {
@@ -255,7 +269,8 @@ void Controller::TryRecover() {
     Adopt(std::move(*state));
     store_error_ = absl::OkStatus();
     ++store_recoveries_;
-    Log(LogLevel::kInfo, "writes to the data folder work again: rungd accepts changes; workers reconnect");
+    Log(LogLevel::kInfo,
+        "writes to the data folder work again: rungd accepts changes; workers reconnect");
   }
   const absl::Status again = absl::UnavailableError("rungd reloaded its state; ask again");
   for (Ask& a : asks) a.done(again);
@@ -316,7 +331,8 @@ void Controller::Flush(bool sync) {
   }
   for (auto& fn : unanswered) fn();
   if (drop) {
-    outbox_.Drop(absl::UnavailableError("rungd could not write its data folder; the change was not made"));
+    outbox_.Drop(
+        absl::UnavailableError("rungd could not write its data folder; the change was not made"));
     return;
   }
   if ((sync || !store_->group_commit()) && store_->LastWrite() > store_->Durable()) {
@@ -337,7 +353,8 @@ ExperimentRun* Controller::FindRunLocked(const std::string& id) {
   return it == runs_.end() ? nullptr : it->second.get();
 }
 
-absl::StatusOr<Trial*> Controller::FindTrialLocked(const std::string& trial_id, ExperimentRun** run_out) {
+absl::StatusOr<Trial*> Controller::FindTrialLocked(const std::string& trial_id,
+                                                   ExperimentRun** run_out) {
   std::string exp_id;
   int index;
   if (!ParseTrialId(trial_id, &exp_id, &index)) {
@@ -398,11 +415,13 @@ void Controller::DispatchLocked(Change* c) {
   recheck_unschedulable_ = false;
   for (ExperimentRun* run : fifo_) {
     if (run->external()) continue;
-    run->SetUnschedulable(run->wants_slots() ? registry_.Unschedulable(run->spec().trial()) : "", c);
+    run->SetUnschedulable(run->wants_slots() ? registry_.Unschedulable(run->spec().trial()) : "",
+                          c);
   }
 }
 
-void Controller::ProposalDone(const std::string& experiment_id, int64_t ticket, search::Proposal proposal) {
+void Controller::ProposalDone(const std::string& experiment_id, int64_t ticket,
+                              search::Proposal proposal) {
   {
     absl::MutexLock l(&mu_);
     ExperimentRun* run = FindRunLocked(experiment_id);
@@ -415,7 +434,8 @@ void Controller::ProposalDone(const std::string& experiment_id, int64_t ticket, 
     ControllerStats::Histogram& h = suggestion_hist_[run->spec().algorithm().name()];
     const auto& bounds = SuggestionBuckets();
     h.counts.resize(bounds.size() + 1);
-    ++h.counts[static_cast<size_t>(std::lower_bound(bounds.begin(), bounds.end(), seconds) - bounds.begin())];
+    ++h.counts[static_cast<size_t>(std::lower_bound(bounds.begin(), bounds.end(), seconds) -
+                                   bounds.begin())];
     h.sum += seconds;
     DispatchLocked(c.get());
     ServeAsksLocked(run, /*may_wait=*/true, c.get());
@@ -435,9 +455,9 @@ void Controller::ExpireProposalsLocked(Change* c, std::vector<ExperimentRun*>* s
 
 void Controller::ExpireWorkersLocked(Change* c) {
   for (WorkerRegistry::Worker* w : registry_.Expired(options_.lease_timeout, c)) {
-    const std::string reason =
-        absl::StrFormat("lease expired: worker %s silent for %s", w->info.id(),
-                        absl::FormatDuration(absl::Trunc(c->now - w->last_seen, absl::Milliseconds(1))));
+    const std::string reason = absl::StrFormat(
+        "lease expired: worker %s silent for %s", w->info.id(),
+        absl::FormatDuration(absl::Trunc(c->now - w->last_seen, absl::Milliseconds(1))));
     for (ExperimentRun* run : fifo_) {
       for (const Trial& t : run->trials()) {
         if (!TrialActive(t.state()) || t.worker_id() != w->info.id()) continue;
@@ -459,15 +479,18 @@ void Controller::ExpireClientsLocked(Change* c) {
         holding.insert(t.client_id());
         continue;
       }
-      run->Expire(run->trial(t.index()),
-                  absl::StrFormat("lease expired: client '%s' silent for %s (client_lease_seconds is %d)",
-                                  t.client_id(), absl::FormatDuration(absl::Trunc(c->now - seen, absl::Seconds(1))),
-                                  run->spec().client_lease_seconds()),
-                  c);
+      run->Expire(
+          run->trial(t.index()),
+          absl::StrFormat("lease expired: client '%s' silent for %s (client_lease_seconds is %d)",
+                          t.client_id(),
+                          absl::FormatDuration(absl::Trunc(c->now - seen, absl::Seconds(1))),
+                          run->spec().client_lease_seconds()),
+          c);
     }
   }
   for (auto it = clients_.begin(); it != clients_.end();) {
-    it = !holding.count(it->first) && c->now - it->second > absl::Hours(1) ? clients_.erase(it) : std::next(it);
+    it = !holding.count(it->first) && c->now - it->second > absl::Hours(1) ? clients_.erase(it)
+                                                                           : std::next(it);
   }
 }
 

@@ -59,16 +59,16 @@ struct ControllerStats {
   int workers_connected = 0;
   int slots_busy = 0;
   int slots_free = 0;
-  int experiments_unschedulable = 0;     // running experiments no connected worker can serve
+  int experiments_unschedulable = 0;  // running experiments no connected worker can serve
   int64_t reports_received = 0;
   int64_t lease_expirations = 0;
-  int64_t suggestions = 0;               // model proposals that trials took
-  double suggestion_seconds = 0;         // their total time, queueing included
-  int64_t suggestion_fallbacks = 0;      // proposals that missed the deadline
-  int64_t worker_messages_dropped = 0;   // invalid worker messages acknowledged and ignored
-  int64_t trials_stopped_early = 0;      // trials a stopping rule ended
-  int64_t store_recoveries = 0;          // times writes failed and later worked again
-  uint64_t store_bytes = 0;              // the data folder's size on disk
+  int64_t suggestions = 0;              // model proposals that trials took
+  double suggestion_seconds = 0;        // their total time, queueing included
+  int64_t suggestion_fallbacks = 0;     // proposals that missed the deadline
+  int64_t worker_messages_dropped = 0;  // invalid worker messages acknowledged and ignored
+  int64_t trials_stopped_early = 0;     // trials a stopping rule ended
+  int64_t store_recoveries = 0;         // times writes failed and later worked again
+  uint64_t store_bytes = 0;             // the data folder's size on disk
   // Model suggestion latency by algorithm: counts per upper bound of SuggestionBuckets()
   // (not cumulative; the last is +Inf), and their sum in seconds.
   struct Histogram {
@@ -93,12 +93,14 @@ class Controller {
 
   // Loads every experiment, trial, worker and searcher state from `store`. `store` and
   // `clock` must outlive the controller.
-  static absl::StatusOr<std::unique_ptr<Controller>> Create(Store* store, Clock* clock, ControllerOptions options);
+  static absl::StatusOr<std::unique_ptr<Controller>> Create(Store* store, Clock* clock,
+                                                            ControllerOptions options);
   ~Controller();
 
   // ---- Clients: changes, answered once durable ----
   // `spec` must have passed ValidateSpec.
-  void CreateExperiment(v1::ExperimentSpec spec, const std::string& owner, Done<v1::Experiment> done);
+  void CreateExperiment(v1::ExperimentSpec spec, const std::string& owner,
+                        Done<v1::Experiment> done);
   void CancelExperiment(const std::string& id, Done<v1::Experiment> done);
   void PauseExperiment(const std::string& id, Done<v1::Experiment> done);
   void ResumeExperiment(const std::string& id, Done<v1::Experiment> done);
@@ -187,12 +189,13 @@ class Controller {
   // Makes `state` the controller's; every worker and client lease runs from now.
   void Adopt(State state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // One experiment as stored, its searcher rebuilt (warm start from `runs`).
-  absl::StatusOr<std::unique_ptr<ExperimentRun>> LoadRun(v1::Experiment exp,
-                                                         const std::map<std::string, std::unique_ptr<ExperimentRun>>& runs);
+  absl::StatusOr<std::unique_ptr<ExperimentRun>> LoadRun(
+      v1::Experiment exp, const std::map<std::string, std::unique_ptr<ExperimentRun>>& runs);
   // The experiment's searcher, with the completed trials of its warm_start experiments
   // (which must exist and share its objective) given to the model.
   absl::StatusOr<std::unique_ptr<search::Searcher>> NewSearcher(
-      const v1::ExperimentSpec& spec, const std::map<std::string, std::unique_ptr<ExperimentRun>>& runs);
+      const v1::ExperimentSpec& spec,
+      const std::map<std::string, std::unique_ptr<ExperimentRun>>& runs);
   // kind: ablation: copies the base from base.from_experiment's best trial and sets the
   // budget to every variant `repeats` times.
   absl::Status PrepareAblationLocked(v1::ExperimentSpec* spec) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -233,8 +236,8 @@ class Controller {
   ExperimentRun* FindRunLocked(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<v1::Trial*> FindTrialLocked(const std::string& trial_id, ExperimentRun** run)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<v1::Experiment> CreateLocked(v1::ExperimentSpec spec, const std::string& owner, Change* c)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<v1::Experiment> CreateLocked(v1::ExperimentSpec spec, const std::string& owner,
+                                              Change* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Cancel, pause or resume through `op`.
   void ControlExperiment(const std::string& id, absl::Status (ExperimentRun::*op)(Change*),
                          Done<v1::Experiment> done);
@@ -246,36 +249,41 @@ class Controller {
   bool TryAssignLocked(WorkerRegistry::Worker* w, Change* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The next trial of `run` (see ExperimentRun::NextTrial), starting its model's job when
   // it needs one.
-  int NextTrialLocked(ExperimentRun* run, Change* c, std::string* why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int NextTrialLocked(ExperimentRun* run, Change* c, std::string* why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A model job finished: the next trial takes its parameters, unless Tick() gave up on it.
   void ProposalDone(const std::string& experiment_id, int64_t ticket, search::Proposal proposal);
-  void ExpireProposalsLocked(Change* c, std::vector<ExperimentRun*>* served) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ExpireProposalsLocked(Change* c, std::vector<ExperimentRun*>* served)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExpireWorkersLocked(Change* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExpireClientsLocked(Change* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // ---- Ask and tell ----
   // Answers `ask` unless `may_wait` and it would be empty while a model proposes (then false).
-  bool ServeAskLocked(ExperimentRun* run, Ask* ask, bool may_wait, Change* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool ServeAskLocked(ExperimentRun* run, Ask* ask, bool may_wait, Change* c)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Answers what of the experiment's waiting asks it can; `may_wait` false: all of them.
-  void ServeAsksLocked(ExperimentRun* run, bool may_wait, Change* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ServeAsksLocked(ExperimentRun* run, bool may_wait, Change* c)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The trial `trial_id` that `client_id` may report on or complete.
-  absl::StatusOr<v1::Trial*> ClientTrialLocked(const std::string& trial_id, const std::string& client_id,
-                                               ExperimentRun** run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<v1::Trial*> ClientTrialLocked(const std::string& trial_id,
+                                               const std::string& client_id, ExperimentRun** run)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<v1::ReportTrialResponse> ReportLocked(const v1::ReportTrialRequest& req, Change* c)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<v1::Trial> CompleteLocked(const v1::CompleteTrialRequest& req, Change* c)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // ---- Workers ----
-  absl::Status HandleWorkerMessageLocked(WorkerRegistry::Worker* w, const v1::WorkerMessage& msg, Change* c)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status HandleWorkerMessageLocked(WorkerRegistry::Worker* w, const v1::WorkerMessage& msg,
+                                         Change* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The trial a worker message is about, when it is the attempt that `w` currently runs.
-  v1::Trial* CurrentTrialLocked(const WorkerRegistry::Worker& w, const v1::TrialRef& ref, ExperimentRun** run)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::Trial* CurrentTrialLocked(const WorkerRegistry::Worker& w, const v1::TrialRef& ref,
+                                ExperimentRun** run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Tells `w` to stop its copy `ref`, which is not the trial's current attempt there.
   void StopStale(const WorkerRegistry::Worker& w, const v1::TrialRef& ref, Change* c);
-  absl::Status HandleReportsLocked(const WorkerRegistry::Worker& w, const v1::ReportBatch& m, Change* c)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status HandleReportsLocked(const WorkerRegistry::Worker& w, const v1::ReportBatch& m,
+                                   Change* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Acknowledges worker message `seq` of `session` once everything written so far is durable.
   void AckLocked(int64_t session, int64_t seq, Change* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

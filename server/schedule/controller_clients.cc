@@ -21,10 +21,12 @@ std::string FirstLine(const std::string& s) { return s.substr(0, s.find('\n')); 
 
 absl::Status CheckClientId(const std::string& client_id) {
   if (client_id.empty()) {
-    return absl::InvalidArgumentError("client_id: must not be empty (it names the client, e.g. its host)");
+    return absl::InvalidArgumentError(
+        "client_id: must not be empty (it names the client, e.g. its host)");
   }
   if (client_id.size() > 128) {
-    return absl::InvalidArgumentError(absl::StrCat("client_id: ", client_id.size(), " bytes; at most 128"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("client_id: ", client_id.size(), " bytes; at most 128"));
   }
   return absl::OkStatus();
 }
@@ -33,13 +35,16 @@ absl::Status CheckValues(const google::protobuf::Map<std::string, double>& value
   for (const auto& [k, v] : values) {
     if (k.empty()) return absl::InvalidArgumentError("values: a metric name is empty");
     if (!std::isfinite(v)) {
-      return absl::InvalidArgumentError(absl::StrCat("values: metric '", k, "' is not a finite number"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("values: metric '", k, "' is not a finite number"));
     }
   }
   return absl::OkStatus();
 }
 
-absl::Status NoExperiment(const std::string& id) { return absl::NotFoundError(absl::StrCat("no experiment ", id)); }
+absl::Status NoExperiment(const std::string& id) {
+  return absl::NotFoundError(absl::StrCat("no experiment ", id));
+}
 
 }  // namespace
 
@@ -54,11 +59,13 @@ absl::Status Controller::PrepareAblationLocked(v1::ExperimentSpec* spec) {
     // does not change when that experiment goes on.
     ExperimentRun* src = FindRunLocked(a->base_from_experiment());
     if (src == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat("base.from_experiment: no experiment ", a->base_from_experiment()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("base.from_experiment: no experiment ", a->base_from_experiment()));
     }
     if (!src->experiment().has_best()) {
-      return absl::FailedPreconditionError(absl::StrCat("base.from_experiment: experiment ", a->base_from_experiment(),
-                                                        " has no best trial yet (none completed within its constraints)"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("base.from_experiment: experiment ", a->base_from_experiment(),
+                       " has no best trial yet (none completed within its constraints)"));
     }
     ASSIGN_OR_RETURN(Trial * best, FindTrialLocked(src->experiment().best_trial_id(), nullptr));
     *a->mutable_base_params() = best->params();
@@ -67,23 +74,28 @@ absl::Status Controller::PrepareAblationLocked(v1::ExperimentSpec* spec) {
   const int variants = static_cast<int>(AblationVariants(*spec).size());
   const int64_t trials = int64_t{variants} * a->repeats();
   if (trials > kMaxTrials) {
-    return absl::InvalidArgumentError(absl::StrCat("the study needs ", variants, " variants x ", a->repeats(),
-                                                   " repeats = ", trials, " trials; at most ", kMaxTrials));
+    return absl::InvalidArgumentError(absl::StrCat("the study needs ", variants, " variants x ",
+                                                   a->repeats(), " repeats = ", trials,
+                                                   " trials; at most ", kMaxTrials));
   }
   spec->mutable_budget()->set_max_trials(static_cast<int32_t>(trials));
-  if (spec->budget().max_concurrent() == 0) spec->mutable_budget()->set_max_concurrent(static_cast<int32_t>(trials));
+  if (spec->budget().max_concurrent() == 0)
+    spec->mutable_budget()->set_max_concurrent(static_cast<int32_t>(trials));
   return absl::OkStatus();
 }
 
-absl::StatusOr<Experiment> Controller::CreateLocked(v1::ExperimentSpec spec, const std::string& owner, Change* c) {
+absl::StatusOr<Experiment> Controller::CreateLocked(v1::ExperimentSpec spec,
+                                                    const std::string& owner, Change* c) {
   RETURN_IF_ERROR(store_error_);
   if (spec.kind() == "ablation") RETURN_IF_ERROR(PrepareAblationLocked(&spec));
-  if (const search::Config config = SearchConfig(spec); config.sampler == search::Config::Sampler::kGrid) {
+  if (const search::Config config = SearchConfig(spec);
+      config.sampler == search::Config::Sampler::kGrid) {
     const int64_t size = search::GridSize(config.space);
     if (spec.budget().max_trials() == 0 || spec.budget().max_trials() > size) {
       spec.mutable_budget()->set_max_trials(static_cast<int32_t>(size));
     }
-    if (spec.budget().max_concurrent() == 0) spec.mutable_budget()->set_max_concurrent(spec.budget().max_trials());
+    if (spec.budget().max_concurrent() == 0)
+      spec.mutable_budget()->set_max_concurrent(spec.budget().max_trials());
   }
   if (spec.algorithm().seed() == 0) {
     // No seed given: take one from the clock and keep it, so the run can be repeated.
@@ -107,12 +119,14 @@ absl::StatusOr<Experiment> Controller::CreateLocked(v1::ExperimentSpec spec, con
   fifo_.push_back(run.get());
   runs_[e.id()] = std::move(run);
   recheck_unschedulable_ = true;
-  Log(LogLevel::kInfo, absl::StrCat("experiment ", e.id(), " (", e.spec().name(), ") created: ",
-                                    e.spec().algorithm().name(), ", ", e.spec().budget().max_trials(), " trials"));
+  Log(LogLevel::kInfo, absl::StrCat("experiment ", e.id(), " (", e.spec().name(),
+                                    ") created: ", e.spec().algorithm().name(), ", ",
+                                    e.spec().budget().max_trials(), " trials"));
   return e;
 }
 
-void Controller::CreateExperiment(v1::ExperimentSpec spec, const std::string& owner, Done<Experiment> done) {
+void Controller::CreateExperiment(v1::ExperimentSpec spec, const std::string& owner,
+                                  Done<Experiment> done) {
   {
     absl::MutexLock l(&mu_);
     auto c = NewChange();
@@ -128,7 +142,8 @@ void Controller::CreateExperiment(v1::ExperimentSpec spec, const std::string& ow
   Flush(/*sync=*/true);
 }
 
-void Controller::ControlExperiment(const std::string& id, absl::Status (ExperimentRun::*op)(Change*),
+void Controller::ControlExperiment(const std::string& id,
+                                   absl::Status (ExperimentRun::*op)(Change*),
                                    Done<Experiment> done) {
   {
     absl::MutexLock l(&mu_);
@@ -191,7 +206,8 @@ absl::StatusOr<Trial> Controller::GetTrial(const std::string& trial_id) {
   return *t;
 }
 
-absl::StatusOr<std::vector<v1::MetricReport>> Controller::GetTrialMetrics(const std::string& trial_id) {
+absl::StatusOr<std::vector<v1::MetricReport>> Controller::GetTrialMetrics(
+    const std::string& trial_id) {
   {
     absl::MutexLock l(&mu_);
     RETURN_IF_ERROR(FindTrialLocked(trial_id, nullptr).status());
@@ -199,7 +215,8 @@ absl::StatusOr<std::vector<v1::MetricReport>> Controller::GetTrialMetrics(const 
   return store_->GetReports(trial_id);
 }
 
-absl::StatusOr<std::vector<Trial>> Controller::GetBestTrials(const std::string& experiment_id, int count) {
+absl::StatusOr<std::vector<Trial>> Controller::GetBestTrials(const std::string& experiment_id,
+                                                             int count) {
   absl::MutexLock l(&mu_);
   ExperimentRun* run = FindRunLocked(experiment_id);
   if (run == nullptr) return NoExperiment(experiment_id);
@@ -216,10 +233,12 @@ absl::StatusOr<v1::AblationResults> Controller::GetAblation(const std::string& e
 absl::StatusOr<v1::BackupResponse> Controller::Backup(const std::string& dir) {
   namespace fs = std::filesystem;
   if (dir.empty() || dir[0] != '/') {
-    return absl::InvalidArgumentError(absl::StrCat("dir: '", dir, "' is not an absolute path on rungd's machine"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("dir: '", dir, "' is not an absolute path on rungd's machine"));
   }
   std::error_code ec;
-  if (fs::exists(dir, ec)) return absl::AlreadyExistsError(absl::StrCat("dir: ", dir, " already exists"));
+  if (fs::exists(dir, ec))
+    return absl::AlreadyExistsError(absl::StrCat("dir: ", dir, " already exists"));
   RETURN_IF_ERROR(store_->Checkpoint(dir));
   v1::BackupResponse out;
   out.set_dir(dir);
@@ -228,12 +247,13 @@ absl::StatusOr<v1::BackupResponse> Controller::Backup(const std::string& dir) {
     out.set_files(out.files() + 1);
     out.set_bytes(out.bytes() + static_cast<int64_t>(f.file_size()));
   }
-  Log(LogLevel::kInfo,
-      absl::StrCat("backup of the data folder in ", dir, ": ", out.files(), " files, ", out.bytes(), " bytes"));
+  Log(LogLevel::kInfo, absl::StrCat("backup of the data folder in ", dir, ": ", out.files(),
+                                    " files, ", out.bytes(), " bytes"));
   return out;
 }
 
-absl::StatusOr<v1::ReplaySearchResponse> Controller::ReplaySearch(const std::string& experiment_id) {
+absl::StatusOr<v1::ReplaySearchResponse> Controller::ReplaySearch(
+    const std::string& experiment_id) {
   v1::ExperimentSpec spec;
   {
     absl::MutexLock l(&mu_);
@@ -270,7 +290,8 @@ absl::StatusOr<int64_t> Controller::Watch(const std::string& experiment_id, Watc
     handle = next_handle_++;
     // It sees the experiment as it is now once the writes that made it so are durable, then
     // every later change, in order.
-    outbox_.AddWatcher(handle, experiment_id, sink, std::move(first), run->Settled(), store_->LastWrite());
+    outbox_.AddWatcher(handle, experiment_id, sink, std::move(first), run->Settled(),
+                       store_->LastWrite());
   }
   Flush(/*sync=*/false);
   return handle;
@@ -288,21 +309,24 @@ void Controller::AskTrials(const v1::AskTrialsRequest& req, Done<v1::AskTrialsRe
     ExperimentRun* run = FindRunLocked(req.experiment_id());
     absl::Status s = CheckClientId(req.client_id());
     if (s.ok() && (req.count() < 0 || req.count() > 1000)) {
-      s = absl::InvalidArgumentError(absl::StrCat("count: ", req.count(), " is not between 0 and 1000"));
+      s = absl::InvalidArgumentError(
+          absl::StrCat("count: ", req.count(), " is not between 0 and 1000"));
     }
     if (s.ok()) s = store_error_;
     if (s.ok() && run == nullptr) s = NoExperiment(req.experiment_id());
     if (s.ok() && !run->external()) {
-      s = absl::FailedPreconditionError(absl::StrCat(
-          "experiment ", req.experiment_id(), " runs its trials on rung workers; only an experiment with "
-          "`execution: external` hands trials to clients"));
+      s = absl::FailedPreconditionError(
+          absl::StrCat("experiment ", req.experiment_id(),
+                       " runs its trials on rung workers; only an experiment with "
+                       "`execution: external` hands trials to clients"));
     }
     if (!s.ok()) {
       Answer(c.get(), std::move(done), absl::StatusOr<v1::AskTrialsResponse>(s));
     } else {
       clients_[req.client_id()] = c->now;
       Ask ask{req.client_id(), req.count(), std::move(done)};
-      if (!ServeAskLocked(run, &ask, /*may_wait=*/true, c.get())) asks_[run->id()].push_back(std::move(ask));
+      if (!ServeAskLocked(run, &ask, /*may_wait=*/true, c.get()))
+        asks_[run->id()].push_back(std::move(ask));
     }
     (void)CommitLocked(c.get());
   }
@@ -313,7 +337,8 @@ bool Controller::ServeAskLocked(ExperimentRun* run, Ask* ask, bool may_wait, Cha
   // Indexes, not pointers: handing out a trial may grow the trials.
   std::vector<int> held;
   for (const Trial& t : run->trials()) {
-    if (TrialActive(t.state()) && !t.stop_requested() && t.client_id() == ask->client_id) held.push_back(t.index());
+    if (TrialActive(t.state()) && !t.stop_requested() && t.client_id() == ask->client_id)
+      held.push_back(t.index());
   }
   v1::AskTrialsResponse resp;
   std::string why;
@@ -353,23 +378,26 @@ void Controller::ServeAsksLocked(ExperimentRun* run, bool may_wait, Change* c) {
   }
 }
 
-absl::StatusOr<Trial*> Controller::ClientTrialLocked(const std::string& trial_id, const std::string& client_id,
+absl::StatusOr<Trial*> Controller::ClientTrialLocked(const std::string& trial_id,
+                                                     const std::string& client_id,
                                                      ExperimentRun** run) {
   RETURN_IF_ERROR(CheckClientId(client_id));
   ASSIGN_OR_RETURN(Trial * t, FindTrialLocked(trial_id, run));
   if (!(*run)->external()) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "trial ", trial_id, " belongs to an experiment that rung workers run; its reports come from the worker"));
+        "trial ", trial_id,
+        " belongs to an experiment that rung workers run; its reports come from the worker"));
   }
   if (TrialActive(t->state()) && t->client_id() != client_id) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("trial ", trial_id, " is held by client '", t->client_id(), "', not '", client_id, "'"));
+    return absl::FailedPreconditionError(absl::StrCat("trial ", trial_id, " is held by client '",
+                                                      t->client_id(), "', not '", client_id, "'"));
   }
   clients_[client_id] = Now();
   return t;
 }
 
-absl::StatusOr<v1::ReportTrialResponse> Controller::ReportLocked(const v1::ReportTrialRequest& req, Change* c) {
+absl::StatusOr<v1::ReportTrialResponse> Controller::ReportLocked(const v1::ReportTrialRequest& req,
+                                                                 Change* c) {
   RETURN_IF_ERROR(store_error_);
   RETURN_IF_ERROR(CheckValues(req.values()));
   if (!std::isfinite(req.step())) return absl::InvalidArgumentError("step: not a finite number");
@@ -404,7 +432,8 @@ absl::StatusOr<v1::ReportTrialResponse> Controller::ReportLocked(const v1::Repor
   return resp;
 }
 
-void Controller::ReportTrial(const v1::ReportTrialRequest& req, Done<v1::ReportTrialResponse> done) {
+void Controller::ReportTrial(const v1::ReportTrialRequest& req,
+                             Done<v1::ReportTrialResponse> done) {
   {
     absl::MutexLock l(&mu_);
     auto c = NewChange();
@@ -420,19 +449,22 @@ absl::StatusOr<Trial> Controller::CompleteLocked(const v1::CompleteTrialRequest&
   ExperimentRun* run = nullptr;
   ASSIGN_OR_RETURN(Trial * t, ClientTrialLocked(req.trial_id(), req.client_id(), &run));
   if (!TrialActive(t->state())) {
-    if (t->state() == v1::TRIAL_COMPLETED && t->client_id() == req.client_id()) return *t;  // a retry
-    return absl::FailedPreconditionError(absl::StrCat("trial ", t->id(), " is not held by client '", req.client_id(),
-                                                      "' (", v1::TrialState_Name(t->state()),
-                                                      t->message().empty() ? "" : ": ", FirstLine(t->message()), ")"));
+    if (t->state() == v1::TRIAL_COMPLETED && t->client_id() == req.client_id())
+      return *t;  // a retry
+    return absl::FailedPreconditionError(
+        absl::StrCat("trial ", t->id(), " is not held by client '", req.client_id(), "' (",
+                     v1::TrialState_Name(t->state()), t->message().empty() ? "" : ": ",
+                     FirstLine(t->message()), ")"));
   }
   auto missing = [&](const std::string& metric) {
-    return absl::InvalidArgumentError(absl::StrCat("trial ", t->id(), ": no value of objective '", metric,
-                                                   "'; complete it with that metric, or with failed"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("trial ", t->id(), ": no value of objective '", metric,
+                     "'; complete it with that metric, or with failed"));
   };
   if (req.failed()) {
     run->RetryOrFail(t,
-                     absl::StrCat("client '", req.client_id(), "' failed it", req.message().empty() ? "" : ": ",
-                                  req.message()),
+                     absl::StrCat("client '", req.client_id(), "' failed it",
+                                  req.message().empty() ? "" : ": ", req.message()),
                      /*count_failure=*/true, c);
   } else {
     if (!req.values().empty()) {

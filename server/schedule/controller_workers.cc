@@ -28,7 +28,8 @@ absl::StatusOr<int64_t> Controller::WorkerConnected(const v1::Register& reg, Wor
     std::set<std::pair<std::string, int>> reported, wanted;
     for (const v1::TrialRef& r : reg.trials()) reported.insert({r.trial_id(), r.attempt()});
     std::set<int> busy;
-    for (ExperimentRun* run : fifo_) run->Reconcile(w->info.id(), session, reported, c.get(), &wanted, &busy);
+    for (ExperimentRun* run : fifo_)
+      run->Reconcile(w->info.id(), session, reported, c.get(), &wanted, &busy);
     w->busy = busy;
     TellWorker reply{w->info.id(), session, {}};
     v1::RegisterReply* rr = reply.msg.mutable_registered();
@@ -37,9 +38,9 @@ absl::StatusOr<int64_t> Controller::WorkerConnected(const v1::Register& reg, Wor
     for (const v1::TrialRef& r : reg.trials()) {
       if (!wanted.count({r.trial_id(), r.attempt()})) *rr->add_kill() = r;
     }
-    Log(LogLevel::kInfo, absl::StrCat("worker ", w->info.id(), " connected from ", w->info.host(), " with ",
-                                      w->info.slots_size(), " slots, ", wanted.size(), " trials running, ",
-                                      rr->kill_size(), " to kill"));
+    Log(LogLevel::kInfo, absl::StrCat("worker ", w->info.id(), " connected from ", w->info.host(),
+                                      " with ", w->info.slots_size(), " slots, ", wanted.size(),
+                                      " trials running, ", rr->kill_size(), " to kill"));
     c->effects.insert(c->effects.begin(), std::move(reply));  // the reply first, then stop orders
     DispatchLocked(c.get());
     s = CommitLocked(c.get());
@@ -61,11 +62,13 @@ void Controller::WorkerDisconnected(int64_t session) {
   // Its trials keep their leases until lease_timeout passes without it coming back.
 }
 
-Trial* Controller::CurrentTrialLocked(const WorkerRegistry::Worker& w, const v1::TrialRef& ref, ExperimentRun** run) {
+Trial* Controller::CurrentTrialLocked(const WorkerRegistry::Worker& w, const v1::TrialRef& ref,
+                                      ExperimentRun** run) {
   auto t = FindTrialLocked(ref.trial_id(), run);
   if (!t.ok()) return nullptr;
   Trial* trial = *t;
-  if (trial->attempt() != ref.attempt() || trial->worker_id() != w.info.id() || !TrialActive(trial->state())) {
+  if (trial->attempt() != ref.attempt() || trial->worker_id() != w.info.id() ||
+      !TrialActive(trial->state())) {
     return nullptr;
   }
   return trial;
@@ -80,13 +83,14 @@ void Controller::StopStale(const WorkerRegistry::Worker& w, const v1::TrialRef& 
   c->Tell(std::move(tell));
 }
 
-absl::Status Controller::HandleReportsLocked(const WorkerRegistry::Worker& w, const v1::ReportBatch& m, Change* c) {
+absl::Status Controller::HandleReportsLocked(const WorkerRegistry::Worker& w,
+                                             const v1::ReportBatch& m, Change* c) {
   // Refused whole or taken whole: check every report before anything changes.
   for (const v1::MetricReport& r : m.reports()) {
     for (const auto& [k, v] : r.values()) {
       if (!std::isfinite(v)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("reports: trial ", r.trial_id(), " metric '", k, "' is not a finite number"));
+        return absl::InvalidArgumentError(absl::StrCat("reports: trial ", r.trial_id(), " metric '",
+                                                       k, "' is not a finite number"));
       }
     }
   }
@@ -118,8 +122,8 @@ void Controller::AckLocked(int64_t session, int64_t seq, Change* c) {
   c->Tell(std::move(ack));
 }
 
-absl::Status Controller::HandleWorkerMessageLocked(WorkerRegistry::Worker* w, const v1::WorkerMessage& msg,
-                                                   Change* c) {
+absl::Status Controller::HandleWorkerMessageLocked(WorkerRegistry::Worker* w,
+                                                   const v1::WorkerMessage& msg, Change* c) {
   RETURN_IF_ERROR(CheckSizes(msg, "", /*max_string=*/64 << 10, /*max_repeated=*/10000));
   registry_.Seen(w, *c);
   if (msg.kind_case() == v1::WorkerMessage::kHeartbeat) return absl::OkStatus();
@@ -144,7 +148,8 @@ absl::Status Controller::HandleWorkerMessageLocked(WorkerRegistry::Worker* w, co
       break;
     case v1::WorkerMessage::kExited:
       t = CurrentTrialLocked(*w, msg.exited().trial(), &run);
-      if (t != nullptr) run->Exited(t, msg.exited(), w->info.id(), c);  // else stale: handled already
+      if (t != nullptr)
+        run->Exited(t, msg.exited(), w->info.id(), c);  // else stale: handled already
       break;
     case v1::WorkerMessage::kRegister:
       return absl::InvalidArgumentError("register: sent twice on one stream");
@@ -168,8 +173,9 @@ absl::Status Controller::HandleWorkerMessage(int64_t session, const v1::WorkerMe
       // A message the worker would resend forever after every reconnect: acknowledge it so the
       // worker drops it, and say so, instead of ending the stream.
       ++worker_messages_dropped_;
-      Log(LogLevel::kWarning, absl::StrCat("worker ", w->info.id(), " sent an invalid message (seq ", msg.seq(),
-                                           "); dropped it: ", s.message()));
+      Log(LogLevel::kWarning,
+          absl::StrCat("worker ", w->info.id(), " sent an invalid message (seq ", msg.seq(),
+                       "); dropped it: ", s.message()));
       c = NewChange();
       AckLocked(session, msg.seq(), c.get());
       s = absl::OkStatus();

@@ -49,14 +49,15 @@ bool TrialTerminal(v1::TrialState s) {
 }
 bool TrialActive(v1::TrialState s) { return s == v1::TRIAL_ASSIGNED || s == v1::TRIAL_RUNNING; }
 bool ExperimentTerminal(v1::ExperimentState s) {
-  return s == v1::EXPERIMENT_COMPLETED || s == v1::EXPERIMENT_CANCELLED || s == v1::EXPERIMENT_FAILED;
+  return s == v1::EXPERIMENT_COMPLETED || s == v1::EXPERIMENT_CANCELLED ||
+         s == v1::EXPERIMENT_FAILED;
 }
 
 ExperimentRun::ExperimentRun(v1::Experiment exp, std::unique_ptr<search::Searcher> searcher)
     : exp_(std::move(exp)), searcher_(std::move(searcher)) {}
 
-absl::StatusOr<std::unique_ptr<ExperimentRun>> ExperimentRun::Load(Store* store, v1::Experiment exp,
-                                                                   std::unique_ptr<search::Searcher> searcher) {
+absl::StatusOr<std::unique_ptr<ExperimentRun>> ExperimentRun::Load(
+    Store* store, v1::Experiment exp, std::unique_ptr<search::Searcher> searcher) {
   auto run = std::make_unique<ExperimentRun>(std::move(exp), std::move(searcher));
   const std::string id = run->id();
   MigrateLegacyAlgorithm(run->exp_.mutable_spec());  // rung 0.1 kept the options in typed fields
@@ -85,7 +86,8 @@ absl::StatusOr<std::unique_ptr<ExperimentRun>> ExperimentRun::Load(Store* store,
 }
 
 Trial* ExperimentRun::trial(int index) {
-  if (index < 1 || index > static_cast<int>(trials_.size()) || trials_[index - 1].id().empty()) return nullptr;
+  if (index < 1 || index > static_cast<int>(trials_.size()) || trials_[index - 1].id().empty())
+    return nullptr;
   return &trials_[index - 1];
 }
 
@@ -155,8 +157,9 @@ void ExperimentRun::PutExperiment(Change* c) {
 }
 
 void ExperimentRun::SetState(v1::ExperimentState state, const std::string& message, Change* c) {
-  Log(LogLevel::kInfo, absl::StrCat("experiment ", id(), " is now ", v1::ExperimentState_Name(state),
-                                    message.empty() ? "" : absl::StrCat(": ", message)));
+  Log(LogLevel::kInfo,
+      absl::StrCat("experiment ", id(), " is now ", v1::ExperimentState_Name(state),
+                   message.empty() ? "" : absl::StrCat(": ", message)));
   exp_.set_state(state);
   exp_.set_message(message);
   if (ExperimentTerminal(state)) exp_.clear_unschedulable();
@@ -168,7 +171,8 @@ void ExperimentRun::SetUnschedulable(const std::string& why, Change* c) {
   if (!why.empty()) {
     Log(LogLevel::kWarning, absl::StrCat("experiment ", id(), " waits: ", why));
   } else {
-    Log(LogLevel::kInfo, absl::StrCat("experiment ", id(), ": a connected worker can run its trials now"));
+    Log(LogLevel::kInfo,
+        absl::StrCat("experiment ", id(), ": a connected worker can run its trials now"));
   }
   exp_.set_unschedulable(why);
   PutExperiment(c);
@@ -185,7 +189,8 @@ std::vector<search::Action> ExperimentRun::Search(const search::Event& event, Ch
   std::vector<search::Action> actions = searcher_->Handle(event);
   c->touched.insert(id());
   c->batch.PutSearcherState(id(), searcher_->Snapshot());
-  c->batch.PutJournal(id(), journal_next_++, search::EventText(event), search::ActionsText(actions));
+  c->batch.PutJournal(id(), journal_next_++, search::EventText(event),
+                      search::ActionsText(actions));
   return actions;
 }
 
@@ -262,7 +267,9 @@ void ExperimentRun::MaybeFinish(Change* c) {
   Recount();
   if (exp_.counts().completed() == 0 && exp_.counts().failed() > 0) {
     SetState(v1::EXPERIMENT_FAILED,
-             absl::StrCat("all ", exp_.counts().failed(), " trials failed; see `rung trials ", id(), "`"), c);
+             absl::StrCat("all ", exp_.counts().failed(), " trials failed; see `rung trials ", id(),
+                          "`"),
+             c);
   } else {
     SetState(v1::EXPERIMENT_COMPLETED, "", c);
   }
@@ -287,7 +294,8 @@ absl::Status ExperimentRun::Cancel(Change* c) {
                                                       v1::ExperimentState_Name(exp_.state()), ")"));
   }
   for (Trial& t : trials_) {
-    if (t.state() == v1::TRIAL_PENDING || t.state() == v1::TRIAL_PAUSED || t.state() == v1::TRIAL_WAITING) {
+    if (t.state() == v1::TRIAL_PENDING || t.state() == v1::TRIAL_PAUSED ||
+        t.state() == v1::TRIAL_WAITING) {
       t.set_state(v1::TRIAL_STOPPED);
       t.set_stop_reason(kCancelled);
       t.set_ended_unix_ms(c->now_ms());
@@ -306,9 +314,9 @@ absl::Status ExperimentRun::Cancel(Change* c) {
 
 absl::Status ExperimentRun::Pause(Change* c) {
   if (ExperimentTerminal(exp_.state()) || exp_.state() == v1::EXPERIMENT_PAUSED) {
-    return absl::FailedPreconditionError(absl::StrCat("experiment ", id(), " is ",
-                                                      v1::ExperimentState_Name(exp_.state()),
-                                                      "; only a pending or running experiment can be paused"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("experiment ", id(), " is ", v1::ExperimentState_Name(exp_.state()),
+                     "; only a pending or running experiment can be paused"));
   }
   // Running trials are stopped to free their slots and come back, from their checkpoint
   // folder, on resume.
@@ -325,8 +333,8 @@ absl::Status ExperimentRun::Pause(Change* c) {
 
 absl::Status ExperimentRun::Resume(Change* c) {
   if (exp_.state() != v1::EXPERIMENT_PAUSED) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("experiment ", id(), " is ", v1::ExperimentState_Name(exp_.state()), ", not paused"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "experiment ", id(), " is ", v1::ExperimentState_Name(exp_.state()), ", not paused"));
   }
   for (Trial& t : trials_) {
     if (t.state() != v1::TRIAL_PAUSED) continue;
@@ -347,14 +355,16 @@ int ExperimentRun::NextTrial(Change* c, std::string* why, std::function<search::
   if (queue_.empty()) {
     // Ask the searcher for one trial now, so it decides with everything known so far.
     int out = 0;  // trials that hold or want a slot
-    for (const Trial& t : trials_) out += !TrialTerminal(t.state()) && t.state() != v1::TRIAL_WAITING;
+    for (const Trial& t : trials_)
+      out += !TrialTerminal(t.state()) && t.state() != v1::TRIAL_WAITING;
     if (exp_.search_done()) {
       *why = "the search has handed out every trial; the experiment ends when they do";
       return 0;
     }
     const int max_concurrent = spec().budget().max_concurrent();
     if (out >= max_concurrent) {
-      *why = absl::StrCat("budget.max_concurrent (", max_concurrent, ") trials are out; one must end first");
+      *why = absl::StrCat("budget.max_concurrent (", max_concurrent,
+                          ") trials are out; one must end first");
       return 0;
     }
     *why = "the model is proposing the next trial";
@@ -385,7 +395,8 @@ void ExperimentRun::BeginProposal(int64_t ticket, absl::Time deadline, absl::Tim
   proposal_deadline_ = deadline;
 }
 
-bool ExperimentRun::ProposalDone(int64_t ticket, search::Proposal proposal, Change* c, double* seconds) {
+bool ExperimentRun::ProposalDone(int64_t ticket, search::Proposal proposal, Change* c,
+                                 double* seconds) {
   if (proposal_ticket_ != ticket || ticket == 0) return false;  // Tick() fell back already
   proposal_ticket_ = 0;
   if (!open()) return false;  // paused or ended meanwhile: a later slot asks the model again
@@ -397,10 +408,11 @@ bool ExperimentRun::ProposalDone(int64_t ticket, search::Proposal proposal, Chan
 bool ExperimentRun::ProposalTimedOut(Change* c) {
   proposal_ticket_ = 0;
   if (!open()) return false;
-  Log(LogLevel::kWarning, absl::StrCat(id(), ": the ", spec().algorithm().name(), " model did not propose trial ",
-                                       TrialId(id(), exp_.trials_created() + 1), " within ",
-                                       absl::FormatDuration(proposal_deadline_ - proposal_started_),
-                                       " (--suggest-deadline); its parameters are drawn at random"));
+  Log(LogLevel::kWarning,
+      absl::StrCat(id(), ": the ", spec().algorithm().name(), " model did not propose trial ",
+                   TrialId(id(), exp_.trials_created() + 1), " within ",
+                   absl::FormatDuration(proposal_deadline_ - proposal_started_),
+                   " (--suggest-deadline); its parameters are drawn at random"));
   ApplyActions(Search(search::TrialsWanted{1, std::nullopt, true}, c), c);
   return true;
 }
@@ -410,7 +422,8 @@ v1::Assignment ExperimentRun::MakeAssignment(const Trial& t, absl::Time lease_de
   *a.mutable_trial() = t;
   const v1::TrialTemplate& tt = spec().trial();
   // Placeholders were checked when the spec was accepted, so filling cannot fail here.
-  for (const std::string& arg : tt.command()) a.add_argv(FillPlaceholders(arg, t.params()).value_or(arg));
+  for (const std::string& arg : tt.command())
+    a.add_argv(FillPlaceholders(arg, t.params()).value_or(arg));
   a.set_workdir(tt.workdir());
   auto& env = *a.mutable_env();
   for (const auto& [k, v] : tt.env()) env[k] = FillPlaceholders(v, t.params()).value_or(v);
@@ -424,7 +437,8 @@ v1::Assignment ExperimentRun::MakeAssignment(const Trial& t, absl::Time lease_de
     env["RUNG_SEED"] = absl::StrCat(t.seed());
   }
   if (!tt.checkpoint_root().empty()) {
-    env["RUNG_CHECKPOINT_DIR"] = absl::StrCat(tt.checkpoint_root(), "/", t.experiment_id(), "/", t.id());
+    env["RUNG_CHECKPOINT_DIR"] =
+        absl::StrCat(tt.checkpoint_root(), "/", t.experiment_id(), "/", t.id());
   }
   if (t.budget() > 0) {
     env["RUNG_BUDGET"] = FormatDouble(t.budget());
@@ -434,8 +448,8 @@ v1::Assignment ExperimentRun::MakeAssignment(const Trial& t, absl::Time lease_de
   return a;
 }
 
-void ExperimentRun::Assign(int index, const std::string& worker_id, int64_t session, const std::vector<int>& slots,
-                           absl::Time lease_deadline, Change* c) {
+void ExperimentRun::Assign(int index, const std::string& worker_id, int64_t session,
+                           const std::vector<int>& slots, absl::Time lease_deadline, Change* c) {
   Trial& t = trials_[index - 1];
   t.set_state(v1::TRIAL_ASSIGNED);
   t.set_worker_id(worker_id);
@@ -513,17 +527,20 @@ void ExperimentRun::Report(Trial* t, v1::MetricReport r, Change* c) {
   }
 }
 
-void ExperimentRun::Exited(Trial* t, const v1::TrialExited& m, const std::string& worker_id, Change* c) {
+void ExperimentRun::Exited(Trial* t, const v1::TrialExited& m, const std::string& worker_id,
+                           Change* c) {
   t->set_exited_unix_us(m.exit_unix_us());
   if (t->stop_requested()) {
     EndStopped(t, c);
     return;
   }
   const std::string metric = MissingObjective(spec(), *t);
-  const std::string tail = m.stderr_tail().empty() ? "" : absl::StrCat("; stderr ends:\n", m.stderr_tail());
+  const std::string tail =
+      m.stderr_tail().empty() ? "" : absl::StrCat("; stderr ends:\n", m.stderr_tail());
   if (m.worker_shutdown()) {
     RetryOrFail(t,
-                absl::StrCat("worker ", worker_id, m.message().empty() ? " shut down" : " stopped it: ", m.message()),
+                absl::StrCat("worker ", worker_id,
+                             m.message().empty() ? " shut down" : " stopped it: ", m.message()),
                 false, c);
   } else if (m.launch_failed()) {
     RetryOrFail(t, absl::StrCat("could not start: ", m.message()), true, c);
@@ -533,8 +550,9 @@ void ExperimentRun::Exited(Trial* t, const v1::TrialExited& m, const std::string
     RetryOrFail(t, absl::StrCat("exited with code ", m.exit_code(), tail), true, c);
   } else if (!metric.empty()) {
     RetryOrFail(t,
-                absl::StrCat("exited 0 without reporting the objective metric '", metric, "' (report it with rung.report(",
-                             metric, "=...) or a stdout line @rung {\"", metric, "\": ...})", tail),
+                absl::StrCat("exited 0 without reporting the objective metric '", metric,
+                             "' (report it with rung.report(", metric,
+                             "=...) or a stdout line @rung {\"", metric, "\": ...})", tail),
                 true, c);
   } else {
     Release(t, c);
@@ -556,7 +574,8 @@ void ExperimentRun::Finish(Trial* t, Change* c) {
     t->set_result(t->last_metrics().at(spec().objective().metric()));
   }
   t->clear_results();
-  for (const v1::Objective& o : spec().objectives()) t->add_results(t->last_metrics().at(o.metric()));
+  for (const v1::Objective& o : spec().objectives())
+    t->add_results(t->last_metrics().at(o.metric()));
   t->set_infeasible(BrokenConstraints(spec(), *t));
   t->set_state(v1::TRIAL_COMPLETED);  // message keeps why an earlier attempt failed
   Close(t, c);
@@ -618,17 +637,19 @@ void ExperimentRun::EndStopped(Trial* t, Change* c) {
   Close(t, c);
 }
 
-void ExperimentRun::RetryOrFail(Trial* t, const std::string& reason, bool count_failure, Change* c) {
+void ExperimentRun::RetryOrFail(Trial* t, const std::string& reason, bool count_failure,
+                                Change* c) {
   Release(t, c);
   if (count_failure) t->set_failures(t->failures() + 1);
   t->set_message(reason);
   const int max_restarts = spec().trial().max_restarts();
-  Log(LogLevel::kInfo, absl::StrCat("trial ", t->id(), " attempt ", t->attempt(), ": ", FirstLine(reason)));
+  Log(LogLevel::kInfo,
+      absl::StrCat("trial ", t->id(), " attempt ", t->attempt(), ": ", FirstLine(reason)));
   if (t->failures() > max_restarts || ExperimentTerminal(exp_.state())) {
     t->set_state(v1::TRIAL_FAILED);
     if (count_failure && max_restarts > 0) {
-      t->set_message(
-          absl::StrCat(reason, " (failed ", t->failures(), " times; max_restarts is ", max_restarts, ")"));
+      t->set_message(absl::StrCat(reason, " (failed ", t->failures(), " times; max_restarts is ",
+                                  max_restarts, ")"));
     }
     Close(t, c);
     return;
@@ -674,7 +695,8 @@ void ExperimentRun::Reconcile(const std::string& worker_id, int64_t session,
       continue;
     }
     RetryOrFail(&t,
-                never_arrived ? "assignment lost in a reconnect" : absl::StrCat("worker ", worker_id, " restarted and lost it"),
+                never_arrived ? "assignment lost in a reconnect"
+                              : absl::StrCat("worker ", worker_id, " restarted and lost it"),
                 !never_arrived, c);
   }
 }

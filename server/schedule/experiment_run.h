@@ -38,8 +38,8 @@ class ExperimentRun {
   // A new experiment with its searcher; Start() writes it.
   ExperimentRun(v1::Experiment exp, std::unique_ptr<search::Searcher> searcher);
   // A stored experiment: its trials, queue, searcher state and journal position from `store`.
-  static absl::StatusOr<std::unique_ptr<ExperimentRun>> Load(Store* store, v1::Experiment exp,
-                                                             std::unique_ptr<search::Searcher> searcher);
+  static absl::StatusOr<std::unique_ptr<ExperimentRun>> Load(
+      Store* store, v1::Experiment exp, std::unique_ptr<search::Searcher> searcher);
 
   const v1::Experiment& experiment() const { return exp_; }
   const std::string& id() const { return exp_.id(); }
@@ -83,8 +83,8 @@ class ExperimentRun {
 
   // Trial `index` goes to a worker's slots: ASSIGNED, and the assignment (for `session`)
   // is an effect of `c`.
-  void Assign(int index, const std::string& worker_id, int64_t session, const std::vector<int>& slots,
-              absl::Time lease_deadline, Change* c);
+  void Assign(int index, const std::string& worker_id, int64_t session,
+              const std::vector<int>& slots, absl::Time lease_deadline, Change* c);
   // Trial `index` goes to an ask-and-tell client: RUNNING, held by it.
   void HandOut(int index, const std::string& client_id, Change* c);
 

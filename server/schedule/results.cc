@@ -33,22 +33,28 @@ std::string BrokenConstraints(const v1::ExperimentSpec& spec, const Trial& t) {
     if (it == t.last_metrics().end()) {
       broken.push_back(absl::StrCat("never reported ", c.metric()));
     } else if (c.has_max() && !(it->second <= c.max())) {
-      broken.push_back(absl::StrCat(c.metric(), " ", FormatDouble(it->second), " > max ", FormatDouble(c.max())));
+      broken.push_back(absl::StrCat(c.metric(), " ", FormatDouble(it->second), " > max ",
+                                    FormatDouble(c.max())));
     } else if (c.has_min() && !(it->second >= c.min())) {
-      broken.push_back(absl::StrCat(c.metric(), " ", FormatDouble(it->second), " < min ", FormatDouble(c.min())));
+      broken.push_back(absl::StrCat(c.metric(), " ", FormatDouble(it->second), " < min ",
+                                    FormatDouble(c.min())));
     }
   }
   return absl::StrJoin(broken, "; ");
 }
 
-std::vector<Trial> BestTrials(const v1::ExperimentSpec& spec, const std::vector<Trial>& trials, int count) {
+std::vector<Trial> BestTrials(const v1::ExperimentSpec& spec, const std::vector<Trial>& trials,
+                              int count) {
   std::vector<Trial> done;
   for (const Trial& t : trials) {
     // A trial that broke a constraint is never best.
-    if (t.state() == v1::TRIAL_COMPLETED && t.has_result() && t.infeasible().empty()) done.push_back(t);
+    if (t.state() == v1::TRIAL_COMPLETED && t.has_result() && t.infeasible().empty())
+      done.push_back(t);
   }
   const auto goal = spec.objective().goal();
-  auto by_result = [goal](const Trial& a, const Trial& b) { return Better(goal, a.result(), b.result()); };
+  auto by_result = [goal](const Trial& a, const Trial& b) {
+    return Better(goal, a.result(), b.result());
+  };
   const auto& objectives = spec.objectives();
   if (!objectives.empty()) {
     // The Pareto set, by the first objective; `count` > 0 caps it.
@@ -79,10 +85,11 @@ std::string StateText(v1::ExperimentState s) {
   return n;
 }
 
-absl::StatusOr<v1::AblationResults> AblationResultsOf(const v1::Experiment& e, const std::vector<Trial>& trials) {
+absl::StatusOr<v1::AblationResults> AblationResultsOf(const v1::Experiment& e,
+                                                      const std::vector<Trial>& trials) {
   if (e.spec().kind() != "ablation") {
-    return absl::FailedPreconditionError(
-        absl::StrCat("experiment ", e.id(), " is a search, not an ablation study (kind: ablation)"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "experiment ", e.id(), " is a search, not an ablation study (kind: ablation)"));
   }
   const std::vector<search::Variant> variants = AblationVariants(e.spec());
   std::vector<search::Run> runs;
@@ -93,7 +100,8 @@ absl::StatusOr<v1::AblationResults> AblationResultsOf(const v1::Experiment& e, c
   }
   const bool minimize = e.spec().objective().goal() != v1::Objective::MAXIMIZE;
   constexpr double kAlpha = 0.05;
-  const std::vector<search::VariantResult> results = search::Summarize(variants, runs, minimize, kAlpha);
+  const std::vector<search::VariantResult> results =
+      search::Summarize(variants, runs, minimize, kAlpha);
   // The base first, then the removals by rank, then those with no result yet.
   std::vector<const search::VariantResult*> rows = {&results[0]};
   for (size_t rank = 1; rank < results.size(); ++rank) {

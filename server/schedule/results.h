@@ -25,10 +25,12 @@ std::string BrokenConstraints(const v1::ExperimentSpec& spec, const v1::Trial& t
 
 // Completed trials within the constraints, best first (ties: lower index first): `count` of
 // them (0: 1), or with several objectives the Pareto set (`count` > 0 caps it).
-std::vector<v1::Trial> BestTrials(const v1::ExperimentSpec& spec, const std::vector<v1::Trial>& trials, int count);
+std::vector<v1::Trial> BestTrials(const v1::ExperimentSpec& spec,
+                                  const std::vector<v1::Trial>& trials, int count);
 
 // An ablation study's results (AblationResults). FAILED_PRECONDITION for a search.
-absl::StatusOr<v1::AblationResults> AblationResultsOf(const v1::Experiment& e, const std::vector<v1::Trial>& trials);
+absl::StatusOr<v1::AblationResults> AblationResultsOf(const v1::Experiment& e,
+                                                      const std::vector<v1::Trial>& trials);
 
 // "completed", "running", ...: the state's name as people read it.
 std::string StateText(v1::ExperimentState s);

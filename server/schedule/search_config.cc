@@ -135,7 +135,8 @@ std::vector<search::Variant> AblationVariants(const v1::ExperimentSpec& spec) {
   }
   auto policy = search::NewAblationPolicy(spec.ablation().policy());
   // The policy was checked when the study was created.
-  return policy.ok() ? (*policy)->Variants(components) : std::vector<search::Variant>{{"base", "base", {}}};
+  return policy.ok() ? (*policy)->Variants(components)
+                     : std::vector<search::Variant>{{"base", "base", {}}};
 }
 
 void SetRungLevels(v1::Experiment* e) {

@@ -30,11 +30,13 @@ std::string Labels(const google::protobuf::Map<std::string, std::string>& labels
 }
 
 absl::Status CheckRegister(const v1::Register& reg) {
-  if (reg.worker_id().empty()) return absl::InvalidArgumentError("register.worker_id: must not be empty");
+  if (reg.worker_id().empty())
+    return absl::InvalidArgumentError("register.worker_id: must not be empty");
   std::set<int> ids;
   for (const v1::Slot& s : reg.slots()) {
     if (!ids.insert(s.id()).second) {
-      return absl::InvalidArgumentError(absl::StrCat("register.slots: slot id ", s.id(), " appears twice"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("register.slots: slot id ", s.id(), " appears twice"));
     }
   }
   return absl::OkStatus();
@@ -52,8 +54,8 @@ void WorkerRegistry::Load(std::vector<v1::Worker> workers, absl::Time now) {
   }
 }
 
-absl::StatusOr<WorkerRegistry::Worker*> WorkerRegistry::Connect(const v1::Register& reg, int64_t session,
-                                                                Change* c) {
+absl::StatusOr<WorkerRegistry::Worker*> WorkerRegistry::Connect(const v1::Register& reg,
+                                                                int64_t session, Change* c) {
   RETURN_IF_ERROR(CheckRegister(reg));
   auto& slot = workers_[reg.worker_id()];
   if (slot == nullptr) slot = std::make_unique<Worker>();
@@ -63,18 +65,20 @@ absl::StatusOr<WorkerRegistry::Worker*> WorkerRegistry::Connect(const v1::Regist
     const absl::Duration silent = c->now - w->last_seen;
     if (!same_process && silent <= live_within_) {
       const std::string why = absl::StrCat(
-          "worker name '", reg.worker_id(), "' is already connected (host ", w->info.host(), ", heard from ",
-          absl::FormatDuration(absl::Trunc(silent, absl::Milliseconds(100))),
-          " ago): two rung-workers share one name; give each its own --name (the default is the host name)");
+          "worker name '", reg.worker_id(), "' is already connected (host ", w->info.host(),
+          ", heard from ", absl::FormatDuration(absl::Trunc(silent, absl::Milliseconds(100))),
+          " ago): two rung-workers share one name; give each its own --name (the default is the "
+          "host name)");
       Log(LogLevel::kWarning, absl::StrCat("refused a worker from ", reg.host(), ": ", why));
       return absl::AlreadyExistsError(why);
     }
     // The same process on a new stream (the old one broke before we noticed), or a new
     // process after the old one went silent (it restarted): the newcomer takes over.
     if (!same_process) {
-      Log(LogLevel::kInfo, absl::StrCat("worker ", reg.worker_id(), " came back as a new process (silent for ",
-                                        absl::FormatDuration(absl::Trunc(silent, absl::Seconds(1))),
-                                        "); its old session is dropped"));
+      Log(LogLevel::kInfo,
+          absl::StrCat("worker ", reg.worker_id(), " came back as a new process (silent for ",
+                       absl::FormatDuration(absl::Trunc(silent, absl::Seconds(1))),
+                       "); its old session is dropped"));
     }
     sessions_.erase(w->session);
   }
@@ -122,13 +126,15 @@ void WorkerRegistry::Seen(Worker* w, const Change& c) {
   if (w->info.state() != v1::WORKER_CONNECTED) w->info.set_state(v1::WORKER_CONNECTED);
 }
 
-absl::Status WorkerRegistry::Offer(Worker* w, const google::protobuf::RepeatedField<int32_t>& free_slots) {
+absl::Status WorkerRegistry::Offer(Worker* w,
+                                   const google::protobuf::RepeatedField<int32_t>& free_slots) {
   std::set<int> known;
   for (const v1::Slot& s : w->info.slots()) known.insert(s.id());
   std::set<int> offered;
   for (int s : free_slots) {
     if (!known.count(s)) {
-      return absl::InvalidArgumentError(absl::StrCat("pull.free_slots: slot ", s, " was not registered"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("pull.free_slots: slot ", s, " was not registered"));
     }
     offered.insert(s);
   }
@@ -171,13 +177,15 @@ void WorkerRegistry::Release(const std::string& worker_id, const std::vector<int
   for (int s : slots) w->busy.erase(s);
 }
 
-std::vector<WorkerRegistry::Worker*> WorkerRegistry::Expired(absl::Duration lease_timeout, Change* c) {
+std::vector<WorkerRegistry::Worker*> WorkerRegistry::Expired(absl::Duration lease_timeout,
+                                                             Change* c) {
   std::vector<Worker*> out;
   for (auto& [id, w] : workers_) {
     if (c->now - w->last_seen <= lease_timeout) continue;
     if (w->info.state() != v1::WORKER_LOST) {
-      Log(LogLevel::kWarning, absl::StrCat("worker ", id, " lost: silent for ",
-                                           absl::FormatDuration(absl::Trunc(c->now - w->last_seen, absl::Seconds(1)))));
+      Log(LogLevel::kWarning,
+          absl::StrCat("worker ", id, " lost: silent for ",
+                       absl::FormatDuration(absl::Trunc(c->now - w->last_seen, absl::Seconds(1)))));
       w->info.set_state(v1::WORKER_LOST);
       c->batch.PutWorker(w->info);
     }
@@ -198,12 +206,13 @@ std::string WorkerRegistry::Unschedulable(const v1::TrialTemplate& tt) const {
   }
   if (connected == 0) return "no worker is connected";
   if (labelled == 0) {
-    return absl::StrCat("no connected worker has the labels ", Labels(tt.labels()), " (resources.labels)");
+    return absl::StrCat("no connected worker has the labels ", Labels(tt.labels()),
+                        " (resources.labels)");
   }
   if (tt.gpus() == 0) return "no connected worker has a slot";
   if (most_gpus >= tt.gpus()) return "";
-  return absl::StrCat("no connected worker has ", tt.gpus(), tt.gpus() == 1 ? " GPU" : " GPUs", "; the largest has ",
-                      most_gpus == 0 ? "none" : absl::StrCat(most_gpus));
+  return absl::StrCat("no connected worker has ", tt.gpus(), tt.gpus() == 1 ? " GPU" : " GPUs",
+                      "; the largest has ", most_gpus == 0 ? "none" : absl::StrCat(most_gpus));
 }
 
 void WorkerRegistry::SetBusy(const std::map<std::string, std::set<int>>& busy) {

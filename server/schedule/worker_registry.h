@@ -29,8 +29,8 @@ class WorkerRegistry {
     int64_t session = 0;     // the stream's handle; 0 while disconnected
     std::string session_id;  // the worker process's own id (Register.session_id)
     absl::Time last_seen;
-    std::set<int> offered;   // slots the worker said are free in its latest Pull
-    std::set<int> busy;      // slots that our trials hold
+    std::set<int> offered;  // slots the worker said are free in its latest Pull
+    std::set<int> busy;     // slots that our trials hold
     bool connected() const { return session != 0; }
   };
 

@@ -35,7 +35,8 @@ std::string Variant::Json() const {
                       absl::StrJoin(quoted, ", "), "]}");
 }
 
-std::vector<Variant> LeaveOneComponentOut::Variants(const std::vector<Component>& components) const {
+std::vector<Variant> LeaveOneComponentOut::Variants(
+    const std::vector<Component>& components) const {
   std::vector<Variant> out = {{"base", "base", {}}};
   for (const Component& c : components) out.push_back({c.kind, c.name, c.members});
   return out;
@@ -73,8 +74,8 @@ double BetaContinuedFraction(double a, double b, double x) {
 double RegularizedBeta(double a, double b, double x) {
   if (x <= 0) return 0;
   if (x >= 1) return 1;
-  const double front =
-      std::exp(std::lgamma(a + b) - std::lgamma(a) - std::lgamma(b) + a * std::log(x) + b * std::log1p(-x));
+  const double front = std::exp(std::lgamma(a + b) - std::lgamma(a) - std::lgamma(b) +
+                                a * std::log(x) + b * std::log1p(-x));
   if (x < (a + 1) / (a + b + 2)) return front * BetaContinuedFraction(a, b, x) / a;
   return 1 - front * BetaContinuedFraction(b, a, 1 - x) / b;
 }
@@ -106,8 +107,8 @@ double TwoSidedP(double t, double df) {
   return RegularizedBeta(df / 2, 0.5, df / (df + t * t));
 }
 
-std::vector<VariantResult> Summarize(const std::vector<Variant>& variants, const std::vector<Run>& runs,
-                                     bool minimize, double alpha) {
+std::vector<VariantResult> Summarize(const std::vector<Variant>& variants,
+                                     const std::vector<Run>& runs, bool minimize, double alpha) {
   std::vector<std::vector<double>> values(variants.size());
   std::vector<std::map<int, double>> by_repeat(variants.size());
   for (const Run& r : runs) {
@@ -138,7 +139,8 @@ std::vector<VariantResult> Summarize(const std::vector<Variant>& variants, const
       const Moments d = Of(diffs);
       r.test = "paired t";
       df = d.n - 1;
-      t = d.var > 0 ? d.mean / std::sqrt(d.var / d.n) : (d.mean == 0 ? 0 : std::copysign(INFINITY, d.mean));
+      t = d.var > 0 ? d.mean / std::sqrt(d.var / d.n)
+                    : (d.mean == 0 ? 0 : std::copysign(INFINITY, d.mean));
     } else if (m.n >= 2 && base.n >= 2) {
       r.test = "Welch t";
       const double a = m.var / m.n, b = base.var / base.n;
@@ -160,14 +162,16 @@ std::vector<VariantResult> Summarize(const std::vector<Variant>& variants, const
   for (size_t v = 1; v < out.size(); ++v) {
     if (out[v].runs > 0 && !std::isnan(out[v].harm)) order.push_back(v);
   }
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return out[a].harm > out[b].harm; });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return out[a].harm > out[b].harm; });
   for (size_t i = 0; i < order.size(); ++i) out[order[i]].rank = static_cast<int>(i) + 1;
   return out;
 }
 
 absl::StatusOr<std::unique_ptr<AblationPolicy>> NewAblationPolicy(absl::string_view name) {
   if (name == "loco" || name.empty()) return std::make_unique<LeaveOneComponentOut>();
-  return absl::InvalidArgumentError(absl::StrCat("unknown ablation policy '", name, "' (known: loco)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown ablation policy '", name, "' (known: loco)"));
 }
 
 }  // namespace rung::search

@@ -17,15 +17,15 @@
 namespace rung::search {
 
 struct Component {
-  std::string kind;                  // feature | layer | group | custom
+  std::string kind;  // feature | layer | group | custom
   std::string name;
   std::vector<std::string> members;  // what removing it drops: a group's members, else {name}
 };
 
 // One configuration to run: the base with `dropped` left out.
 struct Variant {
-  std::string kind;                  // "base" for the base itself, else the removed component's kind
-  std::string name;                  // "base", or the component's name
+  std::string kind;  // "base" for the base itself, else the removed component's kind
+  std::string name;  // "base", or the component's name
   std::vector<std::string> dropped;  // empty for the base
 
   // RUNG_ABLATION: {"kind": "feature", "name": "area", "dropped": ["area"]}, or for the base
@@ -53,7 +53,9 @@ absl::StatusOr<std::unique_ptr<AblationPolicy>> NewAblationPolicy(absl::string_v
 
 // Trial `index` (0, 1, ...) of a study with `variants` variants: every variant's first run,
 // then every variant's second, and so on, so that a study cut short still covers them all.
-inline size_t VariantOf(int index, size_t variants) { return static_cast<size_t>(index) % variants; }
+inline size_t VariantOf(int index, size_t variants) {
+  return static_cast<size_t>(index) % variants;
+}
 inline int RepeatOf(int index, size_t variants) { return index / static_cast<int>(variants); }
 
 // ---- Results ----
@@ -68,24 +70,25 @@ struct Run {
 
 struct VariantResult {
   Variant variant;
-  int runs = 0;                     // completed runs
-  double mean = std::nan("");       // of the objective over the runs
-  double stddev = std::nan("");     // sample standard deviation (n - 1); NaN below 2 runs
-  double delta = std::nan("");      // mean - the base's mean
-  double harm = std::nan("");       // delta signed so that positive means worse than the base
+  int runs = 0;                  // completed runs
+  double mean = std::nan("");    // of the objective over the runs
+  double stddev = std::nan("");  // sample standard deviation (n - 1); NaN below 2 runs
+  double delta = std::nan("");   // mean - the base's mean
+  double harm = std::nan("");    // delta signed so that positive means worse than the base
   // How delta was tested against the noise between repeats: "paired t" (at least 2 repeats
   // where both this variant and the base completed, which share a seed), "Welch t" (else, at
   // least 2 runs on each side), or "" (too few runs). p: two-sided; NaN when untested.
   std::string test;
   double p = std::nan("");
-  bool significant = false;         // p < alpha
-  int rank = 0;                     // 1: the removal that hurts most; the base has 0
+  bool significant = false;  // p < alpha
+  int rank = 0;              // 1: the removal that hurts most; the base has 0
 };
 
 // The results of every variant (the base first, in the policy's order), ranked by harm. A
 // variant with no completed run gets no rank.
-std::vector<VariantResult> Summarize(const std::vector<Variant>& variants, const std::vector<Run>& runs,
-                                     bool minimize, double alpha = 0.05);
+std::vector<VariantResult> Summarize(const std::vector<Variant>& variants,
+                                     const std::vector<Run>& runs, bool minimize,
+                                     double alpha = 0.05);
 
 // Student's t distribution: P(|T| >= |t|) with `df` degrees of freedom (df > 0, not
 // necessarily whole, as Welch's test gives).

@@ -6,8 +6,8 @@
 // of the best, and the kriging believer for running trials. Past kMaxObservations it keeps
 // the best half and the most recent half.
 #include <algorithm>
-#include <functional>
 #include <cmath>
+#include <functional>
 #include <limits>
 
 #include "Eigen/Cholesky"
@@ -116,7 +116,9 @@ class GpSampler final : public ModelSampler {
   Params Model(std::vector<const Trial*> done, const std::vector<const Trial*>& running) override {
     return Suggest(std::move(done), running);
   }
-  std::shared_ptr<ModelSampler> Clone() const override { return std::make_shared<GpSampler>(*this); }
+  std::shared_ptr<ModelSampler> Clone() const override {
+    return std::make_shared<GpSampler>(*this);
+  }
 
   // One line: "hyp <log lengthscales...> <log signal> <log noise> <observations at fit>
   // <log warp 0|1>", or "hyp -" before the first fit.
@@ -131,8 +133,8 @@ class GpSampler final : public ModelSampler {
     for (Eigen::Index i = 0; i < hyper_.log_lengthscale.size(); ++i) {
       absl::StrAppend(&line, " ", DoubleText(hyper_.log_lengthscale(i)));
     }
-    absl::StrAppend(&line, " ", DoubleText(hyper_.log_signal), " ", DoubleText(hyper_.log_noise), " ",
-                    fitted_at_, " ", log_warp_ ? 1 : 0);
+    absl::StrAppend(&line, " ", DoubleText(hyper_.log_signal), " ", DoubleText(hyper_.log_noise),
+                    " ", fitted_at_, " ", log_warp_ ? 1 : 0);
     lines->push_back(std::move(line));
   }
 
@@ -147,7 +149,8 @@ class GpSampler final : public ModelSampler {
     for (int i = 0; i < dims_; ++i) {
       if (!ParseDouble(w[1 + i], &hyper_.log_lengthscale(i))) return false;
     }
-    if (!ParseDouble(w[1 + dims_], &hyper_.log_signal) || !ParseDouble(w[2 + dims_], &hyper_.log_noise) ||
+    if (!ParseDouble(w[1 + dims_], &hyper_.log_signal) ||
+        !ParseDouble(w[2 + dims_], &hyper_.log_noise) ||
         !absl::SimpleAtoi(w[3 + dims_], &fitted_at_)) {
       return false;
     }
@@ -193,7 +196,8 @@ class GpSampler final : public ModelSampler {
       if (!Active(p, out)) continue;
       auto it = base.find(p.name);
       if (it == base.end() || IsCategory(p)) {
-        out[p.name] = (it == base.end() || rng_.Uniform() < 0.2) ? SampleUniform(p, &rng_) : it->second;
+        out[p.name] =
+            (it == base.end() || rng_.Uniform() < 0.2) ? SampleUniform(p, &rng_) : it->second;
         continue;
       }
       double lo, hi;
@@ -222,8 +226,9 @@ class GpSampler final : public ModelSampler {
       std::vector<double> e(space_.size(), History::kAbsent);
       for (size_t j = 0; j < space_.size(); ++j) {
         if (!space_[j].parent.empty() && !Active(space_[j], history_.Decode(e))) continue;
-        double u = j < std::size(kPrimes) ? RadicalInverse(start + static_cast<uint64_t>(i) + 1, kPrimes[j]) + shift[j]
-                                          : rng_.Uniform();
+        double u = j < std::size(kPrimes)
+                       ? RadicalInverse(start + static_cast<uint64_t>(i) + 1, kPrimes[j]) + shift[j]
+                       : rng_.Uniform();
         u -= std::floor(u);
         if (IsCategory(space_[j])) {
           const double k = static_cast<double>(Categories(space_[j]));
@@ -253,7 +258,8 @@ class GpSampler final : public ModelSampler {
     auto score = [&](const GpHyper& g) {
       GaussianProcess gp;
       if (!gp.Fit(x, y, g)) return -std::numeric_limits<double>::infinity();
-      double s = gp.LogMarginal() + LogNormal(g.log_signal, 0, 1) + LogNormal(g.log_noise, std::log(kNoisePrior), 2);
+      double s = gp.LogMarginal() + LogNormal(g.log_signal, 0, 1) +
+                 LogNormal(g.log_noise, std::log(kNoisePrior), 2);
       for (Eigen::Index i = 0; i < g.log_lengthscale.size(); ++i) {
         s += LogNormal(g.log_lengthscale(i), std::log(0.5), 1);
       }
@@ -266,8 +272,9 @@ class GpSampler final : public ModelSampler {
         for (double d : {step, -step}) {
           GpHyper g = h;
           double& v = c < dims_ ? g.log_lengthscale(c) : (c == dims_ ? g.log_signal : g.log_noise);
-          v = std::clamp(v + d, c < dims_ ? std::log(0.01) : (c == dims_ ? std::log(0.05) : std::log(1e-6)),
-                         c < dims_ ? std::log(10.0) : (c == dims_ ? std::log(20.0) : std::log(0.5)));
+          v = std::clamp(
+              v + d, c < dims_ ? std::log(0.01) : (c == dims_ ? std::log(0.05) : std::log(1e-6)),
+              c < dims_ ? std::log(10.0) : (c == dims_ ? std::log(20.0) : std::log(0.5)));
           ++evals;
           const double s = score(g);
           if (s > best + 1e-9) {
@@ -300,7 +307,8 @@ class GpSampler final : public ModelSampler {
       *dlog = -w;
     }
     const double mean = w.mean();
-    double sd = std::sqrt((w.array() - mean).square().sum() / std::max<double>(1, static_cast<double>(n) - 1));
+    double sd = std::sqrt((w.array() - mean).square().sum() /
+                          std::max<double>(1, static_cast<double>(n) - 1));
     if (!(sd > 1e-12)) sd = 1;
     dlog->array() -= std::log(sd);
     return (w.array() - mean) / sd;
@@ -310,9 +318,12 @@ class GpSampler final : public ModelSampler {
   std::vector<const Trial*> Capped(std::vector<const Trial*> done) const {
     if (static_cast<int>(done.size()) <= kMaxObservations) return done;
     std::vector<const History::Trial*> by_value = done;
-    std::stable_sort(by_value.begin(), by_value.end(), [&](auto* a, auto* b) { return Sign() * a->value < Sign() * b->value; });
-    std::vector<const History::Trial*> keep(by_value.begin(), by_value.begin() + kMaxObservations / 2);
-    for (auto it = done.rbegin(); it != done.rend() && static_cast<int>(keep.size()) < kMaxObservations; ++it) {
+    std::stable_sort(by_value.begin(), by_value.end(),
+                     [&](auto* a, auto* b) { return Sign() * a->value < Sign() * b->value; });
+    std::vector<const History::Trial*> keep(by_value.begin(),
+                                            by_value.begin() + kMaxObservations / 2);
+    for (auto it = done.rbegin();
+         it != done.rend() && static_cast<int>(keep.size()) < kMaxObservations; ++it) {
       if (std::find(keep.begin(), keep.end(), *it) == keep.end()) keep.push_back(*it);
     }
     return keep;
@@ -360,8 +371,8 @@ class GpSampler final : public ModelSampler {
 
   // Kriging believer: running trials join `gp` at the model's own mean, which shrinks the
   // variance around them so concurrent suggestions spread out.
-  void Believe(const Eigen::MatrixXd& x, const Eigen::VectorXd& y, const std::vector<const Trial*>& running,
-               GaussianProcess* gp) {
+  void Believe(const Eigen::MatrixXd& x, const Eigen::VectorXd& y,
+               const std::vector<const Trial*>& running, GaussianProcess* gp) {
     if (running.empty()) return;
     const Eigen::Index n = x.rows();
     Eigen::MatrixXd xa(n + static_cast<Eigen::Index>(running.size()), dims_);
@@ -442,7 +453,8 @@ class GpSampler final : public ModelSampler {
       scored.push_back({score, std::move(p)});
     }
     // Moves around the best candidates and around the best trials so far.
-    std::stable_sort(scored.begin(), scored.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    std::stable_sort(scored.begin(), scored.end(),
+                     [](const auto& a, const auto& b) { return a.first > b.first; });
     std::vector<Params> bases;
     for (int top = 0; top < 5; ++top) bases.push_back(scored[static_cast<size_t>(top)].second);
     std::vector<Eigen::Index> by_y(static_cast<size_t>(n));
@@ -457,7 +469,8 @@ class GpSampler final : public ModelSampler {
         scored.push_back({log_ei(p), std::move(p)});
       }
     }
-    std::stable_sort(scored.begin(), scored.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    std::stable_sort(scored.begin(), scored.end(),
+                     [](const auto& a, const auto& b) { return a.first > b.first; });
     // Local refinement of the best three.
     std::pair<double, Params> best = scored.front();
     for (size_t top = 0; top < 3 && top < scored.size(); ++top) {

@@ -114,7 +114,8 @@ void History::Report(int index, double resource, double value) {
 
 void History::Save(std::vector<std::string>* lines) const {
   for (const auto& [i, t] : trials_) {
-    std::string line = absl::StrCat("o ", i, " ", std::string(1, t.state), " ", DoubleText(t.value));
+    std::string line =
+        absl::StrCat("o ", i, " ", std::string(1, t.state), " ", DoubleText(t.value));
     for (double v : t.values) absl::StrAppend(&line, " ", DoubleText(v));
     if (!levels_.empty()) {
       absl::StrAppend(&line, " @");
@@ -274,7 +275,8 @@ void ModelSampler::Scalarise(std::vector<const Trial*>* done) {
     const Goal g = k == 1 ? goal_ : objectives_[i];
     return g == Goal::kMaximize ? -v : v;
   };
-  std::vector<double> lo(k, std::numeric_limits<double>::infinity()), hi(k, -std::numeric_limits<double>::infinity());
+  std::vector<double> lo(k, std::numeric_limits<double>::infinity()),
+      hi(k, -std::numeric_limits<double>::infinity());
   for (const Trial* t : *done) {
     for (size_t i = 0; i < k; ++i) {
       lo[i] = std::min(lo[i], raw(*t, i));
@@ -356,7 +358,8 @@ Params ModelSampler::Adopt(int index, const Proposal* proposal) {
       valid = valid && it != proposal->params.end() && Fits(p, it->second);
     }
     valid = valid && active == proposal->params.size() &&
-            static_cast<int>(proposal->model.size()) == ModelLineCount() && LoadModel(proposal->model);
+            static_cast<int>(proposal->model.size()) == ModelLineCount() &&
+            LoadModel(proposal->model);
   }
   chosen = valid ? proposal->params : RandomValid();
   history_.Add(index, chosen);

@@ -89,9 +89,12 @@ class Words {
 
 char OutcomeLetter(TrialClosed::Outcome o) {
   switch (o) {
-    case TrialClosed::Outcome::kCompleted: return 'c';
-    case TrialClosed::Outcome::kFailed: return 'f';
-    case TrialClosed::Outcome::kStopped: return 's';
+    case TrialClosed::Outcome::kCompleted:
+      return 'c';
+    case TrialClosed::Outcome::kFailed:
+      return 'f';
+    case TrialClosed::Outcome::kStopped:
+      return 's';
   }
   return '?';
 }
@@ -103,20 +106,22 @@ std::string EventText(const Event& event) {
     std::string s = absl::StrCat("wanted ", w->count, " ", w->adopt ? 1 : 0);
     if (w->proposal) {
       absl::StrAppend(&s, " proposal ", w->proposal->index, " ", w->proposal->params.size());
-      for (const auto& [k, v] : w->proposal->params) absl::StrAppend(&s, " ", Word(k), " ", ValueText(v));
+      for (const auto& [k, v] : w->proposal->params)
+        absl::StrAppend(&s, " ", Word(k), " ", ValueText(v));
       absl::StrAppend(&s, " ", w->proposal->model.size());
       for (const std::string& line : w->proposal->model) absl::StrAppend(&s, " ", Word(line));
     }
     return s;
   }
   if (const auto* r = std::get_if<TrialReported>(&event)) {
-    return absl::StrCat("reported ", r->index, " ", DoubleText(r->resource), " ", DoubleText(r->value));
+    return absl::StrCat("reported ", r->index, " ", DoubleText(r->resource), " ",
+                        DoubleText(r->value));
   }
   if (const auto* p = std::get_if<TrialPaused>(&event)) return absl::StrCat("paused ", p->index);
   const auto& c = std::get<TrialClosed>(event);
-  std::string s = absl::StrCat("closed ", c.index, " ", std::string(1, OutcomeLetter(c.outcome)), " ",
-                               c.has_result ? 1 : 0, " ", DoubleText(c.result), " ", c.feasible ? 1 : 0, " ",
-                               c.results.size());
+  std::string s = absl::StrCat("closed ", c.index, " ", std::string(1, OutcomeLetter(c.outcome)),
+                               " ", c.has_result ? 1 : 0, " ", DoubleText(c.result), " ",
+                               c.feasible ? 1 : 0, " ", c.results.size());
   for (double r : c.results) absl::StrAppend(&s, " ", DoubleText(r));
   return s;
 }
@@ -165,7 +170,7 @@ absl::StatusOr<Event> ParseEvent(absl::string_view text) {
     int n = 0;
     ok = in.Int(&c.index) && in.Next(&outcome) && in.Bool(&c.has_result) && in.Double(&c.result) &&
          in.Bool(&c.feasible) && in.Int(&n) && n >= 0;
-    c.outcome = outcome == "c" ? TrialClosed::Outcome::kCompleted
+    c.outcome = outcome == "c"   ? TrialClosed::Outcome::kCompleted
                 : outcome == "f" ? TrialClosed::Outcome::kFailed
                                  : TrialClosed::Outcome::kStopped;
     ok = ok && (outcome == "c" || outcome == "f" || outcome == "s");
@@ -179,7 +184,8 @@ absl::StatusOr<Event> ParseEvent(absl::string_view text) {
     ok = false;
   }
   if (!ok || !in.Done()) {
-    return absl::InvalidArgumentError(absl::StrCat("not a searcher event: \"", absl::CHexEscape(text.substr(0, 200)), "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("not a searcher event: \"", absl::CHexEscape(text.substr(0, 200)), "\""));
   }
   return event;
 }
@@ -206,7 +212,8 @@ absl::Status Replay(const Config& config, const std::vector<JournalEntry>& journ
                     absl::string_view final_snapshot, int64_t* replayed) {
   *replayed = 0;
   if (journal.empty() || journal[0].call != "start") {
-    return absl::FailedPreconditionError("the journal does not begin with the searcher's first snapshot");
+    return absl::FailedPreconditionError(
+        "the journal does not begin with the searcher's first snapshot");
   }
   ASSIGN_OR_RETURN(auto searcher, NewSearcher(config));
   RETURN_IF_ERROR(searcher->Restore(journal[0].actions));
@@ -220,16 +227,17 @@ absl::Status Replay(const Config& config, const std::vector<JournalEntry>& journ
       got = ActionsText(searcher->Handle(event));
     }
     if (got != e.actions) {
-      return absl::FailedPreconditionError(absl::StrCat("journal entry ", i, " (", e.call.substr(0, 200),
-                                                        "): recorded \"", e.actions.substr(0, 300),
-                                                        "\", replay decided \"", got.substr(0, 300), "\""));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "journal entry ", i, " (", e.call.substr(0, 200), "): recorded \"",
+          e.actions.substr(0, 300), "\", replay decided \"", got.substr(0, 300), "\""));
     }
     ++*replayed;
   }
   if (searcher->Snapshot() != final_snapshot) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "every one of the ", *replayed, " decisions replays identically, but the replayed searcher's "
-        "state differs from the saved one"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("every one of the ", *replayed,
+                     " decisions replays identically, but the replayed searcher's "
+                     "state differs from the saved one"));
   }
   return absl::OkStatus();
 }

@@ -52,7 +52,8 @@ class ModelSampler : public Sampler {
   using Trial = History::Trial;
   // The next trial's parameters from the completed trials `done` (in index order) and those
   // still `running`.
-  virtual Params Model(std::vector<const Trial*> done, const std::vector<const Trial*>& running) = 0;
+  virtual Params Model(std::vector<const Trial*> done,
+                       const std::vector<const Trial*>& running) = 0;
   // A copy of this sampler, state and all.
   virtual std::shared_ptr<ModelSampler> Clone() const = 0;
   virtual int ModelLineCount() const { return 0; }

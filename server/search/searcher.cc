@@ -10,11 +10,11 @@
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "server/search/rng.h"
 #include "server/search/sampler.h"
 #include "server/search/stopping.h"
-#include "absl/strings/str_join.h"
 
 namespace rung::search {
 namespace {
@@ -42,7 +42,8 @@ ParamValue AxisValue(const Param& p, int64_t k) {
     case Param::Kind::kCategorical:
       return p.values[static_cast<size_t>(k)];
     case Param::Kind::kInt:
-      if (!p.grid_values.empty()) return static_cast<int64_t>(p.grid_values[static_cast<size_t>(k)]);
+      if (!p.grid_values.empty())
+        return static_cast<int64_t>(p.grid_values[static_cast<size_t>(k)]);
       return static_cast<int64_t>(p.min) + k;
     case Param::Kind::kFloat: {
       if (!p.grid_values.empty()) return p.grid_values[static_cast<size_t>(k)];
@@ -63,7 +64,8 @@ bool Active(const Param& p, const Params& chosen) {
   auto it = chosen.find(p.parent);
   if (it == chosen.end()) return false;
   const auto* v = std::get_if<std::string>(&it->second);
-  return v && std::find(p.parent_values.begin(), p.parent_values.end(), *v) != p.parent_values.end();
+  return v &&
+         std::find(p.parent_values.begin(), p.parent_values.end(), *v) != p.parent_values.end();
 }
 
 bool Fits(const Param& p, const ParamValue& v) {
@@ -147,8 +149,12 @@ class FixedSampler final : public Sampler {
  public:
   explicit FixedSampler(const Config& config) : fixed_(config.fixed) {}
   Params Next(int /*index*/) override { return fixed_; }
-  void Save(std::vector<std::string>* lines) const override { lines->push_back("fixed"); }  // no state
-  bool Load(const std::vector<std::string>& lines) override { return lines.size() == 1 && lines[0] == "fixed"; }
+  void Save(std::vector<std::string>* lines) const override {
+    lines->push_back("fixed");
+  }  // no state
+  bool Load(const std::vector<std::string>& lines) override {
+    return lines.size() == 1 && lines[0] == "fixed";
+  }
 
  private:
   const Params fixed_;
@@ -240,8 +246,9 @@ class ComposedSearcher final : public Searcher {
         }
         if (created_ >= config_.max_trials) break;
         if (rule_) rule_->OnCreate(created_);
-        Params params = want->adopt ? sampler_->Adopt(created_, want->proposal ? &*want->proposal : nullptr)
-                                    : sampler_->Next(created_);
+        Params params = want->adopt
+                            ? sampler_->Adopt(created_, want->proposal ? &*want->proposal : nullptr)
+                            : sampler_->Next(created_);
         actions.push_back(Create{created_, std::move(params),
                                  rule_ ? rule_->Budget(created_) : config_.resource_max});
         ++created_;
@@ -274,10 +281,9 @@ class ComposedSearcher final : public Searcher {
   }
 
   std::string Snapshot() const override {
-    std::vector<std::string> lines = {"searcher v2", absl::StrCat("created ", created_),
-                                      absl::StrCat("closed ", closed_),
-                                      absl::StrCat("done ", done_ ? 1 : 0),
-                                      absl::StrCat("paused ", paused_)};
+    std::vector<std::string> lines = {
+        "searcher v2", absl::StrCat("created ", created_), absl::StrCat("closed ", closed_),
+        absl::StrCat("done ", done_ ? 1 : 0), absl::StrCat("paused ", paused_)};
     std::vector<std::string> sampler_lines;
     sampler_->Save(&sampler_lines);
     for (auto& l : sampler_lines) lines.push_back(absl::StrCat("sampler ", l));
@@ -352,7 +358,8 @@ std::vector<size_t> ParetoFront(const std::vector<std::vector<double>>& points) 
   std::vector<size_t> front;
   for (size_t i = 0; i < points.size(); ++i) {
     bool dominated = false;
-    for (size_t j = 0; j < points.size() && !dominated; ++j) dominated = j != i && dominates(points[j], points[i]);
+    for (size_t j = 0; j < points.size() && !dominated; ++j)
+      dominated = j != i && dominates(points[j], points[i]);
     if (!dominated) front.push_back(i);
   }
   return front;
@@ -404,7 +411,8 @@ absl::StatusOr<std::unique_ptr<Searcher>> NewSearcher(const Config& config) {
       if (Rungs(c.resource_min, c.resource_max, c.stopping.reduction_factor, 0).empty()) {
         return absl::InvalidArgumentError(absl::StrCat(
             "early stopping needs a resource range with 0 < min < max and reduction_factor >= 2 "
-            "(got min ", c.resource_min, ", max ", c.resource_max, ", reduction_factor ",
+            "(got min ",
+            c.resource_min, ", max ", c.resource_max, ", reduction_factor ",
             c.stopping.reduction_factor, ")"));
       }
       rule = NewRungRule(c, c.stopping.rule == Stopping::Rule::kHyperband);

@@ -11,13 +11,13 @@
 
 #include <cstdint>
 #include <functional>
-#include <optional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <variant>
 #include <vector>
+#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
 
@@ -56,9 +56,9 @@ struct Stopping {
   // top 1/eta); true = promote mode (train to the rung's budget and pause; the best paused
   // trials of a rung are continued to the next one).
   bool promote = false;
-  int max_rungs = 0;         // asha, hyperband: 0 = every rung below the resource's max
-  int min_trials = 5;        // median: completed trials before it stops anything
-  double grace = 0;          // median: resource a trial gets before it can be stopped
+  int max_rungs = 0;   // asha, hyperband: 0 = every rung below the resource's max
+  int min_trials = 5;  // median: completed trials before it stops anything
+  double grace = 0;    // median: resource a trial gets before it can be stopped
 };
 
 struct Config {
@@ -67,10 +67,10 @@ struct Config {
   enum class Sampler { kRandom, kGrid, kTpe, kGp, kFixed };
   Sampler sampler = Sampler::kRandom;
   Params fixed;
-  int tpe_startup = 10;  // tpe, gp: random trials before the model takes over
+  int tpe_startup = 10;           // tpe, gp: random trials before the model takes over
   bool tpe_multivariate = false;  // tpe: model the unconditional parameters jointly
   bool gp_ucb = false;            // gp: the lower confidence bound rather than log EI
-  std::vector<Param> space;  // in spec order
+  std::vector<Param> space;       // in spec order
   Goal goal = Goal::kMinimize;
   int max_trials = 0;
   uint64_t seed = 0;
@@ -149,7 +149,7 @@ struct TrialClosed {
   int index = 0;
   Outcome outcome = Outcome::kCompleted;
   bool has_result = false;
-  double result = 0;   // the (first) objective's final value
+  double result = 0;            // the (first) objective's final value
   std::vector<double> results;  // several objectives: each one's, in Config::objectives order
   bool feasible = true;         // it completed within every constraint
 };

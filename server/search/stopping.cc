@@ -62,14 +62,14 @@ class RungRule final : public StoppingRule {
  public:
   RungRule(const Config& c, bool hyperband) : StoppingRule(c.resource_max), config_(c) {
     const auto& st = c.stopping;
-    int levels = static_cast<int>(Rungs(c.resource_min, c.resource_max, st.reduction_factor, 0).size());
+    int levels =
+        static_cast<int>(Rungs(c.resource_min, c.resource_max, st.reduction_factor, 0).size());
     // Hyperband's brackets start at each rung level and at max itself (that last bracket
     // runs its trials to max without stopping): s_max + 1 = levels + 1.
     const int brackets = hyperband ? levels + 1 : 1;
     const int s_max = brackets - 1;
     for (int b = 0; b < brackets; ++b) {
-      rungs_.push_back(
-          Rungs(c.resource_min, c.resource_max, st.reduction_factor, st.max_rungs, b));
+      rungs_.push_back(Rungs(c.resource_min, c.resource_max, st.reduction_factor, st.max_rungs, b));
       // Classic Hyperband: bracket s' = s_max - b starts ceil((s_max+1)/(s'+1) * eta^s') trials.
       const int sp = s_max - b;
       weight_.push_back(static_cast<int64_t>(std::ceil(
@@ -119,9 +119,9 @@ class RungRule final : public StoppingRule {
       const int better = CountBetter(values, r.value);
       if (better >= keep) {
         t.stopped = true;
-        return Stop{r.index, absl::StrCat(Where(t.bracket, k), ": ", Short(r.value),
-                                          " is not in the top 1/", eta, " of the ", n,
-                                          " results there (", better, " better)")};
+        return Stop{r.index,
+                    absl::StrCat(Where(t.bracket, k), ": ", Short(r.value), " is not in the top 1/",
+                                 eta, " of the ", n, " results there (", better, " better)")};
       }
     }
     return std::nullopt;
@@ -152,11 +152,11 @@ class RungRule final : public StoppingRule {
       RemoveWaiting(i, t);
       t.stopped = true;
       t.paused = false;
-      std::string why = t.next_rung == 0
-                            ? "it never reached its first rung"
-                            : absl::StrCat("not promoted past ", Where(t.bracket, t.next_rung - 1),
-                                           ": not in the top 1/", config_.stopping.reduction_factor,
-                                           " there");
+      std::string why =
+          t.next_rung == 0
+              ? "it never reached its first rung"
+              : absl::StrCat("not promoted past ", Where(t.bracket, t.next_rung - 1),
+                             ": not in the top 1/", config_.stopping.reduction_factor, " there");
       stops.push_back(Stop{i, absl::StrCat("the search ended; ", why)});
     }
     return stops;
@@ -181,7 +181,8 @@ class RungRule final : public StoppingRule {
       for (size_t k = 0; k < recorded_[b].size(); ++k) {
         if (recorded_[b][k].empty()) continue;
         std::string line = absl::StrCat("r ", b, " ", k);
-        for (const auto& [v, i] : recorded_[b][k]) absl::StrAppend(&line, " ", i, ":", DoubleText(v));
+        for (const auto& [v, i] : recorded_[b][k])
+          absl::StrAppend(&line, " ", i, ":", DoubleText(v));
         lines->push_back(std::move(line));
       }
     }
@@ -251,7 +252,8 @@ class RungRule final : public StoppingRule {
     return std::nullopt;
   }
   void AddWaiting(int index, const TrialState& t) {
-    if (auto e = PausedResult(index, t)) Insert(&waiting_[t.bracket][t.next_rung - 1], index, e->first);
+    if (auto e = PausedResult(index, t))
+      Insert(&waiting_[t.bracket][t.next_rung - 1], index, e->first);
   }
   void RemoveWaiting(int index, const TrialState& t) {
     if (t.next_rung == 0) return;
@@ -321,12 +323,12 @@ class RungRule final : public StoppingRule {
   }
 
   const Config config_;
-  std::vector<std::vector<double>> rungs_;  // per bracket
-  std::vector<int64_t> weight_, current_;   // bracket round robin
+  std::vector<std::vector<double>> rungs_;      // per bracket
+  std::vector<int64_t> weight_, current_;       // bracket round robin
   std::vector<std::vector<Results>> recorded_;  // [bracket][rung]
   // [bracket][rung]: results of the trials paused at that rung (derived, not saved).
   std::vector<std::vector<Results>> waiting_;
-  std::map<int, TrialState> trials_;        // open trials
+  std::map<int, TrialState> trials_;  // open trials
 };
 
 // ---------------------------------------------------------------------------------------
@@ -365,10 +367,10 @@ class MedianRule final : public StoppingRule {
     const double median = m % 2 ? averages[m / 2] : (averages[m / 2 - 1] + averages[m / 2]) / 2;
     if (!Better(config_.goal, median, best)) return std::nullopt;
     stopped_.insert(r.index);
-    return Stop{r.index, absl::StrCat("median rule at resource ", Short(r.resource),
-                                      ": best so far ", Short(best),
-                                      " is worse than the median ", Short(median),
-                                      " of the running averages of ", m, " completed trials")};
+    return Stop{r.index,
+                absl::StrCat("median rule at resource ", Short(r.resource), ": best so far ",
+                             Short(best), " is worse than the median ", Short(median),
+                             " of the running averages of ", m, " completed trials")};
   }
 
   void OnClosed(const TrialClosed& c) override {

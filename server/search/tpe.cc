@@ -94,7 +94,8 @@ struct Parzen {
   double LogPdf(double x) const {
     const double zp = (x - 0.5 * (lo + hi)) * inv_range;
     double sum = std::exp(-0.5 * zp * zp + prior_log_norm);
-    const size_t first = static_cast<size_t>(std::lower_bound(mu.begin(), mu.end(), x - window) - mu.begin());
+    const size_t first =
+        static_cast<size_t>(std::lower_bound(mu.begin(), mu.end(), x - window) - mu.begin());
     for (size_t i = first; i < mu.size() && mu[i] <= x + window; ++i) {
       const double z = (x - mu[i]) * inv_sigma[i];
       sum += std::exp(-0.5 * z * z + log_norm[i]);
@@ -184,9 +185,9 @@ class JointParzen {
  private:
   struct Dim {
     bool category = false;
-    double k = 0, log_hit = 0, log_miss = 0;            // categorical
+    double k = 0, log_hit = 0, log_miss = 0;               // categorical
     double lo = 0, hi = 1, sigma = 1, prior_log_norm = 0;  // numeric
-    std::vector<double> log_norm;                      // numeric, per trial
+    std::vector<double> log_norm;                          // numeric, per trial
   };
   const std::vector<Param>& space_;
   const std::vector<size_t> dims_;
@@ -206,14 +207,16 @@ class TpeSampler final : public ModelSampler {
   }
 
  private:
-  std::shared_ptr<ModelSampler> Clone() const override { return std::make_shared<TpeSampler>(*this); }
+  std::shared_ptr<ModelSampler> Clone() const override {
+    return std::make_shared<TpeSampler>(*this);
+  }
 
   Params Model(std::vector<const Trial*> done, const std::vector<const Trial*>& running) override {
     std::stable_sort(done.begin(), done.end(), [&](const Trial* a, const Trial* b) {
       return goal_ == Goal::kMaximize ? a->value > b->value : a->value < b->value;
     });
-    const size_t n_below =
-        std::min<size_t>(25, static_cast<size_t>(std::ceil(0.1 * static_cast<double>(done.size()))));
+    const size_t n_below = std::min<size_t>(
+        25, static_cast<size_t>(std::ceil(0.1 * static_cast<double>(done.size()))));
     std::vector<const Trial*> below(done.begin(), done.begin() + n_below);
     std::vector<const Trial*> above(done.begin() + n_below, done.end());
     above.insert(above.end(), running.begin(), running.end());  // the constant liar
@@ -235,7 +238,8 @@ class TpeSampler final : public ModelSampler {
     auto complete = [&](const std::vector<const Trial*>& trials) {
       std::vector<const Trial*> out;
       for (const Trial* t : trials) {
-        if (std::none_of(joint_.begin(), joint_.end(), [&](size_t j) { return std::isnan(t->values[j]); })) {
+        if (std::none_of(joint_.begin(), joint_.end(),
+                         [&](size_t j) { return std::isnan(t->values[j]); })) {
           out.push_back(t);
         }
       }

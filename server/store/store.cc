@@ -38,7 +38,9 @@ class RocksLogger : public rocksdb::Logger {
  public:
   RocksLogger() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
   using rocksdb::Logger::Logv;
-  void Logv(const char* format, va_list ap) override { Logv(rocksdb::InfoLogLevel::WARN_LEVEL, format, ap); }
+  void Logv(const char* format, va_list ap) override {
+    Logv(rocksdb::InfoLogLevel::WARN_LEVEL, format, ap);
+  }
   void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
     if (level < GetInfoLogLevel()) return;
     char buf[1024];
@@ -50,7 +52,8 @@ class RocksLogger : public rocksdb::Logger {
 };
 
 absl::Status Closed() {
-  return absl::UnavailableError("store: the database is closed while rungd recovers from a failed write");
+  return absl::UnavailableError(
+      "store: the database is closed while rungd recovers from a failed write");
 }
 
 std::string JournalPrefix(const std::string& exp) { return absl::StrCat("j/", exp, "/"); }
@@ -80,23 +83,27 @@ class RocksStore final : public Store {
   bool group_commit() const override { return options_.group_commit; }
   uint64_t LastWrite() const override;
   uint64_t Durable() const override;
-  void SetDurableCallback(std::function<void(uint64_t durable, const absl::Status& error)> fn) override;
+  void SetDurableCallback(
+      std::function<void(uint64_t durable, const absl::Status& error)> fn) override;
   absl::StatusOr<Space> FreeSpace() const override;
   absl::Status Recover() override;
   uint64_t SizeOnDisk() const override;
   absl::Status Checkpoint(const std::string& dir) override;
   absl::StatusOr<int64_t> GetNextExperiment() override;
   absl::Status ForEachExperiment(const std::function<void(v1::Experiment)>& fn) override;
-  absl::Status ForEachTrial(const std::string& experiment_id, const std::function<void(v1::Trial)>& fn) override;
+  absl::Status ForEachTrial(const std::string& experiment_id,
+                            const std::function<void(v1::Trial)>& fn) override;
   absl::Status ForEachWorker(const std::function<void(v1::Worker)>& fn) override;
   absl::StatusOr<std::vector<v1::MetricReport>> GetReports(const std::string& trial_id) override;
   absl::StatusOr<std::string> GetSearcherState(const std::string& experiment_id) override;
-  absl::Status GetJournal(const std::string& experiment_id, std::vector<std::pair<std::string, std::string>>* entries,
+  absl::Status GetJournal(const std::string& experiment_id,
+                          std::vector<std::pair<std::string, std::string>>* entries,
                           std::string* snapshot) override;
   absl::StatusOr<int64_t> JournalEnd(const std::string& experiment_id) override;
 
  private:
-  absl::Status Scan(const std::string& prefix, const std::function<absl::Status(const std::string&)>& fn);
+  absl::Status Scan(const std::string& prefix,
+                    const std::function<absl::Status(const std::string&)>& fn);
   void SyncLoop();
 
   // Shared by every use of db_, exclusive while Recover() opens it again.
@@ -146,15 +153,17 @@ void Store::Batch::PutReport(const v1::MetricReport& r) {
   wb_->Put(absl::StrFormat("m/%s/%08d/%04d/%010d", exp, index, r.attempt(), r.seq()),
            r.SerializeAsString());
 }
-void Store::Batch::PutSearcherState(const std::string& experiment_id,
-                                    const std::string& snapshot) {
+void Store::Batch::PutSearcherState(const std::string& experiment_id, const std::string& snapshot) {
   wb_->Put("s/" + experiment_id, snapshot);
 }
-void Store::Batch::PutJournal(const std::string& experiment_id, int64_t seq, const std::string& call,
-                              const std::string& answer) {
-  wb_->Put(absl::StrFormat("%s%012d", JournalPrefix(experiment_id), seq), absl::StrCat(call, "\n", answer));
+void Store::Batch::PutJournal(const std::string& experiment_id, int64_t seq,
+                              const std::string& call, const std::string& answer) {
+  wb_->Put(absl::StrFormat("%s%012d", JournalPrefix(experiment_id), seq),
+           absl::StrCat(call, "\n", answer));
 }
-void Store::Batch::PutWorker(const v1::Worker& w) { wb_->Put("w/" + w.id(), w.SerializeAsString()); }
+void Store::Batch::PutWorker(const v1::Worker& w) {
+  wb_->Put("w/" + w.id(), w.SerializeAsString());
+}
 void Store::Batch::PutNextExperiment(int64_t next) {
   wb_->Put("meta/next_experiment", absl::StrCat(next));
 }
@@ -172,11 +181,13 @@ static absl::StatusOr<rocksdb::DB*> OpenDb(const std::string& dir) {
   // a preallocated WAL runs out.
   options.allow_fallocate = false;
   rocksdb::DB* db = nullptr;
-  RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(options, dir, &db), absl::StrCat("store: opening ", dir)));
+  RETURN_IF_ERROR(
+      FromRocks(rocksdb::DB::Open(options, dir, &db), absl::StrCat("store: opening ", dir)));
   return db;
 }
 
-RocksStore::RocksStore(rocksdb::DB* db, std::string dir, Options options) : db_(db), dir_(std::move(dir)), options_(options) {
+RocksStore::RocksStore(rocksdb::DB* db, std::string dir, Options options)
+    : db_(db), dir_(std::move(dir)), options_(options) {
   if (options_.group_commit) syncer_ = std::thread([this] { SyncLoop(); });
 }
 
@@ -189,13 +200,15 @@ RocksStore::~RocksStore() {
 }
 
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir, Options store_options) {
-  ASSIGN_OR_RETURN(rocksdb::DB* db, OpenDb(dir));
+  ASSIGN_OR_RETURN(rocksdb::DB * db, OpenDb(dir));
   auto store = std::make_unique<RocksStore>(db, dir, store_options);
   if (auto space = store->FreeSpace(); space.ok() && space->volume < kMinDataVolume) {
     Log(LogLevel::kWarning,
-        absl::StrCat("the volume of ", dir, " holds ", Mebibytes(space->volume), "; rungd needs at least ",
-                     Mebibytes(kMinDataVolume), " for its write-ahead log, tables and compactions, and may refuse "
-                     "changes for lack of room (it resumes once ", Mebibytes(space->resume), " are free)"));
+        absl::StrCat("the volume of ", dir, " holds ", Mebibytes(space->volume),
+                     "; rungd needs at least ", Mebibytes(kMinDataVolume),
+                     " for its write-ahead log, tables and compactions, and may refuse "
+                     "changes for lack of room (it resumes once ",
+                     Mebibytes(space->resume), " are free)"));
   }
   return std::unique_ptr<Store>(std::move(store));
 }
@@ -206,7 +219,8 @@ absl::Status RocksStore::Write(Batch* batch, bool durable) {
   absl::ReaderMutexLock open(&db_mu_);
   // One writer at a time, so that tickets follow the WAL's order.
   absl::MutexLock l(&mu_);
-  if (failed_ || db_ == nullptr) return absl::UnavailableError("store: an earlier write failed and the store has not recovered");
+  if (failed_ || db_ == nullptr)
+    return absl::UnavailableError("store: an earlier write failed and the store has not recovered");
   absl::Status s = FromRocks(db_->Write(wo, Rep(batch)), "store: write");
   if (!s.ok()) {
     failed_ = true;
@@ -225,14 +239,17 @@ absl::Status RocksStore::Sync() {
   uint64_t upto;
   {
     absl::MutexLock l(&mu_);
-    if (failed_) return absl::UnavailableError("store: an earlier write failed and the store has not recovered");
+    if (failed_)
+      return absl::UnavailableError(
+          "store: an earlier write failed and the store has not recovered");
     upto = written_;
     if (synced_ >= upto) return absl::OkStatus();
   }
   absl::Status s;
   {
     absl::ReaderMutexLock open(&db_mu_);
-    s = db_ == nullptr ? Closed() : FromRocks(db_->SyncWAL(), "store: fsync of the write-ahead log");
+    s = db_ == nullptr ? Closed()
+                       : FromRocks(db_->SyncWAL(), "store: fsync of the write-ahead log");
   }
   absl::MutexLock l(&mu_);
   if (!s.ok()) {
@@ -294,13 +311,16 @@ void RocksStore::SyncLoop() {
   }
 }
 
-std::string Mebibytes(uint64_t bytes) { return absl::StrFormat("%.1f MiB", static_cast<double>(bytes) / (1 << 20)); }
+std::string Mebibytes(uint64_t bytes) {
+  return absl::StrFormat("%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+}
 
 absl::StatusOr<Store::Space> RocksStore::FreeSpace() const {
   namespace fs = std::filesystem;
   std::error_code ec;
   const fs::space_info info = fs::space(dir_, ec);
-  if (ec) return absl::UnavailableError(absl::StrCat("store: free space of ", dir_, ": ", ec.message()));
+  if (ec)
+    return absl::UnavailableError(absl::StrCat("store: free space of ", dir_, ": ", ec.message()));
   Space out;
   out.volume = info.capacity;
   out.free = info.available;
@@ -325,10 +345,11 @@ absl::Status RocksStore::Recover() {
   // again, keep the open database for reads.
   ASSIGN_OR_RETURN(const Space space, FreeSpace());
   if (space.free < space.resume) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "store: ", Mebibytes(space.free), " free in ", dir_, "; rungd resumes once ", Mebibytes(space.resume),
-        " are free (what RocksDB writes to open the database again, and 1% of the ", Mebibytes(space.volume),
-        " volume)"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("store: ", Mebibytes(space.free), " free in ", dir_, "; rungd resumes once ",
+                     Mebibytes(space.resume),
+                     " are free (what RocksDB writes to open the database again, and 1% of the ",
+                     Mebibytes(space.volume), " volume)"));
   }
   absl::WriterMutexLock open(&db_mu_);
   absl::MutexLock l(&mu_);
@@ -336,7 +357,7 @@ absl::Status RocksStore::Recover() {
     db_->Close().PermitUncheckedError();
     db_.reset();
   }
-  ASSIGN_OR_RETURN(rocksdb::DB* db, OpenDb(dir_));
+  ASSIGN_OR_RETURN(rocksdb::DB * db, OpenDb(dir_));
   db_.reset(db);
   rocksdb::WriteBatch probe;
   probe.Put("meta/probe", absl::StrCat(absl::ToUnixMillis(absl::Now())));
@@ -351,8 +372,8 @@ absl::Status RocksStore::Recover() {
 uint64_t RocksStore::SizeOnDisk() const {
   uint64_t bytes = 0;
   std::error_code ec;
-  for (auto it = std::filesystem::recursive_directory_iterator(dir_, ec); !ec && it != std::filesystem::end(it);
-       it.increment(ec)) {
+  for (auto it = std::filesystem::recursive_directory_iterator(dir_, ec);
+       !ec && it != std::filesystem::end(it); it.increment(ec)) {
     std::error_code size_ec;
     const uintmax_t n = it->is_regular_file(size_ec) ? it->file_size(size_ec) : 0;
     if (!size_ec) bytes += n;
@@ -367,7 +388,8 @@ absl::Status RocksStore::Checkpoint(const std::string& dir) {
   RETURN_IF_ERROR(FromRocks(rocksdb::Checkpoint::Create(db_.get(), &raw), "store: checkpoint"));
   std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
   // log_size_for_flush 0: flush the memtable first, so the copy needs no WAL replay.
-  return FromRocks(checkpoint->CreateCheckpoint(dir, 0), absl::StrCat("store: checkpoint to ", dir));
+  return FromRocks(checkpoint->CreateCheckpoint(dir, 0),
+                   absl::StrCat("store: checkpoint to ", dir));
 }
 
 absl::StatusOr<int64_t> RocksStore::GetNextExperiment() {
@@ -378,12 +400,13 @@ absl::StatusOr<int64_t> RocksStore::GetNextExperiment() {
   if (s.IsNotFound()) return 1;
   RETURN_IF_ERROR(FromRocks(s, "store: meta/next_experiment"));
   int64_t n;
-  if (!absl::SimpleAtoi(v, &n)) return absl::DataLossError("store: unreadable meta/next_experiment");
+  if (!absl::SimpleAtoi(v, &n))
+    return absl::DataLossError("store: unreadable meta/next_experiment");
   return n;
 }
 
 absl::Status RocksStore::Scan(const std::string& prefix,
-                         const std::function<absl::Status(const std::string&)>& fn) {
+                              const std::function<absl::Status(const std::string&)>& fn) {
   absl::ReaderMutexLock open(&db_mu_);
   if (db_ == nullptr) return Closed();
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
@@ -403,7 +426,7 @@ absl::Status RocksStore::ForEachExperiment(const std::function<void(v1::Experime
 }
 
 absl::Status RocksStore::ForEachTrial(const std::string& experiment_id,
-                                 const std::function<void(v1::Trial)>& fn) {
+                                      const std::function<void(v1::Trial)>& fn) {
   return Scan(absl::StrCat("t/", experiment_id, "/"), [&](const std::string& v) {
     v1::Trial t;
     RETURN_IF_ERROR(ParseValue(v, "trial", &t));
@@ -447,7 +470,8 @@ absl::StatusOr<std::string> RocksStore::GetSearcherState(const std::string& expe
 }
 
 absl::Status RocksStore::GetJournal(const std::string& experiment_id,
-                              std::vector<std::pair<std::string, std::string>>* entries, std::string* snapshot) {
+                                    std::vector<std::pair<std::string, std::string>>* entries,
+                                    std::string* snapshot) {
   absl::ReaderMutexLock open(&db_mu_);
   if (db_ == nullptr) return Closed();
   const rocksdb::Snapshot* at = db_->GetSnapshot();
@@ -461,7 +485,8 @@ absl::Status RocksStore::GetJournal(const std::string& experiment_id,
     const std::string v = it->value().ToString();
     const size_t nl = v.find('\n');
     if (nl == std::string::npos) {
-      s = absl::DataLossError(absl::StrCat("store: unreadable journal entry ", it->key().ToString()));
+      s = absl::DataLossError(
+          absl::StrCat("store: unreadable journal entry ", it->key().ToString()));
     } else {
       entries->emplace_back(v.substr(0, nl), v.substr(nl + 1));
     }
@@ -481,7 +506,8 @@ absl::StatusOr<int64_t> RocksStore::JournalEnd(const std::string& experiment_id)
   if (it->Valid() && it->key().starts_with(prefix)) {
     int64_t seq;
     if (!absl::SimpleAtoi(it->key().ToString().substr(prefix.size()), &seq)) {
-      return absl::DataLossError(absl::StrCat("store: unreadable journal key ", it->key().ToString()));
+      return absl::DataLossError(
+          absl::StrCat("store: unreadable journal key ", it->key().ToString()));
     }
     return seq + 1;
   }

@@ -71,7 +71,9 @@ class Store {
   // Opens (creating when missing) the RocksDB database in `dir`. FAILED_PRECONDITION when
   // another process holds it.
   static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& dir, Options options);
-  static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& dir) { return Open(dir, Options()); }
+  static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& dir) {
+    return Open(dir, Options());
+  }
   virtual ~Store() = default;
 
   // Applies `batch` atomically, appending it to the write-ahead log. UNAVAILABLE (with
@@ -92,7 +94,8 @@ class Store {
   // Group commit: `fn` is called from the syncer thread after each fsync with the highest
   // durable ticket, or with the error when the fsync failed. Null stops the calls; it waits
   // for a call in progress to return, so a caller may clear it and then go away.
-  virtual void SetDurableCallback(std::function<void(uint64_t durable, const absl::Status& error)> fn) = 0;
+  virtual void SetDurableCallback(
+      std::function<void(uint64_t durable, const absl::Status& error)> fn) = 0;
 
   // Room on the data folder's volume, in bytes.
   struct Space {
@@ -121,7 +124,8 @@ class Store {
   // Reads; thread-safe.
   virtual absl::StatusOr<int64_t> GetNextExperiment() = 0;
   virtual absl::Status ForEachExperiment(const std::function<void(v1::Experiment)>& fn) = 0;
-  virtual absl::Status ForEachTrial(const std::string& experiment_id, const std::function<void(v1::Trial)>& fn) = 0;
+  virtual absl::Status ForEachTrial(const std::string& experiment_id,
+                                    const std::function<void(v1::Trial)>& fn) = 0;
   virtual absl::Status ForEachWorker(const std::function<void(v1::Worker)>& fn) = 0;
   // Every report of the trial, all attempts, in (attempt, seq) order.
   virtual absl::StatusOr<std::vector<v1::MetricReport>> GetReports(const std::string& trial_id) = 0;
@@ -144,7 +148,9 @@ class Store {
 class StoreWrapper : public Store {
  public:
   explicit StoreWrapper(Store* target) : target_(target) {}
-  absl::Status Write(Batch* batch, bool durable = false) override { return target_->Write(batch, durable); }
+  absl::Status Write(Batch* batch, bool durable = false) override {
+    return target_->Write(batch, durable);
+  }
   absl::Status Sync() override { return target_->Sync(); }
   bool group_commit() const override { return target_->group_commit(); }
   uint64_t LastWrite() const override { return target_->LastWrite(); }
@@ -160,17 +166,21 @@ class StoreWrapper : public Store {
   absl::Status ForEachExperiment(const std::function<void(v1::Experiment)>& fn) override {
     return target_->ForEachExperiment(fn);
   }
-  absl::Status ForEachTrial(const std::string& experiment_id, const std::function<void(v1::Trial)>& fn) override {
+  absl::Status ForEachTrial(const std::string& experiment_id,
+                            const std::function<void(v1::Trial)>& fn) override {
     return target_->ForEachTrial(experiment_id, fn);
   }
-  absl::Status ForEachWorker(const std::function<void(v1::Worker)>& fn) override { return target_->ForEachWorker(fn); }
+  absl::Status ForEachWorker(const std::function<void(v1::Worker)>& fn) override {
+    return target_->ForEachWorker(fn);
+  }
   absl::StatusOr<std::vector<v1::MetricReport>> GetReports(const std::string& trial_id) override {
     return target_->GetReports(trial_id);
   }
   absl::StatusOr<std::string> GetSearcherState(const std::string& experiment_id) override {
     return target_->GetSearcherState(experiment_id);
   }
-  absl::Status GetJournal(const std::string& experiment_id, std::vector<std::pair<std::string, std::string>>* entries,
+  absl::Status GetJournal(const std::string& experiment_id,
+                          std::vector<std::pair<std::string, std::string>>* entries,
                           std::string* snapshot) override {
     return target_->GetJournal(experiment_id, entries, snapshot);
   }

@@ -1,8 +1,8 @@
 // libFuzzer target: the spec parser and validator on arbitrary bytes. Any input must give a
 // spec or an INVALID_ARGUMENT, never a crash, a hang or a sanitizer report; an accepted spec
 // must make a searcher that can hand out trials.
-#include <cstddef>
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 

@@ -11,8 +11,8 @@
 
 #include "common/clock.h"
 #include "common/log.h"
-#include "server/spec/spec.h"
 #include "server/schedule/controller.h"
+#include "server/spec/spec.h"
 #include "server/store/store.h"
 
 namespace {
@@ -52,7 +52,8 @@ budget: {max_trials: 1000000, max_concurrent: 4}
 trial: {command: [train], max_restarts: 3}
 )",
                                     "/base");
-    controller->CreateExperiment(spec.value(), "", [](absl::StatusOr<rung::v1::Experiment> e) { e.value(); });
+    controller->CreateExperiment(spec.value(), "",
+                                 [](absl::StatusOr<rung::v1::Experiment> e) { e.value(); });
     Register();
   }
 

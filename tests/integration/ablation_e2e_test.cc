@@ -30,7 +30,9 @@ components:
   groups: {attention: [attn1, attn2]}
 repeats: 3
 trial:
-  command: [/usr/bin/python3, )", SourceDir(), R"(/tests/integration/ablation_trial.py, --lr, "{lr}"]
+  command: [/usr/bin/python3, )",
+                                      SourceDir(),
+                                      R"(/tests/integration/ablation_trial.py, --lr, "{lr}"]
 )");
   CliRun submit = Rung(c, "submit " + spec);
   ASSERT_EQ(submit.code, 0) << submit.out;
@@ -46,7 +48,8 @@ trial:
     workers.insert(t.worker_id());
   }
   EXPECT_EQ(workers.size(), 2u);
-  EXPECT_EQ(trials[1].ablation(), R"({"kind": "feature", "name": "floors", "dropped": ["floors"]})");
+  EXPECT_EQ(trials[1].ablation(),
+            R"({"kind": "feature", "name": "floors", "dropped": ["floors"]})");
   EXPECT_EQ(trials[17].seed(), 3);
 
   CliRun table = Rung(c, "ablation e1");
@@ -55,7 +58,9 @@ trial:
   const std::string out = table.out;
   auto row = [&](const std::string& name) {
     size_t at = out.find(" " + name + " ");
-    return at == std::string::npos ? std::string() : out.substr(out.rfind('\n', at) + 1, out.find('\n', at) - out.rfind('\n', at) - 1);
+    return at == std::string::npos
+               ? std::string()
+               : out.substr(out.rfind('\n', at) + 1, out.find('\n', at) - out.rfind('\n', at) - 1);
   };
   EXPECT_THAT(row("area"), ::testing::StartsWith("1 ")) << out;
   EXPECT_THAT(row("attention"), ::testing::StartsWith("2 ")) << out;

@@ -8,11 +8,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
-#include "absl/synchronization/notification.h"
 #include "grpcpp/generic/generic_stub.h"
-#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/integration/cluster.h"
 
@@ -97,15 +97,18 @@ trial: {command: [sh, train.sh]}
   EXPECT_THAT(metrics, HasSubstr("rung_workers_connected 1"));
   EXPECT_THAT(metrics, HasSubstr("rung_slots{state=\"free\"} 2"));
   EXPECT_THAT(metrics, HasSubstr("rung_metric_reports_received_total 3"));
-  EXPECT_THAT(metrics, HasSubstr(
-      "rung_rpcs_total{code=\"INVALID_ARGUMENT\",method=\"ExperimentService.CreateExperiment\"} 1"));
+  EXPECT_THAT(metrics, HasSubstr("rung_rpcs_total{code=\"INVALID_ARGUMENT\",method="
+                                 "\"ExperimentService.CreateExperiment\"} 1"));
   EXPECT_THAT(metrics, HasSubstr("# TYPE rung_rpcs_total counter"));
   EXPECT_THAT(metrics, HasSubstr("rung_build_info{version=\"0.1.0\"} 1"));
   EXPECT_THAT(metrics, HasSubstr("rung_slot_utilisation 0\n"));  // nothing runs now
   EXPECT_THAT(metrics, HasSubstr("rung_trials_stopped_early_total 0"));
   EXPECT_THAT(metrics, HasSubstr("# TYPE rung_rpc_duration_seconds histogram"));
   // Every CreateExperiment so far (2) was timed, whatever its status.
-  EXPECT_THAT(metrics, HasSubstr("rung_rpc_duration_seconds_count{method=\"ExperimentService.CreateExperiment\"} 2"));
+  EXPECT_THAT(
+      metrics,
+      HasSubstr(
+          "rung_rpc_duration_seconds_count{method=\"ExperimentService.CreateExperiment\"} 2"));
   const size_t size_at = metrics.find("\nrung_store_size_bytes ");
   ASSERT_NE(size_at, std::string::npos);
   EXPECT_GT(std::stod(metrics.substr(size_at + strlen("\nrung_store_size_bytes "))), 0);
@@ -139,16 +142,17 @@ TEST(CliTest, StandardHealthServiceAnswersServing) {
 
 TEST(RungdTest, ConfigFileSetsFlagsAndFlagsWin) {
   TempDir dir;
-  WriteFile(dir.Sub("rungd.yaml"), absl::StrCat("listen: 127.0.0.1:0\nmetrics-listen: 127.0.0.1:0\n",
-                                                "data-dir: ", dir.Sub("from-config"), "\n",
-                                                "lease-timeout: 1m\nlog-level: warning\n"));
+  WriteFile(dir.Sub("rungd.yaml"),
+            absl::StrCat("listen: 127.0.0.1:0\nmetrics-listen: 127.0.0.1:0\n", "data-dir: ",
+                         dir.Sub("from-config"), "\n", "lease-timeout: 1m\nlog-level: warning\n"));
   SpawnOptions o;
   o.argv = {BinDir() + "/server/rungd", "--config", dir.Sub("rungd.yaml")};
   o.env = CurrentEnvironment();
   o.stderr_path = dir.Sub("err.log");
   auto p = Subprocess::Spawn(o);
   ASSERT_TRUE(p.ok());
-  EXPECT_THAT(WaitForLine(p->get(), "listening on"), HasSubstr("data in " + dir.Sub("from-config")));
+  EXPECT_THAT(WaitForLine(p->get(), "listening on"),
+              HasSubstr("data in " + dir.Sub("from-config")));
   p->reset();
 
   o.argv.push_back("--data-dir");
@@ -224,7 +228,9 @@ TEST(CliTest, SortedTrialsExportCompletionHelpAndExitCodes) {
   std::string dir = c.dir().Sub("spec");
   std::filesystem::create_directories(dir);
   // loss = |x - 3|, and a second metric, speed = x, that is not an objective.
-  WriteFile(dir + "/train.sh", "d=$(( $1 > 3 ? $1 - 3 : 3 - $1 )); echo \"@rung {\\\"loss\\\": $d, \\\"speed\\\": $1}\"\n");
+  WriteFile(
+      dir + "/train.sh",
+      "d=$(( $1 > 3 ? $1 - 3 : 3 - $1 )); echo \"@rung {\\\"loss\\\": $d, \\\"speed\\\": $1}\"\n");
   WriteFile(dir + "/grid.yaml", R"(
 name: sorted
 objective: {metric: loss, goal: minimize}
@@ -243,7 +249,8 @@ trial:
   CliRun top = Rung(c, "trials e1 --sort loss --top 2");
   EXPECT_EQ(top.code, 0) << top.out;
   EXPECT_EQ(std::count(top.out.begin(), top.out.end(), '\n'), 3) << top.out;  // header and 2 trials
-  EXPECT_LT(top.out.find("e1-3 "), top.out.find("e1-2 ")) << top.out;           // loss 0, then 1 (e1-2 before e1-4)
+  EXPECT_LT(top.out.find("e1-3 "), top.out.find("e1-2 "))
+      << top.out;  // loss 0, then 1 (e1-2 before e1-4)
   CliRun speed = Rung(c, "-o json trials e1 --sort -speed --top 1");
   EXPECT_THAT(speed.out, HasSubstr("\"e1-5\""));
   EXPECT_THAT(speed.out, ::testing::Not(HasSubstr("\"e1-4\"")));
@@ -253,12 +260,12 @@ trial:
   EXPECT_EQ(csv.code, 0) << csv.out;
   std::vector<std::string> lines = absl::StrSplit(csv.out, '\n', absl::SkipEmpty());
   ASSERT_EQ(lines.size(), 6u) << csv.out;
-  EXPECT_EQ(lines[0], "trial,state,attempt,worker,result,param.opt,param.x,metric.loss,metric.speed");
+  EXPECT_EQ(lines[0],
+            "trial,state,attempt,worker,result,param.opt,param.x,metric.loss,metric.speed");
   EXPECT_EQ(lines[3], "e1-3,completed,1,w1,0,\"sgd, momentum\",3,0,3");
   CliRun json = Rung(c, "export e1 --format json");
   google::protobuf::ListValue list;
-  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json.out, &list).ok())
-      << json.out;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json.out, &list).ok()) << json.out;
   ASSERT_EQ(list.values_size(), 5);
   EXPECT_EQ(list.values(4).struct_value().fields().at("metric.speed").number_value(), 5);
   EXPECT_EQ(list.values(4).struct_value().fields().at("param.opt").string_value(), "sgd, momentum");
@@ -269,8 +276,12 @@ trial:
   EXPECT_THAT(completion.out, HasSubstr("complete -o default -F _rung rung"));
   EXPECT_THAT(completion.out, HasSubstr("trials) words=\"--help --sort --top\""));
   WriteFile(dir + "/completion.bash", completion.out);
-  EXPECT_EQ(system(("bash -c 'source " + dir + "/completion.bash && complete -p rung' >/dev/null").c_str()), 0);
-  for (const char* cmd : {"submit", "trials", "export", "watch", "best", "cancel", "logs", "admin backup"}) {
+  EXPECT_EQ(
+      system(
+          ("bash -c 'source " + dir + "/completion.bash && complete -p rung' >/dev/null").c_str()),
+      0);
+  for (const char* cmd :
+       {"submit", "trials", "export", "watch", "best", "cancel", "logs", "admin backup"}) {
     CliRun help = Rung(c, absl::StrCat(cmd, " --help"));
     EXPECT_EQ(help.code, 0) << cmd;
     EXPECT_THAT(help.out, HasSubstr("Example:\n  rung ")) << cmd;
@@ -291,7 +302,7 @@ trial: {command: [sh, -c, "sleep 0.5; echo '@rung {\"loss\": {x}}'"], workdir: .
   char buf[4096];
   for (size_t n; (n = fread(buf, 1, sizeof(buf), f)) > 0;) screen.append(buf, n);
   EXPECT_EQ(WEXITSTATUS(pclose(f)), 0) << screen;
-  EXPECT_THAT(screen, HasSubstr("\033[J"));           // frames drawn in place
+  EXPECT_THAT(screen, HasSubstr("\033[J"));            // frames drawn in place
   EXPECT_THAT(screen, HasSubstr("TRIAL      STATE"));  // with the running trials' table
   EXPECT_THAT(screen, HasSubstr("completed 4/4"));
 
@@ -317,8 +328,9 @@ trial: {command: [no-such-trainer-rung], workdir: ., max_restarts: 0}
   CliRun logs = Rung(c, "logs e1-1");
   EXPECT_EQ(logs.code, 1) << logs.out;
   // rungd's reason, not "has not started yet".
-  EXPECT_THAT(logs.out, HasSubstr("rung: trial e1-1 never started, so it has no logs: could not start: "
-                                  "no-such-trainer-rung"));
+  EXPECT_THAT(logs.out,
+              HasSubstr("rung: trial e1-1 never started, so it has no logs: could not start: "
+                        "no-such-trainer-rung"));
   EXPECT_THAT(logs.out, HasSubstr("No such file or directory"));
   EXPECT_THAT(logs.out, ::testing::Not(HasSubstr("has not started yet")));
 }
@@ -338,10 +350,12 @@ TEST(CliTest, ASpecOverTheSizeLimitIsRefusedBeforeItIsSent) {
     ASSERT_EQ(std::filesystem::file_size(spec), size);
     CliRun submit = Rung(c, "submit " + spec);
     EXPECT_EQ(submit.code, 1) << submit.out;
-    EXPECT_EQ(submit.out, absl::StrCat("rung: ", spec, ": spec: ", size, " bytes of YAML; at most 1048576\n"));
+    EXPECT_EQ(submit.out,
+              absl::StrCat("rung: ", spec, ": spec: ", size, " bytes of YAML; at most 1048576\n"));
   }
   // rungd never saw them.
-  EXPECT_THAT(HttpGet(c.metrics_url()), ::testing::Not(HasSubstr("ExperimentService.CreateExperiment")));
+  EXPECT_THAT(HttpGet(c.metrics_url()),
+              ::testing::Not(HasSubstr("ExperimentService.CreateExperiment")));
   // One byte less goes through to rungd.
   WriteFile(spec, head + std::string(1048576 - head.size() - 1, 'x') + "\n");
   CliRun ok = Rung(c, "submit " + spec);

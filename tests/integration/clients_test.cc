@@ -22,7 +22,8 @@ TEST(PythonClientTest, PipInstallsItOfflineAndItDrivesARealRungd) {
   CliRun made = Sh("/usr/bin/python3 -m venv --system-site-packages " + venv);
   ASSERT_EQ(made.code, 0) << made.out;
   // --no-index: nothing may come from the network, build tools included.
-  CliRun pip = Sh(absl::StrCat(venv, "/bin/pip install --no-index --no-cache-dir ", SourceDir(), "/client/python"));
+  CliRun pip = Sh(absl::StrCat(venv, "/bin/pip install --no-index --no-cache-dir ", SourceDir(),
+                               "/client/python"));
   ASSERT_EQ(pip.code, 0) << pip.out;
   EXPECT_NE(pip.out.find("Successfully installed rung"), std::string::npos) << pip.out;
 
@@ -49,8 +50,8 @@ TEST(PythonClientTest, PipInstallsItOfflineAndItDrivesARealRungd) {
   std::ofstream(flags + "/connected").close();
   CliRun reconnect;
   std::thread script([&] {
-    reconnect = Sh(absl::StrCat(venv, "/bin/python ", SourceDir(), "/tests/integration/python_reconnect.py ",
-                                c.addr(), " ", flags));
+    reconnect = Sh(absl::StrCat(venv, "/bin/python ", SourceDir(),
+                                "/tests/integration/python_reconnect.py ", c.addr(), " ", flags));
   });
   ASSERT_NE(WaitForFileLine(flags + "/connected", "connected"), "");
   const int port = c.port();
@@ -58,22 +59,25 @@ TEST(PythonClientTest, PipInstallsItOfflineAndItDrivesARealRungd) {
   std::ofstream(flags + "/killed").close();
   std::this_thread::sleep_for(std::chrono::seconds(3));  // long enough for gRPC's backoff to grow
   c.StartRungd(port);
-  const double serving = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  const double serving =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   script.join();
   EXPECT_EQ(reconnect.code, 0) << reconnect.out;
   EXPECT_NE(reconnect.out.find("python reconnect: OK"), std::string::npos) << reconnect.out;
   const size_t at = reconnect.out.find("through at ");
   ASSERT_NE(at, std::string::npos) << reconnect.out;
   // A figure for the record, not a check: the time it took depends on the machine's load.
-  std::cout << absl::StrFormat("reconnect: the Python client got through %.3f s after rungd served again\n",
-                               std::stod(reconnect.out.substr(at + 11)) - serving);
+  std::cout << absl::StrFormat(
+      "reconnect: the Python client got through %.3f s after rungd served again\n",
+      std::stod(reconnect.out.substr(at + 11)) - serving);
 }
 
 TEST(CppClientTest, AnOutsideProjectFindsTheInstalledLibraryAndRunsAskAndTell) {
   Cluster c;
   c.StartRungd();
   const std::string prefix = c.dir().Sub("prefix"), build = c.dir().Sub("example");
-  CliRun install = Sh(absl::StrCat("cmake --install ", BinDir(), " --component dev --prefix ", prefix));
+  CliRun install =
+      Sh(absl::StrCat("cmake --install ", BinDir(), " --component dev --prefix ", prefix));
   ASSERT_EQ(install.code, 0) << install.out;
   // The example's own CMakeLists: find_package(rung) and rung::client, nothing from the tree.
   std::string flags;
@@ -87,7 +91,8 @@ TEST(CppClientTest, AnOutsideProjectFindsTheInstalledLibraryAndRunsAskAndTell) {
   ASSERT_EQ(compile.code, 0) << compile.out;
   CliRun run = Sh(absl::StrCat(build, "/ask_tell ", c.addr()));
   ASSERT_EQ(run.code, 0) << run.out;
-  EXPECT_NE(run.out.find("experiment e1 completed after 20 trials; best e1-"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("experiment e1 completed after 20 trials; best e1-"), std::string::npos)
+      << run.out;
   // rungd holds what the program did: 20 trials completed by its client, each with 3 reports.
   auto trials = c.Trials("e1");
   ASSERT_EQ(trials.size(), 20u);
@@ -140,7 +145,8 @@ repeats: 3
     for (const Trial& t : *trials) {
       double loss = 0.5 + 0.01 * ((t.index * 7) % 5);  // a spread between runs, for the t-test
       for (const auto& [part, c] : cost) {
-        if (t.ablation.find("\"" + part + "\"]") != std::string::npos) loss += c;  // "dropped": ["area"]
+        if (t.ablation.find("\"" + part + "\"]") != std::string::npos)
+          loss += c;  // "dropped": ["area"]
       }
       ASSERT_TRUE(client_->Complete(t.id, {{"loss", loss}}).ok());
       ++runs;
@@ -157,7 +163,8 @@ repeats: 3
   EXPECT_EQ(a->repeats, 3);
   EXPECT_DOUBLE_EQ(a->alpha, 0.05);
   ASSERT_EQ(a->variants.size(), 4u);
-  const std::vector<std::pair<std::string, int>> ranked = {{"base", 0}, {"area", 1}, {"conv2", 2}, {"floors", 3}};
+  const std::vector<std::pair<std::string, int>> ranked = {
+      {"base", 0}, {"area", 1}, {"conv2", 2}, {"floors", 3}};
   for (size_t i = 0; i < ranked.size(); ++i) {
     const AblationVariant& v = a->variants[i];
     EXPECT_EQ(v.name, ranked[i].first);
@@ -185,19 +192,23 @@ budget: {max_trials: 1}
   ASSERT_TRUE(search.ok()) << search.status();
   auto none = client_->Ablation(search->id);
   EXPECT_EQ(none.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_NE(none.status().message().find("is a search, not an ablation study"), std::string::npos) << none.status();
+  EXPECT_NE(none.status().message().find("is a search, not an ablation study"), std::string::npos)
+      << none.status();
 }
 
 TEST_F(CppClientCallsTest, ASpecOverTheSizeLimitIsRefusedBeforeItIsSent) {
-  const std::string spec = "objective: {metric: loss, goal: minimize}\n# " + std::string(Client::kMaxSpecBytes, 'x');
+  const std::string spec =
+      "objective: {metric: loss, goal: minimize}\n# " + std::string(Client::kMaxSpecBytes, 'x');
   auto e = client_->CreateExperiment(spec);
   EXPECT_EQ(e.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(e.status().message(), absl::StrCat("spec: ", spec.size(), " bytes of YAML; at most 1048576"));
+  EXPECT_EQ(e.status().message(),
+            absl::StrCat("spec: ", spec.size(), " bytes of YAML; at most 1048576"));
   EXPECT_FALSE(IsUnreachable(e.status()));
   auto listed = client_->ListExperiments();
   ASSERT_TRUE(listed.ok()) << listed.status();
   EXPECT_TRUE(listed->empty());
-  EXPECT_EQ(HttpGet(c_.metrics_url()).find("ExperimentService.CreateExperiment"), std::string::npos);
+  EXPECT_EQ(HttpGet(c_.metrics_url()).find("ExperimentService.CreateExperiment"),
+            std::string::npos);
 }
 
 TEST_F(CppClientCallsTest, ARetriedCallGetsThroughWhenRungdComesBackOnItsPort) {
@@ -218,8 +229,9 @@ TEST_F(CppClientCallsTest, ARetriedCallGetsThroughWhenRungdComesBackOnItsPort) {
   ASSERT_TRUE(after.ok()) << after.status();
   EXPECT_TRUE(after->empty());
   // A figure for the record, not a check: the time it took depends on the machine's load.
-  std::cout << absl::StrFormat("reconnect: the C++ client got through %.3f s after rungd served again\n",
-                               std::chrono::duration<double>(through - serving).count());
+  std::cout << absl::StrFormat(
+      "reconnect: the C++ client got through %.3f s after rungd served again\n",
+      std::chrono::duration<double>(through - serving).count());
   // Without retries, an unreachable rungd is an error at once, and says so.
   ClientOptions once;
   once.address = "127.0.0.1:1";
@@ -228,7 +240,8 @@ TEST_F(CppClientCallsTest, ARetriedCallGetsThroughWhenRungdComesBackOnItsPort) {
   ASSERT_TRUE(down.ok());
   auto refused = (*down)->ListExperiments();
   EXPECT_TRUE(IsUnreachable(refused.status())) << refused.status();
-  EXPECT_NE(refused.status().message().find("cannot reach rungd at 127.0.0.1:1 ("), std::string::npos)
+  EXPECT_NE(refused.status().message().find("cannot reach rungd at 127.0.0.1:1 ("),
+            std::string::npos)
       << refused.status();
 }
 

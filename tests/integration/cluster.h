@@ -12,8 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cstdio>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -57,10 +57,11 @@ class Cluster {
   void StartRungd(int port = 0, const std::string& lease_timeout = "30s") {
     SpawnOptions o;
     o.argv = rungd_prefix_;
-    for (std::string a : {BinDir() + "/server/rungd", std::string("--listen"), absl::StrCat("127.0.0.1:", port),
-                          std::string("--metrics-listen"), std::string("127.0.0.1:0"), std::string("--data-dir"),
-                          data_dir_.empty() ? dir_.Sub("data") : data_dir_, std::string("--lease-timeout"),
-                          lease_timeout, std::string("--heartbeat-interval"), std::string("1s")}) {
+    for (std::string a :
+         {BinDir() + "/server/rungd", std::string("--listen"), absl::StrCat("127.0.0.1:", port),
+          std::string("--metrics-listen"), std::string("127.0.0.1:0"), std::string("--data-dir"),
+          data_dir_.empty() ? dir_.Sub("data") : data_dir_, std::string("--lease-timeout"),
+          lease_timeout, std::string("--heartbeat-interval"), std::string("1s")}) {
       o.argv.push_back(std::move(a));
     }
     o.argv.insert(o.argv.end(), rungd_flags_.begin(), rungd_flags_.end());
@@ -93,9 +94,21 @@ class Cluster {
   // `controller`: the address it dials, when not rungd's own (a proxy).
   void StartWorker(const std::string& name, int slots, const std::string& controller = "") {
     SpawnOptions o;
-    o.argv = {BinDir() + "/worker/rung-worker", "--controller", controller.empty() ? addr_ : controller, "--slots",
-              absl::StrCat(slots), "--gpus", "none", "--name", name, "--work-dir", name,
-              "--stop-grace", "1s", "--kill-grace", "2s"};
+    o.argv = {BinDir() + "/worker/rung-worker",
+              "--controller",
+              controller.empty() ? addr_ : controller,
+              "--slots",
+              absl::StrCat(slots),
+              "--gpus",
+              "none",
+              "--name",
+              name,
+              "--work-dir",
+              name,
+              "--stop-grace",
+              "1s",
+              "--kill-grace",
+              "2s"};
     o.argv.insert(o.argv.end(), worker_flags_.begin(), worker_flags_.end());
     o.env = CurrentEnvironment();
     o.workdir = dir_.path();
@@ -254,8 +267,8 @@ class Cluster {
 
 // Waits until the file at `path` has a line containing `needle` (woken by inotify, not by
 // polling); returns the line, or "" after `timeout_ms`. `nth`: the nth such line.
-inline std::string WaitForFileLine(const std::string& path, const std::string& needle, int timeout_ms = 60000,
-                                   int nth = 1) {
+inline std::string WaitForFileLine(const std::string& path, const std::string& needle,
+                                   int timeout_ms = 60000, int nth = 1) {
   const int fd = inotify_init1(IN_CLOEXEC);
   if (fd < 0) return "";
   inotify_add_watch(fd, path.c_str(), IN_MODIFY);
@@ -267,7 +280,8 @@ inline std::string WaitForFileLine(const std::string& path, const std::string& n
     for (std::string line; found.empty() && std::getline(in, line);) {
       if (line.find(needle) != std::string::npos && ++seen == nth) found = line;
     }
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (!found.empty() || left.count() <= 0) break;
     pollfd pf{fd, POLLIN, 0};
     if (poll(&pf, 1, static_cast<int>(left.count())) > 0) {
@@ -281,7 +295,8 @@ inline std::string WaitForFileLine(const std::string& path, const std::string& n
 
 // GET `url` (http://host:port/path) with a plain socket and `headers` ("Name: value\r\n"...);
 // returns the body, and the HTTP status in `status` when given.
-inline std::string HttpGet(const std::string& url, const std::string& headers = "", int* status = nullptr) {
+inline std::string HttpGet(const std::string& url, const std::string& headers = "",
+                           int* status = nullptr) {
   std::string rest = url.substr(strlen("http://"));
   std::string hostport = rest.substr(0, rest.find('/'));
   std::string path = rest.substr(rest.find('/'));
@@ -295,7 +310,8 @@ inline std::string HttpGet(const std::string& url, const std::string& headers = 
     close(fd);
     return "";
   }
-  std::string req = absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: ", hostport, "\r\n", headers, "\r\n");
+  std::string req =
+      absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: ", hostport, "\r\n", headers, "\r\n");
   send(fd, req.data(), req.size(), 0);
   std::string resp;
   char buf[4096];
@@ -311,22 +327,29 @@ inline std::string HttpGet(const std::string& url, const std::string& headers = 
 // `step_seconds` apart, the loss ending at (x - 0.3)^2 + 0.1 * depth. `trial_extra` adds
 // lines under `trial:` (indented two spaces).
 inline std::string ReportModuleSpec(const std::string& name, int max_trials, int steps,
-                                    const std::string& step_seconds, const std::string& trial_extra = "") {
+                                    const std::string& step_seconds,
+                                    const std::string& trial_extra = "") {
   return absl::StrCat(R"(
-name: )", name, R"(
+name: )",
+                      name, R"(
 objective: {metric: loss, goal: minimize}
 search_space: {x: {type: float, min: -1, max: 1}, depth: {type: int, min: 1, max: 4}}
 algorithm: {name: random, seed: 5}
-budget: {max_trials: )", max_trials, R"(, max_concurrent: 2}
+budget: {max_trials: )",
+                      max_trials, R"(, max_concurrent: 2}
 trial:
-  command: [/usr/bin/python3, )", SourceDir(), R"(/tests/integration/report_module.py]
-  env: {STEPS: ")", steps, R"(", STEP_SECONDS: ")", step_seconds, R"("}
-)", trial_extra);
+  command: [/usr/bin/python3, )",
+                      SourceDir(), R"(/tests/integration/report_module.py]
+  env: {STEPS: ")",
+                      steps, R"(", STEP_SECONDS: ")", step_seconds, R"("}
+)",
+                      trial_extra);
 }
 
 // Every report trial `t` made (the (attempt, step) -> loss lines of its made.jsonl, in the
 // folders of `workers`) is stored, exactly once and nothing else; returns how many are stored.
-inline size_t ExpectEveryReportStoredOnce(Cluster& c, const v1::Trial& t, const std::vector<std::string>& workers) {
+inline size_t ExpectEveryReportStoredOnce(Cluster& c, const v1::Trial& t,
+                                          const std::vector<std::string>& workers) {
   std::map<std::pair<int, int>, double> made, stored;
   for (const auto& w : workers) {
     std::ifstream in(c.dir().Sub(absl::StrCat(w, "/trials/", t.id(), "/made.jsonl")));
@@ -334,7 +357,8 @@ inline size_t ExpectEveryReportStoredOnce(Cluster& c, const v1::Trial& t, const 
       google::protobuf::Struct s;
       EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(line, &s).ok()) << line;
       made[{static_cast<int>(s.fields().at("attempt").number_value()),
-            static_cast<int>(s.fields().at("step").number_value())}] = s.fields().at("loss").number_value();
+            static_cast<int>(s.fields().at("step").number_value())}] =
+          s.fields().at("loss").number_value();
     }
   }
   for (const auto& r : c.Metrics(t.id())) {
@@ -354,9 +378,11 @@ inline bool AwaitExit(Subprocess* p, int* status, int timeout_ms) {
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
   while (!p->Poll(status)) {
-    const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return false;
-    const timespec wait{static_cast<time_t>(left.count() / 1000000000), static_cast<long>(left.count() % 1000000000)};
+    const timespec wait{static_cast<time_t>(left.count() / 1000000000),
+                        static_cast<long>(left.count() % 1000000000)};
     sigtimedwait(&chld, nullptr, &wait);
   }
   return true;

@@ -2,10 +2,10 @@
 // (as `--help` of the built rungd and rung-worker lists it), ports, paths, volumes, secrets
 // and service names line up across the systemd units, the Kubernetes manifests, the Slurm
 // script and the container file.
+#include <cctype>
 #include <cstdio>
 #include <fstream>
 #include <map>
-#include <cctype>
 #include <set>
 #include <sstream>
 
@@ -42,7 +42,9 @@ std::set<std::string> Flags(const std::string& program) {
   std::set<std::string> out;  // every "--" followed by [a-z][a-z-]*
   for (size_t at = help.find("--"); at != std::string::npos; at = help.find("--", at + 2)) {
     size_t end = at + 2;
-    while (end < help.size() && (std::islower(static_cast<unsigned char>(help[end])) || help[end] == '-')) ++end;
+    while (end < help.size() &&
+           (std::islower(static_cast<unsigned char>(help[end])) || help[end] == '-'))
+      ++end;
     if (end > at + 2 && help[at + 2] != '-') out.insert(help.substr(at, end - at));
   }
   EXPECT_GT(out.size(), 5u) << program;
@@ -67,7 +69,8 @@ std::map<std::string, std::string> Unit(const std::string& path) {
   for (absl::string_view line : absl::StrSplit(Slurp(path), '\n')) {
     if (line.empty() || line[0] == '#' || line[0] == '[') continue;
     const size_t eq = line.find('=');
-    if (eq != absl::string_view::npos) out[std::string(line.substr(0, eq))] = std::string(line.substr(eq + 1));
+    if (eq != absl::string_view::npos)
+      out[std::string(line.substr(0, eq))] = std::string(line.substr(eq + 1));
   }
   return out;
 }
@@ -75,7 +78,8 @@ std::map<std::string, std::string> Unit(const std::string& path) {
 // The words of a command line that look like flags.
 std::vector<std::string> FlagsIn(const std::string& command) {
   std::vector<std::string> out;
-  for (absl::string_view w : absl::StrSplit(command, absl::ByAnyChar(" \t\n\\\""), absl::SkipEmpty())) {
+  for (absl::string_view w :
+       absl::StrSplit(command, absl::ByAnyChar(" \t\n\\\""), absl::SkipEmpty())) {
     if (absl::StartsWith(w, "--")) out.push_back(FlagOf(std::string(w)));
   }
   return out;
@@ -85,22 +89,27 @@ TEST(DeployTest, SystemdUnitsUseRealFlagsAndTheirPathsAgree) {
   const auto rungd = Flags("/server/rungd");
   const auto worker = Flags("/worker/rung-worker");
   auto unit = Unit(Deploy("systemd/rungd.service"));
-  for (const auto& f : FlagsIn(unit["ExecStart"])) EXPECT_TRUE(rungd.count(f)) << "rungd.service: " << f;
+  for (const auto& f : FlagsIn(unit["ExecStart"]))
+    EXPECT_TRUE(rungd.count(f)) << "rungd.service: " << f;
   EXPECT_THAT(unit["ExecStart"], ::testing::HasSubstr("--config /etc/rung/rungd.yaml"));
   YAML::Node cfg = YAML::LoadFile(Deploy("systemd/rungd.yaml"));
   for (const auto& kv : cfg) {
-    EXPECT_TRUE(rungd.count("--" + kv.first.as<std::string>())) << "rungd.yaml key " << kv.first.as<std::string>();
+    EXPECT_TRUE(rungd.count("--" + kv.first.as<std::string>()))
+        << "rungd.yaml key " << kv.first.as<std::string>();
   }
   EXPECT_EQ(cfg["data-dir"].as<std::string>(), "/var/lib/" + unit["StateDirectory"]);
   EXPECT_EQ(unit["ReadWritePaths"], cfg["data-dir"].as<std::string>());
 
   auto wunit = Unit(Deploy("systemd/rung-worker.service"));
-  for (const auto& f : FlagsIn(wunit["ExecStart"])) EXPECT_TRUE(worker.count(f)) << "rung-worker.service: " << f;
-  EXPECT_THAT(wunit["ExecStart"], ::testing::HasSubstr("--work-dir /var/lib/" + wunit["StateDirectory"]));
+  for (const auto& f : FlagsIn(wunit["ExecStart"]))
+    EXPECT_TRUE(worker.count(f)) << "rung-worker.service: " << f;
+  EXPECT_THAT(wunit["ExecStart"],
+              ::testing::HasSubstr("--work-dir /var/lib/" + wunit["StateDirectory"]));
   EXPECT_EQ(wunit["EnvironmentFile"], "/etc/rung/worker.env");
   auto env = Unit(Deploy("systemd/worker.env"));
   for (const auto& [k, v] : env) {
-    EXPECT_TRUE(k == "RUNG_ADDR" || k == "RUNG_TOKEN" || k == "RUNG_CA" || k == "RUNG_CERT" || k == "RUNG_KEY")
+    EXPECT_TRUE(k == "RUNG_ADDR" || k == "RUNG_TOKEN" || k == "RUNG_CA" || k == "RUNG_CERT" ||
+                k == "RUNG_KEY")
         << "worker.env sets " << k << ", which rung-worker does not read";
   }
   EXPECT_EQ(PortOf(env["RUNG_ADDR"]), PortOf(cfg["listen"].as<std::string>()));
@@ -120,7 +129,8 @@ Manifests LoadManifests() {
   Manifests m;
   for (const char* file : {"namespace.yaml", "secret.yaml", "rungd.yaml", "rung-worker.yaml"}) {
     for (const YAML::Node& doc : YAML::LoadAllFromFile(Deploy(std::string("kubernetes/") + file))) {
-      m.by_kind_name[doc["kind"].as<std::string>() + "/" + doc["metadata"]["name"].as<std::string>()] = doc;
+      m.by_kind_name[doc["kind"].as<std::string>() + "/" +
+                     doc["metadata"]["name"].as<std::string>()] = doc;
     }
   }
   return m;
@@ -145,15 +155,18 @@ std::string MountOf(const YAML::Node& container, const std::string& name) {
 }
 
 // Every argument that names a file under a mounted secret names a key of `secret`.
-void ExpectSecretFilesExist(const YAML::Node& pod, const YAML::Node& container, const YAML::Node& secret) {
+void ExpectSecretFilesExist(const YAML::Node& pod, const YAML::Node& container,
+                            const YAML::Node& secret) {
   for (const auto& vol : pod["volumes"]) {
     if (!vol["secret"]) continue;
-    EXPECT_EQ(vol["secret"]["secretName"].as<std::string>(), secret["metadata"]["name"].as<std::string>());
+    EXPECT_EQ(vol["secret"]["secretName"].as<std::string>(),
+              secret["metadata"]["name"].as<std::string>());
     const std::string dir = MountOf(container, vol["name"].as<std::string>()) + "/";
     std::set<std::string> files;
     if (vol["secret"]["items"]) {
       for (const auto& item : vol["secret"]["items"]) {
-        EXPECT_TRUE(secret["stringData"][item["key"].as<std::string>()]) << item["key"].as<std::string>();
+        EXPECT_TRUE(secret["stringData"][item["key"].as<std::string>()])
+            << item["key"].as<std::string>();
         files.insert(item["path"].as<std::string>());
       }
     } else {
@@ -184,10 +197,13 @@ TEST(DeployTest, KubernetesManifestsTieTogether) {
   YAML::Node ds = m.Get("DaemonSet", "rung-worker");
 
   // rungd: its flags exist; the Service reaches its named ports; data on the claimed volume.
-  EXPECT_EQ(sts["spec"]["serviceName"].as<std::string>(), service["metadata"]["name"].as<std::string>());
+  EXPECT_EQ(sts["spec"]["serviceName"].as<std::string>(),
+            service["metadata"]["name"].as<std::string>());
   const YAML::Node labels = sts["spec"]["template"]["metadata"]["labels"];
-  for (const auto& kv : service["spec"]["selector"]) EXPECT_EQ(labels[kv.first.as<std::string>()].as<std::string>(), kv.second.as<std::string>());
-  for (const auto& kv : sts["spec"]["selector"]["matchLabels"]) EXPECT_EQ(labels[kv.first.as<std::string>()].as<std::string>(), kv.second.as<std::string>());
+  for (const auto& kv : service["spec"]["selector"])
+    EXPECT_EQ(labels[kv.first.as<std::string>()].as<std::string>(), kv.second.as<std::string>());
+  for (const auto& kv : sts["spec"]["selector"]["matchLabels"])
+    EXPECT_EQ(labels[kv.first.as<std::string>()].as<std::string>(), kv.second.as<std::string>());
   const YAML::Node pod = sts["spec"]["template"]["spec"];
   const YAML::Node rungd = pod["containers"][0];
   EXPECT_EQ(rungd["command"][0].as<std::string>(), "rungd");
@@ -205,10 +221,12 @@ TEST(DeployTest, KubernetesManifestsTieTogether) {
   EXPECT_EQ(ContainerPort(rungd, "grpc"), PortOf(args["--listen"]));
   EXPECT_EQ(ContainerPort(rungd, "metrics"), PortOf(args["--metrics-listen"]));
   EXPECT_EQ(rungd["readinessProbe"]["grpc"]["port"].as<int>(), PortOf(args["--listen"]));
-  const std::string claim = sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"].as<std::string>();
+  const std::string claim =
+      sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"].as<std::string>();
   EXPECT_EQ(MountOf(rungd, claim), args["--data-dir"]);
   ExpectSecretFilesExist(pod, rungd, secret);
-  EXPECT_TRUE(args.count("--auth-tokens") && args.count("--tls-cert")) << "rungd in a cluster without tokens or TLS";
+  EXPECT_TRUE(args.count("--auth-tokens") && args.count("--tls-cert"))
+      << "rungd in a cluster without tokens or TLS";
 
   // rung-worker: dials the Service by its DNS name and port, with the secret's CA and token,
   // asks for GPUs, and keeps its work folder where it says.
@@ -230,16 +248,19 @@ TEST(DeployTest, KubernetesManifestsTieTogether) {
   bool token = false;
   for (const auto& e : worker["env"]) {
     if (!e["valueFrom"]["secretKeyRef"]) continue;
-    EXPECT_EQ(e["valueFrom"]["secretKeyRef"]["name"].as<std::string>(), secret["metadata"]["name"].as<std::string>());
+    EXPECT_EQ(e["valueFrom"]["secretKeyRef"]["name"].as<std::string>(),
+              secret["metadata"]["name"].as<std::string>());
     EXPECT_TRUE(secret["stringData"][e["valueFrom"]["secretKeyRef"]["key"].as<std::string>()]);
     token |= e["name"].as<std::string>() == "RUNG_TOKEN";
   }
   EXPECT_TRUE(token) << "the worker has no token, and rungd requires one";
   // The worker token in the secret is one of the tokens file's, with role worker.
   bool listed = false;
-  for (absl::string_view line : absl::StrSplit(secret["stringData"]["tokens"].as<std::string>(), '\n')) {
+  for (absl::string_view line :
+       absl::StrSplit(secret["stringData"]["tokens"].as<std::string>(), '\n')) {
     std::vector<std::string> w = absl::StrSplit(line, ' ', absl::SkipEmpty());
-    listed |= w.size() == 3 && w[0] == secret["stringData"]["worker-token"].as<std::string>() && w[2] == "worker";
+    listed |= w.size() == 3 && w[0] == secret["stringData"]["worker-token"].as<std::string>() &&
+              w[2] == "worker";
   }
   EXPECT_TRUE(listed);
   // The worker's metrics port is declared, so Prometheus's pod discovery can find it.
@@ -251,7 +272,8 @@ TEST(DeployTest, PrometheusScrapesThePortsTheOtherFilesOpen) {
   std::map<std::string, std::set<int>> ports;  // job -> target ports
   for (const auto& job : prom["scrape_configs"]) {
     for (const auto& sc : job["static_configs"]) {
-      for (const auto& t : sc["targets"]) ports[job["job_name"].as<std::string>()].insert(PortOf(t.as<std::string>()));
+      for (const auto& t : sc["targets"])
+        ports[job["job_name"].as<std::string>()].insert(PortOf(t.as<std::string>()));
     }
   }
   const YAML::Node cfg = YAML::LoadFile(Deploy("systemd/rungd.yaml"));
@@ -275,7 +297,8 @@ TEST(DeployTest, SlurmScriptAndContainerFileAgreeWithThePrograms) {
   const std::string script = Slurp(Deploy("slurm/rung-workers.sbatch"));
   const size_t at = script.find("exec rung-worker");
   ASSERT_NE(at, std::string::npos);
-  for (const auto& f : FlagsIn(script.substr(at))) EXPECT_TRUE(worker_flags.count(f)) << "rung-workers.sbatch: " << f;
+  for (const auto& f : FlagsIn(script.substr(at)))
+    EXPECT_TRUE(worker_flags.count(f)) << "rung-workers.sbatch: " << f;
   EXPECT_EQ(system(("bash -n " + Deploy("slurm/rung-workers.sbatch")).c_str()), 0);
 
   const std::string containerfile = Slurp(Deploy("Containerfile"));
@@ -285,7 +308,10 @@ TEST(DeployTest, SlurmScriptAndContainerFileAgreeWithThePrograms) {
   // The image's user is the one the StatefulSet runs as.
   EXPECT_THAT(containerfile, ::testing::HasSubstr("--uid 10001"));
   Manifests m = LoadManifests();
-  EXPECT_EQ(m.Get("StatefulSet", "rungd")["spec"]["template"]["spec"]["securityContext"]["runAsUser"].as<int>(), 10001);
+  EXPECT_EQ(
+      m.Get("StatefulSet", "rungd")["spec"]["template"]["spec"]["securityContext"]["runAsUser"]
+          .as<int>(),
+      10001);
 }
 
 }  // namespace

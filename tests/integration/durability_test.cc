@@ -35,16 +35,18 @@ bool UseSmallDisk(Cluster* c, const std::string& size, std::string* data) {
     prefix.push_back("--user");
     prefix.push_back("--map-root-user");
   }
-  for (const std::string& a : {std::string("--mount"), std::string("--propagation"), std::string("private"),
-                               std::string("/bin/sh"), std::string("-c"),
+  for (const std::string& a : {std::string("--mount"), std::string("--propagation"),
+                               std::string("private"), std::string("/bin/sh"), std::string("-c"),
                                "mount -t tmpfs -o size=" + size + " tmpfs \"$0\" && exec \"$@\""}) {
     prefix.push_back(a);
   }
   prefix.push_back(*data);
-  if (system(absl::StrCat(absl::StrJoin(prefix, " ", [](std::string* out, const std::string& a) {
-                            absl::StrAppend(out, "'", a, "'");
-                          }),
-                          " /bin/true").c_str()) != 0) {
+  if (system(absl::StrCat(absl::StrJoin(prefix, " ",
+                                        [](std::string* out, const std::string& a) {
+                                          absl::StrAppend(out, "'", a, "'");
+                                        }),
+                          " /bin/true")
+                 .c_str()) != 0) {
     return false;
   }
   c->set_rungd_prefix(prefix);
@@ -58,8 +60,12 @@ void Fill(const std::string& path, size_t bytes = 0) {
   ASSERT_GE(fd, 0) << path << ": " << strerror(errno);
   std::vector<char> block(1 << 20, 'x');
   size_t written = 0;
-  while ((bytes == 0 || written < bytes) && write(fd, block.data(), block.size()) > 0) written += block.size();
-  if (bytes == 0) EXPECT_EQ(errno, ENOSPC);
+  while ((bytes == 0 || written < bytes) && write(fd, block.data(), block.size()) > 0) {
+    written += block.size();
+  }
+  if (bytes == 0) {
+    EXPECT_EQ(errno, ENOSPC);
+  }
   close(fd);
 }
 
@@ -83,7 +89,8 @@ TEST(DurabilityTest, AFullDiskIsRefusedClearlyAndRungdRecoversWhenSpaceReturns) 
   const std::string filler = absl::StrCat("/proc/", c.rungd()->pid(), "/root", data, "/filler");
   Fill(filler);
   // The trials' next reports need a new page of the WAL, and fail.
-  ASSERT_THAT(WaitForFileLine(c.rungd_log(), "not accepting changes"), HasSubstr("No space left on device"));
+  ASSERT_THAT(WaitForFileLine(c.rungd_log(), "not accepting changes"),
+              HasSubstr("No space left on device"));
   // A change is refused, naming the problem; reads still work.
   CliRun submit = Rung(c, absl::StrCat("submit ", SourceDir(), "/config/examples/quickstart.yaml"));
   EXPECT_EQ(submit.code, 1) << submit.out;
@@ -94,9 +101,11 @@ TEST(DurabilityTest, AFullDiskIsRefusedClearlyAndRungdRecoversWhenSpaceReturns) 
   EXPECT_EQ(show.code, 0) << show.out;
   EXPECT_THAT(show.out, HasSubstr("full-disk"));
   // rungd has tried to recover and found the disk still full; the trials still run.
-  ASSERT_THAT(WaitForFileLine(c.rungd_log(), "still cannot write"), HasSubstr("rungd resumes once "));
+  ASSERT_THAT(WaitForFileLine(c.rungd_log(), "still cannot write"),
+              HasSubstr("rungd resumes once "));
   for (const std::string& id : reported) {
-    const std::string started = WaitForFileLine(c.dir().Sub("w1.log"), "trial " + id + " attempt 1 started, pid ");
+    const std::string started =
+        WaitForFileLine(c.dir().Sub("w1.log"), "trial " + id + " attempt 1 started, pid ");
     const int pid = std::atoi(started.substr(started.rfind(' ') + 1).c_str());
     ASSERT_GT(pid, 0) << started;
     EXPECT_EQ(kill(pid, 0), 0) << "trial " << id << " died while the disk was full";
@@ -115,7 +124,8 @@ TEST(DurabilityTest, AFullDiskIsRefusedClearlyAndRungdRecoversWhenSpaceReturns) 
   CliRun again = Rung(c, absl::StrCat("submit ", SourceDir(), "/config/examples/quickstart.yaml"));
   EXPECT_EQ(again.code, 0) << again.out;
   CliRun ls = Rung(c, "ls");
-  EXPECT_EQ(std::count(ls.out.begin(), ls.out.end(), '\n'), 3) << ls.out;  // header, e1, e2: the refused one never existed
+  EXPECT_EQ(std::count(ls.out.begin(), ls.out.end(), '\n'), 3)
+      << ls.out;  // header, e1, e2: the refused one never existed
 }
 
 TEST(DurabilityTest, OnASmallVolumeRungdSaysWhatItNeedsAndResumesWithLittleRoomFree) {
@@ -138,14 +148,17 @@ TEST(DurabilityTest, OnASmallVolumeRungdSaysWhatItNeedsAndResumesWithLittleRoomF
     return reported.size() == 2;
   });
   const std::string root = absl::StrCat("/proc/", c.rungd()->pid(), "/root", data);
-  Fill(root + "/spare", 4 << 20);  // given back later: 4 MiB, less than the 16 MiB rungd once waited for
+  Fill(root + "/spare",
+       4 << 20);  // given back later: 4 MiB, less than the 16 MiB rungd once waited for
   Fill(root + "/filler");
   const std::string refused = WaitForFileLine(c.rungd_log(), "not accepting changes");
   ASSERT_THAT(refused, HasSubstr("No space left on device"));
-  EXPECT_THAT(refused, ::testing::ContainsRegex("rungd resumes by itself once [0-9.]+ MiB are free on its data "
-                                                "folder's volume \\([0-9.]+ MiB now\\)"));
-  EXPECT_THAT(WaitForFileLine(c.rungd_log(), "still cannot write"),
-              ::testing::ContainsRegex("rungd resumes once [0-9.]+ MiB are free .* 64.0 MiB volume"));
+  EXPECT_THAT(refused, ::testing::ContainsRegex(
+                           "rungd resumes by itself once [0-9.]+ MiB are free on its data "
+                           "folder's volume \\([0-9.]+ MiB now\\)"));
+  EXPECT_THAT(
+      WaitForFileLine(c.rungd_log(), "still cannot write"),
+      ::testing::ContainsRegex("rungd resumes once [0-9.]+ MiB are free .* 64.0 MiB volume"));
   ASSERT_EQ(unlink((root + "/spare").c_str()), 0) << strerror(errno);
   ASSERT_THAT(WaitForFileLine(c.rungd_log(), "work again"), HasSubstr("accepts changes"));
   ASSERT_EQ(unlink((root + "/filler").c_str()), 0) << strerror(errno);
@@ -182,7 +195,8 @@ TEST(DurabilityTest, ABackupTakenWhileServingRestoresAsADataFolder) {
   auto restored = c.Trials(e.id());
   ASSERT_EQ(restored.size(), trials.size());
   for (size_t i = 0; i < trials.size(); ++i) {
-    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(restored[i], trials[i])) << trials[i].id();
+    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(restored[i], trials[i]))
+        << trials[i].id();
     EXPECT_EQ(c.Metrics(trials[i].id()).size(), 5u);
   }
   CliRun ls = Rung(c, "ls");

@@ -1,10 +1,10 @@
 // rungd and two rung-workers on loopback running real Python trial processes.
 // The trial scripts use Debian's interpreter, /usr/bin/python3, and only its standard library.
+#include <signal.h>
 #include <cmath>
 #include <fstream>
 #include <map>
 #include <set>
-#include <signal.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -23,19 +23,23 @@ using ::testing::HasSubstr;
 std::string Spec(const std::string& name, const std::string& command, int max_trials,
                  const std::string& extra = "") {
   return absl::StrCat(R"(
-name: )", name, R"(
+name: )",
+                      name, R"(
 objective: {metric: loss, goal: minimize}
 search_space:
   x: {type: float, min: -1, max: 1}
   depth: {type: int, min: 1, max: 4}
   act: {type: categorical, values: [relu, tanh]}
 algorithm: {name: random, seed: 11}
-budget: {max_trials: )", max_trials, R"(, max_concurrent: 4}
+budget: {max_trials: )",
+                      max_trials, R"(, max_concurrent: 4}
 trial:
-  command: )", command, R"(
+  command: )",
+                      command, R"(
   workdir: .
   max_restarts: 1
-)", extra);
+)",
+                      extra);
 }
 
 double Expected(const v1::Trial& t) {
@@ -73,8 +77,8 @@ TEST(EndToEndTest, RandomSearchReportingThroughTheModule) {
   c.StartWorker("w1", 2);
   c.StartWorker("w2", 2);
   std::string script = SourceDir() + "/tests/integration/report_module.py";
-  auto e = c.Submit(Spec("module", absl::StrCat("[/usr/bin/python3, ", script, "]"), 16),
-                    c.jobs_dir());
+  auto e =
+      c.Submit(Spec("module", absl::StrCat("[/usr/bin/python3, ", script, "]"), 16), c.jobs_dir());
   ASSERT_EQ(e.id(), "e1");
   e = c.Watch(e.id());
   ExpectAllCompletedWithBestFirst(c, e, 16, 6);
@@ -90,10 +94,11 @@ TEST(EndToEndTest, RandomSearchReportingThroughStdoutLines) {
   c.StartWorker("w1", 2);
   c.StartWorker("w2", 2);
   std::string script = SourceDir() + "/tests/integration/report_stdout.py";
-  auto e = c.Submit(Spec("stdout", absl::StrCat("[/usr/bin/python3, ", script,
-                                                ", --x, \"{x}\", --depth, \"{depth}\"]"),
-                         16),
-                    c.jobs_dir());
+  auto e = c.Submit(
+      Spec("stdout",
+           absl::StrCat("[/usr/bin/python3, ", script, ", --x, \"{x}\", --depth, \"{depth}\"]"),
+           16),
+      c.jobs_dir());
   e = c.Watch(e.id());
   ExpectAllCompletedWithBestFirst(c, e, 16, 4);
 }
@@ -106,7 +111,8 @@ TEST(EndToEndTest, GpSearchCompletesWithModelSuggestionsOffTheRpcThreads) {
   c.StartWorker("w1", 4);
   std::string script = SourceDir() + "/tests/integration/report_module.py";
   std::string gp = Spec("gp", absl::StrCat("[/usr/bin/python3, ", script, "]"), 16);
-  gp = absl::StrReplaceAll(gp, {{"name: random, seed: 11", "name: gp, seed: 11, startup_trials: 4"}});
+  gp = absl::StrReplaceAll(gp,
+                           {{"name: random, seed: 11", "name: gp, seed: 11, startup_trials: 4"}});
   auto e = c.Watch(c.Submit(gp, c.jobs_dir()).id());
   ExpectAllCompletedWithBestFirst(c, e, 16, 6);
   // Every model suggestion is in the latency histogram, under its algorithm.
@@ -115,9 +121,12 @@ TEST(EndToEndTest, GpSearchCompletesWithModelSuggestionsOffTheRpcThreads) {
   ASSERT_NE(at, std::string::npos);
   const int suggestions = std::stoi(metrics.substr(at + strlen("\nrung_suggestions_total ")));
   EXPECT_GE(suggestions, 1);
-  EXPECT_THAT(metrics, HasSubstr(absl::StrCat("rung_suggestion_duration_seconds_count{algorithm=\"gp\"} ", suggestions)));
-  EXPECT_THAT(metrics, HasSubstr(absl::StrCat("rung_suggestion_duration_seconds_bucket{algorithm=\"gp\",le=\"+Inf\"} ",
-                                              suggestions)));
+  EXPECT_THAT(metrics,
+              HasSubstr(absl::StrCat("rung_suggestion_duration_seconds_count{algorithm=\"gp\"} ",
+                                     suggestions)));
+  EXPECT_THAT(metrics, HasSubstr(absl::StrCat(
+                           "rung_suggestion_duration_seconds_bucket{algorithm=\"gp\",le=\"+Inf\"} ",
+                           suggestions)));
 }
 
 // Two objectives and a constraint, end to end: the Pareto set holds only trials that kept
@@ -137,7 +146,8 @@ search_space:
   x: {type: float, min: 0, max: 1}
 algorithm: {name: tpe, seed: 5, startup_trials: 6}
 budget: {max_trials: 20, max_concurrent: 4}
-trial: {command: [/usr/bin/python3, )", script, "]}\n"),
+trial: {command: [/usr/bin/python3, )",
+                                 script, "]}\n"),
                     c.jobs_dir());
   e = c.Watch(e.id());
   ASSERT_EQ(e.state(), v1::EXPERIMENT_COMPLETED) << e.message();
@@ -188,8 +198,9 @@ TEST(EndToEndTest, FailingTrialsAreRetriedAndExplained) {
   Cluster c;
   c.StartRungd();
   c.StartWorker("w1", 2);
-  auto e = c.Submit(Spec("failing", R"([sh, -c, "echo starting; echo 'ValueError: x was {x}' >&2; exit 3"])", 2),
-                    c.jobs_dir());
+  auto e = c.Submit(
+      Spec("failing", R"([sh, -c, "echo starting; echo 'ValueError: x was {x}' >&2; exit 3"])", 2),
+      c.jobs_dir());
   e = c.Watch(e.id());
   EXPECT_EQ(e.state(), v1::EXPERIMENT_FAILED);
   EXPECT_THAT(e.message(), HasSubstr("all 2 trials failed"));
@@ -253,7 +264,8 @@ TEST(StopPathTest, CancelStopsCooperativelyThenBySigkill) {
 objective: {metric: loss, goal: minimize}
 search_space: {mode: {type: categorical, values: [polite, stubborn]}}
 algorithm: {name: grid}
-trial: {command: [/usr/bin/python3, )", script, R"(, "{mode}"]}
+trial: {command: [/usr/bin/python3, )",
+                                 script, R"(, "{mode}"]}
 )"),
                     c.jobs_dir());
   // Wait until both trials run and have reported (their signal handling is in place).
@@ -349,7 +361,8 @@ resource: {metric: epoch, min: 1, max: 27}
 search_space: {x: {type: float, min: -1, max: 1}}
 algorithm: {name: asha, reduction_factor: 3, seed: 4}
 budget: {max_trials: 16, max_concurrent: 4}
-trial: {command: [/usr/bin/python3, )", script, R"(]}
+trial: {command: [/usr/bin/python3, )",
+                                 script, R"(]}
 )"),
                     c.jobs_dir());
   e = c.Watch(e.id());
@@ -377,7 +390,7 @@ trial: {command: [/usr/bin/python3, )", script, R"(]}
       ++completed;
     }
   }
-  EXPECT_GE(stopped, 6);  // with eta 3, most of 16 trials cannot stay in the top third
+  EXPECT_GE(stopped, 6);     // with eta 3, most of 16 trials cannot stay in the top third
   EXPECT_LE(not_reused, 4);  // only the last trial of each of the 4 slots has no successor
   EXPECT_EQ(e.counts().stopped(), stopped);
   // The best trial trained to max and is the completed one with the lowest loss.
@@ -409,7 +422,8 @@ search_space: {x: {type: float, min: -1, max: 1}}
 algorithm: {name: asha, reduction_factor: 3, mode: promote, seed: 8}
 budget: {max_trials: 9, max_concurrent: 4}
 trial:
-  command: [/usr/bin/python3, )", script, R"(]
+  command: [/usr/bin/python3, )",
+                                 script, R"(]
   checkpoint_root: ckpt
 )"),
                     c.jobs_dir());
@@ -433,7 +447,8 @@ trial:
     int epoch;
     while (log >> epoch) epochs.push_back(epoch);
     ASSERT_FALSE(epochs.empty()) << t.id();
-    for (size_t i = 0; i < epochs.size(); ++i) EXPECT_EQ(epochs[i], static_cast<int>(i) + 1) << t.id();
+    for (size_t i = 0; i < epochs.size(); ++i)
+      EXPECT_EQ(epochs[i], static_cast<int>(i) + 1) << t.id();
     EXPECT_EQ(static_cast<double>(epochs.size()), t.resource_reached()) << t.id();
   }
   // Rung 1 (epoch 1) promotes floor(9/3) = 3 of 9 and rung 3 at least floor(3/3) = 1 of those.

@@ -15,9 +15,9 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
-#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rung/v1/admin_service.grpc.pb.h"
 #include "tests/integration/cluster.h"
@@ -54,16 +54,18 @@ int Field(const google::protobuf::Struct& s, const char* name) {
 // no attempt launched twice or past the last; every report stored exactly once, all of them
 // unless the worker died under them, none invented. Adds the attempts and points it checked.
 void CheckLaunchesAndReports(Cluster& c, const v1::Trial& t, const std::vector<std::string>& names,
-                             const std::set<pid_t>& killed_worker_pids, size_t* attempts_launched, size_t* points) {
+                             const std::set<pid_t>& killed_worker_pids, size_t* attempts_launched,
+                             size_t* points) {
   // Launches, from every worker's folder: no attempt twice, none past the last.
-  std::map<int, int> launches;           // attempt -> times launched
-  std::set<int> lost_with_worker;        // attempts whose worker was killed under them
+  std::map<int, int> launches;     // attempt -> times launched
+  std::set<int> lost_with_worker;  // attempts whose worker was killed under them
   std::map<std::pair<int, int>, double> made;
   for (const auto& n : names) {
     const std::string dir = c.dir().Sub(absl::StrCat(n, "/trials/", t.id()));
     for (const auto& l : Ledger(dir + "/launches.jsonl")) {
       ++launches[Field(l, "attempt")];
-      if (killed_worker_pids.count(Field(l, "worker_pid"))) lost_with_worker.insert(Field(l, "attempt"));
+      if (killed_worker_pids.count(Field(l, "worker_pid")))
+        lost_with_worker.insert(Field(l, "attempt"));
     }
     for (const auto& m : Ledger(dir + "/made.jsonl")) {
       made[{Field(m, "attempt"), Field(m, "epoch")}] = m.fields().at("loss").number_value();
@@ -78,14 +80,16 @@ void CheckLaunchesAndReports(Cluster& c, const v1::Trial& t, const std::vector<s
   std::map<std::pair<int, int>, double> stored;
   for (const auto& r : c.Metrics(t.id())) {
     auto key = std::make_pair(r.attempt(), static_cast<int>(r.values().at("epoch")));
-    EXPECT_EQ(stored.count(key), 0u) << t.id() << " duplicate report " << key.first << "/" << key.second;
+    EXPECT_EQ(stored.count(key), 0u)
+        << t.id() << " duplicate report " << key.first << "/" << key.second;
     stored[key] = r.values().at("loss");
   }
   for (const auto& [key, loss] : made) {
     auto it = stored.find(key);
     if (it == stored.end()) {
       EXPECT_TRUE(lost_with_worker.count(key.first))
-          << t.id() << " attempt " << key.first << " epoch " << key.second << " was reported and is missing";
+          << t.id() << " attempt " << key.first << " epoch " << key.second
+          << " was reported and is missing";
       continue;
     }
     EXPECT_EQ(it->second, loss) << t.id();
@@ -103,8 +107,8 @@ TEST(FaultTest, KillsOfRungdAndWorkersLoseNothingAndChangeNoDecision) {
   const int worker_kills = std::max(1, kills / 5);
   const int max_restarts = 2 * worker_kills + 1;
   std::mt19937 rng(static_cast<uint32_t>(seed));
-  std::printf("fault test: seed %d, %d trials, %d kills of rungd, %d of a worker\n", seed, max_trials, kills,
-              worker_kills);
+  std::printf("fault test: seed %d, %d trials, %d kills of rungd, %d of a worker\n", seed,
+              max_trials, kills, worker_kills);
 
   Cluster c;
   c.StartRungd(0, /*lease_timeout=*/"10s");
@@ -121,11 +125,15 @@ name: crash-harness
 objective: {metric: loss, goal: minimize}
 resource: {metric: epoch, min: 1, max: 27}
 search_space: {x: {type: float, min: -1, max: 1}}
-algorithm: {name: tpe, startup_trials: 6, seed: )", seed, R"(, early_stopping: {rule: asha, reduction_factor: 3}}
-budget: {max_trials: )", max_trials, R"(, max_concurrent: 6}
+algorithm: {name: tpe, startup_trials: 6, seed: )",
+                                 seed, R"(, early_stopping: {rule: asha, reduction_factor: 3}}
+budget: {max_trials: )",
+                                 max_trials, R"(, max_concurrent: 6}
 trial:
-  command: [/usr/bin/python3, )", script, R"(]
-  max_restarts: )", max_restarts, R"(
+  command: [/usr/bin/python3, )",
+                                 script, R"(]
+  max_restarts: )",
+                                 max_restarts, R"(
 )"),
                     c.jobs_dir());
   ASSERT_FALSE(e.id().empty());
@@ -141,7 +149,8 @@ trial:
   for (bool ended = false; !ended;) {
     // Spread over the run: a trial makes about 4 reports before ASHA decides on it, so
     // 3 * max_trials / kills reports at most between kills leaves room for every kill.
-    const int wait_for = std::uniform_int_distribution<int>(3, std::max(3, 3 * max_trials / kills))(rng);
+    const int wait_for =
+        std::uniform_int_distribution<int>(3, std::max(3, 3 * max_trials / kills))(rng);
     int seen = 0;
     bool kill_now = false;
     c.WatchEvents(e.id(), [&](const v1::WatchEvent& ev) {
@@ -154,7 +163,8 @@ trial:
       return ended || kill_now;
     });
     if (ended) break;
-    ASSERT_TRUE(kill_now) << "the watch stream ended while rungd was up; see " << c.dir().Sub("rungd.log");
+    ASSERT_TRUE(kill_now) << "the watch stream ended while rungd was up; see "
+                          << c.dir().Sub("rungd.log");
     const int port = c.port();
     c.KillRungd();
     if (with_worker.count(rungd_kills)) {
@@ -190,7 +200,8 @@ trial:
   EXPECT_GT(stopped, 0) << "ASHA stopped nothing: the harness did not exercise early stopping";
 
   // The searcher decided exactly what an uninterrupted searcher decides from the same events.
-  auto admin = v1::AdminService::NewStub(grpc::CreateChannel(c.addr(), grpc::InsecureChannelCredentials()));
+  auto admin =
+      v1::AdminService::NewStub(grpc::CreateChannel(c.addr(), grpc::InsecureChannelCredentials()));
   v1::ReplaySearchRequest req;
   req.set_experiment_id(e.id());
   v1::ReplaySearchResponse replay;
@@ -198,10 +209,12 @@ trial:
   ASSERT_TRUE(admin->ReplaySearch(&ctx, req, &replay).ok());
   EXPECT_TRUE(replay.identical()) << replay.mismatch();
   EXPECT_GT(replay.entries(), max_trials);
-  std::printf("fault test: survived %d kills of rungd and %d of a worker; %d trials (%d stopped early), "
-              "%zu attempts launched, %zu metric points checked, %lld searcher decisions replayed identically\n",
-              rungd_kills, workers_killed, max_trials, stopped, attempts_launched, points,
-              static_cast<long long>(replay.entries()));
+  std::printf(
+      "fault test: survived %d kills of rungd and %d of a worker; %d trials (%d stopped early), "
+      "%zu attempts launched, %zu metric points checked, %lld searcher decisions replayed "
+      "identically\n",
+      rungd_kills, workers_killed, max_trials, stopped, attempts_launched, points,
+      static_cast<long long>(replay.entries()));
 }
 
 // A worker cut off from rungd longer than its lease: its trial goes to another worker (attempt
@@ -212,14 +225,16 @@ TEST(FaultTest, APartitionedWorkerKillsItsStaleCopyWhenTheNetworkHeals) {
   c.StartRungd(0, /*lease_timeout=*/"2s");
   Proxy proxy(c.port());
   c.StartWorker("cut-off", 1, proxy.addr());
-  auto e = c.Submit(ReportModuleSpec("partition", 1, 150, "0.04", "  max_restarts: 1\n"), c.jobs_dir());
+  auto e =
+      c.Submit(ReportModuleSpec("partition", 1, 150, "0.04", "  max_restarts: 1\n"), c.jobs_dir());
   const std::string id = e.id() + "-1";
   c.WatchEvents(e.id(), [](const v1::WatchEvent& ev) { return ev.has_report(); });
   proxy.Cut();
   c.StartWorker("survivor", 1);
   // The lease runs out; the trial starts again on the survivor.
   c.WatchEvents(e.id(), [&](const v1::WatchEvent& ev) {
-    return ev.has_trial() && ev.trial().worker_id() == "survivor" && ev.trial().state() == v1::TRIAL_RUNNING;
+    return ev.has_trial() && ev.trial().worker_id() == "survivor" &&
+           ev.trial().state() == v1::TRIAL_RUNNING;
   });
   proxy.Heal();
   EXPECT_THAT(WaitForFileLine(c.dir().Sub("cut-off.log"), "to others; killing our copy"),
@@ -292,14 +307,16 @@ budget: {max_trials: 1}
 trial: {command: [sleep, "60"]}
 )",
                                     c.dir().path());
-  ASSERT_FALSE(WaitForFileLine(c.dir().Sub("w1.log"), "trial " + e.id() + "-1 attempt 1 started").empty());
+  ASSERT_FALSE(
+      WaitForFileLine(c.dir().Sub("w1.log"), "trial " + e.id() + "-1 attempt 1 started").empty());
   SpawnOptions watch;
   watch.argv = {BinDir() + "/client/rung", "--addr", c.addr(), "watch", e.id()};
   watch.env = CurrentEnvironment();
   watch.stderr_path = c.dir().Sub("watch.log");
   auto watcher = Subprocess::Spawn(watch);
   ASSERT_TRUE(watcher.ok()) << watcher.status();
-  ASSERT_FALSE(WaitForLine(watcher->get(), e.id()).empty());  // its first progress line: the watch is open
+  ASSERT_FALSE(
+      WaitForLine(watcher->get(), e.id()).empty());  // its first progress line: the watch is open
 
   ASSERT_EQ(kill(c.rungd()->pid(), SIGTERM), 0);
   int status = 0;

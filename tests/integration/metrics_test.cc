@@ -43,8 +43,9 @@ class Prometheus {
     const std::string config_path = dir.Sub("prometheus.yml"), log = dir.Sub("prometheus.log");
     std::ofstream(config_path) << config;
     SpawnOptions o;
-    o.argv = {"prometheus", "--config.file=" + config_path, "--storage.tsdb.path=" + dir.Sub("tsdb"),
-              "--web.listen-address=127.0.0.1:0", "--log.level=info"};
+    o.argv = {"prometheus", "--config.file=" + config_path,
+              "--storage.tsdb.path=" + dir.Sub("tsdb"), "--web.listen-address=127.0.0.1:0",
+              "--log.level=info"};
     o.env = CurrentEnvironment();
     o.stderr_path = log;
     o.pipe_stdout = false;
@@ -57,7 +58,9 @@ class Prometheus {
     const std::string line = WaitForFileLine(log, "msg=\"Listening on\"", 1000);
     const std::string key = "address=127.0.0.1:";
     if (size_t at = line.find(key); at != std::string::npos) {
-      url_ = "http://127.0.0.1:" + line.substr(at + key.size(), line.find_first_not_of("0123456789", at + key.size()) - at - key.size());
+      url_ = "http://127.0.0.1:" +
+             line.substr(at + key.size(),
+                         line.find_first_not_of("0123456789", at + key.size()) - at - key.size());
     }
     EXPECT_TRUE(ready_ && !url_.empty()) << ReadAll(log);
   }
@@ -73,7 +76,9 @@ class Prometheus {
   }
 
   // An instant query: status "success" or the error Prometheus gives.
-  google::protobuf::Struct Query(const std::string& promql) { return Api("query?query=" + UrlEncode(promql)); }
+  google::protobuf::Struct Query(const std::string& promql) {
+    return Api("query?query=" + UrlEncode(promql));
+  }
 
   // The single value of an instant query that returns one series; NaN otherwise.
   double Value(const std::string& promql) {
@@ -119,15 +124,19 @@ void ExpectDashboardAndAlertsEvaluate(Prometheus& prom, const std::string& alert
     EXPECT_EQ(q.fields().at("status").string_value(), "success") << where << ": " << expr;
     for (size_t at = 0; (at = expr.find("rung_", at)) != std::string::npos;) {
       size_t end = at;
-      while (end < expr.size() && (std::islower(static_cast<unsigned char>(expr[end])) || expr[end] == '_')) ++end;
+      while (end < expr.size() &&
+             (std::islower(static_cast<unsigned char>(expr[end])) || expr[end] == '_'))
+        ++end;
       const std::string metric = expr.substr(at, end - at);
-      EXPECT_TRUE(exported.count(metric)) << where << " uses " << metric << ", which nothing exports";
+      EXPECT_TRUE(exported.count(metric))
+          << where << " uses " << metric << ", which nothing exports";
       at = end;
     }
   };
   google::protobuf::Struct dashboard;
-  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(ReadAll(SourceDir() + "/deploy/grafana/rung-dashboard.json"),
-                                                          &dashboard).ok());
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(
+                  ReadAll(SourceDir() + "/deploy/grafana/rung-dashboard.json"), &dashboard)
+                  .ok());
   int exprs = 0;
   for (const auto& panel : dashboard.fields().at("panels").list_value().values()) {
     const auto& p = panel.struct_value().fields();
@@ -142,15 +151,18 @@ void ExpectDashboardAndAlertsEvaluate(Prometheus& prom, const std::string& alert
   // The alert rules: all loaded, all evaluated without error, and none fires on a healthy cluster.
   const std::string alert_text = ReadAll(alerts);
   int declared = 0;
-  for (size_t at = 0; (at = alert_text.find("- alert: ", at)) != std::string::npos; ++at) ++declared;
+  for (size_t at = 0; (at = alert_text.find("- alert: ", at)) != std::string::npos; ++at)
+    ++declared;
   int evaluated = 0;
   for (int i = 0; i < 600 && evaluated < declared; ++i) {
     evaluated = 0;
     const google::protobuf::Struct rules = prom.Api("rules");
-    for (const auto& g : rules.fields().at("data").struct_value().fields().at("groups").list_value().values()) {
+    for (const auto& g :
+         rules.fields().at("data").struct_value().fields().at("groups").list_value().values()) {
       for (const auto& r : g.struct_value().fields().at("rules").list_value().values()) {
         const auto& f = r.struct_value().fields();
-        evaluated += f.at("health").string_value() == "ok" && f.at("lastEvaluation").string_value().rfind("0001-", 0) != 0;
+        evaluated += f.at("health").string_value() == "ok" &&
+                     f.at("lastEvaluation").string_value().rfind("0001-", 0) != 0;
       }
     }
     if (evaluated < declared) std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -158,7 +170,8 @@ void ExpectDashboardAndAlertsEvaluate(Prometheus& prom, const std::string& alert
   EXPECT_EQ(evaluated, declared) << "some alert rules did not evaluate";
   EXPECT_EQ(declared, 10);
   const google::protobuf::Struct rules = prom.Api("rules");
-  for (const auto& g : rules.fields().at("data").struct_value().fields().at("groups").list_value().values()) {
+  for (const auto& g :
+       rules.fields().at("data").struct_value().fields().at("groups").list_value().values()) {
     for (const auto& r : g.struct_value().fields().at("rules").list_value().values()) {
       const auto& f = r.struct_value().fields();
       check_expr("alert " + f.at("name").string_value(), f.at("query").string_value());
@@ -185,7 +198,8 @@ search_space: {x: {type: float, min: -1, max: 1}, depth: {type: int, min: 1, max
 algorithm: {name: tpe, startup_trials: 2, seed: 4}
 budget: {max_trials: 5, max_concurrent: 1}
 trial:
-  command: [/usr/bin/python3, )", SourceDir(), R"(/tests/integration/report_module.py]
+  command: [/usr/bin/python3, )",
+                                      SourceDir(), R"(/tests/integration/report_module.py]
   env: {STEPS: "3", STEP_SECONDS: "0"}
 )");
   ASSERT_EQ(Rung(c, "submit " + spec).code, 0);
@@ -196,12 +210,15 @@ trial:
   const std::string alerts = SourceDir() + "/deploy/prometheus/rung-alerts.yml";
   Prometheus prom(c.dir(), absl::StrCat(R"(
 global: {scrape_interval: 200ms, scrape_timeout: 200ms, evaluation_interval: 200ms}
-rule_files: [")", alerts, R"("]
+rule_files: [")",
+                                        alerts, R"("]
 scrape_configs:
   - job_name: rungd
-    static_configs: [{targets: [")", HostPort(c.metrics_url()), R"("]}]
+    static_configs: [{targets: [")",
+                                        HostPort(c.metrics_url()), R"("]}]
   - job_name: rung-worker
-    static_configs: [{targets: [")", HostPort(worker_url), R"("]}]
+    static_configs: [{targets: [")",
+                                        HostPort(worker_url), R"("]}]
 )"));
   ASSERT_TRUE(prom.ok());
   ASSERT_TRUE(prom.WaitFor("up{job=\"rungd\"}", 1));
@@ -218,8 +235,11 @@ scrape_configs:
   EXPECT_EQ(prom.Value("rung_suggestions_total + rung_suggestion_fallbacks_total"), 3);
   EXPECT_EQ(prom.Value("sum(rung_suggestion_duration_seconds_count{algorithm=\"tpe\"})"),
             prom.Value("rung_suggestions_total"));
-  EXPECT_EQ(prom.Value("rung_rpc_duration_seconds_count{method=\"ExperimentService.CreateExperiment\"}"), 1);
-  EXPECT_EQ(prom.Value("rung_rpcs_total{method=\"ExperimentService.CreateExperiment\",code=\"OK\"}"), 1);
+  EXPECT_EQ(
+      prom.Value("rung_rpc_duration_seconds_count{method=\"ExperimentService.CreateExperiment\"}"),
+      1);
+  EXPECT_EQ(
+      prom.Value("rung_rpcs_total{method=\"ExperimentService.CreateExperiment\",code=\"OK\"}"), 1);
   EXPECT_EQ(prom.Value("rung_lease_expirations_total"), 0);
   EXPECT_EQ(prom.Value("rung_trials_stopped_early_total"), 0);
   EXPECT_EQ(prom.Value("count(rung_build_info{version=~\".+\"})"), 1);

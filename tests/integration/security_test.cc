@@ -44,7 +44,8 @@ void MakeCertificates(const std::string& dir) {
 
 std::string QuickSpec(const std::string& name) {
   return absl::StrCat(R"(
-name: )", name, R"spec(
+name: )",
+                      name, R"spec(
 objective: {metric: loss, goal: minimize}
 search_space: {x: {type: float, min: 0, max: 1}}
 algorithm: {name: random, seed: 1}
@@ -58,9 +59,11 @@ TEST(SecurityTest, TlsAndTokensLetInOnlyWhoMayAndRefusalsChangeNothing) {
   Cluster c;
   const std::string d = c.dir().path();
   MakeCertificates(d);
-  WriteFile(d + "/tokens", absl::StrCat("# rung tokens\n", kAdmin, " root admin\n", kAlice, " alice user\n", kBob,
-                                        " bob user   # a comment\n\n", kWorker, " gpu-node worker\n"));
-  c.set_rungd_flags({"--tls-cert", d + "/server.pem", "--tls-key", d + "/server.key", "--auth-tokens", d + "/tokens"});
+  WriteFile(d + "/tokens",
+            absl::StrCat("# rung tokens\n", kAdmin, " root admin\n", kAlice, " alice user\n", kBob,
+                         " bob user   # a comment\n\n", kWorker, " gpu-node worker\n"));
+  c.set_rungd_flags({"--tls-cert", d + "/server.pem", "--tls-key", d + "/server.key",
+                     "--auth-tokens", d + "/tokens"});
   ConnectOptions admin;
   admin.ca_file = d + "/ca.pem";
   admin.token = kAdmin;
@@ -96,7 +99,8 @@ TEST(SecurityTest, TlsAndTokensLetInOnlyWhoMayAndRefusalsChangeNothing) {
   ASSERT_EQ(submitted.code, 0) << submitted.out;
   // No worker is connected yet: submit says so on stderr, and prints the id last.
   EXPECT_THAT(submitted.out, HasSubstr("cannot run yet: no worker is connected"));
-  const std::string id(absl::StripAsciiWhitespace(submitted.out.substr(submitted.out.rfind('\n', submitted.out.size() - 2) + 1)));
+  const std::string id(absl::StripAsciiWhitespace(
+      submitted.out.substr(submitted.out.rfind('\n', submitted.out.size() - 2) + 1)));
   EXPECT_THAT(Rung(c, as(kAlice) + "ls").out, HasSubstr("alice-exp"));
   EXPECT_THAT(Rung(c, as(kBob) + "ls").out, Not(HasSubstr("alice-exp")));
   // Someone else's experiment gets the very answer a missing one gets: bob cannot tell which
@@ -115,7 +119,8 @@ TEST(SecurityTest, TlsAndTokensLetInOnlyWhoMayAndRefusalsChangeNothing) {
   EXPECT_EQ(bob_cancel.out, "rung: no experiment " + id + "\n");
   CliRun alice_backup = Rung(c, as(kAlice) + "admin backup " + d + "/backup");
   EXPECT_EQ(alice_backup.code, 1);
-  EXPECT_THAT(alice_backup.out, HasSubstr("alice has role user, which may not call it (it needs admin)"));
+  EXPECT_THAT(alice_backup.out,
+              HasSubstr("alice has role user, which may not call it (it needs admin)"));
   EXPECT_FALSE(std::filesystem::exists(d + "/backup"));
 
   // A worker with a user's token is refused; with the worker token it runs alice's trials.
@@ -144,7 +149,8 @@ TEST(SecurityTest, TlsAndTokensLetInOnlyWhoMayAndRefusalsChangeNothing) {
 // stderr; a worker with a worker token on the same rungd serves.
 TEST(SecurityTest, AWorkerWhoseTokenIsRefusedExitsWithRungdsReason) {
   Cluster c;
-  WriteFile(c.dir().Sub("tokens"), absl::StrCat(kAlice, " alice user\n", kWorker, " gpu-node worker\n"));
+  WriteFile(c.dir().Sub("tokens"),
+            absl::StrCat(kAlice, " alice user\n", kWorker, " gpu-node worker\n"));
   c.set_rungd_flags({"--auth-tokens", c.dir().Sub("tokens")});
   ConnectOptions alice;
   alice.token = kAlice;
@@ -163,9 +169,12 @@ TEST(SecurityTest, AWorkerWhoseTokenIsRefusedExitsWithRungdsReason) {
     c.set_worker_flags(refused[i].flags);
     c.StartWorker(refused[i].name, 1);
     const int status = c.WaitWorkerExit(i);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << refused[i].name << ": status " << status;
-    EXPECT_THAT(WaitForFileLine(c.dir().Sub(absl::StrCat(refused[i].name, ".log")), "rung-worker: rungd at", 1000),
-                HasSubstr(absl::StrCat("rung-worker: rungd at ", c.addr(), " refused this worker: ", refused[i].reason)))
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1)
+        << refused[i].name << ": status " << status;
+    EXPECT_THAT(WaitForFileLine(c.dir().Sub(absl::StrCat(refused[i].name, ".log")),
+                                "rung-worker: rungd at", 1000),
+                HasSubstr(absl::StrCat("rung-worker: rungd at ", c.addr(),
+                                       " refused this worker: ", refused[i].reason)))
         << refused[i].name;
   }
   c.set_worker_flags({"--token", kWorker});
@@ -173,14 +182,16 @@ TEST(SecurityTest, AWorkerWhoseTokenIsRefusedExitsWithRungdsReason) {
   auto e = c.Submit(QuickSpec("served"), c.dir().path());
   e = c.Watch(e.id());
   EXPECT_EQ(e.state(), v1::EXPERIMENT_COMPLETED) << e.message();
-  EXPECT_EQ(c.WaitWorkerExit(std::size(refused), 0), -1) << "the worker with a worker token stopped";
+  EXPECT_EQ(c.WaitWorkerExit(std::size(refused), 0), -1)
+      << "the worker with a worker token stopped";
 }
 
 TEST(SecurityTest, MutualTlsRequiresAClientCertificateFromTheCa) {
   Cluster c;
   const std::string d = c.dir().path();
   MakeCertificates(d);
-  c.set_rungd_flags({"--tls-cert", d + "/server.pem", "--tls-key", d + "/server.key", "--client-ca", d + "/ca.pem"});
+  c.set_rungd_flags({"--tls-cert", d + "/server.pem", "--tls-key", d + "/server.key", "--client-ca",
+                     d + "/ca.pem"});
   ConnectOptions o;
   o.ca_file = d + "/ca.pem";
   o.cert_file = d + "/client.pem";
@@ -191,15 +202,18 @@ TEST(SecurityTest, MutualTlsRequiresAClientCertificateFromTheCa) {
   EXPECT_EQ(without.code, 3);  // unreachable: no TLS session
   EXPECT_THAT(without.out, HasSubstr("cannot reach rungd"));
   // A certificate the CA did not sign (its own CA's) is refused as well.
-  CliRun selfsigned = Rung(c, absl::StrCat("--ca ", d, "/ca.pem --cert ", d, "/other-ca.pem --key ", d, "/other-ca.key ls"));
+  CliRun selfsigned = Rung(c, absl::StrCat("--ca ", d, "/ca.pem --cert ", d, "/other-ca.pem --key ",
+                                           d, "/other-ca.key ls"));
   EXPECT_EQ(selfsigned.code, 3);  // unreachable: no TLS session
-  CliRun with = Rung(c, absl::StrCat("--ca ", d, "/ca.pem --cert ", d, "/client.pem --key ", d, "/client.key ls"));
+  CliRun with = Rung(
+      c, absl::StrCat("--ca ", d, "/ca.pem --cert ", d, "/client.pem --key ", d, "/client.key ls"));
   EXPECT_EQ(with.code, 0) << with.out;
   CliRun half = Rung(c, absl::StrCat("--ca ", d, "/ca.pem --cert ", d, "/client.pem ls"));
   EXPECT_EQ(half.code, 2);
   EXPECT_THAT(half.out, HasSubstr("--cert and --key: give both"));
   // Workers use the same flags.
-  c.set_worker_flags({"--ca", d + "/ca.pem", "--cert", d + "/client.pem", "--key", d + "/client.key"});
+  c.set_worker_flags(
+      {"--ca", d + "/ca.pem", "--cert", d + "/client.pem", "--key", d + "/client.key"});
   c.StartWorker("w1", 2);
   WriteFile(d + "/spec.yaml", QuickSpec("mtls"));
   auto e = c.Submit(QuickSpec("mtls"), d);
@@ -215,9 +229,11 @@ TEST(SecurityTest, MetricsCanRequireBasicAuth) {
   int status = 0;
   HttpGet(c.metrics_url(), "", &status);
   EXPECT_EQ(status, 401);
-  HttpGet(c.metrics_url(), "Authorization: Basic cHJvbWV0aGV1czp3cm9uZw==\r\n", &status);  // prometheus:wrong
+  HttpGet(c.metrics_url(), "Authorization: Basic cHJvbWV0aGV1czp3cm9uZw==\r\n",
+          &status);  // prometheus:wrong
   EXPECT_EQ(status, 401);
-  std::string body = HttpGet(c.metrics_url(), "Authorization: Basic cHJvbWV0aGV1czpzM2NyZXQ=\r\n", &status);
+  std::string body =
+      HttpGet(c.metrics_url(), "Authorization: Basic cHJvbWV0aGV1czpzM2NyZXQ=\r\n", &status);
   EXPECT_EQ(status, 200);
   EXPECT_THAT(body, HasSubstr("rung_"));
   // Without --metrics-listen it listens on loopback only.

@@ -52,7 +52,9 @@ class FakeRungd final : public v1::WorkerService::Service {
     b.RegisterService(this);
     server_ = b.BuildAndStart();
   }
-  ~FakeRungd() override { server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1)); }
+  ~FakeRungd() override {
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  }
 
   std::string addr() const { return absl::StrCat("127.0.0.1:", port_); }
   std::vector<v1::Register> registers() {
@@ -60,8 +62,9 @@ class FakeRungd final : public v1::WorkerService::Service {
     return registers_;
   }
 
-  grpc::Status Connect(grpc::ServerContext*,
-                       grpc::ServerReaderWriter<v1::ControllerMessage, v1::WorkerMessage>* stream) override {
+  grpc::Status Connect(
+      grpc::ServerContext*,
+      grpc::ServerReaderWriter<v1::ControllerMessage, v1::WorkerMessage>* stream) override {
     v1::WorkerMessage m;
     if (!stream->Read(&m) || !m.has_register_()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first message must be register");
@@ -113,12 +116,14 @@ TEST(WorkerTest, ANameRungdRefusesIsRetriedForAFewSecondsThenTheWorkerExits) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << "status " << status;
   const std::string log = c.dir().Sub("w1.log");
   const std::string first = WaitForFileLine(log, "controller refused the stream", 1000);
-  EXPECT_THAT(first, HasSubstr("controller refused the stream: worker w1 is connected from another process "
-                               "(session 0123); retrying for up to 10s"));
+  EXPECT_THAT(
+      first, HasSubstr("controller refused the stream: worker w1 is connected from another process "
+                       "(session 0123); retrying for up to 10s"));
   const std::string last = WaitForFileLine(log, "rung-worker: rungd at", 1000);
-  EXPECT_THAT(last, HasSubstr(absl::StrCat("rung-worker: rungd at ", rungd.addr(),
-                                           " refused this worker's name for 10s: worker w1 is connected from "
-                                           "another process (session 0123); give each worker its own --name")));
+  EXPECT_THAT(last, HasSubstr(absl::StrCat(
+                        "rung-worker: rungd at ", rungd.addr(),
+                        " refused this worker's name for 10s: worker w1 is connected from "
+                        "another process (session 0123); give each worker its own --name")));
   // It tried again over the window (name_clash_window, 10 s), not once.
   const std::vector<v1::Register> registers = rungd.registers();
   EXPECT_GE(registers.size(), 5u);
@@ -152,9 +157,10 @@ TEST(WorkerTest, TwoWorkersCannotShareAWorkDir) {
   CliRun second = Sh(absl::StrCat(BinDir(), "/worker/rung-worker --controller ", c.addr(),
                                   " --slots 1 --gpus none --name w2 --work-dir ", dir));
   EXPECT_EQ(second.code, 1) << second.out;
-  EXPECT_THAT(second.out, HasSubstr(absl::StrCat("rung-worker: --work-dir ", dir,
-                                                 " is in use by another rung-worker (pid ", c.WorkerPid(0),
-                                                 "); give each worker its own --work-dir and --name")));
+  EXPECT_THAT(second.out,
+              HasSubstr(absl::StrCat("rung-worker: --work-dir ", dir,
+                                     " is in use by another rung-worker (pid ", c.WorkerPid(0),
+                                     "); give each worker its own --work-dir and --name")));
   // The first worker kept its report socket: its trials report through it.
   auto e = c.Submit(ReportModuleSpec("shared-dir", 2, 3, "0.01"), c.jobs_dir());
   e = c.Watch(e.id());
@@ -172,8 +178,8 @@ TEST(WorkerTest, TwoWorkersCannotShareAWorkDir) {
 // is slow); RUNG_RECONNECT_RESTARTS sets how many restarts (bench/RESULTS.md).
 TEST(WorkerTest, TheWorkerRegistersAgainAfterEachRestartOfRungdAndRunsTrials) {
   const int restarts = EnvInt("RUNG_RECONNECT_RESTARTS", 5);
-  const absl::Duration down[] = {absl::Milliseconds(200), absl::Milliseconds(700), absl::Milliseconds(1500),
-                                 absl::Seconds(3), absl::Seconds(5)};
+  const absl::Duration down[] = {absl::Milliseconds(200), absl::Milliseconds(700),
+                                 absl::Milliseconds(1500), absl::Seconds(3), absl::Seconds(5)};
   Cluster c;
   c.StartRungd();
   c.StartWorker("w1", 2);
@@ -187,7 +193,8 @@ TEST(WorkerTest, TheWorkerRegistersAgainAfterEachRestartOfRungdAndRunsTrials) {
     c.StartRungd(port);
     const absl::Time serving = absl::Now();
     const std::string line = WaitForFileLine(log, "registered with", 30000, i + 2);
-    ASSERT_FALSE(line.empty()) << "restart " << i << ": the worker did not register again; see " << log;
+    ASSERT_FALSE(line.empty()) << "restart " << i << ": the worker did not register again; see "
+                               << log;
     delays_ms.push_back(absl::ToDoubleMilliseconds(LogTime(line) - serving));
   }
   auto e = c.Submit(ReportModuleSpec("after-restarts", 4, 3, "0.01"), c.jobs_dir());
@@ -199,10 +206,14 @@ TEST(WorkerTest, TheWorkerRegistersAgainAfterEachRestartOfRungdAndRunsTrials) {
   }
   std::vector<double> sorted = delays_ms;
   std::sort(sorted.begin(), sorted.end());
-  std::printf("worker registered again after rungd served: min %.0f ms, median %.0f ms, max %.0f ms over %d "
-              "restarts (%s)\n",
-              sorted.front(), sorted[sorted.size() / 2], sorted.back(), restarts,
-              absl::StrJoin(delays_ms, ", ", [](std::string* out, double d) { absl::StrAppend(out, d); }).c_str());
+  std::printf(
+      "worker registered again after rungd served: min %.0f ms, median %.0f ms, max %.0f ms over "
+      "%d "
+      "restarts (%s)\n",
+      sorted.front(), sorted[sorted.size() / 2], sorted.back(), restarts,
+      absl::StrJoin(delays_ms, ", ", [](std::string* out, double d) {
+        absl::StrAppend(out, d);
+      }).c_str());
 }
 
 TEST(WorkerTest, ASecondLiveWorkerUnderANameRungdHoldsIsRefusedAndTheFirstKeepsItsTrials) {
@@ -220,10 +231,21 @@ budget: {max_trials: 3, max_concurrent: 1}
 trial: {command: [sh, -c, "sleep 2; echo '@rung {\"loss\": 0.5}'"]}
 )",
                                     c.dir().path());
-  ASSERT_FALSE(WaitForFileLine(c.dir().Sub("vm.log"), "trial " + e.id() + "-1 attempt 1 started", 30000).empty());
+  ASSERT_FALSE(
+      WaitForFileLine(c.dir().Sub("vm.log"), "trial " + e.id() + "-1 attempt 1 started", 30000)
+          .empty());
   SpawnOptions o;
-  o.argv = {BinDir() + "/worker/rung-worker", "--controller", c.addr(), "--slots", "1", "--gpus", "none",
-            "--name", "vm", "--work-dir", "vm-twin"};
+  o.argv = {BinDir() + "/worker/rung-worker",
+            "--controller",
+            c.addr(),
+            "--slots",
+            "1",
+            "--gpus",
+            "none",
+            "--name",
+            "vm",
+            "--work-dir",
+            "vm-twin"};
   o.env = CurrentEnvironment();
   o.workdir = c.dir().path();
   o.stderr_path = c.dir().Sub("vm-twin.log");
@@ -232,7 +254,9 @@ trial: {command: [sh, -c, "sleep 2; echo '@rung {\"loss\": 0.5}'"]}
   int status = 0;
   ASSERT_TRUE(AwaitExit(twin->get(), &status, 60000)) << "the second worker did not give up";
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << "status " << status;
-  EXPECT_FALSE(WaitForFileLine(c.dir().Sub("vm-twin.log"), "worker name 'vm' is already connected", 0).empty());
+  EXPECT_FALSE(
+      WaitForFileLine(c.dir().Sub("vm-twin.log"), "worker name 'vm' is already connected", 0)
+          .empty());
   EXPECT_FALSE(WaitForFileLine(c.rungd_log(), "refused a worker from", 0).empty());
   const v1::Experiment done = c.Watch(e.id());
   EXPECT_EQ(done.state(), v1::EXPERIMENT_COMPLETED) << done.message();

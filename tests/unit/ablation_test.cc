@@ -3,9 +3,9 @@
 
 #include <cmath>
 
-#include "server/spec/spec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/spec/spec.h"
 
 namespace rung {
 namespace {
@@ -55,33 +55,47 @@ TEST(AblationSpecTest, TheExampleParsesIntoComponentsOfEachKind) {
     kinds.push_back(c.kind());
     names.push_back(c.name());
   }
-  EXPECT_THAT(kinds, ElementsAre("feature", "feature", "feature", "layer", "layer", "custom", "custom", "group"));
-  EXPECT_THAT(names, ElementsAre("floors", "area", "rooms", "conv2", "dense1", "no_dropout", "no_augmentation", "attention"));
+  EXPECT_THAT(kinds, ElementsAre("feature", "feature", "feature", "layer", "layer", "custom",
+                                 "custom", "group"));
+  EXPECT_THAT(names, ElementsAre("floors", "area", "rooms", "conv2", "dense1", "no_dropout",
+                                 "no_augmentation", "attention"));
   EXPECT_THAT(a.components(7).members(), ElementsAre("attn1", "attn2"));
   EXPECT_THAT(a.components(0).members(), ElementsAre("floors"));
 }
 
 TEST(AblationSpecTest, MistakesAreNamed) {
   auto err = [](const std::string& yaml) {
-    auto spec = ParseSpecYaml(absl::StrCat("objective: {metric: loss, goal: minimize}\ntrial: {command: [t]}\n", yaml), "/w");
+    auto spec = ParseSpecYaml(
+        absl::StrCat("objective: {metric: loss, goal: minimize}\ntrial: {command: [t]}\n", yaml),
+        "/w");
     return spec.ok() ? std::string("ok") : std::string(spec.status().message());
   };
   EXPECT_THAT(err("kind: ablation\n"), HasSubstr("components: name at least one component"));
-  EXPECT_THAT(err("kind: ablation\ncomponents: {features: [a, a]}\n"), HasSubstr("'a' is named twice"));
-  EXPECT_THAT(err("kind: ablation\ncomponents: {groups: {g: []}}\n"), HasSubstr("needs at least one member"));
-  EXPECT_THAT(err("kind: ablation\ncomponents: {features: a}\n"), HasSubstr("expected a list of names"));
+  EXPECT_THAT(err("kind: ablation\ncomponents: {features: [a, a]}\n"),
+              HasSubstr("'a' is named twice"));
+  EXPECT_THAT(err("kind: ablation\ncomponents: {groups: {g: []}}\n"),
+              HasSubstr("needs at least one member"));
+  EXPECT_THAT(err("kind: ablation\ncomponents: {features: a}\n"),
+              HasSubstr("expected a list of names"));
   EXPECT_THAT(err("kind: ablation\ncomponents: {heads: [a]}\n"), HasSubstr("unknown key 'heads'"));
-  EXPECT_THAT(err("kind: ablation\ncomponents: {features: [a]}\nrepeats: 0\n"), HasSubstr("repeats"));
-  EXPECT_THAT(err("kind: ablation\ncomponents: {features: [a]}\nbudget: {max_trials: 4}\n"), HasSubstr("set repeats instead"));
-  EXPECT_THAT(err("kind: ablation\ncomponents: {features: [a]}\nsearch_space: {x: {type: float, min: 0, max: 1}}\n"),
+  EXPECT_THAT(err("kind: ablation\ncomponents: {features: [a]}\nrepeats: 0\n"),
+              HasSubstr("repeats"));
+  EXPECT_THAT(err("kind: ablation\ncomponents: {features: [a]}\nbudget: {max_trials: 4}\n"),
+              HasSubstr("set repeats instead"));
+  EXPECT_THAT(err("kind: ablation\ncomponents: {features: [a]}\nsearch_space: {x: {type: float, "
+                  "min: 0, max: 1}}\n"),
               HasSubstr("put the parameters under base.params"));
-  EXPECT_THAT(err("kind: ablation\ncomponents: {features: [a]}\nalgorithm: {name: tpe}\n"), HasSubstr("no search algorithm"));
-  EXPECT_THAT(err("kind: ablation\ncomponents: {features: [a]}\nbase: {params: {x: 1}, from_experiment: e1}\n"),
+  EXPECT_THAT(err("kind: ablation\ncomponents: {features: [a]}\nalgorithm: {name: tpe}\n"),
+              HasSubstr("no search algorithm"));
+  EXPECT_THAT(err("kind: ablation\ncomponents: {features: [a]}\nbase: {params: {x: 1}, "
+                  "from_experiment: e1}\n"),
               HasSubstr("not both"));
   EXPECT_THAT(err("kind: studies\n"), HasSubstr("unknown kind 'studies'"));
-  EXPECT_THAT(err("search_space: {x: {type: float, min: 0, max: 1}}\nbudget: {max_trials: 2}\nrepeats: 2\n"),
+  EXPECT_THAT(err("search_space: {x: {type: float, min: 0, max: 1}}\nbudget: {max_trials: "
+                  "2}\nrepeats: 2\n"),
               HasSubstr("belong to kind: ablation"));
-  EXPECT_EQ(err("kind: ablation\ncomponents: {features: [a]}\n"), "ok");  // a base with no parameters
+  EXPECT_EQ(err("kind: ablation\ncomponents: {features: [a]}\n"),
+            "ok");  // a base with no parameters
 }
 
 TEST(AblationPolicyTest, LeaveOneComponentOutMakesTheBaseAndOneVariantPerComponent) {
@@ -94,9 +108,11 @@ TEST(AblationPolicyTest, LeaveOneComponentOutMakesTheBaseAndOneVariantPerCompone
   EXPECT_EQ(variants[0].Json(), R"({"kind": "base", "name": "base", "dropped": []})");
   EXPECT_EQ(variants[1].Json(), R"({"kind": "feature", "name": "floors", "dropped": ["floors"]})");
   EXPECT_EQ(variants[4].Json(), R"({"kind": "layer", "name": "conv2", "dropped": ["conv2"]})");
-  EXPECT_EQ(variants[6].Json(), R"({"kind": "custom", "name": "no_dropout", "dropped": ["no_dropout"]})");
+  EXPECT_EQ(variants[6].Json(),
+            R"({"kind": "custom", "name": "no_dropout", "dropped": ["no_dropout"]})");
   // A group is removed as one: one variant that drops all its members.
-  EXPECT_EQ(variants[8].Json(), R"({"kind": "group", "name": "attention", "dropped": ["attn1", "attn2"]})");
+  EXPECT_EQ(variants[8].Json(),
+            R"({"kind": "group", "name": "attention", "dropped": ["attn1", "attn2"]})");
   EXPECT_THAT(std::string(search::NewAblationPolicy("cumulative").status().message()),
               HasSubstr("unknown ablation policy 'cumulative' (known: loco)"));
 }
@@ -105,8 +121,9 @@ TEST(AblationPolicyTest, TrialsCoverEveryVariantBeforeAnyRepeat) {
   // 3 variants, 2 repeats: trials 0..5 are variants 0,1,2,0,1,2 in repeats 0,0,0,1,1,1.
   std::vector<std::pair<size_t, int>> got;
   for (int i = 0; i < 6; ++i) got.push_back({search::VariantOf(i, 3), search::RepeatOf(i, 3)});
-  EXPECT_THAT(got, ElementsAre(std::pair<size_t, int>{0, 0}, std::pair<size_t, int>{1, 0}, std::pair<size_t, int>{2, 0},
-                               std::pair<size_t, int>{0, 1}, std::pair<size_t, int>{1, 1}, std::pair<size_t, int>{2, 1}));
+  EXPECT_THAT(got, ElementsAre(std::pair<size_t, int>{0, 0}, std::pair<size_t, int>{1, 0},
+                               std::pair<size_t, int>{2, 0}, std::pair<size_t, int>{0, 1},
+                               std::pair<size_t, int>{1, 1}, std::pair<size_t, int>{2, 1}));
 }
 
 TEST(AblationPolicyTest, JsonEscapesNames) {
@@ -115,10 +132,11 @@ TEST(AblationPolicyTest, JsonEscapesNames) {
 }
 
 TEST(AblationStatsTest, StudentTTailsMatchClosedFormsAndTheNormalLimit) {
-  EXPECT_NEAR(search::TwoSidedP(1.0, 1), 0.5, 1e-12);                                // Cauchy: 1 - 2 atan(t) / pi
-  EXPECT_NEAR(search::TwoSidedP(2.0, 2), 1 - 2 / std::sqrt(6.0), 1e-12);             // df 2: 1 - t / sqrt(2 + t^2)
+  EXPECT_NEAR(search::TwoSidedP(1.0, 1), 0.5, 1e-12);  // Cauchy: 1 - 2 atan(t) / pi
+  EXPECT_NEAR(search::TwoSidedP(2.0, 2), 1 - 2 / std::sqrt(6.0),
+              1e-12);  // df 2: 1 - t / sqrt(2 + t^2)
   EXPECT_NEAR(search::TwoSidedP(-2.0, 2), 1 - 2 / std::sqrt(6.0), 1e-12);
-  EXPECT_NEAR(search::TwoSidedP(1.959963984540054, 1e7), 0.05, 1e-6);                // the normal limit
+  EXPECT_NEAR(search::TwoSidedP(1.959963984540054, 1e7), 0.05, 1e-6);  // the normal limit
   EXPECT_NEAR(search::TwoSidedP(0, 3), 1, 1e-12);
   // Welch's fractional df: against a numerical integral of the density (Simpson, 2e5 steps).
   EXPECT_NEAR(search::TwoSidedP(3.5355339059327373, 4.075471698113207), 0.0233767676, 1e-8);
@@ -126,10 +144,12 @@ TEST(AblationStatsTest, StudentTTailsMatchClosedFormsAndTheNormalLimit) {
 }
 
 TEST(AblationStatsTest, PairedTestOnSharedSeedsWorkedOutByHand) {
-  const std::vector<search::Variant> variants = {{"base", "base", {}}, {"feature", "area", {"area"}}};
+  const std::vector<search::Variant> variants = {{"base", "base", {}},
+                                                 {"feature", "area", {"area"}}};
   // Repeats 0, 1, 2 of each (seeds 1, 2, 3). Differences 0.5, 0.9, 0.4: mean 0.6, sd
   // sqrt(0.07), t = 0.6 / (sqrt(0.07) / sqrt(3)) = 3.92792, df 2, p = 1 - t / sqrt(2 + t^2).
-  std::vector<search::Run> runs = {{0, 0, 1.0}, {0, 1, 2.0}, {0, 2, 3.0}, {1, 0, 1.5}, {1, 1, 2.9}, {1, 2, 3.4}};
+  std::vector<search::Run> runs = {{0, 0, 1.0}, {0, 1, 2.0}, {0, 2, 3.0},
+                                   {1, 0, 1.5}, {1, 1, 2.9}, {1, 2, 3.4}};
   auto r = search::Summarize(variants, runs, /*minimize=*/true);
   ASSERT_EQ(r.size(), 2u);
   EXPECT_DOUBLE_EQ(r[0].mean, 2.0);
@@ -150,12 +170,15 @@ TEST(AblationStatsTest, PairedTestOnSharedSeedsWorkedOutByHand) {
 }
 
 TEST(AblationStatsTest, WelchWhenRunsDoNotPairAndRanksByHarm) {
-  const std::vector<search::Variant> variants = {
-      {"base", "base", {}}, {"feature", "area", {"area"}}, {"layer", "conv2", {"conv2"}}, {"custom", "x", {"x"}}};
+  const std::vector<search::Variant> variants = {{"base", "base", {}},
+                                                 {"feature", "area", {"area"}},
+                                                 {"layer", "conv2", {"conv2"}},
+                                                 {"custom", "x", {"x"}}};
   // Base 1, 2, 3 (repeats 0-2); area 4, 6, 8, 10 in repeats 3-6, which the base lacks:
   // Welch, t = 5 / sqrt(20/3/4 + 1/3) = 3.53553, df = 4.07547.
-  std::vector<search::Run> runs = {{0, 0, 1}, {0, 1, 2}, {0, 2, 3}, {1, 3, 4}, {1, 4, 6}, {1, 5, 8}, {1, 6, 10},
-                                   {2, 0, 1.5}, {2, 1, 2.5}, {2, 2, 3.5}};  // conv2: +0.5 every time
+  std::vector<search::Run> runs = {{0, 0, 1},   {0, 1, 2},  {0, 2, 3},  {1, 3, 4},
+                                   {1, 4, 6},   {1, 5, 8},  {1, 6, 10}, {2, 0, 1.5},
+                                   {2, 1, 2.5}, {2, 2, 3.5}};  // conv2: +0.5 every time
   auto r = search::Summarize(variants, runs, /*minimize=*/true);
   EXPECT_EQ(r[1].test, "Welch t");
   EXPECT_NEAR(r[1].p, 0.0233767676, 1e-8);

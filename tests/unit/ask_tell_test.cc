@@ -8,13 +8,15 @@ namespace {
 class AskTellTest : public ControllerTest {
  protected:
   std::string CreateExternal(const std::string& extra, int max_trials, int max_concurrent) {
-    auto spec = ParseSpecYaml(absl::StrCat(R"(
+    auto spec =
+        ParseSpecYaml(absl::StrCat(R"(
 execution: external
 objective: {metric: loss, goal: minimize}
 search_space:
   x: {type: float, min: 0, max: 1}
-budget: {max_trials: )", max_trials, ", max_concurrent: ", max_concurrent, "}\n", extra),
-                              "");
+budget: {max_trials: )",
+                                   max_trials, ", max_concurrent: ", max_concurrent, "}\n", extra),
+                      "");
     EXPECT_TRUE(spec.ok()) << spec.status();
     auto e = CreateExperiment(*spec);
     EXPECT_TRUE(e.ok()) << e.status();
@@ -22,8 +24,9 @@ budget: {max_trials: )", max_trials, ", max_concurrent: ", max_concurrent, "}\n"
   }
   // The answer, or DEADLINE_EXCEEDED when the controller has not answered yet (`*pending`
   // then gets it later).
-  absl::StatusOr<v1::AskTrialsResponse> Ask(const std::string& id, const std::string& client, int count,
-                                            std::optional<absl::StatusOr<v1::AskTrialsResponse>>* pending = nullptr) {
+  absl::StatusOr<v1::AskTrialsResponse> Ask(
+      const std::string& id, const std::string& client, int count,
+      std::optional<absl::StatusOr<v1::AskTrialsResponse>>* pending = nullptr) {
     v1::AskTrialsRequest req;
     req.set_experiment_id(id);
     req.set_client_id(client);
@@ -41,8 +44,8 @@ budget: {max_trials: )", max_trials, ", max_concurrent: ", max_concurrent, "}\n"
     for (const auto& t : r.trials()) ids.push_back(t.id());
     return ids;
   }
-  absl::StatusOr<v1::ReportTrialResponse> Tell(const std::string& trial, const std::string& client, int64_t seq,
-                                               double loss) {
+  absl::StatusOr<v1::ReportTrialResponse> Tell(const std::string& trial, const std::string& client,
+                                               int64_t seq, double loss) {
     v1::ReportTrialRequest req;
     req.set_trial_id(trial);
     req.set_client_id(client);
@@ -98,7 +101,8 @@ TEST_F(AskTellTest, ClientsAskReportAndCompleteAndARetriedAskReturnsTheSameTrial
   EXPECT_EQ(controller_->GetTrialMetrics(t1)->size(), 1u);
   EXPECT_THAT(std::string(Tell(t1, "desktop", 2, 0.1).status().message()),
               HasSubstr("held by client 'laptop', not 'desktop'"));
-  EXPECT_THAT(std::string(Tell(t1, "laptop", 2, std::nan("")).status().message()), HasSubstr("not a finite number"));
+  EXPECT_THAT(std::string(Tell(t1, "laptop", 2, std::nan("")).status().message()),
+              HasSubstr("not a finite number"));
 
   // Completed with what it reported; a repeated completion changes nothing.
   auto c = Complete(t1, "laptop", std::nullopt);
@@ -132,7 +136,8 @@ TEST_F(AskTellTest, ClientsAskReportAndCompleteAndARetriedAskReturnsTheSameTrial
 }
 
 TEST_F(AskTellTest, AnAbandonedTrialsLeaseExpiresAndAnotherClientGetsItEvenAfterARestart) {
-  const std::string id = CreateExternal("client_lease_seconds: 60\ntrial: {max_restarts: 1}\n", 2, 1);
+  const std::string id =
+      CreateExternal("client_lease_seconds: 60\ntrial: {max_restarts: 1}\n", 2, 1);
   auto a = Ask(id, "gone", 1);
   ASSERT_TRUE(a.ok());
   ASSERT_EQ(a->trials_size(), 1);
@@ -175,7 +180,8 @@ TEST_F(AskTellTest, AnAskWaitsForTheModelAndAPauseTellsTheClientToStop) {
   ControllerOptions o;
   o.run_job = [&](std::function<void()> job) { jobs.push_back(std::move(job)); };
   Open(o);
-  const std::string id = CreateExternal("algorithm: {name: gp, startup_trials: 1, seed: 2}\n", 3, 1);
+  const std::string id =
+      CreateExternal("algorithm: {name: gp, startup_trials: 1, seed: 2}\n", 3, 1);
   auto a = Ask(id, "c", 1);  // a start-up trial: random, at once
   ASSERT_TRUE(a.ok());
   ASSERT_EQ(a->trials_size(), 1);
@@ -224,9 +230,11 @@ TEST_F(AskTellTest, AnAskWaitsForTheModelAndAPauseTellsTheClientToStop) {
 
 TEST_F(AskTellTest, BadAsksGetClearErrors) {
   const std::string workers = Create(2, 1);
-  EXPECT_THAT(std::string(Ask(workers, "c", 1).status().message()), HasSubstr("execution: external"));
+  EXPECT_THAT(std::string(Ask(workers, "c", 1).status().message()),
+              HasSubstr("execution: external"));
   const std::string id = CreateExternal("", 2, 1);
-  EXPECT_THAT(std::string(Ask(id, "", 1).status().message()), HasSubstr("client_id: must not be empty"));
+  EXPECT_THAT(std::string(Ask(id, "", 1).status().message()),
+              HasSubstr("client_id: must not be empty"));
   EXPECT_EQ(Ask(id, "c", -1).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Ask("e99", "c", 1).status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(Tell("e99-1", "c", 1, 0).status().code(), absl::StatusCode::kNotFound);
@@ -236,8 +244,10 @@ objective: {metric: loss, goal: minimize}
 search_space: {x: {type: float, min: 0, max: 1}}
 budget: {max_trials: 2}
 trial: {command: [train]}
-)", "");
-  EXPECT_THAT(std::string(spec.status().message()), HasSubstr("run by the clients that ask for them"));
+)",
+                            "");
+  EXPECT_THAT(std::string(spec.status().message()),
+              HasSubstr("run by the clients that ask for them"));
 }
 
 }  // namespace

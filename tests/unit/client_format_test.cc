@@ -32,7 +32,8 @@ v1::Trial SomeTrial(const std::string& id) {
   (*t.mutable_params())["depth"].set_int_value(4);
   (*t.mutable_params())["opt"].set_categorical_value("sgd, \"momentum\" <fast>");
   t.set_state(v1::TRIAL_FAILED);
-  t.set_message("exit code 1; stderr ends:\nTraceback {x: [1, 2]}\n\tline\x01 \xe2\x80\xa8 \xc3\xa9");
+  t.set_message(
+      "exit code 1; stderr ends:\nTraceback {x: [1, 2]}\n\tline\x01 \xe2\x80\xa8 \xc3\xa9");
   t.add_results(0.25);
   t.add_results(-3);
   (*t.mutable_last_metrics())["loss"] = 1.0 / 3;
@@ -96,20 +97,23 @@ TEST(CliJsonTest, AListOfTheClientsMessagesReadsAsTheResponseMessage) {
   }
   EXPECT_EQ(cli::IndentJson(cli::JsonList("trials", small_items)), ProtoJson(small, true));
   v1::ListTrialsResponse back;
-  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(cli::IndentJson(cli::JsonList("trials", whole_items)), &back)
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(
+                  cli::IndentJson(cli::JsonList("trials", whole_items)), &back)
                   .ok());
   EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(back, whole));
   // An empty repeated field is left out, as protobuf leaves it out.
-  EXPECT_EQ(cli::IndentJson(cli::JsonList("experiments", {})), ProtoJson(v1::ListExperimentsResponse(), true));
+  EXPECT_EQ(cli::IndentJson(cli::JsonList("experiments", {})),
+            ProtoJson(v1::ListExperimentsResponse(), true));
 }
 
 TEST(CliJsonTest, StringsAndNumbersAreWrittenAsProtobufWritesThem) {
-  const std::string text = "a\"b\\c\b\f\n\r\t<tag> & \x01\x1f\x7f \xe2\x80\xa8\xe2\x80\xa9 caf\xc3\xa9 /";
+  const std::string text =
+      "a\"b\\c\b\f\n\r\t<tag> & \x01\x1f\x7f \xe2\x80\xa8\xe2\x80\xa9 caf\xc3\xa9 /";
   google::protobuf::Value v;
   v.set_string_value(text);
   EXPECT_EQ(cli::JsonQuote(text), ProtoJson(v, false));
-  for (double d : {0.0, 1.0, -3.0, 0.1, 1.0 / 3, 0.30000000000000004, 1e20, 123456789012345678.0, 5e-324, 2.5e-7,
-                   std::numeric_limits<double>::max()}) {
+  for (double d : {0.0, 1.0, -3.0, 0.1, 1.0 / 3, 0.30000000000000004, 1e20, 123456789012345678.0,
+                   5e-324, 2.5e-7, std::numeric_limits<double>::max()}) {
     v.set_number_value(d);
     EXPECT_EQ(cli::JsonNumber(d), ProtoJson(v, false)) << d;
   }
@@ -121,7 +125,8 @@ TEST(ClientFormatTest, ParametersAreTheShortestTextThatReadsBackTheSame) {
   EXPECT_EQ(FormatParam(1e-5), "1e-05");
   EXPECT_EQ(FormatParam(int64_t{42}), "42");
   EXPECT_EQ(FormatParam(std::string("gelu")), "gelu");
-  EXPECT_EQ(FormatParams({{"x", 2.5}, {"act", std::string("relu")}, {"depth", int64_t{3}}}), "act=relu depth=3 x=2.5");
+  EXPECT_EQ(FormatParams({{"x", 2.5}, {"act", std::string("relu")}, {"depth", int64_t{3}}}),
+            "act=relu depth=3 x=2.5");
   EXPECT_EQ(FormatParams({}), "");
 }
 
@@ -171,9 +176,11 @@ TEST(CliFormatTest, SortingPutsTheBestFirstForAnObjectiveAndMissingValuesLast) {
     for (const Trial& t : ts) out.push_back(t.id);
     return out;
   };
-  EXPECT_EQ(ids(cli::SortTrials(e, trials, "acc", 0)), (std::vector<std::string>{"e1-2", "e1-3", "e1-1", "e1-4"}));
+  EXPECT_EQ(ids(cli::SortTrials(e, trials, "acc", 0)),
+            (std::vector<std::string>{"e1-2", "e1-3", "e1-1", "e1-4"}));
   EXPECT_EQ(ids(cli::SortTrials(e, trials, "-acc", 2)), (std::vector<std::string>{"e1-1", "e1-3"}));
-  EXPECT_EQ(ids(cli::SortTrials(e, trials, "speed", 0)), (std::vector<std::string>{"e1-2", "e1-1", "e1-3", "e1-4"}));
+  EXPECT_EQ(ids(cli::SortTrials(e, trials, "speed", 0)),
+            (std::vector<std::string>{"e1-2", "e1-1", "e1-3", "e1-4"}));
 }
 
 }  // namespace

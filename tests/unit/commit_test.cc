@@ -38,22 +38,25 @@ class CommitTest : public ControllerTest {
   // The controller's experiment and trials against what the store holds.
   void ExpectMemoryEqualsDisk(const std::string& id) {
     std::vector<v1::Experiment> stored;
-    ASSERT_TRUE(store_->ForEachExperiment([&](v1::Experiment e) {
-                         if (e.id() == id) stored.push_back(std::move(e));
-                       }).ok());
+    ASSERT_TRUE(store_
+                    ->ForEachExperiment([&](v1::Experiment e) {
+                      if (e.id() == id) stored.push_back(std::move(e));
+                    })
+                    .ok());
     ASSERT_EQ(stored.size(), 1u);
     auto mem = controller_->GetExperiment(id);
     ASSERT_TRUE(mem.ok());
     EXPECT_TRUE(MessageDifferencer::Equals(*mem, stored[0])) << mem->DebugString() << "\nvs disk\n"
-                                                              << stored[0].DebugString();
+                                                             << stored[0].DebugString();
     std::vector<v1::Trial> disk;
     ASSERT_TRUE(store_->ForEachTrial(id, [&](v1::Trial t) { disk.push_back(std::move(t)); }).ok());
     auto trials = controller_->ListTrials(id);
     ASSERT_TRUE(trials.ok());
     ASSERT_EQ(trials->size(), disk.size());
     for (size_t i = 0; i < disk.size(); ++i) {
-      EXPECT_TRUE(MessageDifferencer::Equals((*trials)[i], disk[i])) << (*trials)[i].DebugString() << "\nvs disk\n"
-                                                                     << disk[i].DebugString();
+      EXPECT_TRUE(MessageDifferencer::Equals((*trials)[i], disk[i]))
+          << (*trials)[i].DebugString() << "\nvs disk\n"
+          << disk[i].DebugString();
     }
   }
 };
@@ -70,7 +73,8 @@ TEST_F(CommitTest, AFailedWriteSendsNothingAndLeavesMemoryEqualToTheDisk) {
   ASSERT_TRUE(Report(s, a[0].trial(), 1, 0.25).ok());
   RecordingWatch watch;
   ASSERT_TRUE(controller_->Watch(id, &watch).ok());
-  ASSERT_EQ(watch.events.size(), 3u);  // two trials so far (the third is not made yet), the experiment
+  ASSERT_EQ(watch.events.size(),
+            3u);  // two trials so far (the third is not made yet), the experiment
   watch.events.clear();
   sink.sent.clear();
 
@@ -133,7 +137,8 @@ TEST_F(CommitTest, NothingGoesOutBeforeItsWriteIsOnDisk) {
     if (e.has_trial()) trial_events.push_back(e.trial().state());
   }
   // Made, handed out, then stopped for the pause.
-  EXPECT_THAT(trial_events, ::testing::ElementsAre(v1::TRIAL_PENDING, v1::TRIAL_ASSIGNED, v1::TRIAL_ASSIGNED));
+  EXPECT_THAT(trial_events,
+              ::testing::ElementsAre(v1::TRIAL_PENDING, v1::TRIAL_ASSIGNED, v1::TRIAL_ASSIGNED));
   EXPECT_TRUE(controller_->GetTrial(id + "-1")->stop_requested());
   EXPECT_EQ(watch.events.back().experiment().state(), v1::EXPERIMENT_PAUSED);
 }
@@ -154,7 +159,8 @@ TEST_F(CommitTest, ASecondLiveWorkerUnderOneNameIsRefusedAndARestartedOneIsRecog
   RecordingSink second;
   auto s2 = controller_->WorkerConnected(Registration("vm", "process-b", 1), &second);
   ASSERT_EQ(s2.status().code(), absl::StatusCode::kAlreadyExists);
-  EXPECT_THAT(std::string(s2.status().message()), HasSubstr("worker name 'vm' is already connected"));
+  EXPECT_THAT(std::string(s2.status().message()),
+              HasSubstr("worker name 'vm' is already connected"));
   EXPECT_THAT(std::string(s2.status().message()), HasSubstr("give each its own --name"));
   // The running worker keeps its trial and its stream.
   EXPECT_TRUE(first.sent.empty());
@@ -203,8 +209,10 @@ trial: {command: [train]}
   ASSERT_TRUE(s.ok());
   ASSERT_TRUE(Pull(*s, {0, 1, 2}).ok());
   EXPECT_TRUE(one_gpu.TakeAssignments().empty());
-  EXPECT_EQ(controller_->GetExperiment(e->id())->unschedulable(), "no connected worker has 2 GPUs; the largest has 1");
-  EXPECT_EQ(watch.events.back().experiment().unschedulable(), "no connected worker has 2 GPUs; the largest has 1");
+  EXPECT_EQ(controller_->GetExperiment(e->id())->unschedulable(),
+            "no connected worker has 2 GPUs; the largest has 1");
+  EXPECT_EQ(watch.events.back().experiment().unschedulable(),
+            "no connected worker has 2 GPUs; the largest has 1");
   EXPECT_EQ(controller_->Stats().experiments_unschedulable, 1);
   // Labels no worker carries are named too.
   v1::ExperimentSpec labelled = *spec;

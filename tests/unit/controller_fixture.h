@@ -10,10 +10,10 @@
 #include <optional>
 
 #include "common/log.h"
-#include "server/spec/spec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/schedule/controller.h"
+#include "server/spec/spec.h"
 #include "tests/test_util.h"
 
 namespace rung::testing {
@@ -23,9 +23,11 @@ using ::testing::HasSubstr;
 // The real store, whose writes fail while `fail_writes` is set, as they do on a full disk.
 class FailingStore : public StoreWrapper {
  public:
-  explicit FailingStore(std::unique_ptr<Store> real) : StoreWrapper(real.get()), real_(std::move(real)) {}
+  explicit FailingStore(std::unique_ptr<Store> real)
+      : StoreWrapper(real.get()), real_(std::move(real)) {}
   absl::Status Write(Batch* batch, bool durable) override {
-    if (fail_writes) return absl::UnavailableError("store: write: IO error: No space left on device");
+    if (fail_writes)
+      return absl::UnavailableError("store: write: IO error: No space left on device");
     return StoreWrapper::Write(batch, durable);
   }
   std::atomic<bool> fail_writes{false};
@@ -56,7 +58,8 @@ class ControllerTest : public ::testing::Test {
   }
 
   // `group`: the store's group commit with this delay; none: every write fsynced at once.
-  void Open(ControllerOptions o = ControllerOptions(), std::optional<absl::Duration> group = std::nullopt) {
+  void Open(ControllerOptions o = ControllerOptions(),
+            std::optional<absl::Duration> group = std::nullopt) {
     controller_.reset();
     store_.reset();
     Store::Options so;
@@ -77,8 +80,10 @@ objective: {metric: loss, goal: minimize}
 search_space:
   x: {type: float, min: 0, max: 1}
 algorithm: {name: random, seed: 3}
-budget: {max_trials: )", max_trials, ", max_concurrent: ", max_concurrent, R"(}
-trial: {command: [train, --x, "{x}"], max_restarts: )", max_restarts, "}\n"),
+budget: {max_trials: )",
+                                           max_trials, ", max_concurrent: ", max_concurrent, R"(}
+trial: {command: [train, --x, "{x}"], max_restarts: )",
+                                           max_restarts, "}\n"),
                               "/work");
     EXPECT_TRUE(spec.ok()) << spec.status();
     auto e = CreateExperiment(*spec);

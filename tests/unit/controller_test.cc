@@ -278,7 +278,8 @@ TEST_F(ControllerTest, StateSurvivesRestartAndSearchContinues) {
   auto c2 = Controller::Create(store2->get(), &clock2, ControllerOptions());
   v1::ExperimentSpec same = controller_->GetExperiment(id)->spec();
   same.mutable_budget()->set_max_concurrent(4);  // all of the first three at once
-  ASSERT_TRUE(Await<v1::Experiment>([&](auto done) { (*c2)->CreateExperiment(same, "", done); }).ok());
+  ASSERT_TRUE(
+      Await<v1::Experiment>([&](auto done) { (*c2)->CreateExperiment(same, "", done); }).ok());
   RecordingSink sink2;
   v1::Register reg;
   reg.set_worker_id("w");
@@ -289,7 +290,8 @@ TEST_F(ControllerTest, StateSurvivesRestartAndSearchContinues) {
   ASSERT_TRUE((*c2)->HandleWorkerMessage(s2, pull).ok());
   auto ref = sink2.TakeAssignments();
   ASSERT_GE(ref.size(), 3u);
-  EXPECT_EQ(ref[2].trial().params().at("x").float_value(), a[0].trial().params().at("x").float_value());
+  EXPECT_EQ(ref[2].trial().params().at("x").float_value(),
+            a[0].trial().params().at("x").float_value());
 }
 
 TEST_F(ControllerTest, CancelStopsRunningAndPendingTrials) {
@@ -380,7 +382,8 @@ TEST_F(ControllerTest, StaleCopyThatStillTalksIsStopped) {
   ASSERT_TRUE(Report(s1, a[0].trial(), 1, 0.5).ok());  // the old copy speaks up
   bool stopped = false;
   for (const auto& m : sink1.sent) {
-    if (m.has_stop() && m.stop().trial().trial_id() == id + "-1" && m.stop().trial().attempt() == 1) {
+    if (m.has_stop() && m.stop().trial().trial_id() == id + "-1" &&
+        m.stop().trial().attempt() == 1) {
       stopped = true;
     }
   }
@@ -466,14 +469,17 @@ TEST_F(ControllerTest, WarmStartTakesCompletedTrialsOfEarlierExperiments) {
   }
   auto spec = [&](const std::string& warm, const std::string& goal) {
     return ParseSpecYaml(absl::StrCat(R"(
-objective: {metric: loss, goal: )", goal, R"(}
+objective: {metric: loss, goal: )",
+                                      goal, R"(}
 search_space:
   x: {type: float, min: 0, max: 1}
-algorithm: {name: tpe, seed: 3, warm_start: [)", warm, R"(]}
+algorithm: {name: tpe, seed: 3, warm_start: [)",
+                                      warm, R"(]}
 budget: {max_trials: 2}
 trial: {command: [train]}
 )"),
-                         "/w").value();
+                         "/w")
+        .value();
   };
   auto ok = CreateExperiment(spec(first, "minimize"));
   ASSERT_TRUE(ok.ok()) << ok.status();
@@ -572,14 +578,16 @@ constraints:
   - {metric: mem, max: 16}
 search_space:
   x: {type: float, min: 0, max: 1}
-budget: {max_trials: )", trials, ", max_concurrent: ", trials, R"(}
+budget: {max_trials: )",
+                                      trials, ", max_concurrent: ", trials, R"(}
 trial: {command: [train]}
 )"),
                          "/w")
         .value();
   };
   const std::string multi =
-      CreateExperiment(spec("objectives: [{metric: loss, goal: minimize}, {metric: acc, goal: maximize}]", 6))
+      CreateExperiment(
+          spec("objectives: [{metric: loss, goal: minimize}, {metric: acc, goal: maximize}]", 6))
           ->id();
   RecordingSink sink;
   int64_t s = Connect("w1", 6, &sink);
@@ -596,12 +604,12 @@ trial: {command: [train]}
     ASSERT_TRUE(Send(s, m).ok());
     ASSERT_TRUE(Exited(s, t, 0).ok());
   };
-  finish(a[0].trial(), {{"loss", 1}, {"acc", 0.5}, {"mem", 8}});     // on the front
-  finish(a[1].trial(), {{"loss", 2}, {"acc", 0.9}, {"mem", 8}});     // on the front
+  finish(a[0].trial(), {{"loss", 1}, {"acc", 0.5}, {"mem", 8}});      // on the front
+  finish(a[1].trial(), {{"loss", 2}, {"acc", 0.9}, {"mem", 8}});      // on the front
   finish(a[2].trial(), {{"loss", 0.5}, {"acc", 0.95}, {"mem", 20}});  // dominates all, breaks mem
-  finish(a[3].trial(), {{"loss", 3}, {"acc", 0.4}, {"mem", 8}});     // dominated by both
-  finish(a[4].trial(), {{"loss", 0.1}, {"acc", 0.99}});              // never says its mem
-  finish(a[5].trial(), {{"loss", 0.1}, {"mem", 1}});                 // never says its acc
+  finish(a[3].trial(), {{"loss", 3}, {"acc", 0.4}, {"mem", 8}});      // dominated by both
+  finish(a[4].trial(), {{"loss", 0.1}, {"acc", 0.99}});               // never says its mem
+  finish(a[5].trial(), {{"loss", 0.1}, {"mem", 1}});                  // never says its acc
   auto best = controller_->GetBestTrials(multi, 0);
   ASSERT_TRUE(best.ok()) << best.status();
   ASSERT_EQ(best->size(), 2u);
@@ -616,7 +624,8 @@ trial: {command: [train]}
   EXPECT_FALSE(controller_->GetExperiment(multi)->has_best());  // no single best
 
   // One objective: the constraint breaker is never best, however low its loss.
-  const std::string single = CreateExperiment(spec("objective: {metric: loss, goal: minimize}", 2))->id();
+  const std::string single =
+      CreateExperiment(spec("objective: {metric: loss, goal: minimize}", 2))->id();
   ASSERT_TRUE(Pull(s, {0, 1}).ok());
   a = sink.TakeAssignments();
   ASSERT_EQ(a.size(), 2u);
@@ -641,12 +650,14 @@ TEST_F(ControllerTest, AnAblationStudyRunsEveryVariantRepeatsTimesAndEachTrialKn
   auto spec = ParseSpecYaml(absl::StrCat(R"(
 kind: ablation
 objective: {metric: loss, goal: minimize}
-base: {from_experiment: )", search, R"(}
+base: {from_experiment: )",
+                                         search, R"(}
 components: {features: [area, rooms], groups: {attention: [attn1, attn2]}}
 repeats: 2
 budget: {max_concurrent: 4}
 trial: {command: [train, --x, "{x}"]}
-)"), "/work");
+)"),
+                            "/work");
   ASSERT_TRUE(spec.ok()) << spec.status();
   auto e = CreateExperiment(*spec);
   ASSERT_TRUE(e.ok()) << e.status();
@@ -665,25 +676,28 @@ trial: {command: [train, --x, "{x}"]}
       ASSERT_TRUE(Exited(s, as.trial(), 0).ok());
     }
   }
-  EXPECT_THAT(seen, ::testing::ElementsAre(
-      R"(1 {"kind": "base", "name": "base", "dropped": []})",
-      R"(1 {"kind": "feature", "name": "area", "dropped": ["area"]})",
-      R"(1 {"kind": "feature", "name": "rooms", "dropped": ["rooms"]})",
-      R"(1 {"kind": "group", "name": "attention", "dropped": ["attn1", "attn2"]})",
-      R"(2 {"kind": "base", "name": "base", "dropped": []})",
-      R"(2 {"kind": "feature", "name": "area", "dropped": ["area"]})",
-      R"(2 {"kind": "feature", "name": "rooms", "dropped": ["rooms"]})",
-      R"(2 {"kind": "group", "name": "attention", "dropped": ["attn1", "attn2"]})"));
+  EXPECT_THAT(seen,
+              ::testing::ElementsAre(
+                  R"(1 {"kind": "base", "name": "base", "dropped": []})",
+                  R"(1 {"kind": "feature", "name": "area", "dropped": ["area"]})",
+                  R"(1 {"kind": "feature", "name": "rooms", "dropped": ["rooms"]})",
+                  R"(1 {"kind": "group", "name": "attention", "dropped": ["attn1", "attn2"]})",
+                  R"(2 {"kind": "base", "name": "base", "dropped": []})",
+                  R"(2 {"kind": "feature", "name": "area", "dropped": ["area"]})",
+                  R"(2 {"kind": "feature", "name": "rooms", "dropped": ["rooms"]})",
+                  R"(2 {"kind": "group", "name": "attention", "dropped": ["attn1", "attn2"]})"));
   EXPECT_EQ(controller_->GetExperiment(e->id())->state(), v1::EXPERIMENT_COMPLETED);
   // What each trial dropped is stored with it, and survives a restart.
   Open();
-  EXPECT_EQ(controller_->GetTrial(e->id() + "-8")->ablation(), R"({"kind": "group", "name": "attention", "dropped": ["attn1", "attn2"]})");
+  EXPECT_EQ(controller_->GetTrial(e->id() + "-8")->ablation(),
+            R"({"kind": "group", "name": "attention", "dropped": ["attn1", "attn2"]})");
   EXPECT_EQ(controller_->GetTrial(e->id() + "-8")->seed(), 2);
   // A base from an experiment with no best trial is refused, with the reason.
   const std::string empty = Create(1, 1);
   spec->mutable_ablation()->set_base_from_experiment(empty);
   spec->mutable_ablation()->clear_base_params();
-  EXPECT_THAT(std::string(CreateExperiment(*spec).status().message()), HasSubstr("has no best trial yet"));
+  EXPECT_THAT(std::string(CreateExperiment(*spec).status().message()),
+              HasSubstr("has no best trial yet"));
 }
 
 TEST_F(ControllerTest, BadInputGetsClearErrors) {

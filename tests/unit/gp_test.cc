@@ -52,9 +52,6 @@ TEST(GaussianProcessTest, PosteriorMatchesAHandWorkedCase) {
   EXPECT_NEAR(v, 1.0, 1e-3);
 }
 
-
-
-
 TEST(GpSamplerTest, BeatsRandomSearchWithTheSameBudget) {
   for (bool ucb : {false, true}) {
     std::vector<double> gp, random;
@@ -67,8 +64,8 @@ TEST(GpSamplerTest, BeatsRandomSearchWithTheSameBudget) {
     std::sort(gp.begin(), gp.end());
     std::sort(random.begin(), random.end());
     // Random search's median best is about 10 times the model's here.
-    EXPECT_LT(gp[5] * 3, random[5]) << (ucb ? "ucb" : "ei") << " median best: gp " << gp[5] << ", random "
-                                    << random[5];
+    EXPECT_LT(gp[5] * 3, random[5])
+        << (ucb ? "ucb" : "ei") << " median best: gp " << gp[5] << ", random " << random[5];
   }
 }
 
@@ -82,8 +79,10 @@ TEST(GpSamplerTest, RestoreContinuesExactlyAndConcurrentSuggestionsDiffer) {
     auto x = std::get<Create>(a->Handle(TrialsWanted{1}).at(0));
     auto y = std::get<Create>(b->Handle(TrialsWanted{1}).at(0));
     ASSERT_EQ(x.params, y.params) << "trial " << i;
-    a->Handle(TrialClosed{x.index, TrialClosed::Outcome::kCompleted, true, MixedObjective(x.params)});
-    b->Handle(TrialClosed{y.index, TrialClosed::Outcome::kCompleted, true, MixedObjective(y.params)});
+    a->Handle(
+        TrialClosed{x.index, TrialClosed::Outcome::kCompleted, true, MixedObjective(x.params)});
+    b->Handle(
+        TrialClosed{y.index, TrialClosed::Outcome::kCompleted, true, MixedObjective(y.params)});
     EXPECT_EQ(a->Snapshot(), b->Snapshot());
   }
   std::set<Params> batch;
@@ -94,9 +93,12 @@ TEST(GpSamplerTest, RestoreContinuesExactlyAndConcurrentSuggestionsDiffer) {
 TEST(GpSamplerTest, ConditionalSpacesStayValid) {
   Config c;
   c.sampler = Config::Sampler::kGp;
-  c.space.push_back({"optimizer", Param::Kind::kCategorical, 0, 0, false, {"sgd", "adam"}, {}, 0, "", {}});
-  c.space.push_back({"momentum", Param::Kind::kFloat, 0.0, 0.99, false, {}, {}, 0, "optimizer", {"sgd"}});
-  c.space.push_back({"beta1", Param::Kind::kFloat, 0.8, 0.999, false, {}, {}, 0, "optimizer", {"adam"}});
+  c.space.push_back(
+      {"optimizer", Param::Kind::kCategorical, 0, 0, false, {"sgd", "adam"}, {}, 0, "", {}});
+  c.space.push_back(
+      {"momentum", Param::Kind::kFloat, 0.0, 0.99, false, {}, {}, 0, "optimizer", {"sgd"}});
+  c.space.push_back(
+      {"beta1", Param::Kind::kFloat, 0.8, 0.999, false, {}, {}, 0, "optimizer", {"adam"}});
   c.max_trials = 100;
   c.seed = 6;
   auto s = std::move(NewSearcher(c).value());
@@ -122,7 +124,8 @@ TEST(WarmStartTest, TpeAndGpStartFromEarlierResults) {
   for (auto sampler : {Config::Sampler::kTpe, Config::Sampler::kGp}) {
     int better = 0;
     for (uint64_t seed = 1; seed <= 8; ++seed) {
-      auto earlier = std::move(NewSearcher(MixedSpace(Config::Sampler::kRandom, 100 + seed)).value());
+      auto earlier =
+          std::move(NewSearcher(MixedSpace(Config::Sampler::kRandom, 100 + seed)).value());
       std::vector<std::pair<Params, double>> warm;
       for (const auto& a : earlier->Handle(TrialsWanted{40})) {
         const auto& p = std::get<Create>(a).params;

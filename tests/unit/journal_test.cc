@@ -19,7 +19,10 @@ using ::testing::HasSubstr;
 TEST(JournalTest, EventTextRoundTripsEveryKind) {
   Proposal p;
   p.index = 7;
-  p.params = {{"lr", 0.001}, {"depth", int64_t{-3}}, {"act", std::string("a b\\c\n\"")}, {"empty", std::string()}};
+  p.params = {{"lr", 0.001},
+              {"depth", int64_t{-3}},
+              {"act", std::string("a b\\c\n\"")},
+              {"empty", std::string()}};
   p.model = {"hyp 0.1 0.2", "", "warp=1"};
   const std::vector<Event> events = {
       TrialsWanted{3},
@@ -28,7 +31,8 @@ TEST(JournalTest, EventTextRoundTripsEveryKind) {
       TrialReported{4, 2.5, -1e-300},
       TrialPaused{9},
       TrialClosed{2, TrialClosed::Outcome::kStopped, false, 0, {}, true},
-      TrialClosed{5, TrialClosed::Outcome::kCompleted, true, 0.1 + 0.2, {0.30000000000000004, 17}, false},
+      TrialClosed{
+          5, TrialClosed::Outcome::kCompleted, true, 0.1 + 0.2, {0.30000000000000004, 17}, false},
       TrialClosed{6, TrialClosed::Outcome::kFailed, false, 0, {}, true},
   };
   for (const Event& e : events) {
@@ -48,9 +52,9 @@ TEST(JournalTest, EventTextRoundTripsEveryKind) {
 }
 
 TEST(JournalTest, GarbageIsRefusedWithTheTextQuoted) {
-  for (const char* bad : {"", "wanted", "wanted 1", "wanted 1 2", "reported 1 x 2", "closed 1 q 0 0 1 0",
-                          "closed 1 c 0 0 1 2 0.5", "paused 1 extra", "launch 1",
-                          "wanted 1 1 proposal 0 1 lr z:1 0"}) {
+  for (const char* bad : {"", "wanted", "wanted 1", "wanted 1 2", "reported 1 x 2",
+                          "closed 1 q 0 0 1 0", "closed 1 c 0 0 1 2 0.5", "paused 1 extra",
+                          "launch 1", "wanted 1 1 proposal 0 1 lr z:1 0"}) {
     auto e = ParseEvent(bad);
     EXPECT_FALSE(e.ok()) << bad;
     EXPECT_THAT(e.status().message(), HasSubstr("not a searcher event")) << bad;
@@ -75,7 +79,8 @@ std::vector<JournalEntry> DriveWithCrashes(const Config& config, uint64_t seed, 
   std::deque<Running> running;
   auto apply = [&](const std::vector<Action>& actions) {
     for (const Action& a : actions) {
-      if (const auto* c = std::get_if<Create>(&a)) running.push_back({c->index, c->params, c->budget});
+      if (const auto* c = std::get_if<Create>(&a))
+        running.push_back({c->index, c->params, c->budget});
       if (const auto* st = std::get_if<Stop>(&a)) {
         for (auto it = running.begin(); it != running.end(); ++it) {
           if (it->index == st->index) {

@@ -16,7 +16,8 @@ inline Config MixedSpace(Config::Sampler sampler, uint64_t seed) {
   c.space.push_back({"x", Param::Kind::kFloat, 0, 1, false, {}, {}, 0, "", {}});
   c.space.push_back({"lr", Param::Kind::kFloat, 1e-4, 1, true, {}, {}, 0, "", {}});
   c.space.push_back({"depth", Param::Kind::kInt, 1, 8, false, {}, {}, 0, "", {}});
-  c.space.push_back({"act", Param::Kind::kCategorical, 0, 0, false, {"relu", "tanh", "gelu"}, {}, 0, "", {}});
+  c.space.push_back(
+      {"act", Param::Kind::kCategorical, 0, 0, false, {"relu", "tanh", "gelu"}, {}, 0, "", {}});
   c.max_trials = 1000;
   c.seed = seed;
   return c;
@@ -48,7 +49,8 @@ inline double RunSearch(const Config& config, int n, int* tanh_after_startup = n
   return best;
 }
 
-inline double RunSearch(Config::Sampler sampler, uint64_t seed, int n, int* tanh_after_startup = nullptr) {
+inline double RunSearch(Config::Sampler sampler, uint64_t seed, int n,
+                        int* tanh_after_startup = nullptr) {
   return RunSearch(MixedSpace(sampler, seed), n, tanh_after_startup);
 }
 

@@ -13,7 +13,8 @@ Config QuickstartConfig(int max_trials = 20, uint64_t seed = 7) {
   c.space.push_back({"x1", Param::Kind::kFloat, -5, 10, false, {}, {}, 0, "", {}});
   c.space.push_back({"lr", Param::Kind::kFloat, 1e-5, 1e-1, true, {}, {}, 0, "", {}});
   c.space.push_back({"depth", Param::Kind::kInt, 1, 8, false, {}, {}, 0, "", {}});
-  c.space.push_back({"act", Param::Kind::kCategorical, 0, 0, false, {"relu", "tanh", "gelu"}, {}, 0, "", {}});
+  c.space.push_back(
+      {"act", Param::Kind::kCategorical, 0, 0, false, {"relu", "tanh", "gelu"}, {}, 0, "", {}});
   c.max_trials = max_trials;
   c.seed = seed;
   return c;
@@ -122,7 +123,9 @@ TEST(RandomSearcherTest, RestoreRejectsGarbage) {
   absl::Status st = (*s)->Restore("searcher v2\ncreated 1\nclosed 0\ndone 0\npaused 0\nsampler -");
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("unreadable snapshot (sampler)"));
-  EXPECT_FALSE((*s)->Restore("searcher v2\ncreated x\nclosed 0\ndone 0\npaused 0\nsampler rng=1,2,3,4").ok());
+  EXPECT_FALSE(
+      (*s)->Restore("searcher v2\ncreated x\nclosed 0\ndone 0\npaused 0\nsampler rng=1,2,3,4")
+          .ok());
   EXPECT_FALSE((*s)->Restore("garbage").ok());
 }
 
@@ -130,7 +133,8 @@ TEST(GridSearcherTest, CoversEveryPointOnceInOrder) {
   Config c;
   c.space.push_back({"lr", Param::Kind::kFloat, 0.001, 0.1, true, {}, {}, 3, "", {}});
   c.space.push_back({"depth", Param::Kind::kInt, 1, 2, false, {}, {}, 0, "", {}});
-  c.space.push_back({"opt", Param::Kind::kCategorical, 0, 0, false, {"sgd", "adam"}, {}, 0, "", {}});
+  c.space.push_back(
+      {"opt", Param::Kind::kCategorical, 0, 0, false, {"sgd", "adam"}, {}, 0, "", {}});
   c.max_trials = 1000;
   EXPECT_EQ(GridSize(c.space), 12);
   auto s = NewSearcher(Grid(c));

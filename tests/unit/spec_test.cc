@@ -82,8 +82,9 @@ TEST(SpecTest, RelativeWorkdirJoinsBaseAndAbsoluteStays) {
 }
 
 TEST(SpecTest, MinNotBelowMaxNamesFieldAndValues) {
-  EXPECT_EQ(Error(Edit("x1: {type: float, min: -5, max: 10}", "x1: {type: float, min: 10, max: -5}")),
-            "search_space.x1: min (10) must be below max (-5)");
+  EXPECT_EQ(
+      Error(Edit("x1: {type: float, min: -5, max: 10}", "x1: {type: float, min: 10, max: -5}")),
+      "search_space.x1: min (10) must be below max (-5)");
   EXPECT_EQ(Error(Edit("depth: {type: int, min: 1, max: 8}", "depth: {type: int, min: 3, max: 3}")),
             "search_space.depth: min (3) must be below max (3)");
 }
@@ -132,7 +133,8 @@ TEST(SpecTest, PlaceholderNamingNoParameterRejected) {
 
 TEST(SpecTest, UnknownAlgorithmRejected) {
   EXPECT_EQ(Error(Edit("name: random", "name: bayes")),
-            "algorithm.name: unknown algorithm 'bayes' (known: random, grid, tpe, gp, asha, hyperband, bohb)");
+            "algorithm.name: unknown algorithm 'bayes' (known: random, grid, tpe, gp, asha, "
+            "hyperband, bohb)");
 }
 
 TEST(SpecTest, MissingPartsRejected) {
@@ -169,9 +171,10 @@ trial: {command: [train, "{lr}"]}
 
 TEST(SpecTest, EarlyStoppingFormsFromTheIssue) {
   const std::string resource = "resource: {metric: epoch, min: 1, max: 81}\n";
-  auto asha = ParseSpecYaml(resource + Edit("algorithm: {name: random, seed: 7}",
-                                            "algorithm: {name: asha, reduction_factor: 3, mode: stop, seed: 1}"),
-                            "/b");
+  auto asha = ParseSpecYaml(
+      resource + Edit("algorithm: {name: random, seed: 7}",
+                      "algorithm: {name: asha, reduction_factor: 3, mode: stop, seed: 1}"),
+      "/b");
   ASSERT_TRUE(asha.ok()) << asha.status();
   EXPECT_EQ(asha->resource().metric(), "epoch");
   EXPECT_EQ(asha->resource().max(), 81);
@@ -179,9 +182,10 @@ TEST(SpecTest, EarlyStoppingFormsFromTheIssue) {
   EXPECT_EQ(asha->algorithm().early_stopping().reduction_factor(), 3);
   EXPECT_EQ(asha->algorithm().early_stopping().mode(), "stop");
 
-  auto hb = ParseSpecYaml(resource + Edit("algorithm: {name: random, seed: 7}",
-                                          "algorithm: {name: hyperband, reduction_factor: 3, mode: stop}"),
-                          "/b");
+  auto hb = ParseSpecYaml(
+      resource + Edit("algorithm: {name: random, seed: 7}",
+                      "algorithm: {name: hyperband, reduction_factor: 3, mode: stop}"),
+      "/b");
   ASSERT_TRUE(hb.ok()) << hb.status();
   EXPECT_EQ(hb->algorithm().early_stopping().rule(), "hyperband");
 
@@ -208,7 +212,8 @@ trial: {command: [train]}
 }
 
 TEST(SpecTest, TpeWithDefaultsAndWithEarlyStopping) {
-  auto tpe = ParseSpecYaml(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: tpe, seed: 7}"), "/b");
+  auto tpe = ParseSpecYaml(
+      Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: tpe, seed: 7}"), "/b");
   ASSERT_TRUE(tpe.ok()) << tpe.status();
   EXPECT_EQ(tpe->algorithm().options().at("startup_trials"), "10");
   auto bohb_like = ParseSpecYaml(
@@ -219,12 +224,16 @@ TEST(SpecTest, TpeWithDefaultsAndWithEarlyStopping) {
   ASSERT_TRUE(bohb_like.ok()) << bohb_like.status();
   EXPECT_EQ(bohb_like->algorithm().options().at("startup_trials"), "5");
   EXPECT_EQ(bohb_like->algorithm().early_stopping().rule(), "asha");
-  EXPECT_EQ(Error(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: random, startup_trials: 3}")),
+  EXPECT_EQ(Error(Edit("algorithm: {name: random, seed: 7}",
+                       "algorithm: {name: random, startup_trials: 3}")),
             "algorithm.startup_trials: applies to tpe, gp and bohb only (random has no options)");
-  auto warm = ParseSpecYaml(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: gp, warm_start: [e1, e4]}"), "/b");
+  auto warm = ParseSpecYaml(
+      Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: gp, warm_start: [e1, e4]}"),
+      "/b");
   ASSERT_TRUE(warm.ok()) << warm.status();
   EXPECT_THAT(warm->algorithm().warm_start(), ::testing::ElementsAre("e1", "e4"));
-  EXPECT_THAT(Error(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: random, warm_start: [e1]}")),
+  EXPECT_THAT(Error(Edit("algorithm: {name: random, seed: 7}",
+                         "algorithm: {name: random, warm_start: [e1]}")),
               HasSubstr("algorithm.warm_start: applies to tpe, gp and bohb only"));
 }
 
@@ -258,14 +267,17 @@ trial: {command: [train]}
             "objectives[1].metric: 'loss' is named twice");
   EXPECT_EQ(error("{metric: latency_ms, goal: minimize}", "{metric: latency_ms}"),
             "objectives[1].goal: is required (minimize or maximize)");
-  EXPECT_EQ(error("{metric: memory_gb, max: 16}", "{metric: memory_gb}"), "constraints[0]: needs min, max or both");
+  EXPECT_EQ(error("{metric: memory_gb, max: 16}", "{metric: memory_gb}"),
+            "constraints[0]: needs min, max or both");
   EXPECT_EQ(error("{metric: memory_gb, max: 16}", "{metric: memory_gb, min: 20, max: 16}"),
             "constraints[0]: min (20) must not be above max (16)");
-  EXPECT_EQ(error("{metric: memory_gb, max: 16}", "{max: 16}"), "constraints[0].metric: is required");
+  EXPECT_EQ(error("{metric: memory_gb, max: 16}", "{max: 16}"),
+            "constraints[0].metric: is required");
   EXPECT_EQ(error("constraints:", "objective: {metric: loss, goal: minimize}\nconstraints:"),
             "objectives: give objective or objectives, not both");
-  EXPECT_EQ(error("algorithm: {name: gp}", "algorithm: {name: random, early_stopping: {rule: median}}"),
-            "algorithm: early stopping compares one metric; it needs a single objective");
+  EXPECT_EQ(
+      error("algorithm: {name: gp}", "algorithm: {name: random, early_stopping: {rule: median}}"),
+      "algorithm: early stopping compares one metric; it needs a single objective");
 }
 
 TEST(SpecTest, BohbIsMultivariateTpeWithHyperband) {
@@ -279,22 +291,31 @@ TEST(SpecTest, BohbIsMultivariateTpeWithHyperband) {
   EXPECT_EQ(bohb->algorithm().options().at("startup_trials"), "10");
   EXPECT_EQ(bohb->algorithm().early_stopping().rule(), "hyperband");
   EXPECT_EQ(bohb->algorithm().early_stopping().mode(), "promote");
-  EXPECT_EQ(Error(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: bohb}")),
-            "resource: is required for hyperband (e.g. resource: {metric: epoch, min: 1, max: 81})");
-  auto mv = ParseSpecYaml(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: tpe, multivariate: true}"), "/b");
+  EXPECT_EQ(
+      Error(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: bohb}")),
+      "resource: is required for hyperband (e.g. resource: {metric: epoch, min: 1, max: 81})");
+  auto mv = ParseSpecYaml(
+      Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: tpe, multivariate: true}"),
+      "/b");
   ASSERT_TRUE(mv.ok()) << mv.status();
   EXPECT_EQ(mv->algorithm().options().at("multivariate"), "true");
-  EXPECT_EQ(Error(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: gp, multivariate: true}")),
-            "algorithm.multivariate: applies to tpe and bohb only (gp's options: startup_trials, acquisition)");
-  EXPECT_EQ(Error(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: tpe, multivariate: maybe}")),
+  EXPECT_EQ(Error(Edit("algorithm: {name: random, seed: 7}",
+                       "algorithm: {name: gp, multivariate: true}")),
+            "algorithm.multivariate: applies to tpe and bohb only (gp's options: startup_trials, "
+            "acquisition)");
+  EXPECT_EQ(Error(Edit("algorithm: {name: random, seed: 7}",
+                       "algorithm: {name: tpe, multivariate: maybe}")),
             "algorithm.multivariate: must be true or false (got \"maybe\")");
-  auto gp = ParseSpecYaml(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: gp}"), "/b");
+  auto gp =
+      ParseSpecYaml(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: gp}"), "/b");
   ASSERT_TRUE(gp.ok()) << gp.status();
   EXPECT_EQ(gp->algorithm().options().at("acquisition"), "ei");
-  EXPECT_EQ(Error(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: gp, acquisition: pi}")),
-            "algorithm.acquisition: unknown acquisition 'pi' (known: ei, ucb)");
-  EXPECT_EQ(Error(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: tpe, acquisition: ucb}")),
-            "algorithm.acquisition: applies to gp only (tpe's options: startup_trials, multivariate)");
+  EXPECT_EQ(
+      Error(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: gp, acquisition: pi}")),
+      "algorithm.acquisition: unknown acquisition 'pi' (known: ei, ucb)");
+  EXPECT_EQ(
+      Error(Edit("algorithm: {name: random, seed: 7}", "algorithm: {name: tpe, acquisition: ucb}")),
+      "algorithm.acquisition: applies to gp only (tpe's options: startup_trials, multivariate)");
 }
 
 TEST(SpecTest, ConditionalParametersAsInTheIssue) {
@@ -317,7 +338,8 @@ trial: {command: [train, --opt, "{optimizer}"]}
     return s.replace(s.find(from), from.size(), to);
   };
   EXPECT_THAT(Error(edit("when: {optimizer: sgd}", "when: {optimiser: sgd}")),
-              HasSubstr("search_space.momentum.when: parent 'optimiser' must be a parameter declared before momentum"));
+              HasSubstr("search_space.momentum.when: parent 'optimiser' must be a parameter "
+                        "declared before momentum"));
   EXPECT_THAT(Error(edit("when: {optimizer: sgd}", "when: {optimizer: rmsprop}")),
               HasSubstr("search_space.momentum.when: 'rmsprop' is not a value of optimizer"));
   EXPECT_THAT(Error(edit("when: {optimizer: sgd}", "when: {beta1: sgd}")),
@@ -333,23 +355,31 @@ TEST(SpecTest, EarlyStoppingRejections) {
   const std::string res = "resource: {metric: epoch, min: 1, max: 81}\n";
   EXPECT_THAT(Error("resource: {min: 5, max: 1}\n" + Edit(random, asha)),
               HasSubstr("resource: need 0 < min < max (got min 5, max 1)"));
-  EXPECT_THAT(Error(res + Edit(random, "algorithm: {name: asha, reduction_factor: 1}")),
-              HasSubstr("algorithm.reduction_factor: must be an integer of at least 2 (got \"1\")"));
+  EXPECT_THAT(
+      Error(res + Edit(random, "algorithm: {name: asha, reduction_factor: 1}")),
+      HasSubstr("algorithm.reduction_factor: must be an integer of at least 2 (got \"1\")"));
   auto promote = ParseSpecYaml(res + Edit(random, "algorithm: {name: asha, mode: promote}"), "/b");
   ASSERT_TRUE(promote.ok()) << promote.status();
   EXPECT_EQ(promote->algorithm().early_stopping().mode(), "promote");
   EXPECT_THAT(Error(res + Edit(random, "algorithm: {name: asha, mode: fast}")),
               HasSubstr("unknown mode 'fast' (known: stop, promote)"));
-  EXPECT_THAT(Error(res + Edit(random, "algorithm: {name: random, early_stopping: {rule: best}}")),
-              HasSubstr("algorithm.early_stopping.rule: unknown rule 'best' (known: asha, hyperband, median)"));
+  EXPECT_THAT(
+      Error(res + Edit(random, "algorithm: {name: random, early_stopping: {rule: best}}")),
+      HasSubstr(
+          "algorithm.early_stopping.rule: unknown rule 'best' (known: asha, hyperband, median)"));
   EXPECT_THAT(Error(res + Edit(random, "algorithm: {name: asha, early_stopping: {rule: median}}")),
               HasSubstr("asha stops trials itself"));
   EXPECT_THAT(Error(res + Edit(random, "algorithm: {name: random, reduction_factor: 3}")),
               HasSubstr("put them under early_stopping"));
-  EXPECT_THAT(Error(res + Edit(random, "algorithm: {name: random, early_stopping: {rule: median, reduction_factor: 3}}")),
-              HasSubstr("apply to asha and hyperband"));
-  EXPECT_THAT(Error(res + Edit(random, "algorithm: {name: random, early_stopping: {rule: median, grace: -1}}")),
-              HasSubstr("grace: must not be negative (got -1)"));
+  EXPECT_THAT(
+      Error(res +
+            Edit(random,
+                 "algorithm: {name: random, early_stopping: {rule: median, reduction_factor: 3}}")),
+      HasSubstr("apply to asha and hyperband"));
+  EXPECT_THAT(
+      Error(res +
+            Edit(random, "algorithm: {name: random, early_stopping: {rule: median, grace: -1}}")),
+      HasSubstr("grace: must not be negative (got -1)"));
 }
 
 // Every key of algorithm: other than name, seed, warm_start and early_stopping is an option of
@@ -463,9 +493,11 @@ namespace {
 TEST(SpecLimitsTest, OversizedSpecsAreRefusedNamingTheField) {
   std::string huge = std::string(kQuickstart) + "# " + std::string(kMaxSpecBytes, 'x') + "\n";
   EXPECT_THAT(Error(huge), ::testing::HasSubstr("bytes of YAML; at most 1048576"));
-  std::string many = "objective: {metric: loss, goal: minimize}\nbudget: {max_trials: 1}\n"
-                     "trial: {command: [x]}\nsearch_space:\n";
-  for (int i = 0; i <= kMaxParameters; ++i) absl::StrAppend(&many, "  p", i, ": {type: float, min: 0, max: 1}\n");
+  std::string many =
+      "objective: {metric: loss, goal: minimize}\nbudget: {max_trials: 1}\n"
+      "trial: {command: [x]}\nsearch_space:\n";
+  for (int i = 0; i <= kMaxParameters; ++i)
+    absl::StrAppend(&many, "  p", i, ": {type: float, min: 0, max: 1}\n");
   EXPECT_THAT(Error(many), ::testing::HasSubstr("search_space: has 257 parameters; at most 256"));
   EXPECT_THAT(Error(Edit("name: quickstart", "name: " + std::string(200, 'n'))),
               ::testing::HasSubstr("name: is 200 bytes long; a name has at most 128"));

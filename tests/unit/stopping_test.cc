@@ -96,7 +96,10 @@ TEST(AshaTest, CreatesWithFullBudgetAndStopsOutsideTopThird) {
   auto s2 = d.Report(2, 1, 0.60);      // n=3 keep 1, 2 better
   ASSERT_TRUE(s2);
   EXPECT_EQ(s2->index, 2);
-  EXPECT_THAT(s2->reason, HasSubstr("rung 0 (resource 1): 0.6 is not in the top 1/3 of the 3 results there (2 better)"));
+  EXPECT_THAT(
+      s2->reason,
+      HasSubstr(
+          "rung 0 (resource 1): 0.6 is not in the top 1/3 of the 3 results there (2 better)"));
   EXPECT_FALSE(d.Report(3, 1, 0.45));  // n=4 keep 2, 1 better
   EXPECT_TRUE(d.Report(4, 1, 0.55));   // n=5 keep 2, 3 better
   EXPECT_FALSE(d.Report(5, 1, 0.30));  // n=6 keep 2, 0 better
@@ -111,11 +114,11 @@ TEST(AshaTest, MaximizeTiesAndJumpsOverRungs) {
   Driver d(Base(Stopping::Rule::kAsha, Goal::kMaximize));
   d.CreateTrials(4);
   EXPECT_FALSE(d.Report(0, 1, 0.9));
-  EXPECT_FALSE(d.Report(1, 1, 0.9));   // a tie is not "better": it continues
-  EXPECT_TRUE(d.Report(2, 1, 0.1));    // n=3 keep 1, 2 better
+  EXPECT_FALSE(d.Report(1, 1, 0.9));  // a tie is not "better": it continues
+  EXPECT_TRUE(d.Report(2, 1, 0.1));   // n=3 keep 1, 2 better
   // One report that jumps rungs 0, 1 and 2 is judged at each, in order.
-  EXPECT_FALSE(d.Report(3, 10, 0.95)); // best at rung 0, first at 1 and 2 (9)
-  EXPECT_TRUE(d.Report(0, 9, 0.5));    // rung 1: n=2, 1 better -> stop
+  EXPECT_FALSE(d.Report(3, 10, 0.95));  // best at rung 0, first at 1 and 2 (9)
+  EXPECT_TRUE(d.Report(0, 9, 0.5));     // rung 1: n=2, 1 better -> stop
 }
 
 TEST(AshaTest, FailedTrialsLeaveTheirRecordsAndSearchEnds) {
@@ -134,8 +137,10 @@ TEST(AshaTest, FailedTrialsLeaveTheirRecordsAndSearchEnds) {
 // What one free slot gets: "create I@B", "continue I@B", or "" for nothing.
 std::string Want(Driver& d) {
   for (const auto& a : d.Do(TrialsWanted{1})) {
-    if (auto* c = std::get_if<search::Create>(&a)) return absl::StrCat("create ", c->index, "@", c->budget);
-    if (auto* c = std::get_if<Continue>(&a)) return absl::StrCat("continue ", c->index, "@", c->budget);
+    if (auto* c = std::get_if<search::Create>(&a))
+      return absl::StrCat("create ", c->index, "@", c->budget);
+    if (auto* c = std::get_if<Continue>(&a))
+      return absl::StrCat("continue ", c->index, "@", c->budget);
   }
   return "";
 }
@@ -274,9 +279,9 @@ TEST(MedianTest, StopsBelowMedianOfCompletedRunningAverages) {
     d.Close(i);
   }
   // Running averages up to 2: 0.9, 0.8, 1.75 -> median 0.9. Up to 3: 0.8, 0.7, 1.5 -> 0.8.
-  EXPECT_FALSE(d.Report(4, 1, 5.0));  // within grace (2)
-  EXPECT_FALSE(d.Report(4, 2, 0.85)); // best 0.85 beats median 0.9
-  auto s = d.Report(4, 3, 0.95);      // best 0.85 is worse than median 0.8
+  EXPECT_FALSE(d.Report(4, 1, 5.0));   // within grace (2)
+  EXPECT_FALSE(d.Report(4, 2, 0.85));  // best 0.85 beats median 0.9
+  auto s = d.Report(4, 3, 0.95);       // best 0.85 is worse than median 0.8
   ASSERT_TRUE(s);
   EXPECT_THAT(s->reason, HasSubstr("best so far 0.85 is worse than the median 0.8"));
   EXPECT_THAT(s->reason, HasSubstr("of 3 completed trials"));
@@ -292,7 +297,7 @@ TEST(MedianTest, MaximizeAndFailedTrialsDoNotSetTheBar) {
   EXPECT_FALSE(d.Report(1, 1, 0.1));          // no completed trial yet
   EXPECT_FALSE(d.Report(2, 1, 0.9));
   d.Close(2);
-  EXPECT_TRUE(d.Report(1, 1, 0.2));           // best 0.2 < median 0.9
+  EXPECT_TRUE(d.Report(1, 1, 0.2));  // best 0.2 < median 0.9
 }
 
 }  // namespace

@@ -67,14 +67,16 @@ TEST(StoreTest, EverythingSurvivesReopen) {
   ASSERT_EQ(exps.size(), 1u);
   EXPECT_EQ(exps[0].spec().name(), "demo");
   std::vector<int> indexes;
-  ASSERT_TRUE((*store)->ForEachTrial("e1", [&](v1::Trial t) { indexes.push_back(t.index()); }).ok());
+  ASSERT_TRUE(
+      (*store)->ForEachTrial("e1", [&](v1::Trial t) { indexes.push_back(t.index()); }).ok());
   EXPECT_EQ(indexes, (std::vector<int>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}));  // numeric order
   auto reports = (*store)->GetReports("e1-2");
   ASSERT_TRUE(reports.ok());
   std::vector<double> values;
   for (const auto& r : *reports) values.push_back(r.values().at("loss"));
   EXPECT_EQ(values, (std::vector<double>{101, 102, 110, 201}));  // (attempt, seq) order
-  EXPECT_EQ((*store)->GetSearcherState("e1").value(), "random v1 created=2 closed=0 done=0 rng=1,2,3,4");
+  EXPECT_EQ((*store)->GetSearcherState("e1").value(),
+            "random v1 created=2 closed=0 done=0 rng=1,2,3,4");
   EXPECT_TRUE(absl::IsNotFound((*store)->GetSearcherState("e2").status()));
   int workers = 0;
   ASSERT_TRUE((*store)->ForEachWorker([&](v1::Worker) { ++workers; }).ok());

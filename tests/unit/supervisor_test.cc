@@ -41,8 +41,8 @@ class SupervisorTest : public ::testing::Test {
     o_.kill_grace = absl::Seconds(10);
     o_.orphan_timeout = absl::Hours(1);
     sup_ = std::make_unique<Supervisor>(
-        o_, SupervisorPaths{dir_.path(), dir_.Sub("report.sock"), dir_.Sub("python")},
-        "session-1", &clock_, &launcher_);
+        o_, SupervisorPaths{dir_.path(), dir_.Sub("report.sock"), dir_.Sub("python")}, "session-1",
+        &clock_, &launcher_);
     unsetenv("RUNG_TOKEN");
   }
 

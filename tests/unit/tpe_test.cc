@@ -25,8 +25,9 @@ class TpeTest : public ::testing::TestWithParam<bool> {
   }
 };
 
-INSTANTIATE_TEST_SUITE_P(Modes, TpeTest, ::testing::Bool(),
-                         [](const auto& info) { return info.param ? "Multivariate" : "Univariate"; });
+INSTANTIATE_TEST_SUITE_P(Modes, TpeTest, ::testing::Bool(), [](const auto& info) {
+  return info.param ? "Multivariate" : "Univariate";
+});
 
 TEST_P(TpeTest, BeatsRandomSearchWithTheSameBudget) {
   std::vector<double> tpe, random;
@@ -65,13 +66,15 @@ TEST_P(TpeTest, ConcurrentSuggestionsDifferAndFailuresAreTolerated) {
     auto c = std::get<Create>(s->Handle(TrialsWanted{1}).at(0));
     // Every third trial fails: it informs nothing.
     bool ok = i % 3 != 0;
-    s->Handle(TrialClosed{c.index, ok ? TrialClosed::Outcome::kCompleted : TrialClosed::Outcome::kFailed,
-                          ok, ok ? MixedObjective(c.params) : 0});
+    s->Handle(TrialClosed{c.index,
+                          ok ? TrialClosed::Outcome::kCompleted : TrialClosed::Outcome::kFailed, ok,
+                          ok ? MixedObjective(c.params) : 0});
   }
   // Still in start-up (8 completed of 10): random. Complete a few more.
   for (int i = 0; i < 4; ++i) {
     auto c = std::get<Create>(s->Handle(TrialsWanted{1}).at(0));
-    s->Handle(TrialClosed{c.index, TrialClosed::Outcome::kCompleted, true, MixedObjective(c.params)});
+    s->Handle(
+        TrialClosed{c.index, TrialClosed::Outcome::kCompleted, true, MixedObjective(c.params)});
   }
   // Four at once: the running ones count as bad (constant liar), so they spread out.
   std::set<Params> batch;
@@ -88,9 +91,12 @@ namespace {
 Config ConditionalSpace(Config::Sampler sampler) {
   Config c;
   c.sampler = sampler;
-  c.space.push_back({"optimizer", Param::Kind::kCategorical, 0, 0, false, {"sgd", "adam"}, {}, 0, "", {}});
-  c.space.push_back({"momentum", Param::Kind::kFloat, 0.0, 0.99, false, {}, {}, 2, "optimizer", {"sgd"}});
-  c.space.push_back({"beta1", Param::Kind::kFloat, 0.8, 0.999, false, {}, {}, 3, "optimizer", {"adam"}});
+  c.space.push_back(
+      {"optimizer", Param::Kind::kCategorical, 0, 0, false, {"sgd", "adam"}, {}, 0, "", {}});
+  c.space.push_back(
+      {"momentum", Param::Kind::kFloat, 0.0, 0.99, false, {}, {}, 2, "optimizer", {"sgd"}});
+  c.space.push_back(
+      {"beta1", Param::Kind::kFloat, 0.8, 0.999, false, {}, {}, 3, "optimizer", {"adam"}});
   c.space.push_back({"lr", Param::Kind::kFloat, 1e-4, 1e-1, true, {}, {0.001, 0.01}, 0, "", {}});
   c.max_trials = 200;
   c.seed = 4;
@@ -201,7 +207,8 @@ TEST(ProposeTest, ProposalsAreAdoptedWhenCurrentAndRandomOtherwise) {
     for (int i = 0; i < 3; ++i) {
       EXPECT_FALSE(s->Propose()) << "start-up trials are random and made at once";
       auto t = std::get<Create>(s->Handle(TrialsWanted{1}).at(0));
-      s->Handle(TrialClosed{t.index, TrialClosed::Outcome::kCompleted, true, MixedObjective(t.params)});
+      s->Handle(
+          TrialClosed{t.index, TrialClosed::Outcome::kCompleted, true, MixedObjective(t.params)});
     }
     auto job = s->Propose();
     ASSERT_TRUE(job);
@@ -244,9 +251,11 @@ Config TwoFloats(Config::Sampler sampler, uint64_t seed) {
 TEST(ParetoTest, FrontOfAHandMadeSet) {
   // Minimise both: (1,5) (2,3) (4,1) are the front; (3,4) is dominated by (2,3); (2,6) by
   // (1,5); (4,1) twice: equal points are both kept; (5,1) is dominated by (4,1).
-  const std::vector<std::vector<double>> points = {{3, 4}, {1, 5}, {2, 3}, {2, 6}, {4, 1}, {5, 1}, {4, 1}};
+  const std::vector<std::vector<double>> points = {{3, 4}, {1, 5}, {2, 3}, {2, 6},
+                                                   {4, 1}, {5, 1}, {4, 1}};
   EXPECT_THAT(ParetoFront(points), ::testing::ElementsAre(1, 2, 4, 6));
-  EXPECT_THAT(ParetoFront({{1, 1, 1}, {0, 2, 2}, {2, 2, 0}, {2, 2, 2}}), ::testing::ElementsAre(0, 1, 2));
+  EXPECT_THAT(ParetoFront({{1, 1, 1}, {0, 2, 2}, {2, 2, 0}, {2, 2, 2}}),
+              ::testing::ElementsAre(0, 1, 2));
   EXPECT_TRUE(ParetoFront({}).empty());
 }
 
@@ -297,7 +306,8 @@ TEST(ConstraintTest, ModelsAvoidTheInfeasibleRegion) {
         double best = 1e9;
         for (int i = 0; i < 50; ++i) {
           auto t = std::get<Create>(s->Handle(TrialsWanted{1}).at(0));
-          const double x = std::get<double>(t.params.at("x")), y = std::get<double>(t.params.at("y"));
+          const double x = std::get<double>(t.params.at("x")),
+                       y = std::get<double>(t.params.at("y"));
           TrialClosed closed{t.index, TrialClosed::Outcome::kCompleted, true, x + y};
           closed.feasible = x >= 0.4;
           if (closed.feasible) best = std::min(best, x + y);
@@ -312,7 +322,8 @@ TEST(ConstraintTest, ModelsAvoidTheInfeasibleRegion) {
         EXPECT_GE(feasible_late, 65) << "sampler " << static_cast<int>(sampler);
         EXPECT_LT(bests[2], 0.47) << "sampler " << static_cast<int>(sampler);
       } else {
-        EXPECT_LT(feasible_late, 40) << "blind to the constraint, sampler " << static_cast<int>(sampler);
+        EXPECT_LT(feasible_late, 40)
+            << "blind to the constraint, sampler " << static_cast<int>(sampler);
       }
     }
   }

@@ -40,7 +40,8 @@ TEST(ReportParseTest, SocketFormAndFinal) {
 }
 
 TEST(ReportParseTest, GarbageRejectedWithTheKey) {
-  EXPECT_THAT(std::string(ParseReportJson("not json").status().message()), HasSubstr("not a JSON object"));
+  EXPECT_THAT(std::string(ParseReportJson("not json").status().message()),
+              HasSubstr("not a JSON object"));
   EXPECT_THAT(std::string(ParseReportJson(R"({"loss": "low"})").status().message()),
               HasSubstr("'loss' must be a number"));
   EXPECT_THAT(std::string(ParseReportJson(R"({"final": 1})").status().message()),

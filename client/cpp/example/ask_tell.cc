@@ -64,7 +64,8 @@ budget: {max_trials: 20, max_concurrent: 2}
     return 1;
   }
   const rung::Trial& b = best->front();
-  std::printf("experiment %s %s after %d trials; best %s loss %.4f at x %.3f, y %.3f\n", final->id.c_str(),
-              final->state.c_str(), ran, b.id.c_str(), *b.result, *b.Number("x"), *b.Number("y"));
+  std::printf("experiment %s %s after %d trials; best %s loss %.4f at x %.3f, y %.3f\n",
+              final->id.c_str(), final->state.c_str(), ran, b.id.c_str(), *b.result, *b.Number("x"),
+              *b.Number("y"));
   return final->state == "completed" ? 0 : 1;
 }

@@ -40,11 +40,11 @@ namespace rung {
 
 struct ClientOptions {
   std::string address = "127.0.0.1:7411";
-  std::string token;      // sent as "authorization: Bearer TOKEN"
-  std::string ca_file;    // TLS, trusting this CA (plaintext when empty)
-  std::string cert_file;  // a client certificate, for mutual TLS
-  std::string key_file;   // its private key
-  double timeout_seconds = 30;   // per call (ReplaySearch and Backup take their own)
+  std::string token;            // sent as "authorization: Bearer TOKEN"
+  std::string ca_file;          // TLS, trusting this CA (plaintext when empty)
+  std::string cert_file;        // a client certificate, for mutual TLS
+  std::string key_file;         // its private key
+  double timeout_seconds = 30;  // per call (ReplaySearch and Backup take their own)
   // How long a call that is safe to repeat is retried while rungd is unreachable or restarting
   // (0: never). The retry waits for the connection to come back (reconnect attempts at most
   // about a second apart), so a retried call gets through within about a second of rungd
@@ -92,16 +92,17 @@ struct Experiment {
   std::vector<Constraint> constraints;
   Algorithm algorithm;
   int max_trials = 0, max_concurrent = 0;
-  std::string resource_metric;     // the reported metric that carries progress ("step" by default)
-  std::vector<double> rung_levels;  // asha, hyperband, bohb: the rungs, lowest first, then resource.max
+  std::string resource_metric;  // the reported metric that carries progress ("step" by default)
+  std::vector<double>
+      rung_levels;  // asha, hyperband, bohb: the rungs, lowest first, then resource.max
   std::string best_trial_id;
   std::optional<double> best_value;
   int pending = 0, running = 0, completed = 0, failed = 0, stopped = 0;
-  int waiting = 0;                 // trained to a rung's budget, waiting for a promotion
-  std::string message;             // why it ended, when it did not complete
-  std::string unschedulable;       // why no connected worker can run its trials now; empty when one can
+  int waiting = 0;            // trained to a rung's budget, waiting for a promotion
+  std::string message;        // why it ended, when it did not complete
+  std::string unschedulable;  // why no connected worker can run its trials now; empty when one can
   int64_t created_unix_ms = 0, updated_unix_ms = 0;
-  std::string proto_bytes;         // rung.v1.Experiment
+  std::string proto_bytes;  // rung.v1.Experiment
 
   bool done() const { return state == "completed" || state == "cancelled" || state == "failed"; }
   int ended() const { return completed + failed + stopped; }
@@ -122,18 +123,18 @@ struct Trial {
   std::map<std::string, double> metrics;  // the last reported values
   int64_t reports = 0;                    // reports stored, all attempts
   double last_step = 0;
-  double budget = 0;                      // the resource to train up to; 0: none set
-  double resource_reached = 0;            // the highest resource value reported
-  std::string client_id;                  // ask and tell: the client that holds it
+  double budget = 0;            // the resource to train up to; 0: none set
+  double resource_reached = 0;  // the highest resource value reported
+  std::string client_id;        // ask and tell: the client that holds it
   std::string worker_id;
-  std::string message;                    // why the latest failed attempt failed (or could not start)
+  std::string message;  // why the latest failed attempt failed (or could not start)
   std::string stop_reason;
-  std::string infeasible;                 // completed: the constraints it breaks
-  std::string stdout_path, stderr_path;   // on worker_id's machine
+  std::string infeasible;                // completed: the constraints it breaks
+  std::string stdout_path, stderr_path;  // on worker_id's machine
   int64_t created_unix_ms = 0, started_unix_ms = 0, ended_unix_ms = 0;
-  std::string ablation;                   // kind: ablation: what it leaves out, as JSON
-  int64_t seed = 0;                       // kind: ablation: its repeat's seed (RUNG_SEED)
-  std::string proto_bytes;                // rung.v1.Trial
+  std::string ablation;     // kind: ablation: what it leaves out, as JSON
+  int64_t seed = 0;         // kind: ablation: its repeat's seed (RUNG_SEED)
+  std::string proto_bytes;  // rung.v1.Trial
 
   // The parameter as a double (an int converts); nullopt when absent or categorical.
   std::optional<double> Number(const std::string& name) const;
@@ -168,12 +169,12 @@ struct AblationVariant {
   std::string kind;  // base | feature | layer | group | custom
   std::string name;
   std::vector<std::string> dropped;
-  int runs = 0;                                   // completed runs
-  std::optional<double> mean, stddev, delta, p;   // absent when too few runs
-  std::optional<double> harm;                     // delta signed so that positive is worse
-  std::string test;                               // "paired t", "Welch t", or "" (untested)
-  bool significant = false;                       // p < alpha
-  int rank = 0;                                   // 1: the removal that hurts most; 0: the base, or no runs
+  int runs = 0;                                  // completed runs
+  std::optional<double> mean, stddev, delta, p;  // absent when too few runs
+  std::optional<double> harm;                    // delta signed so that positive is worse
+  std::string test;                              // "paired t", "Welch t", or "" (untested)
+  bool significant = false;                      // p < alpha
+  int rank = 0;  // 1: the removal that hurts most; 0: the base, or no runs
 };
 
 // rung.v1.AblationResults, as rungd computes them.
@@ -196,9 +197,9 @@ struct AblationResults {
 
 // rung.v1.ReplaySearchResponse.
 struct ReplayResult {
-  int64_t entries = 0;    // journal entries checked
+  int64_t entries = 0;  // journal entries checked
   bool identical = false;
-  std::string mismatch;   // the first entry that differs, and how
+  std::string mismatch;  // the first entry that differs, and how
   std::string proto_bytes;
 
   std::string Json() const;
@@ -241,7 +242,8 @@ class Client {
   // A YAML spec; a relative trial.workdir is relative to base_dir (default: the cwd).
   // INVALID_ARGUMENT ("spec: N bytes of YAML; at most 1048576") for a spec over
   // kMaxSpecBytes, before anything is sent. Not retried.
-  absl::StatusOr<Experiment> CreateExperiment(const std::string& spec_yaml, const std::string& base_dir = "");
+  absl::StatusOr<Experiment> CreateExperiment(const std::string& spec_yaml,
+                                              const std::string& base_dir = "");
   // The same from a file, relative to its folder; NOT_FOUND ("cannot read PATH") when it
   // cannot be read.
   absl::StatusOr<Experiment> CreateExperimentFromFile(const std::string& path);
@@ -264,7 +266,8 @@ class Client {
   // Calls `on_event` with the experiment and its trials now, then with every change, until
   // the experiment has ended and none of its trials runs (OK), or `on_event` returns false.
   // No deadline and no retry: it lasts as long as the experiment.
-  absl::Status Watch(const std::string& experiment_id, const std::function<bool(const Event&)>& on_event);
+  absl::Status Watch(const std::string& experiment_id,
+                     const std::function<bool(const Event&)>& on_event);
 
   // ---- ask and tell (execution: external) ----
   // Up to `count` trials for `client_id` (default: host-pid) to run: those it holds first,
@@ -274,10 +277,12 @@ class Client {
                                              const std::string& client_id = "", bool wait = true);
   // Reports metrics of a held trial; true when rung says stop (a stopping rule, a pause, a
   // cancel, or the trial is no longer this client's). client_id: default, the one that asked.
-  absl::StatusOr<bool> Report(const std::string& trial_id, double step, const std::map<std::string, double>& values,
+  absl::StatusOr<bool> Report(const std::string& trial_id, double step,
+                              const std::map<std::string, double>& values,
                               const std::string& client_id = "");
   // Completes a held trial with its final metrics (or those it reported).
-  absl::StatusOr<Trial> Complete(const std::string& trial_id, const std::map<std::string, double>& values = {},
+  absl::StatusOr<Trial> Complete(const std::string& trial_id,
+                                 const std::map<std::string, double>& values = {},
                                  const std::string& client_id = "");
   // The client could not run the trial: rung retries it while trial.max_restarts allows.
   absl::StatusOr<Trial> Fail(const std::string& trial_id, const std::string& message,
@@ -286,7 +291,8 @@ class Client {
   // ---- administration (an admin token when rungd checks tokens) ----
   // Replays the experiment's searcher journal through a fresh searcher; `identical` says
   // whether every recorded decision came out the same. Not retried.
-  absl::StatusOr<ReplayResult> ReplaySearch(const std::string& experiment_id, double timeout_seconds = 600);
+  absl::StatusOr<ReplayResult> ReplaySearch(const std::string& experiment_id,
+                                            double timeout_seconds = 600);
   // A consistent copy of rungd's data folder in `dir`, an absolute path on rungd's machine
   // that does not exist yet. Not retried.
   absl::StatusOr<BackupResult> Backup(const std::string& dir, double timeout_seconds = 1800);
