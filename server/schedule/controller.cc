@@ -505,7 +505,9 @@ void Controller::Tick() {
     ExpireProposalsLocked(c.get(), &served);
     ExpireClientsLocked(c.get());
     ExpireWorkersLocked(c.get());
-    if (c->batch.Count() > 0) DispatchLocked(c.get());
+    // Dispatch when something changed, or when a worker left since (the experiments it could
+    // run may now have nowhere to go, and say so).
+    if (c->batch.Count() > 0 || recheck_unschedulable_) DispatchLocked(c.get());
     for (ExperimentRun* run : served) ServeAsksLocked(run, /*may_wait=*/true, c.get());
     (void)CommitLocked(c.get());
   }

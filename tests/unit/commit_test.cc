@@ -233,6 +233,11 @@ trial: {command: [train]}
   auto a = big.TakeAssignments();
   ASSERT_EQ(a.size(), 1u);
   EXPECT_EQ(a[0].trial().slots_size(), 2);
+  // The big worker goes: the next Tick says so again, without waiting for its lease.
+  controller_->WorkerDisconnected(*b);
+  controller_->Tick();
+  EXPECT_EQ(controller_->GetExperiment(e->id())->unschedulable(),
+            "no connected worker has 2 GPUs; the largest has 1");
 }
 
 }  // namespace
