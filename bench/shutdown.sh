@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 bin=${1:-build}
 rounds=${2:-5}
 work=$(mktemp -d /tmp/rung-shutdown-XXXXXX)
-cleanup() { pkill -KILL -P $$ 2>/dev/null || true; rm -rf "$work"; }
+cleanup() { pkill -KILL -P $$ 2>/dev/null || true; [ -n "${RUNG_KEEP:-}" ] || rm -rf "$work"; }
 trap cleanup EXIT
 
 wait_for() {  # FILE TEXT: until FILE holds TEXT (10 s at most)

@@ -1,7 +1,9 @@
 // rungd: the controller. Parses flags, opens the store, wires the parts, serves.
 #include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -240,10 +242,19 @@ absl::Status Serve(const Flags& f, Settings s, const sigset_t& sigs) {
   // at its next poll (seconds): the short deadline closes them instead.
   server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Milliseconds(250)));
   server->Wait();
+  server.reset();
+  // What holds state closes in order: scrapes stop reading the controller, then the
+  // controller goes, then the store (RocksDB closes its files).
+  metrics->DetachController();
+  controller.reset();
+  store.reset();
   rung::Log(rung::LogLevel::kInfo,
             absl::StrCat("stopped in ", absl::ToInt64Milliseconds(absl::Now() - signalled),
                          " ms; it ended worker streams: ", ended.workers,
                          ", watches: ", ended.watches, ", waiting asks: ", ended.asks));
+  // The metrics server ends its threads only on civetweb's 2 s poll. It has nothing left to
+  // serve or to write, so rungd does not wait for it: main ends the process (_exit).
+  (void)metrics.release();
   return absl::OkStatus();
 }
 
@@ -276,5 +287,6 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   signal(SIGPIPE, SIG_IGN);
   if (absl::Status s = Serve(flags, std::move(settings), sigs); !s.ok()) return Fail(s);
-  return 0;
+  std::fflush(nullptr);
+  _exit(0);  // see the end of Serve
 }

@@ -203,6 +203,11 @@ absl::StatusOr<std::unique_ptr<ServerMetrics>> ServerMetrics::Start(
   return m;
 }
 
+void ServerMetrics::DetachController() {
+  // Waits for a scrape in progress (the exposer collects under its own lock).
+  exposer_->RemoveCollectable(state_);
+}
+
 ServerMetrics::~ServerMetrics() = default;
 
 namespace {

@@ -28,7 +28,8 @@ namespace rung {
 class ServerMetrics {
  public:
   // Serves /metrics on `listen` (host:port; port 0 picks a free one), behind HTTP basic auth
-  // when `user_password` ("USER:PASSWORD") is not empty. `controller` must outlive this object.
+  // when `user_password` ("USER:PASSWORD") is not empty. `controller` must outlive this object,
+  // or DetachController().
   static absl::StatusOr<std::unique_ptr<ServerMetrics>> Start(
       const std::string& listen, Controller* controller, const std::string& user_password = "");
   ~ServerMetrics();
@@ -40,6 +41,8 @@ class ServerMetrics {
   std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> RpcTimer();
   void ObserveRpc(const std::string& method, double seconds);
   int port() const { return port_; }
+  // After it returns, scrapes no longer read the controller (which may then go away).
+  void DetachController();
 
  private:
   ServerMetrics() = default;
