@@ -32,6 +32,11 @@ metrics=$(sed -n 's/.*metrics on \([^,]*\),.*/\1/p' "$data/rungd.out")
 "$bin/worker/rung-worker" --controller "$RUNG_ADDR" --slots 4 --gpus none --name quickstart-worker \
   --work-dir "$data/worker" >/dev/null 2>"$data/worker.log" &
 pids+=($!)
+# Registered before the experiment comes, so that nothing waits (submit would say so).
+for _ in $(seq 100); do
+  grep -q 'registered with' "$data/worker.log" 2>/dev/null && break
+  sleep 0.1
+done
 
 rung="$bin/client/rung"
 id=$("$rung" submit config/examples/quickstart.yaml)
