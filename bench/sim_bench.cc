@@ -110,6 +110,14 @@ Result Summarise(double busy, int workers, double horizon, const Incumbent& inc,
   return r;
 }
 
+// Whether `actions` stop trial `index`.
+bool Stops(const std::vector<Action>& actions, int index) {
+  for (const Action& a : actions) {
+    if (const auto* s = std::get_if<search::Stop>(&a); s && s->index == index) return true;
+  }
+  return false;
+}
+
 // Runs a rung searcher on K simulated workers for `horizon` simulated seconds.
 Result SimulateSearcher(const Config& config, int workers, double horizon, double target,
                         double reference) {
@@ -156,8 +164,7 @@ Result SimulateSearcher(const Config& config, int workers, double horizon, doubl
   auto start = [&](int worker, int index) {
     TrialSim& t = trials[index];
     t.running = true;
-    events.push({now + EpochSeconds(t.x), worker, index});
-    busy += 0;  // counted per epoch as it completes
+    events.push({now + EpochSeconds(t.x), worker, index});  // busy time counts per epoch
   };
   auto fill = [&] {
     while (!idle.empty() && !done) {
@@ -196,11 +203,7 @@ Result SimulateSearcher(const Config& config, int workers, double horizon, doubl
     bool ended = false;
     auto acts =
         searcher->Handle(search::TrialReported{ev.trial, static_cast<double>(t.epoch), value});
-    bool stopped_now = false;
-    for (const Action& a : acts) {
-      if (const auto* s = std::get_if<search::Stop>(&a); s && s->index == ev.trial)
-        stopped_now = true;
-    }
+    const bool stopped_now = Stops(acts, ev.trial);
     apply(acts);
     if (stopped_now || t.budget < 0) {
       t.running = false;
