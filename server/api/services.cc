@@ -299,6 +299,22 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::CreateExperiment(
     spec = absl::InvalidArgumentError(
         absl::StrCat("base_dir: ", req->base_dir().size(), " bytes; at most 4096"));
   }
+  if (spec.ok() && caller->role == Role::kUser) {
+    // A user builds only on its own experiments, and cannot tell someone else's from a
+    // missing one: the refusal is the one a missing experiment gets from the controller.
+    std::vector<std::pair<const char*, std::string>> refs;
+    for (const std::string& id : spec->algorithm().warm_start())
+      refs.push_back({"algorithm.warm_start", id});
+    const std::string& base = spec->ablation().base_from_experiment();
+    if (!base.empty()) refs.push_back({"base.from_experiment", base});
+    for (const auto& [field, id] : refs) {
+      auto e = controller_->GetExperiment(id);
+      if (e.ok() && e->owner() != caller->name) {
+        spec = absl::InvalidArgumentError(absl::StrCat(field, ": no experiment ", id));
+        break;
+      }
+    }
+  }
   if (!spec.ok()) return Done(ctx, "ExperimentService.CreateExperiment", spec.status());
   auto* reactor = ctx->DefaultReactor();
   controller_->CreateExperiment(

@@ -264,18 +264,20 @@ void Controller::TryRecover() {
       for (Ask& a : waiting) asks.push_back(std::move(a));
     }
     asks_.clear();
+    // While changes are still refused (and under the lock, so that no watch starts in
+    // between): what was decided before the reload never goes out, and watchers watch again.
     // Worker streams end on their next message ("stream is no longer current"); the workers
-    // reconnect and register again, which reconciles their trials with what is on disk.
+    // register again, which reconciles their trials with what is on disk.
+    const absl::Status again = absl::UnavailableError("rungd reloaded its state; ask again");
+    outbox_.Drop(again);
+    outbox_.CloseAllWatchers();
     Adopt(std::move(*state));
     store_error_ = absl::OkStatus();
     ++store_recoveries_;
     Log(LogLevel::kInfo,
         "writes to the data folder work again: rungd accepts changes; workers reconnect");
   }
-  const absl::Status again = absl::UnavailableError("rungd reloaded its state; ask again");
-  for (Ask& a : asks) a.done(again);
-  outbox_.Drop(again);
-  outbox_.CloseAllWatchers();
+  for (Ask& a : asks) a.done(absl::UnavailableError("rungd reloaded its state; ask again"));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -288,6 +290,17 @@ std::unique_ptr<Change> Controller::NewChange() {
 }
 
 absl::Status Controller::CommitLocked(Change* c) {
+  if (c->batch.Count() == 0 && !store_error_.ok()) {
+    // Nothing to write while writes fail (a heartbeat, a refusal): answers go out at once
+    // (they carry their own outcome); messages to workers wait for the reconnect.
+    for (Effect& e : c->effects) {
+      if (auto* call = std::get_if<Call>(&e)) {
+        unanswered_.push_back([fn = std::move(call->fn)] { fn(absl::OkStatus()); });
+      }
+    }
+    c->effects.clear();
+    return absl::OkStatus();
+  }
   absl::Status s = store_error_;
   if (s.ok() && c->batch.Count() > 0) s = store_->Write(&c->batch);
   if (!s.ok()) {
@@ -303,6 +316,7 @@ absl::Status Controller::CommitLocked(Change* c) {
     drop_pending_ = true;
     return store_error_;
   }
+  c->batch.Clear();  // written: a later commit of the same Change writes only what follows
   for (auto& [worker_id, slots] : c->released) registry_.Release(worker_id, slots);
   reports_received_ += c->reports;
   trials_stopped_early_ += c->stopped_early;
@@ -378,7 +392,11 @@ int Controller::NextTrialLocked(ExperimentRun* run, Change* c, std::string* why)
     c->Then([this, id = run->id(), ticket, job = std::move(job)](const absl::Status& s) {
       if (!s.ok()) return;
       auto work = [this, id, ticket, job] { ProposalDone(id, ticket, job()); };
-      pool_ ? pool_->Run(std::move(work)) : options_.run_job(std::move(work));
+      if (pool_) {
+        pool_->Run(std::move(work));
+      } else if (options_.run_job) {
+        options_.run_job(std::move(work));
+      }  // else the controller is going away: the proposal is not needed
     });
   }
   return index;

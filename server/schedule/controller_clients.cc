@@ -279,6 +279,7 @@ absl::StatusOr<int64_t> Controller::Watch(const std::string& experiment_id, Watc
   int64_t handle;
   {
     absl::MutexLock l(&mu_);
+    if (shutting_down_) return store_error_;  // no stream would be ended for it
     ExperimentRun* run = FindRunLocked(experiment_id);
     if (run == nullptr) return NoExperiment(experiment_id);
     std::vector<v1::WatchEvent> first;

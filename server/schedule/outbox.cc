@@ -137,8 +137,8 @@ void Outbox::Drop(const absl::Status& why) {
     if (auto* e = std::get_if<Effect>(&item.what)) {
       if (auto* call = std::get_if<Call>(e)) call->fn(why);
     } else if (auto* w = std::get_if<AttachWorker>(&item.what)) {
-      // The stream stays: its session's later messages go nowhere, and it reconnects.
-      Cancelled(w->session);
+      // Its registration's reply never goes out: the stream ends, and the worker connects again.
+      if (!Cancelled(w->session)) w->sink->End(why);
     } else if (auto* a = std::get_if<AttachWatcher>(&item.what)) {
       if (!Cancelled(a->handle)) a->sink->Close();
       Unwatched(a->experiment_id);

@@ -1,9 +1,9 @@
 // The Outbox holds what the controller has to tell others until the writes behind it are on
 // disk, then tells it, in the order it was decided: "nothing is visible before it is durable".
 //
-// Thread-safety: every method may be called from any thread. Push, AddWorker and AddWatcher
-// may be called with the controller's lock held; Deliver, Drop and the Remove* calls must not
-// be (they wait for a delivery in progress, which calls sinks). Sinks are called from the
+// Thread-safety: every method may be called from any thread, the controller's lock held or
+// not: nothing the Outbox calls (sinks, Calls) takes that lock. Deliver, Drop, the Close/End
+// calls and the Remove* calls wait for a delivery in progress. Sinks are called from the
 // thread that delivers, one call at a time; they must not block and must not call back into
 // the controller or the Outbox.
 #ifndef RUNG_SERVER_SCHEDULE_OUTBOX_H_
@@ -70,7 +70,8 @@ class Outbox {
   void Deliver(uint64_t durable);
   // The writes behind every queued effect will never be durable (a write or fsync failed, or
   // rungd reloaded its state): Calls run with `why`, watchers not yet started get Close(),
-  // the rest is dropped. Workers resend what was not acknowledged.
+  // worker streams not yet started get End(why), the rest is dropped. Workers resend what was
+  // not acknowledged.
   void Drop(const absl::Status& why);
   // Every watcher gets Close() and is forgotten (they watch again and see the reloaded state).
   // Returns how many there were.

@@ -168,6 +168,7 @@ void Store::Batch::PutNextExperiment(int64_t next) {
   wb_->Put("meta/next_experiment", absl::StrCat(next));
 }
 int Store::Batch::Count() const { return static_cast<int>(wb_->Count()); }
+void Store::Batch::Clear() { wb_->Clear(); }
 
 static absl::StatusOr<rocksdb::DB*> OpenDb(const std::string& dir) {
   rocksdb::Options options;
@@ -351,8 +352,9 @@ absl::Status RocksStore::Recover() {
                      " are free (what RocksDB writes to open the database again, and 1% of the ",
                      Mebibytes(space.volume), " volume)"));
   }
+  // Exclusive use of the database (writers and readers wait), but not of mu_: LastWrite()
+  // and Durable() answer meanwhile, without waiting for the reopen.
   absl::WriterMutexLock open(&db_mu_);
-  absl::MutexLock l(&mu_);
   if (db_ != nullptr) {
     db_->Close().PermitUncheckedError();
     db_.reset();
@@ -364,6 +366,7 @@ absl::Status RocksStore::Recover() {
   rocksdb::WriteOptions wo;
   wo.sync = true;
   RETURN_IF_ERROR(FromRocks(db_->Write(wo, &probe), "store: probe write"));
+  absl::MutexLock l(&mu_);
   failed_ = false;
   synced_ = written_;  // the reopened WAL is on disk
   return absl::OkStatus();

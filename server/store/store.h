@@ -51,6 +51,7 @@ class Store {
     void PutWorker(const v1::Worker& w);
     void PutNextExperiment(int64_t next);
     int Count() const;
+    void Clear();
 
    private:
     friend class Store;

@@ -117,6 +117,16 @@ TEST(SecurityTest, TlsAndTokensLetInOnlyWhoMayAndRefusalsChangeNothing) {
   CliRun bob_cancel = Rung(c, as(kBob) + "cancel " + id);
   EXPECT_EQ(bob_cancel.code, 1);
   EXPECT_EQ(bob_cancel.out, "rung: no experiment " + id + "\n");
+  // Nor can bob build on alice's experiment (a warm start from it), or learn that it exists.
+  auto warm = [&](const std::string& from) {
+    std::string spec = QuickSpec("bob-warm");
+    spec.replace(spec.find("{name: random, seed: 1}"), 23,
+                 "{name: tpe, seed: 1, warm_start: [" + from + "]}");
+    WriteFile(d + "/warm.yaml", spec);
+    return Rung(c, as(kBob) + "submit " + d + "/warm.yaml").out;
+  };
+  EXPECT_THAT(warm(id), HasSubstr("algorithm.warm_start: no experiment " + id));
+  EXPECT_THAT(warm("e999"), HasSubstr("algorithm.warm_start: no experiment e999"));
   CliRun alice_backup = Rung(c, as(kAlice) + "admin backup " + d + "/backup");
   EXPECT_EQ(alice_backup.code, 1);
   EXPECT_THAT(alice_backup.out,

@@ -91,6 +91,10 @@ TEST_F(CommitTest, AFailedWriteSendsNothingAndLeavesMemoryEqualToTheDisk) {
   EXPECT_TRUE(watch.events.empty()) << watch.events[0].DebugString();
   EXPECT_FALSE(watch.closed);
   ExpectMemoryEqualsDisk(id);
+  // A heartbeat changes nothing: the worker's stream stays up while nothing can be written.
+  v1::WorkerMessage heartbeat;
+  heartbeat.mutable_heartbeat();
+  EXPECT_TRUE(controller_->HandleWorkerMessage(s, heartbeat).ok());
   EXPECT_EQ(controller_->GetTrial(id + "-1")->state(), v1::TRIAL_RUNNING);
   EXPECT_EQ(controller_->ListTrials(id)->size(), 2u);
   EXPECT_EQ(controller_->Stats().slots_busy, 2);
@@ -238,6 +242,19 @@ trial: {command: [train]}
   controller_->Tick();
   EXPECT_EQ(controller_->GetExperiment(e->id())->unschedulable(),
             "no connected worker has 2 GPUs; the largest has 1");
+}
+
+TEST_F(CommitTest, EachChangeIsWrittenOnceAndNothingNewStartsAfterShutdown) {
+  // A creation writes the next id, the record, the searcher's snapshot and the journal's
+  // start, then (dispatch, with no worker to run it) the record again saying why it waits:
+  // five keys, each once.
+  const int64_t before = store_->entries_written;
+  const std::string id = Create(2, 1);
+  EXPECT_EQ(store_->entries_written - before, 5);
+  controller_->Shutdown(absl::UnavailableError("rungd is shutting down; ask again"));
+  RecordingWatch watch;
+  EXPECT_EQ(controller_->Watch(id, &watch).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(CancelExperiment(id).status().code(), absl::StatusCode::kUnavailable);
 }
 
 }  // namespace

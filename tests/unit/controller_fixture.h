@@ -26,11 +26,14 @@ class FailingStore : public StoreWrapper {
   explicit FailingStore(std::unique_ptr<Store> real)
       : StoreWrapper(real.get()), real_(std::move(real)) {}
   absl::Status Write(Batch* batch, bool durable) override {
-    if (fail_writes)
+    if (fail_writes) {
       return absl::UnavailableError("store: write: IO error: No space left on device");
+    }
+    entries_written += batch->Count();
     return StoreWrapper::Write(batch, durable);
   }
   std::atomic<bool> fail_writes{false};
+  std::atomic<int64_t> entries_written{0};  // keys put by successful writes
 
  private:
   std::unique_ptr<Store> real_;
