@@ -39,6 +39,24 @@ namespace rung::testing {
 inline std::string BinDir() { return RUNG_TEST_BIN_DIR; }
 inline std::string SourceDir() { return RUNG_TEST_SOURCE_DIR; }
 
+// Waits up to `timeout_ms` for `p` to exit (SIGCHLD is blocked in tests, so this waits for
+// one rather than polling); true once it has, with its waitpid() status in `*status`.
+inline bool AwaitExit(Subprocess* p, int* status, int timeout_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  while (!p->Poll(status)) {
+    const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    const timespec wait{static_cast<time_t>(left.count() / 1000000000),
+                        static_cast<long>(left.count() % 1000000000)};
+    sigtimedwait(&chld, nullptr, &wait);
+  }
+  return true;
+}
+
 class Cluster {
  public:
   Cluster() {
@@ -150,17 +168,8 @@ class Cluster {
   // Waits up to `timeout_ms` for worker `i` (in start order) to exit by itself; returns its
   // waitpid() status, or -1 while it still runs.
   int WaitWorkerExit(size_t i, int timeout_ms = 60000) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     int status = 0;
-    while (!workers_[i]->Poll(&status)) {
-      if (std::chrono::steady_clock::now() >= deadline) return -1;
-      sigset_t s;
-      sigemptyset(&s);
-      sigaddset(&s, SIGCHLD);
-      timespec ts{0, 50'000'000};
-      sigtimedwait(&s, nullptr, &ts);  // wakes when a child changes state
-    }
-    return status;
+    return AwaitExit(workers_[i].get(), &status, timeout_ms) ? status : -1;
   }
 
   // kill -9 of worker `i` (in start order); its trial processes die with it.
@@ -368,24 +377,6 @@ inline size_t ExpectEveryReportStoredOnce(Cluster& c, const v1::Trial& t,
   }
   EXPECT_EQ(stored, made) << t.id();
   return stored.size();
-}
-
-// Waits up to `timeout_ms` for `p` to exit (SIGCHLD is blocked in tests, so this waits for
-// one rather than polling); true once it has, with its waitpid() status in `*status`.
-inline bool AwaitExit(Subprocess* p, int* status, int timeout_ms) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  sigset_t chld;
-  sigemptyset(&chld);
-  sigaddset(&chld, SIGCHLD);
-  while (!p->Poll(status)) {
-    const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return false;
-    const timespec wait{static_cast<time_t>(left.count() / 1000000000),
-                        static_cast<long>(left.count() % 1000000000)};
-    sigtimedwait(&chld, nullptr, &wait);
-  }
-  return true;
 }
 
 struct CliRun {
