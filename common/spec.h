@@ -22,6 +22,7 @@ constexpr int kMaxRepeated = 10000;       // entries of any list (values, argume
 constexpr size_t kMaxNameBytes = 128;     // the experiment's, parameters', metrics' names
 constexpr size_t kMaxStringBytes = 4096;  // any other string
 constexpr int kMaxTrials = 10000000;
+constexpr int kMaxRanks = 4096;  // processes of one distributed trial
 
 // OK when every string in `m` (recursively) has at most `max_string` bytes and every list or
 // map at most `max_repeated` entries; else INVALID_ARGUMENT naming the field by its path

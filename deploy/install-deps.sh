@@ -18,6 +18,8 @@ packages=(
   prometheus
   # the ablation example (config/examples/ablation_train.py) trains with scikit-learn
   python3-sklearn
+  # the distributed example (config/examples/ddp_train.py): PyTorch's DDP with gloo on CPU
+  python3-torch
 )
 
 # --bench: also what the benchmarks compare against (Debian's Optuna, for /usr/bin/python3).

@@ -35,10 +35,10 @@ std::string DefaultDataDir() {
 
 // The flags as given, and each one's option (a --config key sets a flag not given).
 struct Flags {
-  std::string config_file, listen = "127.0.0.1:7411", data_dir = DefaultDataDir(),
-                           metrics_listen = "127.0.0.1:9411", lease_timeout = "30s",
-                           heartbeat = "5s", suggest_deadline = "2s", log_level = "info",
-                           wal_sync = "0s", tls_cert, tls_key, client_ca, auth_tokens, metrics_auth;
+  std::string config_file,
+      listen = "127.0.0.1:7411", data_dir = DefaultDataDir(), metrics_listen = "127.0.0.1:9411",
+      lease_timeout = "30s", heartbeat = "5s", suggest_deadline = "2s", reserve_after = "60s",
+      log_level = "info", wal_sync = "0s", tls_cert, tls_key, client_ca, auth_tokens, metrics_auth;
   // --config key -> (its flag's option, its value).
   std::vector<std::pair<std::string, std::pair<CLI::Option*, std::string*>>> keys;
 };
@@ -59,6 +59,9 @@ void AddFlags(CLI::App* app, Flags* f) {
   add("heartbeat-interval", &f->heartbeat, "how often workers heartbeat");
   add("suggest-deadline", &f->suggest_deadline,
       "how long tpe or gp may take to propose a trial before it is drawn at random instead");
+  add("reserve-after", &f->reserve_after,
+      "a distributed trial waiting this long for its ranks' slots holds the workers it needs "
+      "(smaller trials stop starting there)");
   add("wal-sync", &f->wal_sync,
       "when acknowledged writes reach the disk: 'write' fsyncs each change; a duration is group "
       "commit, one "
@@ -135,6 +138,8 @@ absl::Status CheckTimes(const Flags& f, Settings* s) {
   s->controller.heartbeat_interval = *heartbeat;
   ASSIGN_OR_RETURN(s->controller.suggest_deadline,
                    PositiveDuration("--suggest-deadline", f.suggest_deadline));
+  ASSIGN_OR_RETURN(s->controller.reserve_after,
+                   PositiveDuration("--reserve-after", f.reserve_after));
   if (f.wal_sync == "write") {
     s->store.group_commit = false;
   } else if (!absl::ParseDuration(f.wal_sync, &s->store.group_delay) ||

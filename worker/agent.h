@@ -31,6 +31,12 @@ struct AgentOptions {
   int cpu_slots = 0;
   std::vector<std::string> gpus;  // one slot each
   std::map<std::string, std::string> labels;
+  // Where the other workers of a distributed trial reach this one (its MASTER_ADDR when it
+  // holds rank 0). Empty: the address this host reaches rungd from.
+  std::string advertise_addr;
+  // The ports it lends distributed trials: MASTER_PORT and one per rank (TF_CONFIG).
+  int ports_first = 29500;
+  int ports_last = 29999;
   // A stopped trial gets this long to notice (rung.report() returns True) before SIGTERM,
   // then kill_grace before SIGKILL.
   absl::Duration stop_grace = absl::Seconds(5);

@@ -1,10 +1,14 @@
 // rung-worker: the agent on each node. Parses flags, discovers slots, runs the Agent.
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <iostream>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -19,6 +23,36 @@ namespace {
 int Fail(const std::string& msg) {
   std::cerr << "rung-worker: " << msg << "\n";
   return 1;
+}
+
+// The address this host reaches `controller` (HOST:PORT) from: what the other workers of a
+// distributed trial most likely reach it at. Empty when it cannot be found (rungd then uses
+// the host name).
+std::string LocalAddressFor(const std::string& controller) {
+  const size_t colon = controller.rfind(':');
+  std::string host = controller.substr(0, colon);
+  const std::string port = colon == std::string::npos ? "7411" : controller.substr(colon + 1);
+  if (host.size() > 1 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(host.c_str(), port.c_str(), &hints, &res) != 0 || res == nullptr) return "";
+  std::string out;
+  const int fd = socket(res->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  // connect() on a datagram socket sends nothing; it only picks the route and source address.
+  if (fd >= 0 && connect(fd, res->ai_addr, res->ai_addrlen) == 0) {
+    sockaddr_storage local{};
+    socklen_t len = sizeof(local);
+    char buf[INET6_ADDRSTRLEN] = {0};
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0 &&
+        getnameinfo(reinterpret_cast<sockaddr*>(&local), len, buf, sizeof(buf), nullptr, 0,
+                    NI_NUMERICHOST) == 0) {
+      out = buf;
+    }
+  }
+  if (fd >= 0) close(fd);
+  freeaddrinfo(res);
+  return out;
 }
 }  // namespace
 
@@ -56,6 +90,13 @@ int main(int argc, char** argv) {
          "how long trials keep running while rungd is unreachable; then they are stopped and "
          "rungd runs them again")
       ->capture_default_str();
+  std::string rank_ports = "29500-29999";
+  app.add_option("--advertise-addr", o.advertise_addr,
+                 "address the other workers of a distributed trial reach this one at (its "
+                 "MASTER_ADDR when it holds rank 0; default: the address it reaches rungd from)");
+  app.add_option("--rank-ports", rank_ports,
+                 "ports lent to distributed trials: MASTER_PORT and one per rank (TF_CONFIG)")
+      ->capture_default_str();
   std::string metrics_listen;
   app.add_option("--metrics-listen", metrics_listen,
                  "serve Prometheus /metrics on HOST:PORT (slots, running trials, launch failures, "
@@ -85,6 +126,15 @@ int main(int argc, char** argv) {
   if (!absl::ParseDuration(kill_grace, &o.kill_grace) || o.kill_grace < absl::ZeroDuration()) {
     return Fail(absl::StrCat("--kill-grace: '", kill_grace, "' is not a duration"));
   }
+  {
+    std::pair<std::string, std::string> range = absl::StrSplit(rank_ports, '-');
+    if (!absl::SimpleAtoi(range.first, &o.ports_first) ||
+        !absl::SimpleAtoi(range.second, &o.ports_last) || o.ports_first < 1 ||
+        o.ports_last > 65535 || o.ports_last <= o.ports_first) {
+      return Fail(absl::StrCat("--rank-ports: '", rank_ports, "' is not a range like 29500-29999"));
+    }
+  }
+  if (o.advertise_addr.empty()) o.advertise_addr = LocalAddressFor(o.controller);
   if (!labels.empty()) {
     for (absl::string_view kv : absl::StrSplit(labels, ',')) {
       std::pair<std::string, std::string> p = absl::StrSplit(kv, absl::MaxSplits('=', 1));

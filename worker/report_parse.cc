@@ -44,6 +44,8 @@ absl::StatusOr<ParsedReport> ParseReportJson(absl::string_view json) {
       r.step = d;
     } else if (key == "attempt") {
       r.attempt = static_cast<int>(d);
+    } else if (key == "rank") {
+      r.rank = static_cast<int>(d);
     } else {
       r.values[key] = d;
     }

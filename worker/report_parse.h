@@ -14,13 +14,15 @@ namespace rung {
 struct ParsedReport {
   std::string trial_id;  // socket reports only
   int attempt = 0;       // socket reports only
+  int rank = 0;          // socket reports only: the distributed trial's rank that reports
   bool has_step = false;
   double step = 0;
   bool final = false;
   std::map<std::string, double> values;
 };
 
-// Parses one JSON object. Numbers are metrics, except "step" (the progress) and "attempt";
+// Parses one JSON object. Numbers are metrics, except "step" (the progress), "attempt" and
+// "rank";
 // "final": true marks the trial's final result; "trial_id" is a string. Anything else, or a
 // non-finite number, is INVALID_ARGUMENT naming the key.
 absl::StatusOr<ParsedReport> ParseReportJson(absl::string_view json);

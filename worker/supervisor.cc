@@ -56,15 +56,28 @@ void SetRef(v1::TrialRef* ref, const std::string& id, int attempt) {
 
 }  // namespace
 
+// One process of a trial: the trial itself, or one rank of a distributed trial.
+struct Supervisor::RankProc {
+  int rank = 0;  // the global rank; 0 for a trial of one rank
+  std::unique_ptr<Process> proc;
+  std::string stdout_path, stderr_path;
+  int stdout_log = -1;
+  std::string line;
+  bool exited = false;
+  int status = 0;
+
+  ~RankProc() {
+    if (stdout_log >= 0) close(stdout_log);
+  }
+};
+
 struct Supervisor::TrialRun {
   v1::Assignment assignment;
   std::string id;
   int attempt = 0;
   std::vector<int> slots;
-  std::unique_ptr<Process> proc;
-  std::string stdout_path, stderr_path;
-  int stdout_log = -1;
-  std::string line;
+  std::vector<std::unique_ptr<RankProc>> procs;  // one per local rank
+  int failed = -1;                               // index of the first process that failed
   int64_t report_seq = 0;
   bool stop_requested = false;
   absl::Time term_at = absl::InfiniteFuture();
@@ -75,8 +88,11 @@ struct Supervisor::TrialRun {
   bool shutdown = false;  // killed because the worker is stopping
   bool orphaned = false;  // stopped because rungd was unreachable past --orphan-timeout
 
-  ~TrialRun() {
-    if (stdout_log >= 0) close(stdout_log);
+  // Sends `sig` to every process (group) still running.
+  void Signal(int sig) {
+    for (auto& p : procs) {
+      if (!p->exited && p->proc) p->proc->SignalGroup(sig);
+    }
   }
 };
 
@@ -140,6 +156,9 @@ void Supervisor::OnStreamStarted() {
   r->set_version(RUNG_VERSION);
   r->set_work_dir(paths_.work_dir);
   r->set_session_id(session_id_);
+  r->set_addr(o_.advertise_addr);
+  r->set_ports_first(o_.ports_first);
+  r->set_ports_last(o_.ports_last);
   for (const auto& [id, run] : trials_) {
     if (!run->discard) SetRef(r->add_trials(), run->id, run->attempt);
   }
@@ -182,7 +201,7 @@ void Supervisor::OnRegistered(const v1::RegisterReply& r) {
     Log(LogLevel::kWarning, absl::StrCat("controller gave trial ", ref.trial_id(), " attempt ",
                                          ref.attempt(), " to others; killing our copy"));
     run->discard = true;
-    if (!run->exited) run->proc->SignalGroup(SIGKILL);
+    if (!run->exited) run->Signal(SIGKILL);
   }
   registered_ = true;
   unregistered_since_ = absl::InfiniteFuture();
@@ -206,10 +225,16 @@ void Supervisor::OnAck(int64_t seq) {
 
 void Supervisor::OnStop(const v1::StopTrial& s) {
   TrialRun* run = Find(s.trial().trial_id(), s.trial().attempt());
-  if (run == nullptr || run->exited || run->stop_requested) return;
+  if (run == nullptr || run->exited) return;
+  // A stop `now` (another rank failed) gets no grace: a cooperative stop cannot help.
+  const absl::Time term = clock_->Now() + (s.now() ? absl::ZeroDuration() : o_.stop_grace);
+  if (run->stop_requested) {
+    if (run->kill_at == absl::InfiniteFuture()) run->term_at = std::min(run->term_at, term);
+    return;
+  }
   Log(LogLevel::kInfo, absl::StrCat("stopping trial ", run->id, ": ", s.reason()));
   run->stop_requested = true;
-  run->term_at = clock_->Now() + o_.stop_grace;
+  run->term_at = term;
 }
 
 void Supervisor::Pull() {
@@ -231,7 +256,7 @@ Supervisor::TrialRun* Supervisor::Find(const std::string& id, int attempt) {
 // ---------------------------------------------------------------------------------------
 // Launching
 
-SpawnOptions Supervisor::TrialSpawnOptions(const v1::Assignment& a, const TrialRun& run,
+SpawnOptions Supervisor::TrialSpawnOptions(const v1::Assignment& a, const RankProc& proc,
                                            const std::vector<std::string>& gpus) {
   const v1::Trial& t = a.trial();
   fs::path trial_dir = fs::path(paths_.work_dir) / "trials" / t.id();
@@ -250,7 +275,7 @@ SpawnOptions Supervisor::TrialSpawnOptions(const v1::Assignment& a, const TrialR
   SpawnOptions so;
   so.argv.assign(a.argv().begin(), a.argv().end());
   so.workdir = a.workdir();
-  so.stderr_path = run.stderr_path;
+  so.stderr_path = proc.stderr_path;
   so.env = base_env_;
   for (const auto& [k, v] : a.env()) so.env[k] = v;
   so.env["RUNG_PARAMS_FILE"] = params_file;
@@ -274,7 +299,26 @@ SpawnOptions Supervisor::TrialSpawnOptions(const v1::Assignment& a, const TrialR
   so.env["PYTHONPATH"] = py == so.env.end() || py->second.empty()
                              ? paths_.python_dir
                              : absl::StrCat(paths_.python_dir, ":", py->second);
+  if (a.has_ranks()) AddRankEnv(a.ranks(), proc.rank, &so.env);
   return so;
+}
+
+void AddRankEnv(const v1::RankLayout& r, int rank, std::map<std::string, std::string>* env) {
+  // torchrun's names, so that torch.distributed's env:// (and most launch helpers) just work.
+  (*env)["RANK"] = absl::StrCat(rank);
+  (*env)["WORLD_SIZE"] = absl::StrCat(r.world_size());
+  (*env)["LOCAL_RANK"] = absl::StrCat(rank - r.first_rank());
+  (*env)["LOCAL_WORLD_SIZE"] = absl::StrCat(r.local_world_size());
+  (*env)["NODE_RANK"] = absl::StrCat(r.node_rank());
+  (*env)["GROUP_RANK"] = absl::StrCat(r.node_rank());
+  (*env)["MASTER_ADDR"] = r.master_addr();
+  (*env)["MASTER_PORT"] = absl::StrCat(r.master_port());
+  // TensorFlow's MultiWorkerMirroredStrategy: every rank a worker at its own port.
+  std::vector<std::string> quoted;
+  for (const std::string& addr : r.rank_addrs()) quoted.push_back(absl::StrCat("\"", addr, "\""));
+  (*env)["TF_CONFIG"] =
+      absl::StrCat("{\"cluster\": {\"worker\": [", absl::StrJoin(quoted, ", "),
+                   "]}, \"task\": {\"type\": \"worker\", \"index\": ", rank, "}}");
 }
 
 void Supervisor::Launch(const v1::Assignment& a) {
@@ -282,45 +326,71 @@ void Supervisor::Launch(const v1::Assignment& a) {
   auto existing = trials_.find(t.id());
   if (existing != trials_.end()) {
     if (existing->second->attempt == t.attempt()) return;  // a resend
-    if (!existing->second->exited) existing->second->proc->SignalGroup(SIGKILL);
+    if (!existing->second->exited) existing->second->Signal(SIGKILL);
     existing->second->discard = true;
   }
   auto run = std::make_unique<TrialRun>();
   run->assignment = a;
   run->id = t.id();
   run->attempt = t.attempt();
-  std::vector<std::string> gpus;
   for (int s : t.slots()) {
     run->slots.push_back(s);
     free_.erase(s);
     last_pull_.erase(s);  // the controller took it out of our offer, so it must be offered anew
-    if (s >= 0 && s < static_cast<int>(slots_.size()) && !slots_[s].gpu().empty()) {
-      gpus.push_back(slots_[s].gpu());
-    }
   }
+  // One process per local rank, each with its own share of the slots (in order).
+  const int local = a.has_ranks() ? std::max(1, a.ranks().local_world_size()) : 1;
+  const size_t per_rank = std::max<size_t>(1, run->slots.size() / local);
   const fs::path attempt_dir =
       fs::path(paths_.work_dir) / "trials" / t.id() / absl::StrCat("attempt-", t.attempt());
-  run->stdout_path = (attempt_dir / "stdout.log").string();
-  run->stderr_path = (attempt_dir / "stderr.log").string();
-  const SpawnOptions so = TrialSpawnOptions(a, *run, gpus);
-  run->stdout_log = open(run->stdout_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  auto proc = launcher_->Spawn(so);
   TrialRun* r = run.get();
   trials_[t.id()] = std::move(run);
-  if (!proc.ok()) {
-    LaunchFailed(r, so, proc.status());
-    return;
+  std::vector<std::string> all_gpus;
+  for (int i = 0; i < local; ++i) {
+    auto proc = std::make_unique<RankProc>();
+    proc->rank = a.has_ranks() ? a.ranks().first_rank() + i : 0;
+    const std::string prefix = local == 1 ? "" : absl::StrCat("rank-", proc->rank, ".");
+    proc->stdout_path = (attempt_dir / absl::StrCat(prefix, "stdout.log")).string();
+    proc->stderr_path = (attempt_dir / absl::StrCat(prefix, "stderr.log")).string();
+    std::vector<std::string> gpus;
+    for (size_t k = i * per_rank; k < (i + 1) * per_rank && k < r->slots.size(); ++k) {
+      const int s = r->slots[k];
+      if (s >= 0 && s < static_cast<int>(slots_.size()) && !slots_[s].gpu().empty())
+        gpus.push_back(slots_[s].gpu());
+    }
+    all_gpus.insert(all_gpus.end(), gpus.begin(), gpus.end());
+    const SpawnOptions so = TrialSpawnOptions(a, *proc, gpus);
+    proc->stdout_log =
+        open(proc->stdout_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    auto spawned = launcher_->Spawn(so);
+    if (!spawned.ok()) {
+      // All ranks start or none does: those already started go with it.
+      r->Signal(SIGKILL);
+      for (auto& p : r->procs) {
+        if (p->proc) p->proc->Poll(nullptr);
+      }
+      r->procs.clear();
+      LaunchFailed(r, so, spawned.status());
+      return;
+    }
+    proc->proc = std::move(*spawned);
+    r->procs.push_back(std::move(proc));
   }
-  r->proc = std::move(*proc);
+  std::vector<std::string> pids;
+  for (const auto& p : r->procs) pids.push_back(absl::StrCat(p->proc->pid()));
   Log(LogLevel::kInfo,
-      absl::StrCat("trial ", t.id(), " attempt ", t.attempt(), " started, pid ", r->proc->pid(),
-                   gpus.empty() ? "" : absl::StrCat(", GPUs ", absl::StrJoin(gpus, ","))));
+      absl::StrCat(
+          "trial ", t.id(), " attempt ", t.attempt(), " started, pid ", absl::StrJoin(pids, ","),
+          a.has_ranks() ? absl::StrCat(", ranks ", r->procs.front()->rank, "-",
+                                       r->procs.back()->rank, " of ", a.ranks().world_size())
+                        : "",
+          all_gpus.empty() ? "" : absl::StrCat(", GPUs ", absl::StrJoin(all_gpus, ","))));
   v1::WorkerMessage m;
   v1::TrialStarted* st = m.mutable_started();
   SetRef(st->mutable_trial(), r->id, r->attempt);
-  st->set_pid(r->proc->pid());
-  st->set_stdout_path(r->stdout_path);
-  st->set_stderr_path(r->stderr_path);
+  st->set_pid(r->procs.front()->proc->pid());
+  st->set_stdout_path(r->procs.front()->stdout_path);
+  st->set_stderr_path(r->procs.front()->stderr_path);
   SendState(std::move(m));
 }
 
@@ -333,9 +403,8 @@ void Supervisor::LaunchFailed(TrialRun* r, const SpawnOptions& so, const absl::S
   ex->set_launch_failed(true);
   ++stats_.launch_failures;
   ex->set_message(absl::StrCat(absl::StrJoin(so.argv, " "), ": ", why.message()));
+  if (r->assignment.has_ranks()) ex->set_rank(r->assignment.ranks().first_rank());
   for (int s : r->slots) free_.insert(s);
-  if (r->stdout_log >= 0) close(r->stdout_log);
-  r->stdout_log = -1;
   SendState(std::move(m));
   r->exit_seq = next_seq_ - 1;
 }
@@ -362,13 +431,14 @@ void Supervisor::FlushReports() {
   SendState(std::move(m));
 }
 
-void Supervisor::HandleStdoutLine(TrialRun* run, absl::string_view line) {
+void Supervisor::HandleStdoutLine(TrialRun* run, RankProc* proc, absl::string_view line) {
   if (line.substr(0, kReportLinePrefix.size()) != kReportLinePrefix) return;
+  if (proc->rank != 0) return;  // rank 0's reports are the trial's
   auto parsed = ParseReportJson(line.substr(kReportLinePrefix.size()));
   if (!parsed.ok()) {
     std::string note =
         absl::StrCat("rung-worker: ignored a report line: ", parsed.status().message(), "\n");
-    int fd = open(run->stderr_path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    int fd = open(proc->stderr_path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
     if (fd >= 0) {
       WriteAll(fd, note);
       close(fd);
@@ -381,46 +451,50 @@ void Supervisor::HandleStdoutLine(TrialRun* run, absl::string_view line) {
 std::vector<int> Supervisor::StdoutFds() const {
   std::vector<int> fds;
   for (const auto& [id, run] : trials_) {
-    if (run->proc && run->proc->stdout_fd() >= 0) fds.push_back(run->proc->stdout_fd());
+    for (const auto& p : run->procs) {
+      if (p->proc && p->proc->stdout_fd() >= 0) fds.push_back(p->proc->stdout_fd());
+    }
   }
   return fds;
 }
 
 void Supervisor::ReadStdout(int fd) {
   for (auto& [id, run] : trials_) {
-    if (run->proc && run->proc->stdout_fd() == fd) {
-      ReadStdout(run.get());
-      return;
+    for (auto& p : run->procs) {
+      if (p->proc && p->proc->stdout_fd() == fd) {
+        ReadStdout(run.get(), p.get());
+        return;
+      }
     }
   }
 }
 
-void Supervisor::ReadStdout(TrialRun* run) {
-  if (!run->proc || run->proc->stdout_fd() < 0) return;
+void Supervisor::ReadStdout(TrialRun* run, RankProc* p) {
+  if (!p->proc || p->proc->stdout_fd() < 0) return;
   char buf[65536];
   while (true) {
-    ssize_t n = read(run->proc->stdout_fd(), buf, sizeof(buf));
+    ssize_t n = read(p->proc->stdout_fd(), buf, sizeof(buf));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return;  // EAGAIN: nothing more now
     if (n == 0) {       // EOF
-      if (!run->line.empty()) HandleStdoutLine(run, run->line);
-      run->line.clear();
-      run->proc->CloseStdout();
+      if (!p->line.empty()) HandleStdoutLine(run, p, p->line);
+      p->line.clear();
+      p->proc->CloseStdout();
       return;
     }
-    if (run->stdout_log >= 0) WriteAll(run->stdout_log, absl::string_view(buf, n));
+    if (p->stdout_log >= 0) WriteAll(p->stdout_log, absl::string_view(buf, n));
     absl::string_view chunk(buf, n);
     size_t nl;
     while ((nl = chunk.find('\n')) != absl::string_view::npos) {
-      if (run->line.size() + nl <= kMaxLine) {
-        run->line.append(chunk.data(), nl);
-        HandleStdoutLine(run, run->line);
+      if (p->line.size() + nl <= kMaxLine) {
+        p->line.append(chunk.data(), nl);
+        HandleStdoutLine(run, p, p->line);
       }
-      run->line.clear();
+      p->line.clear();
       chunk.remove_prefix(nl + 1);
     }
-    if (run->line.size() + chunk.size() <= kMaxLine) {
-      run->line.append(chunk.data(), chunk.size());
+    if (p->line.size() + chunk.size() <= kMaxLine) {
+      p->line.append(chunk.data(), chunk.size());
     }
   }
 }
@@ -435,29 +509,50 @@ std::string Supervisor::HandleReportLine(absl::string_view line) {
     return absl::StrCat("{\"stop\": true, \"error\": \"trial ", parsed->trial_id, " attempt ",
                         parsed->attempt, " is not running on this worker\"}\n");
   }
-  QueueReport(run, *parsed);
+  if (parsed->rank == 0) QueueReport(run, *parsed);  // every rank hears stop; rank 0 reports
   return run->stop_requested ? "{\"stop\": true}\n" : "{\"stop\": false}\n";
 }
 
 // ---------------------------------------------------------------------------------------
 // Exits and timers
 
-void Supervisor::Finish(TrialRun* run, int status) {
-  ReadStdout(run);  // what it wrote before exiting
-  if (!run->line.empty()) HandleStdoutLine(run, run->line);
-  run->line.clear();
-  run->proc->CloseStdout();
-  if (run->stdout_log >= 0) close(run->stdout_log);
-  run->stdout_log = -1;
-  run->exited = true;
+void Supervisor::ProcExited(TrialRun* run, RankProc* p, int status) {
+  ReadStdout(run, p);  // what it wrote before exiting
+  if (!p->line.empty()) HandleStdoutLine(run, p, p->line);
+  p->line.clear();
+  p->proc->CloseStdout();
+  if (p->stdout_log >= 0) close(p->stdout_log);
+  p->stdout_log = -1;
+  p->exited = true;
+  p->status = status;
   // Anything the process left in its group goes with it.
-  run->proc->SignalGroup(SIGKILL);
+  p->proc->SignalGroup(SIGKILL);
+  if (status == 0 || run->failed >= 0) return;
+  run->failed = static_cast<int>(
+      std::find_if(run->procs.begin(), run->procs.end(), [p](auto& q) { return q.get() == p; }) -
+      run->procs.begin());
+  // One rank failed: the others cannot go on without it (they would wait in a collective).
+  if (run->procs.size() > 1) {
+    Log(LogLevel::kWarning, absl::StrCat("trial ", run->id, " rank ", p->rank,
+                                         " failed; stopping the other ranks here"));
+    run->Signal(SIGTERM);
+    run->term_at = absl::InfiniteFuture();
+    run->kill_at = std::min(run->kill_at, clock_->Now() + o_.kill_grace);
+  }
+}
+
+void Supervisor::Finish(TrialRun* run) {
+  const RankProc& decided = *run->procs[run->failed >= 0 ? run->failed : 0];
+  const int status = decided.status;
+  run->exited = true;
   for (int s : run->slots) free_.insert(s);
   FlushReports();  // its reports go before its exit
   std::string how = WIFSIGNALED(status) ? absl::StrCat("signal ", WTERMSIG(status))
                                         : absl::StrCat("code ", WEXITSTATUS(status));
-  Log(LogLevel::kInfo, absl::StrCat("trial ", run->id, " attempt ", run->attempt, " exited (", how,
-                                    ")", run->discard ? ", dropped" : ""));
+  Log(LogLevel::kInfo,
+      absl::StrCat("trial ", run->id, " attempt ", run->attempt, " exited (",
+                   run->procs.size() > 1 ? absl::StrCat("rank ", decided.rank, " ") : "", how, ")",
+                   run->discard ? ", dropped" : ""));
   if (run->discard) return;
   v1::WorkerMessage m;
   v1::TrialExited* ex = m.mutable_exited();
@@ -467,22 +562,28 @@ void Supervisor::Finish(TrialRun* run, int status) {
   } else {
     ex->set_exit_code(WEXITSTATUS(status));
   }
+  ex->set_rank(decided.rank);
   ex->set_stopped(run->stop_requested);
   ex->set_exit_unix_us(absl::ToUnixMicros(clock_->Now()));
   ex->set_worker_shutdown(run->shutdown);
   if (run->orphaned) {
     ex->set_message("rungd was unreachable longer than the worker's --orphan-timeout");
   }
-  if (status != 0) ex->set_stderr_tail(StderrTail(run->stderr_path, 12));
+  if (status != 0) ex->set_stderr_tail(StderrTail(decided.stderr_path, 12));
   SendState(std::move(m));
   run->exit_seq = next_seq_ - 1;
 }
 
 void Supervisor::Reap() {
   for (auto& [id, run] : trials_) {
-    int status;
-    if (run->exited || !run->proc) continue;
-    if (run->proc->Poll(&status)) Finish(run.get(), status);
+    if (run->exited || run->procs.empty()) continue;
+    bool all = true;
+    for (auto& p : run->procs) {
+      int status;
+      if (!p->exited && p->proc->Poll(&status)) ProcExited(run.get(), p.get(), status);
+      all = all && p->exited;
+    }
+    if (all) Finish(run.get());
   }
 }
 
@@ -491,13 +592,13 @@ void Supervisor::RunTimers() {
   for (auto& [id, run] : trials_) {
     if (run->exited) continue;
     if (now >= run->term_at) {
-      run->proc->SignalGroup(SIGTERM);
+      run->Signal(SIGTERM);
       run->term_at = absl::InfiniteFuture();
       run->kill_at = now + o_.kill_grace;
     }
     if (now >= run->kill_at) {
       Log(LogLevel::kWarning, absl::StrCat("trial ", run->id, " ignored SIGTERM; sending SIGKILL"));
-      run->proc->SignalGroup(SIGKILL);
+      run->Signal(SIGKILL);
       run->kill_at = absl::InfiniteFuture();
     }
   }
@@ -552,7 +653,7 @@ void Supervisor::BeginShutdown(bool deliver) {
   for (auto& [id, run] : trials_) {
     if (run->exited) continue;
     run->shutdown = true;
-    run->proc->SignalGroup(SIGTERM);
+    run->Signal(SIGTERM);
     run->kill_at = now + o_.kill_grace;
   }
   shutdown_deadline_ = now + o_.kill_grace + absl::Seconds(5);

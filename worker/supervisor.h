@@ -39,6 +39,10 @@ struct SupervisorPaths {
   std::string python_dir;   // the rung module, put on every trial's PYTHONPATH
 };
 
+// torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, NODE_RANK, GROUP_RANK,
+// MASTER_ADDR, MASTER_PORT) and TF_CONFIG for global rank `rank` of the layout.
+void AddRankEnv(const v1::RankLayout& r, int rank, std::map<std::string, std::string>* env);
+
 class Supervisor {
  public:
   // `options.work_dir` is not used (paths.work_dir is). `clock` and `launcher` must outlive
@@ -91,6 +95,7 @@ class Supervisor {
   const std::map<std::string, std::string>& base_env() const { return base_env_; }
 
  private:
+  struct RankProc;
   struct TrialRun;
 
   void SendState(v1::WorkerMessage m);  // gives it a seq, keeps it until acknowledged
@@ -99,16 +104,19 @@ class Supervisor {
   void OnAck(int64_t seq);
   void OnStop(const v1::StopTrial& s);
   void Launch(const v1::Assignment& a);
-  SpawnOptions TrialSpawnOptions(const v1::Assignment& a, const TrialRun& run,
+  SpawnOptions TrialSpawnOptions(const v1::Assignment& a, const RankProc& proc,
                                  const std::vector<std::string>& gpus);
   void LaunchFailed(TrialRun* run, const SpawnOptions& so, const absl::Status& why);
   void Pull();
-  void ReadStdout(TrialRun* run);
-  void HandleStdoutLine(TrialRun* run, absl::string_view line);
+  void ReadStdout(TrialRun* run, RankProc* proc);
+  void HandleStdoutLine(TrialRun* run, RankProc* proc, absl::string_view line);
   void QueueReport(TrialRun* run, const ParsedReport& r);
   void FlushReports();
   void Reap();
-  void Finish(TrialRun* run, int status);
+  // One of the run's processes exited with `status`; the first that failed ends the others.
+  void ProcExited(TrialRun* run, RankProc* proc, int status);
+  // Every process of the run has exited: tells rungd (the first failure decides, else rank 0).
+  void Finish(TrialRun* run);
   void RunTimers();
   void UpdateStats();
   TrialRun* Find(const std::string& id, int attempt);

@@ -28,7 +28,8 @@ std::string OneLine(const std::string& s) {
 }
 
 std::string RunBy(const Trial& t) {
-  return t.client_id.empty() ? t.worker_id : absl::StrCat("client:", t.client_id);
+  if (!t.client_id.empty()) return absl::StrCat("client:", t.client_id);
+  return t.workers.size() > 1 ? absl::StrJoin(t.workers, "+") : t.worker_id;
 }
 
 std::string Objectives(const Experiment& e) {

@@ -170,6 +170,7 @@ Trial FromProto(const v1::Trial& t) {
   x.resource_reached = t.resource_reached();
   x.client_id = t.client_id();
   x.worker_id = t.worker_id();
+  for (const v1::Placement& p : t.placements()) x.workers.push_back(p.worker_id());
   x.message = t.message();
   x.stop_reason = t.stop_reason();
   x.infeasible = t.infeasible();

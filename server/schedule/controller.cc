@@ -161,6 +161,7 @@ void Controller::Adopt(State state) {
       if (TrialActive(t.state()) && !t.client_id().empty()) clients_[t.client_id()] = now;
     }
   }
+  waiting_since_.clear();
   RecountBusyLocked();
   recheck_unschedulable_ = true;
 }
@@ -169,8 +170,8 @@ void Controller::RecountBusyLocked() {
   std::map<std::string, std::set<int>> busy;
   for (ExperimentRun* run : fifo_) {
     for (const Trial& t : run->trials()) {
-      if (TrialActive(t.state()) && !t.worker_id().empty())
-        busy[t.worker_id()].insert(t.slots().begin(), t.slots().end());
+      if (!TrialActive(t.state())) continue;
+      for (const Hold& h : Holds(t)) busy[h.worker_id].insert(h.slots.begin(), h.slots.end());
     }
   }
   registry_.SetBusy(busy);
@@ -402,19 +403,82 @@ int Controller::NextTrialLocked(ExperimentRun* run, Change* c, std::string* why)
   return index;
 }
 
-bool Controller::TryAssignLocked(WorkerRegistry::Worker* w, Change* c) {
+int Controller::RankPortLocked(const v1::Worker& master, int world_size) {
+  // Workers older than --rank-ports lend torchrun's default range.
+  const int first = master.ports_first() > 0 ? master.ports_first() : 29500;
+  const int last = master.ports_last() > 0 ? master.ports_last() : 29999;
+  std::vector<std::pair<int, int>> used;  // [from, to] of running distributed trials
   for (ExperimentRun* run : fifo_) {
-    if (!run->open() || run->external()) continue;  // clients ask for an external one's trials
-    const std::vector<int> slots = registry_.Match(run->spec().trial(), *w);
-    if (slots.empty()) continue;
-    std::string why;
-    const int index = NextTrialLocked(run, c, &why);
-    if (index == 0) continue;
-    registry_.Take(w, slots);
-    run->Assign(index, w->info.id(), w->session, slots, c->now + options_.lease_timeout, c);
-    return true;
+    for (const Trial& t : run->trials()) {
+      if (TrialActive(t.state()) && t.master_port() > 0)
+        used.emplace_back(t.master_port(), t.master_port() + run->spec().trial().ranks());
+    }
   }
-  return false;
+  std::sort(used.begin(), used.end());
+  int p = first;
+  for (const auto& [from, to] : used) {
+    if (p + world_size < from) break;  // the block [p, p + world_size] fits before this one
+    p = std::max(p, to + 1);
+  }
+  return p + world_size <= last ? p : 0;
+}
+
+bool Controller::PlaceTrialLocked(ExperimentRun* run, const std::set<std::string>& skip,
+                                  Change* c) {
+  const v1::TrialTemplate& tt = run->spec().trial();
+  const bool ranks = tt.ranks() > 1;
+  std::vector<WorkerRegistry::Share> where = registry_.Place(tt, skip);
+  int port = 0;
+  if (!where.empty() && ranks) {
+    port = RankPortLocked(where[0].worker->info, tt.ranks());
+    if (port == 0) {
+      Log(LogLevel::kWarning,
+          absl::StrCat("experiment ", run->id(), ": worker ", where[0].worker->info.id(),
+                       " has no free block of ", tt.ranks() + 1, " ports (--rank-ports)"));
+      where.clear();
+    }
+  }
+  if (where.empty()) {
+    if (ranks && run->CanHandOut()) waiting_since_.try_emplace(run->id(), c->now);
+    return false;
+  }
+  std::string why;
+  const int index = NextTrialLocked(run, c, &why);
+  if (index == 0) return false;
+  waiting_since_.erase(run->id());
+  std::vector<v1::Placement> placements;
+  int rank = 0;
+  for (WorkerRegistry::Share& share : where) {
+    registry_.Take(share.worker, share.slots);
+    v1::Placement& p = placements.emplace_back();
+    p.set_worker_id(share.worker->info.id());
+    for (int s : share.slots) p.add_slots(s);
+    p.set_node_rank(static_cast<int>(placements.size()) - 1);
+    p.set_first_rank(rank);
+    p.set_ranks(share.ranks);
+    p.set_addr(share.worker->info.addr());
+    rank += share.ranks;
+  }
+  run->Assign(index, placements, port, c->now + options_.lease_timeout, c);
+  return true;
+}
+
+std::map<std::string, std::string> Controller::ReservationsLocked(absl::Time now) {
+  std::map<std::string, std::string> held;
+  for (ExperimentRun* run : fifo_) {
+    auto it = waiting_since_.find(run->id());
+    if (it == waiting_since_.end()) continue;
+    if (!run->CanHandOut()) {
+      waiting_since_.erase(it);
+      continue;
+    }
+    if (now - it->second < options_.reserve_after) continue;
+    std::set<std::string> taken;
+    for (const auto& [worker, exp] : held) taken.insert(worker);
+    for (std::string& worker : registry_.Reserve(run->spec().trial(), taken))
+      held[std::move(worker)] = run->id();
+  }
+  return held;
 }
 
 void Controller::DispatchLocked(Change* c) {
@@ -423,9 +487,16 @@ void Controller::DispatchLocked(Change* c) {
   // change fails, RollBackLocked counts the busy slots anew).
   for (auto& [worker_id, slots] : c->released) registry_.Release(worker_id, slots);
   c->released.clear();
-  for (auto& [id, w] : registry_.workers()) {
-    if (!w->connected()) continue;
-    while (!w->offered.empty() && TryAssignLocked(w.get(), c)) {
+  // Experiments first in first out. Smaller trials use what a waiting distributed trial cannot
+  // use yet, until it has waited reserve_after: then it holds the workers it needs.
+  const std::map<std::string, std::string> held = ReservationsLocked(c->now);
+  for (ExperimentRun* run : fifo_) {
+    if (!run->open() || run->external()) continue;  // clients ask for an external one's trials
+    std::set<std::string> skip;
+    for (const auto& [worker, exp] : held) {
+      if (exp != run->id()) skip.insert(worker);
+    }
+    while (PlaceTrialLocked(run, skip, c)) {
     }
   }
   // Say on each experiment whether any connected worker could run its trials.
@@ -478,7 +549,7 @@ void Controller::ExpireWorkersLocked(Change* c) {
         absl::FormatDuration(absl::Trunc(c->now - w->last_seen, absl::Milliseconds(1))));
     for (ExperimentRun* run : fifo_) {
       for (const Trial& t : run->trials()) {
-        if (!TrialActive(t.state()) || t.worker_id() != w->info.id()) continue;
+        if (!TrialActive(t.state()) || !HeldBy(t, w->info.id())) continue;
         run->Expire(run->trial(t.index()), reason, c);
       }
     }

@@ -46,6 +46,9 @@ struct ControllerOptions {
   // How long a model (TPE, GP) may take to propose a trial's parameters. Past it, Tick()
   // draws them at random instead and logs why.
   absl::Duration suggest_deadline = absl::Seconds(2);
+  // A distributed trial that has waited this long for its ranks' slots holds on to the
+  // workers it needs: smaller trials no longer start there until it has started.
+  absl::Duration reserve_after = absl::Seconds(60);
   // Runs the searchers' model jobs, off the RPC threads and the controller's lock. It must
   // not run a job inline, nor after the controller is gone. Null: a pool of threads that the
   // controller owns.
@@ -246,7 +249,16 @@ class Controller {
   // Hands free slots work, experiments first in first out, and says on each experiment
   // whether any connected worker could run it.
   void DispatchLocked(Change* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool TryAssignLocked(WorkerRegistry::Worker* w, Change* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Starts the next trial of `run` where it fits, on workers outside `skip`; false when it
+  // does not fit or has no trial to start.
+  bool PlaceTrialLocked(ExperimentRun* run, const std::set<std::string>& skip, Change* c)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Workers held for distributed trials that waited past reserve_after: worker -> experiment.
+  std::map<std::string, std::string> ReservationsLocked(absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The first of world_size + 1 ports (MASTER_PORT, then one per rank) in `master`'s range
+  // that no running distributed trial uses; 0 when none is free.
+  int RankPortLocked(const v1::Worker& master, int world_size) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The next trial of `run` (see ExperimentRun::NextTrial), starting its model's job when
   // it needs one.
   int NextTrialLocked(ExperimentRun* run, Change* c, std::string* why)
@@ -300,6 +312,8 @@ class Controller {
   std::map<std::string, std::vector<Ask>> asks_ ABSL_GUARDED_BY(mu_);
   // Ask-and-tell clients: when each was last heard from (its lease).
   std::map<std::string, absl::Time> clients_ ABSL_GUARDED_BY(mu_);
+  // Experiments whose next distributed trial does not fit yet: since when it waits.
+  std::map<std::string, absl::Time> waiting_since_ ABSL_GUARDED_BY(mu_);
   int64_t next_experiment_ ABSL_GUARDED_BY(mu_) = 1;
   int64_t next_handle_ ABSL_GUARDED_BY(mu_) = 1;
   int64_t next_ticket_ ABSL_GUARDED_BY(mu_) = 1;

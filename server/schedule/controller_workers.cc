@@ -67,7 +67,7 @@ Trial* Controller::CurrentTrialLocked(const WorkerRegistry::Worker& w, const v1:
   auto t = FindTrialLocked(ref.trial_id(), run);
   if (!t.ok()) return nullptr;
   Trial* trial = *t;
-  if (trial->attempt() != ref.attempt() || trial->worker_id() != w.info.id() ||
+  if (trial->attempt() != ref.attempt() || !HeldBy(*trial, w.info.id()) ||
       !TrialActive(trial->state())) {
     return nullptr;
   }
@@ -140,7 +140,7 @@ absl::Status Controller::HandleWorkerMessageLocked(WorkerRegistry::Worker* w,
       if (t == nullptr) {
         StopStale(*w, msg.started().trial(), c);
       } else {
-        run->Started(t, msg.started(), c);
+        run->Started(t, msg.started(), w->info.id(), c);
       }
       break;
     case v1::WorkerMessage::kReports:

@@ -40,9 +40,38 @@ void Requeue(Trial* t) {
   t->clear_worker_id();
   t->clear_client_id();
   t->clear_slots();
+  t->clear_placements();
+  t->clear_master_addr();
+  t->clear_master_port();
+}
+
+v1::Placement* ShareOn(Trial* t, const std::string& worker_id) {
+  for (v1::Placement& p : *t->mutable_placements()) {
+    if (p.worker_id() == worker_id) return &p;
+  }
+  return nullptr;
 }
 
 }  // namespace
+
+std::vector<Hold> Holds(const Trial& t) {
+  std::vector<Hold> out;
+  if (t.placements_size() > 0) {
+    for (const v1::Placement& p : t.placements())
+      out.push_back({p.worker_id(), std::vector<int>(p.slots().begin(), p.slots().end())});
+  } else if (!t.worker_id().empty()) {
+    out.push_back({t.worker_id(), std::vector<int>(t.slots().begin(), t.slots().end())});
+  }
+  return out;
+}
+
+bool HeldBy(const Trial& t, const std::string& worker_id) {
+  if (t.placements_size() == 0) return !worker_id.empty() && t.worker_id() == worker_id;
+  for (const v1::Placement& p : t.placements()) {
+    if (p.worker_id() == worker_id) return true;
+  }
+  return false;
+}
 
 bool TrialTerminal(v1::TrialState s) {
   return s == v1::TRIAL_COMPLETED || s == v1::TRIAL_STOPPED || s == v1::TRIAL_FAILED;
@@ -93,6 +122,15 @@ Trial* ExperimentRun::trial(int index) {
 
 bool ExperimentRun::open() const {
   return exp_.state() == v1::EXPERIMENT_PENDING || exp_.state() == v1::EXPERIMENT_RUNNING;
+}
+
+bool ExperimentRun::CanHandOut() const {
+  if (!open()) return false;
+  if (!queue_.empty()) return true;
+  if (exp_.search_done()) return false;
+  int out = 0;
+  for (const Trial& t : trials_) out += !TrialTerminal(t.state()) && t.state() != v1::TRIAL_WAITING;
+  return out < spec().budget().max_concurrent();
 }
 
 bool ExperimentRun::Settled() const {
@@ -275,14 +313,25 @@ void ExperimentRun::MaybeFinish(Change* c) {
   }
 }
 
-void ExperimentRun::TellStop(const Trial& t, const std::string& reason, Change* c) {
-  if (!TrialActive(t.state()) || t.worker_id().empty()) return;
-  TellWorker tell;
-  tell.worker_id = t.worker_id();
-  tell.msg.mutable_stop()->mutable_trial()->set_trial_id(t.id());
-  tell.msg.mutable_stop()->mutable_trial()->set_attempt(t.attempt());
-  tell.msg.mutable_stop()->set_reason(reason);
-  c->Tell(std::move(tell));
+void ExperimentRun::TellStop(const Trial& t, const std::string& reason, Change* c, bool now) {
+  if (!TrialActive(t.state())) return;
+  std::vector<std::string> to;
+  if (t.placements_size() == 0) {
+    if (!t.worker_id().empty()) to.push_back(t.worker_id());
+  } else {
+    for (const v1::Placement& p : t.placements()) {
+      if (!p.exited()) to.push_back(p.worker_id());
+    }
+  }
+  for (const std::string& worker_id : to) {
+    TellWorker tell;
+    tell.worker_id = worker_id;
+    tell.msg.mutable_stop()->mutable_trial()->set_trial_id(t.id());
+    tell.msg.mutable_stop()->mutable_trial()->set_attempt(t.attempt());
+    tell.msg.mutable_stop()->set_reason(reason);
+    tell.msg.mutable_stop()->set_now(now);
+    c->Tell(std::move(tell));
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -417,9 +466,28 @@ bool ExperimentRun::ProposalTimedOut(Change* c) {
   return true;
 }
 
-v1::Assignment ExperimentRun::MakeAssignment(const Trial& t, absl::Time lease_deadline) const {
+v1::Assignment ExperimentRun::MakeAssignment(const Trial& t, const v1::Placement& where,
+                                             absl::Time lease_deadline) const {
   v1::Assignment a;
   *a.mutable_trial() = t;
+  a.mutable_trial()->set_worker_id(where.worker_id());
+  *a.mutable_trial()->mutable_slots() = where.slots();
+  if (t.placements_size() > 0) {
+    v1::RankLayout* r = a.mutable_ranks();
+    r->set_world_size(spec().trial().ranks());
+    r->set_node_rank(where.node_rank());
+    r->set_nnodes(t.placements_size());
+    r->set_first_rank(where.first_rank());
+    r->set_local_world_size(where.ranks());
+    r->set_master_addr(t.master_addr());
+    r->set_master_port(t.master_port());
+    r->set_gpus_per_rank(spec().trial().gpus());
+    // Every rank's own port follows MASTER_PORT (TF_CONFIG's cluster).
+    for (const v1::Placement& p : t.placements()) {
+      for (int i = 0; i < p.ranks(); ++i)
+        r->add_rank_addrs(absl::StrCat(p.addr(), ":", t.master_port() + 1 + p.first_rank() + i));
+    }
+  }
   const v1::TrialTemplate& tt = spec().trial();
   // Placeholders were checked when the spec was accepted, so filling cannot fail here.
   for (const std::string& arg : tt.command())
@@ -448,21 +516,28 @@ v1::Assignment ExperimentRun::MakeAssignment(const Trial& t, absl::Time lease_de
   return a;
 }
 
-void ExperimentRun::Assign(int index, const std::string& worker_id, int64_t session,
-                           const std::vector<int>& slots, absl::Time lease_deadline, Change* c) {
+void ExperimentRun::Assign(int index, const std::vector<v1::Placement>& where, int master_port,
+                           absl::Time lease_deadline, Change* c) {
   Trial& t = trials_[index - 1];
   t.set_state(v1::TRIAL_ASSIGNED);
-  t.set_worker_id(worker_id);
-  t.clear_slots();
-  for (int s : slots) t.add_slots(s);
+  t.set_worker_id(where.at(0).worker_id());
+  *t.mutable_slots() = where[0].slots();
+  t.clear_placements();
+  if (spec().trial().ranks() > 1) {
+    for (const v1::Placement& p : where) *t.add_placements() = p;
+    t.set_master_addr(where[0].addr());
+    t.set_master_port(master_port);
+  }
   t.set_stop_requested(false);
   t.clear_stop_reason();
   PutTrial(t, c);
   if (exp_.state() == v1::EXPERIMENT_PENDING) exp_.set_state(v1::EXPERIMENT_RUNNING);
   PutExperiment(c);
-  TellWorker tell{worker_id, session, {}};
-  *tell.msg.mutable_assignment() = MakeAssignment(t, lease_deadline);
-  c->Tell(std::move(tell));
+  for (const v1::Placement& p : where) {
+    TellWorker tell{p.worker_id(), 0, {}};  // the session is the worker's current one
+    *tell.msg.mutable_assignment() = MakeAssignment(t, p, lease_deadline);
+    c->Tell(std::move(tell));
+  }
 }
 
 void ExperimentRun::HandOut(int index, const std::string& client_id, Change* c) {
@@ -481,12 +556,19 @@ void ExperimentRun::HandOut(int index, const std::string& client_id, Change* c) 
 // ---------------------------------------------------------------------------------------
 // What happens to trials
 
-void ExperimentRun::Started(Trial* t, const v1::TrialStarted& m, Change* c) {
-  if (t->state() != v1::TRIAL_ASSIGNED) return;  // a resend
+void ExperimentRun::Started(Trial* t, const v1::TrialStarted& m, const std::string& worker_id,
+                            Change* c) {
+  // Rank 0's worker holds the logs worth showing; a trial runs once any share started.
+  if (worker_id == t->worker_id()) {
+    t->set_stdout_path(m.stdout_path());
+    t->set_stderr_path(m.stderr_path());
+  }
+  if (t->state() != v1::TRIAL_ASSIGNED) {
+    if (worker_id == t->worker_id()) PutTrial(*t, c);
+    return;  // a resend, or another share of a distributed trial
+  }
   t->set_state(v1::TRIAL_RUNNING);
   t->set_started_unix_ms(c->now_ms());
-  t->set_stdout_path(m.stdout_path());
-  t->set_stderr_path(m.stderr_path());
   PutTrial(*t, c);
   PutExperiment(c);
 }
@@ -529,6 +611,7 @@ void ExperimentRun::Report(Trial* t, v1::MetricReport r, Change* c) {
 
 void ExperimentRun::Exited(Trial* t, const v1::TrialExited& m, const std::string& worker_id,
                            Change* c) {
+  if (t->placements_size() > 0 && !ShareExited(t, m, worker_id, c)) return;
   t->set_exited_unix_us(m.exit_unix_us());
   if (t->stop_requested()) {
     EndStopped(t, c);
@@ -537,17 +620,20 @@ void ExperimentRun::Exited(Trial* t, const v1::TrialExited& m, const std::string
   const std::string metric = MissingObjective(spec(), *t);
   const std::string tail =
       m.stderr_tail().empty() ? "" : absl::StrCat("; stderr ends:\n", m.stderr_tail());
+  // A distributed trial says which rank ended it.
+  const std::string who =
+      t->placements_size() > 0 ? absl::StrCat("rank ", m.rank(), " (worker ", worker_id, ") ") : "";
   if (m.worker_shutdown()) {
     RetryOrFail(t,
                 absl::StrCat("worker ", worker_id,
                              m.message().empty() ? " shut down" : " stopped it: ", m.message()),
                 false, c);
   } else if (m.launch_failed()) {
-    RetryOrFail(t, absl::StrCat("could not start: ", m.message()), true, c);
+    RetryOrFail(t, absl::StrCat(who, "could not start: ", m.message()), true, c);
   } else if (m.signal() != 0) {
-    RetryOrFail(t, absl::StrCat("killed by ", SignalName(m.signal()), tail), true, c);
+    RetryOrFail(t, absl::StrCat(who, "killed by ", SignalName(m.signal()), tail), true, c);
   } else if (m.exit_code() != 0) {
-    RetryOrFail(t, absl::StrCat("exited with code ", m.exit_code(), tail), true, c);
+    RetryOrFail(t, absl::StrCat(who, "exited with code ", m.exit_code(), tail), true, c);
   } else if (!metric.empty()) {
     RetryOrFail(t,
                 absl::StrCat("exited 0 without reporting the objective metric '", metric,
@@ -558,6 +644,23 @@ void ExperimentRun::Exited(Trial* t, const v1::TrialExited& m, const std::string
     Release(t, c);
     Finish(t, c);
   }
+}
+
+bool ExperimentRun::ShareExited(Trial* t, const v1::TrialExited& m, const std::string& worker_id,
+                                Change* c) {
+  v1::Placement* share = ShareOn(t, worker_id);
+  if (share == nullptr || share->exited()) return false;  // a resend
+  share->set_exited(true);
+  const bool failed =
+      m.worker_shutdown() || m.launch_failed() || m.signal() != 0 || m.exit_code() != 0;
+  if (failed || t->stop_requested()) return true;  // RetryOrFail kills the other ranks
+  if (share->node_rank() != 0) {
+    PutTrial(*t, c);  // the attempt's outcome is rank 0's
+    return false;
+  }
+  // Rank 0 ended well: ranks still running elsewhere are told to stop (with grace).
+  TellStop(*t, "rank 0 of the trial has exited", c);
+  return true;
 }
 
 void ExperimentRun::Finish(Trial* t, Change* c) {
@@ -582,8 +685,9 @@ void ExperimentRun::Finish(Trial* t, Change* c) {
 }
 
 void ExperimentRun::Release(Trial* t, Change* c) {
-  if (t->worker_id().empty() || t->slots().empty()) return;
-  c->released.emplace_back(t->worker_id(), std::vector<int>(t->slots().begin(), t->slots().end()));
+  for (Hold& h : Holds(*t)) {
+    if (!h.slots.empty()) c->released.emplace_back(std::move(h.worker_id), std::move(h.slots));
+  }
 }
 
 void ExperimentRun::Close(Trial* t, Change* c) {
@@ -629,6 +733,7 @@ void ExperimentRun::EndStopped(Trial* t, Change* c) {
     t->clear_worker_id();
     t->clear_client_id();
     t->clear_slots();
+    t->clear_placements();
     PutTrial(*t, c);
     PutExperiment(c);
     return;
@@ -640,6 +745,11 @@ void ExperimentRun::EndStopped(Trial* t, Change* c) {
 void ExperimentRun::RetryOrFail(Trial* t, const std::string& reason, bool count_failure,
                                 Change* c) {
   Release(t, c);
+  // Every rank of the attempt goes: the others cannot go on without the one that failed.
+  if (t->placements_size() > 0) {
+    TellStop(*t, absl::StrCat("another rank of the attempt ended: ", FirstLine(reason)), c,
+             /*now=*/true);
+  }
   if (count_failure) t->set_failures(t->failures() + 1);
   t->set_message(reason);
   const int max_restarts = spec().trial().max_restarts();
@@ -674,10 +784,12 @@ void ExperimentRun::Reconcile(const std::string& worker_id, int64_t session,
                               const std::set<std::pair<std::string, int>>& reported, Change* c,
                               std::set<std::pair<std::string, int>>* wanted, std::set<int>* busy) {
   for (Trial& t : trials_) {
-    if (!TrialActive(t.state()) || t.worker_id() != worker_id) continue;
+    if (!TrialActive(t.state()) || !HeldBy(t, worker_id)) continue;
     if (reported.count({t.id(), t.attempt()})) {
       wanted->insert({t.id(), t.attempt()});
-      busy->insert(t.slots().begin(), t.slots().end());
+      for (const Hold& h : Holds(t)) {
+        if (h.worker_id == worker_id) busy->insert(h.slots.begin(), h.slots.end());
+      }
       if (t.stop_requested()) {
         TellWorker tell{worker_id, session, {}};
         tell.msg.mutable_stop()->mutable_trial()->set_trial_id(t.id());

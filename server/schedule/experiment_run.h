@@ -33,6 +33,15 @@ bool TrialTerminal(v1::TrialState s);
 bool TrialActive(v1::TrialState s);  // assigned or running: it holds a slot or a client
 bool ExperimentTerminal(v1::ExperimentState s);
 
+// Where an active trial's current attempt runs: one entry per worker (node 0 first).
+struct Hold {
+  std::string worker_id;
+  std::vector<int> slots;
+};
+std::vector<Hold> Holds(const v1::Trial& t);
+// Whether a share of the trial's current attempt runs on `worker_id`.
+bool HeldBy(const v1::Trial& t, const std::string& worker_id);
+
 class ExperimentRun {
  public:
   // A new experiment with its searcher; Start() writes it.
@@ -52,6 +61,9 @@ class ExperimentRun {
   bool open() const;
   // Open, with trials left to hand out (queued, or still to come from the searcher).
   bool wants_slots() const { return open() && (!queue_.empty() || !exp_.search_done()); }
+  // Open, and NextTrial would hand out a trial or ask the searcher for one (the queue holds
+  // one, or the search goes on below budget.max_concurrent).
+  bool CanHandOut() const;
   // Clients ask for its trials (execution: external); no worker runs them.
   bool external() const { return exp_.spec().execution() == "external"; }
   // Nothing more will happen: it has ended and none of its trials still runs.
@@ -81,19 +93,21 @@ class ExperimentRun {
   // when the experiment no longer runs.
   bool ProposalTimedOut(Change* c);
 
-  // Trial `index` goes to a worker's slots: ASSIGNED, and the assignment (for `session`)
-  // is an effect of `c`.
-  void Assign(int index, const std::string& worker_id, int64_t session,
-              const std::vector<int>& slots, absl::Time lease_deadline, Change* c);
+  // Trial `index` goes to workers' slots: ASSIGNED, and an assignment to each worker is an
+  // effect of `c`. One placement: a trial of one rank. Several (node 0 first, each with its
+  // worker's address): a distributed trial whose ranks reach rank 0 at `master_port`.
+  void Assign(int index, const std::vector<v1::Placement>& where, int master_port,
+              absl::Time lease_deadline, Change* c);
   // Trial `index` goes to an ask-and-tell client: RUNNING, held by it.
   void HandOut(int index, const std::string& client_id, Change* c);
 
   // ---- What happens to a trial ----
-  void Started(v1::Trial* t, const v1::TrialStarted& m, Change* c);
+  void Started(v1::Trial* t, const v1::TrialStarted& m, const std::string& worker_id, Change* c);
   // Stores `r` (a new report of t's current attempt) and updates `t` and the searcher; the
   // caller puts `t` (PutTrial).
   void Report(v1::Trial* t, v1::MetricReport r, Change* c);
-  // The worker says the attempt's process ended.
+  // The worker says the attempt's process ended (for a distributed trial: that worker's
+  // processes; rank 0's decides, and any failure ends the attempt on every worker).
   void Exited(v1::Trial* t, const v1::TrialExited& m, const std::string& worker_id, Change* c);
   // The run ended well (exit 0, or a client's completion) with every objective known.
   void Finish(v1::Trial* t, Change* c);
@@ -127,10 +141,16 @@ class ExperimentRun {
   void Release(v1::Trial* t, Change* c);
   void SetState(v1::ExperimentState state, const std::string& message, Change* c);
   void Recount();
-  // A stop order for an active trial, to its worker (none for a client: it hears on its next
-  // call).
-  void TellStop(const v1::Trial& t, const std::string& reason, Change* c);
-  v1::Assignment MakeAssignment(const v1::Trial& t, absl::Time lease_deadline) const;
+  // A stop order for an active trial, to its workers whose share has not exited (none for a
+  // client: it hears on its next call). `now`: no stop grace (another rank failed).
+  void TellStop(const v1::Trial& t, const std::string& reason, Change* c, bool now = false);
+  // The assignment of trial `t` for the worker of `where` (placements().size() > 1: its
+  // share of the ranks).
+  v1::Assignment MakeAssignment(const v1::Trial& t, const v1::Placement& where,
+                                absl::Time lease_deadline) const;
+  // A distributed trial's share on `worker_id` has exited: true when the attempt ends now
+  // (rank 0 exited, or a share failed), false when it waits for rank 0.
+  bool ShareExited(v1::Trial* t, const v1::TrialExited& m, const std::string& worker_id, Change* c);
 
   v1::Experiment exp_;
   std::unique_ptr<search::Searcher> searcher_;

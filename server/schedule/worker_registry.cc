@@ -92,6 +92,9 @@ absl::StatusOr<WorkerRegistry::Worker*> WorkerRegistry::Connect(const v1::Regist
   *info.mutable_slots() = reg.slots();
   *info.mutable_labels() = reg.labels();
   info.set_version(reg.version());
+  info.set_addr(reg.addr().empty() ? reg.host() : reg.addr());
+  info.set_ports_first(reg.ports_first());
+  info.set_ports_last(reg.ports_last());
   info.set_state(v1::WORKER_CONNECTED);
   info.set_last_heartbeat_unix_ms(c->now_ms());
   c->batch.PutWorker(info);
@@ -142,26 +145,103 @@ absl::Status WorkerRegistry::Offer(Worker* w,
   return absl::OkStatus();
 }
 
-std::vector<int> WorkerRegistry::Match(const v1::TrialTemplate& tt, const Worker& w) const {
-  if (!HasLabels(tt, w.info)) return {};
-  std::vector<int> slots;
-  const int gpus = tt.gpus();
-  // A CPU trial prefers a CPU slot and takes a GPU slot only when no CPU slot is free.
-  for (int pass = 0; pass < 2; ++pass) {
-    for (const v1::Slot& s : w.info.slots()) {
-      if (!w.offered.count(s.id()) || w.busy.count(s.id())) continue;
-      const bool is_gpu = !s.gpu().empty();
-      if (gpus > 0) {
-        if (!is_gpu) continue;
-        slots.push_back(s.id());
-        if (static_cast<int>(slots.size()) == gpus) return slots;
-      } else if (is_gpu == (pass == 1)) {
-        return {s.id()};
-      }
-    }
-    if (gpus > 0) break;
+namespace {
+
+// The slots of `w` for which `usable` holds that ranks of `tt` may take, in the order they
+// take them: GPU ranks take `gpus` GPU slots each; CPU ranks take CPU slots first, then GPU
+// slots when no CPU slot is left.
+template <typename Pred>
+std::vector<int> Usable(const v1::TrialTemplate& tt, const v1::Worker& w, Pred usable) {
+  std::vector<int> cpu, gpu;
+  for (const v1::Slot& s : w.slots()) {
+    if (usable(s.id())) (s.gpu().empty() ? cpu : gpu).push_back(s.id());
   }
-  return {};
+  if (tt.gpus() > 0) return gpu;
+  cpu.insert(cpu.end(), gpu.begin(), gpu.end());
+  return cpu;
+}
+
+int SlotsPerRank(const v1::TrialTemplate& tt) { return std::max(1, tt.gpus()); }
+
+// How many ranks go on each of these workers (their room in ranks, largest first, ties by
+// id) so that a trial of `tt` uses as few workers as possible; empty when it does not fit.
+std::vector<int> Split(const v1::TrialTemplate& tt, const std::vector<int>& room) {
+  const int ranks = std::max(1, tt.ranks());
+  const int per_node = tt.ranks_per_node();
+  std::vector<int> take(room.size(), 0);
+  int left = ranks;
+  for (size_t i = 0; i < room.size() && left > 0; ++i) {
+    if (per_node > 0) {
+      if (room[i] < per_node) continue;
+      take[i] = per_node;
+    } else {
+      take[i] = std::min(room[i], left);
+    }
+    left -= take[i];
+  }
+  if (left > 0) take.clear();
+  return take;
+}
+
+}  // namespace
+
+std::vector<WorkerRegistry::Share> WorkerRegistry::Place(const v1::TrialTemplate& tt,
+                                                         const std::set<std::string>& skip) {
+  struct Candidate {
+    Worker* w;
+    std::vector<int> free;
+    int room;
+  };
+  std::vector<Candidate> candidates;
+  const int per_rank = SlotsPerRank(tt);
+  for (auto& [id, w] : workers_) {
+    if (!w->connected() || w->offered.empty() || skip.count(id) || !HasLabels(tt, w->info))
+      continue;
+    Worker* worker = w.get();
+    std::vector<int> free = Usable(tt, w->info, [worker](int s) {
+      return worker->offered.count(s) > 0 && worker->busy.count(s) == 0;
+    });
+    const int room = static_cast<int>(free.size()) / per_rank;
+    if (room == 0) continue;
+    if (std::max(1, tt.ranks()) == 1) {  // one rank: the first worker with room
+      free.resize(per_rank);
+      return {{worker, std::move(free), 1}};
+    }
+    candidates.push_back({worker, std::move(free), room});
+  }
+  std::stable_sort(candidates.begin(), candidates.end(),
+                   [](const Candidate& a, const Candidate& b) { return a.room > b.room; });
+  std::vector<int> room;
+  for (const Candidate& c : candidates) room.push_back(c.room);
+  const std::vector<int> take = Split(tt, room);
+  std::vector<Share> out;
+  for (size_t i = 0; i < take.size(); ++i) {
+    if (take[i] == 0) continue;
+    std::vector<int> slots = std::move(candidates[i].free);
+    slots.resize(static_cast<size_t>(take[i] * per_rank));
+    out.push_back({candidates[i].w, std::move(slots), take[i]});
+  }
+  return out;
+}
+
+std::vector<std::string> WorkerRegistry::Reserve(const v1::TrialTemplate& tt,
+                                                 const std::set<std::string>& skip) const {
+  std::vector<std::pair<int, std::string>> room;  // (-room, id): largest first, ties by id
+  for (const auto& [id, w] : workers_) {
+    if (!w->connected() || skip.count(id) || !HasLabels(tt, w->info)) continue;
+    const int r =
+        static_cast<int>(Usable(tt, w->info, [](int) { return true; }).size()) / SlotsPerRank(tt);
+    if (r > 0) room.emplace_back(-r, id);
+  }
+  std::sort(room.begin(), room.end());
+  std::vector<int> rooms;
+  for (const auto& [r, id] : room) rooms.push_back(-r);
+  const std::vector<int> take = Split(tt, rooms);
+  std::vector<std::string> out;
+  for (size_t i = 0; i < take.size(); ++i) {
+    if (take[i] > 0) out.push_back(room[i].second);
+  }
+  return out;
 }
 
 void WorkerRegistry::Take(Worker* w, const std::vector<int>& slots) {
@@ -195,6 +275,28 @@ std::vector<WorkerRegistry::Worker*> WorkerRegistry::Expired(absl::Duration leas
 }
 
 std::string WorkerRegistry::Unschedulable(const v1::TrialTemplate& tt) const {
+  const std::string one = OneRankUnschedulable(tt);
+  if (!one.empty() || std::max(1, tt.ranks()) == 1) return one;
+  // Several ranks: do the connected workers hold them all at once?
+  if (!Reserve(tt, {}).empty()) return "";
+  const int per_rank = SlotsPerRank(tt);
+  int total = 0;
+  std::vector<std::string> rooms;
+  for (const auto& [id, w] : workers_) {
+    if (!w->connected() || !HasLabels(tt, w->info)) continue;
+    const int r = static_cast<int>(Usable(tt, w->info, [](int) { return true; }).size()) / per_rank;
+    total += tt.ranks_per_node() == 0 ? r : r >= tt.ranks_per_node() ? tt.ranks_per_node() : 0;
+    rooms.push_back(absl::StrCat(id, ": ", r));
+  }
+  const std::string unit =
+      tt.gpus() > 0 ? absl::StrCat(tt.gpus(), tt.gpus() == 1 ? " GPU" : " GPUs") : "one slot";
+  return absl::StrCat(
+      "a trial needs ", tt.ranks(), " ranks of ", unit, " each",
+      tt.ranks_per_node() > 0 ? absl::StrCat(", ", tt.ranks_per_node(), " on each worker") : "",
+      "; the connected workers have room for ", total, " (", absl::StrJoin(rooms, ", "), ")");
+}
+
+std::string WorkerRegistry::OneRankUnschedulable(const v1::TrialTemplate& tt) const {
   int connected = 0, labelled = 0, most_gpus = 0;
   for (const auto& [id, w] : workers_) {
     if (!w->connected()) continue;

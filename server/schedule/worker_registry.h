@@ -55,8 +55,20 @@ class WorkerRegistry {
   void Seen(Worker* w, const Change& c);
   // The worker's latest Pull: these slots are free. INVALID_ARGUMENT for an unknown slot.
   absl::Status Offer(Worker* w, const google::protobuf::RepeatedField<int32_t>& free_slots);
-  // The offered, idle slots of `w` that a trial of `tt` would take; empty when it does not fit.
-  std::vector<int> Match(const v1::TrialTemplate& tt, const Worker& w) const;
+  // Where one trial of `tt` (resources.ranks ranks) fits in the offered, idle slots now: a
+  // share per worker, node 0 first; empty when it does not fit. A trial of one rank takes the
+  // first worker (by id) with room; several ranks go to as few workers as possible (exactly
+  // resources.ranks_per_node each when set). Workers in `skip` are left out.
+  struct Share {
+    Worker* worker;
+    std::vector<int> slots;
+    int ranks;
+  };
+  std::vector<Share> Place(const v1::TrialTemplate& tt, const std::set<std::string>& skip);
+  // The workers a trial of `tt` that waits too long holds on to: the fewest connected workers
+  // outside `skip` whose slots, busy or not, fit it; empty when no such set exists.
+  std::vector<std::string> Reserve(const v1::TrialTemplate& tt,
+                                   const std::set<std::string>& skip) const;
   void Take(Worker* w, const std::vector<int>& slots);
   void Release(const std::string& worker_id, const std::vector<int>& slots);
   // Workers silent past `lease_timeout` that still hold slots, or are not yet marked lost
@@ -78,6 +90,9 @@ class WorkerRegistry {
   const std::map<std::string, std::unique_ptr<Worker>>& workers() const { return workers_; }
 
  private:
+  // Why no connected worker could run one rank of `tt`; "" when one could.
+  std::string OneRankUnschedulable(const v1::TrialTemplate& tt) const;
+
   const absl::Duration live_within_;
   std::map<std::string, std::unique_ptr<Worker>> workers_;
   std::map<int64_t, Worker*> sessions_;

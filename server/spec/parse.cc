@@ -414,10 +414,18 @@ absl::Status ParseTrial(const YAML::Node& t, ExperimentSpec* spec) {
 }
 
 absl::Status ParseResources(const YAML::Node& r, ExperimentSpec* spec) {
-  RETURN_IF_ERROR(CheckKeys(r, "resources", {"gpus", "labels"}));
+  RETURN_IF_ERROR(CheckKeys(r, "resources", {"gpus", "labels", "ranks", "ranks_per_node"}));
   if (r["gpus"]) {
     ASSIGN_OR_RETURN(int32_t v, GetInt32(r["gpus"], "resources.gpus", 0));
     spec->mutable_trial()->set_gpus(v);
+  }
+  if (r["ranks"]) {
+    ASSIGN_OR_RETURN(int32_t v, GetInt32(r["ranks"], "resources.ranks", 1));
+    spec->mutable_trial()->set_ranks(v);
+  }
+  if (r["ranks_per_node"]) {
+    ASSIGN_OR_RETURN(int32_t v, GetInt32(r["ranks_per_node"], "resources.ranks_per_node", 0));
+    spec->mutable_trial()->set_ranks_per_node(v);
   }
   if (r["labels"]) {
     RETURN_IF_ERROR(

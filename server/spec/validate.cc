@@ -463,6 +463,21 @@ absl::StatusOr<std::filesystem::path> Absolute(const std::string& field, const s
   return p.lexically_normal();
 }
 
+absl::Status ValidateRanks(v1::TrialTemplate* t) {
+  if (t->ranks() == 0) t->set_ranks(1);
+  if (t->ranks() < 1 || t->ranks() > kMaxRanks) {
+    return Invalid("resources.ranks", absl::StrCat("must be between 1 and ", kMaxRanks));
+  }
+  const int per_node = t->ranks_per_node();
+  if (per_node < 0) return Invalid("resources.ranks_per_node", "must not be negative");
+  if (per_node > t->ranks() || (per_node > 0 && t->ranks() % per_node != 0)) {
+    return Invalid("resources.ranks_per_node",
+                   absl::StrCat(per_node, " does not divide resources.ranks (", t->ranks(),
+                                ") into whole workers"));
+  }
+  return absl::OkStatus();
+}
+
 // The trial template of trials that rung-worker launches.
 absl::Status ValidateLaunchedTrial(ExperimentSpec* spec, absl::string_view base_dir,
                                    const std::set<std::string>& conditional) {
@@ -483,6 +498,7 @@ absl::Status ValidateLaunchedTrial(ExperimentSpec* spec, absl::string_view base_
   }
   if (t->max_restarts() < 0) return Invalid("trial.max_restarts", "must not be negative");
   if (t->gpus() < 0) return Invalid("resources.gpus", "must not be negative");
+  RETURN_IF_ERROR(ValidateRanks(t));
   ASSIGN_OR_RETURN(std::filesystem::path wd, Absolute("trial.workdir", t->workdir(), base_dir));
   t->set_workdir(wd.string());
   if (t->workdir().size() > 1 && t->workdir().back() == '/') {
@@ -514,7 +530,7 @@ absl::Status ValidateExecution(ExperimentSpec* spec, absl::string_view base_dir,
   if (spec->execution() == "workers") return ValidateLaunchedTrial(spec, base_dir, conditional);
   // Clients run the trials (ask and tell): nothing here launches a process.
   if (!t->command().empty() || !t->env().empty() || !t->checkpoint_root().empty() ||
-      t->gpus() != 0 || !t->labels().empty()) {
+      t->gpus() != 0 || !t->labels().empty() || t->ranks() != 0 || t->ranks_per_node() != 0) {
     return Invalid("trial",
                    "execution: external trials are run by the clients that ask for them; only "
                    "trial.max_restarts applies (remove command, env, resources and the rest)");

@@ -47,6 +47,24 @@ std::string Error(const std::string& yaml) {
   return std::string(spec.status().message());
 }
 
+TEST(SpecTest, RanksOfADistributedTrial) {
+  auto one = ParseSpecYaml(kQuickstart, "/base");
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_EQ(one->trial().ranks(), 1);  // no resources.ranks: one rank, as ever
+  auto four = ParseSpecYaml(
+      std::string(kQuickstart) + "resources: {ranks: 4, ranks_per_node: 2, gpus: 1}\n", "/base");
+  ASSERT_TRUE(four.ok()) << four.status();
+  EXPECT_EQ(four->trial().ranks(), 4);
+  EXPECT_EQ(four->trial().ranks_per_node(), 2);
+  EXPECT_EQ(four->trial().gpus(), 1);
+  EXPECT_THAT(Error(std::string(kQuickstart) + "resources: {ranks: 0}\n"),
+              HasSubstr("resources.ranks: must be at least 1"));
+  EXPECT_THAT(Error(std::string(kQuickstart) + "resources: {ranks: 5000}\n"),
+              HasSubstr("resources.ranks: must be between 1 and 4096"));
+  EXPECT_THAT(Error(std::string(kQuickstart) + "resources: {ranks: 4, ranks_per_node: 3}\n"),
+              HasSubstr("resources.ranks_per_node: 3 does not divide resources.ranks (4)"));
+}
+
 TEST(SpecTest, QuickstartParsesAsWritten) {
   auto spec = ParseSpecYaml(kQuickstart, "/home/me/exp");
   ASSERT_TRUE(spec.ok()) << spec.status();

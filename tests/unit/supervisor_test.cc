@@ -370,5 +370,83 @@ TEST_F(SupervisorTest, ShutdownWithoutRungdDoesNotWaitForAcknowledgements) {
   EXPECT_TRUE(sup_->ShutdownComplete());
 }
 
+// Ranks 2 and 3 of a 4-rank trial on this worker's two slots: a process each, with torchrun's
+// variables; rank 2's stdout reports are not the trial's; when rank 3 fails, rank 2 is ended
+// at once and rungd hears of rank 3's failure.
+TEST_F(SupervisorTest, AShareOfRanksRunsAProcessPerRankAndOneFailureEndsThemAll) {
+  Register();
+  sup_->Tick();
+  sup_->TakeOutgoing();
+  v1::ControllerMessage m;
+  v1::Assignment* a = m.mutable_assignment();
+  a->mutable_trial()->set_id("e1-1");
+  a->mutable_trial()->set_attempt(1);
+  a->mutable_trial()->add_slots(0);
+  a->mutable_trial()->add_slots(1);
+  a->add_argv("train");
+  v1::RankLayout* r = a->mutable_ranks();
+  r->set_world_size(4);
+  r->set_node_rank(1);
+  r->set_nnodes(2);
+  r->set_first_rank(2);
+  r->set_local_world_size(2);
+  r->set_master_addr("10.0.0.1");
+  r->set_master_port(29500);
+  for (const char* addr : {"10.0.0.1:29501", "10.0.0.1:29502", "10.0.0.2:29503", "10.0.0.2:29504"})
+    r->add_rank_addrs(addr);
+  sup_->HandleControllerMessage(m);
+  ASSERT_EQ(launcher_.spawned().size(), 2u);
+  testing::FakeProcessState* rank2 = launcher_.spawned()[0].get();
+  testing::FakeProcessState* rank3 = launcher_.spawned()[1].get();
+  for (int i = 0; i < 2; ++i) {
+    auto& env = launcher_.spawned()[i]->options.env;
+    EXPECT_EQ(env["RANK"], absl::StrCat(2 + i));
+    EXPECT_EQ(env["LOCAL_RANK"], absl::StrCat(i));
+    EXPECT_EQ(env["WORLD_SIZE"], "4");
+    EXPECT_EQ(env["LOCAL_WORLD_SIZE"], "2");
+    EXPECT_EQ(env["NODE_RANK"], "1");
+    EXPECT_EQ(env["MASTER_ADDR"], "10.0.0.1");
+    EXPECT_EQ(env["MASTER_PORT"], "29500");
+    EXPECT_THAT(env["TF_CONFIG"], HasSubstr(absl::StrCat("\"index\": ", 2 + i, "}")));
+    EXPECT_THAT(env["TF_CONFIG"], HasSubstr("\"10.0.0.2:29504\"]"));
+    EXPECT_EQ(env["RUNG_WORKER"], "w1");
+  }
+  EXPECT_THAT(rank2->options.stderr_path, HasSubstr("rank-2.stderr.log"));
+  // Only rank 0 reports for the trial: rank 2's report line (stdout or socket) is not stored.
+  rank2->WriteStdout("@rung {\"loss\": 1}\n");
+  EXPECT_EQ(sup_->HandleReportLine(R"({"trial_id": "e1-1", "attempt": 1, "rank": 3, "loss": 2})"),
+            "{\"stop\": false}\n");
+  sup_->Tick();
+  std::vector<v1::WorkerMessage> out = sup_->TakeOutgoing();
+  ASSERT_THAT(Kinds(out), ElementsAre(Kind::kStarted));
+  Ack(out[0].seq());
+  rank3->Exit(1);
+  sup_->Tick();
+  EXPECT_THAT(rank2->signal_numbers(), ElementsAre(SIGTERM));  // at once, no stop grace
+  sup_->Tick();                                                // rank 2's exit is reaped (SIGCHLD)
+  out = sup_->TakeOutgoing();
+  ASSERT_THAT(Kinds(out), ElementsAre(Kind::kExited, Kind::kPull));
+  EXPECT_EQ(out[0].exited().exit_code(), 1);
+  EXPECT_EQ(out[0].exited().rank(), 3);
+  EXPECT_THAT(out[1].pull().free_slots(), ElementsAre(0, 1));
+}
+
+// rungd ends an attempt at once (another rank failed elsewhere): SIGTERM without stop grace,
+// even when a polite stop was already out.
+TEST_F(SupervisorTest, AStopNowSkipsTheStopGrace) {
+  testing::FakeProcessState* p = StartOne();
+  p->ignore_sigterm = true;
+  Stop("e1-1", 1);
+  sup_->Tick();
+  EXPECT_THAT(p->signal_numbers(), IsEmpty());  // the polite stop waits for its grace
+  v1::ControllerMessage m;
+  m.mutable_stop()->mutable_trial()->set_trial_id("e1-1");
+  m.mutable_stop()->mutable_trial()->set_attempt(1);
+  m.mutable_stop()->set_now(true);
+  sup_->HandleControllerMessage(m);
+  sup_->Tick();
+  EXPECT_THAT(p->signal_numbers(), ElementsAre(SIGTERM));
+}
+
 }  // namespace
 }  // namespace rung

@@ -79,6 +79,9 @@ def report(step=None, final=False, **metrics):
         return False
     msg = {"trial_id": os.environ.get("RUNG_TRIAL_ID", ""),
            "attempt": int(os.environ.get("RUNG_ATTEMPT", "1"))}
+    if "RANK" in os.environ:
+        # A distributed trial: rank 0's reports are the trial's; every rank hears stop.
+        msg["rank"] = int(os.environ["RANK"])
     for k, v in metrics.items():
         msg[k] = float(v)
     if step is not None:

@@ -90,6 +90,8 @@ class Trial:
         self.budget = proto.budget or None
         self.client_id = proto.client_id or None
         self.worker_id = proto.worker_id or None
+        # A distributed trial: every rank's worker, node 0 (rank 0's) first.
+        self.workers = [p.worker_id for p in proto.placements]
         self.message = proto.message
         # kind: ablation: what the trial leaves out ({"kind", "name", "dropped"}) and its seed.
         self.ablation = json.loads(proto.ablation) if proto.ablation else None

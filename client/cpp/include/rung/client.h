@@ -123,11 +123,12 @@ struct Trial {
   std::map<std::string, double> metrics;  // the last reported values
   int64_t reports = 0;                    // reports stored, all attempts
   double last_step = 0;
-  double budget = 0;            // the resource to train up to; 0: none set
-  double resource_reached = 0;  // the highest resource value reported
-  std::string client_id;        // ask and tell: the client that holds it
-  std::string worker_id;
-  std::string message;  // why the latest failed attempt failed (or could not start)
+  double budget = 0;                 // the resource to train up to; 0: none set
+  double resource_reached = 0;       // the highest resource value reported
+  std::string client_id;             // ask and tell: the client that holds it
+  std::string worker_id;             // rank 0's, for a distributed trial
+  std::vector<std::string> workers;  // a distributed trial: every rank's worker, node 0 first
+  std::string message;               // why the latest failed attempt failed (or could not start)
   std::string stop_reason;
   std::string infeasible;                // completed: the constraints it breaks
   std::string stdout_path, stderr_path;  // on worker_id's machine
