@@ -41,6 +41,8 @@ struct AgentOptions {
   // then kill_grace before SIGKILL.
   absl::Duration stop_grace = absl::Seconds(5);
   absl::Duration kill_grace = absl::Seconds(10);
+  // A runner (trial.reuse_process) idle this long ends (its stdin is closed).
+  absl::Duration runner_idle_timeout = absl::Seconds(60);
   // Trials keep running while rungd is unreachable (their reports wait in memory, to be sent
   // once it is back) for this long; then the worker stops them (SIGTERM, SIGKILL after
   // kill_grace), and rungd runs them again, not counting it as their failure.

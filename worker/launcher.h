@@ -26,6 +26,7 @@ struct SpawnOptions {
   std::string workdir;
   std::string stderr_path;  // stderr is appended to this file
   bool pipe_stdout = true;  // stdout through a pipe (stdout_fd()), else /dev/null
+  bool pipe_stdin = false;  // stdin from a pipe (stdin_fd()), else /dev/null
 };
 
 // A started child process. Owned by whoever Spawn() returned it to; called from one thread.
@@ -36,6 +37,10 @@ class Process {
   // Read end of the child's stdout, non-blocking; -1 when there is none (or once closed).
   virtual int stdout_fd() const = 0;
   virtual void CloseStdout() = 0;
+  // Write end of the child's stdin, non-blocking, with SpawnOptions::pipe_stdin; else -1.
+  // Closing it gives the child end of file.
+  virtual int stdin_fd() const { return -1; }
+  virtual void CloseStdin() {}
   // Sends `sig` to the child's whole process group. Harmless after the child exited.
   virtual void SignalGroup(int sig) = 0;
   // Reaps the child without blocking. True once it has exited; then `status` (if not null)

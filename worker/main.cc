@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
   if (const char* a = std::getenv("RUNG_ADDR"); a && *a) o.controller = a;
   int slots = -1;
   std::string gpus, labels, stop_grace = "5s", kill_grace = "10s", orphan_timeout = "1h",
-                            log_level = "info";
+                            runner_idle = "60s", log_level = "info";
   app.add_option("--controller", o.controller, "rungd address (or RUNG_ADDR)")
       ->capture_default_str();
   app.add_option("--slots", slots, "CPU slots (default: 1 without GPUs, 0 with)");
@@ -81,6 +81,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--labels", labels, "k=v,... matched against a spec's resources.labels");
   app.add_option("--name", o.name, "worker id, stable across restarts")->capture_default_str();
+  app.add_option("--runner-idle-timeout", runner_idle,
+                 "a runner (trial.reuse_process) idle this long ends")
+      ->capture_default_str();
   app.add_option("--stop-grace", stop_grace, "time a stopped trial gets before SIGTERM")
       ->capture_default_str();
   app.add_option("--kill-grace", kill_grace, "time between SIGTERM and SIGKILL")
@@ -122,6 +125,10 @@ int main(int argc, char** argv) {
       o.orphan_timeout <= absl::ZeroDuration()) {
     return Fail(
         absl::StrCat("--orphan-timeout: '", orphan_timeout, "' is not a positive duration"));
+  }
+  if (!absl::ParseDuration(runner_idle, &o.runner_idle_timeout) ||
+      o.runner_idle_timeout < absl::ZeroDuration()) {
+    return Fail(absl::StrCat("--runner-idle-timeout: '", runner_idle, "' is not a duration"));
   }
   if (!absl::ParseDuration(kill_grace, &o.kill_grace) || o.kill_grace < absl::ZeroDuration()) {
     return Fail(absl::StrCat("--kill-grace: '", kill_grace, "' is not a duration"));

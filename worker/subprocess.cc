@@ -58,12 +58,15 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Spawn(const SpawnOptions
   std::string path = "/usr/local/bin:/usr/bin:/bin";
   if (auto it = o.env.find("PATH"); it != o.env.end()) path = it->second;
 
-  int err_pipe[2], out_pipe[2] = {-1, -1};
+  int err_pipe[2], out_pipe[2] = {-1, -1}, in_pipe[2] = {-1, -1};
   if (pipe2(err_pipe, O_CLOEXEC) != 0) return absl::InternalError(strerror(errno));
-  if (o.pipe_stdout && pipe2(out_pipe, O_CLOEXEC) != 0) {
-    close(err_pipe[0]);
-    close(err_pipe[1]);
-    return absl::InternalError(strerror(errno));
+  if ((o.pipe_stdout && pipe2(out_pipe, O_CLOEXEC) != 0) ||
+      (o.pipe_stdin && pipe2(in_pipe, O_CLOEXEC) != 0)) {
+    const std::string why = strerror(errno);
+    for (int fd : {err_pipe[0], err_pipe[1], out_pipe[0], out_pipe[1], in_pipe[0], in_pipe[1]}) {
+      if (fd >= 0) close(fd);
+    }
+    return absl::InternalError(why);
   }
   int err_fd = open(o.stderr_path.empty() ? "/dev/null" : o.stderr_path.c_str(),
                     O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -71,9 +74,8 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Spawn(const SpawnOptions
     std::string msg = absl::StrCat("cannot open ", o.stderr_path, ": ", strerror(errno));
     close(err_pipe[0]);
     close(err_pipe[1]);
-    if (out_pipe[0] >= 0) {
-      close(out_pipe[0]);
-      close(out_pipe[1]);
+    for (int fd : {out_pipe[0], out_pipe[1], in_pipe[0], in_pipe[1]}) {
+      if (fd >= 0) close(fd);
     }
     return absl::UnavailableError(msg);
   }
@@ -99,7 +101,7 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Spawn(const SpawnOptions
     sigprocmask(SIG_SETMASK, &none, nullptr);
     signal(SIGPIPE, SIG_DFL);
     int devnull = open("/dev/null", O_RDWR);
-    dup2(devnull, 0);
+    dup2(o.pipe_stdin ? in_pipe[0] : devnull, 0);
     dup2(o.pipe_stdout ? out_pipe[1] : devnull, 1);
     dup2(err_fd, 2);
     if (!o.workdir.empty() && chdir(o.workdir.c_str()) != 0) fail(o.workdir.c_str());
@@ -133,6 +135,7 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Spawn(const SpawnOptions
   close(err_fd);
   close(err_pipe[1]);
   if (out_pipe[1] >= 0) close(out_pipe[1]);
+  if (in_pipe[0] >= 0) close(in_pipe[0]);
   setpgid(pid, pid);  // also in the parent, so the group exists before we signal it
   // The pipe closes on a successful exec (O_CLOEXEC); otherwise it carries the reason.
   std::string exec_error;
@@ -148,17 +151,21 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Spawn(const SpawnOptions
     int status;
     waitpid(pid, &status, 0);
     if (out_pipe[0] >= 0) close(out_pipe[0]);
+    if (in_pipe[1] >= 0) close(in_pipe[1]);
     return absl::NotFoundError(exec_error);
   }
   std::unique_ptr<Subprocess> sp(new Subprocess());
   sp->pid_ = pid;
   sp->stdout_fd_ = out_pipe[0];
   if (sp->stdout_fd_ >= 0) fcntl(sp->stdout_fd_, F_SETFL, O_NONBLOCK);
+  sp->stdin_fd_ = in_pipe[1];
+  if (sp->stdin_fd_ >= 0) fcntl(sp->stdin_fd_, F_SETFL, O_NONBLOCK);
   return sp;
 }
 
 Subprocess::~Subprocess() {
   CloseStdout();
+  CloseStdin();
   if (pid_ > 0 && !exited_) {
     SignalGroup(SIGKILL);
     int status;
@@ -170,6 +177,11 @@ Subprocess::~Subprocess() {
 void Subprocess::CloseStdout() {
   if (stdout_fd_ >= 0) close(stdout_fd_);
   stdout_fd_ = -1;
+}
+
+void Subprocess::CloseStdin() {
+  if (stdin_fd_ >= 0) close(stdin_fd_);
+  stdin_fd_ = -1;
 }
 
 void Subprocess::SignalGroup(int sig) {

@@ -38,6 +38,8 @@ class Subprocess final : public Process {
   // Read end of the child's stdout, non-blocking; owned by this object (-1 once closed).
   int stdout_fd() const override { return stdout_fd_; }
   void CloseStdout() override;
+  int stdin_fd() const override { return stdin_fd_; }
+  void CloseStdin() override;
 
   // Sends `sig` to the whole process group. Harmless after the child exited.
   void SignalGroup(int sig) override;
@@ -50,6 +52,7 @@ class Subprocess final : public Process {
   Subprocess() = default;
   pid_t pid_ = -1;
   int stdout_fd_ = -1;
+  int stdin_fd_ = -1;
   bool exited_ = false;
   int status_ = 0;
 };

@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/log.h"
+#include "worker/supervisor_state.h"
 
 namespace rung {
 namespace {
@@ -55,46 +56,6 @@ void SetRef(v1::TrialRef* ref, const std::string& id, int attempt) {
 }
 
 }  // namespace
-
-// One process of a trial: the trial itself, or one rank of a distributed trial.
-struct Supervisor::RankProc {
-  int rank = 0;  // the global rank; 0 for a trial of one rank
-  std::unique_ptr<Process> proc;
-  std::string stdout_path, stderr_path;
-  int stdout_log = -1;
-  std::string line;
-  bool exited = false;
-  int status = 0;
-
-  ~RankProc() {
-    if (stdout_log >= 0) close(stdout_log);
-  }
-};
-
-struct Supervisor::TrialRun {
-  v1::Assignment assignment;
-  std::string id;
-  int attempt = 0;
-  std::vector<int> slots;
-  std::vector<std::unique_ptr<RankProc>> procs;  // one per local rank
-  int failed = -1;                               // index of the first process that failed
-  int64_t report_seq = 0;
-  bool stop_requested = false;
-  absl::Time term_at = absl::InfiniteFuture();
-  absl::Time kill_at = absl::InfiniteFuture();
-  bool exited = false;
-  int64_t exit_seq = 0;   // seq of our TrialExited message; erase once acknowledged
-  bool discard = false;   // the controller no longer wants this attempt
-  bool shutdown = false;  // killed because the worker is stopping
-  bool orphaned = false;  // stopped because rungd was unreachable past --orphan-timeout
-
-  // Sends `sig` to every process (group) still running.
-  void Signal(int sig) {
-    for (auto& p : procs) {
-      if (!p->exited && p->proc) p->proc->SignalGroup(sig);
-    }
-  }
-};
 
 Supervisor::Supervisor(const AgentOptions& options, SupervisorPaths paths, std::string session_id,
                        Clock* clock, ProcessLauncher* launcher)
@@ -187,6 +148,9 @@ void Supervisor::HandleControllerMessage(const v1::ControllerMessage& m) {
     case v1::ControllerMessage::kStop:
       OnStop(m.stop());
       break;
+    case v1::ControllerMessage::kRunnersDone:
+      OnRunnersDone(m.runners_done().experiment_id());
+      break;
     default:
       break;
   }
@@ -226,8 +190,10 @@ void Supervisor::OnAck(int64_t seq) {
 void Supervisor::OnStop(const v1::StopTrial& s) {
   TrialRun* run = Find(s.trial().trial_id(), s.trial().attempt());
   if (run == nullptr || run->exited) return;
-  // A stop `now` (another rank failed) gets no grace: a cooperative stop cannot help.
-  const absl::Time term = clock_->Now() + (s.now() ? absl::ZeroDuration() : o_.stop_grace);
+  // No grace when a cooperative stop cannot help: another rank failed (`now`), or the trial
+  // reports only with @rung lines on stdout, which answer nothing.
+  const bool deaf = run->stdout_reports && !run->socket_reports;
+  const absl::Time term = clock_->Now() + (s.now() || deaf ? absl::ZeroDuration() : o_.stop_grace);
   if (run->stop_requested) {
     if (run->kill_at == absl::InfiniteFuture()) run->term_at = std::min(run->term_at, term);
     return;
@@ -239,12 +205,15 @@ void Supervisor::OnStop(const v1::StopTrial& s) {
 
 void Supervisor::Pull() {
   if (!registered_ || shutting_down_) return;
-  if (free_ == last_pull_) return;
+  std::map<int, std::string> warm = WarmSlots();
+  if (free_ == last_pull_ && warm == last_warm_) return;
   v1::WorkerMessage m;
   v1::Pull* pull = m.mutable_pull();  // an empty list is a valid pull: "nothing free"
   for (int s : free_) pull->add_free_slots(s);
+  for (const auto& [slot, experiment] : warm) (*pull->mutable_warm())[slot] = experiment;
   Queue(std::move(m));
   last_pull_ = free_;
+  last_warm_ = std::move(warm);
 }
 
 Supervisor::TrialRun* Supervisor::Find(const std::string& id, int attempt) {
@@ -328,6 +297,10 @@ void Supervisor::Launch(const v1::Assignment& a) {
     if (existing->second->attempt == t.attempt()) return;  // a resend
     if (!existing->second->exited) existing->second->Signal(SIGKILL);
     existing->second->discard = true;
+    if (Runner* runner = existing->second->runner) {  // killed with it; reaped as idle
+      runner->trial = nullptr;
+      existing->second->runner = nullptr;
+    }
   }
   auto run = std::make_unique<TrialRun>();
   run->assignment = a;
@@ -345,6 +318,29 @@ void Supervisor::Launch(const v1::Assignment& a) {
       fs::path(paths_.work_dir) / "trials" / t.id() / absl::StrCat("attempt-", t.attempt());
   TrialRun* r = run.get();
   trials_[t.id()] = std::move(run);
+  if (a.reuse_process() && !a.has_ranks()) {
+    auto proc = std::make_unique<RankProc>();
+    proc->stdout_path = (attempt_dir / "stdout.log").string();
+    std::vector<std::string> gpus;
+    for (int s : r->slots) {
+      if (s >= 0 && s < static_cast<int>(slots_.size()) && !slots_[s].gpu().empty())
+        gpus.push_back(slots_[s].gpu());
+    }
+    const SpawnOptions so = TrialSpawnOptions(a, *proc, gpus);
+    proc->stdout_log =
+        open(proc->stdout_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    LaunchInRunner(a, r, std::move(proc), so);
+    return;
+  }
+  for (auto& runner : runners_) {  // an idle runner on these slots has lost them
+    if (runner->ending || runner->exited || runner->trial != nullptr) continue;
+    for (int s : runner->slots) {
+      if (std::find(r->slots.begin(), r->slots.end(), s) != r->slots.end()) {
+        EndRunner(runner.get(), absl::StrCat("its slot went to a trial of ", t.experiment_id()));
+        break;
+      }
+    }
+  }
   std::vector<std::string> all_gpus;
   for (int i = 0; i < local; ++i) {
     auto proc = std::make_unique<RankProc>();
@@ -445,11 +441,15 @@ void Supervisor::HandleStdoutLine(TrialRun* run, RankProc* proc, absl::string_vi
     }
     return;
   }
+  run->stdout_reports = true;
   QueueReport(run, *parsed);
 }
 
 std::vector<int> Supervisor::StdoutFds() const {
   std::vector<int> fds;
+  for (const auto& runner : runners_) {
+    if (!runner->exited && runner->proc->stdout_fd() >= 0) fds.push_back(runner->proc->stdout_fd());
+  }
   for (const auto& [id, run] : trials_) {
     for (const auto& p : run->procs) {
       if (p->proc && p->proc->stdout_fd() >= 0) fds.push_back(p->proc->stdout_fd());
@@ -459,6 +459,12 @@ std::vector<int> Supervisor::StdoutFds() const {
 }
 
 void Supervisor::ReadStdout(int fd) {
+  for (auto& runner : runners_) {
+    if (!runner->exited && runner->proc->stdout_fd() == fd) {
+      ReadRunner(runner.get());
+      return;
+    }
+  }
   for (auto& [id, run] : trials_) {
     for (auto& p : run->procs) {
       if (p->proc && p->proc->stdout_fd() == fd) {
@@ -509,6 +515,7 @@ std::string Supervisor::HandleReportLine(absl::string_view line) {
     return absl::StrCat("{\"stop\": true, \"error\": \"trial ", parsed->trial_id, " attempt ",
                         parsed->attempt, " is not running on this worker\"}\n");
   }
+  run->socket_reports = true;
   if (parsed->rank == 0) QueueReport(run, *parsed);  // every rank hears stop; rank 0 reports
   return run->stop_requested ? "{\"stop\": true}\n" : "{\"stop\": false}\n";
 }
@@ -575,8 +582,9 @@ void Supervisor::Finish(TrialRun* run) {
 }
 
 void Supervisor::Reap() {
+  ReapRunners();
   for (auto& [id, run] : trials_) {
-    if (run->exited || run->procs.empty()) continue;
+    if (run->exited || run->procs.empty() || run->runner != nullptr) continue;
     bool all = true;
     for (auto& p : run->procs) {
       int status;
@@ -589,6 +597,7 @@ void Supervisor::Reap() {
 
 void Supervisor::RunTimers() {
   const absl::Time now = clock_->Now();
+  RunRunnerTimers(now);
   for (auto& [id, run] : trials_) {
     if (run->exited) continue;
     if (now >= run->term_at) {
@@ -632,7 +641,7 @@ void Supervisor::Tick() {
 }
 
 absl::Time Supervisor::NextWake() const {
-  absl::Time next = std::min(next_heartbeat_, shutdown_deadline_);
+  absl::Time next = std::min({next_heartbeat_, shutdown_deadline_, RunnerWake()});
   if (!registered_) {
     bool running = false;
     for (const auto& [id, run] : trials_) running |= !run->exited && !run->shutdown;
@@ -656,6 +665,9 @@ void Supervisor::BeginShutdown(bool deliver) {
     run->Signal(SIGTERM);
     run->kill_at = now + o_.kill_grace;
   }
+  for (auto& runner : runners_) {
+    if (runner->trial == nullptr) EndRunner(runner.get(), "the worker is shutting down");
+  }
   shutdown_deadline_ = now + o_.kill_grace + absl::Seconds(5);
 }
 
@@ -663,6 +675,7 @@ bool Supervisor::ShutdownComplete() const {
   if (!shutting_down_) return false;
   bool all_exited = true;
   for (const auto& [id, run] : trials_) all_exited = all_exited && run->exited;
+  all_exited = all_exited && runners_.empty();
   if (all_exited && (outbox_.empty() || !deliver_on_shutdown_)) return true;
   return clock_->Now() >= shutdown_deadline_;
 }

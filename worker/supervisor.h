@@ -92,10 +92,12 @@ class Supervisor {
   bool registered() const { return registered_; }
   size_t outbox_size() const { return outbox_.size(); }
   size_t trials_known() const { return trials_.size(); }
+  size_t runners() const { return runners_.size(); }
   const std::map<std::string, std::string>& base_env() const { return base_env_; }
 
  private:
   struct RankProc;
+  struct Runner;
   struct TrialRun;
 
   void SendState(v1::WorkerMessage m);  // gives it a seq, keeps it until acknowledged
@@ -121,6 +123,27 @@ class Supervisor {
   void UpdateStats();
   TrialRun* Find(const std::string& id, int attempt);
 
+  // ---- runners (trial.reuse_process; runners.cc) ----
+  // Hands the trial to an idle runner of its experiment on its slots, or starts one (ending
+  // idle runners of other experiments on those slots). `proc` holds the trial's logs, `so` what
+  // a fresh process of it would get.
+  void LaunchInRunner(const v1::Assignment& a, TrialRun* run, std::unique_ptr<RankProc> proc,
+                      const SpawnOptions& so);
+  // The stdin line that gives a runner trial `a`.
+  std::string TrialLine(const v1::Assignment& a, const SpawnOptions& so) const;
+  // Closes its stdin (its loop ends); SIGKILL after the kill grace.
+  void EndRunner(Runner* runner, const std::string& why);
+  void ReadRunner(Runner* runner);
+  void HandleRunnerLine(Runner* runner, absl::string_view line);
+  // The runner's trial ended with `status` (0: its @rung-end line); the runner is idle.
+  void EndRunnerTrial(Runner* runner, int status);
+  void ReapRunners();
+  void RunRunnerTimers(absl::Time now);
+  absl::Time RunnerWake() const;
+  void OnRunnersDone(const std::string& experiment_id);
+  // Free slots with an idle runner: slot -> its experiment (for Pull).
+  std::map<int, std::string> WarmSlots() const;
+
   const AgentOptions o_;
   const SupervisorPaths paths_;
   const std::string session_id_;
@@ -131,6 +154,9 @@ class Supervisor {
   std::set<int> free_;
   std::set<int> last_pull_;
   std::map<std::string, std::unique_ptr<TrialRun>> trials_;  // by trial id
+  std::vector<std::unique_ptr<Runner>> runners_;
+  int next_runner_ = 1;
+  std::map<int, std::string> last_warm_;  // the warm slots of the latest Pull
   std::deque<v1::WorkerMessage> outbox_;
   std::vector<v1::WorkerMessage> outgoing_;
   int64_t next_seq_ = 1;

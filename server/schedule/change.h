@@ -67,6 +67,9 @@ struct Change {
   std::function<bool(const std::string& experiment_id)> watched;
   // Slots that trials of this change gave back: (worker id, slot ids).
   std::vector<std::pair<std::string, std::vector<int>>> released;
+  // Experiments with trial.reuse_process that ended: every connected worker hears it, so that
+  // their idle runners of it go.
+  std::vector<std::string> runners_done;
   // Counters for /metrics, added once the change is committed.
   int64_t reports = 0;
   int64_t stopped_early = 0;

@@ -315,6 +315,7 @@ absl::Status Controller::CommitLocked(Change* c) {
     }
     c->effects.clear();
     drop_pending_ = true;
+    c->runners_done.clear();
     return store_error_;
   }
   c->batch.Clear();  // written: a later commit of the same Change writes only what follows
@@ -322,6 +323,15 @@ absl::Status Controller::CommitLocked(Change* c) {
   reports_received_ += c->reports;
   trials_stopped_early_ += c->stopped_early;
   lease_expirations_ += c->lease_expirations;
+  for (const std::string& id : c->runners_done) {
+    for (const auto& [worker_id, w] : registry_.workers()) {
+      if (!w->connected()) continue;
+      TellWorker tell{worker_id, w->session, {}};
+      tell.msg.mutable_runners_done()->set_experiment_id(id);
+      c->Tell(std::move(tell));
+    }
+  }
+  c->runners_done.clear();
   for (Effect& e : c->effects) {
     auto* t = std::get_if<TellWorker>(&e);
     if (t == nullptr || t->session != 0) continue;
@@ -427,7 +437,7 @@ bool Controller::PlaceTrialLocked(ExperimentRun* run, const std::set<std::string
                                   Change* c) {
   const v1::TrialTemplate& tt = run->spec().trial();
   const bool ranks = tt.ranks() > 1;
-  std::vector<WorkerRegistry::Share> where = registry_.Place(tt, skip);
+  std::vector<WorkerRegistry::Share> where = registry_.Place(tt, run->id(), skip);
   int port = 0;
   if (!where.empty() && ranks) {
     port = RankPortLocked(where[0].worker->info, tt.ranks());

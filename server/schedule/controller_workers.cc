@@ -132,7 +132,7 @@ absl::Status Controller::HandleWorkerMessageLocked(WorkerRegistry::Worker* w,
   Trial* t = nullptr;
   switch (msg.kind_case()) {
     case v1::WorkerMessage::kPull:
-      RETURN_IF_ERROR(registry_.Offer(w, msg.pull().free_slots()));
+      RETURN_IF_ERROR(registry_.Offer(w, msg.pull()));
       DispatchLocked(c);
       return absl::OkStatus();
     case v1::WorkerMessage::kStarted:

@@ -200,7 +200,10 @@ void ExperimentRun::SetState(v1::ExperimentState state, const std::string& messa
                    message.empty() ? "" : absl::StrCat(": ", message)));
   exp_.set_state(state);
   exp_.set_message(message);
-  if (ExperimentTerminal(state)) exp_.clear_unschedulable();
+  if (ExperimentTerminal(state)) {
+    exp_.clear_unschedulable();
+    if (spec().trial().reuse_process()) c->runners_done.push_back(id());
+  }
   PutExperiment(c);
 }
 
@@ -513,6 +516,7 @@ v1::Assignment ExperimentRun::MakeAssignment(const Trial& t, const v1::Placement
     env["RUNG_RESOURCE"] = spec().resource().metric();
   }
   a.set_lease_deadline_unix_ms(absl::ToUnixMillis(lease_deadline));
+  a.set_reuse_process(tt.reuse_process());
   return a;
 }
 
@@ -562,6 +566,7 @@ void ExperimentRun::Started(Trial* t, const v1::TrialStarted& m, const std::stri
   if (worker_id == t->worker_id()) {
     t->set_stdout_path(m.stdout_path());
     t->set_stderr_path(m.stderr_path());
+    t->set_pid(m.pid());
   }
   if (t->state() != v1::TRIAL_ASSIGNED) {
     if (worker_id == t->worker_id()) PutTrial(*t, c);

@@ -1,6 +1,7 @@
 #include "server/schedule/worker_registry.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -86,6 +87,7 @@ absl::StatusOr<WorkerRegistry::Worker*> WorkerRegistry::Connect(const v1::Regist
   w->session_id = reg.session_id();
   w->last_seen = c->now;
   w->offered.clear();
+  w->warm.clear();
   v1::Worker& info = w->info;
   info.set_id(reg.worker_id());
   info.set_host(reg.host());
@@ -119,6 +121,7 @@ WorkerRegistry::Worker* WorkerRegistry::Disconnect(int64_t session) {
   sessions_.erase(it);
   w->session = 0;
   w->offered.clear();
+  w->warm.clear();
   w->info.set_state(v1::WORKER_DISCONNECTED);
   return w;
 }
@@ -129,12 +132,11 @@ void WorkerRegistry::Seen(Worker* w, const Change& c) {
   if (w->info.state() != v1::WORKER_CONNECTED) w->info.set_state(v1::WORKER_CONNECTED);
 }
 
-absl::Status WorkerRegistry::Offer(Worker* w,
-                                   const google::protobuf::RepeatedField<int32_t>& free_slots) {
+absl::Status WorkerRegistry::Offer(Worker* w, const v1::Pull& pull) {
   std::set<int> known;
   for (const v1::Slot& s : w->info.slots()) known.insert(s.id());
   std::set<int> offered;
-  for (int s : free_slots) {
+  for (int s : pull.free_slots()) {
     if (!known.count(s)) {
       return absl::InvalidArgumentError(
           absl::StrCat("pull.free_slots: slot ", s, " was not registered"));
@@ -142,6 +144,10 @@ absl::Status WorkerRegistry::Offer(Worker* w,
     offered.insert(s);
   }
   w->offered = std::move(offered);
+  w->warm.clear();
+  for (const auto& [slot, experiment] : pull.warm()) {
+    if (w->offered.count(slot)) w->warm[slot] = experiment;
+  }
   return absl::OkStatus();
 }
 
@@ -186,6 +192,7 @@ std::vector<int> Split(const v1::TrialTemplate& tt, const std::vector<int>& room
 }  // namespace
 
 std::vector<WorkerRegistry::Share> WorkerRegistry::Place(const v1::TrialTemplate& tt,
+                                                         const std::string& experiment,
                                                          const std::set<std::string>& skip) {
   struct Candidate {
     Worker* w;
@@ -194,6 +201,14 @@ std::vector<WorkerRegistry::Share> WorkerRegistry::Place(const v1::TrialTemplate
   };
   std::vector<Candidate> candidates;
   const int per_rank = SlotsPerRank(tt);
+  // One rank: its experiment's idle runner (0) before a slot without one (1) before another
+  // experiment's runner (2), which would have to end.
+  std::optional<Share> best;
+  int best_score = 3;
+  auto score = [&experiment](const Worker& w, int slot) {
+    auto it = w.warm.find(slot);
+    return it == w.warm.end() ? 1 : it->second == experiment ? 0 : 2;
+  };
   for (auto& [id, w] : workers_) {
     if (!w->connected() || w->offered.empty() || skip.count(id) || !HasLabels(tt, w->info))
       continue;
@@ -203,12 +218,23 @@ std::vector<WorkerRegistry::Share> WorkerRegistry::Place(const v1::TrialTemplate
     });
     const int room = static_cast<int>(free.size()) / per_rank;
     if (room == 0) continue;
-    if (std::max(1, tt.ranks()) == 1) {  // one rank: the first worker with room
-      free.resize(per_rank);
-      return {{worker, std::move(free), 1}};
+    if (std::max(1, tt.ranks()) == 1) {
+      if (per_rank > 1) {  // several GPUs: the first worker with room
+        free.resize(per_rank);
+        return {{worker, std::move(free), 1}};
+      }
+      for (int slot : free) {
+        if (score(*worker, slot) < best_score) {
+          best_score = score(*worker, slot);
+          best = Share{worker, {slot}, 1};
+        }
+      }
+      if (best_score == 0) break;
+      continue;
     }
     candidates.push_back({worker, std::move(free), room});
   }
+  if (best) return {*std::move(best)};
   std::stable_sort(candidates.begin(), candidates.end(),
                    [](const Candidate& a, const Candidate& b) { return a.room > b.room; });
   std::vector<int> room;
@@ -248,6 +274,7 @@ void WorkerRegistry::Take(Worker* w, const std::vector<int>& slots) {
   for (int s : slots) {
     w->busy.insert(s);
     w->offered.erase(s);
+    w->warm.erase(s);
   }
 }
 

@@ -29,8 +29,9 @@ class WorkerRegistry {
     int64_t session = 0;     // the stream's handle; 0 while disconnected
     std::string session_id;  // the worker process's own id (Register.session_id)
     absl::Time last_seen;
-    std::set<int> offered;  // slots the worker said are free in its latest Pull
-    std::set<int> busy;     // slots that our trials hold
+    std::set<int> offered;            // slots the worker said are free in its latest Pull
+    std::set<int> busy;               // slots that our trials hold
+    std::map<int, std::string> warm;  // offered slots with an idle runner: slot -> experiment
     bool connected() const { return session != 0; }
   };
 
@@ -53,18 +54,22 @@ class WorkerRegistry {
 
   // A message came from `w`.
   void Seen(Worker* w, const Change& c);
-  // The worker's latest Pull: these slots are free. INVALID_ARGUMENT for an unknown slot.
-  absl::Status Offer(Worker* w, const google::protobuf::RepeatedField<int32_t>& free_slots);
-  // Where one trial of `tt` (resources.ranks ranks) fits in the offered, idle slots now: a
-  // share per worker, node 0 first; empty when it does not fit. A trial of one rank takes the
-  // first worker (by id) with room; several ranks go to as few workers as possible (exactly
-  // resources.ranks_per_node each when set). Workers in `skip` are left out.
+  // The worker's latest Pull: these slots are free (some with an idle runner). INVALID_ARGUMENT
+  // for an unknown slot.
+  absl::Status Offer(Worker* w, const v1::Pull& pull);
+  // Where one trial of `tt` (resources.ranks ranks) of `experiment` fits in the offered, idle
+  // slots now: a share per worker, node 0 first; empty when it does not fit. A trial of one
+  // rank takes a slot with an idle runner of its experiment if there is one, else the first
+  // worker (by id) with room, sparing other experiments' runners; several ranks go to as few
+  // workers as possible (exactly resources.ranks_per_node each when set). Workers in `skip`
+  // are left out.
   struct Share {
     Worker* worker;
     std::vector<int> slots;
     int ranks;
   };
-  std::vector<Share> Place(const v1::TrialTemplate& tt, const std::set<std::string>& skip);
+  std::vector<Share> Place(const v1::TrialTemplate& tt, const std::string& experiment,
+                           const std::set<std::string>& skip);
   // The workers a trial of `tt` that waits too long holds on to: the fewest connected workers
   // outside `skip` whose slots, busy or not, fit it; empty when no such set exists.
   std::vector<std::string> Reserve(const v1::TrialTemplate& tt,

@@ -386,8 +386,13 @@ absl::Status ParseBudget(const YAML::Node& b, ExperimentSpec* spec) {
 
 absl::Status ParseTrial(const YAML::Node& t, ExperimentSpec* spec) {
   RETURN_IF_ERROR(
-      CheckKeys(t, "trial", {"command", "workdir", "env", "max_restarts", "checkpoint_root"}));
+      CheckKeys(t, "trial",
+                {"command", "workdir", "env", "max_restarts", "checkpoint_root", "reuse_process"}));
   v1::TrialTemplate* tt = spec->mutable_trial();
+  if (t["reuse_process"]) {
+    ASSIGN_OR_RETURN(bool v, GetBool(t["reuse_process"], "trial.reuse_process"));
+    tt->set_reuse_process(v);
+  }
   if (t["checkpoint_root"]) {
     ASSIGN_OR_RETURN(std::string v, GetString(t["checkpoint_root"], "trial.checkpoint_root"));
     tt->set_checkpoint_root(v);

@@ -475,6 +475,11 @@ absl::Status ValidateRanks(v1::TrialTemplate* t) {
                    absl::StrCat(per_node, " does not divide resources.ranks (", t->ranks(),
                                 ") into whole workers"));
   }
+  if (t->reuse_process() && t->ranks() > 1) {
+    return Invalid("trial.reuse_process",
+                   "applies to trials of one rank (the ranks of a distributed trial start "
+                   "together, for each attempt)");
+  }
   return absl::OkStatus();
 }
 
@@ -530,7 +535,8 @@ absl::Status ValidateExecution(ExperimentSpec* spec, absl::string_view base_dir,
   if (spec->execution() == "workers") return ValidateLaunchedTrial(spec, base_dir, conditional);
   // Clients run the trials (ask and tell): nothing here launches a process.
   if (!t->command().empty() || !t->env().empty() || !t->checkpoint_root().empty() ||
-      t->gpus() != 0 || !t->labels().empty() || t->ranks() != 0 || t->ranks_per_node() != 0) {
+      t->gpus() != 0 || !t->labels().empty() || t->ranks() != 0 || t->ranks_per_node() != 0 ||
+      t->reuse_process()) {
     return Invalid("trial",
                    "execution: external trials are run by the clients that ask for them; only "
                    "trial.max_restarts applies (remove command, env, resources and the rest)");

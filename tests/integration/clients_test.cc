@@ -4,6 +4,7 @@
 #include <chrono>
 #include <fstream>
 #include <iostream>
+#include <set>
 #include <thread>
 
 #include "absl/strings/str_format.h"
@@ -105,6 +106,48 @@ TEST(CppClientTest, AnOutsideProjectFindsTheInstalledLibraryAndRunsAskAndTell) {
   CliRun down = Sh(absl::StrCat(build, "/ask_tell 127.0.0.1:1"));
   EXPECT_EQ(down.code, 1);
   EXPECT_NE(down.out.find("cannot reach rungd at 127.0.0.1:1"), std::string::npos) << down.out;
+}
+
+TEST(CppClientTest, TheInstalledTrialsLoopRunsTrialAfterTrialInOneProcess) {
+  Cluster c;
+  c.StartRungd();
+  c.StartWorker("w1", 1);
+  const std::string prefix = c.dir().Sub("prefix"), build = c.dir().Sub("example");
+  ASSERT_EQ(
+      Sh(absl::StrCat("cmake --install ", BinDir(), " --component dev --prefix ", prefix)).code, 0);
+  std::string flags;
+#ifdef RUNG_TEST_SANITIZE
+  flags = " -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined";
+#endif
+  ASSERT_EQ(Sh(absl::StrCat("cmake -S ", SourceDir(), "/client/cpp/example -B ", build,
+                            " -DCMAKE_PREFIX_PATH=", prefix, flags))
+                .code,
+            0);
+  CliRun compile = Sh(absl::StrCat("cmake --build ", build, " --target warm_trial"));
+  ASSERT_EQ(compile.code, 0) << compile.out;
+  // By hand: one trial with the defaults.
+  CliRun alone = Sh(build + "/warm_trial");
+  EXPECT_EQ(alone.code, 0) << alone.out;
+  EXPECT_NE(alone.out.find("trial (by hand) done"), std::string::npos) << alone.out;
+  auto e = c.Submit(absl::StrCat(R"(
+objective: {metric: loss, goal: minimize}
+search_space: {x: {type: float, min: 0, max: 1}}
+algorithm: {name: random, seed: 2}
+budget: {max_trials: 4, max_concurrent: 1}
+trial: {command: [)",
+                                 build, R"(/warm_trial], reuse_process: true}
+)"),
+                    c.jobs_dir());
+  e = c.Watch(e.id());
+  ASSERT_EQ(e.state(), v1::EXPERIMENT_COMPLETED) << e.message();
+  std::set<int> pids;
+  for (const auto& t : c.Trials(e.id())) {
+    EXPECT_EQ(t.state(), v1::TRIAL_COMPLETED) << t.id() << ": " << t.message();
+    EXPECT_EQ(t.reports(), 3) << t.id();
+    EXPECT_EQ(t.last_metrics().at("pid"), t.pid()) << t.id();
+    pids.insert(t.pid());
+  }
+  EXPECT_EQ(pids.size(), 1u);
 }
 
 // The C++ client linked into this test, against a real rungd.

@@ -45,8 +45,8 @@ trial:
 // What rank_trial.py wrote about itself: its variables and pid.
 std::map<std::string, std::string> RankFile(const Cluster& c, const std::string& worker,
                                             const v1::Trial& t, int attempt, int rank) {
-  std::ifstream in(c.dir().Sub(absl::StrCat(worker, "/trials/", t.id(), "/attempt-", attempt,
-                                            "/rank-", rank, ".json")));
+  std::ifstream in(c.dir().Sub(
+      absl::StrCat(worker, "/trials/", t.id(), "/attempt-", attempt, "/rank-", rank, ".json")));
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   google::protobuf::Struct s;
   EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(text, &s).ok()) << worker << " " << text;
@@ -97,9 +97,9 @@ TEST(RanksTest, TwoRanksOnTwoWorkersAllReduceAndEachSeesItsVariables) {
       EXPECT_EQ(v["RUNG_TRIAL_ID"], t.id());
       EXPECT_EQ(v["RUNG_WORKER"], t.placements(rank).worker_id());
       EXPECT_THAT(v["TF_CONFIG"], HasSubstr(absl::StrCat("\"index\": ", rank)));
-      EXPECT_THAT(v["TF_CONFIG"], HasSubstr(absl::StrCat("\"127.0.0.1:", t.master_port() + 1,
-                                                         "\", \"127.0.0.1:", t.master_port() + 2,
-                                                         "\"")));
+      EXPECT_THAT(v["TF_CONFIG"],
+                  HasSubstr(absl::StrCat("\"127.0.0.1:", t.master_port() + 1,
+                                         "\", \"127.0.0.1:", t.master_port() + 2, "\"")));
     }
   }
 }

@@ -11,6 +11,7 @@
 
 #include <memory>
 #include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -29,6 +30,8 @@ struct FakeProcessState {
   std::vector<std::pair<int, absl::Time>> signals;  // every SignalGroup(), in order
   std::optional<int> status;                        // waitpid() status once exited
   int stdout_w = -1;                                // the test writes the "process's" stdout here
+  int stdin_r = -1;  // with pipe_stdin: what the worker wrote to the "process's" stdin
+  bool stdin_closed = false;
 
   void Exit(int code) {
     if (!status) status = code << 8;  // as W_EXITCODE(code, 0)
@@ -42,16 +45,34 @@ struct FakeProcessState {
     for (const auto& [sig, at] : signals) out.push_back(sig);
     return out;
   }
+  // Everything written to its stdin since the last call.
+  std::string ReadStdin() {
+    std::string out;
+    char buf[4096];
+    ssize_t n;
+    while (stdin_r >= 0 && (n = read(stdin_r, buf, sizeof(buf))) > 0) out.append(buf, n);
+    return out;
+  }
   ~FakeProcessState() {
     if (stdout_w >= 0) close(stdout_w);
+    if (stdin_r >= 0) close(stdin_r);
   }
 };
 
 class FakeProcess final : public Process {
  public:
-  FakeProcess(std::shared_ptr<FakeProcessState> state, int stdout_r, Clock* clock)
-      : state_(std::move(state)), stdout_r_(stdout_r), clock_(clock) {}
-  ~FakeProcess() override { CloseStdout(); }
+  FakeProcess(std::shared_ptr<FakeProcessState> state, int stdout_r, int stdin_w, Clock* clock)
+      : state_(std::move(state)), stdout_r_(stdout_r), stdin_w_(stdin_w), clock_(clock) {}
+  ~FakeProcess() override {
+    CloseStdout();
+    CloseStdin();
+  }
+  int stdin_fd() const override { return stdin_w_; }
+  void CloseStdin() override {
+    if (stdin_w_ >= 0) close(stdin_w_);
+    if (stdin_w_ >= 0) state_->stdin_closed = true;
+    stdin_w_ = -1;
+  }
   pid_t pid() const override { return state_->pid; }
   int stdout_fd() const override { return stdout_r_; }
   void CloseStdout() override {
@@ -72,6 +93,7 @@ class FakeProcess final : public Process {
  private:
   std::shared_ptr<FakeProcessState> state_;
   int stdout_r_;
+  int stdin_w_;
   Clock* const clock_;
 };
 
@@ -87,8 +109,10 @@ class FakeLauncher final : public ProcessLauncherWrapper {
     state->pid = next_pid_++;
     int p[2] = {-1, -1};
     if (options.pipe_stdout && pipe2(p, O_CLOEXEC | O_NONBLOCK) == 0) state->stdout_w = p[1];
+    int in[2] = {-1, -1};
+    if (options.pipe_stdin && pipe2(in, O_CLOEXEC | O_NONBLOCK) == 0) state->stdin_r = in[0];
     spawned_.push_back(state);
-    return std::unique_ptr<Process>(new FakeProcess(state, p[0], clock_));
+    return std::unique_ptr<Process>(new FakeProcess(state, p[0], in[1], clock_));
   }
 
   // The next Spawn fails with `status` (e.g. "train: No such file or directory").

@@ -186,6 +186,39 @@ TEST_F(GangTest, ALostWorkerEndsTheWholeAttemptAfterItsLease) {
   EXPECT_TRUE(stops[0].now());
 }
 
+// A slot with an idle runner (trial.reuse_process) goes to its experiment's next trial; other
+// experiments take slots without one. When the experiment ends, every worker hears it.
+TEST_F(GangTest, WarmSlotsGoToTheirExperimentAndEndedExperimentsReleaseTheirRunners) {
+  const std::string cold = CreateRanks(1, 1, 1);
+  auto spec = ParseSpecYaml(R"(
+objective: {metric: loss, goal: minimize}
+search_space: {x: {type: float, min: 0, max: 1}}
+budget: {max_trials: 1, max_concurrent: 1}
+trial: {command: [train], reuse_process: true}
+)",
+                            "/work");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  const std::string warm = CreateExperiment(*spec)->id();
+  RecordingSink sink;
+  int64_t s = ConnectAt("w1", 2, &sink, "h");
+  v1::WorkerMessage m;
+  m.mutable_pull()->add_free_slots(0);
+  m.mutable_pull()->add_free_slots(1);
+  (*m.mutable_pull()->mutable_warm())[0] = warm;
+  ASSERT_TRUE(controller_->HandleWorkerMessage(s, m).ok());
+  auto a = sink.TakeAssignments();
+  ASSERT_EQ(a.size(), 2u);
+  EXPECT_EQ(a[0].trial().experiment_id(), cold);
+  EXPECT_THAT(a[0].trial().slots(), ElementsAre(1));  // not the other experiment's runner
+  EXPECT_EQ(a[1].trial().experiment_id(), warm);
+  EXPECT_THAT(a[1].trial().slots(), ElementsAre(0));  // its own runner's slot
+  EXPECT_TRUE(a[1].reuse_process());
+  ASSERT_TRUE(CancelExperiment(warm).ok());
+  int done = 0;
+  for (const auto& msg : sink.sent) done += msg.runners_done().experiment_id() == warm;
+  EXPECT_EQ(done, 1);
+}
+
 // Fake workers for the scheduling test: each runs what it is assigned for `duration` of the
 // fake clock, then reports and exits 0, and offers its free slots again.
 struct FakeWorker {
@@ -228,8 +261,10 @@ TEST_F(GangTest, MixedSizesNeitherDeadlockNorStarve) {
   for (int step = 0; step < 400; ++step) {
     for (auto& w : workers) {
       for (const v1::Assignment& a : w->sink.TakeAssignments()) {
-        FakeWorker::Running r{a.trial(), {a.trial().slots().begin(), a.trial().slots().end()},
-                              clock_.Now() + absl::Seconds(25), a.ranks().first_rank()};
+        FakeWorker::Running r{a.trial(),
+                              {a.trial().slots().begin(), a.trial().slots().end()},
+                              clock_.Now() + absl::Seconds(25),
+                              a.ranks().first_rank()};
         for (int s : r.slots) ASSERT_TRUE(w->free.erase(s)) << "slot " << s << " given twice";
         w->running.push_back(r);
         ASSERT_TRUE(Started(w->session, r.trial).ok());

@@ -63,6 +63,13 @@ TEST(SpecTest, RanksOfADistributedTrial) {
               HasSubstr("resources.ranks: must be between 1 and 4096"));
   EXPECT_THAT(Error(std::string(kQuickstart) + "resources: {ranks: 4, ranks_per_node: 3}\n"),
               HasSubstr("resources.ranks_per_node: 3 does not divide resources.ranks (4)"));
+  auto warm =
+      ParseSpecYaml(Edit("max_restarts: 1", "max_restarts: 1\n  reuse_process: true"), "/b");
+  ASSERT_TRUE(warm.ok()) << warm.status();
+  EXPECT_TRUE(warm->trial().reuse_process());
+  EXPECT_THAT(Error(Edit("max_restarts: 1", "max_restarts: 1\n  reuse_process: true") +
+                    "resources: {ranks: 2}\n"),
+              HasSubstr("trial.reuse_process: applies to trials of one rank"));
 }
 
 TEST(SpecTest, QuickstartParsesAsWritten) {

@@ -10,6 +10,14 @@
 Outside rung (no RUNG_REPORT_SOCKET) params() reads RUNG_PARAMS or returns {} and report()
 does nothing and returns False, so the same script runs by hand.
 
+A script that loads once and trains many trials (trial: {reuse_process: true}) loops:
+
+    for trial in rung.trials():       # by hand, or without reuse_process: one trial
+        p = trial.params
+        for epoch in range(1, int(trial.budget or 27) + 1):
+            if trial.report(step=epoch, loss=train_one_epoch(p)):
+                break
+
 rung.Client (rung/client.py, installed by `pip install ./client/python`) drives rungd over
 gRPC: experiments, and ask and tell for trials that rung's workers do not run.
 """
@@ -20,7 +28,7 @@ import socket
 import threading
 
 __all__ = ["params", "report", "should_stop", "trial_id", "experiment_id", "checkpoint_dir",
-           "in_trial", "Client", "RungError"]
+           "in_trial", "trials", "CurrentTrial", "Client", "RungError"]
 
 _lock = threading.Lock()
 _sock = None
@@ -108,6 +116,68 @@ def report(step=None, final=False, **metrics):
         raise ValueError("rung: " + reply["error"])
     _stop = bool(reply.get("stop"))
     return _stop
+
+
+class CurrentTrial:
+    """One trial of rung.trials(): its parameters, budget, checkpoint folder and ablation.
+
+    (rung.Trial is the client's record of a trial, from rungd.)"""
+
+    def __init__(self):
+        self.id = trial_id()
+        self.experiment_id = experiment_id()
+        self.attempt = int(os.environ.get("RUNG_ATTEMPT", "1"))
+        self.params = params()
+        budget = os.environ.get("RUNG_BUDGET")
+        self.budget = float(budget) if budget else None  # the resource to train up to
+        self.checkpoint_dir = checkpoint_dir()
+        text = os.environ.get("RUNG_ABLATION")
+        self.ablation = json.loads(text) if text else None  # what an ablation leaves out
+        seed = os.environ.get("RUNG_SEED")
+        self.seed = int(seed) if seed else None
+
+    def report(self, step=None, final=False, **metrics):
+        """As rung.report(): True when rung wants this trial to stop."""
+        return report(step=step, final=final, **metrics)
+
+    def __repr__(self):
+        return f"CurrentTrial({self.id}, attempt {self.attempt}, params={self.params})"
+
+
+# What a runner keeps of its own environment when the next trial's replaces the last one's.
+_RUNNER_KEEP = ("RUNG_RUNNER", "RUNG_REPORT_SOCKET", "RUNG_WORKER")
+
+
+def trials():
+    """The trials this process runs, one after another.
+
+    With trial: {reuse_process: true} rung-worker keeps this process and hands it the next
+    trial of its experiment on its stdin (one JSON line each), so imports, data and warm-up
+    are paid once. Each trial sets the environment that a process of its own would have had,
+    so params(), report(), checkpoint_dir() and rung.ablation work as usual. When the loop's
+    body returns, the trial is done (`@rung-end` on stdout); an exception ends the process and
+    fails only the trial it was in. Without reuse_process, or run by hand, it yields one
+    trial, from the environment or the defaults.
+    """
+    global _stop
+    if not os.environ.get("RUNG_RUNNER"):
+        yield CurrentTrial()
+        return
+    import sys
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        msg = json.loads(line)
+        env = msg.get("env", {})
+        for key in [k for k in os.environ if k.startswith("RUNG_") and k not in _RUNNER_KEEP]:
+            if key not in env:
+                del os.environ[key]
+        os.environ.update(env)
+        _stop = False
+        yield CurrentTrial()
+        sys.stdout.write("@rung-end " + json.dumps(
+            {"trial_id": msg.get("trial_id"), "attempt": msg.get("attempt")}) + "\n")
+        sys.stdout.flush()
 
 
 def _close():
