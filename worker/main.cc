@@ -25,14 +25,8 @@ int Fail(const std::string& msg) {
   return 1;
 }
 
-// The address this host reaches `controller` (HOST:PORT) from: what the other workers of a
-// distributed trial most likely reach it at. Empty when it cannot be found (rungd then uses
-// the host name).
-std::string LocalAddressFor(const std::string& controller) {
-  const size_t colon = controller.rfind(':');
-  std::string host = controller.substr(0, colon);
-  const std::string port = colon == std::string::npos ? "7411" : controller.substr(colon + 1);
-  if (host.size() > 1 && host.front() == '[') host = host.substr(1, host.size() - 2);
+// The address this host reaches `host`:`port` from (no packet is sent); "" when none.
+std::string SourceAddress(const std::string& host, const std::string& port) {
   addrinfo hints{};
   hints.ai_socktype = SOCK_DGRAM;
   addrinfo* res = nullptr;
@@ -53,6 +47,24 @@ std::string LocalAddressFor(const std::string& controller) {
   if (fd >= 0) close(fd);
   freeaddrinfo(res);
   return out;
+}
+
+// The address this host reaches `controller` (HOST:PORT) from: what the other workers of a
+// distributed trial most likely reach it at. A loopback address (rungd on this host) is
+// replaced by the one that the default route leaves from, when there is one, so that ranks
+// on other hosts can reach a rank 0 here. Empty when none is found (rungd then uses the host
+// name).
+std::string LocalAddressFor(const std::string& controller) {
+  const size_t colon = controller.rfind(':');
+  std::string host = controller.substr(0, colon);
+  const std::string port = colon == std::string::npos ? "7411" : controller.substr(colon + 1);
+  if (host.size() > 1 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  std::string addr = SourceAddress(host, port);
+  if (addr.rfind("127.", 0) == 0 || addr == "::1") {
+    const std::string routed = SourceAddress("192.0.2.1", "9");  // TEST-NET-1: never sent to
+    if (!routed.empty()) addr = routed;
+  }
+  return addr;
 }
 }  // namespace
 

@@ -53,9 +53,13 @@ std::string Supervisor::TrialLine(const v1::Assignment& a, const SpawnOptions& s
   f["attempt"].set_number_value(a.trial().attempt());
   f["experiment_id"].set_string_value(a.trial().experiment_id());
   auto& env = *f["env"].mutable_struct_value()->mutable_fields();
+  // What differs from the worker's environment, and every variable the trial's assignment
+  // sets (the same keys for every trial of an experiment), so none keeps a previous value.
   for (const auto& [k, v] : so.env) {
     auto base = base_env_.find(k);
-    if (base == base_env_.end() || base->second != v) env[k].set_string_value(v);
+    if (base == base_env_.end() || base->second != v || a.env().count(k)) {
+      env[k].set_string_value(v);
+    }
   }
   std::string json;
   (void)google::protobuf::util::MessageToJsonString(s, &json);
@@ -198,6 +202,8 @@ void Supervisor::EndRunnerTrial(Runner* runner, int status) {
   p->stdout_log = -1;
   if (status != 0) r->failed = 0;
   Finish(r);
+  if (ended_experiments_.count(runner->experiment_id))
+    EndRunner(runner, "its experiment has ended");
 }
 
 void Supervisor::ReapRunners() {
@@ -248,6 +254,7 @@ absl::Time Supervisor::RunnerWake() const {
 }
 
 void Supervisor::OnRunnersDone(const std::string& experiment_id) {
+  ended_experiments_.insert(experiment_id);
   for (auto& runner : runners_) {
     if (runner->experiment_id == experiment_id && runner->trial == nullptr)
       EndRunner(runner.get(), "its experiment has ended");

@@ -2,7 +2,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -50,6 +52,21 @@ void WriteAll(int fd, absl::string_view data) {
   }
 }
 
+// Whether a TCP port is free to listen on, on every address of this host.
+bool PortFree(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return true;  // cannot tell: let the trial find out
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_ANY);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  const int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  const bool free = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);
+  return free;
+}
+
 void SetRef(v1::TrialRef* ref, const std::string& id, int attempt) {
   ref->set_trial_id(id);
   ref->set_attempt(attempt);
@@ -80,6 +97,12 @@ Supervisor::Supervisor(const AgentOptions& options, SupervisorPaths paths, std::
   base_env_ = launcher_->Environment();
   // The worker's credentials are not the trials' business.
   for (const char* k : {"RUNG_TOKEN", "RUNG_CA", "RUNG_CERT", "RUNG_KEY"}) base_env_.erase(k);
+  // A worker started inside a launcher (torchrun, a PyTorchJob) must not hand its own rank to
+  // every trial: rank variables come from a distributed trial's layout only.
+  for (const char* k : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK",
+                        "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT", "TF_CONFIG", "RUNG_RUNNER"}) {
+    base_env_.erase(k);
+  }
   UpdateStats();
 }
 
@@ -299,8 +322,11 @@ void Supervisor::Launch(const v1::Assignment& a) {
     existing->second->discard = true;
     if (Runner* runner = existing->second->runner) {  // killed with it; reaped as idle
       runner->trial = nullptr;
+      runner->ending = true;
       existing->second->runner = nullptr;
     }
+    // The old attempt keeps its slots until its processes are reaped.
+    if (!existing->second->exited) dropped_.push_back(std::move(existing->second));
   }
   auto run = std::make_unique<TrialRun>();
   run->assignment = a;
@@ -310,6 +336,18 @@ void Supervisor::Launch(const v1::Assignment& a) {
     run->slots.push_back(s);
     free_.erase(s);
     last_pull_.erase(s);  // the controller took it out of our offer, so it must be offered anew
+  }
+  // Rank 0's worker: MASTER_PORT must be free here, or every rank would wait for a store that
+  // is not theirs.
+  if (a.has_ranks() && a.ranks().first_rank() == 0 && !PortFree(a.ranks().master_port())) {
+    TrialRun* r = run.get();
+    trials_[t.id()] = std::move(run);
+    // Not the trial's fault: rungd tries again, with the next ports.
+    LaunchFailed(r, SpawnOptions(),
+                 absl::UnavailableError(absl::StrCat("MASTER_PORT ", a.ranks().master_port(),
+                                                     " is in use on this host (--rank-ports)")),
+                 /*trials_fault=*/false);
+    return;
   }
   // One process per local rank, each with its own share of the slots (in order).
   const int local = a.has_ranks() ? std::max(1, a.ranks().local_world_size()) : 1;
@@ -390,7 +428,8 @@ void Supervisor::Launch(const v1::Assignment& a) {
   SendState(std::move(m));
 }
 
-void Supervisor::LaunchFailed(TrialRun* r, const SpawnOptions& so, const absl::Status& why) {
+void Supervisor::LaunchFailed(TrialRun* r, const SpawnOptions& so, const absl::Status& why,
+                              bool trials_fault) {
   Log(LogLevel::kWarning, absl::StrCat("trial ", r->id, " could not start: ", why.message()));
   r->exited = true;
   v1::WorkerMessage m;
@@ -398,9 +437,11 @@ void Supervisor::LaunchFailed(TrialRun* r, const SpawnOptions& so, const absl::S
   SetRef(ex->mutable_trial(), r->id, r->attempt);
   ex->set_launch_failed(true);
   ++stats_.launch_failures;
-  ex->set_message(absl::StrCat(absl::StrJoin(so.argv, " "), ": ", why.message()));
+  ex->set_message(trials_fault ? absl::StrCat(absl::StrJoin(so.argv, " "), ": ", why.message())
+                               : std::string(why.message()));
+  ex->set_worker_shutdown(!trials_fault);
   if (r->assignment.has_ranks()) ex->set_rank(r->assignment.ranks().first_rank());
-  for (int s : r->slots) free_.insert(s);
+  FreeSlots(r);
   SendState(std::move(m));
   r->exit_seq = next_seq_ - 1;
 }
@@ -409,6 +450,7 @@ void Supervisor::LaunchFailed(TrialRun* r, const SpawnOptions& so, const absl::S
 // Reports
 
 void Supervisor::QueueReport(TrialRun* run, const ParsedReport& p) {
+  if (run->discard) return;  // an attempt rungd gave up on
   v1::MetricReport* r = pending_.add_reports();
   r->set_trial_id(run->id);
   r->set_attempt(run->attempt);
@@ -516,7 +558,8 @@ std::string Supervisor::HandleReportLine(absl::string_view line) {
                         parsed->attempt, " is not running on this worker\"}\n");
   }
   run->socket_reports = true;
-  if (parsed->rank == 0) QueueReport(run, *parsed);  // every rank hears stop; rank 0 reports
+  // Every rank hears stop; rank 0's reports are the trial's (a trial of one rank has no other).
+  if (parsed->rank == 0 || !run->assignment.has_ranks()) QueueReport(run, *parsed);
   return run->stop_requested ? "{\"stop\": true}\n" : "{\"stop\": false}\n";
 }
 
@@ -534,7 +577,14 @@ void Supervisor::ProcExited(TrialRun* run, RankProc* p, int status) {
   p->status = status;
   // Anything the process left in its group goes with it.
   p->proc->SignalGroup(SIGKILL);
-  if (status == 0 || run->failed >= 0) return;
+  if (status == 0 && p->rank == 0 && run->procs.size() > 1) {
+    // Rank 0 decides the attempt: the ranks beside it get the stop grace, then SIGTERM, and
+    // how they end no longer matters.
+    run->rank0_done = true;
+    if (run->term_at == absl::InfiniteFuture() && run->kill_at == absl::InfiniteFuture())
+      run->term_at = clock_->Now() + o_.stop_grace;
+  }
+  if (status == 0 || run->failed >= 0 || run->rank0_done) return;
   run->failed = static_cast<int>(
       std::find_if(run->procs.begin(), run->procs.end(), [p](auto& q) { return q.get() == p; }) -
       run->procs.begin());
@@ -552,7 +602,7 @@ void Supervisor::Finish(TrialRun* run) {
   const RankProc& decided = *run->procs[run->failed >= 0 ? run->failed : 0];
   const int status = decided.status;
   run->exited = true;
-  for (int s : run->slots) free_.insert(s);
+  FreeSlots(run);
   FlushReports();  // its reports go before its exit
   std::string how = WIFSIGNALED(status) ? absl::StrCat("signal ", WTERMSIG(status))
                                         : absl::StrCat("code ", WEXITSTATUS(status));
@@ -583,15 +633,33 @@ void Supervisor::Finish(TrialRun* run) {
 
 void Supervisor::Reap() {
   ReapRunners();
-  for (auto& [id, run] : trials_) {
-    if (run->exited || run->procs.empty() || run->runner != nullptr) continue;
+  auto reap = [this](TrialRun* run) {
+    if (run->exited || run->procs.empty() || run->runner != nullptr) return;
     bool all = true;
     for (auto& p : run->procs) {
       int status;
-      if (!p->exited && p->proc->Poll(&status)) ProcExited(run.get(), p.get(), status);
+      if (!p->exited && p->proc && p->proc->Poll(&status)) ProcExited(run, p.get(), status);
       all = all && p->exited;
     }
-    if (all) Finish(run.get());
+    if (all) Finish(run);
+  };
+  for (auto& [id, run] : trials_) reap(run.get());
+  for (auto& run : dropped_) reap(run.get());
+  dropped_.erase(std::remove_if(dropped_.begin(), dropped_.end(),
+                                [](const std::unique_ptr<TrialRun>& r) { return r->exited; }),
+                 dropped_.end());
+}
+
+void Supervisor::FreeSlots(const TrialRun* run) {
+  for (int s : run->slots) {
+    bool taken = false;  // by a newer attempt that came while this one was dying
+    for (const auto& [id, other] : trials_) {
+      if (other.get() != run && !other->exited &&
+          std::find(other->slots.begin(), other->slots.end(), s) != other->slots.end()) {
+        taken = true;
+      }
+    }
+    if (!taken) free_.insert(s);
   }
 }
 

@@ -108,13 +108,17 @@ class Supervisor {
   void Launch(const v1::Assignment& a);
   SpawnOptions TrialSpawnOptions(const v1::Assignment& a, const RankProc& proc,
                                  const std::vector<std::string>& gpus);
-  void LaunchFailed(TrialRun* run, const SpawnOptions& so, const absl::Status& why);
+  // `trials_fault` false: rungd runs it again without counting a failure.
+  void LaunchFailed(TrialRun* run, const SpawnOptions& so, const absl::Status& why,
+                    bool trials_fault = true);
   void Pull();
   void ReadStdout(TrialRun* run, RankProc* proc);
   void HandleStdoutLine(TrialRun* run, RankProc* proc, absl::string_view line);
   void QueueReport(TrialRun* run, const ParsedReport& r);
   void FlushReports();
   void Reap();
+  // Gives the run's slots back, except those a newer run holds.
+  void FreeSlots(const TrialRun* run);
   // One of the run's processes exited with `status`; the first that failed ends the others.
   void ProcExited(TrialRun* run, RankProc* proc, int status);
   // Every process of the run has exited: tells rungd (the first failure decides, else rank 0).
@@ -155,6 +159,10 @@ class Supervisor {
   std::set<int> last_pull_;
   std::map<std::string, std::unique_ptr<TrialRun>> trials_;  // by trial id
   std::vector<std::unique_ptr<Runner>> runners_;
+  // Attempts replaced by a newer one of their trial, until their processes are reaped.
+  std::vector<std::unique_ptr<TrialRun>> dropped_;
+  // Experiments rungd said have ended (RunnersDone): their runners end after their trial.
+  std::set<std::string> ended_experiments_;
   int next_runner_ = 1;
   std::map<int, std::string> last_warm_;  // the warm slots of the latest Pull
   std::deque<v1::WorkerMessage> outbox_;

@@ -55,6 +55,7 @@ struct Supervisor::TrialRun {
   std::vector<std::unique_ptr<RankProc>> procs;  // one per local rank
   Runner* runner = nullptr;                      // the runner it runs in, while it does
   int failed = -1;                               // index of the first process that failed
+  bool rank0_done = false;                       // global rank 0 (here) exited 0
   int64_t report_seq = 0;
   bool socket_reports = false;  // it reported on the report socket: it hears a stop
   bool stdout_reports = false;  // it reported with @rung lines on stdout

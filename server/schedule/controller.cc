@@ -425,12 +425,19 @@ int Controller::RankPortLocked(const v1::Worker& master, int world_size) {
     }
   }
   std::sort(used.begin(), used.end());
-  int p = first;
-  for (const auto& [from, to] : used) {
-    if (p + world_size < from) break;  // the block [p, p + world_size] fits before this one
-    p = std::max(p, to + 1);
-  }
-  return p + world_size <= last ? p : 0;
+  // From after the last block handed out, then from the start: a retry does not get the
+  // ports its previous attempt's ranks may still hold while they die.
+  auto scan = [&](int p) {
+    for (const auto& [from, to] : used) {
+      if (to < p) continue;
+      if (p + world_size < from) break;  // the block [p, p + world_size] fits before this one
+      p = to + 1;
+    }
+    return p + world_size <= last ? p : 0;
+  };
+  const int hint = std::clamp(next_port_, first, last);
+  const int p = scan(hint);
+  return p != 0 ? p : scan(first);
 }
 
 bool Controller::PlaceTrialLocked(ExperimentRun* run, const std::set<std::string>& skip,
@@ -442,11 +449,13 @@ bool Controller::PlaceTrialLocked(ExperimentRun* run, const std::set<std::string
   if (!where.empty() && ranks) {
     port = RankPortLocked(where[0].worker->info, tt.ranks());
     if (port == 0) {
+      // Not a wait that holding workers would end: no reservation for it.
       Log(LogLevel::kWarning,
           absl::StrCat("experiment ", run->id(), ": worker ", where[0].worker->info.id(),
                        " has no free block of ", tt.ranks() + 1, " ports (--rank-ports)"));
-      where.clear();
+      return false;
     }
+    next_port_ = port + tt.ranks() + 1;
   }
   if (where.empty()) {
     if (ranks && run->CanHandOut()) waiting_since_.try_emplace(run->id(), c->now);
@@ -559,7 +568,7 @@ void Controller::ExpireWorkersLocked(Change* c) {
         absl::FormatDuration(absl::Trunc(c->now - w->last_seen, absl::Milliseconds(1))));
     for (ExperimentRun* run : fifo_) {
       for (const Trial& t : run->trials()) {
-        if (!TrialActive(t.state()) || !HeldBy(t, w->info.id())) continue;
+        if (!TrialActive(t.state()) || !RunsOn(t, w->info.id())) continue;
         run->Expire(run->trial(t.index()), reason, c);
       }
     }

@@ -314,6 +314,8 @@ class Controller {
   std::map<std::string, absl::Time> clients_ ABSL_GUARDED_BY(mu_);
   // Experiments whose next distributed trial does not fit yet: since when it waits.
   std::map<std::string, absl::Time> waiting_since_ ABSL_GUARDED_BY(mu_);
+  // Where RankPortLocked looks first: after the block it handed out last.
+  int next_port_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t next_experiment_ ABSL_GUARDED_BY(mu_) = 1;
   int64_t next_handle_ ABSL_GUARDED_BY(mu_) = 1;
   int64_t next_ticket_ ABSL_GUARDED_BY(mu_) = 1;

@@ -106,7 +106,8 @@ absl::Status Controller::HandleReportsLocked(const WorkerRegistry::Worker& w,
       if (stale.insert({ref.trial_id(), ref.attempt()}).second) StopStale(w, ref, c);
       continue;
     }
-    if (r.seq() <= t->last_report_seq()) continue;  // a resend
+    if (r.seq() <= t->last_report_seq()) continue;                            // a resend
+    if (t->placements_size() > 0 && w.info.id() != t->worker_id()) continue;  // rank 0's only
     run->Report(t, r, c);
     touched[t] = run;
   }

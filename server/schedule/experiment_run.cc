@@ -57,12 +57,21 @@ v1::Placement* ShareOn(Trial* t, const std::string& worker_id) {
 std::vector<Hold> Holds(const Trial& t) {
   std::vector<Hold> out;
   if (t.placements_size() > 0) {
-    for (const v1::Placement& p : t.placements())
-      out.push_back({p.worker_id(), std::vector<int>(p.slots().begin(), p.slots().end())});
+    for (const v1::Placement& p : t.placements()) {
+      if (!p.exited())
+        out.push_back({p.worker_id(), std::vector<int>(p.slots().begin(), p.slots().end())});
+    }
   } else if (!t.worker_id().empty()) {
     out.push_back({t.worker_id(), std::vector<int>(t.slots().begin(), t.slots().end())});
   }
   return out;
+}
+
+bool RunsOn(const Trial& t, const std::string& worker_id) {
+  for (const Hold& h : Holds(t)) {
+    if (h.worker_id == worker_id) return true;
+  }
+  return false;
 }
 
 bool HeldBy(const Trial& t, const std::string& worker_id) {
@@ -656,6 +665,9 @@ bool ExperimentRun::ShareExited(Trial* t, const v1::TrialExited& m, const std::s
   v1::Placement* share = ShareOn(t, worker_id);
   if (share == nullptr || share->exited()) return false;  // a resend
   share->set_exited(true);
+  // Its processes are gone: its slots are free now, whatever happens to the other shares.
+  c->released.emplace_back(worker_id,
+                           std::vector<int>(share->slots().begin(), share->slots().end()));
   const bool failed =
       m.worker_shutdown() || m.launch_failed() || m.signal() != 0 || m.exit_code() != 0;
   if (failed || t->stop_requested()) return true;  // RetryOrFail kills the other ranks
@@ -804,6 +816,8 @@ void ExperimentRun::Reconcile(const std::string& worker_id, int64_t session,
       }
       continue;
     }
+    // Its share there has exited and been acknowledged: nothing of it is lost.
+    if (!RunsOn(t, worker_id)) continue;
     // We think it runs there but the worker does not know it: the worker restarted (the
     // attempt is lost) or the assignment never arrived (no fault of the trial's).
     const bool never_arrived = t.state() == v1::TRIAL_ASSIGNED;

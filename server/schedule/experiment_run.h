@@ -33,14 +33,18 @@ bool TrialTerminal(v1::TrialState s);
 bool TrialActive(v1::TrialState s);  // assigned or running: it holds a slot or a client
 bool ExperimentTerminal(v1::ExperimentState s);
 
-// Where an active trial's current attempt runs: one entry per worker (node 0 first).
+// Where an active trial's current attempt still holds slots: one entry per worker (node 0
+// first) whose share has not exited.
 struct Hold {
   std::string worker_id;
   std::vector<int> slots;
 };
 std::vector<Hold> Holds(const v1::Trial& t);
-// Whether a share of the trial's current attempt runs on `worker_id`.
+// Whether a share of the trial's current attempt was placed on `worker_id` (exited or not):
+// its messages about the attempt are current.
 bool HeldBy(const v1::Trial& t, const std::string& worker_id);
+// Whether a share of the current attempt still runs on `worker_id` (placed and not exited).
+bool RunsOn(const v1::Trial& t, const std::string& worker_id);
 
 class ExperimentRun {
  public:

@@ -141,7 +141,9 @@ absl::Status WorkerRegistry::Offer(Worker* w, const v1::Pull& pull) {
       return absl::InvalidArgumentError(
           absl::StrCat("pull.free_slots: slot ", s, " was not registered"));
     }
-    offered.insert(s);
+    // A slot our trials hold was taken after the worker wrote this Pull: it is offered again
+    // only by a Pull written after the worker's process there has exited.
+    if (!w->busy.count(s)) offered.insert(s);
   }
   w->offered = std::move(offered);
   w->warm.clear();

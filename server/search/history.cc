@@ -185,7 +185,8 @@ ModelSampler::ModelSampler(const Config& c, int startup)
       rng_(c.seed),
       history_(c.space, ModelLevels(c)),
       objectives_(c.objectives),
-      constrained_(c.constrained) {
+      constrained_(c.constrained),
+      rank_by_depth_(c.rank_by_depth && !ModelLevels(c).empty() && c.objectives.size() < 2) {
   history_.AddWarmStart(c.warm_start);
 }
 
@@ -238,9 +239,53 @@ int ModelSampler::Basis() const {
   return kNone;
 }
 
+int ModelSampler::ReadyByDepth(std::vector<const Trial*>* done,
+                               std::vector<const Trial*>* running) {
+  struct Ranked {
+    const Trial* t;
+    size_t depth;  // rungs reached, and one more for a completed trial
+    double value;  // there, in the goal's direction (lower is better)
+  };
+  std::vector<Ranked> ranked;
+  const size_t levels = history_.levels().size();
+  for (const auto& [i, t] : history_.trials()) {
+    if (t.state == 'r') {
+      running->push_back(&t);
+      continue;
+    }
+    size_t depth = 0;
+    while (depth < levels && !std::isnan(t.at_level[depth])) ++depth;
+    double value = depth > 0 ? t.at_level[depth - 1] : 0;
+    if (t.state == 'c') {
+      depth = levels + 1;
+      value = t.value;
+    }
+    if (depth == 0) continue;  // ended before its first rung: nothing to learn
+    ranked.push_back({&t, depth, goal_ == Goal::kMaximize ? -value : value});
+  }
+  if (static_cast<int>(ranked.size()) < startup_) {
+    running->clear();
+    return kNone;
+  }
+  std::stable_sort(ranked.begin(), ranked.end(), [](const Ranked& a, const Ranked& b) {
+    return a.depth != b.depth ? a.depth > b.depth : a.value < b.value;
+  });
+  level_view_.clear();
+  level_view_.reserve(ranked.size());
+  for (size_t r = 0; r < ranked.size(); ++r) {
+    Trial v = *ranked[r].t;
+    v.state = 'c';
+    v.value = goal_ == Goal::kMaximize ? -static_cast<double>(r) : static_cast<double>(r);
+    level_view_.push_back(std::move(v));
+  }
+  for (const Trial& v : level_view_) done->push_back(&v);
+  return kByDepth;
+}
+
 int ModelSampler::Ready(std::vector<const Trial*>* done, std::vector<const Trial*>* running) {
   done->clear();
   running->clear();
+  if (rank_by_depth_) return ReadyByDepth(done, running);
   const int basis = Basis();
   if (basis == kCompleted) {
     for (const auto& [i, t] : history_.trials()) {

@@ -74,16 +74,22 @@ class ModelSampler : public Sampler {
  private:
   // What the model learns from: the completed trials once `startup_` have completed, else
   // the highest rung level (its index) with `startup_` results, else nothing. Counts only.
-  static constexpr int kNone = -2, kCompleted = -1;
+  // kByDepth: every trial that reached a rung, ranked by depth (Config::rank_by_depth).
+  static constexpr int kByDepth = -3, kNone = -2, kCompleted = -1;
   int Basis() const;
   // Basis(), with `done` (each with its value there) and `running` filled in for it.
   int Ready(std::vector<const Trial*>* done, std::vector<const Trial*>* running);
+  // Ready() for kByDepth: the ended trials that reached a rung (or completed), each with its
+  // rank as its value (0 the best: the deepest, then the best value there); kNone when fewer
+  // than `startup_`.
+  int ReadyByDepth(std::vector<const Trial*>* done, std::vector<const Trial*>* running);
   // Several objectives or constraints: `done` with each value replaced by one number to
   // optimise in the goal's direction (ParEGO's augmented Chebyshev scalarisation under
   // random weights; a constraint breaker counts as worse than every trial that kept them).
   void Scalarise(std::vector<const Trial*>* done);
   const std::vector<Goal> objectives_;
   const bool constrained_;
+  const bool rank_by_depth_;
   std::vector<Trial> level_view_;   // trials as seen at one rung level, for Ready
   std::vector<Trial> scalar_view_;  // for Scalarise
 };

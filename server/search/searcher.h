@@ -69,8 +69,12 @@ struct Config {
   Params fixed;
   int tpe_startup = 10;           // tpe, gp: random trials before the model takes over
   bool tpe_multivariate = false;  // tpe: model the unconditional parameters jointly
-  bool gp_ucb = false;            // gp: the lower confidence bound rather than log EI
-  std::vector<Param> space;       // in spec order
+  // tpe with ASHA or Hyperband: learn from every trial that reached a rung, ranked by the
+  // highest rung it reached and then by its value there (as Optuna's TPE with a pruner),
+  // rather than from the trials of one level only (bohb keeps the paper's highest level).
+  bool rank_by_depth = false;
+  bool gp_ucb = false;       // gp: the lower confidence bound rather than log EI
+  std::vector<Param> space;  // in spec order
   Goal goal = Goal::kMinimize;
   int max_trials = 0;
   uint64_t seed = 0;

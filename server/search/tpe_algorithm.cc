@@ -16,6 +16,7 @@ void Configure(const OptionValues& options, Config* config) {
   config->sampler = Config::Sampler::kTpe;
   config->tpe_startup = static_cast<int>(options.Int("startup_trials"));
   config->tpe_multivariate = options.Bool("multivariate");
+  config->rank_by_depth = true;
 }
 
 }  // namespace

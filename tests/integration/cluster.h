@@ -112,21 +112,12 @@ class Cluster {
   // `controller`: the address it dials, when not rungd's own (a proxy).
   void StartWorker(const std::string& name, int slots, const std::string& controller = "") {
     SpawnOptions o;
-    o.argv = {BinDir() + "/worker/rung-worker",
-              "--controller",
-              controller.empty() ? addr_ : controller,
-              "--slots",
-              absl::StrCat(slots),
-              "--gpus",
-              "none",
-              "--name",
-              name,
-              "--work-dir",
-              name,
-              "--stop-grace",
-              "1s",
-              "--kill-grace",
-              "2s"};
+    o.argv = {
+        BinDir() + "/worker/rung-worker", "--controller", controller.empty() ? addr_ : controller,
+        "--slots", absl::StrCat(slots), "--gpus", "none", "--name", name, "--work-dir", name,
+        "--stop-grace", "1s", "--kill-grace", "2s",
+        // Clusters of tests that run at once lend their distributed trials apart ports.
+        "--rank-ports", absl::StrCat(20000 + port_ % 97 * 100, "-", 20099 + port_ % 97 * 100)};
     o.argv.insert(o.argv.end(), worker_flags_.begin(), worker_flags_.end());
     o.env = CurrentEnvironment();
     o.workdir = dir_.path();

@@ -80,7 +80,7 @@ TEST(RanksTest, TwoRanksOnTwoWorkersAllReduceAndEachSeesItsVariables) {
     ASSERT_EQ(t.state(), v1::TRIAL_COMPLETED) << t.id() << ": " << t.message();
     ASSERT_EQ(t.placements_size(), 2);
     EXPECT_NE(t.placements(0).worker_id(), t.placements(1).worker_id());
-    EXPECT_EQ(t.master_addr(), "127.0.0.1");
+    EXPECT_FALSE(t.master_addr().empty());     // rank 0's worker's (this host's) address
     EXPECT_EQ(t.last_metrics().at("sum"), 3);  // ranks 0 and 1 gave 1 + 2
     EXPECT_EQ(t.last_metrics().at("world"), 2);
     std::vector<std::string> tf;
@@ -91,15 +91,15 @@ TEST(RanksTest, TwoRanksOnTwoWorkersAllReduceAndEachSeesItsVariables) {
       EXPECT_EQ(v["LOCAL_RANK"], "0");
       EXPECT_EQ(v["LOCAL_WORLD_SIZE"], "1");
       EXPECT_EQ(v["NODE_RANK"], absl::StrCat(rank));
-      EXPECT_EQ(v["MASTER_ADDR"], "127.0.0.1");
+      EXPECT_EQ(v["MASTER_ADDR"], t.master_addr());
       EXPECT_EQ(v["MASTER_PORT"], absl::StrCat(t.master_port()));
       EXPECT_EQ(v["CUDA_VISIBLE_DEVICES"], "");
       EXPECT_EQ(v["RUNG_TRIAL_ID"], t.id());
       EXPECT_EQ(v["RUNG_WORKER"], t.placements(rank).worker_id());
       EXPECT_THAT(v["TF_CONFIG"], HasSubstr(absl::StrCat("\"index\": ", rank)));
       EXPECT_THAT(v["TF_CONFIG"],
-                  HasSubstr(absl::StrCat("\"127.0.0.1:", t.master_port() + 1,
-                                         "\", \"127.0.0.1:", t.master_port() + 2, "\"")));
+                  HasSubstr(absl::StrCat("\"", t.master_addr(), ":", t.master_port() + 1, "\", \"",
+                                         t.master_addr(), ":", t.master_port() + 2, "\"")));
     }
   }
 }
@@ -161,6 +161,35 @@ TEST(RanksTest, KillingTheWorkerOfOneRankRetriesTheWholeAttemptAfterItsLease) {
   EXPECT_EQ(t.last_metrics().at("sum"), 3);
   EXPECT_NE(t.placements(0).worker_id(), lost);
   EXPECT_NE(t.placements(1).worker_id(), lost);
+}
+
+TEST(RanksTest, AKilledRungdFindsTheTrialWholeWhenItsWorkersComeBack) {
+  Cluster c;
+  c.StartRungd();
+  c.StartWorker("w1", 1);
+  c.StartWorker("w2", 1);
+  const std::string go = c.dir().Sub("go");
+  auto e = c.Submit(RankSpec("rungd-restart", 1, 1, absl::StrCat("HOLD: \"1\", GO_FILE: ", go)),
+                    c.jobs_dir());
+  AwaitReduced(c, e.id());
+  const int port = c.port();
+  c.KillRungd();  // kill -9 while both ranks run
+  c.StartRungd(port);
+  for (const char* w : {"w1", "w2"}) {
+    ASSERT_FALSE(
+        WaitForFileLine(c.dir().Sub(absl::StrCat(w, ".log")), "1 trials known", 30000).empty())
+        << w << " did not register again with its rank";
+  }
+  v1::Trial t = c.Trials(e.id()).at(0);
+  EXPECT_EQ(t.state(), v1::TRIAL_RUNNING);
+  EXPECT_EQ(t.attempt(), 1);  // carried on, not retried, and not half of it
+  std::ofstream(go) << "go\n";
+  e = c.Watch(e.id());
+  ASSERT_EQ(e.state(), v1::EXPERIMENT_COMPLETED) << e.message();
+  t = c.Trials(e.id()).at(0);
+  EXPECT_EQ(t.attempt(), 1);
+  EXPECT_EQ(t.failures(), 0);
+  EXPECT_EQ(t.last_metrics().at("sum"), 3);
 }
 
 }  // namespace

@@ -145,6 +145,7 @@ TEST_F(GangTest, AFailedRankEndsTheAttemptEverywhereAndCountsOnce) {
   ASSERT_TRUE(Pull(s2, {0}).ok());
   t = sink1.TakeAssignments().at(0).trial();
   ASSERT_EQ(t.attempt(), 2);
+  EXPECT_NE(t.master_port(), 40000);  // the first attempt's rank 0 may still hold its ports
   ASSERT_EQ(sink2.TakeAssignments().size(), 1u);
   ASSERT_TRUE(Started(s1, t).ok());
   ASSERT_TRUE(Started(s2, t).ok());
@@ -217,6 +218,41 @@ trial: {command: [train], reuse_process: true}
   int done = 0;
   for (const auto& msg : sink.sent) done += msg.runners_done().experiment_id() == warm;
   EXPECT_EQ(done, 1);
+}
+
+TEST_F(GangTest, AShareThatEndedIsNotLostWhenItsWorkerComesBack) {
+  const std::string id = CreateRanks(2, 1, 1, /*max_restarts=*/1);
+  RecordingSink sink1, sink2;
+  int64_t s1 = ConnectAt("w1", 1, &sink1, "h1");
+  int64_t s2 = ConnectAt("w2", 1, &sink2, "h2");
+  ASSERT_TRUE(Pull(s1, {0}).ok());
+  ASSERT_TRUE(Pull(s2, {0}).ok());
+  v1::Trial t = sink1.TakeAssignments().at(0).trial();
+  ASSERT_TRUE(Started(s1, t).ok());
+  ASSERT_TRUE(Started(s2, t).ok());
+  // Rank 1 is done (its slot is free at once) while rank 0 still evaluates...
+  ASSERT_TRUE(ExitedWith(s2, t, 0, 1).ok());
+  EXPECT_EQ(controller_->Stats().slots_busy, 1);
+  // ...and w2 reconnects, having forgotten the attempt it finished: nothing is lost.
+  controller_->WorkerDisconnected(s2);
+  RecordingSink sink2b;
+  ConnectAt("w2", 1, &sink2b, "h2");
+  auto after = controller_->GetTrial(id + "-1");
+  EXPECT_EQ(after->state(), v1::TRIAL_RUNNING);
+  EXPECT_EQ(after->attempt(), 1);
+  EXPECT_TRUE(Stops(&sink1).empty());
+  // Nor after w2's lease would have run out.
+  for (int i = 0; i < 4; ++i) {
+    clock_.Advance(absl::Seconds(10));
+    v1::WorkerMessage hb;
+    hb.mutable_heartbeat();
+    ASSERT_TRUE(controller_->HandleWorkerMessage(s1, hb).ok());
+    controller_->Tick();
+  }
+  EXPECT_EQ(controller_->GetTrial(id + "-1")->attempt(), 1);
+  ASSERT_TRUE(Report(s1, t, 1, 0.5).ok());
+  ASSERT_TRUE(ExitedWith(s1, t, 0, 0).ok());
+  EXPECT_EQ(controller_->GetTrial(id + "-1")->state(), v1::TRIAL_COMPLETED);
 }
 
 // Fake workers for the scheduling test: each runs what it is assigned for `duration` of the

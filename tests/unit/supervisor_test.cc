@@ -355,5 +355,66 @@ TEST_F(SupervisorTest, AStopNowSkipsTheStopGrace) {
   EXPECT_THAT(p->signal_numbers(), ElementsAre(SIGTERM));
 }
 
+// rungd gave up on attempt 1 and sent attempt 2 to the other slot: attempt 1's slot comes back
+// once its process is reaped, not before and not never.
+TEST_F(SupervisorTest, AReplacedAttemptGivesItsSlotBackOnceReaped) {
+  testing::FakeProcessState* old = StartOne();  // e1-1 attempt 1 on slot 0
+  old->ignore_sigterm = true;
+  Assign("e1-1", 2, 1);
+  EXPECT_THAT(old->signal_numbers(), ElementsAre(SIGKILL));
+  sup_->Tick();
+  std::vector<v1::WorkerMessage> out = sup_->TakeOutgoing();
+  ASSERT_THAT(Kinds(out), ElementsAre(Kind::kStarted, Kind::kPull));
+  EXPECT_EQ(out[0].started().trial().attempt(), 2);
+  EXPECT_THAT(out[1].pull().free_slots(), ElementsAre(0));  // nothing of attempt 1 goes out
+  EXPECT_EQ(sup_->stats().slots_busy, 1);
+}
+
+// A trial of one rank is the trial's own reporter, whatever RANK its process was given.
+TEST_F(SupervisorTest, ATrialOfOneRankReportsWhateverRankItClaims) {
+  StartOne();
+  EXPECT_EQ(sup_->HandleReportLine(R"({"trial_id": "e1-1", "attempt": 1, "rank": 3, "loss": 2})"),
+            "{\"stop\": false}\n");
+  sup_->Tick();
+  EXPECT_THAT(Kinds(sup_->TakeOutgoing()), ElementsAre(Kind::kReports));
+}
+
+// Rank 0 ending well decides the attempt: the ranks beside it on its worker get the stop
+// grace, then SIGTERM, rather than keeping the trial running.
+TEST_F(SupervisorTest, WhenRankZeroEndsTheRanksBesideItFollowAfterTheGrace) {
+  Register();
+  sup_->Tick();
+  sup_->TakeOutgoing();
+  v1::ControllerMessage m;
+  v1::Assignment* a = m.mutable_assignment();
+  a->mutable_trial()->set_id("e1-1");
+  a->mutable_trial()->set_attempt(1);
+  a->mutable_trial()->add_slots(0);
+  a->mutable_trial()->add_slots(1);
+  a->add_argv("train");
+  a->mutable_ranks()->set_world_size(2);
+  a->mutable_ranks()->set_nnodes(1);
+  a->mutable_ranks()->set_local_world_size(2);
+  sup_->HandleControllerMessage(m);
+  testing::FakeProcessState* rank0 = launcher_.spawned()[0].get();
+  testing::FakeProcessState* rank1 = launcher_.spawned()[1].get();
+  rank1->ignore_sigterm = true;
+  rank0->Exit(0);
+  sup_->Tick();
+  EXPECT_TRUE(rank1->signal_numbers().empty());
+  clock_.Advance(o_.stop_grace);
+  sup_->Tick();
+  EXPECT_THAT(rank1->signal_numbers(), ElementsAre(SIGTERM));
+  clock_.Advance(o_.kill_grace);
+  sup_->Tick();
+  sup_->Tick();
+  std::vector<v1::WorkerMessage> out = sup_->TakeOutgoing();
+  ASSERT_FALSE(out.empty());
+  EXPECT_EQ(out.front().kind_case(), Kind::kStarted);
+  bool exited = false;
+  for (const auto& msg : out) exited |= msg.has_exited();
+  EXPECT_TRUE(exited);
+}
+
 }  // namespace
 }  // namespace rung

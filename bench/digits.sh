@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# rung against Optuna on the same job: a scikit-learn MLP on the digits data, 4 parameters,
+# up to 27 epochs, 2 slots, SECONDS of wall time. rung: TPE with ASHA (stop mode, eta 3,
+# rungs 1, 3, 9) over warm runners (trial.reuse_process; and, in the first run, fresh
+# processes for reference). Optuna: two processes, trials in-process, TPE with its
+# successive-halving pruner (min_resource 1, reduction_factor 3). Each run prints the trials
+# started and the best validation error; then the medians.
+#   bash bench/digits.sh [BIN_DIR [SECONDS [RUNS]]]     (default build, 150 s, 3 runs)
+# Needs Debian's python3-sklearn and python3-optuna (deploy/install-deps.sh --bench).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=$(realpath "${1:-build}")
+seconds=${2:-150}
+runs=${3:-3}
+work=$(mktemp -d /tmp/rung-digits-XXXXXX)
+cleanup() { pkill -KILL -P $$ 2>/dev/null || true; wait 2>/dev/null || true; [ -n "${RUNG_KEEP:-}" ] || rm -rf "$work"; }
+trap cleanup EXIT
+
+wait_for() {  # FILE TEXT: until FILE holds TEXT (30 s at most)
+  for _ in $(seq 1 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
+  echo "digits bench: '$2' never appeared in $1" >&2
+  exit 1
+}
+
+# rung_run DIR REUSE SEED: prints "STARTED FINAL BEST EPOCHS": trials started, the best
+# error of those that trained all 27 epochs, the best error at any epoch, epochs trained.
+rung_run() {
+  local d=$1 reuse=$2 seed=$3
+  mkdir -p "$d"
+  "$bin/server/rungd" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir "$d/data" \
+    >"$d/rungd.out" 2>"$d/rungd.log" &
+  local rungd=$!
+  wait_for "$d/rungd.out" "listening on"
+  local addr
+  addr=$(sed -n 's/.*listening on \([0-9.:]*\),.*/\1/p' "$d/rungd.out")
+  "$bin/worker/rung-worker" --controller "$addr" --slots 2 --gpus none --name bench \
+    --work-dir "$d/worker" >/dev/null 2>"$d/worker.log" &
+  local worker=$!
+  wait_for "$d/worker.log" "registered with"
+  cat >"$d/spec.yaml" <<YAML
+name: digits
+objective: {metric: error, goal: minimize}
+resource: {metric: step, min: 1, max: 27}
+search_space:
+  hidden: {type: int, min: 16, max: 256}
+  lr: {type: float, min: 1.0e-4, max: 0.3, log: true}
+  alpha: {type: float, min: 1.0e-6, max: 0.1, log: true}
+  batch: {type: int, min: 16, max: 128}
+algorithm: {name: tpe, seed: $seed, early_stopping: {rule: asha, reduction_factor: 3}}
+budget: {max_trials: 1000000, max_concurrent: 2}
+trial:
+  command: [/usr/bin/python3, $PWD/bench/digits_trial.py]
+  reuse_process: $reuse
+YAML
+  "$bin/client/rung" --addr "$addr" submit "$d/spec.yaml" >/dev/null
+  sleep "$seconds"
+  "$bin/client/rung" --addr "$addr" -o json trials e1 >"$d/trials.json"
+  "$bin/client/rung" --addr "$addr" cancel e1 >/dev/null
+  kill -TERM "$worker" "$rungd" 2>/dev/null || true
+  wait "$worker" "$rungd" 2>/dev/null || true
+  /usr/bin/python3 - "$d/trials.json" <<'PY'
+import json, sys
+trials = json.load(open(sys.argv[1])).get("trials", [])
+started = [t for t in trials if int(t.get("started_unix_ms", 0)) > 0]
+# Best of the trials that trained all 27 epochs, as Optuna's best_value; and at any epoch.
+final = min((t["result"] for t in trials if t.get("state") == "TRIAL_COMPLETED"), default=1.0)
+best = min((t["best_value"] for t in started if t.get("has_best_value")), default=1.0)
+epochs = sum(int(float(t.get("resource_reached", 0))) for t in started)
+print(f"{len(started)} {final:.6f} {best:.6f} {epochs}")
+PY
+}
+
+# optuna_run DIR SEED: prints "STARTED FINAL BEST".
+optuna_run() {
+  local d=$1 seed=$2
+  mkdir -p "$d"
+  /usr/bin/python3 bench/digits_optuna.py "$d/journal.log" --create
+  /usr/bin/python3 bench/digits_optuna.py "$d/journal.log" "$seconds" "$seed" &
+  local a=$!
+  /usr/bin/python3 bench/digits_optuna.py "$d/journal.log" "$seconds" "$((seed + 1000))" &
+  local b=$!
+  wait "$a" "$b"
+  /usr/bin/python3 bench/digits_optuna.py "$d/journal.log" --summary
+}
+
+echo "digits: $(nproc) cores, ${seconds} s per run, $(date -u +%Y-%m-%d)"
+results="$work/results"
+: >"$results"
+for run in $(seq 1 "$runs"); do
+  read -r rs rf rb re < <(rung_run "$work/rung-$run" true "$run")
+  echo "run $run: rung (warm runners)    started $rs trials; best error: 27 epochs $rf, any epoch $rb; $re epochs trained"
+  read -r os of ob < <(optuna_run "$work/optuna-$run" "$run")
+  echo "run $run: optuna (2 processes)   started $os trials; best error: 27 epochs $of, any epoch $ob"
+  echo "$rs $rf $rb $os $of $ob" >>"$results"
+  if [ "$run" = 1 ] && [ -z "${RUNG_DIGITS_NO_COLD:-}" ]; then
+    read -r cs cf cb ce < <(rung_run "$work/cold" false "$run")
+    echo "run $run: rung (fresh processes) started $cs trials; best error: 27 epochs $cf, any epoch $cb; $ce epochs trained"
+  fi
+done
+/usr/bin/python3 - "$results" <<'PY'
+import statistics, sys
+rows = [list(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
+med = lambda i: statistics.median(r[i] for r in rows)
+print(f"median of {len(rows)}: rung started {med(0):.0f} trials, best error {med(1):.4f} "
+      f"(any epoch {med(2):.4f}); optuna started {med(3):.0f} trials, best error {med(4):.4f} "
+      f"(any epoch {med(5):.4f})")
+PY
