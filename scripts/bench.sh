@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds rung and runs the benchmarks under bench/ (not part of the tests), after installing
 # their outside references (Debian's python3-optuna). Record what they print in
-# bench/RESULTS.md with the machine and the date. Takes about 25 minutes on 2 cores.
+# bench/RESULTS.md with the machine and the date. Takes about 50 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash deploy/install-deps.sh --bench
@@ -26,3 +26,7 @@ echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname 
 reference=$(sed -n 's/.*best expected loss at 81 epochs \([0-9.]*\);.*/\1/p' /tmp/rung-sim.txt)
 "$bin/bench/sim_bench" --seeds 2 --work 100000 --target 0.005
 /usr/bin/python3 bench/optuna_sim.py --seeds 2 --work 100000 --target 0.005 --reference "$reference"
+# Warm runners against fresh processes (a torch + scikit-learn trial), then the digits job
+# beside Optuna (3 runs of 150 s of each system: about 25 minutes on its own).
+bash bench/warm.sh "$bin" 40
+bash bench/digits.sh "$bin" 150 3

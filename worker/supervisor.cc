@@ -349,9 +349,6 @@ void Supervisor::Launch(const v1::Assignment& a) {
                  /*trials_fault=*/false);
     return;
   }
-  // One process per local rank, each with its own share of the slots (in order).
-  const int local = a.has_ranks() ? std::max(1, a.ranks().local_world_size()) : 1;
-  const size_t per_rank = std::max<size_t>(1, run->slots.size() / local);
   const fs::path attempt_dir =
       fs::path(paths_.work_dir) / "trials" / t.id() / absl::StrCat("attempt-", t.attempt());
   TrialRun* r = run.get();
@@ -379,13 +376,21 @@ void Supervisor::Launch(const v1::Assignment& a) {
       }
     }
   }
+  SpawnRanks(a, r, attempt_dir.string());
+}
+
+void Supervisor::SpawnRanks(const v1::Assignment& a, TrialRun* r, const std::string& attempt_dir) {
+  const v1::Trial& t = a.trial();
+  // One process per local rank, each with its own share of the slots (in order).
+  const int local = a.has_ranks() ? std::max(1, a.ranks().local_world_size()) : 1;
+  const size_t per_rank = std::max<size_t>(1, r->slots.size() / local);
   std::vector<std::string> all_gpus;
   for (int i = 0; i < local; ++i) {
     auto proc = std::make_unique<RankProc>();
     proc->rank = a.has_ranks() ? a.ranks().first_rank() + i : 0;
     const std::string prefix = local == 1 ? "" : absl::StrCat("rank-", proc->rank, ".");
-    proc->stdout_path = (attempt_dir / absl::StrCat(prefix, "stdout.log")).string();
-    proc->stderr_path = (attempt_dir / absl::StrCat(prefix, "stderr.log")).string();
+    proc->stdout_path = (fs::path(attempt_dir) / absl::StrCat(prefix, "stdout.log")).string();
+    proc->stderr_path = (fs::path(attempt_dir) / absl::StrCat(prefix, "stderr.log")).string();
     std::vector<std::string> gpus;
     for (size_t k = i * per_rank; k < (i + 1) * per_rank && k < r->slots.size(); ++k) {
       const int s = r->slots[k];

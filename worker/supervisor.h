@@ -106,6 +106,8 @@ class Supervisor {
   void OnAck(int64_t seq);
   void OnStop(const v1::StopTrial& s);
   void Launch(const v1::Assignment& a);
+  // Starts a process per local rank of `r` (all of them, or none: then LaunchFailed).
+  void SpawnRanks(const v1::Assignment& a, TrialRun* r, const std::string& attempt_dir);
   SpawnOptions TrialSpawnOptions(const v1::Assignment& a, const RankProc& proc,
                                  const std::vector<std::string>& gpus);
   // `trials_fault` false: rungd runs it again without counting a failure.
