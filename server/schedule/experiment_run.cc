@@ -670,7 +670,16 @@ bool ExperimentRun::ShareExited(Trial* t, const v1::TrialExited& m, const std::s
                            std::vector<int>(share->slots().begin(), share->slots().end()));
   const bool failed =
       m.worker_shutdown() || m.launch_failed() || m.signal() != 0 || m.exit_code() != 0;
-  if (failed || t->stop_requested()) return true;  // RetryOrFail kills the other ranks
+  if (t->stop_requested()) {
+    // A stopped (or paused) attempt ends when every share has: a resume must not start a new
+    // attempt while a rank of this one is still writing its checkpoint.
+    if (!Holds(*t).empty()) {
+      PutTrial(*t, c);
+      return false;
+    }
+    return true;
+  }
+  if (failed) return true;  // RetryOrFail kills the other ranks
   if (share->node_rank() != 0) {
     PutTrial(*t, c);  // the attempt's outcome is rank 0's
     return false;

@@ -220,6 +220,30 @@ trial: {command: [train], reuse_process: true}
   EXPECT_EQ(done, 1);
 }
 
+TEST_F(GangTest, APausedTrialEndsWhenEveryShareHasExited) {
+  const std::string id = CreateRanks(2, 1, 1);
+  RecordingSink sink1, sink2;
+  int64_t s1 = ConnectAt("w1", 1, &sink1, "h1");
+  int64_t s2 = ConnectAt("w2", 1, &sink2, "h2");
+  ASSERT_TRUE(Pull(s1, {0}).ok());
+  ASSERT_TRUE(Pull(s2, {0}).ok());
+  v1::Trial t = sink1.TakeAssignments().at(0).trial();
+  ASSERT_TRUE(Started(s1, t).ok());
+  ASSERT_TRUE(Started(s2, t).ok());
+  ASSERT_TRUE(PauseExperiment(id).ok());
+  EXPECT_EQ(Stops(&sink1).size(), 1u);
+  EXPECT_EQ(Stops(&sink2).size(), 1u);
+  ASSERT_TRUE(ResumeExperiment(id).ok());
+  // Rank 1 stops first; rank 0 is still saving its checkpoint: the attempt is not over.
+  ASSERT_TRUE(ExitedWith(s2, t, 0, 1).ok());
+  EXPECT_EQ(controller_->GetTrial(id + "-1")->attempt(), 1);
+  EXPECT_TRUE(TrialActive(controller_->GetTrial(id + "-1")->state()));
+  ASSERT_TRUE(ExitedWith(s1, t, 0, 0).ok());
+  auto after = controller_->GetTrial(id + "-1");
+  EXPECT_EQ(after->attempt(), 2);  // back in the queue, from a finished checkpoint
+  EXPECT_EQ(after->failures(), 0);
+}
+
 TEST_F(GangTest, AShareThatEndedIsNotLostWhenItsWorkerComesBack) {
   const std::string id = CreateRanks(2, 1, 1, /*max_restarts=*/1);
   RecordingSink sink1, sink2;

@@ -39,7 +39,7 @@ SimResult Simulate(HopperSchedule* s, const std::vector<double>& speed, double f
     bool operator>(const Event& o) const { return at > o.at; }
   };
   std::priority_queue<Event, std::vector<Event>, std::greater<Event>> events;
-  std::map<int, double> up_at;      // partition -> when its worker can take a unit again
+  std::map<int, double> up_at;  // partition -> when its worker can take a unit again
   std::set<int> running_configs, busy_partitions;
   double now = 0;
   for (int step = 0; step < 100000 && !s->AllDone(); ++step) {
@@ -84,8 +84,7 @@ SimResult Simulate(HopperSchedule* s, const std::vector<double>& speed, double f
 }
 
 // Every configuration trained on every partition exactly once in each of its epochs.
-void ExpectEachPartitionOncePerEpoch(const SimResult& r, int configs, int partitions,
-                                     int epochs) {
+void ExpectEachPartitionOncePerEpoch(const SimResult& r, int configs, int partitions, int epochs) {
   std::map<std::pair<int, int>, std::multiset<int>> seen;  // (config, epoch) -> partitions
   for (const Unit& u : r.done) seen[{u.config, u.epoch}].insert(u.partition);
   for (int c = 0; c < configs; ++c) {
@@ -127,9 +126,10 @@ TEST(HopperTest, EqualWorkersStayBusy) {
     // Every unit takes 0.8 to 1.2 s (1 s on average): the work is the units' count.
     worst = std::min(worst, static_cast<double>(r.done.size()) / (kPartitions * r.makespan));
   }
-  std::printf("hopper: partitions busy %.0f %% of the makespan, worst of 20 seeds (4 equal "
-              "workers, 8 configurations, 5 epochs)\n",
-              100 * worst);
+  std::printf(
+      "hopper: partitions busy %.0f %% of the makespan, worst of 20 seeds (4 equal "
+      "workers, 8 configurations, 5 epochs)\n",
+      100 * worst);
   EXPECT_GT(worst, 0.8);
 }
 
