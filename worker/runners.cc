@@ -202,8 +202,12 @@ void Supervisor::EndRunnerTrial(Runner* runner, int status) {
   p->stdout_log = -1;
   if (status != 0) r->failed = 0;
   Finish(r);
-  if (ended_experiments_.count(runner->experiment_id))
+  if (ended_experiments_.count(runner->experiment_id)) {
     EndRunner(runner, "its experiment has ended");
+    bool busy = false;  // another runner of it still has a trial
+    for (const auto& x : runners_) busy |= x->experiment_id == runner->experiment_id && x->trial;
+    if (!busy) ended_experiments_.erase(runner->experiment_id);
+  }
 }
 
 void Supervisor::ReapRunners() {
@@ -254,10 +258,13 @@ absl::Time Supervisor::RunnerWake() const {
 }
 
 void Supervisor::OnRunnersDone(const std::string& experiment_id) {
-  ended_experiments_.insert(experiment_id);
   for (auto& runner : runners_) {
-    if (runner->experiment_id == experiment_id && runner->trial == nullptr)
+    if (runner->experiment_id != experiment_id) continue;
+    if (runner->trial == nullptr) {
       EndRunner(runner.get(), "its experiment has ended");
+    } else {
+      ended_experiments_.insert(experiment_id);  // it ends after its trial
+    }
   }
 }
 

@@ -163,7 +163,8 @@ class Supervisor {
   std::vector<std::unique_ptr<Runner>> runners_;
   // Attempts replaced by a newer one of their trial, until their processes are reaped.
   std::vector<std::unique_ptr<TrialRun>> dropped_;
-  // Experiments rungd said have ended (RunnersDone): their runners end after their trial.
+  // Experiments rungd said have ended (RunnersDone) while a runner of theirs had a trial: the
+  // runner ends after it; forgotten once none of theirs has one.
   std::set<std::string> ended_experiments_;
   int next_runner_ = 1;
   std::map<int, std::string> last_warm_;  // the warm slots of the latest Pull

@@ -123,6 +123,15 @@ TEST_F(RunnerTest, AnIdleRunnerEndsWhenItsSlotGoesElsewhereItIdlesOrItsExperimen
   m.mutable_runners_done()->set_experiment_id("e4");
   sup_->HandleControllerMessage(m);
   EXPECT_TRUE(done->stdin_closed);
+
+  // One that is busy when it hears ends after its trial.
+  AssignTo("e5-1", 0);
+  testing::FakeProcessState* busy = launcher_.spawned().back().get();
+  m.mutable_runners_done()->set_experiment_id("e5");
+  sup_->HandleControllerMessage(m);
+  EXPECT_FALSE(busy->stdin_closed);
+  Finish(busy, 1);
+  EXPECT_TRUE(busy->stdin_closed);
 }
 
 TEST_F(RunnerTest, ARunnerThatDiesFailsOnlyItsTrialAndTheNextTrialGetsAFreshOne) {
