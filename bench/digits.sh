@@ -16,30 +16,16 @@ bin=$(realpath "${1:-build}")
 seconds=${2:-150}
 runs=${3:-3}
 work=$(mktemp -d /tmp/rung-digits-XXXXXX)
-cleanup() { pkill -KILL -P $$ 2>/dev/null || true; wait 2>/dev/null || true; [ -n "${RUNG_KEEP:-}" ] || rm -rf "$work"; }
+cleanup() { { pkill -KILL -P $$ || true; wait || true; } 2>/dev/null; [ -n "${RUNG_KEEP:-}" ] || rm -rf "$work"; }
 trap cleanup EXIT
 
-wait_for() {  # FILE TEXT: until FILE holds TEXT (30 s at most)
-  for _ in $(seq 1 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
-  echo "digits bench: '$2' never appeared in $1" >&2
-  exit 1
-}
+source bench/local_cluster.sh
 
 # rung_run DIR REUSE SEED ALGORITHM: prints "STARTED FINAL BEST EPOCHS": trials started, the
 # best error of those that trained all 27 epochs, the best error at any epoch, epochs trained.
 rung_run() {
   local d=$1 reuse=$2 seed=$3 algorithm=$4
-  mkdir -p "$d"
-  "$bin/server/rungd" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir "$d/data" \
-    >"$d/rungd.out" 2>"$d/rungd.log" &
-  local rungd=$!
-  wait_for "$d/rungd.out" "listening on"
-  local addr
-  addr=$(sed -n 's/.*listening on \([0-9.:]*\),.*/\1/p' "$d/rungd.out")
-  "$bin/worker/rung-worker" --controller "$addr" --slots 2 --gpus none --name bench \
-    --work-dir "$d/worker" >/dev/null 2>"$d/worker.log" &
-  local worker=$!
-  wait_for "$d/worker.log" "registered with"
+  bench_cluster "$d" 2
   cat >"$d/spec.yaml" <<YAML
 name: digits
 objective: {metric: error, goal: minimize}
@@ -59,8 +45,8 @@ YAML
   sleep "$seconds"
   "$bin/client/rung" --addr "$addr" -o json trials e1 >"$d/trials.json"
   "$bin/client/rung" --addr "$addr" cancel e1 >/dev/null
-  kill -TERM "$worker" "$rungd" 2>/dev/null || true
-  wait "$worker" "$rungd" 2>/dev/null || true
+  kill -TERM "$worker_pid" "$rungd_pid" 2>/dev/null || true
+  wait "$worker_pid" "$rungd_pid" 2>/dev/null || true
   /usr/bin/python3 - "$d/trials.json" <<'PY'
 import json, sys
 trials = json.load(open(sys.argv[1])).get("trials", [])

@@ -9,22 +9,11 @@ cd "$(dirname "$0")/.."
 bin=$(realpath "${1:-build}")
 trials=${2:-40}
 work=$(mktemp -d /tmp/rung-warm-XXXXXX)
-cleanup() { pkill -KILL -P $$ 2>/dev/null || true; wait 2>/dev/null || true; [ -n "${RUNG_KEEP:-}" ] || rm -rf "$work"; }
+cleanup() { { pkill -KILL -P $$ || true; wait || true; } 2>/dev/null; [ -n "${RUNG_KEEP:-}" ] || rm -rf "$work"; }
 trap cleanup EXIT
 
-wait_for() {  # FILE TEXT: until FILE holds TEXT (30 s at most)
-  for _ in $(seq 1 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
-  echo "warm bench: '$2' never appeared in $1" >&2
-  exit 1
-}
-
-"$bin/server/rungd" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir "$work/data" \
-  >"$work/rungd.out" 2>"$work/rungd.log" &
-wait_for "$work/rungd.out" "listening on"
-addr=$(sed -n 's/.*listening on \([0-9.:]*\),.*/\1/p' "$work/rungd.out")
-"$bin/worker/rung-worker" --controller "$addr" --slots 2 --gpus none --name bench \
-  --work-dir "$work/worker" >/dev/null 2>"$work/worker.log" &
-wait_for "$work/worker.log" "registered with"
+source bench/local_cluster.sh
+bench_cluster "$work" 2
 rung() { "$bin/client/rung" --addr "$addr" "$@"; }
 
 for mode in cold warm; do

@@ -151,28 +151,12 @@ void Supervisor::EndRunner(Runner* runner, const std::string& why) {
 
 void Supervisor::ReadRunner(Runner* runner) {
   if (runner->proc->stdout_fd() < 0) return;
-  char buf[65536];
-  while (true) {
-    ssize_t n = read(runner->proc->stdout_fd(), buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return;  // EAGAIN: nothing more now
-    if (n == 0) {       // EOF
-      if (!runner->line.empty()) HandleRunnerLine(runner, runner->line);
-      runner->line.clear();
-      runner->proc->CloseStdout();
-      return;
-    }
-    absl::string_view chunk(buf, static_cast<size_t>(n));
-    size_t nl;
-    while ((nl = chunk.find('\n')) != absl::string_view::npos) {
-      runner->line.append(chunk.data(), nl);
-      HandleRunnerLine(runner, runner->line);
-      runner->line.clear();
-      chunk.remove_prefix(nl + 1);
-    }
-    if (runner->line.size() + chunk.size() <= (1 << 20))
-      runner->line.append(chunk.data(), chunk.size());
-  }
+  // Its trial's stdout log gets it line by line (HandleRunnerLine): lines go to the trial
+  // they belong to.
+  const bool more = ReadLines(
+      runner->proc->stdout_fd(), &runner->line, [](absl::string_view) {},
+      [&](absl::string_view line) { HandleRunnerLine(runner, line); });
+  if (!more) runner->proc->CloseStdout();
 }
 
 void Supervisor::HandleRunnerLine(Runner* runner, absl::string_view line) {

@@ -74,6 +74,33 @@ void SetRef(v1::TrialRef* ref, const std::string& id, int attempt) {
 
 }  // namespace
 
+bool ReadLines(int fd, std::string* line, const std::function<void(absl::string_view)>& on_bytes,
+               const std::function<void(absl::string_view)>& on_line) {
+  char buf[65536];
+  while (true) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return true;  // EAGAIN: nothing more now
+    if (n == 0) {            // end of file: the last line, even without its newline
+      if (!line->empty()) on_line(*line);
+      line->clear();
+      return false;
+    }
+    absl::string_view chunk(buf, static_cast<size_t>(n));
+    on_bytes(chunk);
+    size_t nl;
+    while ((nl = chunk.find('\n')) != absl::string_view::npos) {
+      if (line->size() + nl <= kMaxLine) {
+        line->append(chunk.data(), nl);
+        on_line(*line);
+      }
+      line->clear();
+      chunk.remove_prefix(nl + 1);
+    }
+    if (line->size() + chunk.size() <= kMaxLine) line->append(chunk.data(), chunk.size());
+  }
+}
+
 Supervisor::Supervisor(const AgentOptions& options, SupervisorPaths paths, std::string session_id,
                        Clock* clock, ProcessLauncher* launcher)
     : o_(options),
@@ -524,32 +551,13 @@ void Supervisor::ReadStdout(int fd) {
 
 void Supervisor::ReadStdout(TrialRun* run, RankProc* p) {
   if (!p->proc || p->proc->stdout_fd() < 0) return;
-  char buf[65536];
-  while (true) {
-    ssize_t n = read(p->proc->stdout_fd(), buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return;  // EAGAIN: nothing more now
-    if (n == 0) {       // EOF
-      if (!p->line.empty()) HandleStdoutLine(run, p, p->line);
-      p->line.clear();
-      p->proc->CloseStdout();
-      return;
-    }
-    if (p->stdout_log >= 0) WriteAll(p->stdout_log, absl::string_view(buf, n));
-    absl::string_view chunk(buf, n);
-    size_t nl;
-    while ((nl = chunk.find('\n')) != absl::string_view::npos) {
-      if (p->line.size() + nl <= kMaxLine) {
-        p->line.append(chunk.data(), nl);
-        HandleStdoutLine(run, p, p->line);
-      }
-      p->line.clear();
-      chunk.remove_prefix(nl + 1);
-    }
-    if (p->line.size() + chunk.size() <= kMaxLine) {
-      p->line.append(chunk.data(), chunk.size());
-    }
-  }
+  const bool more = ReadLines(
+      p->proc->stdout_fd(), &p->line,
+      [p](absl::string_view bytes) {
+        if (p->stdout_log >= 0) WriteAll(p->stdout_log, bytes);
+      },
+      [&](absl::string_view line) { HandleStdoutLine(run, p, line); });
+  if (!more) p->proc->CloseStdout();
 }
 
 std::string Supervisor::HandleReportLine(absl::string_view line) {

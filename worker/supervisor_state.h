@@ -5,14 +5,22 @@
 
 #include <unistd.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "worker/supervisor.h"
 
 namespace rung {
+
+// Reads what the non-blocking `fd` holds now: each chunk goes to `on_bytes`, each complete
+// line to `on_line` (a line over 1 MiB is cut and not handed on); a partial line waits in
+// `*line`. False at end of file, after the last line (newline or not) went to `on_line`.
+bool ReadLines(int fd, std::string* line, const std::function<void(absl::string_view)>& on_bytes,
+               const std::function<void(absl::string_view)>& on_line);
 
 // One process of a trial: the trial itself, or one rank of a distributed trial. A trial in a
 // runner has one without a process of its own (`proc` is null): its logs.

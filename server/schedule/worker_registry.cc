@@ -211,6 +211,11 @@ std::vector<WorkerRegistry::Share> WorkerRegistry::Place(const v1::TrialTemplate
     auto it = w.warm.find(slot);
     return it == w.warm.end() ? 1 : it->second == experiment ? 0 : 2;
   };
+  // With no idle runner anywhere, the first free slot is as good as any: stop there.
+  int good_enough = 1;
+  for (const auto& [id, w] : workers_) {
+    if (!w->warm.empty()) good_enough = 0;
+  }
   for (auto& [id, w] : workers_) {
     if (!w->connected() || w->offered.empty() || skip.count(id) || !HasLabels(tt, w->info))
       continue;
@@ -231,7 +236,7 @@ std::vector<WorkerRegistry::Share> WorkerRegistry::Place(const v1::TrialTemplate
           best = Share{worker, {slot}, 1};
         }
       }
-      if (best_score == 0) break;
+      if (best_score <= good_enough) break;
       continue;
     }
     candidates.push_back({worker, std::move(free), room});

@@ -51,6 +51,22 @@ resources: {ranks: )",
     return Send(session, m);
   }
 
+  // Workers w1 and w2 with a slot each, and the experiment's first trial of 2 ranks started
+  // on both (rank 0 on w1).
+  v1::Trial StartTwoRanks() {
+    s1_ = ConnectAt("w1", 1, &sink1_, "h1");
+    s2_ = ConnectAt("w2", 1, &sink2_, "h2");
+    EXPECT_TRUE(Pull(s1_, {0}).ok());
+    EXPECT_TRUE(Pull(s2_, {0}).ok());
+    auto a = sink1_.TakeAssignments();
+    EXPECT_EQ(a.size(), 1u);
+    EXPECT_EQ(sink2_.TakeAssignments().size(), 1u);
+    v1::Trial t = a.empty() ? v1::Trial() : a[0].trial();
+    EXPECT_TRUE(Started(s1_, t).ok());
+    EXPECT_TRUE(Started(s2_, t).ok());
+    return t;
+  }
+
   static std::vector<v1::StopTrial> Stops(RecordingSink* sink) {
     std::vector<v1::StopTrial> out;
     for (const auto& m : sink->sent) {
@@ -58,6 +74,9 @@ resources: {ranks: )",
     }
     return out;
   }
+
+  RecordingSink sink1_, sink2_;
+  int64_t s1_ = 0, s2_ = 0;
 };
 
 TEST_F(GangTest, RanksArePlacedWholeAcrossWorkersWithTheirLayout) {
@@ -114,18 +133,10 @@ TEST_F(GangTest, RanksPerNodePacksExactlyThatManyOnEachWorker) {
 
 TEST_F(GangTest, AFailedRankEndsTheAttemptEverywhereAndCountsOnce) {
   const std::string id = CreateRanks(2, 1, 1, /*max_restarts=*/1);
-  RecordingSink sink1, sink2;
-  int64_t s1 = ConnectAt("w1", 1, &sink1, "h1");
-  int64_t s2 = ConnectAt("w2", 1, &sink2, "h2");
-  ASSERT_TRUE(Pull(s1, {0}).ok());
-  ASSERT_TRUE(Pull(s2, {0}).ok());
-  v1::Trial t = sink1.TakeAssignments().at(0).trial();
-  sink2.TakeAssignments();
-  ASSERT_TRUE(Started(s1, t).ok());
-  ASSERT_TRUE(Started(s2, t).ok());
+  v1::Trial t = StartTwoRanks();
   // Rank 1 (on w2) dies: w1's rank 0 is stopped at once, and the attempt is retried whole.
-  ASSERT_TRUE(ExitedWith(s2, t, 1, 1).ok());
-  auto stops = Stops(&sink1);
+  ASSERT_TRUE(ExitedWith(s2_, t, 1, 1).ok());
+  auto stops = Stops(&sink1_);
   ASSERT_EQ(stops.size(), 1u);
   EXPECT_TRUE(stops[0].now());
   EXPECT_EQ(stops[0].trial().attempt(), 1);
@@ -137,22 +148,22 @@ TEST_F(GangTest, AFailedRankEndsTheAttemptEverywhereAndCountsOnce) {
   EXPECT_EQ(after->placements_size(), 0);
   EXPECT_EQ(controller_->Stats().slots_busy, 0);
   // w1's rank 0 exits from the kill: news of an attempt that is over changes nothing.
-  ASSERT_TRUE(ExitedWith(s1, t, 143, 0).ok());
+  ASSERT_TRUE(ExitedWith(s1_, t, 143, 0).ok());
   EXPECT_EQ(controller_->GetTrial(id + "-1")->failures(), 1);
   // Attempt 2 on both again. Rank 1 ends first and well: it waits for rank 0, which decides.
-  sink1.sent.clear();
-  ASSERT_TRUE(Pull(s1, {0}).ok());
-  ASSERT_TRUE(Pull(s2, {0}).ok());
-  t = sink1.TakeAssignments().at(0).trial();
+  sink1_.sent.clear();
+  ASSERT_TRUE(Pull(s1_, {0}).ok());
+  ASSERT_TRUE(Pull(s2_, {0}).ok());
+  t = sink1_.TakeAssignments().at(0).trial();
   ASSERT_EQ(t.attempt(), 2);
   EXPECT_NE(t.master_port(), 40000);  // the first attempt's rank 0 may still hold its ports
-  ASSERT_EQ(sink2.TakeAssignments().size(), 1u);
-  ASSERT_TRUE(Started(s1, t).ok());
-  ASSERT_TRUE(Started(s2, t).ok());
-  ASSERT_TRUE(ExitedWith(s2, t, 0, 1).ok());
+  ASSERT_EQ(sink2_.TakeAssignments().size(), 1u);
+  ASSERT_TRUE(Started(s1_, t).ok());
+  ASSERT_TRUE(Started(s2_, t).ok());
+  ASSERT_TRUE(ExitedWith(s2_, t, 0, 1).ok());
   EXPECT_EQ(controller_->GetTrial(id + "-1")->state(), v1::TRIAL_RUNNING);
-  ASSERT_TRUE(Report(s1, t, 1, 0.25).ok());
-  ASSERT_TRUE(ExitedWith(s1, t, 0, 0).ok());
+  ASSERT_TRUE(Report(s1_, t, 1, 0.25).ok());
+  ASSERT_TRUE(ExitedWith(s1_, t, 0, 0).ok());
   after = controller_->GetTrial(id + "-1");
   EXPECT_EQ(after->state(), v1::TRIAL_COMPLETED);
   EXPECT_EQ(after->failures(), 1);
@@ -162,27 +173,20 @@ TEST_F(GangTest, AFailedRankEndsTheAttemptEverywhereAndCountsOnce) {
 
 TEST_F(GangTest, ALostWorkerEndsTheWholeAttemptAfterItsLease) {
   const std::string id = CreateRanks(2, 1, 1, /*max_restarts=*/2);
-  RecordingSink sink1, sink2;
-  int64_t s1 = ConnectAt("w1", 1, &sink1, "h1");
-  int64_t s2 = ConnectAt("w2", 1, &sink2, "h2");
-  ASSERT_TRUE(Pull(s1, {0}).ok());
-  ASSERT_TRUE(Pull(s2, {0}).ok());
-  v1::Trial t = sink1.TakeAssignments().at(0).trial();
-  ASSERT_TRUE(Started(s1, t).ok());
-  ASSERT_TRUE(Started(s2, t).ok());
+  v1::Trial t = StartTwoRanks();
   // w2 goes silent (kill -9); w1 keeps sending heartbeats.
   for (int i = 0; i < 4; ++i) {
     clock_.Advance(absl::Seconds(10));
     v1::WorkerMessage hb;
     hb.mutable_heartbeat();
-    ASSERT_TRUE(controller_->HandleWorkerMessage(s1, hb).ok());
+    ASSERT_TRUE(controller_->HandleWorkerMessage(s1_, hb).ok());
     controller_->Tick();
   }
   auto after = controller_->GetTrial(id + "-1");
   EXPECT_EQ(after->state(), v1::TRIAL_PENDING);
   EXPECT_EQ(after->attempt(), 2);
   EXPECT_THAT(after->message(), HasSubstr("worker w2 silent"));
-  auto stops = Stops(&sink1);
+  auto stops = Stops(&sink1_);
   ASSERT_EQ(stops.size(), 1u);  // rank 0 on w1 goes too
   EXPECT_TRUE(stops[0].now());
 }
@@ -222,23 +226,16 @@ trial: {command: [train], reuse_process: true}
 
 TEST_F(GangTest, APausedTrialEndsWhenEveryShareHasExited) {
   const std::string id = CreateRanks(2, 1, 1);
-  RecordingSink sink1, sink2;
-  int64_t s1 = ConnectAt("w1", 1, &sink1, "h1");
-  int64_t s2 = ConnectAt("w2", 1, &sink2, "h2");
-  ASSERT_TRUE(Pull(s1, {0}).ok());
-  ASSERT_TRUE(Pull(s2, {0}).ok());
-  v1::Trial t = sink1.TakeAssignments().at(0).trial();
-  ASSERT_TRUE(Started(s1, t).ok());
-  ASSERT_TRUE(Started(s2, t).ok());
+  v1::Trial t = StartTwoRanks();
   ASSERT_TRUE(PauseExperiment(id).ok());
-  EXPECT_EQ(Stops(&sink1).size(), 1u);
-  EXPECT_EQ(Stops(&sink2).size(), 1u);
+  EXPECT_EQ(Stops(&sink1_).size(), 1u);
+  EXPECT_EQ(Stops(&sink2_).size(), 1u);
   ASSERT_TRUE(ResumeExperiment(id).ok());
   // Rank 1 stops first; rank 0 is still saving its checkpoint: the attempt is not over.
-  ASSERT_TRUE(ExitedWith(s2, t, 0, 1).ok());
+  ASSERT_TRUE(ExitedWith(s2_, t, 0, 1).ok());
   EXPECT_EQ(controller_->GetTrial(id + "-1")->attempt(), 1);
   EXPECT_TRUE(TrialActive(controller_->GetTrial(id + "-1")->state()));
-  ASSERT_TRUE(ExitedWith(s1, t, 0, 0).ok());
+  ASSERT_TRUE(ExitedWith(s1_, t, 0, 0).ok());
   auto after = controller_->GetTrial(id + "-1");
   EXPECT_EQ(after->attempt(), 2);  // back in the queue, from a finished checkpoint
   EXPECT_EQ(after->failures(), 0);
@@ -246,36 +243,29 @@ TEST_F(GangTest, APausedTrialEndsWhenEveryShareHasExited) {
 
 TEST_F(GangTest, AShareThatEndedIsNotLostWhenItsWorkerComesBack) {
   const std::string id = CreateRanks(2, 1, 1, /*max_restarts=*/1);
-  RecordingSink sink1, sink2;
-  int64_t s1 = ConnectAt("w1", 1, &sink1, "h1");
-  int64_t s2 = ConnectAt("w2", 1, &sink2, "h2");
-  ASSERT_TRUE(Pull(s1, {0}).ok());
-  ASSERT_TRUE(Pull(s2, {0}).ok());
-  v1::Trial t = sink1.TakeAssignments().at(0).trial();
-  ASSERT_TRUE(Started(s1, t).ok());
-  ASSERT_TRUE(Started(s2, t).ok());
+  v1::Trial t = StartTwoRanks();
   // Rank 1 is done (its slot is free at once) while rank 0 still evaluates...
-  ASSERT_TRUE(ExitedWith(s2, t, 0, 1).ok());
+  ASSERT_TRUE(ExitedWith(s2_, t, 0, 1).ok());
   EXPECT_EQ(controller_->Stats().slots_busy, 1);
   // ...and w2 reconnects, having forgotten the attempt it finished: nothing is lost.
-  controller_->WorkerDisconnected(s2);
+  controller_->WorkerDisconnected(s2_);
   RecordingSink sink2b;
   ConnectAt("w2", 1, &sink2b, "h2");
   auto after = controller_->GetTrial(id + "-1");
   EXPECT_EQ(after->state(), v1::TRIAL_RUNNING);
   EXPECT_EQ(after->attempt(), 1);
-  EXPECT_TRUE(Stops(&sink1).empty());
+  EXPECT_TRUE(Stops(&sink1_).empty());
   // Nor after w2's lease would have run out.
   for (int i = 0; i < 4; ++i) {
     clock_.Advance(absl::Seconds(10));
     v1::WorkerMessage hb;
     hb.mutable_heartbeat();
-    ASSERT_TRUE(controller_->HandleWorkerMessage(s1, hb).ok());
+    ASSERT_TRUE(controller_->HandleWorkerMessage(s1_, hb).ok());
     controller_->Tick();
   }
   EXPECT_EQ(controller_->GetTrial(id + "-1")->attempt(), 1);
-  ASSERT_TRUE(Report(s1, t, 1, 0.5).ok());
-  ASSERT_TRUE(ExitedWith(s1, t, 0, 0).ok());
+  ASSERT_TRUE(Report(s1_, t, 1, 0.5).ok());
+  ASSERT_TRUE(ExitedWith(s1_, t, 0, 0).ok());
   EXPECT_EQ(controller_->GetTrial(id + "-1")->state(), v1::TRIAL_COMPLETED);
 }
 

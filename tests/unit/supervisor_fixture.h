@@ -76,6 +76,19 @@ class SupervisorTest : public ::testing::Test {
     sup_->HandleControllerMessage(m);
   }
 
+  // Trial e1-1's share of a distributed trial on slots 0 and 1, laid out as `layout`.
+  void AssignRanks(const v1::RankLayout& layout) {
+    v1::ControllerMessage m;
+    v1::Assignment* a = m.mutable_assignment();
+    a->mutable_trial()->set_id("e1-1");
+    a->mutable_trial()->set_attempt(1);
+    a->mutable_trial()->add_slots(0);
+    a->mutable_trial()->add_slots(1);
+    a->add_argv("train");
+    *a->mutable_ranks() = layout;
+    sup_->HandleControllerMessage(m);
+  }
+
   void Stop(const std::string& id, int attempt) {
     v1::ControllerMessage m;
     m.mutable_stop()->mutable_trial()->set_trial_id(id);

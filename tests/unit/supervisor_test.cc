@@ -284,14 +284,8 @@ TEST_F(SupervisorTest, AShareOfRanksRunsAProcessPerRankAndOneFailureEndsThemAll)
   Register();
   sup_->Tick();
   sup_->TakeOutgoing();
-  v1::ControllerMessage m;
-  v1::Assignment* a = m.mutable_assignment();
-  a->mutable_trial()->set_id("e1-1");
-  a->mutable_trial()->set_attempt(1);
-  a->mutable_trial()->add_slots(0);
-  a->mutable_trial()->add_slots(1);
-  a->add_argv("train");
-  v1::RankLayout* r = a->mutable_ranks();
+  v1::RankLayout layout;
+  v1::RankLayout* r = &layout;
   r->set_world_size(4);
   r->set_node_rank(1);
   r->set_nnodes(2);
@@ -301,7 +295,7 @@ TEST_F(SupervisorTest, AShareOfRanksRunsAProcessPerRankAndOneFailureEndsThemAll)
   r->set_master_port(29500);
   for (const char* addr : {"10.0.0.1:29501", "10.0.0.1:29502", "10.0.0.2:29503", "10.0.0.2:29504"})
     r->add_rank_addrs(addr);
-  sup_->HandleControllerMessage(m);
+  AssignRanks(layout);
   ASSERT_EQ(launcher_.spawned().size(), 2u);
   testing::FakeProcessState* rank2 = launcher_.spawned()[0].get();
   testing::FakeProcessState* rank3 = launcher_.spawned()[1].get();
@@ -385,17 +379,11 @@ TEST_F(SupervisorTest, WhenRankZeroEndsTheRanksBesideItFollowAfterTheGrace) {
   Register();
   sup_->Tick();
   sup_->TakeOutgoing();
-  v1::ControllerMessage m;
-  v1::Assignment* a = m.mutable_assignment();
-  a->mutable_trial()->set_id("e1-1");
-  a->mutable_trial()->set_attempt(1);
-  a->mutable_trial()->add_slots(0);
-  a->mutable_trial()->add_slots(1);
-  a->add_argv("train");
-  a->mutable_ranks()->set_world_size(2);
-  a->mutable_ranks()->set_nnodes(1);
-  a->mutable_ranks()->set_local_world_size(2);
-  sup_->HandleControllerMessage(m);
+  v1::RankLayout layout;
+  layout.set_world_size(2);
+  layout.set_nnodes(1);
+  layout.set_local_world_size(2);
+  AssignRanks(layout);
   testing::FakeProcessState* rank0 = launcher_.spawned()[0].get();
   testing::FakeProcessState* rank1 = launcher_.spawned()[1].get();
   rank1->ignore_sigterm = true;
