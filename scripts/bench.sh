@@ -30,3 +30,8 @@ reference=$(sed -n 's/.*best expected loss at 81 epochs \([0-9.]*\);.*/\1/p' /tm
 # beside Optuna (3 runs of 150 s of each system: about 25 minutes on its own).
 bash bench/warm.sh "$bin" 40
 bash bench/digits.sh "$bin" 150 3
+# Model hopper mode (issue 15): the simulation of hopper, task and data parallelism at two
+# model sizes, then the example on loopback beside task parallelism.
+"$bin/bench/hopper_sim"
+"$bin/bench/hopper_sim" --model-bytes 1e9
+bash bench/hopper.sh "$bin" 6 3

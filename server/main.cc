@@ -11,7 +11,9 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/connect.h"
@@ -19,6 +21,7 @@
 #include "common/status.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "server/api/checkpoint_service.h"
 #include "server/api/metrics.h"
 #include "server/api/services.h"
 #include "server/schedule/controller.h"
@@ -38,7 +41,8 @@ struct Flags {
   std::string config_file,
       listen = "127.0.0.1:7411", data_dir = DefaultDataDir(), metrics_listen = "127.0.0.1:9411",
       lease_timeout = "30s", heartbeat = "5s", suggest_deadline = "2s", reserve_after = "60s",
-      log_level = "info", wal_sync = "0s", tls_cert, tls_key, client_ca, auth_tokens, metrics_auth;
+      log_level = "info", wal_sync = "0s", checkpoint_max = "4GiB", tls_cert, tls_key, client_ca,
+      auth_tokens, metrics_auth;
   // --config key -> (its flag's option, its value).
   std::vector<std::pair<std::string, std::pair<CLI::Option*, std::string*>>> keys;
 };
@@ -68,6 +72,9 @@ void AddFlags(CLI::App* app, Flags* f) {
       "fsync for every write of up to that long (0s: as soon as the previous fsync ends); either "
       "way nothing "
       "is acknowledged before it is on disk");
+  add("checkpoint-max-bytes", &f->checkpoint_max,
+      "the largest trial checkpoint rungd stores (checkpoints that travel between workers, under "
+      "DATA-DIR/checkpoints), e.g. 500MiB, 4GiB; 0: no limit");
   add("tls-cert", &f->tls_cert, "PEM certificate (chain): serve gRPC over TLS", false);
   add("tls-key", &f->tls_key, "PEM private key of --tls-cert", false);
   add("client-ca", &f->client_ca,
@@ -124,7 +131,30 @@ struct Settings {
   std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
   rung::Auth auth;
   std::string metrics_user_password;
+  int64_t checkpoint_max_bytes = 0;
 };
+
+// "4GiB", "500MiB", "64KiB", "1000": bytes.
+absl::StatusOr<int64_t> ParseBytes(const char* flag, const std::string& text) {
+  absl::string_view v = absl::StripAsciiWhitespace(text);
+  int64_t unit = 1;
+  for (const auto& [suffix, size] :
+       std::vector<std::pair<const char*, int64_t>>{{"KiB", int64_t{1} << 10},
+                                                    {"MiB", int64_t{1} << 20},
+                                                    {"GiB", int64_t{1} << 30},
+                                                    {"TiB", int64_t{1} << 40}}) {
+    if (absl::ConsumeSuffix(&v, suffix)) {
+      unit = size;
+      break;
+    }
+  }
+  int64_t n = 0;
+  if (!absl::SimpleAtoi(v, &n) || n < 0 || n > (int64_t{1} << 62) / unit) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": '", text, "' is not a size such as 4GiB, 500MiB or 0"));
+  }
+  return n * unit;
+}
 
 absl::Status CheckTimes(const Flags& f, Settings* s) {
   ASSIGN_OR_RETURN(s->controller.lease_timeout,
@@ -140,6 +170,7 @@ absl::Status CheckTimes(const Flags& f, Settings* s) {
                    PositiveDuration("--suggest-deadline", f.suggest_deadline));
   ASSIGN_OR_RETURN(s->controller.reserve_after,
                    PositiveDuration("--reserve-after", f.reserve_after));
+  ASSIGN_OR_RETURN(s->checkpoint_max_bytes, ParseBytes("--checkpoint-max-bytes", f.checkpoint_max));
   if (f.wal_sync == "write") {
     s->store.group_commit = false;
   } else if (!absl::ParseDuration(f.wal_sync, &s->store.group_delay) ||
@@ -196,6 +227,10 @@ absl::Status Serve(const Flags& f, Settings s, const sigset_t& sigs) {
   if (ec)
     return absl::InvalidArgumentError(absl::StrCat("--data-dir ", f.data_dir, ": ", ec.message()));
   ASSIGN_OR_RETURN(std::unique_ptr<rung::Store> store, rung::Store::Open(f.data_dir, s.store));
+  ASSIGN_OR_RETURN(std::unique_ptr<rung::CheckpointFiles> checkpoints,
+                   rung::CheckpointFiles::Open(absl::StrCat(f.data_dir, "/checkpoints"),
+                                               s.checkpoint_max_bytes));
+  s.controller.checkpoints = checkpoints.get();
   ASSIGN_OR_RETURN(std::unique_ptr<rung::Controller> controller,
                    rung::Controller::Create(store.get(), rung::Clock::Real(), s.controller));
   ASSIGN_OR_RETURN(
@@ -204,6 +239,8 @@ absl::Status Serve(const Flags& f, Settings s, const sigset_t& sigs) {
   rung::ExperimentServiceImpl experiments(controller.get(), metrics.get(), &s.auth);
   rung::WorkerServiceImpl workers(controller.get(), metrics.get(), &s.auth);
   rung::AdminServiceImpl admin(controller.get(), metrics.get(), &s.auth);
+  rung::CheckpointServiceImpl checkpoint_service(controller.get(), checkpoints.get(), metrics.get(),
+                                                 &s.auth);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int port = 0;
@@ -211,6 +248,7 @@ absl::Status Serve(const Flags& f, Settings s, const sigset_t& sigs) {
   builder.RegisterService(&experiments);
   builder.RegisterService(&workers);
   builder.RegisterService(&admin);
+  builder.RegisterService(&checkpoint_service);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(metrics->RpcTimer());
   builder.experimental().SetInterceptorCreators(std::move(interceptors));

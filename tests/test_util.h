@@ -4,6 +4,8 @@
 
 #include <stdlib.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 
@@ -17,6 +19,10 @@ class TempDir {
     path_ = mkdtemp(tmpl);
   }
   ~TempDir() {
+    if (std::getenv("RUNG_TEST_KEEP") != nullptr) {  // for a look after a failure
+      std::fprintf(stderr, "kept %s (RUNG_TEST_KEEP)\n", path_.c_str());
+      return;
+    }
     std::error_code ec;
     std::filesystem::remove_all(path_, ec);
   }

@@ -66,6 +66,7 @@ class AgentImpl final : public Agent {
   AgentImpl(AgentOptions o, AgentEnv env)
       : o_(std::move(o)), clock_(env.clock), launcher_(env.launcher), seed_(env.seed) {}
   ~AgentImpl() override {
+    mover_.reset();  // its thread wakes the loop through wake_w_
     for (int fd : {wake_r_, wake_w_, signal_fd_, listen_fd_}) {
       if (fd >= 0) close(fd);
     }
@@ -132,6 +133,7 @@ class AgentImpl final : public Agent {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::WorkerService::Stub> stub_;
   std::unique_ptr<ReconnectPolicy> policy_;  // the stream thread's
+  std::unique_ptr<CheckpointMover> mover_;   // checkpoints to and from rungd
 };
 
 absl::Status AgentImpl::Init() {
@@ -216,6 +218,9 @@ absl::Status AgentImpl::OpenChannel() {
   if (!channel.ok()) return channel.status();
   channel_ = *channel;
   stub_ = v1::WorkerService::NewStub(channel_);
+  mover_ = std::make_unique<CheckpointMover>(channel_, o_.connect, o_.name,
+                                             o_.work_dir + "/transfers", [this] { Wake(); });
+  sup_->set_transfers(mover_.get());
   return absl::OkStatus();
 }
 
@@ -449,6 +454,7 @@ absl::Status AgentImpl::Run() {
       }
     }
     TakeFromStream(&result);
+    for (const TransferDone& d : mover_->TakeDone()) sup_->OnTransferDone(d);
     ServeReportSocket(fds, conn_base, trial_base);
     for (size_t i = trial_base; i < fds.size(); ++i) {
       if (fds[i].revents) sup_->ReadStdout(fds[i].fd);

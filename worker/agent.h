@@ -34,6 +34,8 @@ struct AgentOptions {
   // Where the other workers of a distributed trial reach this one (its MASTER_ADDR when it
   // holds rank 0). Empty: the address this host reaches rungd from.
   std::string advertise_addr;
+  // The data partitions it holds, for experiments in hopper mode (--partitions).
+  std::vector<int> partitions;
   // The ports it lends distributed trials: MASTER_PORT and one per rank (TF_CONFIG).
   int ports_first = 29500;
   int ports_last = 29999;

@@ -105,7 +105,10 @@ int main(int argc, char** argv) {
          "how long trials keep running while rungd is unreachable; then they are stopped and "
          "rungd runs them again")
       ->capture_default_str();
-  std::string rank_ports = "29500-29999";
+  std::string rank_ports = "29500-29999", partitions;
+  app.add_option("--partitions", partitions,
+                 "data partitions this worker holds, e.g. 0,3 (experiments in hopper mode send it "
+                 "units that train on them)");
   app.add_option("--advertise-addr", o.advertise_addr,
                  "address the other workers of a distributed trial reach this one at (its "
                  "MASTER_ADDR when it holds rank 0; default: the address it reaches rungd from)");
@@ -151,6 +154,17 @@ int main(int argc, char** argv) {
         !absl::SimpleAtoi(range.second, &o.ports_last) || o.ports_first < 1 ||
         o.ports_last > 65535 || o.ports_last <= o.ports_first) {
       return Fail(absl::StrCat("--rank-ports: '", rank_ports, "' is not a range like 29500-29999"));
+    }
+  }
+  if (!partitions.empty()) {
+    for (absl::string_view p : absl::StrSplit(partitions, ',')) {
+      int n = -1;
+      if (!absl::SimpleAtoi(p, &n) || n < 0 || n > 100000) {
+        return Fail(absl::StrCat("--partitions: '", partitions,
+                                 "' is not a list of partition numbers like 0,3"));
+      }
+      if (std::find(o.partitions.begin(), o.partitions.end(), n) == o.partitions.end())
+        o.partitions.push_back(n);
     }
   }
   if (o.advertise_addr.empty()) o.advertise_addr = LocalAddressFor(o.controller);

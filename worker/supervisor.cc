@@ -170,6 +170,7 @@ void Supervisor::OnStreamStarted() {
   r->set_addr(o_.advertise_addr);
   r->set_ports_first(o_.ports_first);
   r->set_ports_last(o_.ports_last);
+  for (int p : o_.partitions) r->add_partitions(p);
   for (const auto& [id, run] : trials_) {
     if (!run->discard) SetRef(r->add_trials(), run->id, run->attempt);
   }
@@ -233,6 +234,7 @@ void Supervisor::OnAck(int64_t seq) {
   for (auto it = trials_.begin(); it != trials_.end();) {
     TrialRun* run = it->second.get();
     bool done = run->exited && (run->discard || (run->exit_seq > 0 && run->exit_seq <= seq));
+    if (done && run->uploading) FreeSlots(run);  // discarded while its checkpoint uploads
     it = done ? trials_.erase(it) : std::next(it);
   }
 }
@@ -250,6 +252,10 @@ void Supervisor::OnStop(const v1::StopTrial& s) {
   }
   Log(LogLevel::kInfo, absl::StrCat("stopping trial ", run->id, ": ", s.reason()));
   run->stop_requested = true;
+  if (run->fetching) {  // no process yet: it ends here
+    EndWithoutProcess(run, /*tell=*/true);
+    return;
+  }
   run->term_at = term;
 }
 
@@ -280,7 +286,7 @@ SpawnOptions Supervisor::TrialSpawnOptions(const v1::Assignment& a, const RankPr
   const v1::Trial& t = a.trial();
   fs::path trial_dir = fs::path(paths_.work_dir) / "trials" / t.id();
   fs::path attempt_dir = trial_dir / absl::StrCat("attempt-", t.attempt());
-  fs::path checkpoint = trial_dir / "checkpoint";
+  fs::path checkpoint = CheckpointDir(t.id());
   std::error_code ec;
   fs::create_directories(attempt_dir, ec);
   fs::create_directories(checkpoint, ec);
@@ -345,6 +351,11 @@ void Supervisor::Launch(const v1::Assignment& a) {
   auto existing = trials_.find(t.id());
   if (existing != trials_.end()) {
     if (existing->second->attempt == t.attempt()) return;  // a resend
+    if (existing->second->fetching) EndWithoutProcess(existing->second.get(), /*tell=*/false);
+    if (existing->second->uploading) {  // its upload's end finds nothing: its slots go now
+      existing->second->uploading = false;
+      FreeSlots(existing->second.get());
+    }
     if (!existing->second->exited) existing->second->Signal(SIGKILL);
     existing->second->discard = true;
     if (Runner* runner = existing->second->runner) {  // killed with it; reaped as idle
@@ -376,10 +387,23 @@ void Supervisor::Launch(const v1::Assignment& a) {
                  /*trials_fault=*/false);
     return;
   }
-  const fs::path attempt_dir =
-      fs::path(paths_.work_dir) / "trials" / t.id() / absl::StrCat("attempt-", t.attempt());
   TrialRun* r = run.get();
   trials_[t.id()] = std::move(run);
+  // A checkpoint that travels through rungd is in place before the process starts.
+  if (FetchCheckpoint(r)) return;
+  StartProcesses(r);
+}
+
+void Supervisor::StartProcesses(TrialRun* r) {
+  const v1::Assignment& a = r->assignment;
+  const v1::Trial& t = a.trial();
+  if (a.upload_checkpoint()) {
+    // The folder is the trial's from now on: it no longer matches a stored checkpoint.
+    std::error_code ec;
+    fs::remove(CheckpointMarker(CheckpointDir(t.id())), ec);
+  }
+  const fs::path attempt_dir =
+      fs::path(paths_.work_dir) / "trials" / t.id() / absl::StrCat("attempt-", t.attempt());
   if (a.reuse_process() && !a.has_ranks()) {
     auto proc = std::make_unique<RankProc>();
     proc->stdout_path = (attempt_dir / "stdout.log").string();
@@ -469,8 +493,9 @@ void Supervisor::LaunchFailed(TrialRun* r, const SpawnOptions& so, const absl::S
   SetRef(ex->mutable_trial(), r->id, r->attempt);
   ex->set_launch_failed(true);
   ++stats_.launch_failures;
-  ex->set_message(trials_fault ? absl::StrCat(absl::StrJoin(so.argv, " "), ": ", why.message())
-                               : std::string(why.message()));
+  ex->set_message(trials_fault && !so.argv.empty()
+                      ? absl::StrCat(absl::StrJoin(so.argv, " "), ": ", why.message())
+                      : std::string(why.message()));
   ex->set_worker_shutdown(!trials_fault);
   if (r->assignment.has_ranks()) ex->set_rank(r->assignment.ranks().first_rank());
   FreeSlots(r);
@@ -615,7 +640,13 @@ void Supervisor::Finish(TrialRun* run) {
   const RankProc& decided = *run->procs[run->failed >= 0 ? run->failed : 0];
   const int status = decided.status;
   run->exited = true;
-  FreeSlots(run);
+  const v1::Assignment& a = run->assignment;
+  // The attempt's exit goes to rungd once the folder it left is stored there (the next
+  // attempt, wherever it runs, starts from it); its slots stay taken until then.
+  const bool upload = transfers_ != nullptr && a.upload_checkpoint() && status == 0 &&
+                      !run->stop_requested && !run->shutdown && !run->discard &&
+                      (!a.has_ranks() || a.ranks().first_rank() == 0);
+  if (!upload) FreeSlots(run);
   FlushReports();  // its reports go before its exit
   std::string how = WIFSIGNALED(status) ? absl::StrCat("signal ", WTERMSIG(status))
                                         : absl::StrCat("code ", WEXITSTATUS(status));
@@ -640,6 +671,12 @@ void Supervisor::Finish(TrialRun* run) {
     ex->set_message("rungd was unreachable longer than the worker's --orphan-timeout");
   }
   if (status != 0) ex->set_stderr_tail(StderrTail(decided.stderr_path, 12));
+  if (upload) {
+    run->uploading = true;
+    run->pending_exit = std::move(m);
+    transfers_->Store(run->id, run->attempt, CheckpointDir(run->id));
+    return;
+  }
   SendState(std::move(m));
   run->exit_seq = next_seq_ - 1;
 }
@@ -681,6 +718,10 @@ void Supervisor::RunTimers() {
   RunRunnerTimers(now);
   for (auto& [id, run] : trials_) {
     if (run->exited) continue;
+    if (run->fetching && (run->discard || run->shutdown || now >= run->term_at)) {
+      EndWithoutProcess(run.get(), !run->discard);  // stopped before it started
+      continue;
+    }
     if (now >= run->term_at) {
       run->Signal(SIGTERM);
       run->term_at = absl::InfiniteFuture();
@@ -755,7 +796,7 @@ void Supervisor::BeginShutdown(bool deliver) {
 bool Supervisor::ShutdownComplete() const {
   if (!shutting_down_) return false;
   bool all_exited = true;
-  for (const auto& [id, run] : trials_) all_exited = all_exited && run->exited;
+  for (const auto& [id, run] : trials_) all_exited = all_exited && run->exited && !run->uploading;
   all_exited = all_exited && runners_.empty();
   if (all_exited && (outbox_.empty() || !deliver_on_shutdown_)) return true;
   return clock_->Now() >= shutdown_deadline_;

@@ -27,6 +27,7 @@
 #include "common/clock.h"
 #include "rung/v1/worker_service.pb.h"
 #include "worker/agent.h"
+#include "worker/checkpoint_mover.h"
 #include "worker/launcher.h"
 #include "worker/report_parse.h"
 
@@ -52,6 +53,12 @@ class Supervisor {
   ~Supervisor();
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;
+
+  // Checkpoints that travel through rungd (Assignment.upload_checkpoint) move through
+  // `transfers` (which must outlive the supervisor); without it they stay on this worker.
+  void set_transfers(CheckpointTransfers* transfers) { transfers_ = transfers; }
+  // A download or upload that `transfers` was given is done.
+  void OnTransferDone(const TransferDone& d);
 
   // ---- the stream ----
   // A new stream is open: queues Register (not registered until rungd answers).
@@ -106,6 +113,17 @@ class Supervisor {
   void OnAck(int64_t seq);
   void OnStop(const v1::StopTrial& s);
   void Launch(const v1::Assignment& a);
+  // Starts the attempt's processes (or hands it to a runner).
+  void StartProcesses(TrialRun* r);
+  // The trial's checkpoint folder on this worker (RUNG_CHECKPOINT_DIR without a shared root).
+  std::string CheckpointDir(const std::string& trial_id) const;
+  // The attempt needs its checkpoint from rungd first: true when a download has begun
+  // (StartProcesses follows it); false when it can start now (the folder was emptied when
+  // there is none yet).
+  bool FetchCheckpoint(TrialRun* r);
+  // The attempt ends before any process started (stopped, replaced or shut down while its
+  // checkpoint was fetched); `tell`: rungd hears of it.
+  void EndWithoutProcess(TrialRun* r, bool tell);
   // Starts a process per local rank of `r` (all of them, or none: then LaunchFailed).
   void SpawnRanks(const v1::Assignment& a, TrialRun* r, const std::string& attempt_dir);
   SpawnOptions TrialSpawnOptions(const v1::Assignment& a, const RankProc& proc,
@@ -155,6 +173,7 @@ class Supervisor {
   const std::string session_id_;
   Clock* const clock_;
   ProcessLauncher* const launcher_;
+  CheckpointTransfers* transfers_ = nullptr;
   std::map<std::string, std::string> base_env_;
   std::vector<v1::Slot> slots_;
   std::set<int> free_;

@@ -71,10 +71,13 @@ struct Supervisor::TrialRun {
   absl::Time term_at = absl::InfiniteFuture();
   absl::Time kill_at = absl::InfiniteFuture();
   bool exited = false;
-  int64_t exit_seq = 0;   // seq of our TrialExited message; erase once acknowledged
-  bool discard = false;   // the controller no longer wants this attempt
-  bool shutdown = false;  // killed because the worker is stopping
-  bool orphaned = false;  // stopped because rungd was unreachable past --orphan-timeout
+  int64_t exit_seq = 0;    // seq of our TrialExited message; erase once acknowledged
+  bool discard = false;    // the controller no longer wants this attempt
+  bool shutdown = false;   // killed because the worker is stopping
+  bool orphaned = false;   // stopped because rungd was unreachable past --orphan-timeout
+  bool fetching = false;   // its checkpoint is being downloaded; no process yet
+  bool uploading = false;  // exited; its checkpoint is being uploaded, then pending_exit goes
+  v1::WorkerMessage pending_exit;
 
   // Sends `sig` to every process (group) still running: a runner's trial goes with its runner.
   void Signal(int sig) {

@@ -42,12 +42,16 @@ using Row = std::vector<std::pair<std::string, std::string>>;  // column -> cell
 // A trial as export's cells: its id, state, attempt, worker, result, then each of `params`
 // and `metrics` (in name order).
 Row ExportRow(const Trial& t, const std::set<std::string>& params,
-              const std::set<std::string>& metrics) {
+              const std::set<std::string>& metrics, bool hopper) {
   Row cells = {{"trial", t.id},
                {"state", t.state},
                {"attempt", absl::StrCat(t.attempt)},
                {"worker", RunBy(t)},
                {"result", t.result.has_value() ? Exact(*t.result) : ""}};
+  if (hopper) {  // execution: hopper: the visiting order, epoch by epoch
+    cells.push_back({"epoch", absl::StrCat(t.epoch)});
+    cells.push_back({"partitions", VisitingOrder(t)});
+  }
   for (const auto& p : params) {
     auto it = t.params.find(p);
     cells.push_back({"param." + p, it == t.params.end() ? "" : ExportParam(it->second)});
@@ -67,7 +71,7 @@ std::string ExportJson(const std::vector<Row>& rows) {
     for (const auto& [k, v] : row) {
       if (v.empty()) continue;
       double d;
-      const bool number = k != "trial" && k != "state" && k != "worker" &&
+      const bool number = k != "trial" && k != "state" && k != "worker" && k != "partitions" &&
                           absl::SimpleAtod(v, &d) && std::isfinite(d);
       fields.push_back(absl::StrCat(JsonQuote(k), ":", number ? JsonNumber(d) : JsonQuote(v)));
     }
@@ -187,6 +191,9 @@ absl::StatusOr<int> Trials(const Context& c, const std::string& id, const std::s
         "%-10s %-10s %-7d %-12s %-8s %-16s %s\n", t.id.c_str(), t.state.c_str(), t.attempt,
         FormatResult(e, t).c_str(), t.resource_reached > 0 ? Num(t.resource_reached).c_str() : "-",
         run_by.empty() ? "-" : run_by.substr(0, 16).c_str(), FormatParams(t.params).c_str());
+    if (!t.hops.empty()) {
+      std::printf("%10s epoch %d done, partitions %s\n", "", t.epoch, VisitingOrder(t).c_str());
+    }
     if (t.state == "failed") std::printf("%10s %s\n", "", OneLine(t.message).c_str());
     if (t.state == "stopped") std::printf("%10s stopped: %s\n", "", t.stop_reason.c_str());
     if (!t.infeasible.empty())
@@ -205,13 +212,16 @@ absl::StatusOr<int> Export(const Context& c, const std::string& id, const std::s
     for (const auto& [k, v] : t.params) params.insert(k);
     for (const auto& [k, v] : t.metrics) metrics.insert(k);
   }
+  bool hopper = false;
+  for (const Trial& t : trials) hopper = hopper || !t.hops.empty();
   std::vector<Row> rows;
-  for (const Trial& t : trials) rows.push_back(ExportRow(t, params, metrics));
+  for (const Trial& t : trials) rows.push_back(ExportRow(t, params, metrics, hopper));
   if (format == "json") {
     PrintJson(ExportJson(rows));
     return kExitOk;
   }
   std::vector<std::string> header = {"trial", "state", "attempt", "worker", "result"};
+  if (hopper) header.insert(header.end(), {"epoch", "partitions"});
   for (const auto& p : params) header.push_back(CsvField("param." + p));
   for (const auto& m : metrics) header.push_back(CsvField("metric." + m));
   std::cout << absl::StrJoin(header, ",") << "\n";
@@ -322,6 +332,13 @@ absl::StatusOr<int> Backup(const Context& c, const std::string& dir) {
     std::cout << "backup in " << b.dir << " (" << b.files << " files, " << b.bytes
               << " bytes); to restore, stop rungd and start it with --data-dir " << b.dir << "\n";
   }
+  return kExitOk;
+}
+
+absl::StatusOr<int> Checkpoint(const Context& c, const std::string& trial_id,
+                               const std::string& dir) {
+  ASSIGN_OR_RETURN(const int64_t bytes, c.client->DownloadCheckpoint(trial_id, dir));
+  std::cout << "checkpoint of " << trial_id << " (" << bytes << " bytes) in " << dir << "\n";
   return kExitOk;
 }
 

@@ -33,6 +33,8 @@ absl::StatusOr<int> Best(const Context& c, const std::string& id, int count);
 // verb: cancel, pause or resume.
 absl::StatusOr<int> Control(const Context& c, const std::string& verb, const std::string& id);
 absl::StatusOr<int> Logs(const Context& c, const std::string& trial_id);
+absl::StatusOr<int> Checkpoint(const Context& c, const std::string& trial_id,
+                               const std::string& dir);
 absl::StatusOr<int> Ablation(const Context& c, const std::string& id);
 // 0 when the replay is identical, 1 when it differs.
 absl::StatusOr<int> Replay(const Context& c, const std::string& id);

@@ -32,6 +32,18 @@ std::string RunBy(const Trial& t) {
   return t.workers.size() > 1 ? absl::StrJoin(t.workers, "+") : t.worker_id;
 }
 
+std::string VisitingOrder(const Trial& t, bool workers) {
+  std::string out;
+  int epoch = 0;
+  for (const Hop& h : t.hops) {
+    if (!h.done) continue;
+    if (epoch != 0) absl::StrAppend(&out, h.epoch != epoch ? " | " : (workers ? " " : ","));
+    epoch = h.epoch;
+    absl::StrAppend(&out, h.partition, workers ? absl::StrCat("@", h.worker_id) : "");
+  }
+  return out;
+}
+
 std::string Objectives(const Experiment& e) {
   std::vector<std::string> parts;
   for (const Objective& o : e.objectives) parts.push_back(absl::StrCat(o.goal, " ", o.metric));
@@ -80,6 +92,16 @@ void PrintTrial(const Trial& t) {
             << "run by      " << (run_by.empty() ? "-" : run_by) << "\n"
             << "started     " << Time(t.started_unix_ms) << "\n"
             << "ended       " << Time(t.ended_unix_ms) << "\n";
+  if (!t.hops.empty()) {
+    const Hop& now = t.hops.back();
+    std::cout << "epochs      " << t.epoch << " done"
+              << (now.ended_unix_ms == 0
+                      ? absl::StrCat("; training epoch ", now.epoch, " on partition ",
+                                     now.partition, " (", now.worker_id, ")")
+                      : "")
+              << "\n"
+              << "visited     " << VisitingOrder(t, /*workers=*/true) << "\n";
+  }
   if (!t.stop_reason.empty()) std::cout << "stopped     " << t.stop_reason << "\n";
   if (!t.message.empty())
     std::cout << (t.state == "failed" ? "reason      " : "last failure ") << t.message << "\n";

@@ -24,6 +24,9 @@ std::string OneLine(const std::string& s);
 // The worker that runs the trial, or the ask-and-tell client that holds it ("client:NAME");
 // "" when neither.
 std::string RunBy(const Trial& t);
+// execution: hopper: the partitions the trial trained on, epoch by epoch ("0,1,3,2 | 2,0"),
+// and with `workers` where ("0@w1 1@w1 | ..."); "" for a trial without units.
+std::string VisitingOrder(const Trial& t, bool workers = false);
 // "minimize loss", or "minimize loss, maximize accuracy".
 std::string Objectives(const Experiment& e);
 // "e1 running   3/10 done: 2 completed, 2 running, 1 failed, 0 stopped; best 0.31 (e1-2)"

@@ -28,7 +28,7 @@ struct Args {
 // The subcommands, to see which one was given.
 struct Commands {
   CLI::App *submit, *ls, *show, *trials, *export_cmd, *completion, *watch, *best, *ablation, *logs,
-      *replay, *backup;
+      *checkpoint, *replay, *backup;
   std::vector<std::pair<std::string, CLI::App*>> controls;  // cancel, pause, resume
 };
 
@@ -86,6 +86,12 @@ Commands AddCommands(CLI::App& app, Args& a) {
                                   "an ablation study's results: each variant against the base, "
                                   "ranked by how much its removal hurts");
   c.ablation->add_option("ID", a.id)->required();
+  c.checkpoint = app.add_subcommand(
+      "checkpoint",
+      "download the checkpoint rungd keeps for a trial (the best trials' when they end; see "
+      "trial.keep_checkpoints) into DIR, a new folder");
+  c.checkpoint->add_option("TRIAL_ID", a.id)->required();
+  c.checkpoint->add_option("DIR", a.file)->required();
   c.logs = app.add_subcommand("logs", "print a trial's stdout and stderr");
   c.logs->add_option("TRIAL_ID", a.id)->required();
   auto* admin = app.add_subcommand("admin", "operations for whoever runs rungd");
@@ -114,6 +120,8 @@ void AddExamples(CLI::App& app, const Commands& c) {
       {c.watch, "rung watch e1 && echo completed"},
       {c.best, "rung best e1\n  rung best e1 -n 5"},
       {c.logs, "rung logs e1-3"},
+      {c.checkpoint,
+       "rung checkpoint $(rung -o json best e1 | jq -r '.trials[0].id') ./best-model"},
       {c.ablation, "rung ablation e2\n  rung -o json ablation e2 | jq '.variants[1]'"},
       {c.replay, "rung admin replay e1"},
       {c.backup, "rung admin backup /var/backups/rung-$(date +%F)"},
@@ -173,6 +181,7 @@ absl::StatusOr<int> Run(const Commands& cmd, const Args& a, const Context& c) {
   if (*cmd.watch) return Watch(c, a.id);
   if (*cmd.best) return Best(c, a.id, a.count);
   if (*cmd.logs) return Logs(c, a.id);
+  if (*cmd.checkpoint) return Checkpoint(c, a.id, a.file);
   if (*cmd.ablation) return Ablation(c, a.id);
   if (*cmd.replay) return Replay(c, a.id);
   if (*cmd.backup) return Backup(c, a.file);

@@ -15,10 +15,12 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/cpp/convert.h"
+#include "common/checkpoint_archive.h"
 #include "common/connect.h"
 #include "common/spec.h"
 #include "rung/v1/admin_service.grpc.pb.h"
 #include "rung/v1/experiment_service.grpc.pb.h"
+#include "rung/v1/worker_service.grpc.pb.h"
 
 namespace rung {
 
@@ -304,6 +306,49 @@ absl::StatusOr<TrialLogs> Client::GetTrialLogs(const std::string& trial_id) {
     return s;
   }
   return FromProto(resp);
+}
+
+absl::StatusOr<int64_t> Client::DownloadCheckpoint(const std::string& trial_id,
+                                                   const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists(dir, ec) && !fs::is_empty(dir, ec)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir, " is not empty; give a new folder for the checkpoint"));
+  }
+  const std::string archive = absl::StrCat(dir, ".rung-download");
+  auto stub = v1::CheckpointService::NewStub(impl_->channel);
+  v1::DownloadCheckpointRequest req;
+  req.set_trial_id(trial_id);
+  grpc::ClientContext ctx;
+  AddToken(&ctx, impl_->connect);
+  v1::CheckpointChunk chunk;
+  int64_t bytes = 0;
+  uint32_t crc = 0;
+  {
+    std::ofstream out(archive, std::ios::binary | std::ios::trunc);
+    if (!out) return absl::InvalidArgumentError(absl::StrCat("cannot write ", archive));
+    auto reader = stub->DownloadCheckpoint(&ctx, req);
+    while (reader->Read(&chunk)) {
+      out.write(chunk.data().data(), static_cast<std::streamsize>(chunk.data().size()));
+      crc = Crc32c(crc, chunk.data().data(), chunk.data().size());
+      bytes += static_cast<int64_t>(chunk.data().size());
+    }
+    absl::Status s = FromGrpc(reader->Finish(), impl_->options.address);
+    if (!s.ok()) {
+      fs::remove(archive, ec);
+      return s;
+    }
+  }
+  if (bytes != chunk.total_bytes() || crc != chunk.crc32c()) {
+    fs::remove(archive, ec);
+    return absl::DataLossError(absl::StrCat("the checkpoint of ", trial_id,
+                                            " arrived damaged (size or CRC-32C); try again"));
+  }
+  absl::Status s = UnpackArchive(archive, dir);
+  fs::remove(archive, ec);
+  if (!s.ok()) return s;
+  return bytes;
 }
 
 absl::StatusOr<std::vector<Trial>> Client::BestTrials(const std::string& experiment_id, int count) {

@@ -171,6 +171,11 @@ Trial FromProto(const v1::Trial& t) {
   x.client_id = t.client_id();
   x.worker_id = t.worker_id();
   for (const v1::Placement& p : t.placements()) x.workers.push_back(p.worker_id());
+  x.epoch = t.epoch();
+  for (const v1::Hop& h : t.hops()) {
+    x.hops.push_back({h.epoch(), h.partition(), h.worker_id(), h.attempt(), h.done(), h.validated(),
+                      h.started_unix_ms(), h.ended_unix_ms()});
+  }
   x.message = t.message();
   x.stop_reason = t.stop_reason();
   x.infeasible = t.infeasible();

@@ -135,6 +135,14 @@ class ControllerCollectable : public prometheus::Collectable {
     family("rung_store_size_bytes", "Size on disk of rungd's data folder.",
            prometheus::MetricType::Gauge)
         ->metric.push_back(Value(static_cast<double>(s.store_bytes), {}, false));
+    family(
+        "rung_checkpoint_bytes_stored",
+        "Bytes of checkpoint archives in rungd's data folder (trials' model state that travels).",
+        prometheus::MetricType::Gauge)
+        ->metric.push_back(Value(static_cast<double>(s.checkpoint_bytes), {}, false));
+    family("rung_checkpoints_stored", "Checkpoint archives in rungd's data folder.",
+           prometheus::MetricType::Gauge)
+        ->metric.push_back(Value(static_cast<double>(s.checkpoints), {}, false));
     family("rung_build_info", "rungd's version, as a label; the value is always 1.",
            prometheus::MetricType::Gauge)
         ->metric.push_back(Value(1, {{"version", RUNG_VERSION}}, false));
@@ -180,6 +188,17 @@ absl::StatusOr<std::unique_ptr<ServerMetrics>> ServerMetrics::Start(
            .Name("rung_rpc_duration_seconds")
            .Help("Time from an RPC's arrival to its status, by method (streams: their whole life).")
            .Register(*m->registry_);
+  m->checkpoint_bytes_ =
+      &prometheus::BuildCounter()
+           .Name("rung_checkpoint_bytes_moved_total")
+           .Help("Checkpoint archive bytes workers uploaded to rungd or downloaded from it.")
+           .Register(*m->registry_);
+  m->checkpoint_seconds_ =
+      &prometheus::BuildHistogram()
+           .Name("rung_checkpoint_transfer_seconds")
+           .Help("Time of each checkpoint upload (to durable) or download, by direction.")
+           .Register(*m->registry_);
+  for (const char* d : {"upload", "download"}) m->ObserveCheckpoint(d, 0, -1);
   m->state_ = std::make_shared<ControllerCollectable>(controller);
   try {
     m->exposer_ = std::make_unique<prometheus::Exposer>(listen, 2);
@@ -259,6 +278,14 @@ void ServerMetrics::ObserveRpc(const std::string& method, double seconds) {
   static const prometheus::Histogram::BucketBoundaries kBuckets = {
       0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
   rpc_seconds_->Add({{"method", method}}, kBuckets).Observe(seconds);
+}
+
+void ServerMetrics::ObserveCheckpoint(const std::string& direction, int64_t bytes, double seconds) {
+  static const prometheus::Histogram::BucketBoundaries kBuckets = {
+      0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300};
+  checkpoint_bytes_->Add({{"direction", direction}}).Increment(static_cast<double>(bytes));
+  auto& h = checkpoint_seconds_->Add({{"direction", direction}}, kBuckets);
+  if (seconds >= 0) h.Observe(seconds);  // seconds < 0: only create the series
 }
 
 void ServerMetrics::CountRpc(absl::string_view method, grpc::StatusCode code) {

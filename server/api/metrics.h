@@ -40,6 +40,9 @@ class ServerMetrics {
   // it to grpc::ServerBuilder::experimental().SetInterceptorCreators.
   std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> RpcTimer();
   void ObserveRpc(const std::string& method, double seconds);
+  // One checkpoint transfer (CheckpointService): `direction` "upload" or "download", the
+  // bytes it moved and how long it took. Thread-safe.
+  void ObserveCheckpoint(const std::string& direction, int64_t bytes, double seconds);
   int port() const { return port_; }
   // After it returns, scrapes no longer read the controller (which may then go away).
   void DetachController();
@@ -50,6 +53,8 @@ class ServerMetrics {
   std::shared_ptr<prometheus::Collectable> state_;
   prometheus::Family<prometheus::Counter>* rpcs_ = nullptr;
   prometheus::Family<prometheus::Histogram>* rpc_seconds_ = nullptr;
+  prometheus::Family<prometheus::Counter>* checkpoint_bytes_ = nullptr;
+  prometheus::Family<prometheus::Histogram>* checkpoint_seconds_ = nullptr;
   std::unique_ptr<prometheus::Exposer> exposer_;
   int port_ = 0;
 };

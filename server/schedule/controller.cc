@@ -510,10 +510,15 @@ void Controller::DispatchLocked(Change* c) {
   // use yet, until it has waited reserve_after: then it holds the workers it needs.
   const std::map<std::string, std::string> held = ReservationsLocked(c->now);
   for (ExperimentRun* run : fifo_) {
+    if (run->hopper()) run->HopperSync(c);          // its schedule sees every unit that ended
     if (!run->open() || run->external()) continue;  // clients ask for an external one's trials
     std::set<std::string> skip;
     for (const auto& [worker, exp] : held) {
       if (exp != run->id()) skip.insert(worker);
+    }
+    if (run->hopper()) {
+      PlaceHopperLocked(run, skip, c);
+      continue;
     }
     while (PlaceTrialLocked(run, skip, c)) {
     }
@@ -523,8 +528,10 @@ void Controller::DispatchLocked(Change* c) {
   recheck_unschedulable_ = false;
   for (ExperimentRun* run : fifo_) {
     if (run->external()) continue;
-    run->SetUnschedulable(run->wants_slots() ? registry_.Unschedulable(run->spec().trial()) : "",
-                          c);
+    std::string why;
+    if (run->wants_slots() || run->hopper()) why = registry_.Unschedulable(run->spec().trial());
+    if (why.empty() && run->hopper() && run->open()) why = HopperUnschedulableLocked(*run);
+    run->SetUnschedulable(why, c);
   }
 }
 
@@ -550,6 +557,7 @@ void Controller::ProposalDone(const std::string& experiment_id, int64_t ticket,
     (void)CommitLocked(c.get());
   }
   Flush(/*sync=*/false);
+  CollectCheckpoints();
 }
 
 void Controller::ExpireProposalsLocked(Change* c, std::vector<ExperimentRun*>* served) {
@@ -620,11 +628,16 @@ void Controller::Tick() {
     (void)CommitLocked(c.get());
   }
   Flush(/*sync=*/false);
+  CollectCheckpoints();
 }
 
 ControllerStats Controller::Stats() {
   ControllerStats s;
   s.store_bytes = store_->SizeOnDisk();  // outside the lock: it walks the data folder
+  if (options_.checkpoints != nullptr) {
+    s.checkpoint_bytes = options_.checkpoints->bytes_stored();
+    s.checkpoints = options_.checkpoints->archives();
+  }
   absl::MutexLock l(&mu_);
   for (ExperimentRun* run : fifo_) {
     ++s.experiments[run->experiment().state()];

@@ -33,6 +33,7 @@
 #include "server/schedule/outbox.h"
 #include "server/schedule/worker_registry.h"
 #include "server/search/searcher.h"
+#include "server/store/checkpoint_files.h"
 #include "server/store/store.h"
 
 namespace rung {
@@ -49,6 +50,9 @@ struct ControllerOptions {
   // A distributed trial that has waited this long for its ranks' slots holds on to the
   // workers it needs: smaller trials no longer start there until it has started.
   absl::Duration reserve_after = absl::Seconds(60);
+  // Where checkpoints that travel (trial.checkpoint_root empty, promote or hopper mode) are
+  // stored; null: they do not travel (tests of other parts).
+  CheckpointFiles* checkpoints = nullptr;
   // Runs the searchers' model jobs, off the RPC threads and the controller's lock. It must
   // not run a job inline, nor after the controller is gone. Null: a pool of threads that the
   // controller owns.
@@ -72,6 +76,8 @@ struct ControllerStats {
   int64_t trials_stopped_early = 0;     // trials a stopping rule ended
   int64_t store_recoveries = 0;         // times writes failed and later worked again
   uint64_t store_bytes = 0;             // the data folder's size on disk
+  int64_t checkpoint_bytes = 0;         // checkpoint archives stored (CheckpointFiles)
+  int64_t checkpoints = 0;
   // Model suggestion latency by algorithm: counts per upper bound of SuggestionBuckets()
   // (not cumulative; the last is +Inf), and their sum in seconds.
   struct Histogram {
@@ -152,6 +158,20 @@ class Controller {
   absl::Status HandleWorkerMessage(int64_t session, const v1::WorkerMessage& msg);
   // After it returns, the session's sink is never called again.
   void WorkerDisconnected(int64_t session);
+
+  // ---- Checkpoints (CheckpointService) ----
+  // The experiment of the trial whose `attempt` uploads its checkpoint from `worker_id`:
+  // FAILED_PRECONDITION unless that attempt is current and runs there (a stale attempt's
+  // model state must not become the trial's).
+  absl::StatusOr<std::string> CheckpointUploadTarget(const std::string& trial_id, int attempt,
+                                                     const std::string& worker_id);
+  // The trial's stored checkpoint (`attempt` 0: the one its next attempt starts from) and the
+  // trial's experiment; NOT_FOUND naming the trial when rungd keeps none.
+  absl::StatusOr<std::pair<std::string, v1::CheckpointRef>> CheckpointOf(
+      const std::string& trial_id, int attempt);
+  // Removes the archives no trial can start from any more, keeping those of the
+  // trial.keep_checkpoints best completed trials. Tick() calls it every few seconds.
+  void CollectCheckpoints();
 
   // Expires leases of silent workers and clients, falls back to random parameters for model
   // proposals past their deadline, and retries a failed store. rungd calls it periodically;
@@ -254,6 +274,14 @@ class Controller {
   bool PlaceTrialLocked(ExperimentRun* run, const std::set<std::string>& skip, Change* c)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Workers held for distributed trials that waited past reserve_after: worker -> experiment.
+  // Hopper mode: fills the experiment's rotation (up to budget.max_concurrent trials), then
+  // gives free partitions (those a connected worker outside `skip` holds and has a free slot
+  // for) units of the trials that still need them.
+  void PlaceHopperLocked(ExperimentRun* run, const std::set<std::string>& skip, Change* c)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Why a hopper experiment cannot train every partition now ("" when it can).
+  std::string HopperUnschedulableLocked(const ExperimentRun& run)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::map<std::string, std::string> ReservationsLocked(absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The first of world_size + 1 ports (MASTER_PORT, then one per rank) in `master`'s range
@@ -323,6 +351,7 @@ class Controller {
   // writable again and reloads everything from it. Also set (for good) by Shutdown().
   absl::Status store_error_ ABSL_GUARDED_BY(mu_);
   absl::Time next_recovery_ ABSL_GUARDED_BY(mu_);
+  absl::Time next_collect_ ABSL_GUARDED_BY(mu_);  // CollectCheckpoints' next turn
   bool recovering_ ABSL_GUARDED_BY(mu_) = false;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   std::string last_recovery_error_ ABSL_GUARDED_BY(mu_);

@@ -92,7 +92,19 @@ bool ExperimentTerminal(v1::ExperimentState s) {
 }
 
 ExperimentRun::ExperimentRun(v1::Experiment exp, std::unique_ptr<search::Searcher> searcher)
-    : exp_(std::move(exp)), searcher_(std::move(searcher)) {}
+    : exp_(std::move(exp)), searcher_(std::move(searcher)) {
+  if (spec().execution() == "hopper") {
+    // Its own generator, from the experiment's seed: a run replays.
+    hopper_ = std::make_unique<search::HopperSchedule>(
+        spec().hopper().partitions(), spec().hopper().epochs(),
+        spec().algorithm().seed() ^ 0x686f70706572ull);
+    if (!exp_.hopper_schedule().empty() && !hopper_->Restore(exp_.hopper_schedule())) {
+      Log(LogLevel::kError, absl::StrCat(id(),
+                                         ": its stored hopper schedule does not fit its "
+                                         "spec; the rotation starts again"));
+    }
+  }
+}
 
 absl::StatusOr<std::unique_ptr<ExperimentRun>> ExperimentRun::Load(
     Store* store, v1::Experiment exp, std::unique_ptr<search::Searcher> searcher) {
@@ -520,12 +532,25 @@ v1::Assignment ExperimentRun::MakeAssignment(const Trial& t, const v1::Placement
     env["RUNG_CHECKPOINT_DIR"] =
         absl::StrCat(tt.checkpoint_root(), "/", t.experiment_id(), "/", t.id());
   }
+  if (hopper() && t.hops_size() > 0) {
+    // The unit: which partition to train on, in which epoch; the epoch's last unit validates.
+    const v1::Hop& hop = t.hops(t.hops_size() - 1);
+    env["RUNG_PARTITION"] = absl::StrCat(hop.partition());
+    env["RUNG_PARTITIONS"] = absl::StrCat(spec().hopper().partitions());
+    env["RUNG_EPOCH"] = absl::StrCat(hop.epoch());
+    env["RUNG_EPOCHS"] = absl::StrCat(spec().hopper().epochs());
+    env["RUNG_VALIDATE"] = hop.validated() ? "1" : "0";
+  }
   if (t.budget() > 0) {
     env["RUNG_BUDGET"] = FormatDouble(t.budget());
     env["RUNG_RESOURCE"] = spec().resource().metric();
   }
   a.set_lease_deadline_unix_ms(absl::ToUnixMillis(lease_deadline));
   a.set_reuse_process(tt.reuse_process());
+  if (CheckpointsTravel(spec())) {
+    a.set_upload_checkpoint(true);
+    if (t.checkpoint().attempt() > 0) *a.mutable_checkpoint() = t.checkpoint();
+  }
   return a;
 }
 
@@ -637,7 +662,27 @@ void ExperimentRun::Exited(Trial* t, const v1::TrialExited& m, const std::string
   // A distributed trial says which rank ended it.
   const std::string who =
       t->placements_size() > 0 ? absl::StrCat("rank ", m.rank(), " (worker ", worker_id, ") ") : "";
-  if (m.worker_shutdown()) {
+  const bool stored = m.checkpoint().attempt() == t->attempt();
+  if (stored && !hopper()) {
+    // The worker stored the folder this attempt left (in rungd, before telling us): the next
+    // attempt starts from it. (A hopper unit's only once the schedule has taken the unit.)
+    *t->mutable_checkpoint() = m.checkpoint();
+  }
+  const bool clean_exit =
+      !m.worker_shutdown() && !m.launch_failed() && m.signal() == 0 && m.exit_code() == 0;
+  if (!m.checkpoint_error().empty()) {
+    // Its own fault (too large, cannot be packed) counts; rungd's (its disk) does not.
+    RetryOrFail(t,
+                absl::StrCat("its checkpoint could not be stored in rungd: ", m.checkpoint_error()),
+                m.checkpoint_trials_fault(), c);
+  } else if (clean_exit && CheckpointsTravel(spec()) && !stored) {
+    // The next attempt would start from an older checkpoint, or from nothing.
+    RetryOrFail(t,
+                absl::StrCat("worker ", worker_id, " ended attempt ", t->attempt(),
+                             " without storing its checkpoint in rungd (a rung-worker older than "
+                             "rungd?); it runs again"),
+                true, c);
+  } else if (m.worker_shutdown()) {
     RetryOrFail(t,
                 absl::StrCat("worker ", worker_id,
                              m.message().empty() ? " shut down" : " stopped it: ", m.message()),
@@ -648,6 +693,8 @@ void ExperimentRun::Exited(Trial* t, const v1::TrialExited& m, const std::string
     RetryOrFail(t, absl::StrCat(who, "killed by ", SignalName(m.signal()), tail), true, c);
   } else if (m.exit_code() != 0) {
     RetryOrFail(t, absl::StrCat(who, "exited with code ", m.exit_code(), tail), true, c);
+  } else if (hopper()) {
+    HopperUnitDone(t, m, c);
   } else if (!metric.empty()) {
     RetryOrFail(t,
                 absl::StrCat("exited 0 without reporting the objective metric '", metric,

@@ -24,6 +24,7 @@
 #include "rung/v1/types.pb.h"
 #include "rung/v1/worker_service.pb.h"
 #include "server/schedule/change.h"
+#include "server/search/hopper.h"
 #include "server/search/searcher.h"
 #include "server/store/store.h"
 
@@ -32,6 +33,9 @@ namespace rung {
 bool TrialTerminal(v1::TrialState s);
 bool TrialActive(v1::TrialState s);  // assigned or running: it holds a slot or a client
 bool ExperimentTerminal(v1::ExperimentState s);
+// Its trials' checkpoint folders travel through rungd: no shared trial.checkpoint_root, and
+// trials resume (promote mode, or hopper mode's units).
+bool CheckpointsTravel(const v1::ExperimentSpec& spec);
 
 // Where an active trial's current attempt still holds slots: one entry per worker (node 0
 // first) whose share has not exited.
@@ -132,11 +136,32 @@ class ExperimentRun {
                  const std::set<std::pair<std::string, int>>& reported, Change* c,
                  std::set<std::pair<std::string, int>>* wanted, std::set<int>* busy);
 
+  // ---- Hopper mode (execution: hopper; experiment_hopper.cc) ----
+  // Its trials are the configurations of a HopperSchedule: each unit (a sub-epoch on one
+  // partition) is an attempt of the trial; between units the trial is PENDING.
+  bool hopper() const { return hopper_ != nullptr; }
+  // A trial the searcher handed out joins the rotation (again: nothing happens).
+  void HopperAdd(int index, Change* c);
+  // Units for `free` partitions (each: a trial index as `config`, a partition, an epoch),
+  // from the schedule, which is written in `c`.
+  std::vector<search::HopperSchedule::Unit> HopperNext(const std::set<int>& free, Change* c);
+  // The schedule follows the trials: a unit whose trial no longer runs it failed (it runs
+  // again), a trial that ended leaves the rotation. The Controller calls it on each dispatch.
+  void HopperSync(Change* c);
+  // A unit HopperNext gave that found no slot after all: the schedule takes it back.
+  void HopperUnplaced(const search::HopperSchedule::Unit& u, Change* c);
+  // The unit's trial goes to `where` (its ledger gets the hop).
+  void AssignUnit(const search::HopperSchedule::Unit& u, const v1::Placement& where,
+                  absl::Time lease_deadline, Change* c);
+
   // Why no connected worker can run its trials (empty when one can); written when it changes.
   void SetUnschedulable(const std::string& why, Change* c);
 
  private:
   std::vector<search::Action> Search(const search::Event& event, Change* c);
+  // Hopper mode: a unit's attempt ended (`m`; exit 0, not stopped).
+  void HopperUnitDone(v1::Trial* t, const v1::TrialExited& m, Change* c);
+  void PutHopper(Change* c);
   void ApplyActions(const std::vector<search::Action>& actions, Change* c);
   void CreateTrial(const search::Create& create, Change* c);
   void StopTrial(const search::Stop& stop, Change* c);
@@ -164,6 +189,7 @@ class ExperimentRun {
   // A model job in flight for the next new trial (0: none), and when it must be done.
   int64_t proposal_ticket_ = 0;
   absl::Time proposal_started_, proposal_deadline_;
+  std::unique_ptr<search::HopperSchedule> hopper_;  // execution: hopper
 };
 
 }  // namespace rung

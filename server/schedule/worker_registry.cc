@@ -97,6 +97,7 @@ absl::StatusOr<WorkerRegistry::Worker*> WorkerRegistry::Connect(const v1::Regist
   info.set_addr(reg.addr().empty() ? reg.host() : reg.addr());
   info.set_ports_first(reg.ports_first());
   info.set_ports_last(reg.ports_last());
+  *info.mutable_partitions() = reg.partitions();
   info.set_state(v1::WORKER_CONNECTED);
   info.set_last_heartbeat_unix_ms(c->now_ms());
   c->batch.PutWorker(info);

@@ -74,6 +74,16 @@ int HopperSchedule::epoch(int config) const {
   return it == configs_.end() ? 0 : it->second.epoch;
 }
 
+int HopperSchedule::running(int config) const {
+  auto it = configs_.find(config);
+  return it == configs_.end() ? -1 : it->second.running;
+}
+
+bool HopperSchedule::removed(int config) const {
+  auto it = configs_.find(config);
+  return it != configs_.end() && it->second.removed;
+}
+
 std::vector<int> HopperSchedule::visited(int config) const {
   auto it = configs_.find(config);
   return it == configs_.end() ? std::vector<int>() : it->second.visited;

@@ -57,6 +57,9 @@ class HopperSchedule {
   int epochs() const { return epochs_; }
   // The epoch a configuration is in (epochs() once it has finished all of them).
   int epoch(int config) const;
+  // The partition the configuration trains on now, or -1.
+  int running(int config) const;
+  bool removed(int config) const;
   // Partitions the configuration has trained on in its current epoch, in order.
   std::vector<int> visited(int config) const;
   // Every configuration finished all its epochs or left the rotation, and nothing trains.

@@ -359,9 +359,27 @@ absl::Status ParseAlgorithm(const YAML::Node& a, ExperimentSpec* spec) {
   return absl::OkStatus();
 }
 
+// execution: workers | external | {mode: hopper, partitions: P, epochs: E}
 absl::Status ParseExecution(const YAML::Node& n, ExperimentSpec* spec) {
-  ASSIGN_OR_RETURN(std::string v, GetString(n, "execution"));
-  spec->set_execution(v);
+  if (!n.IsMap()) {
+    ASSIGN_OR_RETURN(std::string v, GetString(n, "execution"));
+    spec->set_execution(v);
+    return absl::OkStatus();
+  }
+  RETURN_IF_ERROR(CheckKeys(n, "execution", {"mode", "partitions", "epochs"}));
+  if (!n["mode"]) {
+    return Invalid("execution.mode", "is required (workers, external or hopper)");
+  }
+  ASSIGN_OR_RETURN(std::string mode, GetString(n["mode"], "execution.mode"));
+  spec->set_execution(mode);
+  if (n["partitions"]) {
+    ASSIGN_OR_RETURN(int32_t v, GetInt32(n["partitions"], "execution.partitions", 1));
+    spec->mutable_hopper()->set_partitions(v);
+  }
+  if (n["epochs"]) {
+    ASSIGN_OR_RETURN(int32_t v, GetInt32(n["epochs"], "execution.epochs", 1));
+    spec->mutable_hopper()->set_epochs(v);
+  }
   return absl::OkStatus();
 }
 
@@ -385,10 +403,14 @@ absl::Status ParseBudget(const YAML::Node& b, ExperimentSpec* spec) {
 }
 
 absl::Status ParseTrial(const YAML::Node& t, ExperimentSpec* spec) {
-  RETURN_IF_ERROR(
-      CheckKeys(t, "trial",
-                {"command", "workdir", "env", "max_restarts", "checkpoint_root", "reuse_process"}));
+  RETURN_IF_ERROR(CheckKeys(t, "trial",
+                            {"command", "workdir", "env", "max_restarts", "checkpoint_root",
+                             "reuse_process", "keep_checkpoints"}));
   v1::TrialTemplate* tt = spec->mutable_trial();
+  if (t["keep_checkpoints"]) {
+    ASSIGN_OR_RETURN(int32_t v, GetInt32(t["keep_checkpoints"], "trial.keep_checkpoints", 0));
+    tt->set_keep_checkpoints(v == 0 ? -1 : v);  // stored: -1 keeps none, 0 is "not given"
+  }
   if (t["reuse_process"]) {
     ASSIGN_OR_RETURN(bool v, GetBool(t["reuse_process"], "trial.reuse_process"));
     tt->set_reuse_process(v);

@@ -520,19 +520,64 @@ absl::Status ValidateLaunchedTrial(ExperimentSpec* spec, absl::string_view base_
   return absl::OkStatus();
 }
 
-// execution: workers (rung-worker launches the trials) or external (clients ask and tell).
+// execution: {mode: hopper}: its partitions and epochs, and the resource they imply: the
+// epoch, which stopping rules (asha, hyperband, median) judge the models at.
+absl::Status ValidateHopper(ExperimentSpec* spec) {
+  if (spec->execution() != "hopper") return absl::OkStatus();
+  const v1::Hopper& h = spec->hopper();
+  if (h.partitions() < 1 || h.partitions() > 10000) {
+    return Invalid("execution.partitions",
+                   "is required for hopper mode: how many partitions the data is split into "
+                   "(1 to 10000)");
+  }
+  if (h.epochs() < 1 || h.epochs() > 100000) {
+    return Invalid("execution.epochs",
+                   "is required for hopper mode: how many passes over every partition (1 to "
+                   "100000)");
+  }
+  v1::Resource* r = spec->mutable_resource();
+  if (r->metric().empty()) r->set_metric("epoch");
+  if (r->min() == 0 && r->max() == 0 && h.epochs() > 1) {
+    r->set_min(1);
+    r->set_max(h.epochs());
+  }
+  return absl::OkStatus();
+}
+
+// execution: workers (rung-worker launches the trials), hopper (the same, one unit at a time)
+// or external (clients ask and tell).
 absl::Status ValidateExecution(ExperimentSpec* spec, absl::string_view base_dir,
                                const std::set<std::string>& conditional) {
   v1::TrialTemplate* t = spec->mutable_trial();
   if (spec->execution().empty()) spec->set_execution("workers");
-  if (spec->execution() != "workers" && spec->execution() != "external") {
+  if (spec->execution() != "workers" && spec->execution() != "external" &&
+      spec->execution() != "hopper") {
     return Invalid("execution", absl::StrCat("unknown execution '", spec->execution(),
-                                             "' (known: workers, external)"));
+                                             "' (known: workers, external, hopper)"));
   }
   if (spec->client_lease_seconds() < 0) {
     return Invalid("client_lease_seconds", "must be at least 1");
   }
-  if (spec->execution() == "workers") return ValidateLaunchedTrial(spec, base_dir, conditional);
+  if (spec->execution() != "hopper" && spec->has_hopper()) {
+    return Invalid("execution", "partitions and epochs apply to mode: hopper");
+  }
+  if (t->keep_checkpoints() > 10000) {
+    return Invalid("trial.keep_checkpoints", "must be at most 10000");
+  }
+  if (t->keep_checkpoints() == 0) t->set_keep_checkpoints(1);
+  if (spec->execution() == "hopper") {
+    if (t->ranks() > 1) {
+      return Invalid("execution", "hopper mode trains each model in one process (trial.ranks: 1)");
+    }
+    if (spec->algorithm().early_stopping().mode() == "promote") {
+      return Invalid("algorithm.mode",
+                     "promote does not combine with hopper mode, where every model trains epoch "
+                     "after epoch in the rotation; use mode: stop (a stopped model leaves it)");
+    }
+  }
+  if (spec->execution() == "hopper" || spec->execution() == "workers") {
+    return ValidateLaunchedTrial(spec, base_dir, conditional);
+  }
   // Clients run the trials (ask and tell): nothing here launches a process.
   if (!t->command().empty() || !t->env().empty() || !t->checkpoint_root().empty() ||
       t->gpus() != 0 || !t->labels().empty() || t->ranks() != 0 || t->ranks_per_node() != 0 ||
@@ -560,6 +605,7 @@ absl::Status ValidateSpec(ExperimentSpec* spec, absl::string_view base_dir) {
     return Invalid("objective.goal", "is required (minimize or maximize)");
   }
   if (spec->kind().empty()) spec->set_kind("search");
+  RETURN_IF_ERROR(ValidateHopper(spec));
   std::set<std::string> conditional;
   if (spec->kind() == "ablation") {
     RETURN_IF_ERROR(ValidateAblation(spec));

@@ -72,6 +72,41 @@ TEST(SpecTest, RanksOfADistributedTrial) {
               HasSubstr("trial.reuse_process: applies to trials of one rank"));
 }
 
+TEST(SpecTest, HopperModeAndKeptCheckpoints) {
+  auto h = ParseSpecYaml(
+      std::string(kQuickstart) + "execution: {mode: hopper, partitions: 4, epochs: 10}\n", "/b");
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ(h->execution(), "hopper");
+  EXPECT_EQ(h->hopper().partitions(), 4);
+  EXPECT_EQ(h->hopper().epochs(), 10);
+  // The epoch is the resource a stopping rule judges models at.
+  EXPECT_EQ(h->resource().metric(), "epoch");
+  EXPECT_EQ(h->resource().min(), 1);
+  EXPECT_EQ(h->resource().max(), 10);
+  EXPECT_EQ(h->trial().keep_checkpoints(), 1);
+  auto plain = ParseSpecYaml(std::string(kQuickstart) + "execution: {mode: workers}\n", "/b");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(plain->execution(), "workers");
+  EXPECT_THAT(Error(std::string(kQuickstart) + "execution: {mode: hopper, epochs: 3}\n"),
+              HasSubstr("execution.partitions: is required for hopper mode"));
+  EXPECT_THAT(Error(std::string(kQuickstart) + "execution: {mode: hopper, partitions: 2}\n"),
+              HasSubstr("execution.epochs: is required for hopper mode"));
+  EXPECT_THAT(Error(std::string(kQuickstart) + "execution: {mode: workers, partitions: 2}\n"),
+              HasSubstr("partitions and epochs apply to mode: hopper"));
+  EXPECT_THAT(Error(std::string(kQuickstart) + "execution: {mode: hopper, parts: 2}\n"),
+              HasSubstr("parts"));
+  EXPECT_THAT(Error(std::string(kQuickstart) +
+                    "execution: {mode: hopper, partitions: 2, epochs: 2}\nresources: {ranks: 2}\n"),
+              HasSubstr("hopper mode trains each model in one process"));
+  EXPECT_THAT(Error(Edit("{name: random, seed: 7}", "{name: asha, mode: promote}") +
+                    "execution: {mode: hopper, partitions: 2, epochs: 9}\n"),
+              HasSubstr("promote does not combine with hopper mode"));
+  auto none =
+      ParseSpecYaml(Edit("max_restarts: 1", "max_restarts: 1\n  keep_checkpoints: 0"), "/b");
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(none->trial().keep_checkpoints(), -1);
+}
+
 TEST(SpecTest, QuickstartParsesAsWritten) {
   auto spec = ParseSpecYaml(kQuickstart, "/home/me/exp");
   ASSERT_TRUE(spec.ok()) << spec.status();

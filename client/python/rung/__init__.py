@@ -135,6 +135,13 @@ class CurrentTrial:
         self.ablation = json.loads(text) if text else None  # what an ablation leaves out
         seed = os.environ.get("RUNG_SEED")
         self.seed = int(seed) if seed else None
+        # execution: hopper: the unit to train (see the README, "Model hopper mode").
+        partition = os.environ.get("RUNG_PARTITION")
+        self.partition = int(partition) if partition else None
+        self.partitions = int(os.environ.get("RUNG_PARTITIONS", "1"))
+        self.epoch = int(os.environ.get("RUNG_EPOCH", "1"))  # 1, 2, ...
+        self.epochs = int(os.environ.get("RUNG_EPOCHS", "1"))
+        self.validate = os.environ.get("RUNG_VALIDATE", "1") == "1"  # the epoch's last unit
 
     def report(self, step=None, final=False, **metrics):
         """As rung.report(): True when rung wants this trial to stop."""

@@ -110,6 +110,17 @@ struct Experiment {
 };
 
 // rung.v1.Trial.
+// execution: hopper: one unit of a trial, a sub-epoch on one data partition.
+struct Hop {
+  int epoch = 0;  // 1, 2, ...
+  int partition = 0;
+  std::string worker_id;
+  int attempt = 0;
+  bool done = false;       // it trained (false: it failed or was stopped, and ran again)
+  bool validated = false;  // the epoch's last unit
+  int64_t started_unix_ms = 0, ended_unix_ms = 0;
+};
+
 struct Trial {
   std::string id;
   std::string experiment_id;
@@ -133,8 +144,11 @@ struct Trial {
   std::string infeasible;                // completed: the constraints it breaks
   std::string stdout_path, stderr_path;  // on worker_id's machine
   int64_t created_unix_ms = 0, started_unix_ms = 0, ended_unix_ms = 0;
-  std::string ablation;     // kind: ablation: what it leaves out, as JSON
-  int64_t seed = 0;         // kind: ablation: its repeat's seed (RUNG_SEED)
+  std::string ablation;  // kind: ablation: what it leaves out, as JSON
+  int64_t seed = 0;      // kind: ablation: its repeat's seed (RUNG_SEED)
+  // execution: hopper: epochs trained, and every unit in order (the visiting order).
+  int epoch = 0;
+  std::vector<Hop> hops;
   std::string proto_bytes;  // rung.v1.Trial
 
   // The parameter as a double (an int converts); nullopt when absent or categorical.
@@ -260,6 +274,10 @@ class Client {
   absl::StatusOr<std::vector<rung::Report>> TrialMetrics(const std::string& trial_id);
   // Where the trial's stdout and stderr are, and why its latest attempt failed.
   absl::StatusOr<TrialLogs> GetTrialLogs(const std::string& trial_id);
+  // The checkpoint rungd stores for the trial (checkpoints that travel; the best trials' are
+  // kept when they end, trial.keep_checkpoints) unpacked into `dir`, which must be missing or
+  // empty. Returns its size in bytes; NOT_FOUND when rungd keeps none.
+  absl::StatusOr<int64_t> DownloadCheckpoint(const std::string& trial_id, const std::string& dir);
   // Completed trials, best first (several objectives: the Pareto set, `count` capping it).
   absl::StatusOr<std::vector<Trial>> BestTrials(const std::string& experiment_id, int count = 1);
   // An ablation study's results; FAILED_PRECONDITION for an experiment that is a search.

@@ -1,0 +1,91 @@
+// The Controller's part in checkpoints that travel: who may upload, what can be downloaded,
+// and which archives are still needed. The bytes are CheckpointFiles' and CheckpointService's.
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "server/schedule/controller.h"
+#include "server/schedule/results.h"
+
+namespace rung {
+
+using v1::Trial;
+
+bool CheckpointsTravel(const v1::ExperimentSpec& spec) {
+  return spec.trial().checkpoint_root().empty() && spec.execution() != "external" &&
+         (spec.execution() == "hopper" || spec.algorithm().early_stopping().mode() == "promote");
+}
+
+absl::StatusOr<std::string> Controller::CheckpointUploadTarget(const std::string& trial_id,
+                                                               int attempt,
+                                                               const std::string& worker_id) {
+  absl::MutexLock l(&mu_);
+  ExperimentRun* run = nullptr;
+  ASSIGN_OR_RETURN(Trial * t, FindTrialLocked(trial_id, &run));
+  if (!CheckpointsTravel(run->spec())) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("experiment ", run->id(), " does not keep its checkpoints in rungd"));
+  }
+  if (!TrialActive(t->state()) || t->attempt() != attempt || t->worker_id() != worker_id) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "trial ", trial_id, " attempt ", attempt, " does not run on worker ", worker_id,
+        " (now: attempt ", t->attempt(), ", ",
+        t->worker_id().empty() ? "no worker" : t->worker_id(), "); its checkpoint is not stored"));
+  }
+  return run->id();
+}
+
+absl::StatusOr<std::pair<std::string, v1::CheckpointRef>> Controller::CheckpointOf(
+    const std::string& trial_id, int attempt) {
+  absl::MutexLock l(&mu_);
+  ExperimentRun* run = nullptr;
+  ASSIGN_OR_RETURN(Trial * t, FindTrialLocked(trial_id, &run));
+  if (t->checkpoint().attempt() == 0 || (attempt != 0 && t->checkpoint().attempt() != attempt)) {
+    return absl::NotFoundError(
+        attempt == 0
+            ? absl::StrCat("rungd keeps no checkpoint of trial ", trial_id)
+            : absl::StrCat("rungd keeps no checkpoint of trial ", trial_id, " attempt ", attempt));
+  }
+  return std::make_pair(run->id(), t->checkpoint());
+}
+
+void Controller::CollectCheckpoints() {
+  if (options_.checkpoints == nullptr) return;
+  std::map<std::string, CheckpointFiles::Keep> keep;
+  // Uploads that begin after the trials are read below are not in `keep`: files written since
+  // (less a second, for coarse timestamps) stay.
+  const auto since = std::filesystem::file_time_type::clock::now() - std::chrono::seconds(1);
+  uint64_t written;
+  {
+    absl::MutexLock l(&mu_);
+    if (!store_error_.ok() || clock_->Now() < next_collect_) return;
+    next_collect_ = clock_->Now() + absl::Seconds(5);
+    for (ExperimentRun* run : fifo_) {
+      if (!CheckpointsTravel(run->spec())) continue;
+      CheckpointFiles::Keep& k = keep[run->id()];
+      for (const Trial& t : run->trials()) {
+        if (t.id().empty()) continue;
+        if (TrialActive(t.state())) k[t.id()].insert(t.attempt());  // its upload may be coming
+        if (!TrialTerminal(t.state()) && t.checkpoint().attempt() > 0)
+          k[t.id()].insert(t.checkpoint().attempt());
+      }
+      const int best = run->spec().trial().keep_checkpoints();
+      if (best > 0) {
+        for (const Trial& t : BestTrials(run->spec(), run->trials(), best)) {
+          if (t.checkpoint().attempt() > 0)
+            keep[run->id()][t.id()].insert(t.checkpoint().attempt());
+        }
+      }
+    }
+    written = store_->LastWrite();
+  }
+  // What the lock saw is written; once it is durable no restart can bring back a trial that
+  // needs an archive removed below. When it cannot be made durable, nothing is removed.
+  Flush(/*sync=*/true);
+  if (store_->Durable() < written) return;
+  options_.checkpoints->Collect(keep, since);
+}
+
+}  // namespace rung
