@@ -67,10 +67,11 @@ YAML
 import json, sys
 mode, run, start, end, moved, path = sys.argv[1:7]
 trials = json.load(open(path))["trials"]
-units = sum(int(t.get("attempt", 1)) for t in trials) if mode == "hopper" else len(trials)
+runs = (f"{sum(len(t.get('hops', [])) for t in trials)} units" if mode == "hopper"
+        else f"{len(trials)} whole trials")
 acc = sum(t["result"] for t in trials) / len(trials)
 print(f"{mode:6s} run {run}: {float(end) - float(start):7.2f} s wall, {int(moved) / 1e6:7.2f} MB "
-      f"checkpoints moved, {units} processes' units, mean accuracy {acc:.4f}")
+      f"checkpoints moved, {runs}, mean accuracy {acc:.4f}")
 PY
   done
 done

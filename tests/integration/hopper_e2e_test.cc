@@ -2,6 +2,7 @@
 // with real rungd and rung-worker processes on loopback and scikit-learn trials.
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -13,6 +14,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/integration/cluster.h"
+#include "tests/integration/proxy.h"
 
 namespace rung::testing {
 namespace {
@@ -266,6 +268,46 @@ trial:
   r = Rung(c, absl::StrCat("checkpoint ", e.best_trial_id(), " ", best));
   EXPECT_NE(r.code, 0);
   EXPECT_THAT(r.out, HasSubstr("is not empty"));
+}
+
+TEST(CheckpointTest, AnUploadCutMidwayResumesWhereItStopped) {
+  Cluster c;
+  c.StartRungd();
+  Proxy proxy(c.port());
+  c.set_worker_flags({"--partitions", "0"});
+  c.StartWorker("w1", 1, proxy.addr());
+  const std::string script = c.dir().Sub("big.py");
+  std::ofstream(script) << "import os, rung\n"
+                           "with open(os.path.join(rung.checkpoint_dir(), 'w'), 'wb') as f:\n"
+                           "    f.write(os.urandom(1 << 20) * 200)\n"
+                           "rung.report(loss=1.0)\n";
+  auto e = c.Submit(absl::StrCat(R"(
+objective: {metric: loss, goal: minimize}
+execution: {mode: hopper, partitions: 1, epochs: 1}
+search_space: {x: {type: float, min: -1, max: 1}}
+budget: {max_trials: 1}
+trial: {command: [/usr/bin/python3, )",
+                                 script, "]}\n"),
+                    c.jobs_dir());
+  // Once rungd holds part of the upload, the network breaks; the worker's next try resumes.
+  const std::string part = c.dir().Sub("data/checkpoints/" + e.id() + "/" + e.id() + "-1/1.part");
+  for (int i = 0; i < 60000 && !std::filesystem::exists(part); ++i) {
+    WaitForFileLine(c.rungd_log(), "never appears", 1);
+  }
+  ASSERT_TRUE(std::filesystem::exists(part));
+  proxy.Cut();
+  proxy.Heal();
+  e = c.Watch(e.id());
+  ASSERT_EQ(e.state(), v1::EXPERIMENT_COMPLETED) << e.message();
+  auto trials = c.Trials(e.id());
+  const int64_t size = trials[0].checkpoint().bytes();
+  EXPECT_GT(size, 200 << 20);
+  // The call that completed the upload carried less than the whole archive.
+  const std::string metrics = HttpGet(c.metrics_url());
+  const double moved =
+      MetricValue(metrics, "rung_checkpoint_bytes_moved_total{direction=\"upload\"}");
+  EXPECT_GT(moved, 0);
+  EXPECT_LT(moved, static_cast<double>(size)) << "the upload started again from the beginning";
 }
 
 TEST(CheckpointTest, ACheckpointOverTheLimitFailsTheTrialSayingWhy) {
