@@ -48,6 +48,7 @@ void ExperimentRun::HopperSync(Change* c) {
 
 std::vector<HopperSchedule::Unit> ExperimentRun::HopperNext(const std::set<int>& free, Change* c) {
   HopperSync(c);
+  const std::string before = hopper_->Snapshot();
   std::vector<HopperSchedule::Unit> units;
   for (const HopperSchedule::Unit& u : hopper_->Next(free)) {
     const Trial* t = trial(u.config);
@@ -57,7 +58,7 @@ std::vector<HopperSchedule::Unit> ExperimentRun::HopperNext(const std::set<int>&
     }
     units.push_back(u);
   }
-  if (!units.empty() || !free.empty()) PutHopper(c);
+  if (hopper_->Snapshot() != before) PutHopper(c);  // its generator moved, or units went out
   return units;
 }
 
@@ -90,7 +91,7 @@ void ExperimentRun::HopperUnitDone(Trial* t, const v1::TrialExited& m, Change* c
   const int running = hopper_->running(t->index());
   v1::Hop* hop = t->hops_size() > 0 ? t->mutable_hops(t->hops_size() - 1) : nullptr;
   if (running < 0 || hop == nullptr || hop->attempt() != t->attempt()) {
-    RetryOrFail(t, "hopper mode: the unit this attempt trained is not in the schedule", false, c);
+    RetryOrFail(t, "hopper mode: the unit this attempt trained is not in the schedule", true, c);
     return;
   }
   hop->set_done(true);

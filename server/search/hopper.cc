@@ -27,9 +27,17 @@ bool HopperSchedule::Wants(const Config& c, int partition) const {
 std::vector<HopperSchedule::Unit> HopperSchedule::Next(const std::set<int>& free) {
   // Free partitions in a random order, so none is always served first; each goes to a
   // configuration that needs it, at random among those that do.
+  // Only partitions some configuration needs now: with none, the generator is left alone
+  // (and the snapshot unchanged).
   std::vector<int> order;
   for (int p : free) {
-    if (p >= 0 && p < partitions_ && !busy_.count(p)) order.push_back(p);
+    if (p < 0 || p >= partitions_ || busy_.count(p)) continue;
+    for (const auto& [id, c] : configs_) {
+      if (Wants(c, p)) {
+        order.push_back(p);
+        break;
+      }
+    }
   }
   for (size_t k = order.size(); k > 1; --k) std::swap(order[k - 1], order[rng_.Below(k)]);
   std::vector<Unit> out;

@@ -87,7 +87,8 @@ class Proxy {
       if (n <= 0) break;
       if (cut_) continue;  // swallowed
       for (ssize_t off = 0; off < n;) {
-        ssize_t w = write(to, buf + off, static_cast<size_t>(n - off));
+        // MSG_NOSIGNAL: a peer gone mid-write (Heal() closing it) must not kill the test.
+        ssize_t w = send(to, buf + off, static_cast<size_t>(n - off), MSG_NOSIGNAL);
         if (w <= 0) {
           c->Close();
           return;
