@@ -90,7 +90,8 @@ void PrintTrial(const Trial& t) {
             << "budget      " << (t.budget > 0 ? Num(t.budget) : "-") << ", reached "
             << Num(t.resource_reached) << "\n"
             << "run by      " << (run_by.empty() ? "-" : run_by) << "\n"
-            << "started     " << Time(t.started_unix_ms) << "\n"
+            << "started     "
+            << Time(t.hops.empty() ? t.started_unix_ms : t.hops[0].started_unix_ms) << "\n"
             << "ended       " << Time(t.ended_unix_ms) << "\n";
   if (!t.hops.empty()) {
     const Hop& now = t.hops.back();

@@ -42,6 +42,19 @@ absl::StatusOr<std::pair<std::string, v1::CheckpointRef>> Controller::Checkpoint
   absl::MutexLock l(&mu_);
   ExperimentRun* run = nullptr;
   ASSIGN_OR_RETURN(Trial * t, FindTrialLocked(trial_id, &run));
+  if (TrialTerminal(t->state()) && CheckpointsTravel(run->spec())) {
+    // Only the best ended trials keep theirs.
+    const int keep = run->spec().trial().keep_checkpoints();
+    bool kept = false;
+    for (const Trial& b : BestTrials(run->spec(), run->trials(), std::max(keep, 0)))
+      kept = kept || b.id() == trial_id;
+    if (!kept) {
+      return absl::NotFoundError(
+          absl::StrCat("rungd keeps the checkpoints of ", run->id(), "'s ", std::max(keep, 0),
+                       " best completed trials (trial.keep_checkpoints) once they end; ", trial_id,
+                       " is not one of them"));
+    }
+  }
   if (t->checkpoint().attempt() == 0 || (attempt != 0 && t->checkpoint().attempt() != attempt)) {
     return absl::NotFoundError(
         attempt == 0

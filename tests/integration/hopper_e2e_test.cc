@@ -268,6 +268,11 @@ trial:
   r = Rung(c, absl::StrCat("checkpoint ", e.best_trial_id(), " ", best));
   EXPECT_NE(r.code, 0);
   EXPECT_THAT(r.out, HasSubstr("is not empty"));
+  const std::string other = e.best_trial_id() == e.id() + "-1" ? e.id() + "-2" : e.id() + "-1";
+  r = Rung(c, absl::StrCat("checkpoint ", other, " ", c.dir().Sub("other")));
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.out, HasSubstr("best completed trials (trial.keep_checkpoints) once they end; " +
+                               other + " is not one of them"));
 }
 
 TEST(CheckpointTest, AnUploadCutMidwayResumesWhereItStopped) {
