@@ -168,7 +168,14 @@ absl::StatusOr<v1::CheckpointRef> CheckpointMover::Upload(const Job& job, int64_
       grpc::ClientContext ctx;
       AddToken(&ctx, connect_);
       ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+      {
+        absl::MutexLock l(&mu_);
+        if (stopping_) return absl::CancelledError("the worker is stopping");
+        call_ = &ctx;  // the destructor cancels it rather than wait for its deadline
+      }
       s = FromGrpcStatus(stub_->UploadStatus(&ctx, q, &have));
+      absl::MutexLock l(&mu_);
+      call_ = nullptr;
     }
     if (s.ok()) {
       // Resume after what rungd holds (all of it: commit again, which is a no-op).
