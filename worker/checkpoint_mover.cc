@@ -60,7 +60,8 @@ CheckpointMover::CheckpointMover(std::shared_ptr<grpc::Channel> channel, Connect
   std::error_code ec;
   fs::remove_all(scratch_, ec);  // what a killed worker left in transit
   fs::create_directories(scratch_, ec);
-  thread_ = std::thread([this] { Loop(); });
+  // Two at once: a large upload does not hold up the download another slot is waiting for.
+  for (int i = 0; i < 2; ++i) threads_.emplace_back([this] { Loop(); });
 }
 
 CheckpointMover::~CheckpointMover() {
@@ -68,9 +69,9 @@ CheckpointMover::~CheckpointMover() {
     absl::MutexLock l(&mu_);
     stopping_ = true;
     jobs_.clear();
-    if (call_ != nullptr) call_->TryCancel();
+    for (grpc::ClientContext* call : calls_) call->TryCancel();
   }
-  thread_.join();
+  for (std::thread& t : threads_) t.join();
 }
 
 void CheckpointMover::Fetch(const std::string& trial_id, int attempt, const v1::CheckpointRef& ref,
@@ -129,7 +130,7 @@ TransferDone CheckpointMover::Run(const Job& job) {
   return d;
 }
 
-bool CheckpointMover::Retry(const absl::Status& s, int* tries) {
+bool CheckpointMover::Retry(const absl::Status& s, int* tries, int* backoff) {
   // rungd unreachable or restarting: try again (resuming) for as long as it takes; the
   // attempt's lease decides whether the result is still wanted. A broken upload (offset out of
   // step, a CRC that did not match) is tried again a few times.
@@ -143,9 +144,8 @@ bool CheckpointMover::Retry(const absl::Status& s, int* tries) {
   // `tries` counts the broken uploads only: an unreachable rungd is waited out for as long
   // as it takes.
   if (!transient && !(again && ++*tries < 4)) return false;
-  static thread_local int backoff = 0;
-  backoff = transient ? std::min(backoff + 1, 6) : 0;
-  const auto delay = std::chrono::milliseconds(std::min(5000, 100 << backoff));
+  *backoff = transient ? std::min(*backoff + 1, 6) : 0;
+  const auto delay = std::chrono::milliseconds(std::min(5000, 100 << *backoff));
   absl::MutexLock l(&mu_);
   auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
   mu_.AwaitWithTimeout(absl::Condition(&stopping), absl::FromChrono(delay));
@@ -156,7 +156,7 @@ absl::StatusOr<v1::CheckpointRef> CheckpointMover::Upload(const Job& job, int64_
   const std::string archive = absl::StrCat(scratch_, "/", job.trial_id, "-", job.attempt, ".up");
   ASSIGN_OR_RETURN(PackedArchive packed, PackFolder(job.dir, archive));
   std::ifstream in(archive, std::ios::binary);
-  int tries = 0;
+  int tries = 0, backoff = 0;
   while (true) {
     absl::Status s;
     v1::UploadStatusRequest q;
@@ -171,11 +171,11 @@ absl::StatusOr<v1::CheckpointRef> CheckpointMover::Upload(const Job& job, int64_
       {
         absl::MutexLock l(&mu_);
         if (stopping_) return absl::CancelledError("the worker is stopping");
-        call_ = &ctx;  // the destructor cancels it rather than wait for its deadline
+        calls_.insert(&ctx);  // the destructor cancels it rather than wait for its deadline
       }
       s = FromGrpcStatus(stub_->UploadStatus(&ctx, q, &have));
       absl::MutexLock l(&mu_);
-      call_ = nullptr;
+      calls_.erase(&ctx);
     }
     if (s.ok()) {
       // Resume after what rungd holds (all of it: commit again, which is a no-op).
@@ -185,7 +185,7 @@ absl::StatusOr<v1::CheckpointRef> CheckpointMover::Upload(const Job& job, int64_
       {
         absl::MutexLock l(&mu_);
         if (stopping_) return absl::CancelledError("the worker is stopping");
-        call_ = &ctx;
+        calls_.insert(&ctx);
       }
       v1::CheckpointRef ref;
       auto writer = stub_->UploadCheckpoint(&ctx, &ref);
@@ -218,7 +218,7 @@ absl::StatusOr<v1::CheckpointRef> CheckpointMover::Upload(const Job& job, int64_
       s = FromGrpcStatus(writer->Finish());
       {
         absl::MutexLock l(&mu_);
-        call_ = nullptr;
+        calls_.erase(&ctx);
       }
       if (s.ok()) {
         std::error_code ec;
@@ -227,7 +227,7 @@ absl::StatusOr<v1::CheckpointRef> CheckpointMover::Upload(const Job& job, int64_
         return ref;
       }
     }
-    if (!Retry(s, &tries)) {
+    if (!Retry(s, &tries, &backoff)) {
       std::error_code ec;
       fs::remove(archive, ec);
       return s;
@@ -241,7 +241,7 @@ absl::StatusOr<v1::CheckpointRef> CheckpointMover::Download(const Job& job, int6
   fs::remove(CheckpointMarker(job.dir), ec);
   const std::string archive =
       absl::StrCat(scratch_, "/", job.trial_id, "-", job.ref.attempt(), ".down");
-  int tries = 0;
+  int tries = 0, backoff = 0;
   while (true) {
     // Resume after what an earlier try left.
     const uintmax_t have = fs::exists(archive, ec) ? fs::file_size(archive, ec) : 0;
@@ -251,7 +251,7 @@ absl::StatusOr<v1::CheckpointRef> CheckpointMover::Download(const Job& job, int6
     {
       absl::MutexLock l(&mu_);
       if (stopping_) return absl::CancelledError("the worker is stopping");
-      call_ = &ctx;
+      calls_.insert(&ctx);
     }
     v1::DownloadCheckpointRequest req;
     req.set_trial_id(job.trial_id);
@@ -266,7 +266,7 @@ absl::StatusOr<v1::CheckpointRef> CheckpointMover::Download(const Job& job, int6
     absl::Status s = FromGrpcStatus(reader->Finish());
     {
       absl::MutexLock l(&mu_);
-      call_ = nullptr;
+      calls_.erase(&ctx);
     }
     out.close();
     if (s.ok()) {
@@ -286,7 +286,7 @@ absl::StatusOr<v1::CheckpointRef> CheckpointMover::Download(const Job& job, int6
         }
       }
     }
-    if (!Retry(s, &tries)) {
+    if (!Retry(s, &tries, &backoff)) {
       fs::remove(archive, ec);
       return s;
     }

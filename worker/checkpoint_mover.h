@@ -1,9 +1,10 @@
 // Moves trial checkpoint folders between this worker and rungd (CheckpointService), off the
-// agent's I/O loop: a download before an attempt starts, an upload after it exits. One
-// thread works the jobs in order; a broken call is resumed where it stopped (the upload from
-// what rungd says it holds, the download from what the local archive holds) with capped
-// backoff while rungd is unreachable, and a refusal (a stale attempt, a checkpoint over the
-// size limit, one rungd no longer keeps) ends the job with rungd's words.
+// agent's I/O loop: a download before an attempt starts, an upload after it exits. Two
+// threads take the jobs in order, so one large upload does not hold up a download. A broken
+// call is resumed where it stopped (an upload from what rungd says it holds, a download from
+// what the local archive holds), with capped backoff while rungd is unreachable; a refusal (a
+// stale attempt, a checkpoint over the size limit, one rungd no longer keeps) ends the job
+// with rungd's words.
 //
 // A folder that matches a checkpoint (it was just uploaded from, or unpacked from, that
 // archive, and no process has run in it since) carries a marker file; fetching that same
@@ -14,6 +15,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -75,9 +77,10 @@ class CheckpointMover final : public CheckpointTransfers {
   TransferDone Run(const Job& job);
   absl::StatusOr<v1::CheckpointRef> Upload(const Job& job, int64_t* moved);
   absl::StatusOr<v1::CheckpointRef> Download(const Job& job, int64_t* moved);
-  // Waits before the next try of a call that failed with `s`; false when it is not worth
-  // another (a refusal, too many tries, or the mover is stopping).
-  bool Retry(const absl::Status& s, int* tries);
+  // Waits before the next try of a call that failed with `s` (`backoff` grows while rungd
+  // is unreachable); false when it is not worth another (a refusal, too many broken uploads,
+  // or the mover is stopping).
+  bool Retry(const absl::Status& s, int* tries, int* backoff);
 
   std::unique_ptr<v1::CheckpointService::Stub> stub_;
   const ConnectOptions connect_;
@@ -88,8 +91,8 @@ class CheckpointMover final : public CheckpointTransfers {
   std::deque<Job> jobs_ ABSL_GUARDED_BY(mu_);
   std::vector<TransferDone> done_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  grpc::ClientContext* call_ ABSL_GUARDED_BY(mu_) = nullptr;  // the call in flight, to cancel
-  std::thread thread_;
+  std::set<grpc::ClientContext*> calls_ ABSL_GUARDED_BY(mu_);  // in flight, to cancel
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace rung
