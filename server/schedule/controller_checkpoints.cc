@@ -46,11 +46,18 @@ absl::StatusOr<std::pair<std::string, v1::CheckpointRef>> Controller::Checkpoint
     // Only the best ended trials keep theirs.
     const int keep = run->spec().trial().keep_checkpoints();
     bool kept = false;
-    for (const Trial& b : BestTrials(run->spec(), run->trials(), std::max(keep, 0)))
-      kept = kept || b.id() == trial_id;
+    if (keep > 0) {  // BestTrials takes 0 as "the best one"
+      for (const Trial& b : BestTrials(run->spec(), run->trials(), keep))
+        kept = kept || b.id() == trial_id;
+    }
+    if (!kept && keep <= 0) {
+      return absl::NotFoundError(
+          absl::StrCat("rungd keeps no checkpoint of ", run->id(),
+                       "'s trials once they end (trial.keep_checkpoints: 0)"));
+    }
     if (!kept) {
       return absl::NotFoundError(
-          absl::StrCat("rungd keeps the checkpoints of ", run->id(), "'s ", std::max(keep, 0),
+          absl::StrCat("rungd keeps the checkpoints of ", run->id(), "'s ", keep,
                        " best completed trials (trial.keep_checkpoints) once they end; ", trial_id,
                        " is not one of them"));
     }
