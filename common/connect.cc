@@ -54,6 +54,11 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> Connect(const std::string& addr,
   return grpc::CreateCustomChannel(addr, grpc::SslCredentials(ssl), args);
 }
 
+absl::Status FromGrpc(const grpc::Status& s) {
+  if (s.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+}
+
 void AddToken(grpc::ClientContext* ctx, const ConnectOptions& o) {
   if (!o.token.empty()) ctx->AddMetadata("authorization", "Bearer " + o.token);
 }

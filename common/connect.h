@@ -29,6 +29,8 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> Connect(const std::string& addr,
 
 // Adds the bearer token (if any) to a call.
 void AddToken(grpc::ClientContext* ctx, const ConnectOptions& o);
+// A call's outcome as an absl::Status (the two share the canonical codes).
+absl::Status FromGrpc(const grpc::Status& s);
 
 // Reads a whole file; INVALID_ARGUMENT naming `flag` when it cannot.
 absl::StatusOr<std::string> ReadFileFor(const std::string& flag, const std::string& path);

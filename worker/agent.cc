@@ -57,10 +57,6 @@ void WriteAll(int fd, absl::string_view data) {
   }
 }
 
-absl::Status FromGrpc(const grpc::Status& s) {
-  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
-}
-
 class AgentImpl final : public Agent {
  public:
   AgentImpl(AgentOptions o, AgentEnv env)

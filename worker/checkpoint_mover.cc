@@ -23,11 +23,6 @@ namespace {
 
 constexpr size_t kChunk = 1 << 20;
 
-absl::Status FromGrpcStatus(const grpc::Status& s) {
-  if (s.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
-}
-
 std::string MarkerText(const v1::CheckpointRef& ref) {
   return absl::StrCat(ref.attempt(), " ", ref.bytes(), " ", ref.crc32c());
 }
@@ -173,7 +168,7 @@ absl::StatusOr<v1::CheckpointRef> CheckpointMover::Upload(const Job& job, int64_
         if (stopping_) return absl::CancelledError("the worker is stopping");
         calls_.insert(&ctx);  // the destructor cancels it rather than wait for its deadline
       }
-      s = FromGrpcStatus(stub_->UploadStatus(&ctx, q, &have));
+      s = FromGrpc(stub_->UploadStatus(&ctx, q, &have));
       absl::MutexLock l(&mu_);
       calls_.erase(&ctx);
     }
@@ -215,7 +210,7 @@ absl::StatusOr<v1::CheckpointRef> CheckpointMover::Upload(const Job& job, int64_
         if (n == 0) break;
       }
       writer->WritesDone();
-      s = FromGrpcStatus(writer->Finish());
+      s = FromGrpc(writer->Finish());
       {
         absl::MutexLock l(&mu_);
         calls_.erase(&ctx);
@@ -263,7 +258,7 @@ absl::StatusOr<v1::CheckpointRef> CheckpointMover::Download(const Job& job, int6
       out.write(chunk.data().data(), static_cast<std::streamsize>(chunk.data().size()));
       *moved += static_cast<int64_t>(chunk.data().size());
     }
-    absl::Status s = FromGrpcStatus(reader->Finish());
+    absl::Status s = FromGrpc(reader->Finish());
     {
       absl::MutexLock l(&mu_);
       calls_.erase(&ctx);

@@ -13,6 +13,17 @@ namespace rung {
 
 using v1::Trial;
 
+namespace {
+
+// The ended trials whose checkpoints stay: the trial.keep_checkpoints best completed ones.
+std::vector<Trial> KeptOnceEnded(const ExperimentRun& run) {
+  const int keep = run.spec().trial().keep_checkpoints();
+  if (keep <= 0) return {};  // BestTrials would take 0 as "the best one"
+  return BestTrials(run.spec(), run.trials(), keep);
+}
+
+}  // namespace
+
 bool CheckpointsTravel(const v1::ExperimentSpec& spec) {
   return spec.trial().checkpoint_root().empty() && spec.execution() != "external" &&
          (spec.execution() == "hopper" || spec.algorithm().early_stopping().mode() == "promote");
@@ -46,10 +57,7 @@ absl::StatusOr<std::pair<std::string, v1::CheckpointRef>> Controller::Checkpoint
     // Only the best ended trials keep theirs.
     const int keep = run->spec().trial().keep_checkpoints();
     bool kept = false;
-    if (keep > 0) {  // BestTrials takes 0 as "the best one"
-      for (const Trial& b : BestTrials(run->spec(), run->trials(), keep))
-        kept = kept || b.id() == trial_id;
-    }
+    for (const Trial& b : KeptOnceEnded(*run)) kept = kept || b.id() == trial_id;
     if (!kept && keep <= 0) {
       return absl::NotFoundError(
           absl::StrCat("rungd keeps no checkpoint of ", run->id(),
@@ -91,12 +99,8 @@ void Controller::CollectCheckpoints() {
         if (!TrialTerminal(t.state()) && t.checkpoint().attempt() > 0)
           k[t.id()].insert(t.checkpoint().attempt());
       }
-      const int best = run->spec().trial().keep_checkpoints();
-      if (best > 0) {
-        for (const Trial& t : BestTrials(run->spec(), run->trials(), best)) {
-          if (t.checkpoint().attempt() > 0)
-            keep[run->id()][t.id()].insert(t.checkpoint().attempt());
-        }
+      for (const Trial& t : KeptOnceEnded(*run)) {
+        if (t.checkpoint().attempt() > 0) k[t.id()].insert(t.checkpoint().attempt());
       }
     }
     written = store_->LastWrite();

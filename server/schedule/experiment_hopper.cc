@@ -48,9 +48,10 @@ void ExperimentRun::HopperSync(Change* c) {
 
 std::vector<HopperSchedule::Unit> ExperimentRun::HopperNext(const std::set<int>& free, Change* c) {
   HopperSync(c);
-  const std::string before = hopper_->Snapshot();
+  // Next() changes nothing (not even its generator) when it hands out no unit.
+  const std::vector<HopperSchedule::Unit> next = hopper_->Next(free);
   std::vector<HopperSchedule::Unit> units;
-  for (const HopperSchedule::Unit& u : hopper_->Next(free)) {
+  for (const HopperSchedule::Unit& u : next) {
     const Trial* t = trial(u.config);
     if (t == nullptr || t->state() != v1::TRIAL_PENDING) {
       hopper_->Failed(u);  // not in a state to train (paused meanwhile): it waits
@@ -58,7 +59,7 @@ std::vector<HopperSchedule::Unit> ExperimentRun::HopperNext(const std::set<int>&
     }
     units.push_back(u);
   }
-  if (hopper_->Snapshot() != before) PutHopper(c);  // its generator moved, or units went out
+  if (!next.empty()) PutHopper(c);
   return units;
 }
 

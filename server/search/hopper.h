@@ -46,6 +46,7 @@ class HopperSchedule {
 
   // Units to start now on `free` partitions (those whose worker can take one): each free
   // partition that some configuration still needs in its current epoch gets one of them.
+  // When it returns none, nothing changed (the generator included).
   std::vector<Unit> Next(const std::set<int>& free);
   // The unit trained. True when it ended its configuration's epoch (its validation is the
   // configuration's report for that epoch).

@@ -87,6 +87,17 @@ void ExpectLedgerInvariants(const std::vector<v1::Trial>& trials, int partitions
   }
 }
 
+// One model, one partition, one epoch: a single unit of `script`, whose checkpoint travels.
+std::string OneUnitSpec(const std::string& script) {
+  return absl::StrCat(R"(
+objective: {metric: loss, goal: minimize}
+execution: {mode: hopper, partitions: 1, epochs: 1}
+search_space: {x: {type: float, min: -1, max: 1}}
+budget: {max_trials: 1}
+trial: {command: [/usr/bin/python3, )",
+                      script, "]}\n");
+}
+
 // The partitions a trial trained on, in order (its done hops).
 std::vector<int> Order(const v1::Trial& t) {
   std::vector<int> order;
@@ -286,14 +297,7 @@ TEST(CheckpointTest, AnUploadCutMidwayResumesWhereItStopped) {
                            "with open(os.path.join(rung.checkpoint_dir(), 'w'), 'wb') as f:\n"
                            "    f.write(os.urandom(1 << 20) * 200)\n"
                            "rung.report(loss=1.0)\n";
-  auto e = c.Submit(absl::StrCat(R"(
-objective: {metric: loss, goal: minimize}
-execution: {mode: hopper, partitions: 1, epochs: 1}
-search_space: {x: {type: float, min: -1, max: 1}}
-budget: {max_trials: 1}
-trial: {command: [/usr/bin/python3, )",
-                                 script, "]}\n"),
-                    c.jobs_dir());
+  auto e = c.Submit(OneUnitSpec(script), c.jobs_dir());
   // Once rungd holds part of the upload, the network breaks; the worker's next try resumes.
   const std::string part = c.dir().Sub("data/checkpoints/" + e.id() + "/" + e.id() + "-1/1.part");
   for (int i = 0; i < 60000 && !std::filesystem::exists(part); ++i) {
@@ -325,14 +329,7 @@ TEST(CheckpointTest, ACheckpointOverTheLimitFailsTheTrialSayingWhy) {
   std::ofstream(script) << "import os\n"
                            "open(os.path.join(os.environ['RUNG_CHECKPOINT_DIR'], 'w'), 'wb')"
                            ".write(b'x' * 4096)\n";
-  auto e = c.Submit(absl::StrCat(R"(
-objective: {metric: loss, goal: minimize}
-execution: {mode: hopper, partitions: 1, epochs: 1}
-search_space: {x: {type: float, min: -1, max: 1}}
-budget: {max_trials: 1}
-trial: {command: [/usr/bin/python3, )",
-                                 script, "]}\n"),
-                    c.jobs_dir());
+  auto e = c.Submit(OneUnitSpec(script), c.jobs_dir());
   e = c.Watch(e.id());
   EXPECT_EQ(e.state(), v1::EXPERIMENT_FAILED);
   auto trials = c.Trials(e.id());
