@@ -40,6 +40,8 @@ struct Rungd {
               "127.0.0.1:0",
               "--metrics-listen",
               "127.0.0.1:0",
+              "--web-listen",
+              "127.0.0.1:0",
               "--data-dir",
               dir + "/data",
               "--log-level",

@@ -16,7 +16,7 @@ cleanup() { { pkill -KILL -P $$ || true; wait || true; } 2>/dev/null; [ -n "${RU
 trap cleanup EXIT
 source bench/local_cluster.sh
 
-"$bin/server/rungd" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir "$work/data" \
+"$bin/server/rungd" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --web-listen 127.0.0.1:0 --data-dir "$work/data" \
   >"$work/rungd.out" 2>"$work/rungd.log" &
 wait_for "$work/rungd.out" "listening on"
 addr=$(sed -n 's/.*listening on \([0-9.:]*\),.*/\1/p' "$work/rungd.out")

@@ -10,7 +10,7 @@ wait_for() {
 bench_cluster() {
   local d=$1 slots=$2
   mkdir -p "$d"
-  "$bin/server/rungd" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir "$d/data" \
+  "$bin/server/rungd" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --web-listen 127.0.0.1:0 --data-dir "$d/data" \
     >"$d/rungd.out" 2>"$d/rungd.log" &
   rungd_pid=$!
   wait_for "$d/rungd.out" "listening on"

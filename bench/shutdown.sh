@@ -28,7 +28,7 @@ times=()
 for round in $(seq 1 "$rounds"); do
   d="$work/$round"
   mkdir -p "$d"
-  "$bin/server/rungd" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir "$d/data" \
+  "$bin/server/rungd" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --web-listen 127.0.0.1:0 --data-dir "$d/data" \
     >"$d/rungd.out" 2>"$d/rungd.log" &
   rungd=$!
   wait_for "$d/rungd.out" "listening on"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian packages rung needs to build, test and run (with --bench, also the
-# benchmarks' outside references; with --fuzz, clang for the fuzzers). Idempotent: when every
+# Installs the Debian packages rung needs to build, test and run (with --test, also the browser
+# the page's test drives; with --bench, the benchmarks' outside references; with --fuzz,
+# clang's fuzzing runtime). Idempotent: when every
 # package is already present it only checks (dpkg-query) and exits, without apt-get.
 set -euo pipefail
 
@@ -9,6 +10,8 @@ packages=(
   protobuf-compiler libprotobuf-dev protobuf-compiler-grpc libgrpc++-dev
   libabsl-dev librocksdb-dev prometheus-cpp-dev libcli11-dev libyaml-cpp-dev libeigen3-dev
   libgtest-dev libgmock-dev
+  # the web page (server/web): civetweb serves it, OpenSSL's TLS, zlib for clients without gzip
+  libcivetweb-dev libssl-dev zlib1g-dev
   # clang checks the lock annotations and clang-format the layout (both in scripts/test.sh)
   clang clang-format
   python3 curl procps openssl util-linux
@@ -22,6 +25,15 @@ packages=(
   python3-torch
 )
 
+# The web page's packages come from npm (web/package-lock.json); Node.js and npm from Debian
+# unless some other Node.js is already there.
+if ! command -v npm >/dev/null; then
+  packages+=(nodejs npm)
+fi
+# --test: also the browser that the web page's test drives (tests/web).
+if [ "${1:-}" = "--test" ]; then
+  packages+=(chromium fonts-dejavu-core)
+fi
 # --bench: also what the benchmarks compare against (Debian's Optuna, for /usr/bin/python3).
 if [ "${1:-}" = "--bench" ]; then
   packages+=(python3-optuna)

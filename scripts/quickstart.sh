@@ -16,7 +16,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$bin/server/rungd" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir "$data/data" \
+"$bin/server/rungd" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --web-listen 127.0.0.1:0 --data-dir "$data/data" \
   >"$data/rungd.out" 2>"$data/rungd.log" &
 pids+=($!)
 # rungd prints "rungd: listening on HOST:PORT, metrics on URL, data in DIR" once it serves.

@@ -3,6 +3,7 @@
 # the layout with clang's tools, run every test (CTest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash deploy/install-deps.sh --test
 bash scripts/build.sh
 # gcc builds rung; clang checks its lock annotations (ABSL_GUARDED_BY and friends), and
 # clang-format that the sources are laid out as .clang-format says.

@@ -26,6 +26,7 @@
 #include "server/api/services.h"
 #include "server/schedule/controller.h"
 #include "server/store/store.h"
+#include "server/web/web_server.h"
 #include "yaml-cpp/yaml.h"
 
 namespace {
@@ -40,9 +41,9 @@ std::string DefaultDataDir() {
 struct Flags {
   std::string config_file,
       listen = "127.0.0.1:7411", data_dir = DefaultDataDir(), metrics_listen = "127.0.0.1:9411",
-      lease_timeout = "30s", heartbeat = "5s", suggest_deadline = "2s", reserve_after = "60s",
-      log_level = "info", wal_sync = "0s", checkpoint_max = "4GiB", tls_cert, tls_key, client_ca,
-      auth_tokens, metrics_auth;
+      web_listen = "127.0.0.1:7412", lease_timeout = "30s", heartbeat = "5s",
+      suggest_deadline = "2s", reserve_after = "60s", log_level = "info", wal_sync = "0s",
+      checkpoint_max = "4GiB", tls_cert, tls_key, client_ca, auth_tokens, metrics_auth;
   // --config key -> (its flag's option, its value).
   std::vector<std::pair<std::string, std::pair<CLI::Option*, std::string*>>> keys;
 };
@@ -58,6 +59,8 @@ void AddFlags(CLI::App* app, Flags* f) {
   add("listen", &f->listen, "gRPC address");
   add("data-dir", &f->data_dir, "RocksDB folder");
   add("metrics-listen", &f->metrics_listen, "Prometheus /metrics address");
+  add("web-listen", &f->web_listen,
+      "the web page's address (HTTPS with --tls-cert); 'off': no page");
   add("lease-timeout", &f->lease_timeout,
       "a worker silent this long loses its trials (e.g. 30s, 2m)");
   add("heartbeat-interval", &f->heartbeat, "how often workers heartbeat");
@@ -256,6 +259,13 @@ absl::Status Serve(const Flags& f, Settings s, const sigset_t& sigs) {
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0)
     return absl::UnavailableError(absl::StrCat("--listen ", f.listen, ": cannot listen"));
+  // The page makes rungd's own gRPC calls, in process: the same checks, the same answers.
+  std::unique_ptr<rung::web::WebServer> web;
+  if (f.web_listen != "off") {
+    ASSIGN_OR_RETURN(
+        web, rung::web::WebServer::Start({f.web_listen, f.tls_cert, f.tls_key},
+                                         server->InProcessChannel(grpc::ChannelArguments())));
+  }
 
   absl::Notification stop;
   std::thread ticker([&] {
@@ -266,7 +276,8 @@ absl::Status Serve(const Flags& f, Settings s, const sigset_t& sigs) {
   // Tests and scripts wait for this line.
   std::cout << "rungd: listening on " << f.listen.substr(0, f.listen.rfind(':')) << ":" << port
             << ", metrics on http://" << f.metrics_listen.substr(0, f.metrics_listen.rfind(':'))
-            << ":" << metrics->port() << "/metrics, data in " << f.data_dir << std::endl;
+            << ":" << metrics->port() << "/metrics, page on " << (web ? web->url() : "(off)")
+            << ", data in " << f.data_dir << std::endl;
   rung::Log(rung::LogLevel::kInfo, absl::StrCat("ready; lease timeout ",
                                                 absl::FormatDuration(s.controller.lease_timeout)));
 
@@ -283,6 +294,10 @@ absl::Status Serve(const Flags& f, Settings s, const sigset_t& sigs) {
   // No new calls. Every stream has been ended; a unary call still running gets a moment to
   // finish. gRPC also waits for idle client connections to close, which a client notices only
   // at its next poll (seconds): the short deadline closes them instead.
+  // The page's calls are gRPC calls: they end first (its watches have ended). Like the
+  // metrics server, civetweb is left to the process's end rather than waited for.
+  if (web) web->Quiesce();
+  (void)web.release();
   server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Milliseconds(250)));
   server->Wait();
   server.reset();

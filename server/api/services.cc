@@ -1,6 +1,7 @@
 #include "server/api/services.h"
 
 #include <deque>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -411,6 +412,44 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::GetTrialMetrics(
     for (auto& r : *reports) *resp->add_reports() = std::move(r);
   }
   return Done(ctx, "ExperimentService.GetTrialMetrics", reports.status());
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::GetCurves(grpc::CallbackServerContext* ctx,
+                                                           const v1::GetCurvesRequest* req,
+                                                           v1::GetCurvesResponse* resp) {
+  RUNG_ALLOW("GetCurves", req->experiment_id());
+  if (auto s = NeedId(req->experiment_id(), "experiment_id"); !s.ok())
+    return Done(ctx, "ExperimentService.GetCurves", s);
+  if (req->max_points() < 0) {
+    return Done(ctx, "ExperimentService.GetCurves",
+                absl::InvalidArgumentError(
+                    absl::StrCat("max_points: ", req->max_points(), " is negative; 0 is all")));
+  }
+  RUNG_UNARY("GetCurves", controller_->GetCurves(*req));
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::ListWorkers(grpc::CallbackServerContext* ctx,
+                                                             const v1::ListWorkersRequest*,
+                                                             v1::ListWorkersResponse* resp) {
+  RUNG_ALLOW("ListWorkers", "");
+  std::set<std::string> own;  // a user sees which of its own trials run where, not others'
+  if (caller->role == Role::kUser) {
+    for (const v1::Experiment& e : controller_->ListExperiments()) {
+      if (e.owner() == caller->name) own.insert(e.id());
+    }
+  }
+  for (v1::WorkerStatus& w : controller_->ListWorkers()) {
+    if (caller->role == Role::kUser) {
+      for (v1::WorkerTrial& t : *w.mutable_running()) {
+        if (own.count(t.experiment_id()) == 0) {
+          t.clear_trial_id();
+          t.clear_experiment_id();
+        }
+      }
+    }
+    *resp->add_workers() = std::move(w);
+  }
+  return Done(ctx, "ExperimentService.ListWorkers", absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::GetBestTrials(grpc::CallbackServerContext* ctx,

@@ -54,6 +54,12 @@ class ExperimentServiceImpl final : public v1::ExperimentService::CallbackServic
   grpc::ServerUnaryReactor* GetTrialLogs(grpc::CallbackServerContext* ctx,
                                          const v1::GetTrialLogsRequest* req,
                                          v1::GetTrialLogsResponse* resp) override;
+  grpc::ServerUnaryReactor* GetCurves(grpc::CallbackServerContext* ctx,
+                                      const v1::GetCurvesRequest* req,
+                                      v1::GetCurvesResponse* resp) override;
+  grpc::ServerUnaryReactor* ListWorkers(grpc::CallbackServerContext* ctx,
+                                        const v1::ListWorkersRequest* req,
+                                        v1::ListWorkersResponse* resp) override;
   grpc::ServerUnaryReactor* GetAblation(grpc::CallbackServerContext* ctx,
                                         const v1::GetAblationRequest* req,
                                         v1::AblationResults* resp) override;

@@ -120,6 +120,10 @@ class Controller {
   absl::StatusOr<std::vector<v1::Trial>> ListTrials(const std::string& experiment_id);
   absl::StatusOr<v1::Trial> GetTrial(const std::string& trial_id);
   absl::StatusOr<std::vector<v1::MetricReport>> GetTrialMetrics(const std::string& trial_id);
+  // Every trial's curve of one metric, read from the store (see GetCurvesRequest).
+  absl::StatusOr<v1::GetCurvesResponse> GetCurves(const v1::GetCurvesRequest& req);
+  // Every worker as it is now, with the trials that hold its slots.
+  std::vector<v1::WorkerStatus> ListWorkers();
   // Completed trials, best first (ties: lower index first).
   absl::StatusOr<std::vector<v1::Trial>> GetBestTrials(const std::string& experiment_id, int count);
   // An ablation study's results. FAILED_PRECONDITION when the experiment is a search.

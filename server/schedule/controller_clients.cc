@@ -7,6 +7,7 @@
 #include "common/spec.h"
 #include "common/status.h"
 #include "server/schedule/controller.h"
+#include "server/schedule/curves.h"
 #include "server/schedule/results.h"
 #include "server/schedule/search_config.h"
 #include "server/search/journal.h"
@@ -213,6 +214,28 @@ absl::StatusOr<std::vector<v1::MetricReport>> Controller::GetTrialMetrics(
     RETURN_IF_ERROR(FindTrialLocked(trial_id, nullptr).status());
   }
   return store_->GetReports(trial_id);
+}
+
+absl::StatusOr<v1::GetCurvesResponse> Controller::GetCurves(const v1::GetCurvesRequest& req) {
+  std::string metric = req.metric(), x_metric = "step";
+  {
+    absl::MutexLock l(&mu_);
+    ExperimentRun* run = FindRunLocked(req.experiment_id());
+    if (run == nullptr) return NoExperiment(req.experiment_id());
+    const v1::ExperimentSpec& spec = run->spec();
+    if (metric.empty()) {
+      metric = spec.objectives_size() > 0 ? spec.objectives(0).metric() : spec.objective().metric();
+    }
+    if (!spec.resource().metric().empty()) x_metric = spec.resource().metric();
+  }
+  // The reports are read outside the lock: they are only ever added, and a report stored
+  // after the scan passed its trial comes to a watcher as an event.
+  CurveBuilder curves(metric, x_metric);
+  RETURN_IF_ERROR(store_->ForEachReport(req.experiment_id(), [&](const v1::MetricReport& r) {
+    curves.Add(r);
+    return absl::OkStatus();
+  }));
+  return curves.Finish(req.max_points());
 }
 
 absl::StatusOr<std::vector<Trial>> Controller::GetBestTrials(const std::string& experiment_id,

@@ -12,6 +12,34 @@ namespace rung {
 
 using v1::Trial;
 
+std::vector<v1::WorkerStatus> Controller::ListWorkers() {
+  absl::MutexLock l(&mu_);
+  std::map<std::string, v1::WorkerStatus> out;
+  for (const auto& [id, w] : registry_.workers()) {
+    v1::WorkerStatus& s = out[id];
+    *s.mutable_worker() = w->info;
+    if (w->connected()) s.mutable_worker()->set_state(v1::WORKER_CONNECTED);
+    if (w->last_seen != absl::Time())
+      s.mutable_worker()->set_last_heartbeat_unix_ms(absl::ToUnixMillis(w->last_seen));
+  }
+  for (const auto& [exp, run] : runs_) {
+    for (const Trial& t : run->trials()) {
+      if (!TrialActive(t.state())) continue;
+      for (const Hold& h : Holds(t)) {
+        auto it = out.find(h.worker_id);
+        if (it == out.end()) continue;
+        v1::WorkerTrial* wt = it->second.add_running();
+        wt->set_trial_id(t.id());
+        wt->set_experiment_id(exp);
+        for (int slot : h.slots) wt->add_slots(slot);
+      }
+    }
+  }
+  std::vector<v1::WorkerStatus> list;
+  for (auto& [id, s] : out) list.push_back(std::move(s));
+  return list;
+}
+
 absl::StatusOr<int64_t> Controller::WorkerConnected(const v1::Register& reg, WorkerSink* sink) {
   int64_t session = 0;
   absl::Status s;

@@ -54,6 +54,29 @@ v1::Placement* ShareOn(Trial* t, const std::string& worker_id) {
 
 }  // namespace
 
+void BeginAttempt(Trial* t, const std::string& worker_id, const std::string& client_id,
+                  int64_t now_ms) {
+  v1::AttemptRecord* a =
+      t->attempts_size() > 0 ? t->mutable_attempts(t->attempts_size() - 1) : nullptr;
+  if (a == nullptr || a->attempt() != t->attempt()) a = t->add_attempts();
+  a->set_attempt(t->attempt());
+  a->set_worker_id(worker_id);
+  a->set_client_id(client_id);
+  a->set_started_unix_ms(now_ms);
+  a->clear_ended_unix_ms();
+  a->clear_outcome();
+  a->clear_message();
+}
+
+void EndAttempt(Trial* t, const char* outcome, const std::string& message, int64_t now_ms) {
+  if (t->attempts_size() == 0) return;
+  v1::AttemptRecord* a = t->mutable_attempts(t->attempts_size() - 1);
+  if (a->attempt() != t->attempt() || a->ended_unix_ms() != 0) return;
+  a->set_ended_unix_ms(now_ms);
+  a->set_outcome(outcome);
+  a->set_message(message);
+}
+
 std::vector<Hold> Holds(const Trial& t) {
   std::vector<Hold> out;
   if (t.placements_size() > 0) {
@@ -568,6 +591,7 @@ void ExperimentRun::Assign(int index, const std::vector<v1::Placement>& where, i
   }
   t.set_stop_requested(false);
   t.clear_stop_reason();
+  BeginAttempt(&t, t.worker_id(), "", c->now_ms());
   PutTrial(t, c);
   if (exp_.state() == v1::EXPERIMENT_PENDING) exp_.set_state(v1::EXPERIMENT_RUNNING);
   PutExperiment(c);
@@ -587,6 +611,7 @@ void ExperimentRun::HandOut(int index, const std::string& client_id, Change* c) 
   t.set_started_unix_ms(c->now_ms());
   t.set_stop_requested(false);
   t.clear_stop_reason();
+  BeginAttempt(&t, "", client_id, c->now_ms());
   PutTrial(t, c);
   if (exp_.state() == v1::EXPERIMENT_PENDING) exp_.set_state(v1::EXPERIMENT_RUNNING);
 }
@@ -741,6 +766,7 @@ void ExperimentRun::Finish(Trial* t, Change* c) {
       t->budget() < spec().resource().max() * (1 - 1e-9)) {
     // Promote mode: it trained to its rung's budget; it waits to be continued or stopped.
     t->set_state(v1::TRIAL_WAITING);
+    EndAttempt(t, "waiting", "", c->now_ms());
     PutTrial(*t, c);
     ApplyActions(Search(search::TrialPaused{t->index() - 1}, c), c);
     return;
@@ -765,6 +791,16 @@ void ExperimentRun::Release(Trial* t, Change* c) {
 
 void ExperimentRun::Close(Trial* t, Change* c) {
   t->set_ended_unix_ms(c->now_ms());
+  switch (t->state()) {
+    case v1::TRIAL_COMPLETED:
+      EndAttempt(t, "completed", "", c->now_ms());
+      break;
+    case v1::TRIAL_STOPPED:
+      EndAttempt(t, "stopped", t->stop_reason(), c->now_ms());
+      break;
+    default:
+      EndAttempt(t, "failed", t->message(), c->now_ms());
+  }
   PutTrial(*t, c);
   const auto goal = spec().objective().goal();
   // With several objectives there is no single best; `rung best` gives the Pareto set.
@@ -796,6 +832,7 @@ void ExperimentRun::EndStopped(Trial* t, Change* c) {
     // Stopped to free its slot for a pause: it waits for the resume, or, when the resume
     // came before it exited, goes back to the queue now.
     const bool paused = exp_.state() == v1::EXPERIMENT_PAUSED;
+    EndAttempt(t, "paused", t->stop_reason(), c->now_ms());
     t->set_state(paused ? v1::TRIAL_PAUSED : v1::TRIAL_PENDING);
     if (!paused) {
       t->set_attempt(t->attempt() + 1);
@@ -837,6 +874,7 @@ void ExperimentRun::RetryOrFail(Trial* t, const std::string& reason, bool count_
     Close(t, c);
     return;
   }
+  EndAttempt(t, "retried", reason, c->now_ms());
   t->set_state(exp_.state() == v1::EXPERIMENT_PAUSED ? v1::TRIAL_PAUSED : v1::TRIAL_PENDING);
   Requeue(t);
   if (t->state() == v1::TRIAL_PENDING) queue_.push_back(t->index());

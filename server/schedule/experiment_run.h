@@ -49,6 +49,11 @@ std::vector<Hold> Holds(const v1::Trial& t);
 bool HeldBy(const v1::Trial& t, const std::string& worker_id);
 // Whether a share of the current attempt still runs on `worker_id` (placed and not exited).
 bool RunsOn(const v1::Trial& t, const std::string& worker_id);
+// The attempt ledger (Trial.attempts): a record when the current attempt is handed out, filled
+// in with its outcome when it ends. Both are idempotent for one attempt.
+void BeginAttempt(v1::Trial* t, const std::string& worker_id, const std::string& client_id,
+                  int64_t now_ms);
+void EndAttempt(v1::Trial* t, const char* outcome, const std::string& message, int64_t now_ms);
 
 class ExperimentRun {
  public:

@@ -95,6 +95,9 @@ class RocksStore final : public Store {
                             const std::function<void(v1::Trial)>& fn) override;
   absl::Status ForEachWorker(const std::function<void(v1::Worker)>& fn) override;
   absl::StatusOr<std::vector<v1::MetricReport>> GetReports(const std::string& trial_id) override;
+  absl::Status ForEachReport(
+      const std::string& experiment_id,
+      const std::function<absl::Status(const v1::MetricReport&)>& fn) override;
   absl::StatusOr<std::string> GetSearcherState(const std::string& experiment_id) override;
   absl::Status GetJournal(const std::string& experiment_id,
                           std::vector<std::pair<std::string, std::string>>* entries,
@@ -461,6 +464,16 @@ absl::StatusOr<std::vector<v1::MetricReport>> RocksStore::GetReports(const std::
     return absl::OkStatus();
   }));
   return out;
+}
+
+absl::Status RocksStore::ForEachReport(
+    const std::string& experiment_id,
+    const std::function<absl::Status(const v1::MetricReport&)>& fn) {
+  v1::MetricReport r;
+  return Scan(absl::StrCat("m/", experiment_id, "/"), [&](const std::string& v) {
+    RETURN_IF_ERROR(ParseValue(v, "metric report", &r));
+    return fn(r);
+  });
 }
 
 absl::StatusOr<std::string> RocksStore::GetSearcherState(const std::string& experiment_id) {

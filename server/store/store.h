@@ -130,6 +130,11 @@ class Store {
   virtual absl::Status ForEachWorker(const std::function<void(v1::Worker)>& fn) = 0;
   // Every report of the trial, all attempts, in (attempt, seq) order.
   virtual absl::StatusOr<std::vector<v1::MetricReport>> GetReports(const std::string& trial_id) = 0;
+  // Every report of the experiment's trials, in (trial index, attempt, seq) order; stops at
+  // fn's first error.
+  virtual absl::Status ForEachReport(
+      const std::string& experiment_id,
+      const std::function<absl::Status(const v1::MetricReport&)>& fn) = 0;
   // NOT_FOUND when the experiment has none.
   virtual absl::StatusOr<std::string> GetSearcherState(const std::string& experiment_id) = 0;
   // The experiment's searcher journal in order, as (call, answer) pairs, and the searcher
@@ -176,6 +181,11 @@ class StoreWrapper : public Store {
   }
   absl::StatusOr<std::vector<v1::MetricReport>> GetReports(const std::string& trial_id) override {
     return target_->GetReports(trial_id);
+  }
+  absl::Status ForEachReport(
+      const std::string& experiment_id,
+      const std::function<absl::Status(const v1::MetricReport&)>& fn) override {
+    return target_->ForEachReport(experiment_id, fn);
   }
   absl::StatusOr<std::string> GetSearcherState(const std::string& experiment_id) override {
     return target_->GetSearcherState(experiment_id);

@@ -142,9 +142,11 @@ TEST(CliTest, StandardHealthServiceAnswersServing) {
 
 TEST(RungdTest, ConfigFileSetsFlagsAndFlagsWin) {
   TempDir dir;
-  WriteFile(dir.Sub("rungd.yaml"),
-            absl::StrCat("listen: 127.0.0.1:0\nmetrics-listen: 127.0.0.1:0\n", "data-dir: ",
-                         dir.Sub("from-config"), "\n", "lease-timeout: 1m\nlog-level: warning\n"));
+  WriteFile(
+      dir.Sub("rungd.yaml"),
+      absl::StrCat("listen: 127.0.0.1:0\nmetrics-listen: 127.0.0.1:0\nweb-listen: 127.0.0.1:0\n",
+                   "data-dir: ", dir.Sub("from-config"), "\n",
+                   "lease-timeout: 1m\nlog-level: warning\n"));
   SpawnOptions o;
   o.argv = {BinDir() + "/server/rungd", "--config", dir.Sub("rungd.yaml")};
   o.env = CurrentEnvironment();

@@ -77,7 +77,8 @@ class Cluster {
     o.argv = rungd_prefix_;
     for (std::string a :
          {BinDir() + "/server/rungd", std::string("--listen"), absl::StrCat("127.0.0.1:", port),
-          std::string("--metrics-listen"), std::string("127.0.0.1:0"), std::string("--data-dir"),
+          std::string("--metrics-listen"), std::string("127.0.0.1:0"), std::string("--web-listen"),
+          std::string("127.0.0.1:0"), std::string("--data-dir"),
           data_dir_.empty() ? dir_.Sub("data") : data_dir_, std::string("--lease-timeout"),
           lease_timeout, std::string("--heartbeat-interval"), std::string("1s")}) {
       o.argv.push_back(std::move(a));
@@ -90,10 +91,12 @@ class Cluster {
     rungd_ = std::move(*p);
     std::string line = WaitForLine(rungd_.get(), "listening on");
     ASSERT_FALSE(line.empty()) << "rungd did not start; see " << dir_.Sub("rungd.log");
-    // "rungd: listening on 127.0.0.1:PORT, metrics on http://127.0.0.1:PORT/metrics, ..."
+    // "rungd: listening on 127.0.0.1:PORT, metrics on http://127.0.0.1:PORT/metrics, page on
+    // http://127.0.0.1:PORT/, data in ..."
     std::vector<std::string> words = absl::StrSplit(line, ' ');
     addr_ = words[3].substr(0, words[3].size() - 1);
     metrics_url_ = words[6].substr(0, words[6].size() - 1);
+    web_url_ = words[9].substr(0, words[9].size() - 1);
     port_ = std::stoi(addr_.substr(addr_.rfind(':') + 1));
     auto channel = Connect(addr_, connect_);
     ASSERT_TRUE(channel.ok()) << channel.status();
@@ -136,6 +139,8 @@ class Cluster {
   // How the test's own calls reach rungd (TLS, token).
   void set_connect(const ConnectOptions& o) { connect_ = o; }
   std::shared_ptr<grpc::Channel> channel() const { return channel_; }
+  // The web page, "http://127.0.0.1:PORT/" (https with TLS).
+  const std::string& web_url() const { return web_url_; }
   // A context for a call of the test's own, with its token.
   std::unique_ptr<grpc::ClientContext> Context() const {
     auto ctx = std::make_unique<grpc::ClientContext>();
@@ -257,7 +262,7 @@ class Cluster {
   TempDir dir_;
   std::unique_ptr<Subprocess> rungd_;
   std::vector<std::unique_ptr<Subprocess>> workers_;
-  std::string addr_, metrics_url_, data_dir_;
+  std::string addr_, metrics_url_, web_url_, data_dir_;
   std::vector<std::string> rungd_prefix_, rungd_flags_, worker_flags_, worker_lines_;
   ConnectOptions connect_;
   std::shared_ptr<grpc::Channel> channel_;

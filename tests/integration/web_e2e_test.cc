@@ -1,0 +1,160 @@
+// The web page in a real browser: Debian's chromium, driven by playwright-core
+// (tests/web/page_test.mjs), against a real rungd with TLS and tokens and two real workers
+// that run an ASHA search, an ablation study and a trial that waits for the page.
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "gtest/gtest.h"
+#include "tests/integration/cluster.h"
+
+namespace rung::testing {
+namespace {
+
+const char kAdmin[] = "admin-token-0123456789abcdef";
+const char kAlice[] = "alice-token-0123456789abcdef";
+const char kBob[] = "bob-token-0123456789abcdef0";
+const char kWorker[] = "worker-token-0123456789abcdef";
+
+void WriteFile(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+
+std::string Trial(const std::string& mode) {
+  return absl::StrCat("[/usr/bin/python3, ", SourceDir(), "/tests/web/trial.py]\n  env: {WEB_MODE: ",
+                      mode);
+}
+
+v1::Experiment SubmitAs(Cluster& c, const char* token, const std::string& yaml) {
+  v1::CreateExperimentRequest req;
+  req.set_spec_yaml(yaml);
+  req.set_base_dir(c.jobs_dir());
+  v1::Experiment e;
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", absl::StrCat("Bearer ", token));
+  grpc::Status s = c.stub()->CreateExperiment(&ctx, req, &e);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  return e;
+}
+
+TEST(WebPageTest, ABrowserSeesCurvesParallelCoordinatesAblationsAndLiveReports) {
+  Cluster c;
+  const std::string d = c.dir().path();
+  ASSERT_EQ(Sh(absl::StrCat("cd ", d,
+                            " && openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out "
+                            "cert.pem -days 2 -subj /CN=localhost -addext "
+                            "subjectAltName=IP:127.0.0.1,DNS:localhost"))
+                .code,
+            0);
+  WriteFile(d + "/tokens", absl::StrCat(kAdmin, " root admin\n", kAlice, " alice user\n", kBob,
+                                        " bob user\n", kWorker, " node worker\n"));
+  c.set_rungd_flags({"--tls-cert", d + "/cert.pem", "--tls-key", d + "/key.pem", "--auth-tokens",
+                     d + "/tokens"});
+  ConnectOptions admin;
+  admin.ca_file = d + "/cert.pem";
+  admin.token = kAdmin;
+  c.set_connect(admin);
+  c.StartRungd();
+  ASSERT_EQ(c.web_url().rfind("https://127.0.0.1:", 0), 0u) << c.web_url();
+  c.set_worker_flags({"--ca", d + "/cert.pem", "--token", kWorker});
+  c.StartWorker("w1", 3);
+  c.StartWorker("w2", 3);
+
+  const v1::Experiment asha = SubmitAs(c, kAlice, absl::StrCat(R"(
+name: web-asha
+objective: {metric: loss, goal: minimize}
+resource: {metric: step, min: 1, max: 9}
+search_space:
+  x: {type: float, min: 0.1, max: 10, log: true}
+  opt: {type: categorical, values: [sgd, adam]}
+algorithm: {name: asha, reduction_factor: 3, seed: 5}
+budget: {max_trials: 12, max_concurrent: 6}
+trial:
+  command: )",
+                                                               Trial("curve"), "}\n"));
+  const v1::Experiment ablation = SubmitAs(c, kAlice, absl::StrCat(R"(
+name: web-ablation
+kind: ablation
+objective: {metric: loss, goal: minimize}
+base:
+  params: {lr: 0.01, depth: 4}
+components:
+  features: [floors, area]
+repeats: 2
+trial:
+  command: [/usr/bin/python3, )",
+                                                                   SourceDir(),
+                                                                   R"(/tests/integration/ablation_trial.py]
+)"));
+  const std::string gate = d + "/gate";
+  const v1::Experiment live = SubmitAs(c, kAlice, absl::StrCat(R"(
+name: web-live
+objective: {metric: loss, goal: minimize}
+search_space: {x: {type: float, min: 1, max: 2}}
+algorithm: {name: random, seed: 1}
+budget: {max_trials: 1}
+trial:
+  command: )",
+                                                               Trial("gated"), ", WEB_GATE: ", gate,
+                                                               "}\n"));
+  const v1::Experiment bobs = SubmitAs(c, kBob, absl::StrCat(R"(
+name: bobs-secret
+objective: {metric: loss, goal: minimize}
+search_space: {x: {type: float, min: 1, max: 2}}
+algorithm: {name: random, seed: 2}
+budget: {max_trials: 1}
+trial:
+  command: )",
+                                                             Trial("curve"), "}\n"));
+  for (const v1::Experiment* e : {&asha, &ablation, &bobs}) {
+    EXPECT_EQ(c.Watch(e->id()).state(), v1::EXPERIMENT_COMPLETED) << e->id();
+  }
+  // The gated trial has made its first three reports, and waits.
+  c.WatchEvents(live.id(), [](const v1::WatchEvent& ev) {
+    return ev.has_trial() && ev.trial().reports() == 3;
+  });
+
+  // What the page must show, from the gRPC API: every ASHA trial's points, the completed ones.
+  namespace pb = google::protobuf;
+  pb::Struct expect;
+  auto& f = *expect.mutable_fields();
+  f["url"].set_string_value(c.web_url());
+  f["alice"].set_string_value(kAlice);
+  f["bob"].set_string_value(kBob);
+  f["asha"].set_string_value(asha.id());
+  f["ablation"].set_string_value(ablation.id());
+  f["live"].set_string_value(live.id());
+  f["bobs"].set_string_value(bobs.id());
+  f["gate"].set_string_value(gate);
+  f["screenshots"].set_string_value(BinDir() + "/web-screenshots");
+  pb::Struct* curves = f["curves"].mutable_struct_value();
+  pb::ListValue* completed = f["completed"].mutable_list_value();
+  for (const v1::Trial& t : c.Trials(asha.id())) {
+    if (t.state() == v1::TRIAL_COMPLETED) completed->add_values()->set_string_value(t.id());
+    pb::ListValue* points = (*curves->mutable_fields())[t.id()].mutable_list_value();
+    for (const v1::MetricReport& r : c.Metrics(t.id())) {
+      if (!r.values().count("loss")) continue;
+      pb::ListValue* p = points->add_values()->mutable_list_value();
+      p->add_values()->set_number_value(r.step());
+      p->add_values()->set_number_value(r.values().at("loss"));
+    }
+  }
+  ASSERT_GE(completed->values_size(), 1);
+  std::string json;
+  ASSERT_TRUE(pb::util::MessageToJsonString(expect, &json).ok());
+  WriteFile(d + "/expect.json", json);
+
+  // Plain HTTP on the page's port gets nothing: it speaks TLS only.
+  EXPECT_EQ(Sh(absl::StrCat("curl -s -m 5 -o /dev/null -w '%{http_code}' http://",
+                            c.web_url().substr(8), " ; true"))
+                .out.substr(0, 3),
+            "000");
+
+  const CliRun page = Sh(absl::StrCat("node ", SourceDir(), "/tests/web/page_test.mjs ", d,
+                                      "/expect.json"));
+  EXPECT_EQ(page.code, 0) << page.out;
+  std::cout << page.out;
+}
+
+}  // namespace
+}  // namespace rung::testing
