@@ -262,9 +262,15 @@ absl::Status Serve(const Flags& f, Settings s, const sigset_t& sigs) {
   // The page makes rungd's own gRPC calls, in process: the same checks, the same answers.
   std::unique_ptr<rung::web::WebServer> web;
   if (f.web_listen != "off") {
-    ASSIGN_OR_RETURN(
-        web, rung::web::WebServer::Start({f.web_listen, f.tls_cert, f.tls_key},
-                                         server->InProcessChannel(grpc::ChannelArguments())));
+    grpc::ChannelArguments in_process;
+    in_process.SetMaxReceiveMessageSize(-1);  // a big experiment's trials, in one answer
+    rung::web::WebOptions page;
+    page.listen = f.web_listen;
+    page.tls_cert = f.tls_cert;
+    page.tls_key = f.tls_key;
+    page.client_ca = f.client_ca;
+    page.tokens = s.auth.enabled();
+    ASSIGN_OR_RETURN(web, rung::web::WebServer::Start(page, server->InProcessChannel(in_process)));
   }
 
   absl::Notification stop;

@@ -41,8 +41,7 @@ std::vector<size_t> Lttb(const std::vector<double>& x, const std::vector<double>
     size_t best = lo;
     double best_area = -1;
     for (size_t i = lo; i < hi; ++i) {
-      const double area =
-          std::fabs((x[a] - mx) * (y[i] - y[a]) - (x[a] - x[i]) * (my - y[a]));
+      const double area = std::fabs((x[a] - mx) * (y[i] - y[a]) - (x[a] - x[i]) * (my - y[a]));
       if (area > best_area) {
         best_area = area;
         best = i;
@@ -75,6 +74,8 @@ void CurveBuilder::Add(const v1::MetricReport& r) {
   c->add_x(x);
   c->add_y(y->second);
   c->set_reported(c->reported() + 1);
+  c->set_last_attempt(r.attempt());
+  c->set_last_seq(r.seq());
   ++points_;
 }
 

@@ -119,7 +119,6 @@ void ExperimentRun::HopperUnitDone(Trial* t, const v1::TrialExited& m, Change* c
     }
   }
   // Back in the rotation, as the next attempt: it waits for a partition it still needs.
-  EndAttempt(t, "unit", "", c->now_ms());
   t->set_state(v1::TRIAL_PENDING);
   t->set_attempt(t->attempt() + 1);
   t->set_last_report_seq(0);

@@ -591,7 +591,8 @@ void ExperimentRun::Assign(int index, const std::vector<v1::Placement>& where, i
   }
   t.set_stop_requested(false);
   t.clear_stop_reason();
-  BeginAttempt(&t, t.worker_id(), "", c->now_ms());
+  // In hopper mode each unit is an attempt, and Trial.hops is their ledger.
+  if (spec().execution() != "hopper") BeginAttempt(&t, t.worker_id(), "", c->now_ms());
   PutTrial(t, c);
   if (exp_.state() == v1::EXPERIMENT_PENDING) exp_.set_state(v1::EXPERIMENT_RUNNING);
   PutExperiment(c);

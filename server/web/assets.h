@@ -7,8 +7,8 @@
 namespace rung::web {
 
 struct Asset {
-  const char* path;             // "/assets/app.js"; the page itself is "/assets/index.html"
-  const unsigned char* gz;      // the file, gzipped
+  const char* path;         // "/assets/app.js"; the page itself is "/assets/index.html"
+  const unsigned char* gz;  // the file, gzipped
   const unsigned char* gz_end;
 };
 

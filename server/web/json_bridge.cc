@@ -23,7 +23,7 @@ constexpr char kService[] = "rung.v1.ExperimentService";
 // cannot change anything.
 const std::set<std::string>& Readable() {
   static const std::set<std::string> kMethods = {
-      "GetExperiment", "ListExperiments", "ListTrials", "GetTrial",   "GetTrialMetrics",
+      "GetExperiment", "ListExperiments", "ListTrials",  "GetTrial",  "GetTrialMetrics",
       "GetBestTrials", "GetTrialLogs",    "GetAblation", "GetCurves", "ListWorkers"};
   return kMethods;
 }
@@ -83,11 +83,23 @@ int HttpStatusOf(grpc::StatusCode code) {
 }
 
 std::string ErrorJson(const grpc::Status& s) {
-  static const char* const kNames[] = {
-      "OK",        "CANCELLED",         "UNKNOWN",        "INVALID_ARGUMENT",  "DEADLINE_EXCEEDED",
-      "NOT_FOUND", "ALREADY_EXISTS",    "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-      "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",
-      "UNAVAILABLE", "DATA_LOSS",       "UNAUTHENTICATED"};
+  static const char* const kNames[] = {"OK",
+                                       "CANCELLED",
+                                       "UNKNOWN",
+                                       "INVALID_ARGUMENT",
+                                       "DEADLINE_EXCEEDED",
+                                       "NOT_FOUND",
+                                       "ALREADY_EXISTS",
+                                       "PERMISSION_DENIED",
+                                       "RESOURCE_EXHAUSTED",
+                                       "FAILED_PRECONDITION",
+                                       "ABORTED",
+                                       "OUT_OF_RANGE",
+                                       "UNIMPLEMENTED",
+                                       "INTERNAL",
+                                       "UNAVAILABLE",
+                                       "DATA_LOSS",
+                                       "UNAUTHENTICATED"};
   const int code = s.error_code();
   pb::Struct e;
   (*e.mutable_fields())["code"].set_number_value(code);

@@ -38,7 +38,8 @@ class JsonBridge {
   // WatchExperiment: `event` gets each WatchEvent as JSON until it returns false (the page
   // left) or the stream ends; returns how it ended. `ctx` lets another thread cancel it.
   grpc::Status Watch(const std::string& body, const std::string& authorization,
-                     grpc::ClientContext* ctx, const std::function<bool(const std::string&)>& event);
+                     grpc::ClientContext* ctx,
+                     const std::function<bool(const std::string&)>& event);
 
  private:
   std::shared_ptr<grpc::Channel> channel_;

@@ -1,5 +1,6 @@
 #include "server/web/web_server.h"
 
+#include <arpa/inet.h>
 #include <zlib.h>
 
 #include <functional>
@@ -54,6 +55,42 @@ std::string Gunzip(const unsigned char* data, size_t size) {
   return rc == Z_STREAM_END ? out : "";
 }
 
+// `body` gzipped, quickly (level 1): the page's big answers (a large experiment's trials and
+// curves) are JSON of a few bytes per number, which shrinks several times.
+std::string Gzip(const std::string& body) {
+  z_stream z{};
+  if (deflateInit2(&z, 1, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK) return "";
+  std::string out(deflateBound(&z, body.size()), '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(body.data()));
+  z.avail_in = static_cast<uInt>(body.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  const int rc = deflate(&z, Z_FINISH);
+  out.resize(z.total_out);
+  deflateEnd(&z);
+  return rc == Z_STREAM_END ? out : "";
+}
+
+bool TakesGzip(mg_connection* conn) {
+  const char* accept = mg_get_header(conn, "Accept-Encoding");
+  return accept != nullptr && absl::StrContains(accept, "gzip");
+}
+
+// "127.0.0.1:7412", "[::1]:7412", "localhost:7412": an IP address, or localhost.
+bool PlainHost(const char* host_header) {
+  if (host_header == nullptr) return true;  // HTTP/1.0: not a browser's request
+  std::string host = host_header;
+  if (!host.empty() && host.front() == '[') {
+    host = host.substr(1, host.find(']') - 1);
+  } else {
+    host = host.substr(0, host.rfind(':'));
+  }
+  if (host == "localhost") return true;
+  in6_addr a6;
+  in_addr a4;
+  return inet_pton(AF_INET, host.c_str(), &a4) == 1 || inet_pton(AF_INET6, host.c_str(), &a6) == 1;
+}
+
 struct File {
   std::string type;
   const unsigned char* gz;
@@ -64,26 +101,42 @@ struct File {
 }  // namespace
 
 struct WebServer::Impl : public CivetHandler {
-  explicit Impl(std::shared_ptr<grpc::Channel> channel) : bridge(std::move(channel)) {
+  Impl(std::shared_ptr<grpc::Channel> channel, bool tokens)
+      : bridge(std::move(channel)), tokens(tokens) {
     for (const Asset& a : Assets()) {
       const size_t size = static_cast<size_t>(a.gz_end - a.gz);
       const std::string path = a.path;
       files[path] = {ContentType(path), a.gz, size,
-                     absl::StrFormat("\"%x-%x\"", std::hash<std::string_view>()(std::string_view(
-                                                      reinterpret_cast<const char*>(a.gz), size)),
+                     absl::StrFormat("\"%x-%x\"",
+                                     std::hash<std::string_view>()(std::string_view(
+                                         reinterpret_cast<const char*>(a.gz), size)),
                                      size)};
     }
   }
 
   // A request is served only before Quiesce; Quiesce waits for those being served.
   bool Enter(mg_connection* conn) {
-    absl::MutexLock l(&mu);
-    if (closed) {
-      Send(conn, 503, "text/plain; charset=utf-8", "rungd is stopping\n");
-      return false;
+    const mg_request_info* ri = mg_get_request_info(conn);
+    const char* refusal;
+    int status = 403;
+    {
+      absl::MutexLock l(&mu);
+      if (closed) {
+        status = 503;
+        refusal = "rungd is stopping\n";
+      } else if (tls != nullptr && !tls->Ours(ri->remote_port)) {
+        refusal = "the page is served over TLS only\n";
+      } else if (!tokens && !PlainHost(mg_get_header(conn, "Host"))) {
+        refusal =
+            "without --auth-tokens the page answers only http://IP:PORT or "
+            "http://localhost:PORT (a name could point anywhere)\n";
+      } else {
+        ++active;
+        return true;
+      }
     }
-    ++active;
-    return true;
+    Send(conn, status, "text/plain; charset=utf-8", refusal);
+    return false;
   }
   void Exit() {
     absl::MutexLock l(&mu);
@@ -130,8 +183,7 @@ struct WebServer::Impl : public CivetHandler {
       mg_response_header_send(conn);
       return true;
     }
-    const char* accept = mg_get_header(conn, "Accept-Encoding");
-    if (accept != nullptr && absl::StrContains(accept, "gzip")) {
+    if (TakesGzip(conn)) {
       mg_response_header_add(conn, "Content-Encoding", "gzip", -1);
       mg_response_header_add(conn, "Content-Length", absl::StrCat(f.size).c_str(), -1);
       mg_response_header_send(conn);
@@ -169,9 +221,9 @@ struct WebServer::Impl : public CivetHandler {
     for (int n; (n = mg_read(conn, buf, sizeof(buf))) > 0;) {
       body.append(buf, n);
       if (body.size() > kMaxBody) {
-        return Fail(conn, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                       absl::StrCat("the request body is over ", kMaxBody,
-                                                    " bytes")));
+        return Fail(conn,
+                    grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                 absl::StrCat("the request body is over ", kMaxBody, " bytes")));
       }
     }
     const char* auth = mg_get_header(conn, "Authorization");
@@ -181,7 +233,9 @@ struct WebServer::Impl : public CivetHandler {
       return true;
     }
     JsonReply r = bridge.Unary(method, body, auth ? auth : "");
-    Send(conn, r.http_status, "application/json", r.json);
+    std::string gz;
+    if (r.json.size() > (16 << 10) && TakesGzip(conn)) gz = Gzip(r.json);
+    Send(conn, r.http_status, "application/json", gz.empty() ? r.json : gz, !gz.empty());
     return true;
   }
 
@@ -196,8 +250,7 @@ struct WebServer::Impl : public CivetHandler {
     absl::Mutex mu;  // one write at a time
     bool gone = false;
     auto write = [&](const std::string& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-      if (!gone && mg_send_chunk(conn, s.data(), static_cast<unsigned>(s.size())) < 0)
-        gone = true;
+      if (!gone && mg_send_chunk(conn, s.data(), static_cast<unsigned>(s.size())) < 0) gone = true;
       return !gone;
     };
     absl::Notification finished;
@@ -238,9 +291,10 @@ struct WebServer::Impl : public CivetHandler {
   }
 
   static void Send(mg_connection* conn, int status, const std::string& type,
-                   const std::string& body) {
+                   const std::string& body, bool gzipped = false) {
     mg_response_header_start(conn, status);
     Headers(conn, type);
+    if (gzipped) mg_response_header_add(conn, "Content-Encoding", "gzip", -1);
     mg_response_header_add(conn, "Cache-Control", "no-store", -1);
     mg_response_header_add(conn, "Content-Length", absl::StrCat(body.size()).c_str(), -1);
     mg_response_header_send(conn);
@@ -248,10 +302,11 @@ struct WebServer::Impl : public CivetHandler {
   }
 
   JsonBridge bridge;
+  const bool tokens;
   std::map<std::string, File> files;
   std::unique_ptr<CivetServer> server;
-  std::unique_ptr<TlsFront> tls;
   absl::Mutex mu;
+  std::unique_ptr<TlsFront> tls ABSL_GUARDED_BY(mu);
   bool closed ABSL_GUARDED_BY(mu) = false;
   int active ABSL_GUARDED_BY(mu) = 0;
 };
@@ -260,11 +315,11 @@ absl::StatusOr<std::unique_ptr<WebServer>> WebServer::Start(
     const WebOptions& options, std::shared_ptr<grpc::Channel> channel) {
   const bool tls = !options.tls_cert.empty();
   std::unique_ptr<WebServer> web(new WebServer());
-  web->impl_ = std::make_unique<Impl>(std::move(channel));
+  web->impl_ = std::make_unique<Impl>(std::move(channel), options.tokens);
   // With TLS the HTTP server listens on loopback only, behind the TLS front.
   const std::string http_listen = tls ? "127.0.0.1:0" : options.listen;
   const std::vector<std::string> civet = {
-      "listening_ports", http_listen,  "num_threads", absl::StrCat(options.threads),
+      "listening_ports",   http_listen, "num_threads", absl::StrCat(options.threads),
       "enable_keep_alive", "yes",
   };
   CivetCallbacks callbacks;
@@ -278,30 +333,40 @@ absl::StatusOr<std::unique_ptr<WebServer>> WebServer::Start(
     return absl::UnavailableError(
         absl::StrCat("--web-listen ", http_listen, ": cannot serve (", e.what(), ")"));
   }
-  web->impl_->server->addHandler("/", web->impl_.get());
   std::vector<int> ports = web->impl_->server->getListeningPorts();
   web->port_ = ports.empty() ? 0 : ports[0];
   if (tls) {
-    ASSIGN_OR_RETURN(web->impl_->tls, TlsFront::Start(options.listen, options.tls_cert,
-                                                      options.tls_key, web->port_, options.threads));
+    auto front = TlsFront::Start({options.listen, options.tls_cert, options.tls_key,
+                                  options.client_ca, web->port_, options.threads});
+    if (!front.ok()) return front.status();
+    absl::MutexLock l(&web->impl_->mu);
+    web->impl_->tls = std::move(*front);
     web->port_ = web->impl_->tls->port();
   }
+  // Until now civetweb has answered 404 to anyone: the page is served once the TLS front
+  // that it checks connections against is in place.
+  web->impl_->server->addHandler("/", web->impl_.get());
   const std::string host = options.listen.substr(0, options.listen.rfind(':'));
   web->url_ = absl::StrCat(tls ? "https://" : "http://", host, ":", web->port_, "/");
   return web;
 }
 
 void WebServer::Quiesce() {
-  impl_->tls.reset();
-  absl::MutexLock l(&impl_->mu);
-  impl_->closed = true;
-  impl_->mu.Await(absl::Condition(
-      +[](Impl* i) ABSL_EXCLUSIVE_LOCKS_REQUIRED(i->mu) { return i->active == 0; }, impl_.get()));
+  {
+    absl::MutexLock l(&impl_->mu);
+    impl_->closed = true;
+    impl_->mu.Await(absl::Condition(
+        +[](Impl* i) ABSL_EXCLUSIVE_LOCKS_REQUIRED(i->mu) { return i->active == 0; }, impl_.get()));
+    impl_->tls.reset();  // the last answers have gone through it
+  }
 }
 
 WebServer::~WebServer() {
   if (impl_ == nullptr) return;
-  impl_->tls.reset();
+  {
+    absl::MutexLock l(&impl_->mu);
+    impl_->tls.reset();
+  }
   if (impl_->server) impl_->server->close();
 }
 

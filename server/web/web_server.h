@@ -25,7 +25,12 @@ struct WebOptions {
   std::string listen;    // HOST:PORT (port 0: any free one)
   std::string tls_cert;  // PEM files: serve HTTPS when both are set
   std::string tls_key;
-  int threads = 64;      // connections served at once; each open page's watch holds one
+  std::string client_ca;  // PEM: with TLS, a browser must present a certificate it signed
+  // Whether rungd checks tokens. Without, the page is anyone's who reaches it, and it answers
+  // only requests for an IP address or localhost: a web site whose name points at 127.0.0.1
+  // (DNS rebinding) gets nothing.
+  bool tokens = false;
+  int threads = 64;  // connections served at once; each open page's watch holds one
 };
 
 class WebServer {

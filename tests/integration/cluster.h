@@ -16,9 +16,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -394,6 +396,46 @@ inline CliRun Sh(const std::string& cmd) {
 // Runs the rung CLI against the cluster's rungd.
 inline CliRun Rung(const Cluster& c, const std::string& args) {
   return Sh(absl::StrCat(BinDir(), "/client/rung --addr ", c.addr(), " ", args));
+}
+
+// A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA,
+// in `dir`: ca.pem, server.pem/.key, client.pem/.key; and a second CA nobody trusts.
+inline void MakeCertificates(const std::string& dir) {
+  std::ofstream(dir + "/server.ext") << "subjectAltName=IP:127.0.0.1\n";
+  const std::string script = absl::StrCat("set -e; cd '", dir, R"(';
+    q() { "$@" >/dev/null 2>&1; }
+    q openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=rung-test-ca
+    q openssl req -x509 -newkey rsa:2048 -nodes -keyout other-ca.key -out other-ca.pem -days 2 -subj /CN=stranger
+    q openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1
+    q openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile server.ext
+    q openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj /CN=rung-client
+    q openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2
+  )");
+  ASSERT_EQ(system(script.c_str()), 0) << "openssl failed";
+}
+
+// The TCP ports process `pid` listens on (from /proc: its sockets' inodes, in the LISTEN state).
+inline std::set<int> ListeningPorts(pid_t pid) {
+  std::set<std::string> inodes;
+  const std::string fds = absl::StrCat("/proc/", pid, "/fd");
+  for (const auto& e : std::filesystem::directory_iterator(fds)) {
+    std::error_code ec;
+    const std::string target = std::filesystem::read_symlink(e.path(), ec).string();
+    if (!ec && target.rfind("socket:[", 0) == 0) inodes.insert(target.substr(8, target.size() - 9));
+  }
+  std::set<int> ports;
+  for (const char* table : {"/net/tcp", "/net/tcp6"}) {
+    std::ifstream in(absl::StrCat("/proc/", pid, table));
+    std::string line;
+    std::getline(in, line);  // the header
+    while (std::getline(in, line)) {
+      std::vector<std::string> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
+      if (f.size() > 9 && f[3] == "0A" && inodes.count(f[9])) {
+        ports.insert(std::stoi(f[1].substr(f[1].rfind(':') + 1), nullptr, 16));
+      }
+    }
+  }
+  return ports;
 }
 
 }  // namespace rung::testing

@@ -220,6 +220,7 @@ TEST(DeployTest, KubernetesManifestsTieTogether) {
   }
   EXPECT_EQ(ContainerPort(rungd, "grpc"), PortOf(args["--listen"]));
   EXPECT_EQ(ContainerPort(rungd, "metrics"), PortOf(args["--metrics-listen"]));
+  EXPECT_EQ(ContainerPort(rungd, "web"), PortOf(args["--web-listen"]));
   EXPECT_EQ(rungd["readinessProbe"]["grpc"]["port"].as<int>(), PortOf(args["--listen"]));
   const std::string claim =
       sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"].as<std::string>();
@@ -304,7 +305,7 @@ TEST(DeployTest, SlurmScriptAndContainerFileAgreeWithThePrograms) {
   const std::string containerfile = Slurp(Deploy("Containerfile"));
   EXPECT_THAT(containerfile, ::testing::HasSubstr("--component runtime"));
   EXPECT_THAT(Slurp(SourceDir() + "/CMakeLists.txt"), ::testing::HasSubstr("COMPONENT runtime"));
-  EXPECT_THAT(containerfile, ::testing::HasSubstr("EXPOSE 7411 9411"));
+  EXPECT_THAT(containerfile, ::testing::HasSubstr("EXPOSE 7411 7412 9411"));
   // The image's user is the one the StatefulSet runs as.
   EXPECT_THAT(containerfile, ::testing::HasSubstr("--uid 10001"));
   Manifests m = LoadManifests();

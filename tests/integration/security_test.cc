@@ -26,22 +26,6 @@ void WriteFile(const std::string& path, const std::string& text) {
   f << text;
 }
 
-// A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA,
-// in `dir`: ca.pem, server.pem/.key, client.pem/.key; and a second CA nobody trusts.
-void MakeCertificates(const std::string& dir) {
-  WriteFile(dir + "/server.ext", "subjectAltName=IP:127.0.0.1\n");
-  const std::string script = absl::StrCat("set -e; cd '", dir, R"(';
-    q() { "$@" >/dev/null 2>&1; }
-    q openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=rung-test-ca
-    q openssl req -x509 -newkey rsa:2048 -nodes -keyout other-ca.key -out other-ca.pem -days 2 -subj /CN=stranger
-    q openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1
-    q openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile server.ext
-    q openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj /CN=rung-client
-    q openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2
-  )");
-  ASSERT_EQ(system(script.c_str()), 0) << "openssl failed";
-}
-
 std::string QuickSpec(const std::string& name) {
   return absl::StrCat(R"(
 name: )",

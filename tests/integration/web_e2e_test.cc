@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
@@ -21,8 +22,8 @@ const char kWorker[] = "worker-token-0123456789abcdef";
 void WriteFile(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
 std::string Trial(const std::string& mode) {
-  return absl::StrCat("[/usr/bin/python3, ", SourceDir(), "/tests/web/trial.py]\n  env: {WEB_MODE: ",
-                      mode);
+  return absl::StrCat("[/usr/bin/python3, ", SourceDir(),
+                      "/tests/web/trial.py]\n  env: {WEB_MODE: ", mode);
 }
 
 v1::Experiment SubmitAs(Cluster& c, const char* token, const std::string& yaml) {
@@ -48,8 +49,8 @@ TEST(WebPageTest, ABrowserSeesCurvesParallelCoordinatesAblationsAndLiveReports) 
             0);
   WriteFile(d + "/tokens", absl::StrCat(kAdmin, " root admin\n", kAlice, " alice user\n", kBob,
                                         " bob user\n", kWorker, " node worker\n"));
-  c.set_rungd_flags({"--tls-cert", d + "/cert.pem", "--tls-key", d + "/key.pem", "--auth-tokens",
-                     d + "/tokens"});
+  c.set_rungd_flags(
+      {"--tls-cert", d + "/cert.pem", "--tls-key", d + "/key.pem", "--auth-tokens", d + "/tokens"});
   ConnectOptions admin;
   admin.ca_file = d + "/cert.pem";
   admin.token = kAdmin;
@@ -60,7 +61,8 @@ TEST(WebPageTest, ABrowserSeesCurvesParallelCoordinatesAblationsAndLiveReports) 
   c.StartWorker("w1", 3);
   c.StartWorker("w2", 3);
 
-  const v1::Experiment asha = SubmitAs(c, kAlice, absl::StrCat(R"(
+  const v1::Experiment asha = SubmitAs(c, kAlice,
+                                       absl::StrCat(R"(
 name: web-asha
 objective: {metric: loss, goal: minimize}
 resource: {metric: step, min: 1, max: 9}
@@ -71,8 +73,9 @@ algorithm: {name: asha, reduction_factor: 3, seed: 5}
 budget: {max_trials: 12, max_concurrent: 6}
 trial:
   command: )",
-                                                               Trial("curve"), "}\n"));
-  const v1::Experiment ablation = SubmitAs(c, kAlice, absl::StrCat(R"(
+                                                    Trial("curve"), "}\n"));
+  const v1::Experiment ablation = SubmitAs(c, kAlice,
+                                           absl::StrCat(R"(
 name: web-ablation
 kind: ablation
 objective: {metric: loss, goal: minimize}
@@ -83,11 +86,12 @@ components:
 repeats: 2
 trial:
   command: [/usr/bin/python3, )",
-                                                                   SourceDir(),
-                                                                   R"(/tests/integration/ablation_trial.py]
+                                                        SourceDir(),
+                                                        R"(/tests/integration/ablation_trial.py]
 )"));
   const std::string gate = d + "/gate";
-  const v1::Experiment live = SubmitAs(c, kAlice, absl::StrCat(R"(
+  const v1::Experiment live = SubmitAs(c, kAlice,
+                                       absl::StrCat(R"(
 name: web-live
 objective: {metric: loss, goal: minimize}
 search_space: {x: {type: float, min: 1, max: 2}}
@@ -95,9 +99,9 @@ algorithm: {name: random, seed: 1}
 budget: {max_trials: 1}
 trial:
   command: )",
-                                                               Trial("gated"), ", WEB_GATE: ", gate,
-                                                               "}\n"));
-  const v1::Experiment bobs = SubmitAs(c, kBob, absl::StrCat(R"(
+                                                    Trial("gated"), ", WEB_GATE: ", gate, "}\n"));
+  const v1::Experiment bobs = SubmitAs(c, kBob,
+                                       absl::StrCat(R"(
 name: bobs-secret
 objective: {metric: loss, goal: minimize}
 search_space: {x: {type: float, min: 1, max: 2}}
@@ -105,14 +109,18 @@ algorithm: {name: random, seed: 2}
 budget: {max_trials: 1}
 trial:
   command: )",
-                                                             Trial("curve"), "}\n"));
+                                                    Trial("curve"), "}\n"));
   for (const v1::Experiment* e : {&asha, &ablation, &bobs}) {
     EXPECT_EQ(c.Watch(e->id()).state(), v1::EXPERIMENT_COMPLETED) << e->id();
   }
   // The gated trial has made its first three reports, and waits.
-  c.WatchEvents(live.id(), [](const v1::WatchEvent& ev) {
-    return ev.has_trial() && ev.trial().reports() == 3;
+  bool waiting = false;
+  c.WatchEvents(live.id(), [&](const v1::WatchEvent& ev) {
+    waiting = (ev.has_trial() && ev.trial().reports() == 3) ||
+              (ev.has_report() && ev.report().step() == 3);
+    return waiting;
   });
+  ASSERT_TRUE(waiting) << "the gated trial never made its third report";
 
   // What the page must show, from the gRPC API: every ASHA trial's points, the completed ones.
   namespace pb = google::protobuf;
@@ -150,10 +158,72 @@ trial:
                 .out.substr(0, 3),
             "000");
 
-  const CliRun page = Sh(absl::StrCat("node ", SourceDir(), "/tests/web/page_test.mjs ", d,
-                                      "/expect.json"));
+  const CliRun page =
+      Sh(absl::StrCat("node ", SourceDir(), "/tests/web/page_test.mjs ", d, "/expect.json"));
   EXPECT_EQ(page.code, 0) << page.out;
   std::cout << page.out;
+}
+
+// The page's port speaks TLS only, and with --client-ca it wants the CA's client certificate
+// (as gRPC does); the HTTP server behind it on loopback serves nothing to anyone else.
+TEST(WebPageTest, WithMutualTlsThePageWantsACertificateAndItsLoopbackServerServesNoOneElse) {
+  Cluster c;
+  const std::string d = c.dir().path();
+  MakeCertificates(d);
+  c.set_rungd_flags({"--tls-cert", d + "/server.pem", "--tls-key", d + "/server.key", "--client-ca",
+                     d + "/ca.pem"});
+  ConnectOptions o;
+  o.ca_file = d + "/ca.pem";
+  o.cert_file = d + "/client.pem";
+  o.key_file = d + "/client.key";
+  c.set_connect(o);
+  c.StartRungd();
+  const std::string curl = absl::StrCat("curl -sS -m 10 --cacert ", d, "/ca.pem ");
+  const std::string cert = absl::StrCat("--cert ", d, "/client.pem --key ", d, "/client.key ");
+  const CliRun without = Sh(curl + c.web_url());
+  EXPECT_NE(without.code, 0) << without.out;
+  EXPECT_THAT(without.out, ::testing::Not(::testing::HasSubstr("<html")));
+  const CliRun page = Sh(curl + cert + c.web_url());
+  EXPECT_EQ(page.code, 0) << page.out;
+  EXPECT_THAT(page.out, ::testing::HasSubstr("<html"));
+  const CliRun api = Sh(curl + cert + "-X POST -H 'Content-Type: application/json' -d '{}' " +
+                        c.web_url() + "api/rung.v1.ExperimentService/ListExperiments");
+  EXPECT_EQ(api.code, 0) << api.out;
+  EXPECT_THAT(api.out, ::testing::HasSubstr("{\"experiments\":[]}"));
+
+  // Every other port rungd listens on: gRPC, /metrics, and the page's HTTP server, which
+  // answers a connection that did not come through the TLS front with 403.
+  std::set<int> known = {c.port(), std::stoi(c.web_url().substr(c.web_url().rfind(':') + 1)),
+                         std::stoi(c.metrics_url().substr(c.metrics_url().rfind(':') + 1))};
+  int behind = 0;
+  for (int port : ListeningPorts(c.rungd()->pid())) {
+    if (known.count(port)) continue;
+    const CliRun plain = Sh(absl::StrCat("curl -s -m 10 -w ' %{http_code}' http://127.0.0.1:", port,
+                                         "/api/rung.v1.ExperimentService/ListExperiments"
+                                         " -X POST -H 'Content-Type: application/json' -d '{}'"));
+    EXPECT_THAT(plain.out, ::testing::HasSubstr("served over TLS only")) << port;
+    EXPECT_THAT(plain.out, ::testing::EndsWith(" 403")) << port;
+    ++behind;
+  }
+  EXPECT_EQ(behind, 1);
+}
+
+// Without tokens the page is anyone's who reaches it, so it answers only requests that name
+// it by IP address or as localhost: another site's name made to point at 127.0.0.1 (DNS
+// rebinding) gets nothing.
+TEST(WebPageTest, WithoutTokensOnlyAnIpOrLocalhostIsAnswered) {
+  Cluster c;
+  c.StartRungd();
+  const std::string port = c.web_url().substr(c.web_url().rfind(':') + 1);
+  auto get = [&](const std::string& host) {
+    return Sh(absl::StrCat("curl -s -m 10 -o /dev/null -w '%{http_code}' -H 'Host: ", host, "' ",
+                           c.web_url()))
+        .out;
+  };
+  EXPECT_EQ(get("127.0.0.1:" + port), "200");
+  EXPECT_EQ(get("localhost:" + port), "200");
+  EXPECT_EQ(get("[::1]:" + port), "200");
+  EXPECT_EQ(get("evil.example:" + port), "403");
 }
 
 }  // namespace

@@ -161,6 +161,16 @@ TEST_F(ControllerTest, FailedProcessIsRetriedThenFailedWithReason) {
   EXPECT_THAT(t->message(), HasSubstr("exited with code 3"));
   EXPECT_THAT(t->message(), HasSubstr("ValueError: bad"));
   EXPECT_THAT(t->message(), HasSubstr("failed 2 times; max_restarts is 1"));
+  // The attempt ledger: both attempts, on w1, and how each ended.
+  ASSERT_EQ(t->attempts_size(), 2);
+  EXPECT_EQ(t->attempts(0).attempt(), 1);
+  EXPECT_EQ(t->attempts(0).worker_id(), "w1");
+  EXPECT_EQ(t->attempts(0).outcome(), "retried");
+  EXPECT_THAT(t->attempts(0).message(), HasSubstr("Traceback"));
+  EXPECT_GT(t->attempts(0).ended_unix_ms(), 0);
+  EXPECT_EQ(t->attempts(1).attempt(), 2);
+  EXPECT_EQ(t->attempts(1).outcome(), "failed");
+  EXPECT_THAT(t->attempts(1).message(), HasSubstr("failed 2 times"));
   auto e = controller_->GetExperiment(id);
   EXPECT_EQ(e->state(), v1::EXPERIMENT_FAILED);
   EXPECT_THAT(e->message(), HasSubstr("all 1 trials failed"));
@@ -202,6 +212,12 @@ TEST_F(ControllerTest, LeaseExpiryRequeuesToAnotherWorker) {
   EXPECT_EQ(t->attempt(), 2);
   EXPECT_EQ(t->failures(), 1);
   EXPECT_THAT(t->message(), HasSubstr("lease expired: worker w1 silent for 31s"));
+  ASSERT_EQ(t->attempts_size(), 2);
+  EXPECT_EQ(t->attempts(0).worker_id(), "w1");
+  EXPECT_EQ(t->attempts(0).outcome(), "retried");
+  EXPECT_THAT(t->attempts(0).message(), HasSubstr("lease expired"));
+  EXPECT_EQ(t->attempts(1).worker_id(), "w2");
+  EXPECT_EQ(t->attempts(1).ended_unix_ms(), 0);  // it runs
   auto a2 = sink2.TakeAssignments();
   ASSERT_EQ(a2.size(), 1u);
   EXPECT_EQ(a2[0].trial().attempt(), 2);

@@ -75,7 +75,7 @@ try {
     const el = document.querySelector('#curves');
     const c = el && globalThis.echarts.getInstanceByDom(el);
     return c && c.getOption().series.filter((s) => s.id !== '__rungs').length === n;
-  }, Object.keys(expect.curves).length, { timeout: 10000 });
+  }, Object.keys(expect.curves).length, { timeout: 30000 });
   const curves = (await series('#curves')).filter((s) => s.id !== '__rungs');
   let points = 0;
   for (const s of curves) {
@@ -90,7 +90,7 @@ try {
     const el = document.querySelector('#parallel');
     const c = el && globalThis.echarts.getInstanceByDom(el);
     return c && c.getOption().series[0].data.length === n;
-  }, expect.completed.length, { timeout: 10000 });
+  }, expect.completed.length, { timeout: 30000 });
   const parallel = await series('#parallel');
   assert.deepEqual(parallel[0].data.map((d) => d.name).sort(), [...expect.completed].sort());
   ok(`the parallel coordinates have one line per completed trial (${expect.completed.length})`);
@@ -119,7 +119,7 @@ try {
     const el = document.querySelector('#curves');
     const c = el && globalThis.echarts.getInstanceByDom(el);
     return c && c.getOption().series.some((s) => s.id !== '__rungs' && s.data.length === 3);
-  }, null, { timeout: 10000 });
+  }, null, { timeout: 30000 });
   const opened = Date.now();
   writeFileSync(expect.gate, 'go\n');  // the trial reports its fourth step now
   await page.waitForFunction(() => {

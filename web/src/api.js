@@ -121,37 +121,63 @@ function parseBlock(block) {
 // Watches an experiment: WatchExperiment read with fetch() (EventSource cannot send the
 // Authorization header). Handlers:
 //   onEvent(WatchEvent)  each event: {experiment}, {trial} or {report}
-//   onOpen(reconnected)  the stream is open (again); after a reconnect, refetch what the
-//                        stream does not replay (reports)
+//   onOpen(reconnected)  the stream's first event has come: rungd now sends every change, so
+//                        what is fetched from now on misses nothing; after a reconnect,
+//                        refetch what the stream does not replay (reports)
 //   onError(ApiError)    a final error (401, 403, 404, ...): no more retries
-//   onEnd()              the stream ended normally (the experiment ended)
-// A stream that drops is opened again after 2 s, until close() is called.
+//   onEnd()              the stream ended with the experiment
+// A stream that drops (rungd restarting, the network) is opened again after 2 s, until
+// close() is called. While the tab is hidden it is closed, and opened again when the tab is
+// shown: a browser allows only a few connections to one server, and a page that nobody looks
+// at should not hold one.
+const TERMINAL = new Set(['EXPERIMENT_COMPLETED', 'EXPERIMENT_CANCELLED', 'EXPERIMENT_FAILED']);
+
 export function watchExperiment(id, handlers) {
   const controller = new AbortController();
   let closed = false;
   let opened = 0;
+  let connection = null;  // the current fetch's AbortController
+  let state = '';         // the experiment's state in its latest event
 
+  const onAbort = (fn) => controller.signal.addEventListener('abort', fn, { once: true });
   const sleep = (ms) => new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    controller.signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+    const done = () => {
+      clearTimeout(t);
+      controller.signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    onAbort(done);
   });
+  const visible = () => new Promise((resolve) => {
+    const check = () => {
+      if (document.hidden && !closed) return;
+      document.removeEventListener('visibilitychange', check);
+      controller.signal.removeEventListener('abort', check);
+      resolve();
+    };
+    document.addEventListener('visibilitychange', check);
+    onAbort(check);
+    check();
+  });
+  const hide = () => { if (document.hidden) connection?.abort(); };
+  document.addEventListener('visibilitychange', hide);
 
   async function once() {
-    let response;
+    connection = new AbortController();
+    const stop = () => connection.abort();
+    onAbort(stop);
+    let reader = null;
     try {
-      response = await post('WatchExperiment', { id }, controller.signal);
-    } catch (e) {
-      return { retry: true, error: e };
-    }
-    if (!response.ok) {
-      const err = await errorOf(response);
-      return { retry: !(err.status in { 400: 1, 401: 1, 403: 1, 404: 1 }), error: err };
-    }
-    handlers.onOpen?.(opened++ > 0);
-    const reader = response.body.getReader();
-    const decoder = new TextDecoder();
-    let buffer = '';
-    try {
+      const response = await post('WatchExperiment', { id }, connection.signal);
+      if (!response.ok) {
+        const err = await errorOf(response);
+        return { retry: !(err.status in { 400: 1, 401: 1, 403: 1, 404: 1 }), error: err };
+      }
+      reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = '';
+      let first = true;
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
@@ -164,7 +190,8 @@ export function watchExperiment(id, handlers) {
             let end = {};
             try { end = JSON.parse(data || '{}'); } catch { /* keep {} */ }
             const code = Number(end.code ?? 0);
-            if (code === 0) return { retry: false, ended: true };
+            // rungd also ends every watch when it stops: only an ended experiment is the end.
+            if (code === 0) return TERMINAL.has(state) ? { retry: false, ended: true } : { retry: true };
             const err = new ApiError(HTTP_OF_CODE[code] ?? 500, end.message || `watch ended (code ${code})`, code);
             return { retry: !FINAL_CODES.has(code), error: err };
           }
@@ -175,19 +202,27 @@ export function watchExperiment(id, handlers) {
           } catch {
             continue;  // a malformed event: skip it rather than lose the stream
           }
+          if (message.experiment?.state) state = message.experiment.state;
+          if (first && !closed) {
+            first = false;
+            handlers.onOpen?.(opened++ > 0);
+          }
           if (!closed) handlers.onEvent?.(message);
         }
       }
     } catch (e) {
       return { retry: true, error: e };
     } finally {
-      reader.cancel().catch(() => {});
+      controller.signal.removeEventListener('abort', stop);
+      reader?.cancel().catch(() => {});
     }
     return { retry: true };  // the connection dropped without an end event
   }
 
   (async () => {
     while (!closed) {
+      await visible();
+      if (closed) return;
       const r = await once();
       if (closed) return;
       if (r.ended) {
@@ -199,13 +234,14 @@ export function watchExperiment(id, handlers) {
         return;
       }
       handlers.onDrop?.(r.error);
-      await sleep(2000);
+      if (!document.hidden) await sleep(2000);
     }
   })();
 
   return {
     close() {
       closed = true;
+      document.removeEventListener('visibilitychange', hide);
       controller.abort();
     },
   };

@@ -9,7 +9,7 @@ import { api } from './api.js';
 import { curvesOption, curveSeries, initChart, PALETTE } from './charts.js';
 import { betterFirst, esc, fmtInt, trialScore } from './format.js';
 
-const MAX_POINTS = 200000;   // asked of GetCurves: the server downsamples to fit
+export const MAX_POINTS = 200000;   // asked of GetCurves: the server downsamples to fit
 const MAX_TRIALS = 2000;     // above this, only the best (and the running) are drawn
 const BEST_HIGHLIGHTED = 5;  // the best trials are drawn thick
 const FLUSH_MS = 250;        // at most 4 updates a second, each within 250 ms
@@ -149,9 +149,8 @@ export function createCurves({ el, captionEl, logEl, metricEl, experimentId, tri
     return s;
   }
 
-  // Appends a watch report to its trial's curve. dedupe: the report may already be in
-  // the GetCurves answer (it came while that call was in flight).
-  function apply(r, dedupe) {
+  // Appends a watch report to its trial's curve.
+  function apply(r) {
     if (!resp) return;
     const y = r.values?.[resp.metric];
     if (y === undefined || y === null) return;
@@ -161,32 +160,39 @@ export function createCurves({ el, captionEl, logEl, metricEl, experimentId, tri
     if (!id || !drawn(id)) return;
     const s = series.get(id) ?? addSeries(id);
     const p = [Number(x), Number(y)];
-    if (dedupe && s.data.slice(-8).some((q) => q[0] === p[0] && q[1] === p[1])) return;
     s.data.push(p);
     extend(p[0]);
     dirty.add(id);
     schedule();
   }
 
-  async function load() {
+  // `first`: the experiment page's GetCurves, already asked for (once its watch had started).
+  // Reports that come while the call is in flight wait in `pending`; those the answer already
+  // holds (at or below a curve's last attempt and seq) are dropped, the others appended. A
+  // call that fails is tried again, 2 s later and then less often, keeping what waits.
+  let retryMs = 2000;
+  let retryTimer = 0;
+  async function load(first) {
     const seq = ++loadSeq;
+    clearTimeout(retryTimer);
     loading = true;
-    pending = [];
     caption();
     let r;
     try {
-      r = await api.getCurves(experimentId, metric, MAX_POINTS);
+      r = await (first ?? api.getCurves(experimentId, metric, MAX_POINTS));
     } catch (e) {
-      if (seq === loadSeq) loading = false;
-      if (ctx.active && seq === loadSeq) {
-        if (e?.status === 404 || e?.status === 501) {
-          captionEl.textContent = `curves unavailable: ${e.message}`;
-        } else {
-          ctx.fail(e);
-        }
+      if (!ctx.active || seq !== loadSeq) return;
+      if (e?.status === 401 || e?.status === 403 || e?.status === 404) {
+        loading = false;
+        ctx.fail(e);
+        return;
       }
+      captionEl.textContent = `the curves could not be loaded (${e.message}); trying again`;
+      retryTimer = setTimeout(() => load(), retryMs);
+      retryMs = Math.min(retryMs * 2, 30000);
       return;
     }
+    retryMs = 2000;
     if (!ctx.active || seq !== loadSeq) return;
     loading = false;
     loadedAt = Date.now();
@@ -211,9 +217,14 @@ export function createCurves({ el, captionEl, logEl, metricEl, experimentId, tri
       series.set(c.trialId, { data, color: colorOf(c.trialId) });
     }
     full = true;
+    const last = new Map((r.curves ?? []).map((c) => [c.trialId, [Number(c.lastAttempt ?? 0), Number(c.lastSeq ?? 0)]]));
     const late = pending;
     pending = [];
-    for (const rep of late) apply(rep, true);
+    for (const rep of late) {
+      const [attempt, seq] = last.get(rep.trialId) ?? [0, 0];
+      const a = Number(rep.attempt ?? 0); const q = Number(rep.seq ?? 0);
+      if (a > attempt || (a === attempt && q > seq)) apply(rep);
+    }
     fillMetricSelect();
     flush();
   }
@@ -268,14 +279,15 @@ export function createCurves({ el, captionEl, logEl, metricEl, experimentId, tri
       schedule();
     },
     report(r) {
-      if (loading) pending.push(r);
-      else apply(r, false);
+      if (loading || !resp) pending.push(r);
+      else apply(r);
     },
     highlight(id, on) {
       if (chart && series.has(id)) chart.dispatchAction({ type: on ? 'highlight' : 'downplay', seriesId: id });
     },
     dispose() {
       clearTimeout(timer);
+      clearTimeout(retryTimer);
       loadSeq++;
     },
   };

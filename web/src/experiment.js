@@ -6,7 +6,7 @@
 
 import { api, watchExperiment } from './api.js';
 import { ablationOption, bestOverTimeOption, initChart, paretoOption, parallelOption } from './charts.js';
-import { createCurves } from './curves.js';
+import { MAX_POINTS, createCurves } from './curves.js';
 import { createTrialsTable } from './trials-table.js';
 import {
   ago, badge, esc, fmtG, fmtInt, fmtNum, fmtSigned, num, objectives,
@@ -97,7 +97,7 @@ function headerHtml(e) {
     <div class="facts">
       <span>owner <b>${esc(e.owner || '-')}</b></span>
       <span>objective <b>${goals}</b></span>
-      <span>algorithm <b>${esc(algorithm)}${rule ? ` + ${esc(rule)}` : ''}</b></span>
+      <span>algorithm <b>${esc(algorithm)}${rule && rule !== algorithm ? ` + ${esc(rule)}` : ''}</b></span>
       <span>trials <b>${fmtInt(e.trialsCreated)}${total ? ` / ${fmtInt(total)}` : ''}</b>
         (${num(c.running)} running, ${num(c.completed)} completed, ${num(c.failed)} failed, ${num(c.stopped)} stopped)</span>
       <span>${best}</span>
@@ -273,6 +273,8 @@ export function mount(root, [id], ctx) {
     }
   }
 
+  let subscribed;
+  const watching = new Promise((resolve) => { subscribed = resolve; });
   const watch = watchExperiment(id, {
     onEvent(ev) {
       if (ready) handle(ev);
@@ -280,8 +282,10 @@ export function mount(root, [id], ctx) {
     },
     onOpen(reconnected) {
       ctx.live('live');
-      // The stream does not replay reports: fetch the curves again after a reconnect.
-      if (reconnected && ready) curves.load();
+      // rungd now sends every report: the curves are asked for from here (the stream does not
+      // replay reports, so again after a reconnect).
+      if (!reconnected) subscribed();
+      else if (ready) curves.load();
     },
     onDrop() {
       ctx.live('reconnecting…');
@@ -299,6 +303,10 @@ export function mount(root, [id], ctx) {
 
   (async () => {
     let e; let tr;
+    // The curves are asked for as soon as the watch runs, while the trials load; they are
+    // drawn once the trials are in.
+    const firstCurves = watching.then(() => api.getCurves(id, '', MAX_POINTS));
+    firstCurves.catch(() => {});  // handled where it is awaited
     try {
       [e, tr] = await Promise.all([api.getExperiment(id), api.listTrials(id)]);
     } catch (err) {
@@ -335,7 +343,7 @@ export function mount(root, [id], ctx) {
     table.update();
     renderResults();
     if (root.querySelector('#ablation')) loadAblation();
-    curves.load();
+    curves.load(firstCurves);
     ready = true;
     const early = queue;
     queue = [];

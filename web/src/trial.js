@@ -203,13 +203,14 @@ export function mount(root, [id], ctx) {
     try {
       trial = await api.getTrial(id);
       if (!ctx.active) return;
-      startWatch(trial.experimentId);  // before GetTrialMetrics, so that no report falls between
+      // GetTrialMetrics once the watch runs, so that no report falls between the two.
+      const watching = startWatch(trial.experimentId);
       [exp, metricsResp] = await Promise.all([
         api.getExperiment(trial.experimentId).catch((e) => {
           if (e?.status === 401) throw e;
           return null;  // the trial shows without its experiment's spec
         }),
-        api.getTrialMetrics(id),
+        watching.then(() => api.getTrialMetrics(id)),
       ]);
     } catch (e) {
       if (!ctx.active) return;
@@ -245,9 +246,12 @@ export function mount(root, [id], ctx) {
     queue = [];
   })();
 
+  // Returns a promise settled once rungd sends every change (the stream's first event).
   // After a reconnect: the reports the stream missed.
   function startWatch(experimentId) {
     let opened = false;
+    let subscribed;
+    const watching = new Promise((resolve) => { subscribed = resolve; });
     watch = watchExperiment(experimentId, {
       onEvent(ev) {
         // The first events repeat the trial as it is now: the page just redraws it.
@@ -258,6 +262,7 @@ export function mount(root, [id], ctx) {
         ctx.live('live');
         if (opened && ready) reloadMetrics();
         opened = true;
+        subscribed();
       },
       onDrop() { ctx.live('reconnecting…'); },
       onEnd() { ctx.live(''); },
@@ -266,14 +271,14 @@ export function mount(root, [id], ctx) {
         if (e?.status === 401) ctx.fail(e);
       },
     });
+    return watching;
   }
 
   async function reloadMetrics() {
     try {
       const r = await api.getTrialMetrics(id);
       if (!ctx.active) return;
-      metrics.clear();
-      seen.clear();
+      // addReport keeps each (attempt, seq) once: only the reports the stream missed are added.
       for (const rep of r.reports ?? []) addReport(rep);
       flushMetrics();
     } catch (e) {
