@@ -35,3 +35,7 @@ bash bench/digits.sh "$bin" 150 3
 "$bin/bench/hopper_sim"
 "$bin/bench/hopper_sim" --model-bytes 1e9
 bash bench/hopper.sh "$bin" 6 3
+# The web page (issue 16): a 10,000-trial experiment of a million points, what the page's calls
+# cost rungd (downsampled, and every point), and how long chromium takes to draw the page.
+bash deploy/install-deps.sh --test
+bash bench/web.sh "$bin" 10000 100

@@ -148,6 +148,11 @@ trial:
     }
   }
   ASSERT_GE(completed->values_size(), 1);
+  // The numbers `rung ablation` prints, which the page's ablation table must show.
+  const CliRun table = Sh(absl::StrCat(BinDir(), "/client/rung --addr ", c.addr(), " --ca ", d,
+                                       "/cert.pem --token ", kAlice, " ablation ", ablation.id()));
+  ASSERT_EQ(table.code, 0) << table.out;
+  f["ablationCli"].set_string_value(table.out);
   std::string json;
   ASSERT_TRUE(pb::util::MessageToJsonString(expect, &json).ok());
   WriteFile(d + "/expect.json", json);

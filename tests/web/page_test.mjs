@@ -109,7 +109,16 @@ try {
     const el = document.querySelector('#ablation-chart');
     return el && globalThis.echarts.getInstanceByDom(el);
   });
-  ok(`the ablation study shows ${variants.length} variants`);
+  // Each variant's figures as `rung ablation` prints them: mean, sd, change and p.
+  const cells = await page.$$eval('#ablation tbody tr', (r) => r.map((x) =>
+    [...x.querySelectorAll('td')].map((td) => td.textContent.trim())));
+  for (const row of cells) {
+    const line = expect.ablationCli.split('\n').find((l) => l.includes(` ${row[0]} `) || l.startsWith(`${row[0]} `));
+    assert.ok(line, `rung ablation has no line for ${row[0]}:\n${expect.ablationCli}`);
+    const figures = [...row[4].split('±').map((x) => x.trim()), row[5], row[6]].filter((x) => x && x !== '-');
+    for (const fig of figures) assert.ok(line.includes(fig), `${row[0]}: ${fig} is not in "${line}"`);
+  }
+  ok(`the ablation study shows ${variants.length} variants with the figures of rung ablation`);
   await shot('experiment-ablation');
 
   // A report made while the page is open appears without a reload.
