@@ -273,11 +273,17 @@ export function mount(root, [id], ctx) {
     }
   }
 
-  let subscribed;
+  // The watch's first events are every trial as it is now, then the experiment: once that
+  // experiment event is in, the page holds the whole state (no ListTrials, which would carry
+  // every trial a second time). Reports that come before the page is drawn wait in `queue`.
+  let subscribed, snapshotIn, snapshotFailed;
   const watching = new Promise((resolve) => { subscribed = resolve; });
+  const snapshot = new Promise((resolve, reject) => { snapshotIn = resolve; snapshotFailed = reject; });
   const watch = watchExperiment(id, {
     onEvent(ev) {
       if (ready) handle(ev);
+      else if (ev.trial && ev.trial.experimentId === id) trials.set(ev.trial.id, ev.trial);
+      else if (ev.experiment) snapshotIn(ev.experiment);
       else queue.push(ev);
     },
     onOpen(reconnected) {
@@ -295,20 +301,21 @@ export function mount(root, [id], ctx) {
     },
     onError(e) {
       ctx.live('');
-      if (ready || e?.status === 401) ctx.fail(e);
+      if (!ready) snapshotFailed(e);
+      else ctx.fail(e);
     },
   });
 
   // ---- first load -----------------------------------------------------------------------
 
   (async () => {
-    let e; let tr;
-    // The curves are asked for as soon as the watch runs, while the trials load; they are
+    // The curves are asked for as soon as the watch runs, while the trials arrive; they are
     // drawn once the trials are in.
     const firstCurves = watching.then(() => api.getCurves(id, '', MAX_POINTS));
     firstCurves.catch(() => {});  // handled where it is awaited
+    let e;
     try {
-      [e, tr] = await Promise.all([api.getExperiment(id), api.listTrials(id)]);
+      e = await snapshot;
     } catch (err) {
       if (!ctx.active) return;
       watch.close();
@@ -318,7 +325,6 @@ export function mount(root, [id], ctx) {
     }
     if (!ctx.active) return;
     exp = e;
-    for (const t of tr.trials ?? []) trials.set(t.id, t);
     root.innerHTML = skeleton(exp.spec);
     root.querySelector('#spec').textContent = JSON.stringify(exp.spec ?? {}, null, 2);
     curves = createCurves({
