@@ -1,0 +1,169 @@
+#include "server/search/pbt.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "server/search/sampler.h"
+
+namespace rung::search {
+
+namespace {
+
+double EncodeParam(const Param& p, const Params& params) {
+  auto it = params.find(p.name);
+  if (it == params.end()) return std::nan("");
+  if (const auto* s = std::get_if<std::string>(&it->second)) {
+    auto at = std::find(p.values.begin(), p.values.end(), *s);
+    return at == p.values.end() ? std::nan("") : static_cast<double>(at - p.values.begin());
+  }
+  if (const auto* i = std::get_if<int64_t>(&it->second)) return static_cast<double>(*i);
+  return std::get<double>(it->second);
+}
+
+bool DecodeParam(const Param& p, double v, Params* out) {
+  if (std::isnan(v)) return true;
+  switch (p.kind) {
+    case Param::Kind::kCategorical:
+      if (v < 0 || v >= static_cast<double>(p.values.size())) return false;
+      (*out)[p.name] = p.values[static_cast<size_t>(v)];
+      return true;
+    case Param::Kind::kInt:
+      (*out)[p.name] = static_cast<int64_t>(std::llround(v));
+      return true;
+    case Param::Kind::kFloat:
+      (*out)[p.name] = v;
+      return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+Population::Population(std::vector<Param> space, Goal goal, PbtOptions options, uint64_t seed)
+    : space_(std::move(space)), goal_(goal), options_(std::move(options)), rng_(seed) {}
+
+bool Population::Better(double a, double b) const {
+  return goal_ == Goal::kMaximize ? a > b : a < b;
+}
+
+Population::Decision Population::Ready(int member, double at, double value,
+                                       const Params& params) {
+  members_[member] = {at, value, params};
+  Decision d;
+  d.params = params;
+  // Ranked best first; ties by member, so that a replay ranks the same.
+  std::vector<int> ranked;
+  for (const auto& [m, s] : members_) ranked.push_back(m);
+  std::sort(ranked.begin(), ranked.end(), [&](int a, int b) {
+    const double va = members_[a].value, vb = members_[b].value;
+    if (va != vb) return Better(va, vb);
+    return a < b;
+  });
+  // As Ray Tune: a quantile of the members ranked so far, and none while there are too few to
+  // have a top and a bottom apart.
+  const int n = static_cast<int>(ranked.size());
+  const int cut = static_cast<int>(std::ceil(n * options_.quantile));
+  if (cut < 1 || 2 * cut > n) return d;
+  const int rank = static_cast<int>(std::find(ranked.begin(), ranked.end(), member) -
+                                    ranked.begin());
+  if (rank < n - cut) return d;  // not in the bottom quantile: it goes on as it is
+  const int donor = ranked[rng_.Below(static_cast<uint64_t>(cut))];
+  d.exploit = true;
+  d.donor = donor;
+  d.donor_at = members_[donor].at;
+  d.params = Explore(members_[donor].params);
+  return d;
+}
+
+void Population::Remove(int member) { members_.erase(member); }
+
+Params Population::Explore(const Params& from) {
+  Params out;
+  for (const Param& p : space_) {
+    if (!Active(p, out)) continue;  // a child whose parent's new value does not have it
+    auto it = from.find(p.name);
+    if (it == from.end() || rng_.Uniform() < options_.resample_probability) {
+      out[p.name] = SampleUniform(p, &rng_);
+      continue;
+    }
+    if (p.kind == Param::Kind::kCategorical || !p.grid_values.empty()) {
+      // A neighbour in the list of values (the first and last have one).
+      const std::vector<std::string>& cats = p.values;
+      const size_t count = p.kind == Param::Kind::kCategorical ? cats.size() : p.grid_values.size();
+      size_t at = 0;
+      if (p.kind == Param::Kind::kCategorical) {
+        at = static_cast<size_t>(std::find(cats.begin(), cats.end(),
+                                           std::get<std::string>(it->second)) -
+                                 cats.begin());
+      } else {
+        const double v = EncodeParam(p, from);
+        at = static_cast<size_t>(
+            std::min_element(p.grid_values.begin(), p.grid_values.end(),
+                             [&](double a, double b) { return std::fabs(a - v) < std::fabs(b - v); }) -
+            p.grid_values.begin());
+      }
+      if (at >= count) at = 0;
+      if (count > 1) {
+        const bool up = at == 0 || (at + 1 < count && rng_.Below(2) == 1);
+        at = up ? at + 1 : at - 1;
+      }
+      if (p.kind == Param::Kind::kCategorical) {
+        out[p.name] = cats[at];
+      } else if (p.kind == Param::Kind::kInt) {
+        out[p.name] = static_cast<int64_t>(p.grid_values[at]);
+      } else {
+        out[p.name] = p.grid_values[at];
+      }
+      continue;
+    }
+    const double factor = options_.factors[rng_.Below(options_.factors.size())];
+    const double v = std::clamp(EncodeParam(p, from) * factor, p.min, p.max);
+    if (p.kind == Param::Kind::kInt) {
+      // Rounded, but moved by at least one when the factor moves it at all.
+      const auto before = std::get<int64_t>(it->second);
+      auto after = static_cast<int64_t>(std::llround(v));
+      if (after == before && factor != 1) after += factor > 1 ? 1 : -1;
+      out[p.name] = std::clamp(after, static_cast<int64_t>(p.min), static_cast<int64_t>(p.max));
+    } else {
+      out[p.name] = v;
+    }
+  }
+  return out;
+}
+
+void Population::Save(std::vector<std::string>* lines) const {
+  lines->push_back(rng_.Save());
+  for (const auto& [m, s] : members_) {
+    std::string line = absl::StrCat("m ", m, " ", absl::StrFormat("%.17g %.17g", s.at, s.value));
+    for (const Param& p : space_) absl::StrAppend(&line, absl::StrFormat(" %.17g", EncodeParam(p, s.params)));
+    lines->push_back(std::move(line));
+  }
+}
+
+bool Population::Load(const std::vector<std::string>& lines) {
+  if (lines.empty() || !rng_.Load(lines[0])) return false;
+  members_.clear();
+  for (size_t i = 1; i < lines.size(); ++i) {
+    std::vector<std::string> f = absl::StrSplit(lines[i], ' ');
+    if (f.size() != 4 + space_.size() || f[0] != "m") return false;
+    int m;
+    Member s;
+    if (!absl::SimpleAtoi(f[1], &m) || !absl::SimpleAtod(f[2], &s.at) ||
+        !absl::SimpleAtod(f[3], &s.value)) {
+      return false;
+    }
+    for (size_t k = 0; k < space_.size(); ++k) {
+      double v;
+      if (!absl::SimpleAtod(f[4 + k], &v) || !DecodeParam(space_[k], v, &s.params)) return false;
+    }
+    members_[m] = std::move(s);
+  }
+  return true;
+}
+
+}  // namespace rung::search

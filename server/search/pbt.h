@@ -1,0 +1,79 @@
+// Population-based training (Jaderberg et al., 2017), asynchronous as in Ray Tune: what a
+// member of the population does at each of its ready points (every `interval` units of the
+// resource). A member in the bottom `quantile` of the population, ranked by each member's
+// latest score, exploits: it takes the checkpoint and the parameters of a member drawn from
+// the top `quantile`, and explores them: each parameter is drawn afresh from the search space
+// with `resample_probability`; otherwise a number is multiplied by one of `factors` (kept in
+// its range; an integer rounded) and a category moves to a neighbouring value. Nobody waits
+// for a generation.
+//
+// This is the decision alone: a pure, seeded state machine in the manner of rung's searchers
+// (no I/O, no clock, no threads; snapshotted), which the controller will drive with members
+// that are trials continuing in segments (issue 17).
+#ifndef RUNG_SERVER_SEARCH_PBT_H_
+#define RUNG_SERVER_SEARCH_PBT_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "server/search/rng.h"
+#include "server/search/searcher.h"
+
+namespace rung::search {
+
+struct PbtOptions {
+  int population = 8;
+  double interval = 1;        // resource units between ready points
+  double quantile = 0.25;     // the bottom (and top) fraction of the population
+  double resample_probability = 0.25;
+  std::vector<double> factors = {0.8, 1.2};
+};
+
+class Population {
+ public:
+  Population(std::vector<Param> space, Goal goal, PbtOptions options, uint64_t seed);
+
+  // What a member does after a ready point.
+  struct Decision {
+    bool exploit = false;  // false: it goes on from its own checkpoint, with its parameters
+    int donor = -1;        // exploit: the member whose checkpoint and parameters it takes
+    double donor_at = 0;   // the donor's ready point (resource) whose checkpoint it takes
+    Params params;         // the parameters of its next segment
+  };
+
+  // Member `member` (0 .. population - 1) trained with `params` to resource `at` and scored
+  // `value` there.
+  Decision Ready(int member, double at, double value, const Params& params);
+  // A member left the population (it failed for good): it is neither ranked nor a donor.
+  void Remove(int member);
+
+  // `from` perturbed as explore does it (also for PB2's fallback and the tests).
+  Params Explore(const Params& from);
+
+  const PbtOptions& options() const { return options_; }
+
+  // One line for the generator, then a line a member: "m <member> <at> <value> <v0> <v1> ...",
+  // each parameter encoded as a number (a category by its index; nan when absent).
+  void Save(std::vector<std::string>* lines) const;
+  bool Load(const std::vector<std::string>& lines);
+
+ private:
+  struct Member {
+    double at = 0;
+    double value = 0;
+    Params params;
+  };
+  bool Better(double a, double b) const;
+
+  const std::vector<Param> space_;
+  const Goal goal_;
+  const PbtOptions options_;
+  Rng rng_;
+  std::map<int, Member> members_;  // those with a ready point behind them
+};
+
+}  // namespace rung::search
+
+#endif  // RUNG_SERVER_SEARCH_PBT_H_

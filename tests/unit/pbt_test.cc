@@ -1,0 +1,192 @@
+#include "server/search/pbt.h"
+
+#include <cmath>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace rung::search {
+namespace {
+
+Param Float(const std::string& name, double lo, double hi, bool log = false) {
+  Param p;
+  p.name = name;
+  p.min = lo;
+  p.max = hi;
+  p.log = log;
+  return p;
+}
+
+Param Int(const std::string& name, double lo, double hi) {
+  Param p = Float(name, lo, hi);
+  p.kind = Param::Kind::kInt;
+  return p;
+}
+
+Param Cat(const std::string& name, std::vector<std::string> values) {
+  Param p;
+  p.name = name;
+  p.kind = Param::Kind::kCategorical;
+  p.values = std::move(values);
+  return p;
+}
+
+PbtOptions Options(int population, double resample = 0.25) {
+  PbtOptions o;
+  o.population = population;
+  o.resample_probability = resample;
+  return o;
+}
+
+TEST(PbtTest, NobodyExploitsUntilThereIsATopAndABottom) {
+  Population pop({Float("lr", 0.001, 1)}, Goal::kMinimize, Options(4), 1);
+  // One member ranked: the bottom quantile and the top are the same member.
+  EXPECT_FALSE(pop.Ready(0, 4, 0.9, {{"lr", 0.1}}).exploit);
+  // Two ranked (a quarter of 2 rounds up to 1): the worse exploits the better.
+  Population::Decision d = pop.Ready(1, 4, 0.5, {{"lr", 0.2}});
+  EXPECT_FALSE(d.exploit);  // member 1 is the better one
+  d = pop.Ready(0, 8, 0.95, {{"lr", 0.1}});
+  ASSERT_TRUE(d.exploit);
+  EXPECT_EQ(d.donor, 1);
+  EXPECT_EQ(d.donor_at, 4);
+}
+
+TEST(PbtTest, TheBottomQuantileTakesFromTheTopQuantileOnly) {
+  Population pop({Float("lr", 0.001, 1)}, Goal::kMaximize, Options(8), 3);
+  for (int m = 0; m < 8; ++m) pop.Ready(m, 4, m, {{"lr", 0.01 * (m + 1)}});  // 7 is the best
+  std::set<int> donors;
+  for (int round = 0; round < 50; ++round) {
+    Population::Decision d = pop.Ready(0, 8 + round, 0, {{"lr", 0.01}});
+    ASSERT_TRUE(d.exploit);
+    donors.insert(d.donor);
+    // The middle of the population goes on as it is.
+    EXPECT_FALSE(pop.Ready(4, 8 + round, 4, {{"lr", 0.05}}).exploit);
+  }
+  EXPECT_EQ(donors, (std::set<int>{6, 7}));  // the top quarter of 8
+}
+
+TEST(PbtTest, ExploreMultipliesByAFactorMovesCategoriesAndKeepsTheRange) {
+  Population pop({Float("lr", 0.001, 1, /*log=*/true), Int("width", 1, 64),
+                  Cat("act", {"relu", "tanh", "gelu"})},
+                 Goal::kMinimize, Options(4, /*resample=*/0), 7);
+  std::set<std::string> acts;
+  for (int i = 0; i < 200; ++i) {
+    const Params out = pop.Explore({{"lr", 0.5}, {"width", int64_t{10}}, {"act", "tanh"}});
+    const double lr = std::get<double>(out.at("lr"));
+    EXPECT_TRUE(std::fabs(lr - 0.4) < 1e-12 || std::fabs(lr - 0.6) < 1e-12) << lr;
+    const int64_t width = std::get<int64_t>(out.at("width"));
+    EXPECT_TRUE(width == 8 || width == 12) << width;
+    acts.insert(std::get<std::string>(out.at("act")));
+  }
+  EXPECT_EQ(acts, (std::set<std::string>{"relu", "gelu"}));  // tanh's neighbours
+  // At the ends of the ranges: clipped, and the first category's only neighbour.
+  const Params edge = pop.Explore({{"lr", 1.0}, {"width", int64_t{1}}, {"act", "relu"}});
+  EXPECT_LE(std::get<double>(edge.at("lr")), 1.0);
+  EXPECT_GE(std::get<int64_t>(edge.at("width")), 1);
+  EXPECT_EQ(std::get<std::string>(edge.at("act")), "tanh");
+}
+
+TEST(PbtTest, ResamplingDrawsFromTheSearchSpaceAndConditionsHold) {
+  Param child = Float("momentum", 0.5, 0.99);
+  child.parent = "opt";
+  child.parent_values = {"sgd"};
+  Population pop({Cat("opt", {"sgd", "adam"}), child, Float("lr", 0.001, 1, true)},
+                 Goal::kMinimize, Options(4, /*resample=*/1), 11);
+  int with_momentum = 0;
+  for (int i = 0; i < 200; ++i) {
+    const Params out = pop.Explore({{"opt", "adam"}, {"lr", 0.5}});
+    const double lr = std::get<double>(out.at("lr"));
+    EXPECT_GE(lr, 0.001);
+    EXPECT_LE(lr, 1);
+    const bool sgd = std::get<std::string>(out.at("opt")) == "sgd";
+    EXPECT_EQ(out.count("momentum"), sgd ? 1u : 0u);  // a child exists with its parent's value
+    with_momentum += sgd;
+  }
+  EXPECT_GT(with_momentum, 50);
+  EXPECT_LT(with_momentum, 150);
+}
+
+TEST(PbtTest, SameSeedSameDecisionsAndASnapshotGoesOnIdentically) {
+  auto run = [](Population* pop, int from, int to, std::vector<std::string>* log) {
+    for (int step = from; step < to; ++step) {
+      const int m = step % 6;
+      Population::Decision d =
+          pop->Ready(m, step, std::sin(step * 1.7 + m), {{"lr", 0.01 * (m + 1)}, {"act", "relu"}});
+      log->push_back(absl::StrCat(d.exploit, " ", d.donor, " ", d.donor_at, " ",
+                                  std::get<double>(d.params.at("lr")), " ",
+                                  std::get<std::string>(d.params.at("act"))));
+    }
+  };
+  const std::vector<Param> space = {Float("lr", 0.0001, 1, true), Cat("act", {"relu", "tanh"})};
+  Population a(space, Goal::kMinimize, Options(6), 42), b(space, Goal::kMinimize, Options(6), 42);
+  std::vector<std::string> la, lb;
+  run(&a, 0, 60, &la);
+  run(&b, 0, 30, &lb);
+  std::vector<std::string> saved;
+  b.Save(&saved);
+  Population c(space, Goal::kMinimize, Options(6), 999);  // its own seed is overwritten
+  ASSERT_TRUE(c.Load(saved));
+  run(&c, 30, 60, &lb);
+  EXPECT_EQ(la, lb);
+  EXPECT_GT(std::count_if(la.begin(), la.end(), [](const std::string& s) { return s[0] == '1'; }),
+            5);
+  EXPECT_FALSE(c.Load({"not a generator"}));
+}
+
+// The toy problem of the PBT paper (Jaderberg et al., 2017, figure 2): maximise
+// Q(θ) = 1.2 − (θ₀² + θ₁²) by gradient ascent on the surrogate Q̂(θ|h) = 1.2 − (h₀θ₀² + h₁θ₁²).
+// Two members start at θ = (0.9, 0.9) with h = (1, 0) and h = (0, 1). Kept fixed (grid
+// search over those h), each can only shrink one coordinate; with PBT a member copies the
+// better θ (exploit) and moves its h (explore), so both shrink.
+TEST(PbtTest, ThePapersToyProblemBeatsGridSearch) {
+  struct Member {
+    double theta[2] = {0.9, 0.9};
+    double h[2];
+  };
+  const double step = 0.01;
+  const int steps = 200, interval = 4;
+  auto q = [](const Member& m) { return 1.2 - (m.theta[0] * m.theta[0] + m.theta[1] * m.theta[1]); };
+  auto train = [&](Member* m) {
+    for (int k = 0; k < 2; ++k) m->theta[k] -= step * 2 * m->h[k] * m->theta[k];
+  };
+
+  // Grid search: h fixed.
+  Member grid[2];
+  grid[0].h[0] = 1, grid[0].h[1] = 0;
+  grid[1].h[0] = 0, grid[1].h[1] = 1;
+  for (int s = 0; s < steps; ++s) {
+    for (Member& m : grid) train(&m);
+  }
+  const double grid_best = std::max(q(grid[0]), q(grid[1]));
+
+  // PBT, population 2: at every ready point the worse member takes the better one's θ and
+  // explores its h.
+  PbtOptions o = Options(2);
+  o.quantile = 0.5;
+  Population pop({Float("h0", 0, 1), Float("h1", 0, 1)}, Goal::kMaximize, o, 5);
+  Member pbt[2] = {grid[0], grid[1]};
+  for (Member& m : pbt) m.theta[0] = m.theta[1] = 0.9;
+  std::vector<Member> at_ready(2);
+  int exploits = 0;
+  for (int s = 1; s <= steps; ++s) {
+    for (int i = 0; i < 2; ++i) {
+      train(&pbt[i]);
+      if (s % interval != 0) continue;
+      at_ready[i] = pbt[i];  // its checkpoint at this ready point
+      Population::Decision d = pop.Ready(i, s, q(pbt[i]), {{"h0", pbt[i].h[0]}, {"h1", pbt[i].h[1]}});
+      if (!d.exploit) continue;
+      ++exploits;
+      std::copy(at_ready[d.donor].theta, at_ready[d.donor].theta + 2, pbt[i].theta);
+      pbt[i].h[0] = std::get<double>(d.params.at("h0"));
+      pbt[i].h[1] = std::get<double>(d.params.at("h1"));
+    }
+  }
+  const double pbt_best = std::max(q(pbt[0]), q(pbt[1]));
+  EXPECT_GT(exploits, 0);
+  EXPECT_LT(grid_best, 0.5);   // one coordinate stays at 0.9: Q ≤ 1.2 − 0.81
+  EXPECT_GT(pbt_best, 1.15);   // both shrink: close to the optimum 1.2
+  EXPECT_GT(pbt_best, grid_best + 0.5);
+}
+
+}  // namespace
+}  // namespace rung::search
