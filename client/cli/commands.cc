@@ -154,6 +154,31 @@ absl::StatusOr<int> Ls(const Context& c) {
   return kExitOk;
 }
 
+absl::StatusOr<int> Workers(const Context& c) {
+  ASSIGN_OR_RETURN(const std::vector<Worker> workers, c.client->ListWorkers());
+  if (c.json) {
+    PrintJson(JsonList("workers", JsonOfEach(workers)));
+    return kExitOk;
+  }
+  std::printf("%-16s %-16s %-13s %-10s %-5s %-20s %s\n", "ID", "HOST", "STATE", "SLOTS", "BUSY",
+              "HEARTBEAT", "RUNNING");
+  for (const Worker& w : workers) {
+    int gpus = 0;
+    for (const std::string& g : w.gpus) gpus += !g.empty();
+    std::vector<std::string> running;
+    for (const Worker::Running& r : w.running) {
+      running.push_back(absl::StrCat(r.trial_id.empty() ? "(another user's)" : r.trial_id, "@",
+                                     absl::StrJoin(r.slots, ",")));
+    }
+    std::printf(
+        "%-16s %-16s %-13s %-10s %-5s %-20s %s\n", w.id.c_str(), w.host.c_str(), w.state.c_str(),
+        (gpus > 0 ? absl::StrCat(gpus, " GPU") : absl::StrCat(w.gpus.size(), " CPU")).c_str(),
+        absl::StrCat(w.busy()).c_str(), Time(w.last_heartbeat_unix_ms).c_str(),
+        running.empty() ? "-" : absl::StrJoin(running, " ").c_str());
+  }
+  return kExitOk;
+}
+
 absl::StatusOr<int> Show(const Context& c, const std::string& id) {
   if (id.find('-') != std::string::npos) {
     ASSIGN_OR_RETURN(const Trial t, c.client->GetTrial(id));

@@ -24,6 +24,7 @@ struct Context {
 
 absl::StatusOr<int> Submit(const Context& c, const std::string& file);
 absl::StatusOr<int> Ls(const Context& c);
+absl::StatusOr<int> Workers(const Context& c);
 // An experiment ("e1") or a trial ("e1-3").
 absl::StatusOr<int> Show(const Context& c, const std::string& id);
 absl::StatusOr<int> Trials(const Context& c, const std::string& id, const std::string& sort,

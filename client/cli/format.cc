@@ -107,6 +107,18 @@ void PrintTrial(const Trial& t) {
   if (!t.message.empty())
     std::cout << (t.state == "failed" ? "reason      " : "last failure ") << t.message << "\n";
   if (!t.stdout_path.empty()) std::cout << "logs        " << t.stdout_path << "\n";
+  if (t.attempts.size() > 1 || (t.attempts.size() == 1 && !t.attempts[0].message.empty())) {
+    std::cout << "attempts\n";
+    for (const Attempt& a : t.attempts) {
+      const std::string where = a.worker_id.empty() ? a.client_id : a.worker_id;
+      std::cout << "  " << a.attempt << "  " << (where.empty() ? "-" : where) << "  "
+                << Time(a.started_unix_ms) << "  " << (a.ended_unix_ms == 0 ? "running" : a.outcome)
+                << (a.message.empty()
+                        ? ""
+                        : absl::StrCat(": ", a.message.substr(0, a.message.find('\n'))))
+                << "\n";
+    }
+  }
 }
 
 void PrintExperiment(const Experiment& e, const std::vector<Trial>& trials) {

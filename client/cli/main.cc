@@ -28,7 +28,7 @@ struct Args {
 // The subcommands, to see which one was given.
 struct Commands {
   CLI::App *submit, *ls, *show, *trials, *export_cmd, *completion, *watch, *best, *ablation, *logs,
-      *checkpoint, *replay, *backup;
+      *checkpoint, *workers, *replay, *backup;
   std::vector<std::pair<std::string, CLI::App*>> controls;  // cancel, pause, resume
 };
 
@@ -53,6 +53,7 @@ Commands AddCommands(CLI::App& app, Args& a) {
   c.submit = app.add_subcommand("submit", "submit an experiment spec (YAML); prints its id");
   c.submit->add_option("FILE", a.file, "spec file")->required();
   c.ls = app.add_subcommand("ls", "list experiments");
+  c.workers = app.add_subcommand("workers", "list the workers: slots, what runs where, heartbeats");
   c.show = app.add_subcommand("show", "show an experiment (e1) or a trial (e1-3)");
   c.show->add_option("ID", a.id)->required();
   c.trials = app.add_subcommand("trials", "list an experiment's trials");
@@ -114,6 +115,7 @@ void AddExamples(CLI::App& app, const Commands& c) {
   const std::pair<CLI::App*, const char*> examples[] = {
       {c.submit, "rung submit config/examples/quickstart.yaml"},
       {c.ls, "rung ls\n  rung -o json ls"},
+      {c.workers, "rung workers\n  rung -o json workers | jq '.workers[].running'"},
       {c.show, "rung show e1\n  rung show e1-3\n  rung show e1 -o json"},
       {c.trials, "rung trials e1 --sort loss --top 10"},
       {c.export_cmd, "rung export e1 > e1.csv\n  rung export e1 --format json | jq '.[0]'"},
@@ -175,6 +177,7 @@ complete -o default -F _rung rung
 absl::StatusOr<int> Run(const Commands& cmd, const Args& a, const Context& c) {
   if (*cmd.submit) return Submit(c, a.file);
   if (*cmd.ls) return Ls(c);
+  if (*cmd.workers) return Workers(c);
   if (*cmd.show) return Show(c, a.id);
   if (*cmd.trials) return Trials(c, a.id, a.sort, a.top);
   if (*cmd.export_cmd) return Export(c, a.id, a.format);

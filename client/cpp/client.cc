@@ -378,6 +378,18 @@ absl::StatusOr<AblationResults> Client::Ablation(const std::string& experiment_i
   return FromProto(resp);
 }
 
+absl::StatusOr<std::vector<Worker>> Client::ListWorkers() {
+  v1::ListWorkersResponse resp;
+  if (absl::Status s = impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::ListWorkers,
+                                   v1::ListWorkersRequest(), &resp);
+      !s.ok()) {
+    return s;
+  }
+  std::vector<Worker> out;
+  for (const v1::WorkerStatus& w : resp.workers()) out.push_back(FromProto(w));
+  return out;
+}
+
 absl::Status Client::Watch(const std::string& experiment_id,
                            const std::function<bool(const Event&)>& on_event) {
   v1::WatchExperimentRequest req;

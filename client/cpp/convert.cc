@@ -56,6 +56,7 @@ std::string TrialLogs::Json() const { return JsonOf<v1::GetTrialLogsResponse>(pr
 std::string AblationResults::Json() const {
   return JsonOf<v1::AblationResults>(proto_bytes, /*all_fields=*/true);
 }
+std::string Worker::Json() const { return JsonOf<v1::WorkerStatus>(proto_bytes); }
 std::string ReplayResult::Json() const { return JsonOf<v1::ReplaySearchResponse>(proto_bytes); }
 std::string BackupResult::Json() const { return JsonOf<v1::BackupResponse>(proto_bytes); }
 
@@ -93,6 +94,12 @@ std::string FormatResult(const Experiment& experiment, const Trial& trial) {
     parts.push_back(absl::StrCat(experiment.objectives[i].metric, "=", Num(trial.results[i])));
   }
   return absl::StrJoin(parts, " ");
+}
+
+int Worker::busy() const {
+  int n = 0;
+  for (const Running& r : running) n += static_cast<int>(r.slots.size());
+  return n;
 }
 
 namespace client_internal {
@@ -176,6 +183,10 @@ Trial FromProto(const v1::Trial& t) {
     x.hops.push_back({h.epoch(), h.partition(), h.worker_id(), h.attempt(), h.done(), h.validated(),
                       h.started_unix_ms(), h.ended_unix_ms()});
   }
+  for (const v1::AttemptRecord& a : t.attempts()) {
+    x.attempts.push_back({a.attempt(), a.worker_id(), a.client_id(), a.started_unix_ms(),
+                          a.ended_unix_ms(), a.outcome(), a.message()});
+  }
   x.message = t.message();
   x.stop_reason = t.stop_reason();
   x.infeasible = t.infeasible();
@@ -232,6 +243,24 @@ AblationResults FromProto(const v1::AblationResults& a) {
     x.variants.push_back(std::move(y));
   }
   x.proto_bytes = a.SerializeAsString();
+  return x;
+}
+
+Worker FromProto(const v1::WorkerStatus& w) {
+  Worker x;
+  const v1::Worker& info = w.worker();
+  x.id = info.id();
+  x.host = info.host();
+  x.state = StateText(v1::WorkerState_Name(info.state()));
+  for (const v1::Slot& s : info.slots()) x.gpus.push_back(s.gpu());
+  x.labels.insert(info.labels().begin(), info.labels().end());
+  x.version = info.version();
+  x.last_heartbeat_unix_ms = info.last_heartbeat_unix_ms();
+  x.partitions.assign(info.partitions().begin(), info.partitions().end());
+  for (const v1::WorkerTrial& t : w.running()) {
+    x.running.push_back({t.trial_id(), t.experiment_id(), {t.slots().begin(), t.slots().end()}});
+  }
+  x.proto_bytes = w.SerializeAsString();
   return x;
 }
 

@@ -15,6 +15,7 @@ Report FromProto(const v1::MetricReport& r);
 TrialLogs FromProto(const v1::GetTrialLogsResponse& l);
 AblationResults FromProto(const v1::AblationResults& a);
 ReplayResult FromProto(const v1::ReplaySearchResponse& r);
+Worker FromProto(const v1::WorkerStatus& w);
 BackupResult FromProto(const v1::BackupResponse& b);
 
 }  // namespace rung::client_internal

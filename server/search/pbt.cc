@@ -51,8 +51,7 @@ bool Population::Better(double a, double b) const {
   return goal_ == Goal::kMaximize ? a > b : a < b;
 }
 
-Population::Decision Population::Ready(int member, double at, double value,
-                                       const Params& params) {
+Population::Decision Population::Ready(int member, double at, double value, const Params& params) {
   members_[member] = {at, value, params};
   Decision d;
   d.params = params;
@@ -69,8 +68,8 @@ Population::Decision Population::Ready(int member, double at, double value,
   const int n = static_cast<int>(ranked.size());
   const int cut = static_cast<int>(std::ceil(n * options_.quantile));
   if (cut < 1 || 2 * cut > n) return d;
-  const int rank = static_cast<int>(std::find(ranked.begin(), ranked.end(), member) -
-                                    ranked.begin());
+  const int rank =
+      static_cast<int>(std::find(ranked.begin(), ranked.end(), member) - ranked.begin());
   if (rank < n - cut) return d;  // not in the bottom quantile: it goes on as it is
   const int donor = ranked[rng_.Below(static_cast<uint64_t>(cut))];
   d.exploit = true;
@@ -97,15 +96,15 @@ Params Population::Explore(const Params& from) {
       const size_t count = p.kind == Param::Kind::kCategorical ? cats.size() : p.grid_values.size();
       size_t at = 0;
       if (p.kind == Param::Kind::kCategorical) {
-        at = static_cast<size_t>(std::find(cats.begin(), cats.end(),
-                                           std::get<std::string>(it->second)) -
-                                 cats.begin());
+        at = static_cast<size_t>(
+            std::find(cats.begin(), cats.end(), std::get<std::string>(it->second)) - cats.begin());
       } else {
         const double v = EncodeParam(p, from);
-        at = static_cast<size_t>(
-            std::min_element(p.grid_values.begin(), p.grid_values.end(),
-                             [&](double a, double b) { return std::fabs(a - v) < std::fabs(b - v); }) -
-            p.grid_values.begin());
+        at = static_cast<size_t>(std::min_element(p.grid_values.begin(), p.grid_values.end(),
+                                                  [&](double a, double b) {
+                                                    return std::fabs(a - v) < std::fabs(b - v);
+                                                  }) -
+                                 p.grid_values.begin());
       }
       if (at >= count) at = 0;
       if (count > 1) {
@@ -140,7 +139,8 @@ void Population::Save(std::vector<std::string>* lines) const {
   lines->push_back(rng_.Save());
   for (const auto& [m, s] : members_) {
     std::string line = absl::StrCat("m ", m, " ", absl::StrFormat("%.17g %.17g", s.at, s.value));
-    for (const Param& p : space_) absl::StrAppend(&line, absl::StrFormat(" %.17g", EncodeParam(p, s.params)));
+    for (const Param& p : space_)
+      absl::StrAppend(&line, absl::StrFormat(" %.17g", EncodeParam(p, s.params)));
     lines->push_back(std::move(line));
   }
 }

@@ -25,8 +25,8 @@ namespace rung::search {
 
 struct PbtOptions {
   int population = 8;
-  double interval = 1;        // resource units between ready points
-  double quantile = 0.25;     // the bottom (and top) fraction of the population
+  double interval = 1;     // resource units between ready points
+  double quantile = 0.25;  // the bottom (and top) fraction of the population
   double resample_probability = 0.25;
   std::vector<double> factors = {0.8, 1.2};
 };

@@ -203,6 +203,15 @@ trial: {command: [no-such-trainer-rung], workdir: ., max_restarts: 0}
   ASSERT_EQ(Rung(c, "watch e1").code, 0);
   ASSERT_EQ(Rung(c, "submit " + dir + "/broken.yaml").code, 0);
   EXPECT_EQ(Rung(c, "watch e2").code, 1);  // failed
+  // Its one attempt, where it ran and why it failed; and the worker, idle again.
+  const CliRun failed = Rung(c, "show e2-1");
+  EXPECT_THAT(failed.out, ::testing::ContainsRegex("attempts\n  1  w1  [0-9-]+ [0-9:]+  failed: "))
+      << failed.out;
+  const CliRun workers = Rung(c, "workers");
+  ASSERT_EQ(workers.code, 0) << workers.out;
+  EXPECT_THAT(workers.out, ::testing::ContainsRegex("\nw1 +[^ ]+ +connected +2 CPU +0 +[0-9-]+ "))
+      << workers.out;
+  EXPECT_THAT(Rung(c, "-o json workers").out, HasSubstr("\"id\": \"w1\""));
   const std::string metrics = HttpGet(url);
   EXPECT_THAT(metrics, HasSubstr("rung_worker_slots{worker=\"w1\",state=\"free\"} 2"));
   EXPECT_THAT(metrics, HasSubstr("rung_worker_slots{worker=\"w1\",state=\"busy\"} 0"));

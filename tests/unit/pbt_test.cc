@@ -90,8 +90,8 @@ TEST(PbtTest, ResamplingDrawsFromTheSearchSpaceAndConditionsHold) {
   Param child = Float("momentum", 0.5, 0.99);
   child.parent = "opt";
   child.parent_values = {"sgd"};
-  Population pop({Cat("opt", {"sgd", "adam"}), child, Float("lr", 0.001, 1, true)},
-                 Goal::kMinimize, Options(4, /*resample=*/1), 11);
+  Population pop({Cat("opt", {"sgd", "adam"}), child, Float("lr", 0.001, 1, true)}, Goal::kMinimize,
+                 Options(4, /*resample=*/1), 11);
   int with_momentum = 0;
   for (int i = 0; i < 200; ++i) {
     const Params out = pop.Explore({{"opt", "adam"}, {"lr", 0.5}});
@@ -145,7 +145,9 @@ TEST(PbtTest, ThePapersToyProblemBeatsGridSearch) {
   };
   const double step = 0.01;
   const int steps = 200, interval = 4;
-  auto q = [](const Member& m) { return 1.2 - (m.theta[0] * m.theta[0] + m.theta[1] * m.theta[1]); };
+  auto q = [](const Member& m) {
+    return 1.2 - (m.theta[0] * m.theta[0] + m.theta[1] * m.theta[1]);
+  };
   auto train = [&](Member* m) {
     for (int k = 0; k < 2; ++k) m->theta[k] -= step * 2 * m->h[k] * m->theta[k];
   };
@@ -173,7 +175,8 @@ TEST(PbtTest, ThePapersToyProblemBeatsGridSearch) {
       train(&pbt[i]);
       if (s % interval != 0) continue;
       at_ready[i] = pbt[i];  // its checkpoint at this ready point
-      Population::Decision d = pop.Ready(i, s, q(pbt[i]), {{"h0", pbt[i].h[0]}, {"h1", pbt[i].h[1]}});
+      Population::Decision d =
+          pop.Ready(i, s, q(pbt[i]), {{"h0", pbt[i].h[0]}, {"h1", pbt[i].h[1]}});
       if (!d.exploit) continue;
       ++exploits;
       std::copy(at_ready[d.donor].theta, at_ready[d.donor].theta + 2, pbt[i].theta);
@@ -183,8 +186,8 @@ TEST(PbtTest, ThePapersToyProblemBeatsGridSearch) {
   }
   const double pbt_best = std::max(q(pbt[0]), q(pbt[1]));
   EXPECT_GT(exploits, 0);
-  EXPECT_LT(grid_best, 0.5);   // one coordinate stays at 0.9: Q ≤ 1.2 − 0.81
-  EXPECT_GT(pbt_best, 1.15);   // both shrink: close to the optimum 1.2
+  EXPECT_LT(grid_best, 0.5);  // one coordinate stays at 0.9: Q ≤ 1.2 − 0.81
+  EXPECT_GT(pbt_best, 1.15);  // both shrink: close to the optimum 1.2
   EXPECT_GT(pbt_best, grid_best + 0.5);
 }
 

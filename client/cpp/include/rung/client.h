@@ -121,6 +121,16 @@ struct Hop {
   int64_t started_unix_ms = 0, ended_unix_ms = 0;
 };
 
+// One attempt of a trial (rung.v1.AttemptRecord): where it ran and how it ended.
+struct Attempt {
+  int attempt = 0;
+  std::string worker_id;  // rank 0's; empty for an ask-and-tell client
+  std::string client_id;
+  int64_t started_unix_ms = 0, ended_unix_ms = 0;  // ended 0: it runs
+  std::string outcome;  // completed, stopped, failed, retried, paused, waiting; "" while it runs
+  std::string message;  // why it failed or stopped
+};
+
 struct Trial {
   std::string id;
   std::string experiment_id;
@@ -149,7 +159,8 @@ struct Trial {
   // execution: hopper: epochs trained, and every unit in order (the visiting order).
   int epoch = 0;
   std::vector<Hop> hops;
-  std::string proto_bytes;  // rung.v1.Trial
+  std::vector<Attempt> attempts;  // every attempt, in order (hopper mode: see hops)
+  std::string proto_bytes;        // rung.v1.Trial
 
   // The parameter as a double (an int converts); nullopt when absent or categorical.
   std::optional<double> Number(const std::string& name) const;
@@ -207,6 +218,28 @@ struct AblationResults {
 
   // Unlike the other structs' Json(), this one shows every field of every variant, zeros and
   // false included (the optional numbers only when known), so each row has every column.
+  std::string Json() const;
+};
+
+// rung.v1.WorkerStatus: a worker and the trials on its slots now.
+struct Worker {
+  struct Running {
+    std::string trial_id;  // empty: another user's trial
+    std::string experiment_id;
+    std::vector<int> slots;
+  };
+  std::string id;
+  std::string host;
+  std::string state;              // connected, disconnected, lost
+  std::vector<std::string> gpus;  // each slot's GPU; "" for a CPU slot
+  std::map<std::string, std::string> labels;
+  std::string version;
+  int64_t last_heartbeat_unix_ms = 0;
+  std::vector<int> partitions;  // hopper mode's data partitions it holds
+  std::vector<Running> running;
+  std::string proto_bytes;  // rung.v1.WorkerStatus
+
+  int busy() const;  // slots that trials hold
   std::string Json() const;
 };
 
@@ -282,6 +315,8 @@ class Client {
   absl::StatusOr<std::vector<Trial>> BestTrials(const std::string& experiment_id, int count = 1);
   // An ablation study's results; FAILED_PRECONDITION for an experiment that is a search.
   absl::StatusOr<AblationResults> Ablation(const std::string& experiment_id);
+  // The workers rungd knows, with what runs on each (a user sees only its own trials there).
+  absl::StatusOr<std::vector<Worker>> ListWorkers();
   // Calls `on_event` with the experiment and its trials now, then with every change, until
   // the experiment has ended and none of its trials runs (OK), or `on_event` returns false.
   // No deadline and no retry: it lasts as long as the experiment.
