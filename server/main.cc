@@ -297,13 +297,13 @@ absl::Status Serve(const Flags& f, Settings s, const sigset_t& sigs) {
   // asks, end every watch and worker stream (workers reconnect to the next rungd).
   const rung::Controller::Ended ended =
       controller->Shutdown(absl::UnavailableError("rungd is shutting down; ask again"));
-  // No new calls. Every stream has been ended; a unary call still running gets a moment to
-  // finish. gRPC also waits for idle client connections to close, which a client notices only
-  // at its next poll (seconds): the short deadline closes them instead.
   // The page's calls are gRPC calls: they end first (its watches have ended). Like the
   // metrics server, civetweb is left to the process's end rather than waited for.
   if (web) web->Quiesce();
   (void)web.release();
+  // No new calls. Every stream has been ended; a unary call still running gets a moment to
+  // finish. gRPC also waits for idle client connections to close, which a client notices only
+  // at its next poll (seconds): the short deadline closes them instead.
   server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Milliseconds(250)));
   server->Wait();
   server.reset();
