@@ -200,7 +200,11 @@ std::string ActionsText(const std::vector<Action>& actions) {
     } else if (const auto* s = std::get_if<Stop>(&a)) {
       out.push_back(absl::StrCat("stop ", s->index, " ", Word(s->reason)));
     } else if (const auto* c = std::get_if<Continue>(&a)) {
-      out.push_back(absl::StrCat("continue ", c->index, " ", DoubleText(c->budget)));
+      std::string s = absl::StrCat("continue ", c->index, " ", DoubleText(c->budget));
+      // PBT's exploit: the donor and the new parameters (promote mode's text is unchanged).
+      if (c->from >= 0) absl::StrAppend(&s, " from ", c->from, "@", DoubleText(c->from_resource));
+      for (const auto& [k, v] : c->params) absl::StrAppend(&s, " ", Word(k), "=", ValueText(v));
+      out.push_back(std::move(s));
     } else {
       out.push_back("done");
     }

@@ -4,9 +4,11 @@
 #include <cmath>
 #include <limits>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "server/search/sampler.h"
 
@@ -164,6 +166,156 @@ bool Population::Load(const std::vector<std::string>& lines) {
     members_[m] = std::move(s);
   }
   return true;
+}
+
+namespace {
+
+// Draws parameters from the space, conditions respected (as random search does).
+Params Draw(const std::vector<Param>& space, Rng* rng) {
+  Params out;
+  for (const Param& p : space) {
+    if (Active(p, out)) out[p.name] = SampleUniform(p, rng);
+  }
+  return out;
+}
+
+class PbtSearcher final : public Searcher {
+ public:
+  PbtSearcher(const Config& config, const PbtOptions& options)
+      : config_(config),
+        options_(options),
+        population_(config.space, config.goal, options, config.seed ^ 0x5bd1e995u),
+        rng_(config.seed) {}
+
+  std::vector<Action> Handle(const Event& event) override {
+    std::vector<Action> actions;
+    if (const auto* want = std::get_if<TrialsWanted>(&event)) {
+      for (int i = 0; i < want->count && created_ < options_.population; ++i) {
+        Member& m = members_[created_];
+        m.params = Draw(config_.space, &rng_);
+        m.budget = NextBudget(0);
+        actions.push_back(Create{created_, m.params, m.budget});
+        ++created_;
+      }
+    } else if (const auto* report = std::get_if<TrialReported>(&event)) {
+      Member& m = members_[report->index];
+      m.has_value = true;
+      m.value = report->value;
+    } else if (const auto* paused = std::get_if<TrialPaused>(&event)) {
+      Member& m = members_[paused->index];
+      // A member that paused without reporting is ranked last: it can only take from others.
+      const double worst = config_.goal == Goal::kMaximize ? -kInf : kInf;
+      Population::Decision d =
+          population_.Ready(paused->index, m.budget, m.has_value ? m.value : worst, m.params);
+      Continue c;
+      c.index = paused->index;
+      c.budget = NextBudget(m.budget);
+      if (d.exploit) {
+        c.params = d.params;
+        c.from = d.donor;
+        c.from_resource = d.donor_at;
+        m.params = d.params;
+      }
+      m.budget = c.budget;
+      actions.push_back(std::move(c));
+    } else if (const auto* closed = std::get_if<TrialClosed>(&event)) {
+      ++closed_;
+      if (closed->outcome != TrialClosed::Outcome::kCompleted) population_.Remove(closed->index);
+    }
+    if (!done_ && created_ == options_.population && closed_ >= created_) {
+      done_ = true;
+      actions.push_back(Done{});
+    }
+    return actions;
+  }
+
+  std::string Snapshot() const override {
+    std::vector<std::string> lines = {
+        "pbt v1", absl::StrCat("created ", created_, " closed ", closed_, " done ", done_ ? 1 : 0),
+        absl::StrCat("rng ", rng_.Save())};
+    for (const auto& [index, m] : members_) {
+      std::string line = absl::StrFormat("member %d %.17g %d %.17g", index, m.budget,
+                                         m.has_value ? 1 : 0, m.value);
+      for (const Param& p : config_.space)
+        absl::StrAppend(&line, absl::StrFormat(" %.17g", EncodeParam(p, m.params)));
+      lines.push_back(std::move(line));
+    }
+    std::vector<std::string> population;
+    population_.Save(&population);
+    for (const std::string& l : population) lines.push_back(absl::StrCat("population ", l));
+    return absl::StrJoin(lines, "\n");
+  }
+
+  absl::Status Restore(absl::string_view snapshot) override {
+    auto bad = [](absl::string_view why) {
+      return absl::InvalidArgumentError(absl::StrCat("pbt: unreadable snapshot (", why, ")"));
+    };
+    std::vector<std::string> lines = absl::StrSplit(snapshot, '\n');
+    if (lines.size() < 3 || lines[0] != "pbt v1") return bad("header");
+    int done = 0;
+    std::vector<std::string> counts = absl::StrSplit(lines[1], ' ');
+    if (counts.size() != 6 || !absl::SimpleAtoi(counts[1], &created_) ||
+        !absl::SimpleAtoi(counts[3], &closed_) || !absl::SimpleAtoi(counts[5], &done)) {
+      return bad("counts");
+    }
+    done_ = done != 0;
+    if (!absl::StartsWith(lines[2], "rng ") || !rng_.Load(lines[2].substr(4))) return bad("rng");
+    members_.clear();
+    std::vector<std::string> population;
+    for (size_t i = 3; i < lines.size(); ++i) {
+      if (absl::StartsWith(lines[i], "population ")) {
+        population.push_back(lines[i].substr(11));
+        continue;
+      }
+      std::vector<std::string> f = absl::StrSplit(lines[i], ' ');
+      int index, has;
+      Member m;
+      if (f.size() != 5 + config_.space.size() || f[0] != "member" ||
+          !absl::SimpleAtoi(f[1], &index) || !absl::SimpleAtod(f[2], &m.budget) ||
+          !absl::SimpleAtoi(f[3], &has) || !absl::SimpleAtod(f[4], &m.value)) {
+        return bad("member");
+      }
+      m.has_value = has != 0;
+      for (size_t k = 0; k < config_.space.size(); ++k) {
+        double v;
+        if (!absl::SimpleAtod(f[5 + k], &v) || !DecodeParam(config_.space[k], v, &m.params))
+          return bad("member parameters");
+      }
+      members_[index] = std::move(m);
+    }
+    if (!population_.Load(population)) return bad("population");
+    return absl::OkStatus();
+  }
+
+  bool WantsReports() const override { return true; }
+  std::function<Proposal()> Propose() override { return nullptr; }
+
+ private:
+  static constexpr double kInf = std::numeric_limits<double>::infinity();
+  struct Member {
+    Params params;
+    double budget = 0;  // the resource it trains to now (its next ready point)
+    bool has_value = false;
+    double value = 0;  // its latest report
+  };
+
+  double NextBudget(double at) const {
+    return std::min(at + options_.interval, config_.resource_max);
+  }
+
+  const Config config_;
+  const PbtOptions options_;
+  Population population_;
+  Rng rng_;
+  std::map<int, Member> members_;
+  int created_ = 0, closed_ = 0;
+  bool done_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Searcher> NewPbtSearcher(const Config& config, const PbtOptions& options) {
+  return std::make_unique<PbtSearcher>(config, options);
 }
 
 }  // namespace rung::search

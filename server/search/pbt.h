@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -73,6 +74,13 @@ class Population {
   Rng rng_;
   std::map<int, Member> members_;  // those with a ready point behind them
 };
+
+// The searcher of `algorithm: pbt`: `options.population` members, trials created at once up to
+// the budget of their first ready point (`interval`, the resource's units), paused there as
+// in promote mode; at each pause the Population decides, and the member goes on to its next
+// ready point (Continue, with new parameters and a donor's checkpoint when it exploits), until
+// `config.resource_max`, where it completes. Snapshotted with the Population.
+std::unique_ptr<Searcher> NewPbtSearcher(const Config& config, const PbtOptions& options);
 
 }  // namespace rung::search
 

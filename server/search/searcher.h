@@ -114,9 +114,14 @@ struct Stop {
   std::string reason;
 };
 // Run paused trial `index` again, from its checkpoint, up to `budget` (promote mode).
+// Population-based training may also give it new parameters, and another trial's checkpoint
+// to start from: trial `from`'s at its ready point `from_resource`.
 struct Continue {
   int index = 0;
   double budget = 0;
+  Params params;  // empty: its own
+  int from = -1;  // -1: its own checkpoint
+  double from_resource = 0;
 };
 // No trial will be created any more and every trial has closed: the experiment is over.
 struct Done {};
