@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "google/protobuf/descriptor.h"
@@ -9,7 +10,6 @@
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/generic/generic_stub.h"
-#include "rung/v1/experiment_service.grpc.pb.h"
 
 namespace rung::web {
 
@@ -83,28 +83,12 @@ int HttpStatusOf(grpc::StatusCode code) {
 }
 
 std::string ErrorJson(const grpc::Status& s) {
-  static const char* const kNames[] = {"OK",
-                                       "CANCELLED",
-                                       "UNKNOWN",
-                                       "INVALID_ARGUMENT",
-                                       "DEADLINE_EXCEEDED",
-                                       "NOT_FOUND",
-                                       "ALREADY_EXISTS",
-                                       "PERMISSION_DENIED",
-                                       "RESOURCE_EXHAUSTED",
-                                       "FAILED_PRECONDITION",
-                                       "ABORTED",
-                                       "OUT_OF_RANGE",
-                                       "UNIMPLEMENTED",
-                                       "INTERNAL",
-                                       "UNAVAILABLE",
-                                       "DATA_LOSS",
-                                       "UNAUTHENTICATED"};
   const int code = s.error_code();
   pb::Struct e;
   (*e.mutable_fields())["code"].set_number_value(code);
-  (*e.mutable_fields())["status"].set_string_value(code >= 0 && code <= 16 ? kNames[code]
-                                                                           : "UNKNOWN");
+  // absl and gRPC share the canonical codes and their names.
+  const std::string name = absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
+  (*e.mutable_fields())["status"].set_string_value(name.empty() ? "UNKNOWN" : name);
   (*e.mutable_fields())["message"].set_string_value(s.error_message());
   std::string out;
   (void)pb::util::MessageToJsonString(e, &out);
@@ -112,7 +96,9 @@ std::string ErrorJson(const grpc::Status& s) {
 }
 
 JsonBridge::JsonBridge(std::shared_ptr<grpc::Channel> channel)
-    : channel_(std::move(channel)), generic_(channel_) {}
+    : channel_(std::move(channel)),
+      generic_(channel_),
+      stub_(v1::ExperimentService::NewStub(channel_)) {}
 
 JsonReply JsonBridge::Unary(const std::string& method, const std::string& body,
                             const std::string& authorization) {
@@ -172,8 +158,7 @@ grpc::Status JsonBridge::Watch(const std::string& body, const std::string& autho
   v1::WatchExperimentRequest req;
   if (grpc::Status s = FromJson(body, &req); !s.ok()) return s;
   if (!authorization.empty()) ctx->AddMetadata("authorization", authorization);
-  auto stub = v1::ExperimentService::NewStub(channel_);
-  std::unique_ptr<grpc::ClientReader<v1::WatchEvent>> reader = stub->WatchExperiment(ctx, req);
+  std::unique_ptr<grpc::ClientReader<v1::WatchEvent>> reader = stub_->WatchExperiment(ctx, req);
   v1::WatchEvent e;
   std::string json;
   const pb::util::JsonPrintOptions options = PrintOptions();

@@ -10,6 +10,7 @@
 
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
+#include "rung/v1/experiment_service.grpc.pb.h"
 
 namespace rung::web {
 
@@ -43,7 +44,8 @@ class JsonBridge {
 
  private:
   std::shared_ptr<grpc::Channel> channel_;
-  grpc::GenericStub generic_;
+  grpc::GenericStub generic_;                          // the unary reads, by name
+  std::unique_ptr<v1::ExperimentService::Stub> stub_;  // WatchExperiment
 };
 
 }  // namespace rung::web

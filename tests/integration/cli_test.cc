@@ -21,11 +21,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-void WriteFile(const std::string& path, const std::string& text) {
-  std::ofstream f(path);
-  f << text;
-}
-
 TEST(CliTest, SubmitWatchBestAndErrors) {
   Cluster c;
   c.StartRungd();

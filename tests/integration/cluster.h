@@ -398,10 +398,20 @@ inline CliRun Rung(const Cluster& c, const std::string& args) {
   return Sh(absl::StrCat(BinDir(), "/client/rung --addr ", c.addr(), " ", args));
 }
 
+inline void WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream(path) << text;
+}
+
+// Tokens for tests with --auth-tokens (each test writes its own token file with them).
+inline constexpr char kAdmin[] = "admin-token-0123456789abcdef";
+inline constexpr char kAlice[] = "alice-token-0123456789abcdef";
+inline constexpr char kBob[] = "bob-token-0123456789abcdef0";
+inline constexpr char kWorker[] = "worker-token-0123456789abcdef";
+
 // A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA,
 // in `dir`: ca.pem, server.pem/.key, client.pem/.key; and a second CA nobody trusts.
 inline void MakeCertificates(const std::string& dir) {
-  std::ofstream(dir + "/server.ext") << "subjectAltName=IP:127.0.0.1\n";
+  WriteFile(dir + "/server.ext", "subjectAltName=IP:127.0.0.1\n");
   const std::string script = absl::StrCat("set -e; cd '", dir, R"(';
     q() { "$@" >/dev/null 2>&1; }
     q openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=rung-test-ca

@@ -16,16 +16,6 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-const char kAdmin[] = "admin-token-0123456789abcdef";
-const char kAlice[] = "alice-token-0123456789abcdef";
-const char kBob[] = "bob-token-0123456789abcdef0";
-const char kWorker[] = "worker-token-0123456789abcdef";
-
-void WriteFile(const std::string& path, const std::string& text) {
-  std::ofstream f(path);
-  f << text;
-}
-
 std::string QuickSpec(const std::string& name) {
   return absl::StrCat(R"(
 name: )",

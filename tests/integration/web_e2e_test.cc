@@ -14,13 +14,6 @@
 namespace rung::testing {
 namespace {
 
-const char kAdmin[] = "admin-token-0123456789abcdef";
-const char kAlice[] = "alice-token-0123456789abcdef";
-const char kBob[] = "bob-token-0123456789abcdef0";
-const char kWorker[] = "worker-token-0123456789abcdef";
-
-void WriteFile(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
-
 std::string Trial(const std::string& mode) {
   return absl::StrCat("[/usr/bin/python3, ", SourceDir(),
                       "/tests/web/trial.py]\n  env: {WEB_MODE: ", mode);
