@@ -24,7 +24,9 @@ namespace {
 constexpr size_t kChunk = 1 << 20;
 
 std::string MarkerText(const v1::CheckpointRef& ref) {
-  return absl::StrCat(ref.attempt(), " ", ref.bytes(), " ", ref.crc32c());
+  // Another trial's archive (a PBT member that exploited) names that trial first.
+  return absl::StrCat(ref.trial_id(), ref.trial_id().empty() ? "" : " ", ref.attempt(), " ",
+                      ref.bytes(), " ", ref.crc32c());
 }
 
 void WriteMarker(const std::string& dir, const v1::CheckpointRef& ref) {
@@ -234,8 +236,10 @@ absl::StatusOr<v1::CheckpointRef> CheckpointMover::Download(const Job& job, int6
   if (MarkerMatches(job.dir, job.ref)) return job.ref;  // already here
   std::error_code ec;
   fs::remove(CheckpointMarker(job.dir), ec);
+  // The trial whose attempt wrote it: this one, or the member of a population it exploited.
+  const std::string& owner = job.ref.trial_id().empty() ? job.trial_id : job.ref.trial_id();
   const std::string archive =
-      absl::StrCat(scratch_, "/", job.trial_id, "-", job.ref.attempt(), ".down");
+      absl::StrCat(scratch_, "/", job.trial_id, "-", owner, "-", job.ref.attempt(), ".down");
   int tries = 0, backoff = 0;
   while (true) {
     // Resume after what an earlier try left.
@@ -249,7 +253,7 @@ absl::StatusOr<v1::CheckpointRef> CheckpointMover::Download(const Job& job, int6
       calls_.insert(&ctx);
     }
     v1::DownloadCheckpointRequest req;
-    req.set_trial_id(job.trial_id);
+    req.set_trial_id(owner);
     req.set_attempt(job.ref.attempt());
     req.set_offset(static_cast<int64_t>(have));
     auto reader = stub_->DownloadCheckpoint(&ctx, req);

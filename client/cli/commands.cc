@@ -42,7 +42,8 @@ using Row = std::vector<std::pair<std::string, std::string>>;  // column -> cell
 // A trial as export's cells: its id, state, attempt, worker, result, then each of `params`
 // and `metrics` (in name order).
 Row ExportRow(const Trial& t, const std::set<std::string>& params,
-              const std::set<std::string>& metrics, bool hopper) {
+              const std::set<std::string>& metrics, bool hopper,
+              const std::vector<Trial>* population) {
   Row cells = {{"trial", t.id},
                {"state", t.state},
                {"attempt", absl::StrCat(t.attempt)},
@@ -51,6 +52,10 @@ Row ExportRow(const Trial& t, const std::set<std::string>& params,
   if (hopper) {  // execution: hopper: the visiting order, epoch by epoch
     cells.push_back({"epoch", absl::StrCat(t.epoch)});
     cells.push_back({"partitions", VisitingOrder(t)});
+  }
+  if (population != nullptr) {  // pbt, pb2: the members that trained its model, and when
+    absl::StatusOr<std::vector<LineageStep>> steps = Lineage(*population, t.id);
+    cells.push_back({"lineage", steps.ok() ? LineageText(*steps) : ""});
   }
   for (const auto& p : params) {
     auto it = t.params.find(p);
@@ -72,7 +77,7 @@ std::string ExportJson(const std::vector<Row>& rows) {
       if (v.empty()) continue;
       double d;
       const bool number = k != "trial" && k != "state" && k != "worker" && k != "partitions" &&
-                          absl::SimpleAtod(v, &d) && std::isfinite(d);
+                          k != "lineage" && absl::SimpleAtod(v, &d) && std::isfinite(d);
       fields.push_back(absl::StrCat(JsonQuote(k), ":", number ? JsonNumber(d) : JsonQuote(v)));
     }
     objects.push_back(absl::StrCat("{", absl::StrJoin(fields, ","), "}"));
@@ -237,16 +242,21 @@ absl::StatusOr<int> Export(const Context& c, const std::string& id, const std::s
     for (const auto& [k, v] : t.params) params.insert(k);
     for (const auto& [k, v] : t.metrics) metrics.insert(k);
   }
-  bool hopper = false;
-  for (const Trial& t : trials) hopper = hopper || !t.hops.empty();
+  bool hopper = false, population = false;
+  for (const Trial& t : trials) {
+    hopper = hopper || !t.hops.empty();
+    population = population || !t.segments.empty();
+  }
   std::vector<Row> rows;
-  for (const Trial& t : trials) rows.push_back(ExportRow(t, params, metrics, hopper));
+  for (const Trial& t : trials)
+    rows.push_back(ExportRow(t, params, metrics, hopper, population ? &trials : nullptr));
   if (format == "json") {
     PrintJson(ExportJson(rows));
     return kExitOk;
   }
   std::vector<std::string> header = {"trial", "state", "attempt", "worker", "result"};
   if (hopper) header.insert(header.end(), {"epoch", "partitions"});
+  if (population) header.push_back("lineage");
   for (const auto& p : params) header.push_back(CsvField("param." + p));
   for (const auto& m : metrics) header.push_back(CsvField("metric." + m));
   std::cout << absl::StrJoin(header, ",") << "\n";
@@ -273,6 +283,27 @@ absl::StatusOr<int> Best(const Context& c, const std::string& id, int count) {
     std::cout << "Pareto set (" << Objectives(e) << "): " << best.size() << " trials\n";
   for (const Trial& t : best)
     std::cout << t.id << "  " << FormatResult(e, t) << "  " << FormatParams(t.params) << "\n";
+  return kExitOk;
+}
+
+absl::StatusOr<int> LineageOf(const Context& c, const std::string& id) {
+  const std::string experiment_id = id.substr(0, id.find('-'));
+  ASSIGN_OR_RETURN(const Experiment e, c.client->GetExperiment(experiment_id));
+  std::string trial_id = id;
+  if (id == experiment_id) {
+    if (e.best_trial_id.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("experiment ", id, " has no best trial yet; name a trial (", id, "-1)"));
+    }
+    trial_id = e.best_trial_id;
+  }
+  ASSIGN_OR_RETURN(const std::vector<Trial> trials, c.client->ListTrials(experiment_id));
+  ASSIGN_OR_RETURN(const std::vector<LineageStep> steps, Lineage(trials, trial_id));
+  if (c.json) {
+    PrintJson(LineageJson(trial_id, steps));
+    return kExitOk;
+  }
+  PrintLineage(e, trial_id, steps);
   return kExitOk;
 }
 

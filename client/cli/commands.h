@@ -37,6 +37,9 @@ absl::StatusOr<int> Logs(const Context& c, const std::string& trial_id);
 absl::StatusOr<int> Checkpoint(const Context& c, const std::string& trial_id,
                                const std::string& dir);
 absl::StatusOr<int> Ablation(const Context& c, const std::string& id);
+// Population-based training: the lineage of a trial's model ("e1-3"), or of the best trial's
+// ("e1"): each segment from scratch, the member that trained it and its parameters.
+absl::StatusOr<int> LineageOf(const Context& c, const std::string& id);
 // 0 when the replay is identical, 1 when it differs.
 absl::StatusOr<int> Replay(const Context& c, const std::string& id);
 absl::StatusOr<int> Backup(const Context& c, const std::string& dir);

@@ -4,7 +4,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <set>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -107,6 +109,17 @@ void PrintTrial(const Trial& t) {
   if (!t.message.empty())
     std::cout << (t.state == "failed" ? "reason      " : "last failure ") << t.message << "\n";
   if (!t.stdout_path.empty()) std::cout << "logs        " << t.stdout_path << "\n";
+  if (!t.segments.empty()) {
+    std::cout << "segments    (rung lineage " << t.id << " follows the donors)\n";
+    for (const Segment& g : t.segments) {
+      std::cout << "  " << Num(g.start) << "-" << Num(g.end) << "  " << FormatParams(g.params)
+                << "  " << (g.value.has_value() ? Num(*g.value) : "-")
+                << (g.parent_trial_id.empty() ? ""
+                                              : absl::StrCat("  from ", g.parent_trial_id, " at ",
+                                                             Num(g.parent_resource)))
+                << (g.ended_unix_ms == 0 ? "  (now)" : "") << "\n";
+    }
+  }
   if (t.attempts.size() > 1 || (t.attempts.size() == 1 && !t.attempts[0].message.empty())) {
     std::cout << "attempts\n";
     for (const Attempt& a : t.attempts) {
@@ -285,6 +298,94 @@ std::string IndentJson(std::string_view compact) {
     }
   }
   return out + "\n";
+}
+
+}  // namespace rung::cli
+
+namespace rung::cli {
+
+namespace {
+
+std::string ParamsJson(const std::map<std::string, ParamValue>& params) {
+  std::vector<std::string> fields;
+  for (const auto& [k, v] : params) {
+    std::string value;
+    if (const double* d = std::get_if<double>(&v)) {
+      value = JsonNumber(*d);
+    } else if (const int64_t* i = std::get_if<int64_t>(&v)) {
+      value = absl::StrCat(*i);
+    } else {
+      value = JsonQuote(std::get<std::string>(v));
+    }
+    fields.push_back(absl::StrCat(JsonQuote(k), ":", value));
+  }
+  return absl::StrCat("{", absl::StrJoin(fields, ","), "}");
+}
+
+}  // namespace
+
+std::string LineageText(const std::vector<LineageStep>& steps) {
+  // Consecutive segments of one member make one stretch.
+  std::vector<std::string> parts;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    size_t j = i;
+    while (j + 1 < steps.size() && steps[j + 1].trial_id == steps[i].trial_id &&
+           steps[j + 1].segment.parent_trial_id.empty()) {
+      ++j;
+    }
+    parts.push_back(absl::StrCat(steps[i].trial_id, " ", Num(steps[i].segment.start), "-",
+                                 Num(steps[j].segment.end)));
+    i = j;
+  }
+  return absl::StrJoin(parts, " | ");
+}
+
+void PrintLineage(const Experiment& e, const std::string& trial_id,
+                  const std::vector<LineageStep>& steps) {
+  std::set<std::string> members;
+  int exploits = 0;
+  for (const LineageStep& s : steps) {
+    members.insert(s.trial_id);
+    exploits += !s.segment.parent_trial_id.empty();
+  }
+  const std::string metric = e.objectives.empty() ? "value" : e.objectives[0].metric;
+  std::cout << "lineage of " << trial_id << ": " << steps.size() << " segments trained by "
+            << members.size() << (members.size() == 1 ? " member" : " members") << ", " << exploits
+            << (exploits == 1 ? " exploit" : " exploits") << "\n";
+  std::printf("%-13s %-11s %-12s %s\n", absl::AsciiStrToUpper(e.resource_metric).c_str(),
+              "TRAINED BY", absl::AsciiStrToUpper(metric).c_str(), "PARAMS");
+  for (const LineageStep& s : steps) {
+    const Segment& g = s.segment;
+    std::printf("%-13s %-11s %-12s %s%s\n", absl::StrCat(Num(g.start), "-", Num(g.end)).c_str(),
+                s.trial_id.c_str(), g.value.has_value() ? Num(*g.value).c_str() : "-",
+                FormatParams(g.params).c_str(),
+                g.parent_trial_id.empty()
+                    ? ""
+                    : absl::StrCat("  (took ", g.parent_trial_id, "'s checkpoint at ",
+                                   Num(g.parent_resource), ")")
+                          .c_str());
+  }
+}
+
+std::string LineageJson(const std::string& trial_id, const std::vector<LineageStep>& steps) {
+  std::vector<std::string> items;
+  for (const LineageStep& s : steps) {
+    const Segment& g = s.segment;
+    std::vector<std::string> f = {
+        absl::StrCat("\"trial_id\":", JsonQuote(s.trial_id)),
+        absl::StrCat("\"start\":", JsonNumber(g.start)),
+        absl::StrCat("\"end\":", JsonNumber(g.end)),
+        absl::StrCat("\"params\":", ParamsJson(g.params)),
+    };
+    if (!g.parent_trial_id.empty()) {
+      f.push_back(absl::StrCat("\"parent_trial_id\":", JsonQuote(g.parent_trial_id)));
+      f.push_back(absl::StrCat("\"parent_resource\":", JsonNumber(g.parent_resource)));
+    }
+    if (g.value.has_value()) f.push_back(absl::StrCat("\"value\":", JsonNumber(*g.value)));
+    items.push_back(absl::StrCat("{", absl::StrJoin(f, ","), "}"));
+  }
+  return absl::StrCat("{\"trial_id\":", JsonQuote(trial_id), ",\"segments\":[",
+                      absl::StrJoin(items, ","), "]}");
 }
 
 }  // namespace rung::cli

@@ -40,6 +40,14 @@ std::string RungCounts(const Experiment& e, const std::map<std::string, Trial>& 
 void PrintTrial(const Trial& t);
 void PrintExperiment(const Experiment& e, const std::vector<Trial>& trials);
 
+// `rung lineage`: a member's model segment by segment, and the same as JSON
+// ({"trial_id": ..., "segments": [{"trial_id", "start", "end", "params", ...}]}).
+void PrintLineage(const Experiment& e, const std::string& trial_id,
+                  const std::vector<LineageStep>& steps);
+std::string LineageJson(const std::string& trial_id, const std::vector<LineageStep>& steps);
+// "e1-1 0-4 | e1-3 4-40": the members that trained a model, and over which stretches.
+std::string LineageText(const std::vector<LineageStep>& steps);
+
 // The trial's value of `metric`: its objective result when `metric` is an objective, else the
 // last value it reported; none when it has neither.
 std::optional<double> MetricOf(const Experiment& e, const Trial& t, const std::string& metric);

@@ -27,8 +27,8 @@ struct Args {
 
 // The subcommands, to see which one was given.
 struct Commands {
-  CLI::App *submit, *ls, *show, *trials, *export_cmd, *completion, *watch, *best, *ablation, *logs,
-      *checkpoint, *workers, *replay, *backup;
+  CLI::App *submit, *ls, *show, *trials, *export_cmd, *completion, *watch, *best, *ablation,
+      *lineage, *logs, *checkpoint, *workers, *replay, *backup;
   std::vector<std::pair<std::string, CLI::App*>> controls;  // cancel, pause, resume
 };
 
@@ -87,6 +87,11 @@ Commands AddCommands(CLI::App& app, Args& a) {
                                   "an ablation study's results: each variant against the base, "
                                   "ranked by how much its removal hurts");
   c.ablation->add_option("ID", a.id)->required();
+  c.lineage = app.add_subcommand(
+      "lineage",
+      "population-based training: the lineage of a trial's model (e1-3), or the best trial's "
+      "(e1): each segment, the member that trained it, and its parameters");
+  c.lineage->add_option("ID", a.id)->required();
   c.checkpoint = app.add_subcommand(
       "checkpoint",
       "download the checkpoint rungd keeps for a trial (the best trials' when they end; see "
@@ -125,6 +130,7 @@ void AddExamples(CLI::App& app, const Commands& c) {
       {c.checkpoint,
        "rung checkpoint $(rung -o json best e1 | jq -r '.trials[0].id') ./best-model"},
       {c.ablation, "rung ablation e2\n  rung -o json ablation e2 | jq '.variants[1]'"},
+      {c.lineage, "rung lineage e1\n  rung lineage e1-3 -o json | jq '.segments[].params'"},
       {c.replay, "rung admin replay e1"},
       {c.backup, "rung admin backup /var/backups/rung-$(date +%F)"},
       {c.completion, "source <(rung completion bash)"},
@@ -186,6 +192,7 @@ absl::StatusOr<int> Run(const Commands& cmd, const Args& a, const Context& c) {
   if (*cmd.logs) return Logs(c, a.id);
   if (*cmd.checkpoint) return Checkpoint(c, a.id, a.file);
   if (*cmd.ablation) return Ablation(c, a.id);
+  if (*cmd.lineage) return LineageOf(c, a.id);
   if (*cmd.replay) return Replay(c, a.id);
   if (*cmd.backup) return Backup(c, a.file);
   for (const auto& [verb, sub] : cmd.controls) {

@@ -2,8 +2,11 @@
 // rung CLI shows for parameters and results.
 #include "client/cpp/convert.h"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <limits>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -46,6 +49,19 @@ std::string JsonOf(const std::string& bytes, bool all_fields = false) {
 }
 
 std::string Num(double v) { return absl::StrFormat("%.6g", v); }
+
+std::optional<ParamValue> ParamOf(const v1::ParamValue& v) {
+  switch (v.kind_case()) {
+    case v1::ParamValue::kFloatValue:
+      return ParamValue(v.float_value());
+    case v1::ParamValue::kIntValue:
+      return ParamValue(static_cast<int64_t>(v.int_value()));
+    case v1::ParamValue::kCategoricalValue:
+      return ParamValue(v.categorical_value());
+    default:
+      return std::nullopt;
+  }
+}
 
 }  // namespace
 
@@ -152,19 +168,7 @@ Trial FromProto(const v1::Trial& t) {
   x.index = t.index();
   x.state = StateText(v1::TrialState_Name(t.state()));
   for (const auto& [k, v] : t.params()) {
-    switch (v.kind_case()) {
-      case v1::ParamValue::kFloatValue:
-        x.params[k] = v.float_value();
-        break;
-      case v1::ParamValue::kIntValue:
-        x.params[k] = static_cast<int64_t>(v.int_value());
-        break;
-      case v1::ParamValue::kCategoricalValue:
-        x.params[k] = v.categorical_value();
-        break;
-      default:
-        break;
-    }
+    if (auto value = ParamOf(v); value.has_value()) x.params[k] = *value;
   }
   x.attempt = t.attempt();
   x.failures = t.failures();
@@ -186,6 +190,21 @@ Trial FromProto(const v1::Trial& t) {
   for (const v1::AttemptRecord& a : t.attempts()) {
     x.attempts.push_back({a.attempt(), a.worker_id(), a.client_id(), a.started_unix_ms(),
                           a.ended_unix_ms(), a.outcome(), a.message()});
+  }
+  for (const v1::Segment& g : t.segments()) {
+    Segment y;
+    y.start = g.start();
+    y.end = g.end();
+    for (const auto& [k, v] : g.params()) {
+      if (auto value = ParamOf(v); value.has_value()) y.params[k] = *value;
+    }
+    y.parent_trial_id = g.parent_trial_id();
+    y.parent_resource = g.parent_resource();
+    y.attempt = g.attempt();
+    y.started_unix_ms = g.started_unix_ms();
+    y.ended_unix_ms = g.ended_unix_ms();
+    y.value = Optional(g.has_value(), g.value());
+    x.segments.push_back(std::move(y));
   }
   x.message = t.message();
   x.stop_reason = t.stop_reason();
@@ -273,4 +292,67 @@ BackupResult FromProto(const v1::BackupResponse& b) {
 }
 
 }  // namespace client_internal
+}  // namespace rung
+
+namespace rung {
+
+absl::StatusOr<std::vector<LineageStep>> Lineage(const std::vector<Trial>& trials,
+                                                 const std::string& trial_id) {
+  std::map<std::string, const Trial*> by_id;
+  size_t segments = 0;
+  for (const Trial& t : trials) {
+    by_id[t.id] = &t;
+    segments += t.segments.size();
+  }
+  auto it = by_id.find(trial_id);
+  if (it == by_id.end()) return absl::NotFoundError(absl::StrCat("no trial ", trial_id));
+  if (it->second->segments.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("trial ", trial_id,
+                     " has no lineage: only population-based training (algorithm: pbt or pb2) "
+                     "trains trials in segments that take other members' checkpoints"));
+  }
+  std::vector<LineageStep> out;
+  const Trial* t = it->second;
+  // Walking back: the model of `t` as it stood at `upto` (its segment ending there), made
+  // before `before` (the time the member that took it began its segment).
+  double upto = -1;  // -1: its latest segment
+  int64_t before = std::numeric_limits<int64_t>::max();
+  while (out.size() <= segments) {
+    int i = static_cast<int>(t->segments.size()) - 1;
+    if (upto >= 0) {
+      while (i >= 0 && !(t->segments[i].end == upto && t->segments[i].ended_unix_ms != 0 &&
+                         t->segments[i].ended_unix_ms <= before)) {
+        --i;
+      }
+    }
+    if (i < 0) {
+      return absl::DataLossError(absl::StrCat("the lineage of ", trial_id, " breaks at ", t->id,
+                                              ": no segment of it ended at ", Num(upto),
+                                              " before a member took its checkpoint"));
+    }
+    for (; i >= 0; --i) {
+      const Segment& s = t->segments[i];
+      out.push_back({t->id, s});
+      if (!s.parent_trial_id.empty()) break;  // before it: the donor's model
+      if (s.start == 0) break;                // trained from scratch
+    }
+    const Segment& first = out.back().segment;
+    if (i < 0 || first.parent_trial_id.empty()) {
+      std::reverse(out.begin(), out.end());
+      return out;
+    }
+    auto parent = by_id.find(first.parent_trial_id);
+    if (parent == by_id.end()) {
+      return absl::DataLossError(absl::StrCat("the lineage of ", trial_id, " names ",
+                                              first.parent_trial_id,
+                                              ", which is not among the experiment's trials"));
+    }
+    t = parent->second;
+    upto = first.parent_resource;
+    before = first.started_unix_ms;
+  }
+  return absl::DataLossError(absl::StrCat("the lineage of ", trial_id, " goes round in a loop"));
+}
+
 }  // namespace rung

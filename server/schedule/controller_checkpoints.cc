@@ -22,11 +22,29 @@ std::vector<Trial> KeptOnceEnded(const ExperimentRun& run) {
   return BestTrials(run.spec(), run.trials(), keep);
 }
 
+// The trial whose attempt wrote the archive `t.checkpoint()` names: t itself, or the member
+// of a PBT population it took the checkpoint from.
+const std::string& ArchiveOwner(const Trial& t) {
+  return t.checkpoint().trial_id().empty() ? t.id() : t.checkpoint().trial_id();
+}
+
+// A trial of `run` that has not ended and starts its next attempt from the archive of
+// `trial_id`'s attempt `attempt`, or null.
+const Trial* WaitingOn(const ExperimentRun& run, const std::string& trial_id, int attempt) {
+  for (const Trial& t : run.trials()) {
+    if (!t.id().empty() && !TrialTerminal(t.state()) && t.checkpoint().attempt() == attempt &&
+        ArchiveOwner(t) == trial_id) {
+      return &t;
+    }
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 bool CheckpointsTravel(const v1::ExperimentSpec& spec) {
   return spec.trial().checkpoint_root().empty() && spec.execution() != "external" &&
-         (spec.execution() == "hopper" || spec.algorithm().early_stopping().mode() == "promote");
+         (spec.execution() == "hopper" || TrainsInSegments(spec));
 }
 
 absl::StatusOr<std::string> Controller::CheckpointUploadTarget(const std::string& trial_id,
@@ -53,6 +71,12 @@ absl::StatusOr<std::pair<std::string, v1::CheckpointRef>> Controller::Checkpoint
   absl::MutexLock l(&mu_);
   ExperimentRun* run = nullptr;
   ASSIGN_OR_RETURN(Trial * t, FindTrialLocked(trial_id, &run));
+  if (attempt != 0 && CheckpointsTravel(run->spec())) {
+    // Another member of a population continues from it (it exploited this trial).
+    if (const Trial* taker = WaitingOn(*run, trial_id, attempt); taker != nullptr) {
+      return std::make_pair(run->id(), taker->checkpoint());
+    }
+  }
   if (TrialTerminal(t->state()) && CheckpointsTravel(run->spec())) {
     // Only the best ended trials keep theirs.
     const int keep = run->spec().trial().keep_checkpoints();
@@ -97,10 +121,10 @@ void Controller::CollectCheckpoints() {
         if (t.id().empty()) continue;
         if (TrialActive(t.state())) k[t.id()].insert(t.attempt());  // its upload may be coming
         if (!TrialTerminal(t.state()) && t.checkpoint().attempt() > 0)
-          k[t.id()].insert(t.checkpoint().attempt());
+          k[ArchiveOwner(t)].insert(t.checkpoint().attempt());
       }
       for (const Trial& t : KeptOnceEnded(*run)) {
-        if (t.checkpoint().attempt() > 0) k[t.id()].insert(t.checkpoint().attempt());
+        if (t.checkpoint().attempt() > 0) k[ArchiveOwner(t)].insert(t.checkpoint().attempt());
       }
     }
     written = store_->LastWrite();

@@ -33,7 +33,8 @@ v1::WatchEvent TrialEvent(const Trial& t) {
   return e;
 }
 
-// Back to the queue for another attempt: what the last attempt held is cleared.
+}  // namespace
+
 void Requeue(Trial* t) {
   t->set_attempt(t->attempt() + 1);
   t->set_last_report_seq(0);
@@ -44,6 +45,8 @@ void Requeue(Trial* t) {
   t->clear_master_addr();
   t->clear_master_port();
 }
+
+namespace {
 
 v1::Placement* ShareOn(Trial* t, const std::string& worker_id) {
   for (v1::Placement& p : *t->mutable_placements()) {
@@ -168,9 +171,15 @@ bool ExperimentRun::open() const {
   return exp_.state() == v1::EXPERIMENT_PENDING || exp_.state() == v1::EXPERIMENT_RUNNING;
 }
 
+int ExperimentRun::Running() const {
+  int n = 0;
+  for (const Trial& t : trials_) n += TrialActive(t.state());
+  return n;
+}
+
 bool ExperimentRun::CanHandOut() const {
   if (!open()) return false;
-  if (!queue_.empty()) return true;
+  if (!queue_.empty()) return hopper() || Running() < spec().budget().max_concurrent();
   if (exp_.search_done()) return false;
   int out = 0;
   for (const Trial& t : trials_) out += !TrialTerminal(t.state()) && t.state() != v1::TRIAL_WAITING;
@@ -288,14 +297,7 @@ void ExperimentRun::ApplyActions(const std::vector<search::Action>& actions, Cha
     } else if (const auto* stop = std::get_if<search::Stop>(&a)) {
       StopTrial(*stop, c);
     } else if (const auto* cont = std::get_if<search::Continue>(&a)) {
-      Trial* t = trial(cont->index + 1);
-      if (t == nullptr || t->state() != v1::TRIAL_WAITING) continue;
-      // Promoted: it runs again, resuming from its checkpoint folder, to the next rung.
-      t->set_state(v1::TRIAL_PENDING);
-      t->set_budget(cont->budget);
-      Requeue(t);
-      queue_.push_front(t->index());
-      PutTrial(*t, c);
+      ContinueTrial(*cont, c);
     } else if (std::holds_alternative<search::Done>(a)) {
       exp_.set_search_done(true);
     }
@@ -314,6 +316,7 @@ void ExperimentRun::CreateTrial(const search::Create& create, Change* c) {
   t.set_attempt(1);
   t.set_budget(create.budget);
   t.set_created_unix_ms(c->now_ms());
+  if (PopulationBased(spec())) BeginSegment(&t, 0, "", 0, c);
   if (spec().kind() == "ablation") {
     const std::vector<search::Variant> variants = AblationVariants(spec());
     t.set_ablation(variants[search::VariantOf(create.index, variants.size())].Json());
@@ -479,6 +482,14 @@ int ExperimentRun::NextTrial(Change* c, std::string* why, std::function<search::
       *why = "the searcher has no trial to give now";
       return 0;
     }
+  }
+  // At most budget.max_concurrent run at once, also of the trials queued to run again (a
+  // retry, a promotion, a population's members; hopper mode's rotation has its own limit).
+  const int max_concurrent = spec().budget().max_concurrent();
+  if (!hopper() && Running() >= max_concurrent) {
+    *why = absl::StrCat("budget.max_concurrent (", max_concurrent,
+                        ") trials are running; one must pause or end first");
+    return 0;
   }
   const int index = queue_.front();
   queue_.pop_front();
@@ -663,6 +674,7 @@ void ExperimentRun::Report(Trial* t, v1::MetricReport r, Change* c) {
       t->set_has_result(true);
       t->set_result(it->second);
     }
+    SegmentReport(t, it->second);
     if (searcher_->WantsReports()) {
       ApplyActions(Search(search::TrialReported{t->index() - 1, resource, it->second}, c), c);
     }
@@ -763,11 +775,12 @@ bool ExperimentRun::ShareExited(Trial* t, const v1::TrialExited& m, const std::s
 }
 
 void ExperimentRun::Finish(Trial* t, Change* c) {
-  if (spec().algorithm().early_stopping().mode() == "promote" &&
-      t->budget() < spec().resource().max() * (1 - 1e-9)) {
-    // Promote mode: it trained to its rung's budget; it waits to be continued or stopped.
+  if (TrainsInSegments(spec()) && t->budget() < spec().resource().max() * (1 - 1e-9)) {
+    // It trained to its rung's budget (promote mode) or its ready point (population-based
+    // training); it waits to be continued or stopped.
     t->set_state(v1::TRIAL_WAITING);
     EndAttempt(t, "waiting", "", c->now_ms());
+    EndSegment(t, c->now_ms());
     PutTrial(*t, c);
     ApplyActions(Search(search::TrialPaused{t->index() - 1}, c), c);
     return;
@@ -792,6 +805,7 @@ void ExperimentRun::Release(Trial* t, Change* c) {
 
 void ExperimentRun::Close(Trial* t, Change* c) {
   t->set_ended_unix_ms(c->now_ms());
+  EndSegment(t, c->now_ms());
   switch (t->state()) {
     case v1::TRIAL_COMPLETED:
       EndAttempt(t, "completed", "", c->now_ms());
@@ -805,8 +819,17 @@ void ExperimentRun::Close(Trial* t, Change* c) {
   PutTrial(*t, c);
   const auto goal = spec().objective().goal();
   // With several objectives there is no single best; `rung best` gives the Pareto set.
+  // A tie goes to the lower index, as BestTrials orders them (population-based training's
+  // members often tie: they may hold copies of one model).
+  auto ties_lower = [&] {
+    if (t->result() != exp_.best_value()) return false;
+    for (const Trial& b : trials_) {
+      if (b.id() == exp_.best_trial_id()) return t->index() < b.index();
+    }
+    return false;
+  };
   if (t->state() == v1::TRIAL_COMPLETED && t->infeasible().empty() && spec().objectives().empty() &&
-      (!exp_.has_best() || Better(goal, t->result(), exp_.best_value()))) {
+      (!exp_.has_best() || Better(goal, t->result(), exp_.best_value()) || ties_lower())) {
     exp_.set_has_best(true);
     exp_.set_best_value(t->result());
     exp_.set_best_trial_id(t->id());

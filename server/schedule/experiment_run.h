@@ -34,8 +34,17 @@ bool TrialTerminal(v1::TrialState s);
 bool TrialActive(v1::TrialState s);  // assigned or running: it holds a slot or a client
 bool ExperimentTerminal(v1::ExperimentState s);
 // Its trials' checkpoint folders travel through rungd: no shared trial.checkpoint_root, and
-// trials resume (promote mode, or hopper mode's units).
+// trials resume (promote mode, population-based training, or hopper mode's units).
 bool CheckpointsTravel(const v1::ExperimentSpec& spec);
+// algorithm: pbt or pb2 (experiment_population.cc).
+bool PopulationBased(const v1::ExperimentSpec& spec);
+// Trials train to a budget below resource.max, wait (TRIAL_WAITING) and may be continued:
+// promote mode, and population-based training.
+bool TrainsInSegments(const v1::ExperimentSpec& spec);
+
+// Back to the queue for another attempt: the attempt number goes up and what the last
+// attempt held is cleared.
+void Requeue(v1::Trial* t);
 
 // Where an active trial's current attempt still holds slots: one entry per worker (node 0
 // first) whose share has not exited.
@@ -79,6 +88,8 @@ class ExperimentRun {
   bool CanHandOut() const;
   // Clients ask for its trials (execution: external); no worker runs them.
   bool external() const { return exp_.spec().execution() == "external"; }
+  // Its trials that hold slots or a client now (assigned or running).
+  int Running() const;
   // Nothing more will happen: it has ended and none of its trials still runs.
   bool Settled() const;
 
@@ -168,6 +179,13 @@ class ExperimentRun {
   void HopperUnitDone(v1::Trial* t, const v1::TrialExited& m, Change* c);
   void PutHopper(Change* c);
   void ApplyActions(const std::vector<search::Action>& actions, Change* c);
+  // Population-based training (experiment_population.cc): a waiting trial continued, perhaps
+  // from a donor's checkpoint with new parameters; its segments (the lineage).
+  void ContinueTrial(const search::Continue& cont, Change* c);
+  void BeginSegment(v1::Trial* t, double start, const std::string& parent_trial_id,
+                    double parent_resource, Change* c);
+  static void EndSegment(v1::Trial* t, int64_t now_ms);
+  static void SegmentReport(v1::Trial* t, double value);
   void CreateTrial(const search::Create& create, Change* c);
   void StopTrial(const search::Stop& stop, Change* c);
   void MaybeFinish(Change* c);

@@ -7,6 +7,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "server/search/stopping.h"
 
 namespace rung::search {
@@ -16,7 +18,7 @@ namespace rung::search {
 // that file (added to rung_search in server/CMakeLists.txt), its name in the declaration below
 // and its line in the table.
 extern const AlgorithmInfo kRandomAlgorithm, kGridAlgorithm, kTpeAlgorithm, kGpAlgorithm,
-    kAshaAlgorithm, kHyperbandAlgorithm, kBohbAlgorithm;
+    kAshaAlgorithm, kHyperbandAlgorithm, kBohbAlgorithm, kPbtAlgorithm, kPb2Algorithm;
 
 namespace {
 
@@ -28,6 +30,8 @@ constexpr const AlgorithmInfo* kRegistered[] = {
     &kAshaAlgorithm,       // asha_algorithm.cc
     &kHyperbandAlgorithm,  // hyperband_algorithm.cc
     &kBohbAlgorithm,       // bohb_algorithm.cc
+    &kPbtAlgorithm,        // pbt_algorithm.cc
+    &kPb2Algorithm,        // pbt_algorithm.cc
 };
 
 absl::Status Invalid(absl::string_view field, absl::string_view option, absl::string_view what) {
@@ -118,6 +122,25 @@ absl::StatusOr<OptionValues::Value> ParseValue(const Option& o, absl::string_vie
       }
       *canonical = yes ? "true" : "false";
       return OptionValues::Value(yes);
+    }
+    case Option::Type::kNumbers: {
+      // [0.8, 1.2] as the spec's parser hands a list on; a bare "0.8, 1.2" reads the same.
+      absl::string_view list = absl::StripAsciiWhitespace(text);
+      if (absl::ConsumePrefix(&list, "[") && !absl::ConsumeSuffix(&list, "]")) list = "x";
+      std::vector<double> values;
+      std::vector<std::string> texts;
+      for (absl::string_view item : absl::StrSplit(list, ',')) {
+        double v = 0;
+        item = absl::StripAsciiWhitespace(item);
+        if (!ParseDouble(item, &v) || !std::isfinite(v) || v < o.min || v > o.max) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("must be a list of numbers", Range(o), ", e.g. [0.8, 1.2]", got));
+        }
+        values.push_back(v);
+        texts.push_back(DoubleText(v));
+      }
+      *canonical = absl::StrCat("[", absl::StrJoin(texts, ", "), "]");
+      return OptionValues::Value(std::move(values));
     }
     case Option::Type::kChoice:
       for (const char* c : o.choices) {

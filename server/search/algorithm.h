@@ -18,6 +18,7 @@
 #include <map>
 #include <string>
 #include <variant>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -29,7 +30,8 @@ namespace rung::search {
 // One setting of an algorithm, written in the spec beside its name:
 // `algorithm: {name: tpe, startup_trials: 5}`.
 struct Option {
-  enum class Type { kInt, kDouble, kBool, kChoice };
+  // kNumbers: a list of numbers, written [0.8, 1.2]; min and max bound each one.
+  enum class Type { kInt, kDouble, kBool, kChoice, kNumbers };
   const char* name = "";
   Type type = Type::kInt;
   // As a spec would write it; a test checks that every registered default is valid.
@@ -54,6 +56,10 @@ constexpr Option DoubleOption(const char* name, const char* default_value, doubl
                               const char* help) {
   return {name, Option::Type::kDouble, default_value, min, max, {}, false, help};
 }
+constexpr Option NumbersOption(const char* name, const char* default_value, double min, double max,
+                               const char* help) {
+  return {name, Option::Type::kNumbers, default_value, min, max, {}, false, help};
+}
 constexpr Option BoolOption(const char* name, const char* default_value, const char* help) {
   return {name, Option::Type::kBool, default_value, -kNoLimit, kNoLimit, {}, false, help};
 }
@@ -72,9 +78,12 @@ constexpr Option Fixed(Option option) {
 // every algorithm changes what its configure makes).
 class OptionValues {
  public:
-  using Value = std::variant<int64_t, double, bool, std::string>;
+  using Value = std::variant<int64_t, double, bool, std::string, std::vector<double>>;
 
   int64_t Int(absl::string_view name) const { return Get<int64_t>(name); }
+  std::vector<double> Numbers(absl::string_view name) const {
+    return Get<std::vector<double>>(name);
+  }
   double Double(absl::string_view name) const { return Get<double>(name); }
   bool Bool(absl::string_view name) const { return Get<bool>(name); }
   std::string Choice(absl::string_view name) const { return Get<std::string>(name); }
@@ -109,6 +118,9 @@ struct AlgorithmInfo {
   // model's settings, its stopping rule when stops_trials. Leaves the rest (space, goal,
   // budget, resource, seed) alone.
   void (*configure)(const OptionValues& options, Config* config) = nullptr;
+  // Its trials are a population trained in segments that change parameters as they go (pbt,
+  // pb2): no early_stopping, and budget.max_trials is the population.
+  bool population = false;
 };
 
 // Every registered algorithm, in the registration table's order (the order errors list them).

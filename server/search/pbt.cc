@@ -78,6 +78,9 @@ Population::Decision Population::Ready(int member, double at, double value, cons
   d.donor = donor;
   d.donor_at = members_[donor].at;
   d.params = Explore(members_[donor].params);
+  // It is the donor's model now, with the explored parameters: so it is ranked, and given,
+  // until its next ready point.
+  members_[member] = {d.donor_at, members_[donor].value, d.params};
   return d;
 }
 
@@ -190,7 +193,8 @@ class PbtSearcher final : public Searcher {
   std::vector<Action> Handle(const Event& event) override {
     std::vector<Action> actions;
     if (const auto* want = std::get_if<TrialsWanted>(&event)) {
-      for (int i = 0; i < want->count && created_ < options_.population; ++i) {
+      // The whole population at once: members queue for slots and train in turn.
+      while (created_ < options_.population) {
         Member& m = members_[created_];
         m.params = Draw(config_.space, &rng_);
         m.budget = NextBudget(0);
@@ -211,6 +215,8 @@ class PbtSearcher final : public Searcher {
       c.index = paused->index;
       c.budget = NextBudget(m.budget);
       if (d.exploit) {
+        // It goes on from where the donor's checkpoint stands.
+        c.budget = NextBudget(d.donor_at);
         c.params = d.params;
         c.from = d.donor;
         c.from_resource = d.donor_at;
@@ -220,7 +226,8 @@ class PbtSearcher final : public Searcher {
       actions.push_back(std::move(c));
     } else if (const auto* closed = std::get_if<TrialClosed>(&event)) {
       ++closed_;
-      if (closed->outcome != TrialClosed::Outcome::kCompleted) population_.Remove(closed->index);
+      // Its checkpoint is past its last ready point now (or it has none): no longer a donor.
+      population_.Remove(closed->index);
     }
     if (!done_ && created_ == options_.population && closed_ >= created_) {
       done_ = true;

@@ -24,14 +24,6 @@
 
 namespace rung::search {
 
-struct PbtOptions {
-  int population = 8;
-  double interval = 1;     // resource units between ready points
-  double quantile = 0.25;  // the bottom (and top) fraction of the population
-  double resample_probability = 0.25;
-  std::vector<double> factors = {0.8, 1.2};
-};
-
 class Population {
  public:
   Population(std::vector<Param> space, Goal goal, PbtOptions options, uint64_t seed);
@@ -47,7 +39,7 @@ class Population {
   // Member `member` (0 .. population - 1) trained with `params` to resource `at` and scored
   // `value` there.
   Decision Ready(int member, double at, double value, const Params& params);
-  // A member left the population (it failed for good): it is neither ranked nor a donor.
+  // A member left the population (it completed or failed): it is neither ranked nor a donor.
   void Remove(int member);
 
   // `from` perturbed as explore does it (also for PB2's fallback and the tests).

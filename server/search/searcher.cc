@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "server/search/pbt.h"
 #include "server/search/rng.h"
 #include "server/search/sampler.h"
 #include "server/search/stopping.h"
@@ -391,6 +392,16 @@ absl::StatusOr<std::unique_ptr<Searcher>> NewSearcher(const Config& config) {
     return absl::InvalidArgumentError("the search space is empty");
   }
   Config c = config;
+  if (c.sampler == Config::Sampler::kPopulation) {
+    if (!(c.resource_max > 0) || !(c.pbt.interval < c.resource_max)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "population-based training needs a resource whose max is above the interval (got "
+          "interval ",
+          c.pbt.interval, ", max ", c.resource_max, ")"));
+    }
+    if (c.pbt.factors.empty()) c.pbt.factors = {1};
+    return NewPbtSearcher(c, c.pbt);
+  }
   std::unique_ptr<Sampler> sampler;
   if (c.sampler == Config::Sampler::kGrid) {
     c.max_trials = static_cast<int>(std::min<int64_t>(c.max_trials, GridSize(c.space)));

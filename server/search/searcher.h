@@ -61,10 +61,23 @@ struct Stopping {
   double grace = 0;    // median: resource a trial gets before it can be stopped
 };
 
+// Population-based training (algorithm: pbt or pb2; server/search/pbt.h).
+struct PbtOptions {
+  int population = 8;
+  double interval = 1;                 // resource units between a member's ready points
+  double quantile = 0.25;              // the bottom (and top) fraction of the population
+  double resample_probability = 0.25;  // pbt: a parameter is drawn afresh rather than perturbed
+  std::vector<double> factors = {0.8, 1.2};  // pbt: what a number is multiplied by
+  // pb2: explore picks the new parameters with a GP bandit on the members' recent
+  // improvement (Parker-Holder et al., 2020) rather than by perturbing the donor's.
+  bool pb2 = false;
+};
+
 struct Config {
   // kFixed: every trial takes `fixed` (an ablation study's base configuration; what each
   // trial leaves out comes from server/search/ablation.h, not from its parameters).
-  enum class Sampler { kRandom, kGrid, kTpe, kGp, kFixed };
+  // kPopulation: population-based training with `pbt`; members start from random parameters.
+  enum class Sampler { kRandom, kGrid, kTpe, kGp, kFixed, kPopulation };
   Sampler sampler = Sampler::kRandom;
   Params fixed;
   int tpe_startup = 10;           // tpe, gp: random trials before the model takes over
@@ -89,6 +102,7 @@ struct Config {
   bool constrained = false;
   // tpe, gp: completed trials of earlier experiments, (parameters, objective), to start from.
   std::vector<std::pair<Params, double>> warm_start;
+  PbtOptions pbt;  // kPopulation
 };
 
 // Whether `v` is a valid value of `p` (type, range, listed values).

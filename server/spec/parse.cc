@@ -294,6 +294,16 @@ absl::Status ParseAlgorithmKey(const std::string& key, const YAML::Node& n, v1::
                                [&](std::string v) { alg->add_warm_start(std::move(v)); }));
   } else if (key == "early_stopping") {
     RETURN_IF_ERROR(ParseEarlyStopping(n, alg->mutable_early_stopping()));
+  } else if (n.IsSequence()) {
+    // A list option (pbt's factors: [0.8, 1.2]): kept as written, for the algorithm to read.
+    std::vector<std::string> items;
+    for (const YAML::Node& item : n) {
+      if (!item.IsScalar()) {
+        return Invalid(field, absl::StrCat("expected a list of single values, got ", Scalar(n)));
+      }
+      items.push_back(item.Scalar());
+    }
+    (*alg->mutable_options())[key] = absl::StrCat("[", absl::StrJoin(items, ", "), "]");
   } else {
     if (!n.IsScalar()) {
       return Invalid(field, absl::StrCat("expected a single value, got ", Scalar(n)));

@@ -218,8 +218,9 @@ absl::Status TakeRuleFrom(const search::AlgorithmInfo& info, const search::Stopp
   if (!es->rule().empty()) {
     return Invalid(
         "algorithm.early_stopping",
-        absl::StrCat(info.name, " stops trials itself; early_stopping goes with ",
-                     AlgorithmsWhere([](const auto& a) { return !a.stops_trials; }, "or")));
+        absl::StrCat(
+            info.name, " stops trials itself; early_stopping goes with ",
+            AlgorithmsWhere([](const auto& a) { return !a.stops_trials && !a.population; }, "or")));
   }
   using Rule = search::Stopping::Rule;
   es->set_rule(stopping.rule == Rule::kAsha        ? "asha"
@@ -325,6 +326,53 @@ absl::Status ValidateStopping(ExperimentSpec* spec, bool own_rule) {
                  absl::StrCat("unknown rule '", rule, "' (known: asha, hyperband, median)"));
 }
 
+// pbt and pb2: members train in segments of the resource to its max, keep their checkpoints in
+// rungd (a donor's is copied as it was at its ready point), and are the experiment's trials.
+absl::Status ValidatePopulation(ExperimentSpec* spec, const search::Config& config) {
+  const std::string& name = spec->algorithm().name();
+  if (spec->algorithm().has_early_stopping()) {
+    return Invalid("algorithm.early_stopping",
+                   absl::StrCat(name,
+                                " trains every member to resource.max; the weak take "
+                                "over the strong's checkpoints instead of stopping"));
+  }
+  if (spec->objectives_size() > 1) {
+    return Invalid("objectives", absl::StrCat(name, " ranks its members by one objective"));
+  }
+  v1::Resource* res = spec->mutable_resource();
+  if (res->max() <= 0) {
+    return Invalid("resource", absl::StrCat("is required for ", name,
+                                            ": its members train in segments of it (e.g. "
+                                            "resource: {metric: epoch, max: 40})"));
+  }
+  if (config.pbt.interval >= res->max()) {
+    return Invalid("algorithm.interval",
+                   absl::StrCat("must be below resource.max (", FormatDouble(res->max()),
+                                ") so that members have ready points (got ",
+                                FormatDouble(config.pbt.interval), ")"));
+  }
+  if (res->min() == 0) res->set_min(config.pbt.interval);  // the first ready point
+  if (!spec->execution().empty() && spec->execution() != "workers") {
+    return Invalid("execution", absl::StrCat(name, " runs its members' segments on workers"));
+  }
+  if (!spec->trial().checkpoint_root().empty()) {
+    return Invalid("trial.checkpoint_root",
+                   absl::StrCat(name,
+                                " keeps its members' checkpoints in rungd, which hands a member "
+                                "a donor's checkpoint as it was at the donor's ready point (a "
+                                "shared folder is overwritten by the donor's next segment); "
+                                "leave checkpoint_root out"));
+  }
+  v1::Budget* b = spec->mutable_budget();
+  if (b->max_trials() != 0 && b->max_trials() != config.pbt.population) {
+    return Invalid("budget.max_trials",
+                   absl::StrCat(name, "'s trials are its members (algorithm.population: ",
+                                config.pbt.population, "); leave max_trials out"));
+  }
+  b->set_max_trials(config.pbt.population);
+  return absl::OkStatus();
+}
+
 absl::Status ValidateBudget(ExperimentSpec* spec, const search::AlgorithmInfo& info) {
   v1::Budget* b = spec->mutable_budget();
   if (b->max_trials() < 0) return Invalid("budget.max_trials", "must be at least 1");
@@ -346,6 +394,9 @@ absl::Status ValidateSearch(ExperimentSpec* spec, std::set<std::string>* conditi
   const search::AlgorithmInfo* info = nullptr;
   search::Config config;
   RETURN_IF_ERROR(ValidateAlgorithm(spec, &info, &config));
+  if (info->population) {
+    RETURN_IF_ERROR(ValidatePopulation(spec, config));
+  }
   RETURN_IF_ERROR(ValidateStopping(spec, info->stops_trials));
   if (spec->objectives_size() > 1) {
     if (spec->algorithm().has_early_stopping()) {

@@ -51,7 +51,10 @@ std::string Describe(const Config& c) {
                       " rule=", static_cast<int>(c.stopping.rule),
                       " eta=", c.stopping.reduction_factor, " promote=", c.stopping.promote,
                       " max_rungs=", c.stopping.max_rungs, " min_trials=", c.stopping.min_trials,
-                      " grace=", c.stopping.grace);
+                      " grace=", c.stopping.grace, " population=", c.pbt.population,
+                      " interval=", c.pbt.interval, " quantile=", c.pbt.quantile,
+                      " resample=", c.pbt.resample_probability,
+                      " factors=", absl::StrJoin(c.pbt.factors, ","), " pb2=", c.pbt.pb2);
 }
 
 TEST(AlgorithmTest, UnknownAlgorithmListsTheRegisteredOnes) {
@@ -59,7 +62,8 @@ TEST(AlgorithmTest, UnknownAlgorithmListsTheRegisteredOnes) {
   ASSERT_FALSE(a.ok());
   EXPECT_EQ(a.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(a.status().message(),
-            "unknown algorithm 'bayes' (known: random, grid, tpe, gp, asha, hyperband, bohb)");
+            "unknown algorithm 'bayes' (known: random, grid, tpe, gp, asha, hyperband, bohb, pbt, "
+            "pb2)");
   EXPECT_FALSE(FindAlgorithm("").ok());
   EXPECT_EQ(Get("tpe").name, std::string("tpe"));
 }
@@ -138,7 +142,9 @@ TEST(AlgorithmTest, EachOptionChecksItsTypeAndBounds) {
           EXPECT_THAT(Error(a->name, {{o.name, "x"}}), HasSubstr(field + "must be an integer"));
           EXPECT_THAT(Error(a->name, {{o.name, "1.5"}}), HasSubstr("(got \"1.5\")"));
           EXPECT_THAT(Error(a->name, {{o.name, absl::StrCat(o.min - 1)}}),
-                      HasSubstr(absl::StrCat("of at least ", o.min, " (got \"", o.min - 1, "\")")));
+                      HasSubstr(absl::StrCat(o.max < kNoLimit ? "from " : "of at least ", o.min,
+                                             o.max < kNoLimit ? absl::StrCat(" to ", o.max) : "",
+                                             " (got \"", o.min - 1, "\")")));
           EXPECT_THAT(Error(a->name, {{o.name, "3000000000"}}), HasSubstr(field));  // beyond int32
           break;
         case Option::Type::kBool:
@@ -152,6 +158,11 @@ TEST(AlgorithmTest, EachOptionChecksItsTypeAndBounds) {
           break;
         case Option::Type::kDouble:
           EXPECT_THAT(Error(a->name, {{o.name, "x"}}), HasSubstr(field + "must be a number"));
+          break;
+        case Option::Type::kNumbers:
+          EXPECT_THAT(Error(a->name, {{o.name, "[1, x]"}}),
+                      HasSubstr(field + "must be a list of numbers"));
+          EXPECT_THAT(Error(a->name, {{o.name, "[]"}}), HasSubstr("(got \"[]\")"));
           break;
       }
     }
@@ -249,8 +260,13 @@ TEST(AlgorithmTest, EveryOptionChangesTheConfiguration) {
       std::string other;
       switch (o.type) {
         case Option::Type::kInt:
-        case Option::Type::kDouble:
-          other = absl::StrCat(std::stod(o.default_value) + 1);
+        case Option::Type::kDouble: {
+          const double d = std::stod(o.default_value);
+          other = absl::StrCat(d + 1 <= o.max ? d + 1 : (d + std::max(o.min, 0.0)) / 2);
+          break;
+        }
+        case Option::Type::kNumbers:
+          other = "[2]";
           break;
         case Option::Type::kBool:
           other = std::string(o.default_value) == "true" ? "false" : "true";
@@ -273,7 +289,8 @@ TEST(AlgorithmTest, FlagsAgreeWithTheConfiguration) {
     EXPECT_EQ(a->stops_trials, c.stopping.rule != Stopping::Rule::kNone);
     EXPECT_EQ(a->learns_from_warm_start,
               c.sampler == Config::Sampler::kTpe || c.sampler == Config::Sampler::kGp);
-    EXPECT_EQ(a->needs_max_trials, c.sampler != Config::Sampler::kGrid);
+    EXPECT_EQ(a->needs_max_trials, c.sampler != Config::Sampler::kGrid && !a->population);
+    EXPECT_EQ(a->population, c.sampler == Config::Sampler::kPopulation);
     c.space = {{"x", Param::Kind::kFloat, 0, 1, false, {}, {}, 4}};
     c.max_trials = 4;
     c.resource_min = 1;

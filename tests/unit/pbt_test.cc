@@ -242,7 +242,9 @@ ToyRun RunToy(bool pbt, uint64_t seed, Searcher* resume_into = nullptr, int stop
         run.actions.push_back(absl::StrCat("create ", create->index, " ", m.h[0], " ", m.h[1]));
       } else if (const auto* cont = std::get_if<Continue>(&a)) {
         State& m = members[cont->index];
-        EXPECT_EQ(cont->budget, std::min(m.budget + 4, 200.0));
+        // From its own ready point, or, when it exploits, from the donor's.
+        EXPECT_EQ(cont->budget,
+                  std::min((cont->from >= 0 ? cont->from_resource : m.budget) + 4, 200.0));
         if (pbt && cont->from >= 0) {
           const auto at = checkpoints.find({cont->from, cont->from_resource});
           EXPECT_NE(at, checkpoints.end())

@@ -194,7 +194,7 @@ TEST(SpecTest, PlaceholderNamingNoParameterRejected) {
 TEST(SpecTest, UnknownAlgorithmRejected) {
   EXPECT_EQ(Error(Edit("name: random", "name: bayes")),
             "algorithm.name: unknown algorithm 'bayes' (known: random, grid, tpe, gp, asha, "
-            "hyperband, bohb)");
+            "hyperband, bohb, pbt, pb2)");
 }
 
 TEST(SpecTest, MissingPartsRejected) {
@@ -442,6 +442,66 @@ TEST(SpecTest, EarlyStoppingRejections) {
       HasSubstr("grace: must not be negative (got -1)"));
 }
 
+// Population-based training: the spec as written, its options written back, the
+// population as max_trials, and what it refuses.
+TEST(SpecTest, PopulationBasedTraining) {
+  using ::testing::Pair;
+  using ::testing::UnorderedElementsAre;
+  const std::string random = "algorithm: {name: random, seed: 7}";
+  const std::string res = "resource: {metric: epoch, max: 40}\n";
+  const std::string pbt =
+      "algorithm: {name: pbt, population: 16, interval: 4, quantile: 0.25, "
+      "resample_probability: 0.25, factors: [0.8, 1.2]}";
+  std::string yaml = res + Edit(random, pbt);
+  yaml.replace(yaml.find("max_trials: 20, "), 16, "");
+  auto spec = ParseSpecYaml(yaml, "/b");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_THAT(spec->algorithm().options(),
+              UnorderedElementsAre(Pair("population", "16"), Pair("interval", "4"),
+                                   Pair("quantile", "0.25"), Pair("resample_probability", "0.25"),
+                                   Pair("factors", "[0.8, 1.2]")));
+  EXPECT_EQ(spec->budget().max_trials(), 16);     // its members
+  EXPECT_EQ(spec->budget().max_concurrent(), 4);  // as the spec says
+  EXPECT_EQ(spec->resource().min(), 4);           // the first ready point
+  EXPECT_FALSE(spec->algorithm().has_early_stopping());
+  std::string pb2_yaml = res + Edit(random, "algorithm: {name: pb2, population: 4}");
+  pb2_yaml.replace(pb2_yaml.find("max_trials: 20, "), 16, "");
+  auto pb2 = ParseSpecYaml(pb2_yaml, "/b");
+  ASSERT_TRUE(pb2.ok()) << pb2.status();
+  EXPECT_THAT(pb2->algorithm().options(),
+              UnorderedElementsAre(Pair("population", "4"), Pair("interval", "1"),
+                                   Pair("quantile", "0.25")));
+
+  EXPECT_EQ(Error(Edit(random, pbt)),
+            "resource: is required for pbt: its members train in segments of it (e.g. "
+            "resource: {metric: epoch, max: 40})");
+  EXPECT_EQ(Error("resource: {metric: epoch, max: 4}\n" + Edit(random, pbt)),
+            "algorithm.interval: must be below resource.max (4) so that members have ready "
+            "points (got 4)");
+  EXPECT_EQ(Error(res + Edit(random, "algorithm: {name: pbt, factors: [0.8, x]}")),
+            "algorithm.factors: must be a list of numbers of at least 1e-09, e.g. [0.8, 1.2] "
+            "(got \"[0.8, x]\")");
+  EXPECT_EQ(Error(res + Edit(random, "algorithm: {name: pbt, factors: [[1]]}")),
+            "algorithm.factors: expected a list of single values, got a list");
+  EXPECT_EQ(Error(res + Edit(random, "algorithm: {name: pbt, early_stopping: {rule: median}}")),
+            "algorithm.early_stopping: pbt trains every member to resource.max; the weak take "
+            "over the strong's checkpoints instead of stopping");
+  EXPECT_EQ(Error(res + Edit(random, "algorithm: {name: pbt, population: 4}")),
+            "budget.max_trials: pbt's trials are its members (algorithm.population: 4); leave "
+            "max_trials out");
+  EXPECT_EQ(Error(res + Edit(random, "algorithm: {name: pb2, resample_probability: 0.5}")),
+            "algorithm.resample_probability: applies to pbt only (pb2's options: population, "
+            "interval, quantile)");
+  const std::string max_trials = "budget: {max_trials: 20, max_concurrent: 4}";
+  const std::string pop = "budget: {max_concurrent: 4}";
+  std::string shared = res + Edit(random, pbt);
+  shared.replace(shared.find(max_trials), max_trials.size(), pop);
+  ASSERT_TRUE(ParseSpecYaml(shared, "/b").ok());
+  shared.replace(shared.find("workdir: ."), 10, "workdir: .\n  checkpoint_root: /shared");
+  EXPECT_THAT(Error(shared), HasSubstr("trial.checkpoint_root: pbt keeps its members' "
+                                       "checkpoints in rungd"));
+}
+
 // Every key of algorithm: other than name, seed, warm_start and early_stopping is an option of
 // the named algorithm, checked against its registration and written back in full.
 TEST(SpecTest, AlgorithmOptionsAreCheckedAndWrittenBackWithDefaults) {
@@ -474,7 +534,7 @@ TEST(SpecTest, AlgorithmOptionsAreCheckedAndWrittenBackWithDefaults) {
   EXPECT_EQ(Error(Edit(random, "algorithm: {name: tpe, startup_trials: 0}")),
             "algorithm.startup_trials: must be an integer of at least 1 (got \"0\")");
   EXPECT_EQ(Error(Edit(random, "algorithm: {name: tpe, startup_trials: [1]}")),
-            "algorithm.startup_trials: expected a single value, got a list");
+            "algorithm.startup_trials: must be an integer of at least 1 (got \"[1]\")");
   EXPECT_EQ(Error(res + Edit(random, "algorithm: {name: bohb, multivariate: false}")),
             "algorithm.multivariate: is always true with bohb (got \"false\")");
   EXPECT_EQ(Error(res + Edit(random, "algorithm: {name: hyperband, min_trials: 3}")),

@@ -76,7 +76,7 @@ struct Constraint {
 };
 
 struct Algorithm {
-  std::string name;  // random, grid, tpe, gp, asha, hyperband, bohb; ablation for a study
+  std::string name;  // random, grid, tpe, gp, asha, hyperband, bohb, pbt, pb2; ablation for a study
   uint64_t seed = 0;
   std::map<std::string, std::string> options;  // the algorithm's own settings, defaults filled in
 };
@@ -131,6 +131,20 @@ struct Attempt {
   std::string message;  // why it failed or stopped
 };
 
+// algorithm: pbt or pb2 (rung.v1.Segment): a stretch of a member's training with one set of
+// parameters, from `start` to `end` of the resource.
+struct Segment {
+  double start = 0, end = 0;
+  std::map<std::string, ParamValue> params;
+  // It exploited: it continued from this member's checkpoint at `parent_resource`, with that
+  // member's parameters explored. Empty: it continued from its own (or started afresh).
+  std::string parent_trial_id;
+  double parent_resource = 0;
+  int attempt = 0;                                 // the attempt that began it
+  int64_t started_unix_ms = 0, ended_unix_ms = 0;  // ended 0: it trains or waits to
+  std::optional<double> value;                     // the objective's last value in it
+};
+
 struct Trial {
   std::string id;
   std::string experiment_id;
@@ -160,6 +174,7 @@ struct Trial {
   int epoch = 0;
   std::vector<Hop> hops;
   std::vector<Attempt> attempts;  // every attempt, in order (hopper mode: see hops)
+  std::vector<Segment> segments;  // pbt, pb2: every segment, in order
   std::string proto_bytes;        // rung.v1.Trial
 
   // The parameter as a double (an int converts); nullopt when absent or categorical.
@@ -262,6 +277,19 @@ struct BackupResult {
 
   std::string Json() const;
 };
+
+// The lineage of a population member's model (algorithm: pbt or pb2): every segment that
+// trained the model trial `trial_id` holds now, from scratch, in order, with the member that
+// trained it. When a member exploited, what its donor's model went through up to the donor's
+// ready point comes first. The segments' parameters are the model's hyperparameter schedule.
+struct LineageStep {
+  std::string trial_id;  // the member that trained this segment
+  Segment segment;
+};
+// NOT_FOUND when `trial_id` is not among `trials` (an experiment's, from ListTrials);
+// FAILED_PRECONDITION when it has no segments (not population-based training).
+absl::StatusOr<std::vector<LineageStep>> Lineage(const std::vector<Trial>& trials,
+                                                 const std::string& trial_id);
 
 // What WatchExperiment streams: the experiment, a trial, or a report changed.
 using Event = std::variant<Experiment, Trial, Report>;
