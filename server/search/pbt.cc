@@ -54,6 +54,14 @@ bool Population::Better(double a, double b) const {
 }
 
 Population::Decision Population::Ready(int member, double at, double value, const Params& params) {
+  if (auto before = members_.find(member);
+      options_.pb2 && before != members_.end() && at > before->second.at) {
+    // The segment it just trained, from the model it held at its last ready point.
+    const double gain =
+        goal_ == Goal::kMaximize ? value - before->second.value : before->second.value - value;
+    if (std::isfinite(gain)) observations_.push_back({at, gain, params});
+    if (observations_.size() > kObservations) observations_.erase(observations_.begin());
+  }
   members_[member] = {at, value, params};
   Decision d;
   d.params = params;
@@ -77,7 +85,8 @@ Population::Decision Population::Ready(int member, double at, double value, cons
   d.exploit = true;
   d.donor = donor;
   d.donor_at = members_[donor].at;
-  d.params = Explore(members_[donor].params);
+  d.params = options_.pb2 ? Pb2Explore(members_[donor].params, d.donor_at, member)
+                          : Explore(members_[donor].params);
   // It is the donor's model now, with the explored parameters: so it is ranked, and given,
   // until its next ready point.
   members_[member] = {d.donor_at, members_[donor].value, d.params};
@@ -148,25 +157,39 @@ void Population::Save(std::vector<std::string>* lines) const {
       absl::StrAppend(&line, absl::StrFormat(" %.17g", EncodeParam(p, s.params)));
     lines->push_back(std::move(line));
   }
+  for (const Observation& o : observations_) {
+    std::string line = absl::StrFormat("o %.17g %.17g", o.at, o.improvement);
+    for (const Param& p : space_)
+      absl::StrAppend(&line, absl::StrFormat(" %.17g", EncodeParam(p, o.params)));
+    lines->push_back(std::move(line));
+  }
 }
 
 bool Population::Load(const std::vector<std::string>& lines) {
   if (lines.empty() || !rng_.Load(lines[0])) return false;
   members_.clear();
+  observations_.clear();
   for (size_t i = 1; i < lines.size(); ++i) {
     std::vector<std::string> f = absl::StrSplit(lines[i], ' ');
-    if (f.size() != 4 + space_.size() || f[0] != "m") return false;
-    int m;
-    Member s;
-    if (!absl::SimpleAtoi(f[1], &m) || !absl::SimpleAtod(f[2], &s.at) ||
-        !absl::SimpleAtod(f[3], &s.value)) {
+    const bool member = f[0] == "m";
+    if (f.size() != 4 - (member ? 0 : 1) + space_.size() || (!member && f[0] != "o")) return false;
+    int m = 0;
+    double at, number;
+    Params params;
+    const size_t first = member ? 4 : 3;  // the first parameter's field
+    if ((member && !absl::SimpleAtoi(f[1], &m)) || !absl::SimpleAtod(f[first - 2], &at) ||
+        !absl::SimpleAtod(f[first - 1], &number)) {
       return false;
     }
     for (size_t k = 0; k < space_.size(); ++k) {
       double v;
-      if (!absl::SimpleAtod(f[4 + k], &v) || !DecodeParam(space_[k], v, &s.params)) return false;
+      if (!absl::SimpleAtod(f[first + k], &v) || !DecodeParam(space_[k], v, &params)) return false;
     }
-    members_[m] = std::move(s);
+    if (member) {
+      members_[m] = {at, number, std::move(params)};
+    } else {
+      observations_.push_back({at, number, std::move(params)});
+    }
   }
   return true;
 }

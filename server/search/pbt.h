@@ -44,11 +44,18 @@ class Population {
 
   // `from` perturbed as explore does it (also for PB2's fallback and the tests).
   Params Explore(const Params& from);
+  // PB2's explore (pb2.cc): of random parameters and perturbations of `from`, those with the
+  // highest upper confidence bound on the improvement a segment makes at `at`, under a GP
+  // fitted to the members' recent segments (time and parameters in, improvement out), the
+  // other members' current parameters counted in as pending (GP-BUCB). Explore() until
+  // there are two segments to learn from.
+  Params Pb2Explore(const Params& from, double at, int member);
 
   const PbtOptions& options() const { return options_; }
 
   // One line for the generator, then a line a member: "m <member> <at> <value> <v0> <v1> ...",
-  // each parameter encoded as a number (a category by its index; nan when absent).
+  // each parameter encoded as a number (a category by its index; nan when absent); pb2's
+  // observations as "o <at> <improvement> <v0> <v1> ...".
   void Save(std::vector<std::string>* lines) const;
   bool Load(const std::vector<std::string>& lines);
 
@@ -58,13 +65,24 @@ class Population {
     double value = 0;
     Params params;
   };
+  // pb2: a segment that ended at `at` after training with `params`, and how much the objective
+  // improved over it (positive: better, whatever the goal).
+  struct Observation {
+    double at = 0;
+    double improvement = 0;
+    Params params;
+  };
+  static constexpr size_t kObservations = 256;  // pb2 learns from the most recent ones
   bool Better(double a, double b) const;
+  // A parameter set as a point of the unit cube (pb2's GP input), in space order.
+  std::vector<double> Unit(const Params& params) const;
 
   const std::vector<Param> space_;
   const Goal goal_;
   const PbtOptions options_;
   Rng rng_;
-  std::map<int, Member> members_;  // those with a ready point behind them
+  std::map<int, Member> members_;          // those with a ready point behind them
+  std::vector<Observation> observations_;  // pb2, oldest first
 };
 
 // The searcher of `algorithm: pbt`: `options.population` members, trials created at once up to

@@ -107,9 +107,9 @@ TEST(PbtTest, ThePapersToyProblemBeatsGridSearchWithRealWorkers) {
   c.StartRungd();
   c.StartWorker("w1", 1);
   const std::string space = R"({h: {type: categorical, values: ["1,0", "0,1"]}})";
-  v1::Experiment grid = c.Submit(
-      ToySpec("{name: grid}", space, 1) + "budget: {max_trials: 2, max_concurrent: 1}\n",
-      c.jobs_dir());
+  v1::Experiment grid =
+      c.Submit(ToySpec("{name: grid}", space, 1) + "budget: {max_trials: 2, max_concurrent: 1}\n",
+               c.jobs_dir());
   grid = c.Watch(grid.id());
   ASSERT_EQ(grid.state(), v1::EXPERIMENT_COMPLETED) << grid.message();
   EXPECT_NEAR(grid.best_value(), 1.2 - 0.81, 0.01);
@@ -134,6 +134,17 @@ TEST(PbtTest, ThePapersToyProblemBeatsGridSearchWithRealWorkers) {
   EXPECT_THAT(replay.out, HasSubstr("replay identically"));
   CliRun lineage = Rung(c, absl::StrCat("lineage ", pbt.id()));
   EXPECT_THAT(lineage.out, HasSubstr("checkpoint at"));
+
+  // PB2: the same loop, its explore a GP bandit.
+  v1::Experiment pb2 =
+      c.Submit(ToySpec("{name: pb2, population: 2, interval: 4, quantile: 0.5, seed: 5}", space, 1),
+               c.jobs_dir());
+  pb2 = c.Watch(pb2.id());
+  ASSERT_EQ(pb2.state(), v1::EXPERIMENT_COMPLETED) << pb2.message();
+  EXPECT_GT(pb2.best_value(), grid.best_value() + 0.3);
+  EXPECT_GE(ExpectLineageIsTheCheckpoints(c, pb2), 1);
+  replay = Rung(c, absl::StrCat("admin replay ", pb2.id()));
+  EXPECT_EQ(replay.code, 0) << replay.out;
 }
 
 // Four members on two workers; once segments are under way, kill -9 one worker and rungd.
@@ -144,10 +155,10 @@ TEST(PbtTest, SurvivesKillingRungdAndAWorker) {
   c.StartRungd(0, "3s");
   c.StartWorker("w1", 2);
   c.StartWorker("w2", 2);
-  v1::Experiment e = c.Submit(
-      ToySpec("{name: pbt, population: 4, interval: 4, seed: 11}",
-              "{h0: {type: float, min: 0, max: 1}, h1: {type: float, min: 0, max: 1}}", 4),
-      c.jobs_dir());
+  v1::Experiment e =
+      c.Submit(ToySpec("{name: pbt, population: 4, interval: 4, seed: 11}",
+                       "{h0: {type: float, min: 0, max: 1}, h1: {type: float, min: 0, max: 1}}", 4),
+               c.jobs_dir());
   int segments = 0;
   c.WatchEvents(e.id(), [&](const v1::WatchEvent& ev) {
     if (ev.has_trial()) segments = std::max(segments, ev.trial().segments_size());
@@ -165,8 +176,8 @@ TEST(PbtTest, SurvivesKillingRungdAndAWorker) {
     // Each segment begins where the model it continues stood.
     for (int i = 1; i < t.segments_size(); ++i) {
       const v1::Segment& s = t.segments(i);
-      EXPECT_EQ(s.start(), s.parent_trial_id().empty() ? t.segments(i - 1).end()
-                                                       : s.parent_resource())
+      EXPECT_EQ(s.start(),
+                s.parent_trial_id().empty() ? t.segments(i - 1).end() : s.parent_resource())
           << t.id() << " segment " << i;
     }
   }

@@ -1,5 +1,6 @@
 #include "server/search/pbt.h"
 
+#include <algorithm>
 #include <cmath>
 #include <deque>
 
@@ -208,7 +209,8 @@ struct ToyRun {
   std::vector<std::string> actions;
 };
 
-ToyRun RunToy(bool pbt, uint64_t seed, Searcher* resume_into = nullptr, int stop_after = -1) {
+ToyRun RunToy(bool pbt, uint64_t seed, Searcher* resume_into = nullptr, int stop_after = -1,
+              bool pb2 = false) {
   Config c;
   c.space = {Float("h0", 0, 1), Float("h1", 0, 1)};
   c.goal = Goal::kMaximize;
@@ -219,6 +221,7 @@ ToyRun RunToy(bool pbt, uint64_t seed, Searcher* resume_into = nullptr, int stop
   o.population = 2;
   o.interval = 4;
   o.quantile = 0.5;
+  o.pb2 = pb2;
   std::unique_ptr<Searcher> owned = NewPbtSearcher(c, o);
   Searcher* s = owned.get();
   struct State {
@@ -309,6 +312,84 @@ TEST(PbtSearcherTest, ThePapersToyProblemThroughTheSearcherBeatsFixedParameters)
   }
   EXPECT_GE(exploited, 15);
   EXPECT_GE(wins, exploited - 1);
+}
+
+TEST(PbtSearcherTest, Pb2OnThePapersToyProblemBeatsFixedParameters) {
+  int wins = 0, exploited = 0;
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    const ToyRun with = RunToy(true, seed, nullptr, -1, /*pb2=*/true);
+    const ToyRun fixed = RunToy(false, seed);
+    EXPECT_EQ(with.actions.back(), "done");
+    if (with.exploits == 0) continue;
+    ++exploited;
+    wins += with.best > fixed.best;
+  }
+  EXPECT_GE(exploited, 15);
+  EXPECT_GE(wins, exploited * 3 / 4);  // its explore is a model's guess from few segments
+}
+
+// A member's segment improves its score by 1 - 4 (lr - 0.3)^2: the best learning rate is 0.3
+// wherever the model stands. After a run of such segments over the range, PB2's explore from
+// a donor at lr = 0.9 picks learning rates near 0.3, where PBT's perturbation stays near 0.9.
+TEST(Pb2Test, TheBanditAimsWhereSegmentsImproveMost) {
+  for (uint64_t seed = 1; seed <= 5; ++seed) {
+    PbtOptions o = Options(8);
+    o.pb2 = true;
+    Population pop({Float("lr", 0.001, 1)}, Goal::kMaximize, o, seed);
+    Rng rng(seed);
+    struct State {
+      double at = 0, value = 0, lr = 0;
+    };
+    std::vector<State> m(8);
+    // Spread over the range, so that the segments show the whole curve.
+    for (int i = 0; i < 8; ++i) m[i].lr = (i + rng.Uniform()) / 8;
+    for (int round = 0; round < 10; ++round) {
+      for (int i = 0; i < 8; ++i) {
+        State& s = m[i];
+        s.at += 1;
+        s.value += 1 - 4 * (s.lr - 0.3) * (s.lr - 0.3);
+        Population::Decision d = pop.Ready(i, s.at, s.value, {{"lr", s.lr}});
+        if (!d.exploit) continue;
+        s.at = d.donor_at;
+        s.value = m[d.donor].value;
+        s.lr = std::get<double>(d.params.at("lr"));
+      }
+    }
+    double pb2 = 0, pbt = 0;
+    for (int k = 0; k < 20; ++k) {
+      pb2 += std::fabs(std::get<double>(pop.Pb2Explore({{"lr", 0.9}}, 10, 0).at("lr")) - 0.3);
+      pbt += std::fabs(std::get<double>(pop.Explore({{"lr", 0.9}}).at("lr")) - 0.3);
+    }
+    EXPECT_LT(pb2 / 20, 0.1) << seed;
+    EXPECT_LT(pb2, pbt / 2) << seed;
+  }
+}
+
+TEST(Pb2Test, ObservationsSurviveASnapshot) {
+  PbtOptions o = Options(4);
+  o.pb2 = true;
+  Population a({Float("lr", 0.001, 1), Cat("opt", {"sgd", "adam"})}, Goal::kMinimize, o, 5);
+  Population b({Float("lr", 0.001, 1), Cat("opt", {"sgd", "adam"})}, Goal::kMinimize, o, 9);
+  for (int round = 1; round <= 6; ++round) {
+    for (int i = 0; i < 4; ++i)
+      a.Ready(i, round, 1.0 / (round + i), {{"lr", 0.1 * (i + 1)}, {"opt", "sgd"}});
+  }
+  std::vector<std::string> saved;
+  a.Save(&saved);
+  EXPECT_GT(
+      std::count_if(saved.begin(), saved.end(), [](const std::string& l) { return l[0] == 'o'; }),
+      10);
+  ASSERT_TRUE(b.Load(saved));
+  for (int round = 7; round <= 9; ++round) {
+    for (int i = 0; i < 4; ++i) {
+      const Params p = {{"lr", 0.1 * (i + 1)}, {"opt", "adam"}};
+      Population::Decision da = a.Ready(i, round, 1.0 / (round - i), p);
+      Population::Decision db = b.Ready(i, round, 1.0 / (round - i), p);
+      EXPECT_EQ(da.exploit, db.exploit);
+      EXPECT_EQ(da.donor, db.donor);
+      EXPECT_EQ(da.params, db.params);
+    }
+  }
 }
 
 TEST(PbtSearcherTest, ASnapshotMidRunGoesOnIdentically) {
