@@ -77,9 +77,9 @@ void ExperimentRun::ContinueTrial(const search::Continue& cont, Change* c) {
         parent = t->checkpoint().trial_id();
       }
     } else {
-      Log(LogLevel::kWarning,
-          absl::StrCat(t->id(), " takes ", donor->id(), "'s parameters, but rungd holds no "
-                       "checkpoint of it; it goes on from its own"));
+      Log(LogLevel::kWarning, absl::StrCat(t->id(), " takes ", donor->id(),
+                                           "'s parameters, but rungd holds no "
+                                           "checkpoint of it; it goes on from its own"));
     }
   }
   if (PopulationBased(spec())) {
