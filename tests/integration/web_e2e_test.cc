@@ -103,7 +103,18 @@ budget: {max_trials: 1}
 trial:
   command: )",
                                                     Trial("curve"), "}\n"));
-  for (const v1::Experiment* e : {&asha, &ablation, &bobs}) {
+  const v1::Experiment pbt = SubmitAs(c, kAlice,
+                                      absl::StrCat(R"(
+name: web-pbt
+objective: {metric: Q, goal: maximize}
+resource: {metric: step, max: 16}
+search_space: {h0: {type: float, min: 0, max: 1}, h1: {type: float, min: 0, max: 1}}
+algorithm: {name: pbt, population: 4, interval: 4, seed: 3}
+trial:
+  command: [/usr/bin/python3, )",
+                                                   SourceDir(), R"(/config/examples/pbt_toy.py]
+)"));
+  for (const v1::Experiment* e : {&asha, &ablation, &bobs, &pbt}) {
     EXPECT_EQ(c.Watch(e->id()).state(), v1::EXPERIMENT_COMPLETED) << e->id();
   }
   // The gated trial has made its first three reports, and waits.
@@ -126,6 +137,7 @@ trial:
   f["ablation"].set_string_value(ablation.id());
   f["live"].set_string_value(live.id());
   f["bobs"].set_string_value(bobs.id());
+  f["pbt"].set_string_value(pbt.id());
   f["gate"].set_string_value(gate);
   f["screenshots"].set_string_value(BinDir() + "/web-screenshots");
   pb::Struct* curves = f["curves"].mutable_struct_value();
@@ -146,6 +158,19 @@ trial:
                                        "/cert.pem --token ", kAlice, " ablation ", ablation.id()));
   ASSERT_EQ(table.code, 0) << table.out;
   f["ablationCli"].set_string_value(table.out);
+  // The best PBT member's lineage, as `rung lineage` finds it: the page must draw the same.
+  const CliRun lineage =
+      Sh(absl::StrCat(BinDir(), "/client/rung --addr ", c.addr(), " --ca ", d, "/cert.pem --token ",
+                      kAlice, " lineage ", pbt.id(), " -o json"));
+  ASSERT_EQ(lineage.code, 0) << lineage.out;
+  pb::Struct lineage_json;
+  ASSERT_TRUE(pb::util::JsonStringToMessage(lineage.out, &lineage_json).ok()) << lineage.out;
+  f["pbtBest"].set_string_value(lineage_json.fields().at("trial_id").string_value());
+  pb::ListValue* stretches = f["pbtLineage"].mutable_list_value();
+  for (const auto& seg : lineage_json.fields().at("segments").list_value().values()) {
+    stretches->add_values()->set_string_value(
+        seg.struct_value().fields().at("trial_id").string_value());
+  }
   std::string json;
   ASSERT_TRUE(pb::util::MessageToJsonString(expect, &json).ok());
   WriteFile(d + "/expect.json", json);

@@ -55,12 +55,12 @@ try {
   assert.equal(await page.locator('#experiments').count(), 0);
   ok(`a wrong token is refused: "${refusal.trim()}"`);
 
-  // Alice's token: her three experiments, not bob's.
+  // Alice's token: her experiments, not bob's.
   await page.fill('#token', expect.alice);
   await page.click('#token-form button[type=submit]');
   await page.waitForSelector('#experiments tr[data-id]');
   const ids = await page.$$eval('#experiments tr[data-id]', (rows) => rows.map((r) => r.dataset.id));
-  assert.deepEqual([...ids].sort(), [expect.asha, expect.ablation, expect.live].sort());
+  assert.deepEqual([...ids].sort(), [expect.asha, expect.ablation, expect.live, expect.pbt].sort());
   ok(`the experiments list shows alice's ${ids.join(', ')} and not bob's ${expect.bobs}`);
   await shot('experiments');
   await go(`#/experiments/${expect.bobs}`);
@@ -154,6 +154,17 @@ try {
   assert.match(attempts[attempts.length - 1], /completed/);
   ok(`trial ${best}: its loss curve and ${attempts.length} attempt(s)`);
   await shot('trial');
+  // A PBT member: its lineage through its donors, and its hyperparameter schedule.
+  await go(`#/trials/${expect.pbtBest}`);
+  await page.waitForSelector('#lineage tbody tr');
+  const trainedBy = await page.$$eval('#lineage tbody tr', (r) => r.map((x) => x.cells[1].textContent));
+  assert.deepEqual(trainedBy, expect.pbtLineage);
+  await page.waitForFunction(() => {
+    const c = globalThis.echarts.getInstanceByDom(document.querySelector('#schedule'));
+    return c && c.getOption().series.length === 2;
+  });
+  ok(`PBT member ${expect.pbtBest}: its lineage (${trainedBy.length} segments) as rung lineage has it, and its schedule`);
+  await shot('trial-lineage');
   await go('#/workers');
   await page.waitForSelector('#workers tr[data-id]');
   const workers = await page.$$eval('#workers tr[data-id]', (r) => r.map((x) => x.dataset.id));

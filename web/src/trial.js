@@ -4,6 +4,7 @@
 
 import { api, watchExperiment } from './api.js';
 import { initChart, lttb, metricOption } from './charts.js';
+import { drawSchedule, lineage, lineageCard } from './lineage.js';
 import {
   ago, badge, duration, esc, fmtNum, fmtTime, num, objectives, paramValue, runBy, stateWord,
 } from './format.js';
@@ -158,6 +159,28 @@ export function mount(root, [id], ctx) {
     root.querySelector('#trial-summary').innerHTML = summary(trial, exp) + paramsTable(trial, exp);
     root.querySelector('#attempts-box').innerHTML = attemptsTable(trial);
     root.querySelector('#hops-box').innerHTML = hopsTable(trial);
+    if (trial.segments?.length) loadLineage();
+  }
+
+  // pbt, pb2: the model's lineage needs the donors' segments, so every trial of the
+  // experiment; read again when this trial begins or ends a segment.
+  let lineageKey = '';
+  async function loadLineage() {
+    const key = `${trial.segments.length}:${num(trial.segments[trial.segments.length - 1].endedUnixMs)}`;
+    if (key === lineageKey) return;
+    lineageKey = key;
+    try {
+      const r = await api.listTrials(trial.experimentId);
+      if (!ctx.active) return;
+      const steps = lineage(r.trials ?? [], id);
+      const box = root.querySelector('#lineage-box');
+      if (!steps || !box) return;
+      const resource = exp?.spec?.resource?.metric || 'step';
+      box.innerHTML = lineageCard(steps, { resource, metric: objectives(exp?.spec)[0]?.metric ?? 'value' });
+      drawSchedule(box.querySelector('#schedule'), steps, resource);
+    } catch (e) {
+      if (e?.status === 401) ctx.fail(e);
+    }
   }
 
   async function loadLogs() {
@@ -233,6 +256,7 @@ export function mount(root, [id], ctx) {
         <div id="metrics" class="metric-grid"><p id="metrics-empty" class="dim">No reports yet.</p></div></section>
       <section class="card"><div class="card-head"><h2>Attempts</h2></div><div id="attempts-box"></div></section>
       <div id="hops-box"></div>
+      <div id="lineage-box"></div>
       <section class="card"><div class="card-head"><h2>Logs</h2><span class="spacer"></span>
         <span id="log-paths" class="caption"></span></div>
         <p class="caption">stderr, last 200 lines</p>
