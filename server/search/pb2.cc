@@ -22,11 +22,11 @@ namespace {
 
 constexpr int kRandomCandidates = 256;
 constexpr int kPerturbedCandidates = 64;
-constexpr double kKappa = 1;            // UCB: mean + kappa sd
-constexpr double kSignal = 0.25;        // the kernel's variance, of the [0, 1] improvement
-constexpr double kLengthscale = 0.3;    // on the unit cube
+constexpr double kKappa = 1;              // UCB: mean + kappa sd
+constexpr double kSignal = 0.25;          // the kernel's variance, of the [0, 1] improvement
+constexpr double kLengthscale = 0.3;      // on the unit cube
 constexpr double kTimeLengthscale = 0.5;  // time, scaled to [0, 1] over the observations
-constexpr double kNoise = 0.01;         // the noise variance, of the [0, 1] improvement
+constexpr double kNoise = 0.01;           // the noise variance, of the [0, 1] improvement
 
 }  // namespace
 
@@ -39,7 +39,8 @@ std::vector<double> Population::Unit(const Params& params) const {
       continue;
     }
     if (p.kind == Param::Kind::kCategorical) {
-      const auto at = std::find(p.values.begin(), p.values.end(), std::get<std::string>(it->second));
+      const auto at =
+          std::find(p.values.begin(), p.values.end(), std::get<std::string>(it->second));
       const double n = static_cast<double>(p.values.size());
       x.push_back(n > 1 ? static_cast<double>(at - p.values.begin()) / (n - 1) : 0.5);
       continue;
@@ -79,8 +80,8 @@ Params Population::Pb2Explore(const Params& from, double at, int member) {
   const double lo = y.minCoeff(), range = y.maxCoeff() - lo;
   y = (y.array() - lo) / (range > 1e-12 ? range : 1.0);
   GpHyper h;
-  h.log_lengthscale = Eigen::VectorXd::Constant(static_cast<Eigen::Index>(dims),
-                                                std::log(kLengthscale));
+  h.log_lengthscale =
+      Eigen::VectorXd::Constant(static_cast<Eigen::Index>(dims), std::log(kLengthscale));
   h.log_lengthscale(0) = std::log(kTimeLengthscale);
   h.log_signal = std::log(kSignal);
   h.log_noise = std::log(kNoise);
