@@ -11,7 +11,7 @@ What every PBT training script does, each segment:
   3. train from the checkpoint's step to RUNG_BUDGET, reporting the objective with the step,
   4. save the checkpoint.
 The checkpoint also carries the trace of who trained which steps, so the lineage can be checked.
-Standard library only.
+It runs in a warm runner too (trial: {reuse_process: true}). Standard library only.
 """
 import json
 import os
@@ -27,7 +27,7 @@ def hyperparameters(p):
     return [float(p["h0"]), float(p["h1"])]
 
 
-def main():
+def segment():
     h = hyperparameters(rung.params())
     ckpt = os.environ.get("RUNG_CHECKPOINT_DIR", "")
     path = os.path.join(ckpt, "theta.json") if ckpt else ""
@@ -52,4 +52,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    # One segment a process, or, with trial: {reuse_process: true}, one after another in a
+    # warm runner (whose environment rung sets afresh for each).
+    for _ in rung.trials():
+        segment()

@@ -101,7 +101,8 @@ trial:
 // The paper's figure 2: two members start from h = (1, 0) and (0, 1), each of which shrinks
 // one coordinate of theta. Grid search over the two reaches Q = 1.2 - 0.81 at best; PBT, its
 // weaker member taking the stronger's theta and moving to the other h, shrinks both. One
-// slot, so that the members alternate and the run is the same every time.
+// slot, so that the members alternate and the run is the same every time. Then pb2, in a
+// warm runner.
 TEST(PbtTest, ThePapersToyProblemBeatsGridSearchWithRealWorkers) {
   Cluster c;
   c.StartRungd();
@@ -135,10 +136,12 @@ TEST(PbtTest, ThePapersToyProblemBeatsGridSearchWithRealWorkers) {
   CliRun lineage = Rung(c, absl::StrCat("lineage ", pbt.id()));
   EXPECT_THAT(lineage.out, HasSubstr("checkpoint at"));
 
-  // PB2: the same loop, its explore a GP bandit.
-  v1::Experiment pb2 =
-      c.Submit(ToySpec("{name: pb2, population: 2, interval: 4, quantile: 0.5, seed: 5}", space, 1),
-               c.jobs_dir());
+  // PB2: the same loop, its explore a GP bandit; in a warm runner, which downloads each
+  // segment's checkpoint (its own or its donor's) between segments.
+  v1::Experiment pb2 = c.Submit(
+      ToySpec("{name: pb2, population: 2, interval: 4, quantile: 0.5, seed: 5}", space, 1) +
+          "  reuse_process: true\n",
+      c.jobs_dir());
   pb2 = c.Watch(pb2.id());
   ASSERT_EQ(pb2.state(), v1::EXPERIMENT_COMPLETED) << pb2.message();
   EXPECT_GT(pb2.best_value(), grid.best_value() + 0.3);
