@@ -3,7 +3,9 @@
 // again and again, as rungd is when killed.
 #include "server/search/journal.h"
 
+#include <cmath>
 #include <deque>
+#include <map>
 #include <random>
 
 #include "absl/strings/match.h"
@@ -195,6 +197,75 @@ TEST(JournalTest, ReplayNamesTheFirstDecisionThatDiffers) {
   // A journal must start from the searcher's first snapshot.
   journal.erase(journal.begin());
   EXPECT_THAT(Replay(config, journal, last, &replayed).message(), HasSubstr("does not begin"));
+}
+
+// Population-based training (pbt, pb2) the way rungd drives it: members report, pause at
+// their ready points and are continued (with a donor and new parameters when they exploit),
+// in an order drawn at random, with crashes; the journal replays every decision.
+TEST(JournalTest, PopulationBasedTrainingReplaysAfterCrashes) {
+  for (bool pb2 : {false, true}) {
+    SCOPED_TRACE(pb2 ? "pb2" : "pbt");
+    Config config;
+    config.sampler = Config::Sampler::kPopulation;
+    config.space = {{"lr", Param::Kind::kFloat, 1e-4, 1, true},
+                    {"opt", Param::Kind::kCategorical, 0, 0, false, {"sgd", "adam", "rms"}}};
+    config.goal = Goal::kMinimize;
+    config.seed = 9;
+    config.max_trials = 6;
+    config.resource_max = 20;
+    config.pbt.population = 6;
+    config.pbt.interval = 2;
+    config.pbt.pb2 = pb2;
+    std::mt19937_64 rng(pb2 ? 2 : 1);
+    auto s = std::move(NewSearcher(config).value());
+    std::string snapshot = s->Snapshot();
+    std::vector<JournalEntry> journal = {{"start", snapshot}};
+    std::map<int, std::pair<Params, double>> members;  // index -> (params, budget)
+    std::vector<int> runnable;
+    int crashes = 0, exploits = 0;
+    auto handle = [&](const Event& e) {
+      auto actions = s->Handle(e);
+      journal.push_back({EventText(e), ActionsText(actions)});
+      snapshot = s->Snapshot();
+      for (const Action& a : actions) {
+        if (const auto* c = std::get_if<Create>(&a)) {
+          members[c->index] = {c->params, c->budget};
+          runnable.push_back(c->index);
+        } else if (const auto* c = std::get_if<Continue>(&a)) {
+          if (!c->params.empty()) members[c->index].first = c->params;
+          members[c->index].second = c->budget;
+          exploits += c->from >= 0;
+          runnable.push_back(c->index);
+        }
+      }
+    };
+    handle(TrialsWanted{1});
+    while (!runnable.empty()) {
+      if (rng() % 3 == 0) {
+        ++crashes;
+        s = std::move(NewSearcher(config).value());
+        ASSERT_TRUE(s->Restore(snapshot).ok());
+      }
+      const size_t pick = rng() % runnable.size();
+      const int i = runnable[pick];
+      runnable.erase(runnable.begin() + static_cast<std::ptrdiff_t>(pick));
+      const auto& [params, budget] = members[i];
+      const double lr = std::get<double>(params.at("lr"));
+      const double value = std::fabs(std::log10(lr) + 2) + 1 / budget;
+      handle(TrialReported{i, budget, value});
+      if (budget >= config.resource_max) {
+        handle(TrialClosed{i, TrialClosed::Outcome::kCompleted, true, value});
+      } else {
+        handle(TrialPaused{i});
+      }
+    }
+    EXPECT_EQ(journal.back().actions, "done");
+    EXPECT_GT(crashes, 10);
+    EXPECT_GT(exploits, 5);
+    int64_t replayed = 0;
+    EXPECT_TRUE(Replay(config, journal, snapshot, &replayed).ok());
+    EXPECT_EQ(replayed, static_cast<int64_t>(journal.size()) - 1);
+  }
 }
 
 }  // namespace
