@@ -287,7 +287,7 @@ absl::StatusOr<int> Best(const Context& c, const std::string& id, int count) {
 }
 
 absl::StatusOr<int> LineageOf(const Context& c, const std::string& id) {
-  const std::string experiment_id = id.substr(0, id.find('-'));
+  const std::string experiment_id = id.substr(0, id.rfind('-'));
   ASSIGN_OR_RETURN(const Experiment e, c.client->GetExperiment(experiment_id));
   std::string trial_id = id;
   if (id == experiment_id) {

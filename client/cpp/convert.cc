@@ -200,6 +200,7 @@ Trial FromProto(const v1::Trial& t) {
     }
     y.parent_trial_id = g.parent_trial_id();
     y.parent_resource = g.parent_resource();
+    y.parent_attempt = g.parent_attempt();
     y.attempt = g.attempt();
     y.started_unix_ms = g.started_unix_ms();
     y.ended_unix_ms = g.ended_unix_ms();
@@ -314,13 +315,18 @@ absl::StatusOr<std::vector<LineageStep>> Lineage(const std::vector<Trial>& trial
   }
   std::vector<LineageStep> out;
   const Trial* t = it->second;
-  // Walking back: the model of `t` as it stood at `upto` (its segment ending there), made
-  // before `before` (the time the member that took it began its segment).
-  double upto = -1;  // -1: its latest segment
+  // Walking back: the model of `t` as its attempt `attempt` left it (the segment whose attempts
+  // include it); without one (stored before rungd kept it), the model as it stood at `upto`
+  // (its segment ending there) before `before` (when the member that took it began).
+  int attempt = 0;  // 0 and upto -1: its latest segment
+  double upto = -1;
   int64_t before = std::numeric_limits<int64_t>::max();
   while (out.size() <= segments) {
     int i = static_cast<int>(t->segments.size()) - 1;
-    if (upto >= 0) {
+    if (attempt > 0) {
+      while (i >= 0 && t->segments[i].attempt > attempt) --i;
+      if (i >= 0 && t->segments[i].end != upto) i = -1;
+    } else if (upto >= 0) {
       while (i >= 0 && !(t->segments[i].end == upto && t->segments[i].ended_unix_ms != 0 &&
                          t->segments[i].ended_unix_ms <= before)) {
         --i;
@@ -329,7 +335,7 @@ absl::StatusOr<std::vector<LineageStep>> Lineage(const std::vector<Trial>& trial
     if (i < 0) {
       return absl::DataLossError(absl::StrCat("the lineage of ", trial_id, " breaks at ", t->id,
                                               ": no segment of it ended at ", Num(upto),
-                                              " before a member took its checkpoint"));
+                                              " with the checkpoint a member took"));
     }
     for (; i >= 0; --i) {
       const Segment& s = t->segments[i];
@@ -349,6 +355,7 @@ absl::StatusOr<std::vector<LineageStep>> Lineage(const std::vector<Trial>& trial
                                               ", which is not among the experiment's trials"));
     }
     t = parent->second;
+    attempt = first.parent_attempt;
     upto = first.parent_resource;
     before = first.started_unix_ms;
   }

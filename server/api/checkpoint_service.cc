@@ -216,8 +216,10 @@ grpc::ServerWriteReactor<v1::CheckpointChunk>* CheckpointServiceImpl::DownloadCh
     if (!e.ok() || e->owner() != caller->name)
       s = absl::NotFoundError(absl::StrCat("no trial ", req->trial_id()));
   }
-  return new Download(files_, metrics_, found.first, found.second, req->trial_id(), req->offset(),
-                      s);
+  // A PBT member that exploited names its donor's archive: read it where it lies.
+  const std::string& owner =
+      found.second.trial_id().empty() ? req->trial_id() : found.second.trial_id();
+  return new Download(files_, metrics_, found.first, found.second, owner, req->offset(), s);
 }
 
 }  // namespace rung

@@ -24,7 +24,7 @@ bool TrainsInSegments(const v1::ExperimentSpec& spec) {
 }
 
 void ExperimentRun::BeginSegment(Trial* t, double start, const std::string& parent_trial_id,
-                                 double parent_resource, Change* c) {
+                                 double parent_resource, int parent_attempt, Change* c) {
   if (t->segments_size() > 0) EndSegment(t, c->now_ms());
   v1::Segment* s = t->add_segments();
   s->set_start(start);
@@ -32,6 +32,7 @@ void ExperimentRun::BeginSegment(Trial* t, double start, const std::string& pare
   *s->mutable_params() = t->params();
   s->set_parent_trial_id(parent_trial_id);
   s->set_parent_resource(parent_resource);
+  s->set_parent_attempt(parent_attempt);
   s->set_attempt(t->attempt());
   s->set_started_unix_ms(c->now_ms());
 }
@@ -57,40 +58,41 @@ void ExperimentRun::ContinueTrial(const search::Continue& cont, Change* c) {
   t->set_state(v1::TRIAL_PENDING);
   t->set_budget(cont.budget);
   Requeue(t);
-  std::string parent;
-  double parent_resource = 0;
   if (!cont.params.empty()) {
     t->clear_params();
     for (const auto& [k, v] : cont.params) (*t->mutable_params())[k] = FromSearch(v);
   }
+  if (!PopulationBased(spec())) {
+    queue_.push_front(t->index());  // promoted: ahead of the rest
+    PutTrial(*t, c);
+    return;
+  }
+  std::string parent;
+  double parent_resource = 0;
+  int parent_attempt = 0;
   if (const Trial* donor = cont.from >= 0 ? trial(cont.from + 1) : nullptr; donor != nullptr) {
-    parent = donor->id();
-    parent_resource = cont.from_resource;
     if (donor->checkpoint().attempt() > 0) {
       // The donor's archive: rungd keeps it while this reference does
       // (Controller::CollectCheckpoints). A donor that has not trained since it exploited
       // holds its own donor's, and that member's model is the parent.
       *t->mutable_checkpoint() = donor->checkpoint();
-      if (t->checkpoint().trial_id().empty()) {
-        t->mutable_checkpoint()->set_trial_id(donor->id());
-      } else {
-        parent = t->checkpoint().trial_id();
-      }
+      if (t->checkpoint().trial_id().empty()) t->mutable_checkpoint()->set_trial_id(donor->id());
+      parent = t->checkpoint().trial_id();
+      parent_resource = cont.from_resource;
+      parent_attempt = t->checkpoint().attempt();
+      // Its own old checkpoint, come back through a donor, is its own.
+      if (parent == t->id()) t->mutable_checkpoint()->clear_trial_id();
     } else {
-      Log(LogLevel::kWarning, absl::StrCat(t->id(), " takes ", donor->id(),
-                                           "'s parameters, but rungd holds no "
-                                           "checkpoint of it; it goes on from its own"));
+      Log(LogLevel::kWarning,
+          absl::StrCat(t->id(), " takes ", donor->id(),
+                       "'s parameters, but rungd holds no checkpoint of it; it goes on from "
+                       "its own"));
     }
   }
-  if (PopulationBased(spec())) {
-    BeginSegment(t, parent.empty() ? start : parent_resource, parent, parent_resource, c);
-  }
-  if (PopulationBased(spec())) {
-    // Behind the members already waiting for a slot: the population trains in turn.
-    queue_.push_back(t->index());
-  } else {
-    queue_.push_front(t->index());  // promoted: ahead of the rest
-  }
+  BeginSegment(t, parent.empty() ? start : parent_resource, parent, parent_resource, parent_attempt,
+               c);
+  // Behind the members already waiting for a slot: the population trains in turn.
+  queue_.push_back(t->index());
   PutTrial(*t, c);
 }
 

@@ -316,7 +316,7 @@ void ExperimentRun::CreateTrial(const search::Create& create, Change* c) {
   t.set_attempt(1);
   t.set_budget(create.budget);
   t.set_created_unix_ms(c->now_ms());
-  if (PopulationBased(spec())) BeginSegment(&t, 0, "", 0, c);
+  if (PopulationBased(spec())) BeginSegment(&t, 0, "", 0, 0, c);
   if (spec().kind() == "ablation") {
     const std::vector<search::Variant> variants = AblationVariants(spec());
     t.set_ablation(variants[search::VariantOf(create.index, variants.size())].Json());
@@ -398,6 +398,7 @@ absl::Status ExperimentRun::Cancel(Change* c) {
       t.set_state(v1::TRIAL_STOPPED);
       t.set_stop_reason(kCancelled);
       t.set_ended_unix_ms(c->now_ms());
+      EndSegment(&t, c->now_ms());
       PutTrial(t, c);
     } else if (TrialActive(t.state())) {
       t.set_stop_requested(true);

@@ -183,7 +183,7 @@ class ExperimentRun {
   // from a donor's checkpoint with new parameters; its segments (the lineage).
   void ContinueTrial(const search::Continue& cont, Change* c);
   void BeginSegment(v1::Trial* t, double start, const std::string& parent_trial_id,
-                    double parent_resource, Change* c);
+                    double parent_resource, int parent_attempt, Change* c);
   static void EndSegment(v1::Trial* t, int64_t now_ms);
   static void SegmentReport(v1::Trial* t, double value);
   void CreateTrial(const search::Create& create, Change* c);

@@ -244,6 +244,7 @@ class PbtSearcher final : public Searcher {
         c.from = d.donor;
         c.from_resource = d.donor_at;
         m.params = d.params;
+        m.has_value = false;  // its old score was another model's
       }
       m.budget = c.budget;
       actions.push_back(std::move(c));

@@ -8,8 +8,8 @@
 // for a generation.
 //
 // This is the decision alone: a pure, seeded state machine in the manner of rung's searchers
-// (no I/O, no clock, no threads; snapshotted), which the controller will drive with members
-// that are trials continuing in segments (issue 17).
+// (no I/O, no clock, no threads; snapshotted). NewPbtSearcher drives it with members that are
+// trials continuing in segments; pb2.cc has PB2's explore.
 #ifndef RUNG_SERVER_SEARCH_PBT_H_
 #define RUNG_SERVER_SEARCH_PBT_H_
 

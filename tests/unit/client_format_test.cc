@@ -185,3 +185,68 @@ TEST(CliFormatTest, SortingPutsTheBestFirstForAnObjectiveAndMissingValuesLast) {
 
 }  // namespace
 }  // namespace rung
+
+namespace rung {
+namespace {
+
+Segment Seg(double start, double end, int attempt, int64_t started, int64_t ended,
+            const std::string& parent = "", double parent_resource = 0, int parent_attempt = 0) {
+  Segment s;
+  s.start = start;
+  s.end = end;
+  s.attempt = attempt;
+  s.started_unix_ms = started;
+  s.ended_unix_ms = ended;
+  s.parent_trial_id = parent;
+  s.parent_resource = parent_resource;
+  s.parent_attempt = parent_attempt;
+  return s;
+}
+
+Trial Member(const std::string& id, std::vector<Segment> segments) {
+  Trial t;
+  t.id = id;
+  t.segments = std::move(segments);
+  return t;
+}
+
+std::string Text(const std::vector<Trial>& trials, const std::string& id) {
+  absl::StatusOr<std::vector<LineageStep>> steps = Lineage(trials, id);
+  return steps.ok() ? cli::LineageText(*steps) : std::string(steps.status().message());
+}
+
+// The lineage follows each member's donors back to scratch, through the donor's segment whose
+// attempts include the one whose checkpoint was taken, even when the donor has since trained
+// another segment that ends at the same step.
+TEST(LineageTest, FollowsTheDonorsToTheCheckpointTheyGave) {
+  const std::vector<Trial> trials = {
+      // c: 0-4, 4-8 (attempt 2), then it took z's checkpoint at 4 and trained 4-8 again.
+      Member("e1-1",
+             {Seg(0, 4, 1, 0, 10), Seg(4, 8, 2, 10, 20), Seg(4, 8, 3, 30, 40, "e1-3", 4, 1)}),
+      // x took c's checkpoint at 8 (attempt 2) at time 25, and waited for a slot.
+      Member("e1-2", {Seg(0, 4, 1, 0, 10), Seg(8, 12, 2, 25, 50, "e1-1", 8, 2)}),
+      Member("e1-3", {Seg(0, 4, 1, 0, 10), Seg(4, 8, 2, 10, 20)}),
+      // a took x's checkpoint while x still held c's, at time 45: its parent is c's attempt 2.
+      Member("e1-4", {Seg(0, 4, 1, 0, 10), Seg(8, 12, 2, 45, 60, "e1-1", 8, 2)}),
+  };
+  EXPECT_EQ(Text(trials, "e1-3"), "e1-3 0-8");
+  EXPECT_EQ(Text(trials, "e1-1"), "e1-3 0-4 | e1-1 4-8");
+  EXPECT_EQ(Text(trials, "e1-2"), "e1-1 0-8 | e1-2 8-12");
+  EXPECT_EQ(Text(trials, "e1-4"), "e1-1 0-8 | e1-4 8-12");
+  // Without the attempts (stored before rungd kept them), the times decide, and the last
+  // segment of c that ended at 8 before a began is c's second 4-8: another model.
+  std::vector<Trial> old = trials;
+  old[3].segments[1].parent_attempt = 0;
+  EXPECT_EQ(Text(old, "e1-4"), "e1-3 0-4 | e1-1 4-8 | e1-4 8-12");
+  EXPECT_EQ(Text(trials, "e1-9"), "no trial e1-9");
+  EXPECT_EQ(Text({Member("e2-1", {})}, "e2-1").substr(0, 27), "trial e2-1 has no lineage: ");
+  // A donor with no segment at the step it gave: the chain breaks, and says where.
+  std::vector<Trial> broken = trials;
+  broken[1].segments[1].parent_resource = 6;
+  EXPECT_EQ(Text(broken, "e1-2"),
+            "the lineage of e1-2 breaks at e1-1: no segment of it ended at 6 with the checkpoint "
+            "a member took");
+}
+
+}  // namespace
+}  // namespace rung

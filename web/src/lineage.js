@@ -13,12 +13,17 @@ export function lineage(trials, trialId) {
   if (!t?.segments?.length) return null;
   const total = trials.reduce((n, x) => n + (x.segments?.length ?? 0), 0);
   const out = [];
+  let attempt = 0;
   let upto = -1;
   let before = Infinity;
   while (out.length <= total) {
     const segs = t.segments;
     let i = segs.length - 1;
-    if (upto >= 0) {
+    if (attempt > 0) {
+      // The segment whose attempts include the one whose checkpoint was taken.
+      while (i >= 0 && num(segs[i].attempt) > attempt) i--;
+      if (i >= 0 && Number(segs[i].end ?? 0) !== upto) i = -1;
+    } else if (upto >= 0) {
       while (i >= 0 && !(Number(segs[i].end ?? 0) === upto && num(segs[i].endedUnixMs) &&
                          num(segs[i].endedUnixMs) <= before)) i--;
     }
@@ -32,6 +37,7 @@ export function lineage(trials, trialId) {
     if (i < 0 || !first.parentTrialId) return out.reverse();
     t = byId.get(first.parentTrialId);
     if (!t) return null;
+    attempt = num(first.parentAttempt);
     upto = Number(first.parentResource ?? 0);
     before = num(first.startedUnixMs);
   }

@@ -140,6 +140,7 @@ struct Segment {
   // member's parameters explored. Empty: it continued from its own (or started afresh).
   std::string parent_trial_id;
   double parent_resource = 0;
+  int parent_attempt = 0;                          // the parent's attempt whose checkpoint it took
   int attempt = 0;                                 // the attempt that began it
   int64_t started_unix_ms = 0, ended_unix_ms = 0;  // ended 0: it trains or waits to
   std::optional<double> value;                     // the objective's last value in it
