@@ -57,12 +57,12 @@ Population::Decision Population::Ready(int member, double at, double value, cons
   if (auto before = members_.find(member);
       options_.pb2 && before != members_.end() && at > before->second.at) {
     // The segment it just trained, from the model it held at its last ready point.
-    const double gain =
-        goal_ == Goal::kMaximize ? value - before->second.value : before->second.value - value;
+    const double gain = goal_ == Goal::kMaximize ? value - before->second.baseline
+                                                 : before->second.baseline - value;
     if (std::isfinite(gain)) observations_.push_back({at, gain, params});
     if (observations_.size() > kObservations) observations_.erase(observations_.begin());
   }
-  members_[member] = {at, value, params};
+  members_[member] = {at, value, value, params};
   Decision d;
   d.params = params;
   // Ranked best first; ties by member, so that a replay ranks the same.
@@ -87,9 +87,12 @@ Population::Decision Population::Ready(int member, double at, double value, cons
   d.donor_at = members_[donor].at;
   d.params = options_.pb2 ? Pb2Explore(members_[donor].params, d.donor_at, member)
                           : Explore(members_[donor].params);
-  // It is the donor's model now, with the explored parameters: so it is ranked, and given,
-  // until its next ready point.
-  members_[member] = {d.donor_at, members_[donor].value, d.params};
+  // It holds the donor's model now, with the explored parameters, and is given as such; but
+  // it keeps its own score until its next ready point, as in Ray Tune. (Ranked with the
+  // donor's, a lucky early score would be copied from member to member, and a score that
+  // worsens as models train on would send every member back to it for ever.) PB2 measures its
+  // next segment from the donor's score.
+  members_[member] = {d.donor_at, value, members_[donor].baseline, d.params};
   return d;
 }
 
@@ -152,7 +155,8 @@ Params Population::Explore(const Params& from) {
 void Population::Save(std::vector<std::string>* lines) const {
   lines->push_back(rng_.Save());
   for (const auto& [m, s] : members_) {
-    std::string line = absl::StrCat("m ", m, " ", absl::StrFormat("%.17g %.17g", s.at, s.value));
+    std::string line =
+        absl::StrCat("m ", m, " ", absl::StrFormat("%.17g %.17g %.17g", s.at, s.value, s.baseline));
     for (const Param& p : space_)
       absl::StrAppend(&line, absl::StrFormat(" %.17g", EncodeParam(p, s.params)));
     lines->push_back(std::move(line));
@@ -171,22 +175,24 @@ bool Population::Load(const std::vector<std::string>& lines) {
   observations_.clear();
   for (size_t i = 1; i < lines.size(); ++i) {
     std::vector<std::string> f = absl::StrSplit(lines[i], ' ');
+    // "m <member> <at> <value> <baseline> <params...>" or "o <at> <improvement> <params...>".
     const bool member = f[0] == "m";
-    if (f.size() != 4 - (member ? 0 : 1) + space_.size() || (!member && f[0] != "o")) return false;
+    const size_t first = member ? 5 : 3;  // the first parameter's field
+    if ((!member && f[0] != "o") || f.size() != first + space_.size()) return false;
     int m = 0;
-    double at, number;
-    Params params;
-    const size_t first = member ? 4 : 3;  // the first parameter's field
-    if ((member && !absl::SimpleAtoi(f[1], &m)) || !absl::SimpleAtod(f[first - 2], &at) ||
-        !absl::SimpleAtod(f[first - 1], &number)) {
+    double at, number, baseline = 0;
+    if ((member && (!absl::SimpleAtoi(f[1], &m) || !absl::SimpleAtod(f[4], &baseline))) ||
+        !absl::SimpleAtod(f[member ? 2 : 1], &at) ||
+        !absl::SimpleAtod(f[member ? 3 : 2], &number)) {
       return false;
     }
+    Params params;
     for (size_t k = 0; k < space_.size(); ++k) {
       double v;
       if (!absl::SimpleAtod(f[first + k], &v) || !DecodeParam(space_[k], v, &params)) return false;
     }
     if (member) {
-      members_[m] = {at, number, std::move(params)};
+      members_[m] = {at, number, baseline, std::move(params)};
     } else {
       observations_.push_back({at, number, std::move(params)});
     }

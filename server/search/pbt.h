@@ -53,7 +53,8 @@ class Population {
 
   const PbtOptions& options() const { return options_; }
 
-  // One line for the generator, then a line a member: "m <member> <at> <value> <v0> <v1> ...",
+  // One line for the generator, then a line a member: "m <member> <at> <value> <baseline> <v0>
+  // <v1> ...",
   // each parameter encoded as a number (a category by its index; nan when absent); pb2's
   // observations as "o <at> <improvement> <v0> <v1> ...".
   void Save(std::vector<std::string>* lines) const;
@@ -61,8 +62,9 @@ class Population {
 
  private:
   struct Member {
-    double at = 0;
-    double value = 0;
+    double at = 0;        // the ready point its checkpoint stands at
+    double value = 0;     // the score it is ranked by: its own latest
+    double baseline = 0;  // the score of the model it holds (after an exploit, the donor's)
     Params params;
   };
   // pb2: a segment that ended at `at` after training with `params`, and how much the objective

@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <deque>
+#include <map>
+#include <random>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -388,6 +391,64 @@ TEST(Pb2Test, ObservationsSurviveASnapshot) {
       EXPECT_EQ(da.exploit, db.exploit);
       EXPECT_EQ(da.donor, db.donor);
       EXPECT_EQ(da.params, db.params);
+    }
+  }
+}
+
+// A score that is best early and worsens as members train on (a model that overfits): the
+// members that train past the lucky point rank last and take it back. The lucky score stays
+// with the one member that earned it, so the population still moves on and ends (when those
+// who took it were ranked by it too, they sent one another back to it for ever).
+TEST(PbtSearcherTest, AScoreThatPeaksEarlyDoesNotHoldThePopulationBack) {
+  for (bool pb2 : {false, true}) {
+    for (uint64_t seed = 1; seed <= 10; ++seed) {
+      SCOPED_TRACE(absl::StrCat(pb2 ? "pb2" : "pbt", " seed ", seed));
+      Config c;
+      c.space = {Float("lr", 0.001, 1, true)};
+      c.goal = Goal::kMinimize;
+      c.seed = seed;
+      c.max_trials = 8;
+      c.resource_max = 20;
+      PbtOptions o = Options(8);
+      o.interval = 2;
+      o.pb2 = pb2;
+      std::unique_ptr<Searcher> s = NewPbtSearcher(c, o);
+      std::mt19937_64 order(seed);
+      std::map<int, std::pair<double, double>> members;  // index -> (lr, budget)
+      std::vector<int> runnable;
+      bool done = false;
+      int events = 0;
+      auto apply = [&](const std::vector<Action>& actions) {
+        for (const Action& a : actions) {
+          if (const auto* create = std::get_if<Create>(&a)) {
+            members[create->index] = {std::get<double>(create->params.at("lr")), create->budget};
+            runnable.push_back(create->index);
+          } else if (const auto* cont = std::get_if<Continue>(&a)) {
+            auto& [lr, budget] = members[cont->index];
+            if (!cont->params.empty()) lr = std::get<double>(cont->params.at("lr"));
+            budget = cont->budget;
+            runnable.push_back(cont->index);
+          } else if (std::holds_alternative<Done>(a)) {
+            done = true;
+          }
+        }
+      };
+      apply(s->Handle(TrialsWanted{1}));
+      while (!runnable.empty() && ++events < 5000) {
+        const size_t pick = order() % runnable.size();
+        const int i = runnable[pick];
+        runnable.erase(runnable.begin() + static_cast<std::ptrdiff_t>(pick));
+        const auto [lr, budget] = members[i];
+        // Best at 4, then worse each step; members differ a little by lr.
+        const double value = std::fabs(budget - 4) * 0.01 + 0.001 * std::fabs(std::log(lr));
+        apply(s->Handle(TrialReported{i, budget, value}));
+        if (budget >= 20) {
+          apply(s->Handle(TrialClosed{i, TrialClosed::Outcome::kCompleted, true, value}));
+        } else {
+          apply(s->Handle(TrialPaused{i}));
+        }
+      }
+      EXPECT_TRUE(done) << "still running after " << events << " segments";
     }
   }
 }
