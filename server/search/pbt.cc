@@ -221,7 +221,7 @@ class PbtSearcher final : public Searcher {
 
   std::vector<Action> Handle(const Event& event) override {
     std::vector<Action> actions;
-    if (const auto* want = std::get_if<TrialsWanted>(&event)) {
+    if (std::holds_alternative<TrialsWanted>(event)) {
       // The whole population at once: members queue for slots and train in turn.
       while (created_ < options_.population) {
         Member& m = members_[created_];
