@@ -496,6 +496,62 @@ absl::StatusOr<Trial> Client::Fail(const std::string& trial_id, const std::strin
   return FromProto(t);
 }
 
+absl::StatusOr<Client::TellResults> Client::Tell(const std::string& experiment_id,
+                                                 const std::vector<TellReport>& reports,
+                                                 const std::vector<TellCompletion>& completions,
+                                                 const std::string& client_id) {
+  v1::TellTrialsRequest req;
+  req.set_experiment_id(experiment_id);
+  const std::string& first = !reports.empty()       ? reports[0].trial_id
+                             : !completions.empty() ? completions[0].trial_id
+                                                    : std::string();
+  req.set_client_id(impl_->ClientFor(first, client_id));
+  {
+    // As Report: increasing sequence numbers, so a retried call stores each report once.
+    std::lock_guard<std::mutex> l(impl_->mu);
+    for (const TellReport& r : reports) {
+      v1::ReportTrialRequest* item = req.add_reports();
+      item->set_trial_id(r.trial_id);
+      item->set_step(r.step);
+      item->mutable_values()->insert(r.values.begin(), r.values.end());
+      impl_->last_seq = std::max(impl_->last_seq + 1, absl::ToUnixMicros(absl::Now()));
+      item->set_seq(impl_->last_seq);
+    }
+  }
+  for (const TellCompletion& c : completions) {
+    v1::CompleteTrialRequest* item = req.add_completions();
+    item->set_trial_id(c.trial_id);
+    item->mutable_values()->insert(c.values.begin(), c.values.end());
+    item->set_failed(c.failed);
+    item->set_message(c.message);
+  }
+  v1::TellTrialsResponse resp;
+  if (absl::Status s =
+          impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::TellTrials, req, &resp);
+      !s.ok()) {
+    return s;
+  }
+  TellResults out;
+  auto status = [](const v1::TellResult& r) {
+    return absl::Status(static_cast<absl::StatusCode>(r.code()), r.message());
+  };
+  for (const v1::TellResult& r : resp.reports()) {
+    if (r.code() != 0) {
+      out.reports.emplace_back(status(r));
+    } else {
+      out.reports.emplace_back(r.stop());
+    }
+  }
+  for (const v1::TellResult& r : resp.completions()) {
+    if (r.code() != 0) {
+      out.completions.emplace_back(status(r));
+    } else {
+      out.completions.emplace_back(FromProto(r.trial()));
+    }
+  }
+  return out;
+}
+
 absl::StatusOr<ReplayResult> Client::ReplaySearch(const std::string& experiment_id,
                                                   double timeout_seconds) {
   v1::ReplaySearchRequest req;

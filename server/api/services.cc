@@ -550,6 +550,26 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::CompleteTrial(grpc::CallbackSer
   return reactor;
 }
 
+grpc::ServerUnaryReactor* ExperimentServiceImpl::TellTrials(grpc::CallbackServerContext* ctx,
+                                                            const v1::TellTrialsRequest* req,
+                                                            v1::TellTrialsResponse* resp) {
+  RUNG_ALLOW("TellTrials", req->experiment_id());
+  if (auto s = NeedId(req->experiment_id(), "experiment_id"); !s.ok())
+    return Done(ctx, "ExperimentService.TellTrials", s);
+  if (req->reports_size() + req->completions_size() > 10000) {
+    return Done(ctx, "ExperimentService.TellTrials",
+                absl::InvalidArgumentError(
+                    absl::StrCat("at most 10000 reports and completions a call (got ",
+                                 req->reports_size() + req->completions_size(), ")")));
+  }
+  if (auto s = CheckSizes(*req, "", /*max_string=*/64 << 10, /*max_repeated=*/10000); !s.ok()) {
+    return Done(ctx, "ExperimentService.TellTrials", s);
+  }
+  auto* reactor = ctx->DefaultReactor();
+  controller_->TellTrials(*req, Reply(reactor, resp, metrics_, "ExperimentService.TellTrials"));
+  return reactor;
+}
+
 namespace {
 
 // Finishes an admin call with `result`, counting it.

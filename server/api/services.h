@@ -74,6 +74,9 @@ class ExperimentServiceImpl final : public v1::ExperimentService::CallbackServic
   grpc::ServerUnaryReactor* CompleteTrial(grpc::CallbackServerContext* ctx,
                                           const v1::CompleteTrialRequest* req,
                                           v1::Trial* resp) override;
+  grpc::ServerUnaryReactor* TellTrials(grpc::CallbackServerContext* ctx,
+                                       const v1::TellTrialsRequest* req,
+                                       v1::TellTrialsResponse* resp) override;
 
  private:
   grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const char* method,

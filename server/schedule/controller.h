@@ -152,6 +152,9 @@ class Controller {
   // Ends a held trial: completed (final values, else those reported), failed (retried while
   // max_restarts allows), or, when a stop is out, stopped. Repeating a completion is a no-op.
   void CompleteTrial(const v1::CompleteTrialRequest& req, Done<v1::Trial> done);
+  // Many reports, then many completions, of one experiment's trials: each as ReportTrial and
+  // CompleteTrial, in one change made durable once, with one result per item.
+  void TellTrials(const v1::TellTrialsRequest& req, Done<v1::TellTrialsResponse> done);
 
   // ---- Workers ----
   // A worker's stream opened with `reg`; `sink` stays valid until WorkerDisconnected(session).

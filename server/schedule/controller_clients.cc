@@ -528,4 +528,59 @@ void Controller::CompleteTrial(const v1::CompleteTrialRequest& req, Done<Trial> 
   Flush(/*sync=*/true);
 }
 
+void Controller::TellTrials(const v1::TellTrialsRequest& req, Done<v1::TellTrialsResponse> done) {
+  {
+    absl::MutexLock l(&mu_);
+    auto c = NewChange();
+    v1::TellTrialsResponse resp;
+    // An item's refusal is its own: the others go on.
+    auto refused = [](v1::TellResult* r, const absl::Status& s) {
+      r->set_code(static_cast<int>(s.code()));
+      r->set_message(std::string(s.message()));
+    };
+    // Every item names a trial of the request's experiment (the caller was allowed that one)
+    // and is the request's client's.
+    auto check = [&](const std::string& trial_id, std::string* client_id) -> absl::Status {
+      std::string exp;
+      int index;
+      if (!ParseTrialId(trial_id, &exp, &index) || exp != req.experiment_id()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "trial_id: '", trial_id, "' is not a trial of experiment ", req.experiment_id()));
+      }
+      if (client_id->empty()) *client_id = req.client_id();
+      if (*client_id != req.client_id()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "client_id: '", *client_id, "' is not the call's ('", req.client_id(), "')"));
+      }
+      return absl::OkStatus();
+    };
+    for (v1::ReportTrialRequest item : req.reports()) {
+      v1::TellResult* r = resp.add_reports();
+      absl::Status s = check(item.trial_id(), item.mutable_client_id());
+      absl::StatusOr<v1::ReportTrialResponse> done_item =
+          s.ok() ? ReportLocked(item, c.get()) : absl::StatusOr<v1::ReportTrialResponse>(s);
+      if (!done_item.ok()) {
+        refused(r, done_item.status());
+        continue;
+      }
+      r->set_stop(done_item->stop());
+      r->set_reason(done_item->reason());
+    }
+    for (v1::CompleteTrialRequest item : req.completions()) {
+      v1::TellResult* r = resp.add_completions();
+      absl::Status s = check(item.trial_id(), item.mutable_client_id());
+      absl::StatusOr<Trial> done_item =
+          s.ok() ? CompleteLocked(item, c.get()) : absl::StatusOr<Trial>(s);
+      if (!done_item.ok()) {
+        refused(r, done_item.status());
+        continue;
+      }
+      *r->mutable_trial() = *std::move(done_item);
+    }
+    Answer(c.get(), std::move(done), absl::StatusOr<v1::TellTrialsResponse>(std::move(resp)));
+    (void)CommitLocked(c.get());
+  }
+  Flush(/*sync=*/true);
+}
+
 }  // namespace rung

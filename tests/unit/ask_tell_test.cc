@@ -250,5 +250,68 @@ trial: {command: [train]}
               HasSubstr("run by the clients that ask for them"));
 }
 
+// TellTrials: many reports, then many completions, in one call and one durable change; each
+// item answered as ReportTrial and CompleteTrial would, a refused one alone; a retried call
+// stores each report once and repeats its completions' answers.
+TEST_F(AskTellTest, ABatchOfReportsAndCompletionsIsAppliedItemByItemAndRetriesSafely) {
+  const std::string id = CreateExternal("", 6, 6);
+  auto a = Ask(id, "laptop", 4);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_EQ(a->trials_size(), 4);
+  v1::TellTrialsRequest req;
+  req.set_experiment_id(id);
+  req.set_client_id("laptop");
+  for (int i = 0; i < 4; ++i) {
+    v1::ReportTrialRequest* r = req.add_reports();
+    r->set_trial_id(a->trials(i).id());
+    r->set_seq(1);
+    r->set_step(1);
+    (*r->mutable_values())["loss"] = 0.5 + i;
+  }
+  req.add_reports()->set_trial_id(id + "-9");          // no such trial
+  req.add_reports()->set_trial_id("e77-1");            // another experiment's
+  req.add_reports()->set_trial_id(a->trials(0).id());  // another client's
+  req.mutable_reports(6)->set_client_id("phone");
+  for (int i = 0; i < 3; ++i) req.add_completions()->set_trial_id(a->trials(i).id());
+  req.add_completions()->set_trial_id(id + "-5");  // not held by anyone yet
+  auto tell = [&] {
+    return Await<v1::TellTrialsResponse>([&](auto done) { controller_->TellTrials(req, done); });
+  };
+  auto r = tell();
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->reports_size(), 7);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(r->reports(i).code(), 0) << r->reports(i).message();
+    EXPECT_FALSE(r->reports(i).stop());
+  }
+  EXPECT_EQ(r->reports(4).code(), static_cast<int>(absl::StatusCode::kNotFound));
+  EXPECT_THAT(r->reports(5).message(), HasSubstr("'e77-1' is not a trial of experiment " + id));
+  EXPECT_THAT(r->reports(6).message(), HasSubstr("client_id: 'phone' is not the call's"));
+  ASSERT_EQ(r->completions_size(), 4);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(r->completions(i).code(), 0) << r->completions(i).message();
+    EXPECT_EQ(r->completions(i).trial().state(), v1::TRIAL_COMPLETED);
+    EXPECT_EQ(r->completions(i).trial().result(), 0.5 + i);  // the batch's own report
+  }
+  EXPECT_NE(r->completions(3).code(), 0);
+  // The whole call again (a retry after a lost answer): nothing is stored twice, and the
+  // completions answer as before.
+  auto again = tell();
+  ASSERT_TRUE(again.ok()) << again.status();
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(again->completions(i).code(), 0) << again->completions(i).message();
+    EXPECT_EQ(again->completions(i).trial().reports(), 1);
+  }
+  EXPECT_EQ(again->reports(3).code(), 0);
+  auto t4 = controller_->GetTrial(a->trials(3).id());
+  ASSERT_TRUE(t4.ok());
+  EXPECT_EQ(t4->reports(), 1);
+  EXPECT_EQ(t4->state(), v1::TRIAL_RUNNING);
+  auto e = controller_->GetExperiment(id);
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->counts().completed(), 3);
+  EXPECT_EQ(e->best_value(), 0.5);
+}
+
 }  // namespace
 }  // namespace rung::testing

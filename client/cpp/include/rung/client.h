@@ -370,6 +370,30 @@ class Client {
   // The client could not run the trial: rung retries it while trial.max_restarts allows.
   absl::StatusOr<Trial> Fail(const std::string& trial_id, const std::string& message,
                              const std::string& client_id = "");
+  // Many reports and completions of one experiment's trials in one call, for clients that run
+  // many trials at once: the reports first, in order, then the completions, all durable when
+  // it returns (rung's fastest way to tell). One result per item, in order: a report's says
+  // whether to stop, a completion's is the trial; an item refused does not refuse the others.
+  // client_id: default, the one that asked for the first item's trial.
+  struct TellReport {
+    std::string trial_id;
+    double step = 0;
+    std::map<std::string, double> values;
+  };
+  struct TellCompletion {
+    std::string trial_id;
+    std::map<std::string, double> values;  // final metrics; may be empty when reported
+    bool failed = false;                   // the client could not run it (retried)
+    std::string message;
+  };
+  struct TellResults {
+    std::vector<absl::StatusOr<bool>> reports;
+    std::vector<absl::StatusOr<Trial>> completions;
+  };
+  absl::StatusOr<TellResults> Tell(const std::string& experiment_id,
+                                   const std::vector<TellReport>& reports,
+                                   const std::vector<TellCompletion>& completions,
+                                   const std::string& client_id = "");
 
   // ---- administration (an admin token when rungd checks tokens) ----
   // Replays the experiment's searcher journal through a fresh searcher; `identical` says
