@@ -360,9 +360,9 @@ void Controller::AskTrials(const v1::AskTrialsRequest& req, Done<v1::AskTrialsRe
 bool Controller::ServeAskLocked(ExperimentRun* run, Ask* ask, bool may_wait, Change* c) {
   // Indexes, not pointers: handing out a trial may grow the trials.
   std::vector<int> held;
-  for (const Trial& t : run->trials()) {
-    if (TrialActive(t.state()) && !t.stop_requested() && t.client_id() == ask->client_id)
-      held.push_back(t.index());
+  for (int index : run->active()) {
+    const Trial& t = *run->trial(index);
+    if (!t.stop_requested() && t.client_id() == ask->client_id) held.push_back(index);
   }
   v1::AskTrialsResponse resp;
   std::string why;

@@ -156,6 +156,7 @@ absl::StatusOr<std::unique_ptr<ExperimentRun>> ExperimentRun::Load(
     run->trials_[t.index() - 1] = std::move(t);
   }));
   for (const Trial& t : run->trials_) {
+    run->Count(t);
     if (t.state() == v1::TRIAL_PENDING) run->queue_.push_back(t.index());
   }
   return run;
@@ -171,33 +172,42 @@ bool ExperimentRun::open() const {
   return exp_.state() == v1::EXPERIMENT_PENDING || exp_.state() == v1::EXPERIMENT_RUNNING;
 }
 
+void ExperimentRun::Count(const Trial& t) {
+  const size_t i = static_cast<size_t>(t.index() - 1);
+  if (counted_.size() <= i) counted_.resize(i + 1, v1::TRIAL_STATE_UNSPECIFIED);
+  if (t.id().empty() || counted_[i] == t.state()) return;
+  if (counted_[i] != v1::TRIAL_STATE_UNSPECIFIED) --by_state_[counted_[i]];
+  counted_[i] = t.state();
+  ++by_state_[t.state()];
+  if (TrialActive(t.state())) {
+    active_.insert(t.index());
+  } else {
+    active_.erase(t.index());
+  }
+}
+
 int ExperimentRun::Running() const {
-  int n = 0;
-  for (const Trial& t : trials_) n += TrialActive(t.state());
-  return n;
+  return CountOf(v1::TRIAL_ASSIGNED) + CountOf(v1::TRIAL_RUNNING);
+}
+
+int ExperimentRun::Out() const {
+  return Running() + CountOf(v1::TRIAL_PENDING) + CountOf(v1::TRIAL_PAUSED);
 }
 
 bool ExperimentRun::CanHandOut() const {
   if (!open()) return false;
   if (!queue_.empty()) return hopper() || Running() < spec().budget().max_concurrent();
   if (exp_.search_done()) return false;
-  int out = 0;
-  for (const Trial& t : trials_) out += !TrialTerminal(t.state()) && t.state() != v1::TRIAL_WAITING;
-  return out < spec().budget().max_concurrent();
+  return Out() < spec().budget().max_concurrent();
 }
 
-bool ExperimentRun::Settled() const {
-  if (!ExperimentTerminal(exp_.state())) return false;
-  for (const Trial& t : trials_) {
-    if (TrialActive(t.state())) return false;
-  }
-  return true;
-}
+bool ExperimentRun::Settled() const { return ExperimentTerminal(exp_.state()) && Running() == 0; }
 
 // ---------------------------------------------------------------------------------------
 // Records and the searcher
 
 void ExperimentRun::PutTrial(const Trial& t, Change* c) {
+  Count(t);
   c->touched.insert(id());
   c->batch.PutTrial(t);
   if (c->Watching(id())) c->Event(id(), TrialEvent(t));
@@ -205,32 +215,12 @@ void ExperimentRun::PutTrial(const Trial& t, Change* c) {
 
 void ExperimentRun::Recount() {
   v1::TrialCounts n;
-  for (const Trial& t : trials_) {
-    switch (t.state()) {
-      case v1::TRIAL_PENDING:
-      case v1::TRIAL_PAUSED:
-        n.set_pending(n.pending() + 1);
-        break;
-      case v1::TRIAL_ASSIGNED:
-      case v1::TRIAL_RUNNING:
-        n.set_running(n.running() + 1);
-        break;
-      case v1::TRIAL_COMPLETED:
-        n.set_completed(n.completed() + 1);
-        break;
-      case v1::TRIAL_FAILED:
-        n.set_failed(n.failed() + 1);
-        break;
-      case v1::TRIAL_STOPPED:
-        n.set_stopped(n.stopped() + 1);
-        break;
-      case v1::TRIAL_WAITING:
-        n.set_waiting(n.waiting() + 1);
-        break;
-      default:
-        break;
-    }
-  }
+  n.set_pending(CountOf(v1::TRIAL_PENDING) + CountOf(v1::TRIAL_PAUSED));
+  n.set_running(Running());
+  n.set_completed(CountOf(v1::TRIAL_COMPLETED));
+  n.set_failed(CountOf(v1::TRIAL_FAILED));
+  n.set_stopped(CountOf(v1::TRIAL_STOPPED));
+  n.set_waiting(CountOf(v1::TRIAL_WAITING));
   *exp_.mutable_counts() = n;
 }
 
@@ -349,9 +339,7 @@ void ExperimentRun::StopTrial(const search::Stop& stop, Change* c) {
 
 void ExperimentRun::MaybeFinish(Change* c) {
   if (ExperimentTerminal(exp_.state()) || !exp_.search_done()) return;
-  for (const Trial& t : trials_) {
-    if (!TrialTerminal(t.state())) return;
-  }
+  if (Out() + CountOf(v1::TRIAL_WAITING) > 0) return;  // a trial has not ended
   Recount();
   if (exp_.counts().completed() == 0 && exp_.counts().failed() > 0) {
     SetState(v1::EXPERIMENT_FAILED,
@@ -454,9 +442,7 @@ absl::Status ExperimentRun::Resume(Change* c) {
 int ExperimentRun::NextTrial(Change* c, std::string* why, std::function<search::Proposal()>* job) {
   if (queue_.empty()) {
     // Ask the searcher for one trial now, so it decides with everything known so far.
-    int out = 0;  // trials that hold or want a slot
-    for (const Trial& t : trials_)
-      out += !TrialTerminal(t.state()) && t.state() != v1::TRIAL_WAITING;
+    const int out = Out();  // trials that hold or want a slot
     if (exp_.search_done()) {
       *why = "the search has handed out every trial; the experiment ends when they do";
       return 0;

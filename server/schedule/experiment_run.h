@@ -88,8 +88,9 @@ class ExperimentRun {
   bool CanHandOut() const;
   // Clients ask for its trials (execution: external); no worker runs them.
   bool external() const { return exp_.spec().execution() == "external"; }
-  // Its trials that hold slots or a client now (assigned or running).
+  // Its trials that hold slots or a client now (assigned or running), and their indexes.
   int Running() const;
+  const std::set<int>& active() const { return active_; }
   // Nothing more will happen: it has ended and none of its trials still runs.
   bool Settled() const;
 
@@ -204,9 +205,20 @@ class ExperimentRun {
   // (rank 0 exited, or a share failed), false when it waits for rank 0.
   bool ShareExited(v1::Trial* t, const v1::TrialExited& m, const std::string& worker_id, Change* c);
 
+  // The trials by state, kept as PutTrial writes them (every change of a trial's state goes
+  // through it, but ASSIGNED to RUNNING on a report, which no count tells apart), so that the
+  // experiment's counts and the slots it may take cost the same at a million trials as at ten.
+  void Count(const v1::Trial& t);
+  int CountOf(v1::TrialState s) const { return by_state_[s]; }
+  // Trials that hold or want a slot (not ended, not waiting at a rung).
+  int Out() const;
+
   v1::Experiment exp_;
   std::unique_ptr<search::Searcher> searcher_;
   std::vector<v1::Trial> trials_;
+  std::vector<v1::TrialState> counted_;  // by trial index - 1: the state Count() last saw
+  int by_state_[v1::TrialState_ARRAYSIZE] = {};
+  std::set<int> active_;   // indexes of the assigned and running trials
   std::deque<int> queue_;  // indexes of PENDING trials, in order
   int64_t journal_next_ = 0;
   // A model job in flight for the next new trial (0: none), and when it must be done.

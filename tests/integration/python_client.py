@@ -55,6 +55,7 @@ assert exps and exps[-1].state == "completed", events
 assert sum(isinstance(e, rung.Trial) for e in events) == 6, events
 print("ask-tell:", final, "best", best)
 
+
 # ---- pause, resume and cancel reach an ask-and-tell client through report ----
 exp2 = c.create_experiment("""
 execution: external
@@ -145,4 +146,22 @@ try:
 except rung.RungError as e:
     assert e.code == "INVALID_ARGUMENT" and e.message == "spec: 1048620 bytes of YAML; at most 1048576", e
 assert len(c.list()) == 4  # it was never sent
+
+# ---- many at once: ask for four, tell their reports and completions in one call ----
+batch = c.create_experiment({
+    "execution": "external",
+    "objective": {"metric": "loss", "goal": "minimize"},
+    "search_space": {"x": {"type": "float", "min": 0, "max": 1}},
+    "budget": {"max_trials": 4},
+})
+four = c.suggest(batch.id, count=4, client_id="farm")
+assert len(four) == 4, four
+stops, ended = c.tell(batch.id,
+                      reports=[(t, 1, {"loss": loss_of(t) + 1}) for t in four] + [(batch.id + "-9", 1, {"loss": 0})],
+                      completions=[(t, {"loss": loss_of(t)}) for t in four])
+assert stops[:4] == [False] * 4, stops
+assert isinstance(stops[4], rung.RungError) and stops[4].code == "NOT_FOUND", stops[4]
+assert [t.state for t in ended] == ["completed"] * 4, ended
+assert c.get(batch.id).state == "completed"
+print("tell: 4 trials in one call")
 print("python client: OK")

@@ -383,11 +383,51 @@ class Client:
                                       values={k: float(v) for k, v in metrics.items()})
         return Trial(self._call("CompleteTrial", req))
 
+    def tell(self, experiment_id, reports=(), completions=(), client_id=None):
+        """Many reports and completions of one experiment's trials in one call (TellTrials),
+        for a client that runs many trials at once: the reports first, in order, then the
+        completions, all durable when it returns.
+
+        reports: (trial, step, {metric: value}) each; completions: (trial, {metric: value}),
+        or (trial, {}, failed, message). Returns (stops, trials): per report, True when rung
+        says stop, or the RungError refusing it; per completion, the Trial, or the RungError.
+        """
+        reports, completions = list(reports), list(completions)
+        first = (reports or completions or [(None,)])[0][0]
+        req = pb.TellTrialsRequest(
+            experiment_id=experiment_id,
+            client_id=client_id or (self._client_of(first) if first is not None else self.client_id))
+        for trial, step, values in reports:
+            self._last_seq = max(self._last_seq + 1, time.time_ns() // 1000)
+            req.reports.add(trial_id=_id(trial), step=float(step or 0), seq=self._last_seq,
+                            values={k: float(v) for k, v in values.items()})
+        for item in completions:
+            trial, values = item[0], item[1]
+            failed = bool(item[2]) if len(item) > 2 else False
+            message = item[3] if len(item) > 3 else ""
+            req.completions.add(trial_id=_id(trial), failed=failed, message=message,
+                                values={k: float(v) for k, v in values.items()})
+        resp = self._call("TellTrials", req)
+
+        def refused(r):
+            return RungError(_code_name(r.code), r.message)
+        stops = [r.stop if r.code == 0 else refused(r) for r in resp.reports]
+        trials = [Trial(r.trial) if r.code == 0 else refused(r) for r in resp.completions]
+        return stops, trials
+
     def _client_of(self, trial):
         """The client_id that asked for `trial` (through this Client, or as the Trial says)."""
         if isinstance(trial, Trial) and trial.client_id:
             return trial.client_id
         return self._holder.get(_id(trial), self.client_id)
+
+
+def _code_name(code):
+    """The gRPC status name of a numeric code (TellResult.code)."""
+    for c in grpc.StatusCode:
+        if c.value[0] == code:
+            return c.name
+    return str(code)
 
 
 def _error(e, address):
