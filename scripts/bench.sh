@@ -13,6 +13,9 @@ echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname 
 "$bin/bench/stop_bench" --bin-dir "$bin" --source-dir .
 "$bin/bench/ask_tell_bench" --bin-dir "$bin"
 "$bin/bench/ask_tell_bench" --bin-dir "$bin" --algorithm tpe --trials 300
+# Ask and tell at scale (issue 18): one call an operation and batched, beside Optuna in memory
+# and with its journal, in one run.
+bash bench/ask_tell.sh "$bin" 20000 100
 "$bin/bench/suggest_bench"
 # Search quality: rung's samplers, then Optuna's on the same functions (Debian's interpreter,
 # which has python3-optuna). Both print each function at fixed points first: they must agree.
@@ -39,3 +42,6 @@ bash bench/hopper.sh "$bin" 6 3
 # cost rungd (downsampled, and every point), and how long chromium takes to draw the page.
 bash deploy/install-deps.sh --test
 bash bench/web.sh "$bin" 10000 100
+# Population-based training (issue 17): pbt against ASHA and random search on the digits, the
+# same epochs each, 10 seeds (about 3 minutes).
+bash bench/pbt.sh "$bin" 10
