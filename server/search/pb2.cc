@@ -109,13 +109,7 @@ Params Population::Pb2Explore(const Params& from, double at, int member) {
   }
   std::vector<Params> candidates;
   for (int i = 0; i < kPerturbedCandidates; ++i) candidates.push_back(Explore(from));
-  for (int i = 0; i < kRandomCandidates; ++i) {
-    Params p;
-    for (const Param& q : space_) {
-      if (Active(q, p)) p[q.name] = SampleUniform(q, &rng_);
-    }
-    candidates.push_back(std::move(p));
-  }
+  for (int i = 0; i < kRandomCandidates; ++i) candidates.push_back(SampleSpace(space_, &rng_));
   size_t best = 0;
   double best_score = -std::numeric_limits<double>::infinity();
   for (size_t i = 0; i < candidates.size(); ++i) {

@@ -202,15 +202,6 @@ bool Population::Load(const std::vector<std::string>& lines) {
 
 namespace {
 
-// Draws parameters from the space, conditions respected (as random search does).
-Params Draw(const std::vector<Param>& space, Rng* rng) {
-  Params out;
-  for (const Param& p : space) {
-    if (Active(p, out)) out[p.name] = SampleUniform(p, rng);
-  }
-  return out;
-}
-
 class PbtSearcher final : public Searcher {
  public:
   PbtSearcher(const Config& config, const PbtOptions& options)
@@ -225,7 +216,7 @@ class PbtSearcher final : public Searcher {
       // The whole population at once: members queue for slots and train in turn.
       while (created_ < options_.population) {
         Member& m = members_[created_];
-        m.params = Draw(config_.space, &rng_);
+        m.params = SampleSpace(config_.space, &rng_);
         m.budget = NextBudget(0);
         actions.push_back(Create{created_, m.params, m.budget});
         ++created_;

@@ -96,6 +96,9 @@ class ModelSampler : public Sampler {
 
 // One uniform draw of `p` (log-uniform when p.log), as random search makes it.
 ParamValue SampleUniform(const Param& p, Rng* rng);
+// One uniform draw of every parameter of `space` that exists given those drawn before it
+// (conditions respected): random search's trial.
+Params SampleSpace(const std::vector<Param>& space, Rng* rng);
 
 // Tree-structured Parzen estimator (Bergstra et al. 2011), univariate, with the constant
 // liar for running trials and `startup` random trials first.

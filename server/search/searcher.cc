@@ -118,19 +118,21 @@ ParamValue SampleUniform(const Param& p, Rng* rng) {
   return p.min + rng->Uniform() * (p.max - p.min);
 }
 
+Params SampleSpace(const std::vector<Param>& space, Rng* rng) {
+  Params params;
+  for (const Param& p : space) {
+    if (Active(p, params)) params[p.name] = SampleUniform(p, rng);
+  }
+  return params;
+}
+
 namespace {
 
 class RandomSampler final : public Sampler {
  public:
   explicit RandomSampler(const Config& config) : space_(config.space), rng_(config.seed) {}
 
-  Params Next(int /*index*/) override {
-    Params params;
-    for (const Param& p : space_) {
-      if (Active(p, params)) params[p.name] = SampleUniform(p, &rng_);
-    }
-    return params;
-  }
+  Params Next(int /*index*/) override { return SampleSpace(space_, &rng_); }
   void Save(std::vector<std::string>* lines) const override {
     lines->push_back(absl::StrCat("rng=", rng_.Save()));
   }
