@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <set>
 #include <string>
 #include <utility>
@@ -59,6 +60,9 @@ struct Change {
   int64_t now_ms() const { return absl::ToUnixMillis(now); }
 
   Store::Batch batch;
+  // Records the change alters (an experiment, a trial), each put once when the change
+  // commits, as it is then, however often the change altered it: by key, what puts it.
+  std::map<std::string, std::function<void(Store::Batch*)>> records;
   std::vector<Effect> effects;
   // Experiments whose in-memory state this change altered: read back from the store when
   // the write fails, so that memory never runs ahead of the disk.
@@ -76,6 +80,18 @@ struct Change {
   int64_t lease_expirations = 0;
 
   void Tell(TellWorker t) { effects.emplace_back(std::move(t)); }
+  // Record `key` is written by `put` when the change commits (a later call for the same key
+  // replaces this one).
+  void PutLater(std::string key, std::function<void(Store::Batch*)> put) {
+    records[std::move(key)] = std::move(put);
+  }
+  // Puts the records into the batch: the last step before it is written.
+  void PutRecords() {
+    for (auto& [key, put] : records) put(&batch);
+    records.clear();
+  }
+  // Nothing to write.
+  bool Empty() const { return records.empty() && batch.Count() == 0; }
   bool Watching(const std::string& experiment_id) const {
     return !watched || watched(experiment_id);
   }

@@ -291,6 +291,7 @@ std::unique_ptr<Change> Controller::NewChange() {
 }
 
 absl::Status Controller::CommitLocked(Change* c) {
+  c->PutRecords();
   if (c->batch.Count() == 0 && !store_error_.ok()) {
     // Nothing to write while writes fail (a heartbeat, a refusal): answers go out at once
     // (they carry their own outcome); messages to workers wait for the reconnect.
@@ -623,7 +624,7 @@ void Controller::Tick() {
     ExpireWorkersLocked(c.get());
     // Dispatch when something changed, or when a worker left since (the experiments it could
     // run may now have nowhere to go, and say so).
-    if (c->batch.Count() > 0 || recheck_unschedulable_) DispatchLocked(c.get());
+    if (!c->Empty() || recheck_unschedulable_) DispatchLocked(c.get());
     for (ExperimentRun* run : served) ServeAsksLocked(run, /*may_wait=*/true, c.get());
     (void)CommitLocked(c.get());
   }

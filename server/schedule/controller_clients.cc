@@ -278,17 +278,25 @@ absl::StatusOr<v1::BackupResponse> Controller::Backup(const std::string& dir) {
 absl::StatusOr<v1::ReplaySearchResponse> Controller::ReplaySearch(
     const std::string& experiment_id) {
   v1::ExperimentSpec spec;
+  std::string snapshot;
+  int64_t end;
   {
     absl::MutexLock l(&mu_);
     ExperimentRun* run = FindRunLocked(experiment_id);
     if (run == nullptr) return NoExperiment(experiment_id);
     spec = run->spec();
+    // Every journal entry before `end` is written (changes are written under mu_), and the
+    // replay of them must end where the live searcher is now.
+    snapshot = run->SearcherSnapshot();
+    end = run->journal_end();
   }
-  std::vector<std::pair<std::string, std::string>> entries;
-  std::string snapshot;
-  RETURN_IF_ERROR(store_->GetJournal(experiment_id, &entries, &snapshot));
+  std::vector<Store::JournalRecord> records;
+  RETURN_IF_ERROR(store_->GetJournal(experiment_id, 0, &records));
   std::vector<search::JournalEntry> journal;
-  for (auto& [call, answer] : entries) journal.push_back({std::move(call), std::move(answer)});
+  for (Store::JournalRecord& r : records) {
+    if (r.seq >= end) break;
+    journal.push_back({std::move(r.call), std::move(r.answer)});
+  }
   v1::ReplaySearchResponse out;
   int64_t replayed = 0;
   const absl::Status s = search::Replay(SearchConfig(spec), journal, snapshot, &replayed);
@@ -449,7 +457,7 @@ absl::StatusOr<v1::ReportTrialResponse> Controller::ReportLocked(const v1::Repor
     r.set_step(req.step());
     *r.mutable_values() = req.values();
     run->Report(t, std::move(r), c);
-    c->batch.PutTrial(*t);
+    run->SaveTrial(t->index(), c);
   }
   resp.set_stop(t->stop_requested());
   resp.set_reason(t->stop_requested() ? t->stop_reason() : "");

@@ -139,7 +139,7 @@ absl::Status Controller::HandleReportsLocked(const WorkerRegistry::Worker& w,
     run->Report(t, r, c);
     touched[t] = run;
   }
-  for (auto& [t, run] : touched) c->batch.PutTrial(*t);
+  for (auto& [t, run] : touched) run->SaveTrial(t->index(), c);
   return absl::OkStatus();
 }
 

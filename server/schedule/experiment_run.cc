@@ -4,7 +4,9 @@
 
 #include <algorithm>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/log.h"
 #include "common/spec.h"
 #include "common/status.h"
@@ -138,19 +140,7 @@ absl::StatusOr<std::unique_ptr<ExperimentRun>> ExperimentRun::Load(
   const std::string id = run->id();
   MigrateLegacyAlgorithm(run->exp_.mutable_spec());  // rung 0.1 kept the options in typed fields
   if (run->exp_.rung_levels().empty()) SetRungLevels(&run->exp_);  // stored before rungd kept them
-  auto state = store->GetSearcherState(id);
-  if (state.ok()) {
-    RETURN_IF_ERROR(run->searcher_->Restore(*state));
-  } else if (!absl::IsNotFound(state.status())) {
-    return state.status();
-  }
-  ASSIGN_OR_RETURN(run->journal_next_, store->JournalEnd(id));
-  if (run->journal_next_ == 0) {
-    // Made before searchers kept a journal: it starts from here.
-    Store::Batch batch;
-    batch.PutJournal(id, run->journal_next_++, "start", run->searcher_->Snapshot());
-    RETURN_IF_ERROR(store->Write(&batch, /*durable=*/true));
-  }
+  RETURN_IF_ERROR(run->LoadSearcher(store));
   RETURN_IF_ERROR(store->ForEachTrial(id, [&](Trial t) {
     run->trials_.resize(std::max<size_t>(run->trials_.size(), t.index()));
     run->trials_[t.index() - 1] = std::move(t);
@@ -208,9 +198,14 @@ bool ExperimentRun::Settled() const { return ExperimentTerminal(exp_.state()) &&
 
 void ExperimentRun::PutTrial(const Trial& t, Change* c) {
   Count(t);
-  c->touched.insert(id());
-  c->batch.PutTrial(t);
+  SaveTrial(t.index(), c);
   if (c->Watching(id())) c->Event(id(), TrialEvent(t));
+}
+
+void ExperimentRun::SaveTrial(int index, Change* c) {
+  c->touched.insert(id());
+  c->PutLater(absl::StrCat("t/", id(), "/", index),
+              [this, index](Store::Batch* b) { b->PutTrial(trials_[index - 1]); });
 }
 
 void ExperimentRun::Recount() {
@@ -228,7 +223,7 @@ void ExperimentRun::PutExperiment(Change* c) {
   Recount();
   exp_.set_updated_unix_ms(c->now_ms());
   c->touched.insert(id());
-  c->batch.PutExperiment(exp_);
+  c->PutLater(absl::StrCat("e/", id()), [this](Store::Batch* b) { b->PutExperiment(exp_); });
   if (c->Watching(id())) {
     v1::WatchEvent e;
     *e.mutable_experiment() = exp_;
@@ -265,17 +260,89 @@ void ExperimentRun::SetUnschedulable(const std::string& why, Change* c) {
 void ExperimentRun::Start(Change* c) {
   c->touched.insert(id());
   c->batch.PutExperiment(exp_);
-  c->batch.PutSearcherState(id(), searcher_->Snapshot());
-  c->batch.PutJournal(id(), journal_next_++, "start", searcher_->Snapshot());
+  Checkpoint(&c->batch);
 }
 
 std::vector<search::Action> ExperimentRun::Search(const search::Event& event, Change* c) {
   std::vector<search::Action> actions = searcher_->Handle(event);
-  c->touched.insert(id());
-  c->batch.PutSearcherState(id(), searcher_->Snapshot());
-  c->batch.PutJournal(id(), journal_next_++, search::EventText(event),
-                      search::ActionsText(actions));
+  Journal(search::EventText(event), search::ActionsText(actions), c);
   return actions;
+}
+
+// ---------------------------------------------------------------------------------------
+// The searcher's journal and its checkpoints
+
+namespace {
+// The searcher state key (s/) names the journal entry of the latest checkpoint.
+constexpr absl::string_view kCheckpointAt = "checkpoint ";
+// Checkpoints come no closer than this much journal apart.
+constexpr int64_t kCheckpointMinBytes = 64 << 10;
+}  // namespace
+
+void ExperimentRun::Journal(const std::string& call, const std::string& answer, Change* c) {
+  c->touched.insert(id());
+  c->batch.PutJournal(id(), journal_next_++, call, answer);
+  journal_bytes_ += static_cast<int64_t>(call.size() + answer.size());
+  if (journal_bytes_ >= std::max(snapshot_bytes_, kCheckpointMinBytes)) Checkpoint(&c->batch);
+}
+
+void ExperimentRun::Checkpoint(Store::Batch* batch) {
+  const std::string snapshot = searcher_->Snapshot();
+  const int64_t seq = journal_next_++;
+  batch->PutJournal(id(), seq, seq == 0 ? "start" : "checkpoint", snapshot);
+  batch->PutSearcherState(id(), absl::StrCat(kCheckpointAt, seq));
+  // A restart begins at this checkpoint, and `rung admin replay` checks it from the one
+  // before: what precedes that one is needed no more.
+  if (checkpoint_ > 0) batch->DeleteJournal(id(), checkpoint_);
+  checkpoint_ = seq;
+  snapshot_bytes_ = static_cast<int64_t>(snapshot.size());
+  journal_bytes_ = 0;
+}
+
+absl::Status ExperimentRun::LoadSearcher(Store* store) {
+  auto state = store->GetSearcherState(id());
+  if (!state.ok() && !absl::IsNotFound(state.status())) return state.status();
+  absl::string_view at = state.ok() ? absl::string_view(*state) : "";
+  int64_t from = 0;
+  if (absl::ConsumePrefix(&at, kCheckpointAt) && absl::SimpleAtoi(at, &from)) {
+    std::vector<Store::JournalRecord> records;
+    RETURN_IF_ERROR(store->GetJournal(id(), from, &records));
+    if (records.empty() || records[0].seq != from) {
+      return absl::DataLossError(
+          absl::StrCat(id(), ": the searcher's checkpoint (journal entry ", from, ") is missing"));
+    }
+    std::vector<search::JournalEntry> entries;
+    entries.reserve(records.size());
+    for (Store::JournalRecord& r : records) {
+      if (&r != &records[0])
+        journal_bytes_ += static_cast<int64_t>(r.call.size() + r.answer.size());
+      entries.push_back({std::move(r.call), std::move(r.answer)});
+    }
+    checkpoint_ = from;
+    snapshot_bytes_ = static_cast<int64_t>(entries[0].actions.size());
+    journal_next_ = records.back().seq + 1;
+    int64_t replayed = 0;
+    const absl::Status s = search::ReplayInto(searcher_.get(), entries, &replayed);
+    if (absl::IsInvalidArgument(s)) return s;
+    if (!s.ok()) {
+      // The decisions were made and acted on; the searcher goes on from the events as they
+      // replayed. Only a build that decides differently from the one that wrote the journal
+      // gets here.
+      Log(LogLevel::kError, absl::StrCat(id(),
+                                         ": the searcher's journal since its checkpoint "
+                                         "does not replay identically: ",
+                                         s.message()));
+    }
+    return absl::OkStatus();
+  }
+  // Stored before checkpoints: the searcher state is its snapshot after every journal entry
+  // (none when the experiment was made before either). A checkpoint of it begins the journal
+  // anew.
+  if (state.ok()) RETURN_IF_ERROR(searcher_->Restore(*state));
+  ASSIGN_OR_RETURN(journal_next_, store->JournalEnd(id()));
+  Store::Batch batch;
+  Checkpoint(&batch);
+  return store->Write(&batch, /*durable=*/true);
 }
 
 // Closing a trial may stop others (promote mode) but never creates one (only TrialsWanted
@@ -458,9 +525,7 @@ int ExperimentRun::NextTrial(Change* c, std::string* why, std::function<search::
     if (auto propose = searcher_->Propose()) {
       // Propose() draws the job's seed from the searcher's generator: journalled and saved
       // with `c`, before the job starts, so a restart cannot hand out the same seed twice.
-      c->touched.insert(id());
-      c->batch.PutSearcherState(id(), searcher_->Snapshot());
-      c->batch.PutJournal(id(), journal_next_++, "propose", "");
+      Journal("propose", "", c);
       *job = std::move(propose);
       return 0;
     }

@@ -143,7 +143,12 @@ class ExperimentRun {
   void RetryOrFail(v1::Trial* t, const std::string& reason, bool count_failure, Change* c);
   // The trial's worker or client is gone (`reason`): a stopped trial ends, others are retried.
   void Expire(v1::Trial* t, const std::string& reason, Change* c);
+  // The trial's record, written as it is when `c` commits (once, however often it is put), and
+  // a watch event of it now. `t` is one of trials().
   void PutTrial(const v1::Trial& t, Change* c);
+  // The record only: no count and no event (a report's event says what changed).
+  void SaveTrial(int index, Change* c);
+  // The experiment's record, written as it is when `c` commits, and a watch event of it now.
   void PutExperiment(Change* c);
 
   // A worker registered (again) with the attempts in `reported`: those we also think it runs
@@ -174,8 +179,23 @@ class ExperimentRun {
   // Why no connected worker can run its trials (empty when one can); written when it changes.
   void SetUnschedulable(const std::string& why, Change* c);
 
+  // The searcher's state now, and the journal entry its next call will write: a replay of the
+  // journal up to there must end in that state (`rung admin replay`).
+  std::string SearcherSnapshot() const { return searcher_->Snapshot(); }
+  int64_t journal_end() const { return journal_next_; }
+
  private:
   std::vector<search::Action> Search(const search::Event& event, Change* c);
+  // The searcher's journal (server/store/README.md): `call` and its `answer` as the next
+  // entry, then a checkpoint once the journal since the last one holds as many bytes as that
+  // one's snapshot. Snapshots then cost at most what the journal does, however large the
+  // searcher's state grows, and a restart replays at most that much journal.
+  void Journal(const std::string& call, const std::string& answer, Change* c);
+  // The searcher's snapshot as the next journal entry, which the searcher state key names;
+  // entries before the previous checkpoint go.
+  void Checkpoint(Store::Batch* batch);
+  // The searcher as the journal leaves it: its latest checkpoint, then every later entry.
+  absl::Status LoadSearcher(Store* store);
   // Hopper mode: a unit's attempt ended (`m`; exit 0, not stopped).
   void HopperUnitDone(v1::Trial* t, const v1::TrialExited& m, Change* c);
   void PutHopper(Change* c);
@@ -221,6 +241,9 @@ class ExperimentRun {
   std::set<int> active_;   // indexes of the assigned and running trials
   std::deque<int> queue_;  // indexes of PENDING trials, in order
   int64_t journal_next_ = 0;
+  int64_t checkpoint_ = 0;      // the journal entry of the latest checkpoint
+  int64_t snapshot_bytes_ = 0;  // its size
+  int64_t journal_bytes_ = 0;   // journal written since
   // A model job in flight for the next new trial (0: none), and when it must be done.
   int64_t proposal_ticket_ = 0;
   absl::Time proposal_started_, proposal_deadline_;

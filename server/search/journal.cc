@@ -212,31 +212,54 @@ std::string ActionsText(const std::vector<Action>& actions) {
   return absl::StrJoin(out, "; ");
 }
 
-absl::Status Replay(const Config& config, const std::vector<JournalEntry>& journal,
-                    absl::string_view final_snapshot, int64_t* replayed) {
+absl::Status ReplayInto(Searcher* searcher, const std::vector<JournalEntry>& journal,
+                        int64_t* replayed) {
   *replayed = 0;
-  if (journal.empty() || journal[0].call != "start") {
+  if (journal.empty() || (journal[0].call != "start" && journal[0].call != "checkpoint")) {
     return absl::FailedPreconditionError(
-        "the journal does not begin with the searcher's first snapshot");
+        "the journal does not begin with a snapshot of the searcher (its start or a checkpoint)");
   }
-  ASSIGN_OR_RETURN(auto searcher, NewSearcher(config));
   RETURN_IF_ERROR(searcher->Restore(journal[0].actions));
+  absl::Status first = absl::OkStatus();
   for (size_t i = 1; i < journal.size(); ++i) {
     const JournalEntry& e = journal[i];
     std::string got;
     if (e.call == "propose") {
       got = searcher->Propose() ? "" : "(no job)";
+    } else if (e.call == "checkpoint") {
+      if (searcher->Snapshot() != e.actions) {
+        if (first.ok()) {
+          first = absl::FailedPreconditionError(absl::StrCat(
+              "journal entry ", i,
+              " (a checkpoint): every decision before it replays "
+              "identically, but the replayed searcher's state differs from the saved one"));
+        }
+        RETURN_IF_ERROR(searcher->Restore(e.actions));  // go on from what was decided
+      } else if (first.ok()) {
+        ++*replayed;
+      }
+      continue;
     } else {
       ASSIGN_OR_RETURN(Event event, ParseEvent(e.call));
       got = ActionsText(searcher->Handle(event));
     }
     if (got != e.actions) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "journal entry ", i, " (", e.call.substr(0, 200), "): recorded \"",
-          e.actions.substr(0, 300), "\", replay decided \"", got.substr(0, 300), "\""));
+      if (first.ok()) {
+        first = absl::FailedPreconditionError(absl::StrCat(
+            "journal entry ", i, " (", e.call.substr(0, 200), "): recorded \"",
+            e.actions.substr(0, 300), "\", replay decided \"", got.substr(0, 300), "\""));
+      }
+    } else if (first.ok()) {
+      ++*replayed;
     }
-    ++*replayed;
   }
+  return first;
+}
+
+absl::Status Replay(const Config& config, const std::vector<JournalEntry>& journal,
+                    absl::string_view final_snapshot, int64_t* replayed) {
+  ASSIGN_OR_RETURN(auto searcher, NewSearcher(config));
+  RETURN_IF_ERROR(ReplayInto(searcher.get(), journal, replayed));
   if (searcher->Snapshot() != final_snapshot) {
     return absl::FailedPreconditionError(
         absl::StrCat("every one of the ", *replayed,

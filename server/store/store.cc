@@ -58,6 +58,10 @@ absl::Status Closed() {
 
 std::string JournalPrefix(const std::string& exp) { return absl::StrCat("j/", exp, "/"); }
 
+std::string JournalKey(const std::string& exp, int64_t seq) {
+  return absl::StrFormat("%s%012d", JournalPrefix(exp), seq);
+}
+
 std::string TrialKey(const std::string& exp, int index) {
   return absl::StrFormat("t/%s/%08d", exp, index);
 }
@@ -99,9 +103,8 @@ class RocksStore final : public Store {
       const std::string& experiment_id,
       const std::function<absl::Status(const v1::MetricReport&)>& fn) override;
   absl::StatusOr<std::string> GetSearcherState(const std::string& experiment_id) override;
-  absl::Status GetJournal(const std::string& experiment_id,
-                          std::vector<std::pair<std::string, std::string>>* entries,
-                          std::string* snapshot) override;
+  absl::Status GetJournal(const std::string& experiment_id, int64_t from,
+                          std::vector<JournalRecord>* entries) override;
   absl::StatusOr<int64_t> JournalEnd(const std::string& experiment_id) override;
 
  private:
@@ -161,8 +164,10 @@ void Store::Batch::PutSearcherState(const std::string& experiment_id, const std:
 }
 void Store::Batch::PutJournal(const std::string& experiment_id, int64_t seq,
                               const std::string& call, const std::string& answer) {
-  wb_->Put(absl::StrFormat("%s%012d", JournalPrefix(experiment_id), seq),
-           absl::StrCat(call, "\n", answer));
+  wb_->Put(JournalKey(experiment_id, seq), absl::StrCat(call, "\n", answer));
+}
+void Store::Batch::DeleteJournal(const std::string& experiment_id, int64_t seq) {
+  wb_->DeleteRange(JournalKey(experiment_id, 0), JournalKey(experiment_id, seq));
 }
 void Store::Batch::PutWorker(const v1::Worker& w) {
   wb_->Put("w/" + w.id(), w.SerializeAsString());
@@ -171,6 +176,7 @@ void Store::Batch::PutNextExperiment(int64_t next) {
   wb_->Put("meta/next_experiment", absl::StrCat(next));
 }
 int Store::Batch::Count() const { return static_cast<int>(wb_->Count()); }
+size_t Store::Batch::Bytes() const { return wb_->GetDataSize(); }
 void Store::Batch::Clear() { wb_->Clear(); }
 
 static absl::StatusOr<rocksdb::DB*> OpenDb(const std::string& dir) {
@@ -485,32 +491,29 @@ absl::StatusOr<std::string> RocksStore::GetSearcherState(const std::string& expe
   return v;
 }
 
-absl::Status RocksStore::GetJournal(const std::string& experiment_id,
-                                    std::vector<std::pair<std::string, std::string>>* entries,
-                                    std::string* snapshot) {
+absl::Status RocksStore::GetJournal(const std::string& experiment_id, int64_t from,
+                                    std::vector<JournalRecord>* entries) {
   absl::ReaderMutexLock open(&db_mu_);
   if (db_ == nullptr) return Closed();
-  const rocksdb::Snapshot* at = db_->GetSnapshot();
-  rocksdb::ReadOptions ro;
-  ro.snapshot = at;
-  absl::Status s = FromRocks(db_->Get(ro, "s/" + experiment_id, snapshot),
-                             absl::StrCat("store: searcher state of ", experiment_id));
   const std::string prefix = JournalPrefix(experiment_id);
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
-  for (it->Seek(prefix); s.ok() && it->Valid() && it->key().starts_with(prefix); it->Next()) {
-    const std::string v = it->value().ToString();
-    const size_t nl = v.find('\n');
-    if (nl == std::string::npos) {
-      s = absl::DataLossError(
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  absl::Status s;
+  for (it->Seek(JournalKey(experiment_id, from)); it->Valid() && it->key().starts_with(prefix);
+       it->Next()) {
+    const rocksdb::Slice v = it->value();
+    const char* nl = static_cast<const char*>(memchr(v.data(), '\n', v.size()));
+    JournalRecord r;
+    if (nl == nullptr || !absl::SimpleAtoi(absl::string_view(it->key().data() + prefix.size(),
+                                                             it->key().size() - prefix.size()),
+                                           &r.seq)) {
+      return absl::DataLossError(
           absl::StrCat("store: unreadable journal entry ", it->key().ToString()));
-    } else {
-      entries->emplace_back(v.substr(0, nl), v.substr(nl + 1));
     }
+    r.call.assign(v.data(), nl);
+    r.answer.assign(nl + 1, v.data() + v.size());
+    entries->push_back(std::move(r));
   }
-  if (s.ok()) s = FromRocks(it->status(), absl::StrCat("store: journal of ", experiment_id));
-  it.reset();
-  db_->ReleaseSnapshot(at);
-  return s;
+  return FromRocks(it->status(), absl::StrCat("store: journal of ", experiment_id));
 }
 
 absl::StatusOr<int64_t> RocksStore::JournalEnd(const std::string& experiment_id) {

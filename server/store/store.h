@@ -48,9 +48,13 @@ class Store {
     // (server/search/journal.h): what the searcher was asked and what it answered.
     void PutJournal(const std::string& experiment_id, int64_t seq, const std::string& call,
                     const std::string& answer);
+    // Removes the experiment's journal entries before `seq` (a checkpoint has made them
+    // unnecessary).
+    void DeleteJournal(const std::string& experiment_id, int64_t seq);
     void PutWorker(const v1::Worker& w);
     void PutNextExperiment(int64_t next);
     int Count() const;
+    size_t Bytes() const;  // of everything put so far, keys and values
     void Clear();
 
    private:
@@ -137,11 +141,14 @@ class Store {
       const std::function<absl::Status(const v1::MetricReport&)>& fn) = 0;
   // NOT_FOUND when the experiment has none.
   virtual absl::StatusOr<std::string> GetSearcherState(const std::string& experiment_id) = 0;
-  // The experiment's searcher journal in order, as (call, answer) pairs, and the searcher
-  // snapshot written with its last entry, read at one moment.
-  virtual absl::Status GetJournal(const std::string& experiment_id,
-                                  std::vector<std::pair<std::string, std::string>>* entries,
-                                  std::string* snapshot) = 0;
+  // The experiment's searcher journal from entry `from` on, in order, read at one moment.
+  struct JournalRecord {
+    int64_t seq = 0;
+    std::string call;
+    std::string answer;
+  };
+  virtual absl::Status GetJournal(const std::string& experiment_id, int64_t from,
+                                  std::vector<JournalRecord>* entries) = 0;
   // The seq the experiment's next journal entry takes: 0 when it has none.
   virtual absl::StatusOr<int64_t> JournalEnd(const std::string& experiment_id) = 0;
 
@@ -190,10 +197,9 @@ class StoreWrapper : public Store {
   absl::StatusOr<std::string> GetSearcherState(const std::string& experiment_id) override {
     return target_->GetSearcherState(experiment_id);
   }
-  absl::Status GetJournal(const std::string& experiment_id,
-                          std::vector<std::pair<std::string, std::string>>* entries,
-                          std::string* snapshot) override {
-    return target_->GetJournal(experiment_id, entries, snapshot);
+  absl::Status GetJournal(const std::string& experiment_id, int64_t from,
+                          std::vector<JournalRecord>* entries) override {
+    return target_->GetJournal(experiment_id, from, entries);
   }
   absl::StatusOr<int64_t> JournalEnd(const std::string& experiment_id) override {
     return target_->JournalEnd(experiment_id);

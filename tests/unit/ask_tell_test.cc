@@ -313,5 +313,97 @@ TEST_F(AskTellTest, ABatchOfReportsAndCompletionsIsAppliedItemByItemAndRetriesSa
   EXPECT_EQ(e->best_value(), 0.5);
 }
 
+// The searcher's state grows with the trials (ASHA keeps every trial's rung values), but a
+// change writes only its journal entry: the snapshot goes to a checkpoint once as much journal
+// has been written since the last one. A restart restores the checkpoint and replays the
+// journal since, which is all that is kept besides the checkpoint before.
+TEST_F(AskTellTest, TheSearchersCheckpointsKeepEachChangeSmallAndARestartReplaysTheJournal) {
+  const std::string id = CreateExternal(
+      "resource: {metric: step, min: 1, max: 9}\n"
+      "algorithm: {name: asha, reduction_factor: 3, seed: 5}\n",
+      4000, 100);
+  // 100 trials at a time: each step's reports in one call, then the completions in one.
+  auto run = [&](int batches, int64_t* bytes = nullptr) {
+    const int64_t before = store_->bytes_written;
+    for (int b = 0; b < batches; ++b) {
+      auto a = Ask(id, "laptop", 100);
+      ASSERT_TRUE(a.ok()) << a.status();
+      std::vector<std::string> live = Ids(*a), ended;
+      auto tell = [&](const v1::TellTrialsRequest& req) {
+        return Await<v1::TellTrialsResponse>(
+            [&](auto done) { controller_->TellTrials(req, done); });
+      };
+      for (int step = 1; step <= 9 && !live.empty(); ++step) {
+        v1::TellTrialsRequest req;
+        req.set_experiment_id(id);
+        req.set_client_id("laptop");
+        for (const std::string& t : live) {
+          v1::ReportTrialRequest* r = req.add_reports();
+          r->set_trial_id(t);
+          r->set_seq(step);
+          r->set_step(step);
+          const double x = static_cast<double>(std::hash<std::string>()(t) % 1000) / 1000;
+          (*r->mutable_values())["loss"] = x / step;
+        }
+        auto r = tell(req);
+        ASSERT_TRUE(r.ok()) << r.status();
+        std::vector<std::string> next;
+        for (int i = 0; i < r->reports_size(); ++i) {
+          ASSERT_EQ(r->reports(i).code(), 0) << r->reports(i).message();
+          (r->reports(i).stop() ? ended : next).push_back(live[i]);
+        }
+        live = std::move(next);
+      }
+      // Every trial ends: those told to stop, and those that trained to the end.
+      v1::TellTrialsRequest req;
+      req.set_experiment_id(id);
+      req.set_client_id("laptop");
+      for (const std::string& t : ended) req.add_completions()->set_trial_id(t);
+      for (const std::string& t : live) req.add_completions()->set_trial_id(t);
+      auto r = tell(req);
+      ASSERT_TRUE(r.ok()) << r.status();
+      for (const auto& c : r->completions()) ASSERT_EQ(c.code(), 0) << c.message();
+    }
+    if (bytes != nullptr) *bytes = store_->bytes_written - before;
+  };
+  int64_t first = 0, last = 0;
+  run(5, &first);
+  run(25);
+  run(5, &last);
+  // The 500 trials after 3,000 cost what the first 500 did (journal entries name trials by
+  // index, so they grow a little); with a snapshot in every change they cost 20 times more.
+  EXPECT_LT(last, first * 3 / 2) << "first 500 trials: " << first << " bytes, last: " << last;
+
+  // Only the journal since the checkpoint before the last one is kept.
+  auto pointer = store_->GetSearcherState(id);
+  ASSERT_TRUE(pointer.ok());
+  ASSERT_THAT(*pointer, ::testing::StartsWith("checkpoint "));
+  std::vector<Store::JournalRecord> journal;
+  ASSERT_TRUE(store_->GetJournal(id, 0, &journal).ok());
+  ASSERT_FALSE(journal.empty());
+  EXPECT_GT(journal[0].seq, 0);
+  EXPECT_EQ(journal[0].call, "checkpoint");
+  auto replay = controller_->ReplaySearch(id);
+  ASSERT_TRUE(replay.ok());
+  EXPECT_TRUE(replay->identical()) << replay->mismatch();
+
+  // A restart goes on exactly where the searcher was, and the trials go on.
+  const std::string at_stop = [&] {
+    auto e = controller_->GetExperiment(id);
+    return e.ok() ? e->DebugString() : "";
+  }();
+  Open();
+  auto e = controller_->GetExperiment(id);
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->DebugString(), at_stop);
+  run(5);
+  replay = controller_->ReplaySearch(id);
+  ASSERT_TRUE(replay.ok());
+  EXPECT_TRUE(replay->identical()) << replay->mismatch();
+  EXPECT_EQ(controller_->GetExperiment(id)->counts().completed() +
+                controller_->GetExperiment(id)->counts().stopped(),
+            4000);
+}
+
 }  // namespace
 }  // namespace rung::testing

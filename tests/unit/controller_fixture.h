@@ -30,10 +30,12 @@ class FailingStore : public StoreWrapper {
       return absl::UnavailableError("store: write: IO error: No space left on device");
     }
     entries_written += batch->Count();
+    bytes_written += static_cast<int64_t>(batch->Bytes());
     return StoreWrapper::Write(batch, durable);
   }
   std::atomic<bool> fail_writes{false};
   std::atomic<int64_t> entries_written{0};  // keys put by successful writes
+  std::atomic<int64_t> bytes_written{0};    // their batches' bytes
 
  private:
   std::unique_ptr<Store> real_;

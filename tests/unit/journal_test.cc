@@ -199,6 +199,37 @@ TEST(JournalTest, ReplayNamesTheFirstDecisionThatDiffers) {
   EXPECT_THAT(Replay(config, journal, last, &replayed).message(), HasSubstr("does not begin"));
 }
 
+// rungd writes a checkpoint (the searcher's snapshot) into the journal now and then and
+// drops what came before the previous one: a replay begins at a checkpoint and checks every
+// later one against the state it replayed to.
+TEST(JournalTest, ReplayBeginsAtACheckpointAndChecksEachOneOnTheWay) {
+  const Config config = AshaTpe(5);
+  int crashes = 0;
+  std::string last;
+  const auto journal = DriveWithCrashes(config, 5, &crashes, &last);
+  ASSERT_GT(journal.size(), 40u);
+  // The snapshot after the first k entries, as a checkpoint entry.
+  auto checkpoint = [&](size_t k) {
+    auto s = NewSearcher(config);
+    int64_t n = 0;
+    EXPECT_TRUE(ReplayInto(s->get(), {journal.begin(), journal.begin() + k}, &n).ok());
+    return JournalEntry{"checkpoint", (*s)->Snapshot()};
+  };
+  const size_t a = journal.size() / 3, b = 2 * journal.size() / 3;
+  std::vector<JournalEntry> kept = {checkpoint(a)};
+  kept.insert(kept.end(), journal.begin() + a, journal.begin() + b);
+  kept.push_back(checkpoint(b));
+  kept.insert(kept.end(), journal.begin() + b, journal.end());
+  int64_t replayed = 0;
+  ASSERT_TRUE(Replay(config, kept, last, &replayed).ok());
+  EXPECT_EQ(replayed, static_cast<int64_t>(kept.size()) - 1);
+  // A checkpoint that does not match what the entries before it decided is named.
+  kept[b - a + 1].actions = kept[0].actions;
+  absl::Status s = Replay(config, kept, last, &replayed);
+  EXPECT_THAT(s.message(), HasSubstr(absl::StrCat("journal entry ", b - a + 1, " (a checkpoint)")));
+  EXPECT_EQ(replayed, static_cast<int64_t>(b - a));
+}
+
 // Population-based training (pbt, pb2) the way rungd drives it: members report, pause at
 // their ready points and are continued (with a donor and new parameters when they exploit),
 // in an order drawn at random, with crashes; the journal replays every decision.
