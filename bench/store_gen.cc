@@ -135,6 +135,7 @@ int Main(int argc, char** argv) {
   const int64_t pid0 = 40000;
   int ended = 0;
   int64_t reports = 0;
+  int next_print = 50000;
   const absl::Time wall = absl::Now();
   while (ended < trials) {
     Change c(now);
@@ -156,7 +157,8 @@ int Main(int argc, char** argv) {
       m.mutable_trial()->set_trial_id(t->id());
       m.mutable_trial()->set_attempt(t->attempt());
       m.set_pid(static_cast<int32_t>(pid0 + index % 100000));
-      const std::string logs = absl::StrCat("/var/lib/rung-worker/trials/", t->id(), "/", t->attempt());
+      const std::string logs =
+          absl::StrCat("/var/lib/rung-worker/trials/", t->id(), "/", t->attempt());
       m.set_stdout_path(logs + "/stdout.log");
       m.set_stderr_path(logs + "/stderr.log");
       run.Started(t, m, worker, &c);
@@ -210,7 +212,8 @@ int Main(int argc, char** argv) {
       return 1;
     }
     now += absl::Seconds(1);
-    if (ended / 50000 != (ended - 1) / 50000 || ended >= trials) {
+    if (ended >= next_print || ended >= trials) {
+      next_print += 50000;
       fprintf(stderr, "%d trials ended, %lld reports, %.0f s\n", ended,
               static_cast<long long>(reports), absl::ToDoubleSeconds(absl::Now() - wall));
     }
@@ -218,10 +221,10 @@ int Main(int argc, char** argv) {
   if (!(*store)->Sync().ok()) return 1;
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
-  printf("trials_ended=%d trials_running=%zu reports=%lld points=%lld seconds=%.1f max_rss_mb=%ld\n",
-         ended, running.size(), static_cast<long long>(reports),
-         static_cast<long long>(reports) * 3, absl::ToDoubleSeconds(absl::Now() - wall),
-         ru.ru_maxrss / 1024);
+  printf(
+      "trials_ended=%d trials_running=%zu reports=%lld points=%lld seconds=%.1f max_rss_mb=%ld\n",
+      ended, running.size(), static_cast<long long>(reports), static_cast<long long>(reports) * 3,
+      absl::ToDoubleSeconds(absl::Now() - wall), ru.ru_maxrss / 1024);
   fflush(stdout);
   _exit(0);  // as a killed rungd: no flush of the memtables
 }

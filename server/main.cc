@@ -229,7 +229,12 @@ absl::Status Serve(const Flags& f, Settings s, const sigset_t& sigs) {
   std::filesystem::create_directories(f.data_dir, ec);
   if (ec)
     return absl::InvalidArgumentError(absl::StrCat("--data-dir ", f.data_dir, ": ", ec.message()));
+  const absl::Time opening = absl::Now();
   ASSIGN_OR_RETURN(std::unique_ptr<rung::Store> store, rung::Store::Open(f.data_dir, s.store));
+  rung::Log(rung::LogLevel::kInfo,
+            absl::StrCat(
+                "opened the store in ",
+                absl::FormatDuration(absl::Trunc(absl::Now() - opening, absl::Milliseconds(1)))));
   ASSIGN_OR_RETURN(std::unique_ptr<rung::CheckpointFiles> checkpoints,
                    rung::CheckpointFiles::Open(absl::StrCat(f.data_dir, "/checkpoints"),
                                                s.checkpoint_max_bytes));

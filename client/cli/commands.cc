@@ -199,7 +199,12 @@ absl::StatusOr<int> Show(const Context& c, const std::string& id) {
     PrintJson(e.Json());
     return kExitOk;
   }
-  ASSIGN_OR_RETURN(const std::vector<Trial> trials, c.client->ListTrials(id));
+  // The best trial and those that failed: not every trial, of which there may be a million.
+  ASSIGN_OR_RETURN(std::vector<Trial> trials, c.client->ListTrials(id, {"", 0, true}));
+  if (!e.best_trial_id.empty()) {
+    ASSIGN_OR_RETURN(Trial best, c.client->GetTrial(e.best_trial_id));
+    if (best.failures == 0) trials.push_back(std::move(best));
+  }
   PrintExperiment(e, trials);
   return kExitOk;
 }
@@ -207,8 +212,7 @@ absl::StatusOr<int> Show(const Context& c, const std::string& id) {
 absl::StatusOr<int> Trials(const Context& c, const std::string& id, const std::string& sort,
                            int top) {
   ASSIGN_OR_RETURN(const Experiment e, c.client->GetExperiment(id));
-  ASSIGN_OR_RETURN(std::vector<Trial> all, c.client->ListTrials(id));
-  const std::vector<Trial> trials = SortTrials(e, std::move(all), sort, top);
+  ASSIGN_OR_RETURN(const std::vector<Trial> trials, c.client->ListTrials(id, {sort, top}));
   if (c.json) {
     PrintJson(JsonList("trials", JsonOfEach(trials)));
     return kExitOk;

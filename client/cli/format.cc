@@ -164,42 +164,6 @@ void PrintExperiment(const Experiment& e, const std::vector<Trial>& trials) {
   }
 }
 
-std::optional<double> MetricOf(const Experiment& e, const Trial& t, const std::string& metric) {
-  if (t.result.has_value()) {
-    if (e.objectives.size() > 1) {
-      for (size_t i = 0; i < e.objectives.size() && i < t.results.size(); ++i) {
-        if (e.objectives[i].metric == metric) return t.results[i];
-      }
-    } else if (!e.objectives.empty() && e.objectives[0].metric == metric) {
-      return t.result;
-    }
-  }
-  auto it = t.metrics.find(metric);
-  if (it != t.metrics.end()) return it->second;
-  return std::nullopt;
-}
-
-std::vector<Trial> SortTrials(const Experiment& e, std::vector<Trial> trials, std::string sort,
-                              int top) {
-  if (!sort.empty()) {
-    const bool reverse = sort[0] == '-';
-    if (reverse) sort.erase(0, 1);
-    // The first objective decides when several name the metric (it is the one that leads).
-    bool maximize = false;
-    for (auto it = e.objectives.rbegin(); it != e.objectives.rend(); ++it) {
-      if (it->metric == sort) maximize = it->goal == "maximize";
-    }
-    const bool descending = maximize != reverse;
-    std::stable_sort(trials.begin(), trials.end(), [&](const Trial& a, const Trial& b) {
-      auto x = MetricOf(e, a, sort), y = MetricOf(e, b, sort);
-      if (!x || !y) return x.has_value() && !y.has_value();
-      return descending ? *x > *y : *x < *y;
-    });
-  }
-  if (top > 0 && static_cast<size_t>(top) < trials.size()) trials.resize(static_cast<size_t>(top));
-  return trials;
-}
-
 std::string CsvField(const std::string& s) {
   if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
   return absl::StrCat("\"", absl::StrReplaceAll(s, {{"\"", "\"\""}}), "\"");

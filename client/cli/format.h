@@ -48,14 +48,6 @@ std::string LineageJson(const std::string& trial_id, const std::vector<LineageSt
 // "e1-1 0-4 | e1-3 4-40": the members that trained a model, and over which stretches.
 std::string LineageText(const std::vector<LineageStep>& steps);
 
-// The trial's value of `metric`: its objective result when `metric` is an objective, else the
-// last value it reported; none when it has neither.
-std::optional<double> MetricOf(const Experiment& e, const Trial& t, const std::string& metric);
-// Sorts by `sort` ("loss": best first for an objective, else ascending; "-loss" the other
-// way), trials without the metric last; keeps the first `top` (0: all).
-std::vector<Trial> SortTrials(const Experiment& e, std::vector<Trial> trials, std::string sort,
-                              int top);
-
 // RFC 4180: quoted when it holds a comma, a quote or a line break.
 std::string CsvField(const std::string& s);
 

@@ -256,17 +256,25 @@ RUNG_EXPERIMENT_CALL(Pause)
 RUNG_EXPERIMENT_CALL(Resume)
 #undef RUNG_EXPERIMENT_CALL
 
-absl::StatusOr<std::vector<Trial>> Client::ListTrials(const std::string& experiment_id) {
+absl::StatusOr<std::vector<Trial>> Client::ListTrials(const std::string& experiment_id,
+                                                      const TrialQuery& query) {
   v1::ListTrialsRequest req;
   req.set_experiment_id(experiment_id);
-  v1::ListTrialsResponse resp;
-  if (absl::Status s =
-          impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::ListTrials, req, &resp);
-      !s.ok()) {
-    return s;
-  }
+  req.set_sort(query.sort);
+  req.set_with_failures(query.with_failures);
   std::vector<Trial> out;
-  for (const auto& t : resp.trials()) out.push_back(FromProto(t));
+  // Page after page (rungd answers at most 10,000 trials a call) until `limit` or the end.
+  do {
+    if (query.limit > 0) req.set_limit(query.limit - static_cast<int>(out.size()));
+    v1::ListTrialsResponse resp;
+    if (absl::Status s =
+            impl_->Call(impl_->stub.get(), &v1::ExperimentService::Stub::ListTrials, req, &resp);
+        !s.ok()) {
+      return s;
+    }
+    for (const auto& t : resp.trials()) out.push_back(FromProto(t));
+    req.set_page(resp.next_page());
+  } while (!req.page().empty() && (query.limit == 0 || static_cast<int>(out.size()) < query.limit));
   return out;
 }
 

@@ -386,11 +386,9 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::ListTrials(grpc::CallbackServer
   RUNG_ALLOW("ListTrials", req->experiment_id());
   if (auto s = NeedId(req->experiment_id(), "experiment_id"); !s.ok())
     return Done(ctx, "ExperimentService.ListTrials", s);
-  auto trials = controller_->ListTrials(req->experiment_id());
-  if (trials.ok()) {
-    for (auto& t : *trials) *resp->add_trials() = std::move(t);
-  }
-  return Done(ctx, "ExperimentService.ListTrials", trials.status());
+  auto page = controller_->ListTrials(*req);
+  if (page.ok()) *resp = std::move(*page);
+  return Done(ctx, "ExperimentService.ListTrials", page.status());
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::GetTrial(grpc::CallbackServerContext* ctx,

@@ -100,8 +100,8 @@ absl::StatusOr<std::unique_ptr<search::Searcher>> Controller::NewSearcher(
                        v1::Objective::Goal_Name(b.goal()), ")"));
     }
     // A trial helps when every parameter this space gives it has a value that fits here.
-    for (const Trial& t : src->second->trials()) {
-      if (t.state() != v1::TRIAL_COMPLETED || !t.has_result() || !t.infeasible().empty()) continue;
+    src->second->trials().ForEach([&](const Trial& t) {
+      if (t.state() != v1::TRIAL_COMPLETED || !t.has_result() || !t.infeasible().empty()) return;
       search::Params params;
       bool fits = true;
       for (const search::Param& p : c.space) {
@@ -114,7 +114,7 @@ absl::StatusOr<std::unique_ptr<search::Searcher>> Controller::NewSearcher(
         params[p.name] = ToSearch(it->second);
       }
       if (fits) c.warm_start.emplace_back(std::move(params), t.result());
-    }
+    });
   }
   return search::NewSearcher(c);
 }
@@ -157,8 +157,9 @@ void Controller::Adopt(State state) {
   registry_.Clear();
   registry_.Load(std::move(state.workers), now);
   for (ExperimentRun* run : fifo_) {
-    for (const Trial& t : run->trials()) {
-      if (TrialActive(t.state()) && !t.client_id().empty()) clients_[t.client_id()] = now;
+    for (int index : run->active()) {
+      const Trial& t = *run->trial(index);
+      if (!t.client_id().empty()) clients_[t.client_id()] = now;
     }
   }
   waiting_since_.clear();
@@ -169,9 +170,9 @@ void Controller::Adopt(State state) {
 void Controller::RecountBusyLocked() {
   std::map<std::string, std::set<int>> busy;
   for (ExperimentRun* run : fifo_) {
-    for (const Trial& t : run->trials()) {
-      if (!TrialActive(t.state())) continue;
-      for (const Hold& h : Holds(t)) busy[h.worker_id].insert(h.slots.begin(), h.slots.end());
+    for (int index : run->active()) {
+      for (const Hold& h : Holds(*run->trial(index)))
+        busy[h.worker_id].insert(h.slots.begin(), h.slots.end());
     }
   }
   registry_.SetBusy(busy);
@@ -285,6 +286,9 @@ void Controller::TryRecover() {
 // Commit
 
 std::unique_ptr<Change> Controller::NewChange() {
+  // Each operation begins here, and holds no trial of an earlier one: the trials that ended
+  // since are packed (trial_table.h).
+  for (ExperimentRun* run : fifo_) run->PackEnded();
   auto c = std::make_unique<Change>(Now());
   c->watched = [this](const std::string& id) { return outbox_.Watched(id); };
   return c;
@@ -420,8 +424,9 @@ int Controller::RankPortLocked(const v1::Worker& master, int world_size) {
   const int last = master.ports_last() > 0 ? master.ports_last() : 29999;
   std::vector<std::pair<int, int>> used;  // [from, to] of running distributed trials
   for (ExperimentRun* run : fifo_) {
-    for (const Trial& t : run->trials()) {
-      if (TrialActive(t.state()) && t.master_port() > 0)
+    for (int index : run->active()) {
+      const Trial& t = *run->trial(index);
+      if (t.master_port() > 0)
         used.emplace_back(t.master_port(), t.master_port() + run->spec().trial().ranks());
     }
   }
@@ -576,9 +581,10 @@ void Controller::ExpireWorkersLocked(Change* c) {
         "lease expired: worker %s silent for %s", w->info.id(),
         absl::FormatDuration(absl::Trunc(c->now - w->last_seen, absl::Milliseconds(1))));
     for (ExperimentRun* run : fifo_) {
-      for (const Trial& t : run->trials()) {
-        if (!TrialActive(t.state()) || !RunsOn(t, w->info.id())) continue;
-        run->Expire(run->trial(t.index()), reason, c);
+      const std::set<int> active = run->active();  // Expire changes it
+      for (int index : active) {
+        Trial* t = run->trial(index);
+        if (RunsOn(*t, w->info.id())) run->Expire(t, reason, c);
       }
     }
   }
@@ -589,8 +595,10 @@ void Controller::ExpireClientsLocked(Change* c) {
   for (ExperimentRun* run : fifo_) {
     if (!run->external()) continue;
     const absl::Duration lease = absl::Seconds(run->spec().client_lease_seconds());
-    for (const Trial& t : run->trials()) {
-      if (!TrialActive(t.state()) || t.client_id().empty()) continue;
+    const std::set<int> active = run->active();  // Expire changes it
+    for (int index : active) {
+      const Trial& t = *run->trial(index);
+      if (t.client_id().empty()) continue;
       const absl::Time seen = clients_.try_emplace(t.client_id(), c->now).first->second;
       if (c->now - seen <= lease) {
         holding.insert(t.client_id());
@@ -643,9 +651,11 @@ ControllerStats Controller::Stats() {
   for (ExperimentRun* run : fifo_) {
     ++s.experiments[run->experiment().state()];
     if (run->open() && !run->experiment().unschedulable().empty()) ++s.experiments_unschedulable;
-    for (const Trial& t : run->trials()) {
-      if (!t.id().empty()) ++s.trials[t.state()];
+    for (int state = 0; state < v1::TrialState_ARRAYSIZE; ++state) {
+      const auto st = static_cast<v1::TrialState>(state);
+      if (!TrialActive(st) && run->CountOf(st) > 0) s.trials[st] += run->CountOf(st);
     }
+    for (int index : run->active()) ++s.trials[run->trial(index)->state()];  // assigned or running
   }
   for (const auto& [id, w] : registry_.workers()) {
     if (!w->connected()) continue;

@@ -117,6 +117,9 @@ class Controller {
   // ---- Clients: reads (what rungd holds now) ----
   absl::StatusOr<v1::Experiment> GetExperiment(const std::string& id);
   std::vector<v1::Experiment> ListExperiments();
+  // A page of the experiment's trials (ListTrialsRequest says which, and in what order).
+  absl::StatusOr<v1::ListTrialsResponse> ListTrials(const v1::ListTrialsRequest& req);
+  // Every trial, in index order.
   absl::StatusOr<std::vector<v1::Trial>> ListTrials(const std::string& experiment_id);
   absl::StatusOr<v1::Trial> GetTrial(const std::string& trial_id);
   absl::StatusOr<std::vector<v1::MetricReport>> GetTrialMetrics(const std::string& trial_id);
@@ -243,7 +246,7 @@ class Controller {
   // ---- Commit ----
   absl::Time Now() { return clock_->Now(); }
   // A Change that knows who watches what.
-  std::unique_ptr<Change> NewChange();
+  std::unique_ptr<Change> NewChange() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Writes c's batch; on success its effects go to the Outbox (TellWorker sessions resolved
   // now) and its counters and released slots apply; on failure nothing of it remains.
   absl::Status CommitLocked(Change* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -31,10 +31,11 @@ const std::string& ArchiveOwner(const Trial& t) {
 // A trial of `run` that has not ended and starts its next attempt from the archive of
 // `trial_id`'s attempt `attempt`, or null.
 const Trial* WaitingOn(const ExperimentRun& run, const std::string& trial_id, int attempt) {
-  for (const Trial& t : run.trials()) {
-    if (!t.id().empty() && !TrialTerminal(t.state()) && t.checkpoint().attempt() == attempt &&
-        ArchiveOwner(t) == trial_id) {
-      return &t;
+  for (int i = 1; i <= run.trials().size(); ++i) {
+    const Trial* t = run.trials().Live(i);  // packed ones have ended
+    if (t != nullptr && !t->id().empty() && !TrialTerminal(t->state()) &&
+        t->checkpoint().attempt() == attempt && ArchiveOwner(*t) == trial_id) {
+      return t;
     }
   }
   return nullptr;
@@ -117,8 +118,10 @@ void Controller::CollectCheckpoints() {
     for (ExperimentRun* run : fifo_) {
       if (!CheckpointsTravel(run->spec())) continue;
       CheckpointFiles::Keep& k = keep[run->id()];
-      for (const Trial& t : run->trials()) {
-        if (t.id().empty()) continue;
+      for (int i = 1; i <= run->trials().size(); ++i) {
+        const Trial* live = run->trials().Live(i);  // packed ones have ended
+        if (live == nullptr || live->id().empty()) continue;
+        const Trial& t = *live;
         if (TrialActive(t.state())) k[t.id()].insert(t.attempt());  // its upload may be coming
         if (!TrialTerminal(t.state()) && t.checkpoint().attempt() > 0)
           k[ArchiveOwner(t)].insert(t.checkpoint().attempt());

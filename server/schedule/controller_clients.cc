@@ -195,9 +195,53 @@ absl::StatusOr<std::vector<Trial>> Controller::ListTrials(const std::string& exp
   ExperimentRun* run = FindRunLocked(experiment_id);
   if (run == nullptr) return NoExperiment(experiment_id);
   std::vector<Trial> out;
-  for (const Trial& t : run->trials()) {
+  run->trials().ForEach([&](const Trial& t) {
     if (!t.id().empty()) out.push_back(t);
+  });
+  return out;
+}
+
+absl::StatusOr<v1::ListTrialsResponse> Controller::ListTrials(const v1::ListTrialsRequest& req) {
+  constexpr int kPage = 10000;
+  if (req.limit() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("limit: ", req.limit(), " is negative"));
   }
+  int64_t from = 0;  // the page: trials to skip (sorted) or the index to start after
+  if (!req.page().empty() && (!absl::SimpleAtoi(req.page(), &from) || from < 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page: '", req.page(), "' is not a page ListTrials gave"));
+  }
+  const size_t limit = static_cast<size_t>(req.limit() == 0 ? kPage : std::min(req.limit(), kPage));
+  absl::MutexLock l(&mu_);
+  ExperimentRun* run = FindRunLocked(req.experiment_id());
+  if (run == nullptr) return NoExperiment(req.experiment_id());
+  const TrialTable& trials = run->trials();
+  auto wanted = [&](const TrialTable::Summary& s) {
+    return !req.with_failures() || s.state == v1::TRIAL_FAILED || s.failures > 0;
+  };
+  v1::ListTrialsResponse out;
+  if (req.sort().empty()) {
+    for (int i = static_cast<int>(std::min<int64_t>(from, trials.size())) + 1; i <= trials.size();
+         ++i) {
+      if (!trials.Has(i) || !wanted(trials.SummaryOf(i))) continue;
+      if (static_cast<size_t>(out.trials_size()) == limit) {
+        out.set_next_page(absl::StrCat(i - 1));
+        break;
+      }
+      *out.add_trials() = trials.Copy(i);
+    }
+    return out;
+  }
+  // By a metric: (key, index) of every trial, the first from + limit of them in order.
+  std::vector<TrialKey> keys = SortKeys(run->spec(), trials, req.sort(), wanted);
+  const size_t end = std::min(keys.size(), static_cast<size_t>(from) + limit);
+  if (static_cast<size_t>(from) < end) {
+    std::partial_sort(keys.begin(), keys.begin() + static_cast<ptrdiff_t>(end), keys.end());
+    for (size_t k = static_cast<size_t>(from); k < end; ++k) {
+      *out.add_trials() = trials.Copy(keys[k].index);
+    }
+  }
+  if (end < keys.size()) out.set_next_page(absl::StrCat(end));
   return out;
 }
 
@@ -314,10 +358,9 @@ absl::StatusOr<int64_t> Controller::Watch(const std::string& experiment_id, Watc
     ExperimentRun* run = FindRunLocked(experiment_id);
     if (run == nullptr) return NoExperiment(experiment_id);
     std::vector<v1::WatchEvent> first;
-    for (const Trial& t : run->trials()) {
-      if (t.id().empty()) continue;
-      *first.emplace_back().mutable_trial() = t;
-    }
+    run->trials().ForEach([&](const Trial& t) {
+      if (!t.id().empty()) *first.emplace_back().mutable_trial() = t;
+    });
     *first.emplace_back().mutable_experiment() = run->experiment();
     handle = next_handle_++;
     // It sees the experiment as it is now once the writes that made it so are durable, then

@@ -23,8 +23,8 @@ std::vector<v1::WorkerStatus> Controller::ListWorkers() {
       s.mutable_worker()->set_last_heartbeat_unix_ms(absl::ToUnixMillis(w->last_seen));
   }
   for (const auto& [exp, run] : runs_) {
-    for (const Trial& t : run->trials()) {
-      if (!TrialActive(t.state())) continue;
+    for (int index : run->active()) {
+      const Trial& t = *run->trial(index);
       for (const Hold& h : Holds(t)) {
         auto it = out.find(h.worker_id);
         if (it == out.end()) continue;

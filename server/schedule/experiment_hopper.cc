@@ -24,7 +24,16 @@ void ExperimentRun::HopperAdd(int index, Change* c) {
 
 void ExperimentRun::HopperSync(Change* c) {
   bool changed = false;
-  for (Trial& t : trials_) {
+  for (int index = 1; index <= trials_.size(); ++index) {
+    if (!trials_.Has(index)) continue;
+    if (trials_.Packed(index)) {  // ended
+      if (!hopper_->removed(index)) {
+        hopper_->Remove(index);
+        changed = true;
+      }
+      continue;
+    }
+    Trial& t = *trials_.Get(index);
     if (t.id().empty()) continue;
     const int running = hopper_->running(t.index());
     if (running >= 0 && !TrialActive(t.state())) {
@@ -70,7 +79,7 @@ void ExperimentRun::HopperUnplaced(const HopperSchedule::Unit& u, Change* c) {
 
 void ExperimentRun::AssignUnit(const HopperSchedule::Unit& u, const v1::Placement& where,
                                absl::Time lease_deadline, Change* c) {
-  Trial& t = trials_[u.config - 1];
+  Trial& t = *trials_.Get(u.config);
   v1::Hop* hop = t.add_hops();
   hop->set_epoch(u.epoch + 1);
   hop->set_partition(u.partition);

@@ -3,7 +3,9 @@
 #include <string.h>
 
 #include <algorithm>
+#include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -119,8 +121,14 @@ bool ExperimentTerminal(v1::ExperimentState s) {
          s == v1::EXPERIMENT_FAILED;
 }
 
+namespace {
+const std::string& ObjectiveMetric(const v1::ExperimentSpec& spec) {
+  return spec.objectives_size() > 0 ? spec.objectives(0).metric() : spec.objective().metric();
+}
+}  // namespace
+
 ExperimentRun::ExperimentRun(v1::Experiment exp, std::unique_ptr<search::Searcher> searcher)
-    : exp_(std::move(exp)), searcher_(std::move(searcher)) {
+    : exp_(std::move(exp)), searcher_(std::move(searcher)), trials_(ObjectiveMetric(exp_.spec())) {
   if (spec().execution() == "hopper") {
     // Its own generator, from the experiment's seed: a run replays.
     hopper_ = std::make_unique<search::HopperSchedule>(
@@ -140,22 +148,53 @@ absl::StatusOr<std::unique_ptr<ExperimentRun>> ExperimentRun::Load(
   const std::string id = run->id();
   MigrateLegacyAlgorithm(run->exp_.mutable_spec());  // rung 0.1 kept the options in typed fields
   if (run->exp_.rung_levels().empty()) SetRungLevels(&run->exp_);  // stored before rungd kept them
-  RETURN_IF_ERROR(run->LoadSearcher(store));
-  RETURN_IF_ERROR(store->ForEachTrial(id, [&](Trial t) {
-    run->trials_.resize(std::max<size_t>(run->trials_.size(), t.index()));
-    run->trials_[t.index() - 1] = std::move(t);
-  }));
-  for (const Trial& t : run->trials_) {
-    run->Count(t);
-    if (t.state() == v1::TRIAL_PENDING) run->queue_.push_back(t.index());
-  }
+  const absl::Time began = absl::Now();
+  // Ended trials stay packed as they are stored, read only for their summaries; the others
+  // are parsed. The searcher comes back from its checkpoint and journal meanwhile.
+  absl::Status searcher_loaded_ok;
+  std::thread load_searcher([&] { searcher_loaded_ok = run->LoadSearcher(store); });
+  Trial t;
+  absl::Status trials = store->ForEachTrialRecord(id, [&](absl::string_view record) {
+    int index;
+    TrialTable::Summary summary;
+    if (!run->trials_.ReadSummary(record, &index, &summary) ||
+        (!TrialTerminal(summary.state) &&
+         !t.ParseFromArray(record.data(), static_cast<int>(record.size())))) {
+      return absl::DataLossError(absl::StrCat("store: unreadable trial record of ", id));
+    }
+    if (summary.state == v1::TRIAL_PENDING) run->queue_.push_back(index);
+    run->Count(index, summary.state);
+    if (TrialTerminal(summary.state)) {
+      run->trials_.PutPacked(index, std::string(record), summary);
+    } else {
+      run->trials_.Put(t);
+    }
+    return absl::OkStatus();
+  });
+  load_searcher.join();
+  RETURN_IF_ERROR(searcher_loaded_ok);
+  RETURN_IF_ERROR(trials);
+  const absl::Time searcher_loaded = began + run->searcher_load_time_;
+  run->ended_.clear();
+  Log(LogLevel::kInfo,
+      absl::StrCat(
+          id, ": loaded ", run->trials_.size(), " trials in ",
+          absl::FormatDuration(absl::Trunc(absl::Now() - began, absl::Milliseconds(1))),
+          ", its searcher (a checkpoint of ", run->snapshot_bytes_, " bytes and ",
+          run->journal_next_ - run->checkpoint_ - 1, " journal entries) in ",
+          absl::FormatDuration(absl::Trunc(searcher_loaded - began, absl::Milliseconds(1)))));
   return run;
 }
 
 Trial* ExperimentRun::trial(int index) {
-  if (index < 1 || index > static_cast<int>(trials_.size()) || trials_[index - 1].id().empty())
-    return nullptr;
-  return &trials_[index - 1];
+  if (trials_.Packed(index)) ended_.push_back(index);  // to be packed again
+  Trial* t = trials_.Get(index);
+  return t != nullptr && !t->id().empty() ? t : nullptr;
+}
+
+void ExperimentRun::PackEnded() {
+  for (int index : ended_) trials_.Pack(index);
+  ended_.clear();
 }
 
 bool ExperimentRun::open() const {
@@ -163,16 +202,21 @@ bool ExperimentRun::open() const {
 }
 
 void ExperimentRun::Count(const Trial& t) {
-  const size_t i = static_cast<size_t>(t.index() - 1);
+  if (!t.id().empty()) Count(t.index(), t.state());
+}
+
+void ExperimentRun::Count(int index, v1::TrialState state) {
+  const size_t i = static_cast<size_t>(index - 1);
   if (counted_.size() <= i) counted_.resize(i + 1, v1::TRIAL_STATE_UNSPECIFIED);
-  if (t.id().empty() || counted_[i] == t.state()) return;
+  if (counted_[i] == state) return;
   if (counted_[i] != v1::TRIAL_STATE_UNSPECIFIED) --by_state_[counted_[i]];
-  counted_[i] = t.state();
-  ++by_state_[t.state()];
-  if (TrialActive(t.state())) {
-    active_.insert(t.index());
+  counted_[i] = state;
+  ++by_state_[state];
+  if (TrialTerminal(state)) ended_.push_back(index);
+  if (TrialActive(state)) {
+    active_.insert(index);
   } else {
-    active_.erase(t.index());
+    active_.erase(index);
   }
 }
 
@@ -204,8 +248,9 @@ void ExperimentRun::PutTrial(const Trial& t, Change* c) {
 
 void ExperimentRun::SaveTrial(int index, Change* c) {
   c->touched.insert(id());
-  c->PutLater(absl::StrCat("t/", id(), "/", index),
-              [this, index](Store::Batch* b) { b->PutTrial(trials_[index - 1]); });
+  c->PutLater(absl::StrCat("t/", id(), "/", index), [this, index](Store::Batch* b) {
+    if (const Trial* t = trial(index)) b->PutTrial(*t);
+  });
 }
 
 void ExperimentRun::Recount() {
@@ -300,6 +345,8 @@ void ExperimentRun::Checkpoint(Store::Batch* batch) {
 }
 
 absl::Status ExperimentRun::LoadSearcher(Store* store) {
+  const absl::Time began = absl::Now();
+  absl::Cleanup timed = [&] { searcher_load_time_ = absl::Now() - began; };
   auto state = store->GetSearcherState(id());
   if (!state.ok() && !absl::IsNotFound(state.status())) return state.status();
   absl::string_view at = state.ok() ? absl::string_view(*state) : "";
@@ -379,8 +426,7 @@ void ExperimentRun::CreateTrial(const search::Create& create, Change* c) {
     t.set_ablation(variants[search::VariantOf(create.index, variants.size())].Json());
     t.set_seed(search::RepeatOf(create.index, variants.size()) + 1);
   }
-  trials_.resize(std::max<size_t>(trials_.size(), t.index()));
-  trials_[t.index() - 1] = t;
+  trials_.Put(t);
   queue_.push_back(t.index());
   exp_.set_trials_created(std::max(exp_.trials_created(), t.index()));
   PutTrial(t, c);
@@ -447,7 +493,9 @@ absl::Status ExperimentRun::Cancel(Change* c) {
     return absl::FailedPreconditionError(absl::StrCat("experiment ", id(), " has already ended (",
                                                       v1::ExperimentState_Name(exp_.state()), ")"));
   }
-  for (Trial& t : trials_) {
+  for (int index = 1; index <= trials_.size(); ++index) {
+    if (!trials_.Has(index) || trials_.Packed(index)) continue;  // packed: ended
+    Trial& t = *trials_.Get(index);
     if (t.state() == v1::TRIAL_PENDING || t.state() == v1::TRIAL_PAUSED ||
         t.state() == v1::TRIAL_WAITING) {
       t.set_state(v1::TRIAL_STOPPED);
@@ -475,8 +523,8 @@ absl::Status ExperimentRun::Pause(Change* c) {
   }
   // Running trials are stopped to free their slots and come back, from their checkpoint
   // folder, on resume.
-  for (Trial& t : trials_) {
-    if (!TrialActive(t.state())) continue;
+  for (int index : active_) {
+    Trial& t = *trials_.Get(index);
     t.set_stop_requested(true);
     t.set_stop_reason(kPaused);
     PutTrial(t, c);
@@ -491,7 +539,9 @@ absl::Status ExperimentRun::Resume(Change* c) {
     return absl::FailedPreconditionError(absl::StrCat(
         "experiment ", id(), " is ", v1::ExperimentState_Name(exp_.state()), ", not paused"));
   }
-  for (Trial& t : trials_) {
+  for (int index = 1; index <= trials_.size(); ++index) {
+    if (!trials_.Has(index) || trials_.Packed(index)) continue;  // packed: ended
+    Trial& t = *trials_.Get(index);
     if (t.state() != v1::TRIAL_PAUSED) continue;
     t.set_state(v1::TRIAL_PENDING);
     t.set_attempt(t.attempt() + 1);
@@ -642,7 +692,7 @@ v1::Assignment ExperimentRun::MakeAssignment(const Trial& t, const v1::Placement
 
 void ExperimentRun::Assign(int index, const std::vector<v1::Placement>& where, int master_port,
                            absl::Time lease_deadline, Change* c) {
-  Trial& t = trials_[index - 1];
+  Trial& t = *trials_.Get(index);
   t.set_state(v1::TRIAL_ASSIGNED);
   t.set_worker_id(where.at(0).worker_id());
   *t.mutable_slots() = where[0].slots();
@@ -667,7 +717,7 @@ void ExperimentRun::Assign(int index, const std::vector<v1::Placement>& where, i
 }
 
 void ExperimentRun::HandOut(int index, const std::string& client_id, Change* c) {
-  Trial& t = trials_[index - 1];
+  Trial& t = *trials_.Get(index);
   t.set_state(v1::TRIAL_RUNNING);
   t.set_client_id(client_id);
   t.clear_worker_id();
@@ -875,10 +925,9 @@ void ExperimentRun::Close(Trial* t, Change* c) {
   // members often tie: they may hold copies of one model).
   auto ties_lower = [&] {
     if (t->result() != exp_.best_value()) return false;
-    for (const Trial& b : trials_) {
-      if (b.id() == exp_.best_trial_id()) return t->index() < b.index();
-    }
-    return false;
+    std::string e;
+    int best = 0;
+    return ParseTrialId(exp_.best_trial_id(), &e, &best) && t->index() < best;
   };
   if (t->state() == v1::TRIAL_COMPLETED && t->infeasible().empty() && spec().objectives().empty() &&
       (!exp_.has_best() || Better(goal, t->result(), exp_.best_value()) || ties_lower())) {
@@ -970,8 +1019,10 @@ void ExperimentRun::Expire(Trial* t, const std::string& reason, Change* c) {
 void ExperimentRun::Reconcile(const std::string& worker_id, int64_t session,
                               const std::set<std::pair<std::string, int>>& reported, Change* c,
                               std::set<std::pair<std::string, int>>* wanted, std::set<int>* busy) {
-  for (Trial& t : trials_) {
-    if (!TrialActive(t.state()) || !HeldBy(t, worker_id)) continue;
+  const std::set<int> active = active_;  // the loop changes it
+  for (int index : active) {
+    Trial& t = *trials_.Get(index);
+    if (!HeldBy(t, worker_id)) continue;
     if (reported.count({t.id(), t.attempt()})) {
       wanted->insert({t.id(), t.attempt()});
       for (const Hold& h : Holds(t)) {

@@ -24,6 +24,7 @@
 #include "rung/v1/types.pb.h"
 #include "rung/v1/worker_service.pb.h"
 #include "server/schedule/change.h"
+#include "server/schedule/trial_table.h"
 #include "server/search/hopper.h"
 #include "server/search/searcher.h"
 #include "server/store/store.h"
@@ -75,10 +76,13 @@ class ExperimentRun {
   const v1::Experiment& experiment() const { return exp_; }
   const std::string& id() const { return exp_.id(); }
   const v1::ExperimentSpec& spec() const { return exp_.spec(); }
-  // trials()[i].index() == i + 1.
-  const std::vector<v1::Trial>& trials() const { return trials_; }
-  // Trial `index` (1, 2, ...), or null.
+  // Its trials by index; ended ones are packed (trial_table.h).
+  const TrialTable& trials() const { return trials_; }
+  // Trial `index` (1, 2, ...), or null; an ended trial is unpacked (PackEnded packs it again).
   v1::Trial* trial(int index);
+  // Packs the trials that have ended since the last call. No pointer trial() gave may be used
+  // after: the Controller calls it as each operation begins.
+  void PackEnded();
   // Pending or running: it may hand out trials.
   bool open() const;
   // Open, with trials left to hand out (queued, or still to come from the searcher).
@@ -91,6 +95,9 @@ class ExperimentRun {
   // Its trials that hold slots or a client now (assigned or running), and their indexes.
   int Running() const;
   const std::set<int>& active() const { return active_; }
+  // Its trials in state `s` (ASSIGNED and RUNNING together under either: a report moves a
+  // trial from one to the other without a count).
+  int CountOf(v1::TrialState s) const { return by_state_[s]; }
   // Nothing more will happen: it has ended and none of its trials still runs.
   bool Settled() const;
 
@@ -229,21 +236,23 @@ class ExperimentRun {
   // through it, but ASSIGNED to RUNNING on a report, which no count tells apart), so that the
   // experiment's counts and the slots it may take cost the same at a million trials as at ten.
   void Count(const v1::Trial& t);
-  int CountOf(v1::TrialState s) const { return by_state_[s]; }
+  void Count(int index, v1::TrialState state);
   // Trials that hold or want a slot (not ended, not waiting at a rung).
   int Out() const;
 
   v1::Experiment exp_;
   std::unique_ptr<search::Searcher> searcher_;
-  std::vector<v1::Trial> trials_;
+  TrialTable trials_;
+  std::vector<int> ended_;               // indexes of trials that ended since PackEnded
   std::vector<v1::TrialState> counted_;  // by trial index - 1: the state Count() last saw
   int by_state_[v1::TrialState_ARRAYSIZE] = {};
   std::set<int> active_;   // indexes of the assigned and running trials
   std::deque<int> queue_;  // indexes of PENDING trials, in order
   int64_t journal_next_ = 0;
-  int64_t checkpoint_ = 0;      // the journal entry of the latest checkpoint
-  int64_t snapshot_bytes_ = 0;  // its size
-  int64_t journal_bytes_ = 0;   // journal written since
+  int64_t checkpoint_ = 0;             // the journal entry of the latest checkpoint
+  int64_t snapshot_bytes_ = 0;         // its size
+  int64_t journal_bytes_ = 0;          // journal written since
+  absl::Duration searcher_load_time_;  // how long LoadSearcher took (for the log)
   // A model job in flight for the next new trial (0: none), and when it must be done.
   int64_t proposal_ticket_ = 0;
   absl::Time proposal_started_, proposal_deadline_;

@@ -43,14 +43,7 @@ std::string BrokenConstraints(const v1::ExperimentSpec& spec, const Trial& t) {
   return absl::StrJoin(broken, "; ");
 }
 
-std::vector<Trial> BestTrials(const v1::ExperimentSpec& spec, const std::vector<Trial>& trials,
-                              int count) {
-  std::vector<Trial> done;
-  for (const Trial& t : trials) {
-    // A trial that broke a constraint is never best.
-    if (t.state() == v1::TRIAL_COMPLETED && t.has_result() && t.infeasible().empty())
-      done.push_back(t);
-  }
+std::vector<Trial> BestTrials(const v1::ExperimentSpec& spec, const TrialTable& trials, int count) {
   const auto goal = spec.objective().goal();
   auto by_result = [goal](const Trial& a, const Trial& b) {
     return Better(goal, a.result(), b.result());
@@ -58,6 +51,12 @@ std::vector<Trial> BestTrials(const v1::ExperimentSpec& spec, const std::vector<
   const auto& objectives = spec.objectives();
   if (!objectives.empty()) {
     // The Pareto set, by the first objective; `count` > 0 caps it.
+    std::vector<Trial> done;
+    trials.ForEach([&](const Trial& t) {
+      // A trial that broke a constraint is never best.
+      if (t.state() == v1::TRIAL_COMPLETED && t.has_result() && t.infeasible().empty())
+        done.push_back(t);
+    });
     std::vector<std::vector<double>> points;
     for (const Trial& t : done) {
       std::vector<double> p;
@@ -72,10 +71,78 @@ std::vector<Trial> BestTrials(const v1::ExperimentSpec& spec, const std::vector<
     if (count > 0 && static_cast<int>(front.size()) > count) front.resize(count);
     return front;
   }
-  std::stable_sort(done.begin(), done.end(), by_result);
+  // One objective: the summaries rank them (a scan, not a read of a million records), and
+  // only the chosen are copied.
+  std::vector<std::pair<double, int>> done;  // (result, index), in index order
+  for (int i = 1; i <= trials.size(); ++i) {
+    if (!trials.Has(i)) continue;
+    const TrialTable::Summary s = trials.SummaryOf(i);
+    if (s.state == v1::TRIAL_COMPLETED && s.has_result && s.feasible)
+      done.emplace_back(s.result, i);
+  }
   if (count <= 0) count = 1;
-  if (static_cast<int>(done.size()) > count) done.resize(count);
-  return done;
+  const auto n = static_cast<ptrdiff_t>(std::min<size_t>(done.size(), static_cast<size_t>(count)));
+  // Ties: the lower index first.
+  std::partial_sort(done.begin(), done.begin() + n, done.end(), [&](const auto& a, const auto& b) {
+    return Better(goal, a.first, b.first) || (a.first == b.first && a.second < b.second);
+  });
+  std::vector<Trial> out;
+  for (ptrdiff_t k = 0; k < n; ++k) out.push_back(trials.Copy(done[static_cast<size_t>(k)].second));
+  return out;
+}
+
+std::vector<TrialKey> SortKeys(const v1::ExperimentSpec& spec, const TrialTable& trials,
+                               std::string sort,
+                               const std::function<bool(const TrialTable::Summary&)>& wanted) {
+  const bool reverse = !sort.empty() && sort[0] == '-';
+  if (reverse) sort.erase(0, 1);
+  // The objective the metric is, if it is one (the first, when several name it).
+  int objective = -1;
+  bool maximize = false;
+  if (spec.objectives_size() > 0) {
+    for (int i = spec.objectives_size() - 1; i >= 0; --i) {
+      if (spec.objectives(i).metric() == sort) {
+        objective = i;
+        maximize = spec.objectives(i).goal() == v1::Objective::MAXIMIZE;
+      }
+    }
+  } else if (spec.objective().metric() == sort) {
+    objective = 0;
+    maximize = spec.objective().goal() == v1::Objective::MAXIMIZE;
+  }
+  const bool descending = maximize != reverse;
+  std::vector<TrialKey> keys;
+  auto add = [&](int index, bool found, double value) {
+    TrialKey k;
+    k.index = index;
+    k.missing = !found;
+    k.value = !found ? 0 : descending ? -value : value;
+    keys.push_back(k);
+  };
+  if (objective == 0) {
+    // The first objective: its final value, else its last one, are in the summaries.
+    for (int i = 1; i <= trials.size(); ++i) {
+      if (!trials.Has(i)) continue;
+      const TrialTable::Summary s = trials.SummaryOf(i);
+      if (!wanted(s)) continue;
+      if (s.has_result) {
+        add(i, true, s.result);
+      } else {
+        add(i, s.has_last, s.last);
+      }
+    }
+    return keys;
+  }
+  trials.ForEach([&](const Trial& t) {
+    if (!wanted(trials.Summarize(t))) return;
+    if (t.has_result() && objective > 0 && objective < t.results_size()) {
+      add(t.index(), true, t.results(objective));
+      return;
+    }
+    auto it = t.last_metrics().find(sort);
+    add(t.index(), it != t.last_metrics().end(), it != t.last_metrics().end() ? it->second : 0);
+  });
+  return keys;
 }
 
 std::string StateText(v1::ExperimentState s) {
@@ -86,17 +153,19 @@ std::string StateText(v1::ExperimentState s) {
 }
 
 absl::StatusOr<v1::AblationResults> AblationResultsOf(const v1::Experiment& e,
-                                                      const std::vector<Trial>& trials) {
+                                                      const TrialTable& table) {
   if (e.spec().kind() != "ablation") {
     return absl::FailedPreconditionError(absl::StrCat(
         "experiment ", e.id(), " is a search, not an ablation study (kind: ablation)"));
   }
   const std::vector<search::Variant> variants = AblationVariants(e.spec());
   std::vector<search::Run> runs;
-  for (const Trial& t : trials) {
-    if (t.state() != v1::TRIAL_COMPLETED || !t.has_result()) continue;
-    runs.push_back({search::VariantOf(t.index() - 1, variants.size()),
-                    search::RepeatOf(t.index() - 1, variants.size()), t.result()});
+  for (int i = 1; i <= table.size(); ++i) {
+    if (!table.Has(i)) continue;
+    const TrialTable::Summary t = table.SummaryOf(i);
+    if (t.state != v1::TRIAL_COMPLETED || !t.has_result) continue;
+    runs.push_back({search::VariantOf(i - 1, variants.size()),
+                    search::RepeatOf(i - 1, variants.size()), t.result});
   }
   const bool minimize = e.spec().objective().goal() != v1::Objective::MAXIMIZE;
   constexpr double kAlpha = 0.05;

@@ -3,12 +3,14 @@
 #ifndef RUNG_SERVER_SCHEDULE_RESULTS_H_
 #define RUNG_SERVER_SCHEDULE_RESULTS_H_
 
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "rung/v1/experiment_service.pb.h"
 #include "rung/v1/types.pb.h"
+#include "server/schedule/trial_table.h"
 
 namespace rung {
 
@@ -25,12 +27,32 @@ std::string BrokenConstraints(const v1::ExperimentSpec& spec, const v1::Trial& t
 
 // Completed trials within the constraints, best first (ties: lower index first): `count` of
 // them (0: 1), or with several objectives the Pareto set (`count` > 0 caps it).
-std::vector<v1::Trial> BestTrials(const v1::ExperimentSpec& spec,
-                                  const std::vector<v1::Trial>& trials, int count);
+std::vector<v1::Trial> BestTrials(const v1::ExperimentSpec& spec, const TrialTable& trials,
+                                  int count);
+
+// A trial's place in an order by one metric (ListTrials' sort): trials that have it first, by
+// its value (`value` is negated for a descending order), then by index.
+struct TrialKey {
+  bool missing = false;
+  double value = 0;
+  int index = 0;
+  bool operator<(const TrialKey& o) const {
+    if (missing != o.missing) return !missing;
+    if (value != o.value) return value < o.value;
+    return index < o.index;
+  }
+};
+// The keys of the trials `wanted` picks, in index order, for `sort`: a metric, best first for
+// an objective (its final value once the trial has one) and ascending for another, "-NAME"
+// reversed. As `rung trials --sort` orders them. By the (first) objective it reads the trials'
+// summaries; by another metric it reads every trial.
+std::vector<TrialKey> SortKeys(const v1::ExperimentSpec& spec, const TrialTable& trials,
+                               std::string sort,
+                               const std::function<bool(const TrialTable::Summary&)>& wanted);
 
 // An ablation study's results (AblationResults). FAILED_PRECONDITION for a search.
 absl::StatusOr<v1::AblationResults> AblationResultsOf(const v1::Experiment& e,
-                                                      const std::vector<v1::Trial>& trials);
+                                                      const TrialTable& trials);
 
 // "completed", "running", ...: the state's name as people read it.
 std::string StateText(v1::ExperimentState s);

@@ -44,6 +44,84 @@ bool Better(Goal goal, double a, double b) { return goal == Goal::kMaximize ? a 
 // A value in a message for people.
 std::string Short(double d) { return absl::StrFormat("%.6g", d); }
 
+// Results of one rung, (value, trial), in an order the caller's `less` gives, kept in blocks of
+// a few hundred: an insert moves one block's entries and a rank reads one entry per block, so
+// a rung of a million results costs microseconds where a flat sorted vector's insert moves
+// megabytes.
+class Ranked {
+ public:
+  using Entry = std::pair<double, int>;
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  const Entry& front() const { return blocks_.front().front(); }
+  void clear() {
+    blocks_.clear();
+    size_ = 0;
+  }
+  // After every entry `e` is not less than.
+  template <typename Less>
+  void Insert(const Entry& e, Less less) {
+    ++size_;
+    if (blocks_.empty()) {
+      blocks_.push_back({e});
+      return;
+    }
+    auto b = std::partition_point(blocks_.begin(), blocks_.end(),
+                                  [&](const Block& x) { return !less(e, x.back()); });
+    if (b == blocks_.end()) --b;
+    b->insert(std::upper_bound(b->begin(), b->end(), e, less), e);
+    if (b->size() > 2 * kBlock) {
+      Block tail(b->begin() + kBlock, b->end());
+      b->resize(kBlock);
+      blocks_.insert(b + 1, std::move(tail));
+    }
+  }
+  // How many entries `pred` holds for, when it holds for a prefix.
+  template <typename Pred>
+  size_t PartitionPoint(Pred pred) const {
+    size_t n = 0;
+    for (const Block& x : blocks_) {
+      if (!pred(x.back())) {
+        return n + static_cast<size_t>(std::partition_point(x.begin(), x.end(), pred) - x.begin());
+      }
+      n += x.size();
+    }
+    return n;
+  }
+  // The entry of `trial`, if any.
+  std::optional<Entry> Find(int trial) const {
+    for (const Block& x : blocks_) {
+      for (const Entry& e : x) {
+        if (e.second == trial) return e;
+      }
+    }
+    return std::nullopt;
+  }
+  void Erase(int trial) {
+    for (auto b = blocks_.begin(); b != blocks_.end(); ++b) {
+      auto it =
+          std::find_if(b->begin(), b->end(), [&](const Entry& e) { return e.second == trial; });
+      if (it == b->end()) continue;
+      b->erase(it);
+      --size_;
+      if (b->empty()) blocks_.erase(b);
+      return;
+    }
+  }
+  template <typename F>
+  void ForEach(F f) const {
+    for (const Block& x : blocks_) {
+      for (const Entry& e : x) f(e);
+    }
+  }
+
+ private:
+  static constexpr size_t kBlock = 256;
+  using Block = std::vector<Entry>;
+  std::vector<Block> blocks_;
+  size_t size_ = 0;
+};
+
 // ---------------------------------------------------------------------------------------
 // ASHA and asynchronous Hyperband (Li et al., "A System for Massively Parallel
 // Hyperparameter Tuning").
@@ -181,8 +259,9 @@ class RungRule final : public StoppingRule {
       for (size_t k = 0; k < recorded_[b].size(); ++k) {
         if (recorded_[b][k].empty()) continue;
         std::string line = absl::StrCat("r ", b, " ", k);
-        for (const auto& [v, i] : recorded_[b][k])
-          absl::StrAppend(&line, " ", i, ":", DoubleText(v));
+        recorded_[b][k].ForEach([&](const auto& e) {
+          absl::StrAppend(&line, " ", e.second, ":", DoubleText(e.first));
+        });
         lines->push_back(std::move(line));
       }
     }
@@ -246,10 +325,7 @@ class RungRule final : public StoppingRule {
   // The result `t` recorded at the rung it paused on, into / out of waiting_.
   std::optional<std::pair<double, int>> PausedResult(int index, const TrialState& t) const {
     if (t.next_rung == 0) return std::nullopt;  // paused before its first rung: never promoted
-    for (const auto& e : recorded_[t.bracket][t.next_rung - 1]) {
-      if (e.second == index) return e;
-    }
-    return std::nullopt;
+    return recorded_[t.bracket][t.next_rung - 1].Find(index);
   }
   void AddWaiting(int index, const TrialState& t) {
     if (auto e = PausedResult(index, t))
@@ -257,9 +333,7 @@ class RungRule final : public StoppingRule {
   }
   void RemoveWaiting(int index, const TrialState& t) {
     if (t.next_rung == 0) return;
-    Results& w = waiting_[t.bracket][t.next_rung - 1];
-    w.erase(std::remove_if(w.begin(), w.end(), [&](const auto& e) { return e.second == index; }),
-            w.end());
+    waiting_[t.bracket][t.next_rung - 1].Erase(index);
   }
 
   // The resource of rung k of bracket b, or max past the last rung.
@@ -273,22 +347,17 @@ class RungRule final : public StoppingRule {
   }
 
   // Rung results are kept best first (ties: lower trial index first).
-  using Results = std::vector<std::pair<double, int>>;  // (value, trial)
+  using Results = Ranked;
   bool Before(const std::pair<double, int>& a, const std::pair<double, int>& b) const {
     return Better(config_.goal, a.first, b.first) || (a.first == b.first && a.second < b.second);
   }
   void Insert(Results* r, int index, double value) const {
-    std::pair<double, int> e{value, index};
-    r->insert(std::upper_bound(r->begin(), r->end(), e,
-                               [&](const auto& a, const auto& b) { return Before(a, b); }),
-              e);
+    r->Insert({value, index}, [&](const auto& a, const auto& b) { return Before(a, b); });
   }
   // How many results are strictly better than `value`.
   int CountBetter(const Results& r, double value) const {
     return static_cast<int>(
-        std::partition_point(r.begin(), r.end(),
-                             [&](const auto& e) { return Better(config_.goal, e.first, value); }) -
-        r.begin());
+        r.PartitionPoint([&](const auto& e) { return Better(config_.goal, e.first, value); }));
   }
 
   // (trial, rung) of the paused trial to promote: from the highest rung level that has one,
@@ -305,10 +374,8 @@ class RungRule final : public StoppingRule {
         if (waiting.empty()) continue;
         const Results& values = recorded_[b][k];
         const size_t top = values.size() / eta;
-        const auto rank = static_cast<size_t>(
-            std::lower_bound(values.begin(), values.end(), waiting.front(),
-                             [&](const auto& x, const auto& y) { return Before(x, y); }) -
-            values.begin());
+        const size_t rank =
+            values.PartitionPoint([&](const auto& x) { return Before(x, waiting.front()); });
         if (rank >= top) continue;
         const double level = rungs_[b][k];
         if (!best || level > best_level ||

@@ -131,6 +131,11 @@ class Store {
   virtual absl::Status ForEachExperiment(const std::function<void(v1::Experiment)>& fn) = 0;
   virtual absl::Status ForEachTrial(const std::string& experiment_id,
                                     const std::function<void(v1::Trial)>& fn) = 0;
+  // Each of the experiment's trial records (a serialized Trial) in index order, unparsed;
+  // stops at fn's first error.
+  virtual absl::Status ForEachTrialRecord(
+      const std::string& experiment_id,
+      const std::function<absl::Status(absl::string_view)>& fn) = 0;
   virtual absl::Status ForEachWorker(const std::function<void(v1::Worker)>& fn) = 0;
   // Every report of the trial, all attempts, in (attempt, seq) order.
   virtual absl::StatusOr<std::vector<v1::MetricReport>> GetReports(const std::string& trial_id) = 0;
@@ -182,6 +187,11 @@ class StoreWrapper : public Store {
   absl::Status ForEachTrial(const std::string& experiment_id,
                             const std::function<void(v1::Trial)>& fn) override {
     return target_->ForEachTrial(experiment_id, fn);
+  }
+  absl::Status ForEachTrialRecord(
+      const std::string& experiment_id,
+      const std::function<absl::Status(absl::string_view)>& fn) override {
+    return target_->ForEachTrialRecord(experiment_id, fn);
   }
   absl::Status ForEachWorker(const std::function<void(v1::Worker)>& fn) override {
     return target_->ForEachWorker(fn);

@@ -405,5 +405,60 @@ TEST_F(AskTellTest, TheSearchersCheckpointsKeepEachChangeSmallAndARestartReplays
             4000);
 }
 
+// ListTrials orders, pages and filters on the server, as `rung trials --sort loss --top 10`
+// and `rung show` ask it to: a million trials never travel to find ten.
+TEST_F(AskTellTest, ListTrialsSortsPagesAndPicksTheFailedOnTheServer) {
+  const std::string id = CreateExternal("", 4, 4);
+  auto a = Ask(id, "laptop", 4);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_EQ(a->trials_size(), 4);
+  auto report = [&](int i, double loss, std::optional<double> speed) {
+    v1::ReportTrialRequest req;
+    req.set_trial_id(a->trials(i).id());
+    req.set_client_id("laptop");
+    req.set_seq(1);
+    (*req.mutable_values())["loss"] = loss;
+    if (speed) (*req.mutable_values())["speed"] = *speed;
+    auto r =
+        Await<v1::ReportTrialResponse>([&](auto done) { controller_->ReportTrial(req, done); });
+    ASSERT_TRUE(r.ok()) << r.status();
+  };
+  report(0, 0.5, 3);
+  report(1, 0.1, 1);
+  report(2, 0.3, std::nullopt);  // still running: its last value counts
+  ASSERT_TRUE(Complete(a->trials(0).id(), "laptop", std::nullopt).ok());
+  ASSERT_TRUE(Complete(a->trials(1).id(), "laptop", std::nullopt).ok());
+  ASSERT_TRUE(Complete(a->trials(3).id(), "laptop", std::nullopt, /*failed=*/true).ok());
+  auto list = [&](const std::string& sort, int limit, const std::string& page = "",
+                  bool failures = false) {
+    v1::ListTrialsRequest req;
+    req.set_experiment_id(id);
+    req.set_sort(sort);
+    req.set_limit(limit);
+    req.set_page(page);
+    req.set_with_failures(failures);
+    auto r = controller_->ListTrials(req);
+    std::vector<std::string> ids;
+    if (!r.ok()) return std::make_pair(std::string(r.status().message()), ids);
+    for (const auto& t : r->trials()) ids.push_back(t.id().substr(id.size()));
+    return std::make_pair(r->next_page(), ids);
+  };
+  using Ids = std::vector<std::string>;
+  EXPECT_EQ(list("loss", 0).second, (Ids{"-2", "-3", "-1", "-4"}));  // best first, none last
+  EXPECT_EQ(list("-loss", 2).second, (Ids{"-1", "-3"}));
+  EXPECT_EQ(list("speed", 0).second, (Ids{"-2", "-1", "-3", "-4"}));  // ascending
+  EXPECT_EQ(list("", 0).second, (Ids{"-1", "-2", "-3", "-4"}));
+  // Pages: each answer says where the next begins, and the last says nothing.
+  auto first = list("loss", 3);
+  EXPECT_EQ(first.second, (Ids{"-2", "-3", "-1"}));
+  EXPECT_EQ(list("loss", 3, first.first), std::make_pair(std::string(), Ids{"-4"}));
+  auto by_index = list("", 1, "");
+  EXPECT_EQ(by_index.second, Ids{"-1"});
+  EXPECT_EQ(list("", 5, by_index.first).second, (Ids{"-2", "-3", "-4"}));
+  EXPECT_EQ(list("", 0, "", /*failures=*/true).second, Ids{"-4"});
+  EXPECT_THAT(list("", 0, "x").first, HasSubstr("page: 'x' is not a page ListTrials gave"));
+  EXPECT_THAT(list("", -1).first, HasSubstr("limit: -1 is negative"));
+}
+
 }  // namespace
 }  // namespace rung::testing

@@ -161,28 +161,6 @@ TEST(ClientFormatTest, JsonOfAStructIsItsWholeMessage) {
       << r.Json();
 }
 
-TEST(CliFormatTest, SortingPutsTheBestFirstForAnObjectiveAndMissingValuesLast) {
-  Experiment e;
-  e.objectives = {{"acc", "maximize"}};
-  std::vector<Trial> trials(4);
-  for (int i = 0; i < 4; ++i) trials[i].id = absl::StrCat("e1-", i + 1);
-  trials[0].result = 0.5;
-  trials[1].result = 0.9;
-  trials[2].metrics["acc"] = 0.7;  // running: its last value
-  trials[0].metrics["speed"] = 3;
-  trials[1].metrics["speed"] = 1;
-  auto ids = [](const std::vector<Trial>& ts) {
-    std::vector<std::string> out;
-    for (const Trial& t : ts) out.push_back(t.id);
-    return out;
-  };
-  EXPECT_EQ(ids(cli::SortTrials(e, trials, "acc", 0)),
-            (std::vector<std::string>{"e1-2", "e1-3", "e1-1", "e1-4"}));
-  EXPECT_EQ(ids(cli::SortTrials(e, trials, "-acc", 2)), (std::vector<std::string>{"e1-1", "e1-3"}));
-  EXPECT_EQ(ids(cli::SortTrials(e, trials, "speed", 0)),
-            (std::vector<std::string>{"e1-2", "e1-1", "e1-3", "e1-4"}));
-}
-
 }  // namespace
 }  // namespace rung
 

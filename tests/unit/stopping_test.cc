@@ -9,6 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/search/searcher.h"
+#include "server/search/stopping.h"
 
 namespace rung::search {
 namespace {
@@ -301,4 +302,34 @@ TEST(MedianTest, MaximizeAndFailedTrialsDoNotSetTheBar) {
 }
 
 }  // namespace
+// A rung of thousands of results (kept in blocks, for speed at a million trials) decides as the
+// rule says: a trial goes on only if fewer than ceil(n / eta) of the n results there, its own
+// among them, are strictly better. Checked against a plain count, through a snapshot too.
+TEST(StoppingTest, ARungOfThousandsOfResultsDecidesAsAPlainCountWould) {
+  Config c = Base(Stopping::Rule::kAsha, Goal::kMinimize, 5000);
+  auto rule = NewRungRule(c, /*hyperband=*/false);
+  std::vector<double> seen;
+  uint64_t x = 12345;
+  int stops = 0;
+  for (int i = 0; i < 5000; ++i) {
+    rule->OnCreate(i);
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    const double v = static_cast<double>(x >> 40 & 1023);  // many ties
+    seen.push_back(v);
+    int better = 0;
+    for (double s : seen) better += s < v;
+    const int keep = (static_cast<int>(seen.size()) + 2) / 3;
+    const bool stop = rule->OnReport({i, 1, v}).has_value();
+    ASSERT_EQ(stop, better >= keep) << "trial " << i;
+    stops += stop;
+    if (i == 2500) {
+      std::vector<std::string> lines;
+      rule->Save(&lines);
+      rule = NewRungRule(c, false);
+      ASSERT_TRUE(rule->Load(lines));
+    }
+  }
+  EXPECT_GT(stops, 1000);
+}
+
 }  // namespace rung::search

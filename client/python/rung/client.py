@@ -290,9 +290,19 @@ class Client:
     def resume(self, experiment_id):
         return Experiment(self._call("ResumeExperiment", pb.ExperimentRequest(id=experiment_id), retry=False))
 
-    def trials(self, experiment_id):
-        resp = self._call("ListTrials", pb.ListTrialsRequest(experiment_id=experiment_id))
-        return [Trial(t) for t in resp.trials]
+    def trials(self, experiment_id, sort="", limit=0):
+        """The experiment's trials: all of them in index order, or the first `limit` ordered
+        by the metric `sort` (best first for an objective, "-NAME" reverses)."""
+        out, page = [], ""
+        while True:
+            req = pb.ListTrialsRequest(experiment_id=experiment_id, sort=sort, page=page)
+            if limit > 0:
+                req.limit = limit - len(out)
+            resp = self._call("ListTrials", req)
+            out.extend(Trial(t) for t in resp.trials)
+            page = resp.next_page
+            if not page or (limit > 0 and len(out) >= limit):
+                return out
 
     def trial(self, trial_id):
         return Trial(self._call("GetTrial", pb.GetTrialRequest(id=trial_id)))

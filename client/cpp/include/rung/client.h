@@ -305,6 +305,15 @@ std::string FormatParams(const std::map<std::string, ParamValue>& params);
 // experiment with several objectives; "-" before it has one.
 std::string FormatResult(const Experiment& experiment, const Trial& trial);
 
+// Which trials Client::ListTrials returns, and in what order.
+struct TrialQuery {
+  // A metric to order by: best first for an objective, ascending for another, "-NAME"
+  // reverses; trials without it last. Empty: by index.
+  std::string sort;
+  int limit = 0;               // at most this many (0: all)
+  bool with_failures = false;  // only trials that failed or had a failed attempt
+};
+
 class Client {
  public:
   // The most YAML a spec may have (rungd refuses more); CreateExperiment checks it first.
@@ -330,7 +339,9 @@ class Client {
   absl::StatusOr<Experiment> CancelExperiment(const std::string& id);
   absl::StatusOr<Experiment> PauseExperiment(const std::string& id);
   absl::StatusOr<Experiment> ResumeExperiment(const std::string& id);
-  absl::StatusOr<std::vector<Trial>> ListTrials(const std::string& experiment_id);
+  // The experiment's trials: every one in index order, or as `query` says.
+  absl::StatusOr<std::vector<Trial>> ListTrials(const std::string& experiment_id,
+                                                const TrialQuery& query = TrialQuery());
   absl::StatusOr<Trial> GetTrial(const std::string& trial_id);
   // Every report the trial made, all attempts, in order.
   absl::StatusOr<std::vector<rung::Report>> TrialMetrics(const std::string& trial_id);
