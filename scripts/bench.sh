@@ -45,3 +45,6 @@ bash bench/web.sh "$bin" 10000 100
 # Population-based training (issue 17): pbt against ASHA and random search on the digits, the
 # same epochs each, 10 seeds (about 3 minutes).
 bash bench/pbt.sh "$bin" 10
+# A million trials (issue 18): restart, memory and reads; the data folder is written once
+# (about 10 minutes) and kept in /var/tmp/rung-scale.
+RUNG_BUILD_DIR="$bin" RUNG_NO_BUILD=1 bash bench/scale.sh 1000000
