@@ -61,8 +61,16 @@ bool TrialTable::ReadSummary(absl::string_view record, int* index, Summary* s) c
     return true;
   };
   // The numbers of the fields of v1::Trial it reads (types.proto).
-  enum : int { kIndex = 3, kState = 5, kResult = 9, kHasResult = 10, kLastMetrics = 19,
-               kFailures = 22, kResults = 30, kInfeasible = 31 };
+  enum : int {
+    kIndex = 3,
+    kState = 5,
+    kResult = 9,
+    kHasResult = 10,
+    kLastMetrics = 19,
+    kFailures = 22,
+    kResults = 30,
+    kInfeasible = 31
+  };
   while (uint32_t tag = in.ReadTag()) {
     const int field = static_cast<int>(WireFormatLite::GetTagFieldNumber(tag));
     const auto type = WireFormatLite::GetTagWireType(tag);
@@ -82,7 +90,8 @@ bool TrialTable::ReadSummary(absl::string_view record, int* index, Summary* s) c
     } else if (field == kResults && (type == WireFormatLite::WIRETYPE_FIXED64 ||
                                      type == WireFormatLite::WIRETYPE_LENGTH_DELIMITED)) {
       uint32_t size = 8;
-      if (type == WireFormatLite::WIRETYPE_LENGTH_DELIMITED && !in.ReadVarint32(&size)) return false;
+      if (type == WireFormatLite::WIRETYPE_LENGTH_DELIMITED && !in.ReadVarint32(&size))
+        return false;
       for (uint32_t k = 0; k < size / 8; ++k) {
         double d;
         if (!read_double(&d)) return false;
@@ -165,7 +174,8 @@ void TrialTable::ForEach(const std::function<void(const v1::Trial&)>& f) const {
 }
 
 const v1::Trial* TrialTable::Live(int index) const {
-  return index >= 1 && index <= size() ? slots_[static_cast<size_t>(index - 1)].live.get() : nullptr;
+  return index >= 1 && index <= size() ? slots_[static_cast<size_t>(index - 1)].live.get()
+                                       : nullptr;
 }
 
 v1::Trial TrialTable::Copy(int index) const {
