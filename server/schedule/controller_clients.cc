@@ -323,24 +323,20 @@ absl::StatusOr<v1::ReplaySearchResponse> Controller::ReplaySearch(
     const std::string& experiment_id) {
   v1::ExperimentSpec spec;
   std::string snapshot;
-  int64_t end;
+  std::vector<Store::JournalRecord> records;
   {
     absl::MutexLock l(&mu_);
     ExperimentRun* run = FindRunLocked(experiment_id);
     if (run == nullptr) return NoExperiment(experiment_id);
     spec = run->spec();
-    // Every journal entry before `end` is written (changes are written under mu_), and the
-    // replay of them must end where the live searcher is now.
+    // The journal as it is written now (changes are written under mu_: a checkpoint cannot
+    // drop its beginning meanwhile), and the live searcher that its replay must end in.
     snapshot = run->SearcherSnapshot();
-    end = run->journal_end();
+    RETURN_IF_ERROR(store_->GetJournal(experiment_id, 0, &records));
   }
-  std::vector<Store::JournalRecord> records;
-  RETURN_IF_ERROR(store_->GetJournal(experiment_id, 0, &records));
   std::vector<search::JournalEntry> journal;
-  for (Store::JournalRecord& r : records) {
-    if (r.seq >= end) break;
+  for (Store::JournalRecord& r : records)
     journal.push_back({std::move(r.call), std::move(r.answer)});
-  }
   v1::ReplaySearchResponse out;
   int64_t replayed = 0;
   const absl::Status s = search::Replay(SearchConfig(spec), journal, snapshot, &replayed);

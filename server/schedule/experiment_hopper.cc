@@ -26,15 +26,16 @@ void ExperimentRun::HopperSync(Change* c) {
   bool changed = false;
   for (int index = 1; index <= trials_.size(); ++index) {
     if (!trials_.Has(index)) continue;
-    if (trials_.Packed(index)) {  // ended
+    if (trials_.Packed(index) && hopper_->running(index) < 0) {  // ended, no unit open
       if (!hopper_->removed(index)) {
         hopper_->Remove(index);
         changed = true;
       }
       continue;
     }
-    Trial& t = *trials_.Get(index);
-    if (t.id().empty()) continue;
+    Trial* unpacked = trial(index);  // packed again once ended, if it is
+    if (unpacked == nullptr) continue;
+    Trial& t = *unpacked;
     const int running = hopper_->running(t.index());
     if (running >= 0 && !TrialActive(t.state())) {
       // Its unit did not train (a failure, a lost worker, a pause or a stop): it runs again

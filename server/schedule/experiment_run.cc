@@ -175,7 +175,7 @@ absl::StatusOr<std::unique_ptr<ExperimentRun>> ExperimentRun::Load(
   RETURN_IF_ERROR(searcher_loaded_ok);
   RETURN_IF_ERROR(trials);
   const absl::Time searcher_loaded = began + run->searcher_load_time_;
-  run->ended_.clear();
+  run->ended_ = {};  // packed already (and its capacity goes)
   Log(LogLevel::kInfo,
       absl::StrCat(
           id, ": loaded ", run->trials_.size(), " trials in ",

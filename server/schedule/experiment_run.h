@@ -186,10 +186,9 @@ class ExperimentRun {
   // Why no connected worker can run its trials (empty when one can); written when it changes.
   void SetUnschedulable(const std::string& why, Change* c);
 
-  // The searcher's state now, and the journal entry its next call will write: a replay of the
-  // journal up to there must end in that state (`rung admin replay`).
+  // The searcher's state now: a replay of its journal as written must end in it (`rung admin
+  // replay`).
   std::string SearcherSnapshot() const { return searcher_->Snapshot(); }
-  int64_t journal_end() const { return journal_next_; }
 
  private:
   std::vector<search::Action> Search(const search::Event& event, Change* c);
