@@ -5,12 +5,14 @@
 # overhead a trial a slot ((wall - N * D / SLOTS) * SLOTS / N: the time a slot spends on
 # anything but sleeping, per trial), and the gap from a trial's process exit to the next
 # trial's start on the same slot (p50, p99), from rungd's records.
-#   bash bench/overhead.sh [BIN_DIR [TRIALS [SLOTS]]]     (default build, 640, 32)
+#   bash bench/overhead.sh [BIN_DIR [TRIALS [SLOTS [DURATIONS]]]]
+#   (default build, 640, 32, "0.1 1")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$(realpath "${1:-build}")
 trials=${2:-640}
 slots=${3:-32}
+durations=${4:-0.1 1}
 work=$(mktemp -d /tmp/rung-overhead-XXXXXX)
 cleanup() { { pkill -KILL -P $$ || true; wait || true; } 2>/dev/null; [ -n "${RUNG_KEEP:-}" ] || rm -rf "$work"; }
 trap cleanup EXIT
@@ -20,7 +22,7 @@ bench_cluster "$work" "$slots"
 rung() { "$bin/client/rung" --addr "$addr" "$@"; }
 echo "overhead: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(date +%F); $trials trials on $slots slots"
 
-for d in 0.1 1; do
+for d in $durations; do
   # The floor: the same processes, started by xargs as fast as it can.
   start=$(date +%s.%N)
   seq "$trials" | xargs -P "$slots" -I{} sh -c "sleep $d; echo '@rung {\"loss\": 1}' >/dev/null"

@@ -45,6 +45,10 @@ bash bench/web.sh "$bin" 10000 100
 # Population-based training (issue 17): pbt against ASHA and random search on the digits, the
 # same epochs each, 10 seeds (about 3 minutes).
 bash bench/pbt.sh "$bin" 10
+# Per-trial overhead on 32 slots beside xargs (issue 18): 640 trials of 0.1 s and of 1 s, then
+# 10,000 of 0.1 s (about 2 minutes).
+bash bench/overhead.sh "$bin" 640 32
+bash bench/overhead.sh "$bin" 10000 32 0.1
 # A million trials (issue 18): restart, memory and reads; the data folder is written once
 # (about 10 minutes) and kept in /var/tmp/rung-scale.
 RUNG_BUILD_DIR="$bin" RUNG_NO_BUILD=1 bash bench/scale.sh 1000000

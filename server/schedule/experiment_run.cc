@@ -321,7 +321,7 @@ namespace {
 // The searcher state key (s/) names the journal entry of the latest checkpoint.
 constexpr absl::string_view kCheckpointAt = "checkpoint ";
 // Checkpoints come no closer than this much journal apart.
-constexpr int64_t kCheckpointMinBytes = 64 << 10;
+constexpr int64_t kCheckpointMinBytes = 16 << 10;
 }  // namespace
 
 void ExperimentRun::Journal(const std::string& call, const std::string& answer, Change* c) {

@@ -199,7 +199,9 @@ trial:
   }
   EXPECT_GT(stopped, 0) << "ASHA stopped nothing: the harness did not exercise early stopping";
 
-  // The searcher decided exactly what an uninterrupted searcher decides from the same events.
+  // The searcher decided exactly what an uninterrupted searcher decides from the same events:
+  // the journal kept since the older of its last two checkpoints replays identically, through
+  // the checkpoints, to the live searcher's state (restarts restored it from a checkpoint).
   auto admin =
       v1::AdminService::NewStub(grpc::CreateChannel(c.addr(), grpc::InsecureChannelCredentials()));
   v1::ReplaySearchRequest req;
@@ -208,7 +210,7 @@ trial:
   grpc::ClientContext ctx;
   ASSERT_TRUE(admin->ReplaySearch(&ctx, req, &replay).ok());
   EXPECT_TRUE(replay.identical()) << replay.mismatch();
-  EXPECT_GT(replay.entries(), max_trials);
+  EXPECT_GT(replay.entries(), 0);
   std::printf(
       "fault test: survived %d kills of rungd and %d of a worker; %d trials (%d stopped early), "
       "%zu attempts launched, %zu metric points checked, %lld searcher decisions replayed "
