@@ -268,7 +268,7 @@ absl::StatusOr<v1::GetCurvesResponse> Controller::GetCurves(const v1::GetCurvesR
     if (run == nullptr) return NoExperiment(req.experiment_id());
     const v1::ExperimentSpec& spec = run->spec();
     if (metric.empty()) {
-      metric = spec.objectives_size() > 0 ? spec.objectives(0).metric() : spec.objective().metric();
+      metric = FirstObjectiveMetric(spec);
     }
     if (!spec.resource().metric().empty()) x_metric = spec.resource().metric();
   }

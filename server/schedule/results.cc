@@ -14,6 +14,10 @@ namespace rung {
 
 using v1::Trial;
 
+const std::string& FirstObjectiveMetric(const v1::ExperimentSpec& spec) {
+  return spec.objectives_size() > 0 ? spec.objectives(0).metric() : spec.objective().metric();
+}
+
 bool Better(v1::Objective::Goal goal, double a, double b) {
   return goal == v1::Objective::MAXIMIZE ? a > b : a < b;
 }

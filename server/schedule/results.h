@@ -14,6 +14,9 @@
 
 namespace rung {
 
+// The metric of the objective, or of the first of several.
+const std::string& FirstObjectiveMetric(const v1::ExperimentSpec& spec);
+
 // Whether `a` is a better objective value than `b`.
 bool Better(v1::Objective::Goal goal, double a, double b);
 
